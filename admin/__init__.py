@@ -1,0 +1,5 @@
+"""Sirius admin."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

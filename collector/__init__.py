@@ -1,0 +1,5 @@
+"""Sirius collector."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Sirius flight."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,64 @@
+"""Lakehouse configuration, resolved once: explicit argument, then environment, then default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import _environment_variables as env
+from ._exceptions import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class LakehouseConfig:
+    """Where the lakehouse lives.
+
+    Attributes:
+        sql_connection_string: PostgreSQL URI (``postgresql://…``).
+        object_store_uri: ``file:///path`` or ``s3://bucket/prefix``.
+        retention_days: how long data is kept.
+    """
+
+    sql_connection_string: str
+    object_store_uri: str
+    retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        if not self.sql_connection_string.startswith(("postgres://", "postgresql://")):
+            msg = f"{env.MICROMEGAS_SQL_CONNECTION_STRING} must be a postgresql:// URI"
+            raise ConfigurationError(msg)
+        if not self.object_store_uri.startswith(("file://", "s3://")):
+            msg = f"{env.MICROMEGAS_OBJECT_STORE_URI} must start with file:// or s3://, got {self.object_store_uri!r}"
+            raise ConfigurationError(msg)
+        if self.retention_days <= 0:
+            msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be positive"
+            raise ConfigurationError(msg)
+
+    @classmethod
+    def resolve(
+        cls,
+        sql_connection_string: str | None = None,
+        object_store_uri: str | None = None,
+        retention_days: int | None = None,
+    ) -> LakehouseConfig:
+        """Build the configuration from arguments, falling back to the environment.
+
+        Raises:
+            ConfigurationError: when a required setting is absent or malformed.
+        """
+        dsn = sql_connection_string or os.environ.get(env.MICROMEGAS_SQL_CONNECTION_STRING)
+        uri = object_store_uri or os.environ.get(env.MICROMEGAS_OBJECT_STORE_URI)
+        if not dsn:
+            msg = f"no PostgreSQL: set {env.MICROMEGAS_SQL_CONNECTION_STRING}"
+            raise ConfigurationError(msg)
+        if not uri:
+            msg = f"no object store: set {env.MICROMEGAS_OBJECT_STORE_URI}"
+            raise ConfigurationError(msg)
+        if retention_days is None:
+            raw = os.environ.get(env.MICROMEGAS_RETENTION_DAYS, "90")
+            try:
+                retention_days = int(raw)
+            except ValueError as exc:
+                msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be an integer, got {raw!r}"
+                raise ConfigurationError(msg) from exc
+        return cls(dsn, uri, retention_days)

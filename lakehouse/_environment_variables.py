@@ -1,0 +1,24 @@
+"""Environment variables read by ``sirius.lakehouse``: one documented constant each (Micromegas names)."""
+
+from __future__ import annotations
+
+MICROMEGAS_SQL_CONNECTION_STRING = "MICROMEGAS_SQL_CONNECTION_STRING"
+"""PostgreSQL URI of the data lake and lakehouse metadata."""
+
+MICROMEGAS_OBJECT_STORE_URI = "MICROMEGAS_OBJECT_STORE_URI"
+"""Object-store root: ``file:///path`` or ``s3://bucket/prefix``."""
+
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+"""S3 endpoint for MinIO or another S3-protocol server (default: AWS)."""
+
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+"""S3 access key."""
+
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+"""S3 secret key."""
+
+AWS_REGION = "AWS_REGION"
+"""S3 region (default ``us-east-1``)."""
+
+MICROMEGAS_RETENTION_DAYS = "MICROMEGAS_RETENTION_DAYS"
+"""Days of data kept by the retention pass (default 90)."""

@@ -1,0 +1,5 @@
+"""Build hook for the cffi extension; all metadata lives in pyproject.toml."""
+
+from setuptools import setup
+
+setup(cffi_modules=["tracing/_native_build.py:ffibuilder"])

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real PostgreSQL database per test, a real S3 server (moto), env scrubbing.
+
+PostgreSQL: the server on 127.0.0.1:5432 when one answers (as in CI); otherwise an embedded one
+started the same way ``sirius up`` does, so the README's test command works on a fresh machine.
+Each test gets its own database (unique name) that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's MICROMEGAS_* / SIRIUS_* / OTEL_* settings."""
+    for name in list(os.environ):
+        if name.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL server's maintenance database (system one, else embedded)."""
+    if _port_open("127.0.0.1", 5432):
+        yield SYSTEM_PG
+        return
+    from sirius.admin import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="sirius-test-pg-") as tmp:
+        server = EmbeddedPostgres(os.path.join(tmp, "pg"))
+        server.start()
+        try:
+            yield server.dsn
+        finally:
+            server.stop()
+
+
+async def _admin_execute(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture
+def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"sirius_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin_execute(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(pg_admin_dsn, name)
+    finally:
+        asyncio.run(_admin_execute(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto S3 server running in this process."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the S3 settings at moto and return a fresh ``s3://bucket/prefix`` URI (bucket created)."""
+    from minio import Minio
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = f"sirius-{uuid.uuid4().hex[:10]}"
+    client = Minio(s3_endpoint.removeprefix("http://"), "testing", "testing", secure=False, region="us-east-1")
+    client.make_bucket(bucket)
+    return f"s3://{bucket}/lake"

@@ -1,0 +1,350 @@
+"""Micromegas ingestion bodies: ``ProcessInfo``, ``StreamInfo``, ``Block`` and the block payload.
+
+Each is one CBOR map keyed by the Rust field names (``micromegas-wire.md`` §2). UUIDs travel as
+hyphenated text and times as RFC 3339 text; here times are integer Unix nanoseconds so nothing
+is lost to ``datetime``'s microseconds. Decoders validate every field and raise
+``WireFormatError`` with a reason; unknown keys are ignored as serde does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+import lz4.frame
+
+from ._exceptions import WireFormatError
+from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from ._udt import UserDefinedType, udts_from_value, udts_to_value
+
+TRANSIT_FORMAT = "micromegas-transit"
+"""``streams.format`` of native transit streams."""
+
+_I64 = (-(2**63), 2**63 - 1)
+_I32 = (-(2**31), 2**31 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A process as registered by ``POST /ingestion/insert_process``."""
+
+    process_id: uuid.UUID
+    exe: str
+    username: str
+    realname: str
+    computer: str
+    distro: str
+    cpu_brand: str
+    tsc_frequency: int
+    start_time_ns: int
+    start_ticks: int
+    parent_process_id: uuid.UUID | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A stream as registered by ``POST /ingestion/insert_stream``."""
+
+    process_id: uuid.UUID
+    stream_id: uuid.UUID
+    dependencies_metadata: tuple[UserDefinedType, ...]
+    objects_metadata: tuple[UserDefinedType, ...]
+    tags: tuple[str, ...]
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPayload:
+    """The two queues of a block: LZ4-frame transit buffers (or raw bytes for OTLP streams)."""
+
+    dependencies: bytes
+    objects: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block as sent by ``POST /ingestion/insert_block``; ticks are relative to ``start_ticks``."""
+
+    block_id: uuid.UUID
+    stream_id: uuid.UUID
+    process_id: uuid.UUID
+    begin_time_ns: int
+    begin_ticks: int
+    end_time_ns: int
+    end_ticks: int
+    payload: BlockPayload
+    object_offset: int
+    nb_objects: int
+
+
+# ---------------------------------------------------------------------------------------------
+# encoding
+
+
+def process_info_to_cbor(info: ProcessInfo) -> bytes:
+    """Encode a ``ProcessInfo`` body (keys in Rust declaration order)."""
+    return cbor2.dumps(
+        {
+            "process_id": str(info.process_id),
+            "exe": info.exe,
+            "username": info.username,
+            "realname": info.realname,
+            "computer": info.computer,
+            "distro": info.distro,
+            "cpu_brand": info.cpu_brand,
+            "tsc_frequency": info.tsc_frequency,
+            "start_time": format_rfc3339_ns(info.start_time_ns),
+            "start_ticks": info.start_ticks,
+            "parent_process_id": str(info.parent_process_id) if info.parent_process_id else None,
+            "properties": dict(info.properties),
+        }
+    )
+
+
+def stream_info_to_cbor(info: StreamInfo) -> bytes:
+    """Encode a ``StreamInfo`` body."""
+    return cbor2.dumps(
+        {
+            "process_id": str(info.process_id),
+            "stream_id": str(info.stream_id),
+            "dependencies_metadata": udts_to_value(info.dependencies_metadata),
+            "objects_metadata": udts_to_value(info.objects_metadata),
+            "tags": list(info.tags),
+            "properties": dict(info.properties),
+        }
+    )
+
+
+def payload_to_cbor(payload: BlockPayload) -> bytes:
+    """Encode a ``BlockPayload``: the exact bytes stored at ``blobs/{p}/{s}/{b}``."""
+    return cbor2.dumps({"dependencies": bytes(payload.dependencies), "objects": bytes(payload.objects)})
+
+
+def block_to_cbor(block: Block) -> bytes:
+    """Encode a ``Block`` body (payload as byte strings, the current form)."""
+    return cbor2.dumps(
+        {
+            "block_id": str(block.block_id),
+            "stream_id": str(block.stream_id),
+            "process_id": str(block.process_id),
+            "begin_time": format_rfc3339_ns(block.begin_time_ns),
+            "begin_ticks": block.begin_ticks,
+            "end_time": format_rfc3339_ns(block.end_time_ns),
+            "end_ticks": block.end_ticks,
+            "payload": {"dependencies": bytes(block.payload.dependencies), "objects": bytes(block.payload.objects)},
+            "object_offset": block.object_offset,
+            "nb_objects": block.nb_objects,
+        }
+    )
+
+
+def compress_queue(buffer: bytes) -> bytes:
+    """LZ4-frame-compress a transit queue at the fast default level (environment.md §9)."""
+    return lz4.frame.compress(buffer)
+
+
+def decompress_queue(data: bytes) -> bytes:
+    """Decompress one LZ4-frame queue.
+
+    Raises:
+        WireFormatError: on a truncated or corrupt frame.
+    """
+    if not data:
+        return b""
+    try:
+        return lz4.frame.decompress(data)
+    except Exception as exc:  # lz4 raises RuntimeError for corrupt frames
+        msg = f"payload is not a valid LZ4 frame: {exc}"
+        raise WireFormatError(msg) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def _loads_map(data: bytes, what: str) -> dict[Any, Any]:
+    if not data:
+        msg = f"{what}: empty body"
+        raise WireFormatError(msg)
+    try:
+        value = cbor2.loads(data)
+    except Exception as exc:  # CBORDecodeError, ValueError, OverflowError, RecursionError …
+        msg = f"{what}: malformed CBOR ({exc})"
+        raise WireFormatError(msg) from exc
+    if not isinstance(value, dict):
+        msg = f"{what}: body must be a CBOR map, got {type(value).__name__}"
+        raise WireFormatError(msg)
+    return value
+
+
+def _get(obj: dict[Any, Any], key: str, what: str) -> Any:
+    if key not in obj:
+        msg = f"{what}: missing field {key!r}"
+        raise WireFormatError(msg)
+    return obj[key]
+
+
+def _text(obj: dict[Any, Any], key: str, what: str) -> str:
+    value = _get(obj, key, what)
+    if not isinstance(value, str):
+        msg = f"{what}: {key!r} must be text, got {type(value).__name__}"
+        raise WireFormatError(msg)
+    return value
+
+
+def _int(obj: dict[Any, Any], key: str, what: str, bounds: tuple[int, int] = _I64) -> int:
+    value = _get(obj, key, what)
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"{what}: {key!r} must be an integer, got {type(value).__name__}"
+        raise WireFormatError(msg)
+    if not bounds[0] <= value <= bounds[1]:
+        msg = f"{what}: {key!r} out of range: {value}"
+        raise WireFormatError(msg)
+    return value
+
+
+def _uuid(obj: dict[Any, Any], key: str, what: str) -> uuid.UUID:
+    text = _text(obj, key, what)
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        msg = f"{what}: {key!r} is not a UUID: {text!r}"
+        raise WireFormatError(msg) from exc
+
+
+def _time_ns(obj: dict[Any, Any], key: str, what: str) -> int:
+    text = _text(obj, key, what)
+    try:
+        return parse_rfc3339_ns(text)
+    except ValueError as exc:
+        msg = f"{what}: {key!r}: {exc}"
+        raise WireFormatError(msg) from exc
+
+
+def _properties(obj: dict[Any, Any], key: str, what: str) -> dict[str, str]:
+    value = obj.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        msg = f"{what}: {key!r} must be a map of text to text"
+        raise WireFormatError(msg)
+    return value
+
+
+def _bytes_field(obj: dict[Any, Any], key: str, what: str) -> bytes:
+    value = _get(obj, key, what)
+    if isinstance(value, bytes):
+        return value
+    # Legacy producers sent Vec<u8> as an array of integers, one per byte (serde default).
+    if isinstance(value, list):
+        try:
+            return bytes(value)
+        except (TypeError, ValueError) as exc:
+            msg = f"{what}: {key!r} integer array holds a non-byte value"
+            raise WireFormatError(msg) from exc
+    msg = f"{what}: {key!r} must be a byte string or an array of bytes, got {type(value).__name__}"
+    raise WireFormatError(msg)
+
+
+def process_info_from_cbor(data: bytes) -> ProcessInfo:
+    """Decode and validate a ``ProcessInfo`` body.
+
+    Raises:
+        WireFormatError: with the reason, for any malformed or missing field.
+    """
+    what = "insert_process"
+    obj = _loads_map(data, what)
+    parent = obj.get("parent_process_id")
+    if parent in (None, ""):
+        parent_id = None
+    else:
+        parent_id = _uuid(obj, "parent_process_id", what)
+    return ProcessInfo(
+        process_id=_uuid(obj, "process_id", what),
+        exe=_text(obj, "exe", what),
+        username=_text(obj, "username", what),
+        realname=_text(obj, "realname", what),
+        computer=_text(obj, "computer", what),
+        distro=_text(obj, "distro", what),
+        cpu_brand=_text(obj, "cpu_brand", what),
+        tsc_frequency=_int(obj, "tsc_frequency", what),
+        start_time_ns=_time_ns(obj, "start_time", what),
+        start_ticks=_int(obj, "start_ticks", what),
+        parent_process_id=parent_id,
+        properties=_properties(obj, "properties", what),
+    )
+
+
+def stream_info_from_cbor(data: bytes) -> StreamInfo:
+    """Decode and validate a ``StreamInfo`` body.
+
+    Raises:
+        WireFormatError: with the reason, for any malformed or missing field.
+    """
+    what = "insert_stream"
+    obj = _loads_map(data, what)
+    tags = obj.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        msg = f"{what}: 'tags' must be an array of text"
+        raise WireFormatError(msg)
+    try:
+        deps = udts_from_value(_get(obj, "dependencies_metadata", what))
+        objs = udts_from_value(_get(obj, "objects_metadata", what))
+    except WireFormatError as exc:
+        msg = f"{what}: {exc}"
+        raise WireFormatError(msg) from exc
+    return StreamInfo(
+        process_id=_uuid(obj, "process_id", what),
+        stream_id=_uuid(obj, "stream_id", what),
+        dependencies_metadata=deps,
+        objects_metadata=objs,
+        tags=tuple(tags),
+        properties=_properties(obj, "properties", what),
+    )
+
+
+def payload_from_value(value: Any, what: str = "payload") -> BlockPayload:
+    """Build a ``BlockPayload`` from its decoded CBOR map (byte strings or legacy int arrays)."""
+    if not isinstance(value, dict):
+        msg = f"{what}: must be a map with 'dependencies' and 'objects'"
+        raise WireFormatError(msg)
+    return BlockPayload(
+        dependencies=_bytes_field(value, "dependencies", what),
+        objects=_bytes_field(value, "objects", what),
+    )
+
+
+def payload_from_cbor(data: bytes) -> BlockPayload:
+    """Decode a stored payload object (``blobs/{p}/{s}/{b}``)."""
+    return payload_from_value(_loads_map(data, "payload"))
+
+
+def block_from_cbor(data: bytes) -> Block:
+    """Decode and validate a ``Block`` body.
+
+    Raises:
+        WireFormatError: with the reason, for any malformed, missing or inconsistent field.
+    """
+    what = "insert_block"
+    obj = _loads_map(data, what)
+    block = Block(
+        block_id=_uuid(obj, "block_id", what),
+        stream_id=_uuid(obj, "stream_id", what),
+        process_id=_uuid(obj, "process_id", what),
+        begin_time_ns=_time_ns(obj, "begin_time", what),
+        begin_ticks=_int(obj, "begin_ticks", what),
+        end_time_ns=_time_ns(obj, "end_time", what),
+        end_ticks=_int(obj, "end_ticks", what),
+        payload=payload_from_value(_get(obj, "payload", what), f"{what}: payload"),
+        object_offset=_int(obj, "object_offset", what),
+        nb_objects=_int(obj, "nb_objects", what, _I32),
+    )
+    if block.nb_objects < 0 or block.object_offset < 0:
+        msg = f"{what}: negative nb_objects or object_offset"
+        raise WireFormatError(msg)
+    if block.end_time_ns < block.begin_time_ns:
+        msg = f"{what}: end_time is before begin_time"
+        raise WireFormatError(msg)
+    return block

@@ -1,0 +1,1 @@
+int sirius_native_abi_version(void);

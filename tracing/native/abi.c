@@ -1,0 +1,3 @@
+/* ABI version of the native extension, checked by the Python binding at import. */
+#include "sirius_native.h"
+int sirius_native_abi_version(void) { return 1; }
