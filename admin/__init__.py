@@ -1,5 +1,8 @@
-"""Sirius admin."""
+"""Sirius administration: the ``sirius`` CLI, ``sirius up`` and the embedded PostgreSQL."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._embedded_postgres import EmbeddedPostgres
+from ._exceptions import AdminError, EmbeddedPostgresError
+
+__all__ = ["AdminError", "EmbeddedPostgres", "EmbeddedPostgresError"]

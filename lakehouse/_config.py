@@ -34,6 +34,19 @@ class LakehouseConfig:
             msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be positive"
             raise ConfigurationError(msg)
 
+    @staticmethod
+    def resolve_dsn(sql_connection_string: str | None = None) -> str:
+        """Return the PostgreSQL URI from the argument or ``MICROMEGAS_SQL_CONNECTION_STRING``.
+
+        Raises:
+            ConfigurationError: when neither is set.
+        """
+        dsn = sql_connection_string or os.environ.get(env.MICROMEGAS_SQL_CONNECTION_STRING)
+        if not dsn:
+            msg = f"no PostgreSQL: set {env.MICROMEGAS_SQL_CONNECTION_STRING}"
+            raise ConfigurationError(msg)
+        return dsn
+
     @classmethod
     def resolve(
         cls,
@@ -46,11 +59,8 @@ class LakehouseConfig:
         Raises:
             ConfigurationError: when a required setting is absent or malformed.
         """
-        dsn = sql_connection_string or os.environ.get(env.MICROMEGAS_SQL_CONNECTION_STRING)
+        dsn = cls.resolve_dsn(sql_connection_string)
         uri = object_store_uri or os.environ.get(env.MICROMEGAS_OBJECT_STORE_URI)
-        if not dsn:
-            msg = f"no PostgreSQL: set {env.MICROMEGAS_SQL_CONNECTION_STRING}"
-            raise ConfigurationError(msg)
         if not uri:
             msg = f"no object store: set {env.MICROMEGAS_OBJECT_STORE_URI}"
             raise ConfigurationError(msg)

@@ -45,6 +45,7 @@ def pg_admin_dsn() -> Iterator[str]:
     from sirius.admin import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="sirius-test-pg-") as tmp:
+        os.chmod(tmp, 0o755)  # the postgres OS user must traverse it when we run as root
         server = EmbeddedPostgres(os.path.join(tmp, "pg"))
         server.start()
         try:
@@ -109,3 +110,61 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     client = Minio(s3_endpoint.removeprefix("http://"), "testing", "testing", secure=False, region="us-east-1")
     client.make_bucket(bucket)
     return f"s3://{bucket}/lake"
+
+
+class StackThread:
+    """A ``sirius.admin`` Stack running on its own event loop in a background thread.
+
+    Tests talk to it over real sockets and use ``call`` to run coroutines (database checks)
+    on the stack's loop, next to its pool.
+    """
+
+    def __init__(self, options: object) -> None:
+        import threading
+
+        from sirius.admin._stack import Stack
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="stack-loop", daemon=True)
+        self._thread.start()
+        self.stack = Stack(options)  # type: ignore[arg-type]
+        self.endpoints = self.call(self.stack.start())
+        self.url = self.endpoints[0].url
+
+    def call(self, coro: object, timeout: float = 60.0) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        try:
+            self.call(self.stack.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture
+def stack_factory(pg_dsn: str, tmp_path: object) -> Iterator[object]:
+    """Build running stacks over this test's database: ``stack_factory(object_store_uri=None, **options)``."""
+    from pathlib import Path
+
+    from sirius.admin._stack import StackOptions
+
+    started: list[StackThread] = []
+
+    def make(object_store_uri: str | None = None, **options: object) -> StackThread:
+        data_dir = Path(str(tmp_path)) / f"stack{len(started)}"
+        opts = StackOptions(
+            data_dir=data_dir,
+            ingestion_port=0,
+            sql_connection_string=pg_dsn,
+            object_store_uri=object_store_uri,
+            **options,  # type: ignore[arg-type]
+        )
+        stack = StackThread(opts)
+        started.append(stack)
+        return stack
+
+    yield make
+    for stack in reversed(started):
+        stack.close()

@@ -257,10 +257,7 @@ def process_info_from_cbor(data: bytes) -> ProcessInfo:
     what = "insert_process"
     obj = _loads_map(data, what)
     parent = obj.get("parent_process_id")
-    if parent in (None, ""):
-        parent_id = None
-    else:
-        parent_id = _uuid(obj, "parent_process_id", what)
+    parent_id = None if parent in (None, "") else _uuid(obj, "parent_process_id", what)
     return ProcessInfo(
         process_id=_uuid(obj, "process_id", what),
         exe=_text(obj, "exe", what),

@@ -1,0 +1,98 @@
+"""Implementations of the ``sirius`` subcommands (the CLI module only parses arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
+from ..lakehouse import LakehouseConfig, LakehouseError, create_pool, migrate, open_object_store
+from ..lakehouse._datalake import DataLake
+from ._exceptions import AdminError
+from ._stack import Stack, StackOptions
+
+_LOG = logging.getLogger("sirius")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch a parsed command line; returns the process exit code."""
+    handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest}
+    try:
+        return asyncio.run(handlers[args.command](args))
+    except (AdminError, LakehouseError, AuthConfigurationError) as exc:
+        print(f"sirius {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _wait_for_stop_signal() -> None:
+    """Return on SIGINT or SIGTERM (Ctrl-C, ``kill``, container stop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _up(args: argparse.Namespace) -> int:
+    options = StackOptions(
+        data_dir=Path(args.data_dir),
+        host=args.host,
+        ingestion_port=args.ingestion_port,
+        disable_auth=args.disable_auth,
+    )
+    stack = Stack(options)
+    endpoints = await stack.start()
+    try:
+        for endpoint in endpoints:
+            print(f"{endpoint.name:<12} {endpoint.url}", flush=True)
+        if args.smoke:
+            from ._smoke import run_smoke
+
+            return await run_smoke(stack)
+        print("sirius is up; Ctrl-C to stop", flush=True)
+        await _wait_for_stop_signal()
+        return 0
+    finally:
+        await stack.stop()
+        print("sirius stopped", flush=True)
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    pool = await create_pool(LakehouseConfig.resolve_dsn(args.sql_connection_string))
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    print("schema is up to date", flush=True)
+    return 0
+
+
+async def _ingest(args: argparse.Namespace) -> int:
+    keys = ApiKeys.from_env()
+    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
+    pool = await create_pool(config.sql_connection_string)
+    store = open_object_store(config.object_store_uri)
+    server: HttpServer | None = None
+    try:
+        # Micromegas services migrate on start; several replicas doing so at once is safe (advisory lock).
+        await migrate(pool)
+        service = IngestionService(DataLake(pool), store, keys)
+        server = HttpServer(service.make_app(), args.host, args.port)
+        port = await server.start()
+        print(f"ingestion    http://{args.host}:{port}", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        if server is not None:
+            await server.stop()
+        await store.close()
+        await pool.close()
+    return 0

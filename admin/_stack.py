@@ -1,0 +1,128 @@
+"""The all-in-one stack behind ``sirius up``: embedded PostgreSQL, migrations, services.
+
+One asyncio loop runs every service of the process. ``Stack.start`` brings them up in
+dependency order and ``Stack.stop`` takes them down in reverse: listeners close first and
+in-flight requests finish, then the pool closes, then the embedded PostgreSQL stops with a fast
+shutdown, so what was acknowledged is on disk and the store is consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..collector import ApiKeys, HttpServer, IngestionService, check_bind_is_safe
+from ..lakehouse import LakehouseConfig, create_pool, migrate, open_object_store
+from ..lakehouse import _environment_variables as lake_env
+from ..lakehouse._datalake import DataLake
+from ._embedded_postgres import EmbeddedPostgres
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StackOptions:
+    """What ``sirius up`` runs and where.
+
+    Attributes:
+        data_dir: embedded database and default object store location.
+        host: bind address of every service.
+        ingestion_port: 0 picks a free port.
+        disable_auth: allow a non-loopback bind without API keys.
+        sql_connection_string: external PostgreSQL; None = embedded (or the env var).
+        object_store_uri: external store; None = ``file://{data_dir}/objects`` (or the env var).
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    ingestion_port: int = 9000
+    disable_auth: bool = False
+    sql_connection_string: str | None = None
+    object_store_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A listening service, as printed by ``sirius up``."""
+
+    name: str
+    url: str
+
+
+@dataclass(slots=True)
+class _Resources:
+    embedded: EmbeddedPostgres | None = None
+    pool: object | None = None
+    store: object | None = None
+    servers: list[HttpServer] = field(default_factory=list)
+
+
+class Stack:
+    """Every Sirius service in this process, over one lakehouse."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.endpoints: list[Endpoint] = []
+        self.config: LakehouseConfig | None = None
+        self.lake: DataLake | None = None
+        self._res = _Resources()
+
+    async def start(self) -> list[Endpoint]:
+        """Start everything; on failure, stop what was started and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.endpoints
+
+    async def _start(self) -> None:
+        opts = self.options
+        keys = ApiKeys.from_env()
+        check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
+        dsn = opts.sql_connection_string or os.environ.get(lake_env.MICROMEGAS_SQL_CONNECTION_STRING)
+        if not dsn:
+            embedded = EmbeddedPostgres(opts.data_dir / "postgres")
+            self._res.embedded = embedded
+            dsn = await asyncio.to_thread(embedded.start)
+        uri = opts.object_store_uri or os.environ.get(lake_env.MICROMEGAS_OBJECT_STORE_URI)
+        if not uri:
+            objects = (opts.data_dir / "objects").resolve()
+            objects.mkdir(parents=True, exist_ok=True)
+            uri = objects.as_uri()
+        self.config = LakehouseConfig.resolve(dsn, uri)
+        pool = await create_pool(dsn)
+        self._res.pool = pool
+        await migrate(pool)
+        store = open_object_store(uri)
+        self._res.store = store
+        self.lake = DataLake(pool)
+        ingestion = IngestionService(self.lake, store, keys)
+        server = HttpServer(ingestion.make_app(), opts.host, opts.ingestion_port)
+        port = await server.start()
+        self._res.servers.append(server)
+        self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
+
+    async def stop(self) -> None:
+        """Stop services (draining requests), close the pool and the store, stop PostgreSQL."""
+        res, self._res = self._res, _Resources()
+        for server in reversed(res.servers):
+            try:
+                await server.stop()
+            except Exception:  # noqa: BLE001 - one failing server must not keep the others running
+                _LOG.exception("stopping a server failed")
+        if res.store is not None:
+            await res.store.close()  # type: ignore[attr-defined]
+        if res.pool is not None:
+            await res.pool.close()  # type: ignore[attr-defined]
+        if res.embedded is not None:
+            await asyncio.to_thread(res.embedded.stop)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

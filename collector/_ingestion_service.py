@@ -1,0 +1,227 @@
+"""The Micromegas ingestion HTTP routes: ``/ingestion/insert_{process,stream,block}``, ``/health``, ``/ready``.
+
+Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
+
+* bodies are CBOR; a malformed or inconsistent body gets 400 with the reason and stores nothing;
+* a 200 means the object is in the store **and** its row is committed; blocks are written
+  object-first, create-only, then the row with ``ON CONFLICT DO NOTHING``, so a retried block
+  yields one row and one object;
+* store failures answer 503 with ``Retry-After`` (the sender retries), never a bare 500;
+* bodies over 100 MiB get 413; Bearer keys from ``MICROMEGAS_API_KEYS`` are enforced when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..lakehouse import LakehouseError
+from ..lakehouse._datalake import DataLake, StreamRecord
+from ..lakehouse._object_store import ObjectStore
+from ..tracing import (
+    TRANSIT_FORMAT,
+    Block,
+    WireFormatError,
+    block_from_cbor,
+    payload_to_cbor,
+    process_info_from_cbor,
+    stream_info_from_cbor,
+)
+from ._auth import ApiKeys
+from ._block_validation import validate_transit_payload
+
+_LOG = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 100 * 1024 * 1024
+READY_TIMEOUT_SECONDS = 2.0
+READY_CACHE_SECONDS = 1.0
+RETRY_AFTER_SECONDS = "1"
+_STREAM_CACHE_SIZE = 10_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def block_object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
+    """Object-store key of a block payload (relative to the store root)."""
+    return f"blobs/{process_id}/{stream_id}/{block_id}"
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.Response(status=400, text=f"Bad request: {reason}")
+
+
+def _unavailable(reason: str) -> web.Response:
+    return web.Response(status=503, text=f"Service unavailable: {reason}", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@dataclass(slots=True)
+class _Readiness:
+    ok: bool = False
+    reason: str = "not probed yet"
+    checked_at: float = float("-inf")
+
+
+class IngestionService:
+    """The ingestion routes over a data lake (PostgreSQL rows) and an object store.
+
+    Args:
+        lake: where process, stream and block rows go.
+        store: where block payloads go.
+        keys: accepted Bearer keys (empty = no authentication).
+        clock: monotonic clock, injected for the readiness cache.
+    """
+
+    def __init__(
+        self,
+        lake: DataLake,
+        store: ObjectStore,
+        keys: ApiKeys | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lake = lake
+        self._store = store
+        self._keys = keys or ApiKeys()
+        self._clock = clock
+        self._ready = _Readiness()
+        self._ready_lock = asyncio.Lock()
+        # Stream rows never change once inserted, so a bounded cache saves a query per block.
+        self._streams: OrderedDict[uuid.UUID, StreamRecord] = OrderedDict()
+
+    def make_app(self) -> web.Application:
+        """Build the aiohttp application with the routes and the auth middleware."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._auth_middleware])
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/ready", self._readiness)
+        app.router.add_post("/ingestion/insert_process", self._insert_process)
+        app.router.add_post("/ingestion/insert_stream", self._insert_stream)
+        app.router.add_post("/ingestion/insert_block", self._insert_block)
+        return app
+
+    def add_routes(self, app: web.Application) -> None:
+        """Hook for other route owners (OTLP/HTTP on the ingestion port) sharing this app."""
+        del app  # nothing yet: OTLP routes are added by their own module
+
+    # -- middleware -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization")
+        if request.path.startswith("/ingestion/") and self._keys.authenticate(authorization) is None:
+            return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    # -- probes ---------------------------------------------------------------------------
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def _readiness(self, _request: web.Request) -> web.Response:
+        ready = await self.probe()
+        if ready.ok:
+            return web.Response(text="READY")
+        return web.Response(status=503, text=f"NOT READY: {ready.reason}", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    async def probe(self) -> _Readiness:
+        """Probe PostgreSQL and the object store (each within 2 s), caching the answer for 1 s."""
+        async with self._ready_lock:
+            if self._clock() - self._ready.checked_at < READY_CACHE_SECONDS:
+                return self._ready
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                    await self._lake.ping()
+                    await self._store.probe()
+            except TimeoutError:
+                self._ready = _Readiness(ok=False, reason="probe timed out", checked_at=self._clock())
+            except LakehouseError as exc:
+                self._ready = _Readiness(ok=False, reason=str(exc), checked_at=self._clock())
+            else:
+                self._ready = _Readiness(ok=True, reason="", checked_at=self._clock())
+            return self._ready
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def _insert_process(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            info = process_info_from_cbor(body)
+        except WireFormatError as exc:
+            return _bad_request(str(exc))
+        try:
+            await self._lake.insert_process(info)
+        except LakehouseError as exc:
+            _LOG.warning("insert_process %s failed: %s", info.process_id, exc)
+            return _unavailable("metadata store error")
+        return web.Response()
+
+    async def _insert_stream(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            info = stream_info_from_cbor(body)
+        except WireFormatError as exc:
+            return _bad_request(str(exc))
+        try:
+            if await self._lake.get_process(info.process_id) is None:
+                return _bad_request(f"unknown process {info.process_id}: insert_process first")
+            await self._lake.insert_stream(info)
+        except LakehouseError as exc:
+            _LOG.warning("insert_stream %s failed: %s", info.stream_id, exc)
+            return _unavailable("metadata store error")
+        return web.Response()
+
+    async def _insert_block(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            block = block_from_cbor(body)
+        except WireFormatError as exc:
+            return _bad_request(str(exc))
+        try:
+            stream = await self._stream(block.stream_id)
+        except LakehouseError as exc:
+            _LOG.warning("stream lookup %s failed: %s", block.stream_id, exc)
+            return _unavailable("metadata store error")
+        problem = self._check_block(block, stream)
+        if problem:
+            return _bad_request(problem)
+        payload = payload_to_cbor(block.payload)
+        key = block_object_key(block.process_id, block.stream_id, block.block_id)
+        try:
+            # Object first, create-only; then the row. A crash in between leaves an orphan
+            # object that the retried request finds and keeps: one object, one row.
+            await self._store.put_if_absent(key, payload)
+            await self._lake.insert_block(block, len(payload))
+        except LakehouseError as exc:
+            _LOG.warning("insert_block %s failed: %s", block.block_id, exc)
+            return _unavailable("storage error")
+        return web.Response()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _stream(self, stream_id: uuid.UUID) -> StreamRecord | None:
+        cached = self._streams.get(stream_id)
+        if cached is not None:
+            self._streams.move_to_end(stream_id)
+            return cached
+        record = await self._lake.get_stream(stream_id)
+        if record is not None:
+            self._streams[stream_id] = record
+            if len(self._streams) > _STREAM_CACHE_SIZE:
+                self._streams.popitem(last=False)
+        return record
+
+    @staticmethod
+    def _check_block(block: Block, stream: StreamRecord | None) -> str | None:
+        if stream is None:
+            return f"unknown stream {block.stream_id}: insert_stream first"
+        if stream.process_id != block.process_id:
+            return f"stream {block.stream_id} belongs to process {stream.process_id}, not {block.process_id}"
+        if stream.format == TRANSIT_FORMAT:
+            return validate_transit_payload(block, stream)
+        return None
