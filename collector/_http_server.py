@@ -6,8 +6,10 @@ binding, port 0 resolution and the drain-on-stop behaviour live in one place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -18,7 +20,9 @@ class HttpServer:
     """One aiohttp application bound to ``host:port``.
 
     ``stop()`` closes the listening socket first, then waits up to ``grace_seconds`` for
-    in-flight requests to finish, so a 200 already promised is never cut off.
+    in-flight requests to finish, so a request already being handled gets its answer. We count
+    in-flight requests ourselves: aiohttp's own shutdown cancels a handler that is still
+    reading its body (observed with aiohttp 3.14), which would cut off an upload mid-way.
     """
 
     def __init__(self, app: web.Application, host: str, port: int, *, grace_seconds: float = 25.0) -> None:
@@ -27,7 +31,25 @@ class HttpServer:
         self._requested_port = port
         self._grace = grace_seconds
         self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        app.middlewares.append(self._track_in_flight)
         self.port: int | None = None
+
+    @web.middleware
+    async def _track_in_flight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0)."""
@@ -47,6 +69,7 @@ class HttpServer:
         site = web.SockSite(runner, sock)
         await site.start()
         self._runner = runner
+        self._site = site
         self.port = sock.getsockname()[1]
         _LOG.debug("listening on %s:%s", self._host, self.port)
         return self.port
@@ -54,5 +77,13 @@ class HttpServer:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (up to the grace period), release resources."""
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        site, self._site = self._site, None
+        if runner is None:
+            return
+        if site is not None:
+            await site.stop()  # no new connections from here on
+        try:
+            await asyncio.wait_for(self._idle.wait(), self._grace)
+        except TimeoutError:
+            _LOG.warning("%d request(s) still running after %.0f s; stopping anyway", self._in_flight, self._grace)
+        await runner.cleanup()
