@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..collector import ApiKeys, HttpServer, IngestionService, check_bind_is_safe
-from ..lakehouse import LakehouseConfig, create_pool, migrate, open_object_store
+from ..lakehouse import LakehouseConfig, ObjectStore, create_pool, migrate, open_object_store
 from ..lakehouse import _environment_variables as lake_env
 from ..lakehouse._datalake import DataLake
 from ._embedded_postgres import EmbeddedPostgres
@@ -105,6 +105,14 @@ class Stack:
         port = await server.start()
         self._res.servers.append(server)
         self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store the services write to (after ``start``)."""
+        if self._res.store is None:
+            msg = "the stack is not started"
+            raise RuntimeError(msg)
+        return self._res.store  # type: ignore[return-value]
 
     async def stop(self) -> None:
         """Stop services (draining requests), close the pool and the store, stop PostgreSQL."""

@@ -372,7 +372,7 @@ async def _migrate_schema(conns: _Connections, schema: _Schema, target: int | No
                 await lock_conn.execute("SELECT pg_advisory_xact_lock($1)", schema.lock_key)
                 version = await _read_version(conn, schema)  # another node may have finished
                 while version < target:
-                    _log.info("upgrading the %s schema from v%d to v%d", schema.name, version, version + 1)
+                    _log.debug("upgrading the %s schema from v%d to v%d", schema.name, version, version + 1)
                     async with conn.transaction():
                         await schema.steps[version](conn)
                         reached = await _read_version(conn, schema)

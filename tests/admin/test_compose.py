@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from sirius.admin.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]

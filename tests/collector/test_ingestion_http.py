@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import cbor2
 import pytest
+
 from sirius.collector import block_object_key
 from sirius.lakehouse import open_object_store
 from sirius.tracing import (

@@ -1,0 +1,211 @@
+"""Ingestion throughput: HTTP service with 8 concurrent clients vs. the same stores written in-process.
+
+For 16 KiB and 1 MiB blocks it sends N valid transit blocks through ``POST /ingestion/insert_block``
+(8 keep-alive client threads) and, as the baseline, writes the same blocks straight into the
+object store and PostgreSQL from the process (8 concurrent tasks). The ratio is the service's
+overhead: HTTP, CBOR decoding, payload validation and the handler.
+
+Run: ``.venv/bin/python bench/ingest.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]``
+(default: the local PostgreSQL when it answers, else an embedded one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from sirius.admin import EmbeddedPostgres
+from sirius.admin._stack import Stack, StackOptions
+from sirius.collector import block_object_key
+from sirius.lakehouse import open_object_store
+from sirius.lakehouse._datalake import DataLake
+from sirius.tracing import (
+    Block,
+    BlockPayload,
+    StreamInfo,
+    block_to_cbor,
+    compress_queue,
+    payload_to_cbor,
+    process_info_to_cbor,
+    stream_info_to_cbor,
+)
+from sirius.tracing._process import current_process_info
+from sirius.tracing._transit_layouts import CPU
+
+CLIENTS = 8
+
+
+def _blocks(process_id: uuid.UUID, stream_id: uuid.UUID, payload_bytes: int, count: int) -> list[Block]:
+    rng = os.urandom
+    n_events = max(1, payload_bytes // 17)  # 1 type byte + 16-byte EndThreadSpanEvent body
+    blocks = []
+    for i in range(count):
+        raw = bytearray()
+        body = rng(16 * n_events)  # random bodies: LZ4 cannot shrink them, payload ≈ requested size
+        for k in range(n_events):
+            raw.append(1)
+            raw += body[16 * k : 16 * k + 16]
+        blocks.append(
+            Block(
+                block_id=uuid.uuid4(),
+                stream_id=stream_id,
+                process_id=process_id,
+                begin_time_ns=time.time_ns(),
+                begin_ticks=i,
+                end_time_ns=time.time_ns(),
+                end_ticks=i + 1,
+                payload=BlockPayload(compress_queue(b""), compress_queue(bytes(raw))),
+                object_offset=i * n_events,
+                nb_objects=n_events,
+            )
+        )
+    return blocks
+
+
+def _http_run(url: str, bodies: list[bytes]) -> float:
+    host, port = url.removeprefix("http://").split(":")
+    chunks = [bodies[i::CLIENTS] for i in range(CLIENTS)]
+    errors: list[int] = []
+
+    def client(mine: list[bytes]) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        for body in mine:
+            conn.request("POST", "/ingestion/insert_block", body=body, headers={"Content-Type": "application/cbor"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"HTTP errors: {errors[:5]}")
+    return elapsed
+
+
+async def _in_process_run(lake: DataLake, store_uri: str, blocks: list[Block]) -> float:
+    store = open_object_store(store_uri)
+    queue = list(blocks)
+
+    async def worker() -> None:
+        while queue:
+            block = queue.pop()
+            payload = payload_to_cbor(block.payload)
+            await store.put_if_absent(block_object_key(block.process_id, block.stream_id, block.block_id), payload)
+            await lake.insert_block(block, len(payload))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return elapsed
+
+
+def _post(url: str, path: str, body: bytes) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", path, body=body)
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+
+
+def _port_open() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+async def _database(admin_dsn: str) -> str:
+    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return admin_dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
+    parser.add_argument("--small-count", type=int, default=2000, help="16 KiB blocks per run")
+    parser.add_argument("--large-count", type=int, default=96, help="1 MiB blocks per run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        embedded = None
+        admin_dsn = args.dsn
+        if not admin_dsn and _port_open():
+            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+        if not admin_dsn:
+            embedded = EmbeddedPostgres(Path(tmp) / "pg")
+            admin_dsn = embedded.start()
+        try:
+            asyncio.run(_bench(admin_dsn, Path(tmp), args))
+        finally:
+            if embedded:
+                embedded.stop()
+
+
+async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
+    dsn = await _database(admin_dsn)
+    http_objects = tmp / "http-objects"
+    direct_objects = tmp / "direct-objects"
+    http_objects.mkdir()
+    direct_objects.mkdir()
+    stack = Stack(
+        StackOptions(data_dir=tmp, ingestion_port=0, sql_connection_string=dsn, object_store_uri=http_objects.as_uri())
+    )
+    endpoints = await stack.start()
+    url = endpoints[0].url
+    try:
+        process = current_process_info({"bench": "ingest"})
+        stream = StreamInfo(
+            process_id=process.process_id,
+            stream_id=uuid.uuid4(),
+            dependencies_metadata=CPU.dependencies_metadata,
+            objects_metadata=CPU.objects_metadata,
+            tags=CPU.tags,
+        )
+        await asyncio.to_thread(_post, url, "/ingestion/insert_process", process_info_to_cbor(process))
+        await asyncio.to_thread(_post, url, "/ingestion/insert_stream", stream_info_to_cbor(stream))
+        print(f"{'block size':>10} {'path':>10} {'blocks/s':>10} {'MB/s':>8}  ratio (in-process / HTTP)")
+        for label, size, count in (("16 KiB", 16 * 1024, args.small_count), ("1 MiB", 1024 * 1024, args.large_count)):
+            http_blocks = _blocks(process.process_id, stream.stream_id, size, count)
+            direct_blocks = _blocks(process.process_id, stream.stream_id, size, count)
+            bodies = [block_to_cbor(b) for b in http_blocks]
+            megabytes = sum(len(payload_to_cbor(b.payload)) for b in http_blocks) / 1e6
+            t_http = await asyncio.to_thread(_http_run, url, bodies)
+            assert stack.lake is not None
+            t_direct = await _in_process_run(stack.lake, direct_objects.as_uri(), direct_blocks)
+            print(f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}")
+            print(
+                f"{label:>10} {'in-proc':>10} {count / t_direct:>10.0f} {megabytes / t_direct:>8.1f}"
+                f"  {t_http / t_direct:.2f}x"
+            )
+    finally:
+        await stack.stop()
+        conn = await asyncpg.connect(admin_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
