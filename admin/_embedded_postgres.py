@@ -45,9 +45,14 @@ class EmbeddedPostgres:
 
     Args:
         data_dir: directory for the cluster (created; reused when it already holds one).
+        method: ``"auto"`` (system binaries, then pgserver), ``"system"`` or ``"pgserver"``.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], method: str = "auto") -> None:
+        if method not in ("auto", "system", "pgserver"):
+            msg = f"unknown embedded PostgreSQL method {method!r}"
+            raise EmbeddedPostgresError(msg)
+        self.method = method
         self.data_dir = Path(data_dir).resolve()
         self._dsn: str | None = None
         self._stop_cmd: list[str] | None = None
@@ -69,15 +74,19 @@ class EmbeddedPostgres:
         """
         bin_dir = _system_bin_dir()
         errors: list[str] = []
-        if bin_dir is not None:
+        if self.method in ("auto", "system"):
+            if bin_dir is None:
+                errors.append("no system PostgreSQL binaries (pg_ctl) found")
+            else:
+                try:
+                    return self._start_system(bin_dir)
+                except (OSError, subprocess.CalledProcessError, EmbeddedPostgresError) as exc:
+                    errors.append(f"system PostgreSQL in {bin_dir}: {exc}")
+        if self.method in ("auto", "pgserver"):
             try:
-                return self._start_system(bin_dir)
-            except (OSError, subprocess.CalledProcessError, EmbeddedPostgresError) as exc:
-                errors.append(f"system PostgreSQL in {bin_dir}: {exc}")
-        try:
-            return self._start_pgserver()
-        except Exception as exc:  # noqa: BLE001 - pgserver raises assorted errors; all mean "cannot"
-            errors.append(f"pgserver: {exc!r}")
+                return self._start_pgserver()
+            except Exception as exc:  # noqa: BLE001 - pgserver raises assorted errors; all mean "cannot"
+                errors.append(f"pgserver: {exc!r}")
         msg = "cannot start an embedded PostgreSQL: " + "; ".join(errors)
         raise EmbeddedPostgresError(msg)
 

@@ -12,7 +12,8 @@ from functools import lru_cache
 
 from ..lakehouse._datalake import StreamRecord
 from ..tracing import Block, WireFormatError, decode_udts, decompress_queue
-from ..tracing._binding import TransitScanError, scan_queue
+from ..tracing._binding import scan_queue
+from ..tracing._exceptions import TransitScanError
 
 
 @lru_cache(maxsize=4096)

@@ -268,8 +268,8 @@ _LAKEHOUSE_V6 = "DROP TABLE IF EXISTS partition_metadata;"
 
 # The exclusion constraint makes overlapping partitions of one view instance and schema
 # impossible whoever writes them; btree_gist supplies the equality operators for GiST.
-_LAKEHOUSE_V7 = """
-ALTER TABLE lakehouse_partitions ADD COLUMN sort_order TEXT[];
+_LAKEHOUSE_V7_COLUMN = "ALTER TABLE lakehouse_partitions ADD COLUMN sort_order TEXT[];"
+_LAKEHOUSE_V7_CONSTRAINT = """
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 ALTER TABLE lakehouse_partitions ADD CONSTRAINT lakehouse_partitions_no_overlap EXCLUDE USING gist (
     view_set_name WITH =,
@@ -277,6 +277,22 @@ ALTER TABLE lakehouse_partitions ADD CONSTRAINT lakehouse_partitions_no_overlap 
     file_schema_hash WITH =,
     tstzrange(begin_insert_time, end_insert_time) WITH &&);
 """
+
+
+async def _lakehouse_v7(conn: asyncpg.Connection) -> None:
+    await conn.execute(_LAKEHOUSE_V7_COLUMN)
+    # pgserver's bundled PostgreSQL ships without contrib's btree_gist (observed with 0.1.4). Then
+    # the constraint is left out and partition writers rely on their advisory locks alone.
+    available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'btree_gist'")
+    if available:
+        await conn.execute(_LAKEHOUSE_V7_CONSTRAINT)
+    else:
+        _log.warning(
+            "btree_gist is not available: lakehouse_partitions_no_overlap is not created "
+            "(partition writers still serialise through advisory locks)"
+        )
+    await conn.execute("UPDATE lakehouse_migration SET version = 7")
+
 
 _LAKEHOUSE_V8 = "ALTER TABLE lakehouse_partitions ADD COLUMN max_sort_key_time TIMESTAMPTZ;"
 
@@ -293,8 +309,9 @@ CREATE TABLE query_deny_list(
 
 def _lakehouse_steps() -> tuple[Step, ...]:
     sql = {1: _LAKEHOUSE_V1, 2: _LAKEHOUSE_V2, 4: _LAKEHOUSE_V4, 5: _LAKEHOUSE_V5}
-    sql |= {6: _LAKEHOUSE_V6, 7: _LAKEHOUSE_V7, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9}
-    return tuple(_lakehouse_v3 if n == 3 else _sql_step(n, "lakehouse_migration", sql[n]) for n in range(1, 10))
+    sql |= {6: _LAKEHOUSE_V6, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9}
+    special: dict[int, Step] = {3: _lakehouse_v3, 7: _lakehouse_v7}
+    return tuple(special.get(n) or _sql_step(n, "lakehouse_migration", sql[n]) for n in range(1, 10))
 
 
 _LAKEHOUSE = _Schema(name="lakehouse", version_table="lakehouse_migration", lock_key=1, steps=_lakehouse_steps())

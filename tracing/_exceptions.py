@@ -4,6 +4,7 @@
 
     TracingError
      └── WireFormatError        a CBOR body, block payload or UDT metadata is malformed
+          └── TransitScanError  the native scanner rejected a transit queue (code, offset)
 
 The telemetry sink never raises into the application: these reach only code that decodes
 wire data (the ingestion service, the lakehouse) or builds it (writers given bad input).
@@ -18,3 +19,17 @@ class TracingError(Exception):
 
 class WireFormatError(TracingError):
     """Bytes that do not follow the Micromegas wire format (CBOR bodies, payloads, metadata)."""
+
+
+class TransitScanError(WireFormatError):
+    """A transit queue the native scanner rejected: unknown type index, truncated header or body.
+
+    Attributes:
+        code: the negative ``SIRIUS_SCAN_E_*`` code returned by the C function.
+        offset: byte offset of the offending record in the decompressed queue (-1 when unknown).
+    """
+
+    def __init__(self, message: str, code: int, offset: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.offset = offset

@@ -1,4 +1,4 @@
-"""cffi builder of ``sirius.tracing._native`` (placeholder until the transit scanner lands)."""
+"""cffi builder of ``sirius.tracing._native``: the transit scanner now, the native tracer later."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ ffibuilder.set_source(
     '#include "sirius_native.h"',
     sources=[str(p.relative_to(HERE.parent)) for p in sorted(NATIVE.glob("*.c"))],
     include_dirs=[str(NATIVE), str(NATIVE / "include")],
+    # headers listed so edits trigger a rebuild and sdists carry them
+    depends=[str(p.relative_to(HERE.parent)) for p in sorted(NATIVE.rglob("*.h"))],
     extra_compile_args=["-O2"],
 )
 

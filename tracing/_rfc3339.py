@@ -12,7 +12,8 @@ import re
 from datetime import UTC, datetime
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:?\d{2})\Z"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:?\d{2})\Z",
+    re.ASCII,  # without it \d also matches non-ASCII digits (e.g. Arabic-Indic), which int() accepts
 )
 _NS = 1_000_000_000
 

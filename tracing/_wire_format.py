@@ -147,19 +147,40 @@ def compress_queue(buffer: bytes) -> bytes:
     return lz4.frame.compress(buffer)
 
 
-def decompress_queue(data: bytes) -> bytes:
-    """Decompress one LZ4-frame queue.
+MAX_DECOMPRESSED_QUEUE_BYTES = 256 * 1024 * 1024
+"""Largest decompressed queue accepted: LZ4 expands up to ~255x, so a 100 MiB body could
+otherwise claim tens of GiB (a decompression bomb). Real blocks are 1-10 MiB."""
+
+
+def decompress_queue(data: bytes, max_size: int = MAX_DECOMPRESSED_QUEUE_BYTES) -> bytes:
+    """Decompress one LZ4-frame queue, refusing output larger than ``max_size``.
 
     Raises:
-        WireFormatError: on a truncated or corrupt frame.
+        WireFormatError: on a truncated or corrupt frame, trailing bytes, or too much output.
     """
     if not data:
         return b""
-    try:
-        return lz4.frame.decompress(data)
-    except Exception as exc:  # lz4 raises RuntimeError for corrupt frames
-        msg = f"payload is not a valid LZ4 frame: {exc}"
-        raise WireFormatError(msg) from exc
+    parts: list[bytes] = []
+    size = 0
+    remaining = bytes(data)
+    # Concatenated frames are valid LZ4 (the reference decoder reads them in sequence).
+    while remaining:
+        decompressor = lz4.frame.LZ4FrameDecompressor()
+        try:
+            out = decompressor.decompress(remaining, max_length=max_size - size + 1)
+        except Exception as exc:  # lz4 raises RuntimeError for corrupt frames
+            msg = f"payload is not a valid LZ4 frame: {exc}"
+            raise WireFormatError(msg) from exc
+        size += len(out)
+        if size > max_size:
+            msg = f"payload decompresses to more than {max_size} bytes"
+            raise WireFormatError(msg)
+        if not decompressor.eof:
+            msg = "payload is not a valid LZ4 frame: truncated"
+            raise WireFormatError(msg)
+        parts.append(out)
+        remaining = decompressor.unused_data
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from sirius.lakehouse._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
 from sirius.lakehouse._exceptions import ConfigurationError, MetadataStoreError
 from sirius.lakehouse._migrations import migrate

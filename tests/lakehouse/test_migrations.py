@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+
 from sirius.lakehouse._exceptions import MigrationError
 from sirius.lakehouse._migrations import (
     _DATA_LAKE,
@@ -313,7 +314,7 @@ def test_rerun_is_a_no_op(pg_dsn: str) -> None:
 
 
 def test_concurrent_migrations_from_separate_connections(pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sirius.lakehouse._migrations")
+    caplog.set_level(logging.DEBUG, logger="sirius.lakehouse._migrations")
 
     async def scenario() -> None:
         await asyncio.gather(*(migrate(pg_dsn) for _ in range(4)))

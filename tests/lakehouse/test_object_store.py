@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from minio import Minio
+
 from sirius.lakehouse._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
 from sirius.lakehouse._object_store import (
     InMemoryObjectStore,

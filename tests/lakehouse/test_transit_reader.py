@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import logging
 import struct
 import uuid
@@ -354,6 +355,17 @@ def test_duplicate_type_names_merge_in_queue_order():
     assert decoded.tables["Pulse"]["time"].to_pylist() == [1, 2, 3]
 
 
+def test_nested_plain_udts_are_flattened():
+    inner = UserDefinedType("Inner", 24, (Member("a", "u32", 0, 4), Member("s", "StringId", 8, 16)))
+    outer = UserDefinedType("Outer", 32, (Member("time", "i64", 0, 8), Member("inner", "Inner", 8, 24)))
+    deps = _rec(0, struct.pack("<Q", 5) + b"five", dynamic_size=True)
+    objs = _rec(0, struct.pack("<qI4xQ8x", 3, 9, 5))
+    decoded = decode_block(CPU.dependencies_metadata[2:], (outer, inner, STRING_ID), _payload(deps, objs))
+    assert decoded.tables["Outer"].column_names == [POSITION, "time", "inner.a", "inner.s"]
+    assert decoded.reference_columns["Outer"] == ("inner.s",)
+    assert decoded.to_events() == [{"type": "Outer", POSITION: 0, "time": 3, "inner.a": 9, "inner.s": "five"}]
+
+
 def test_empty_block():
     decoded = decode_block(CPU.dependencies_metadata, CPU.objects_metadata, BlockPayload(b"", b""))
     assert (decoded.nb_objects, decoded.tables, decoded.to_events()) == (0, {}, [])
@@ -414,3 +426,10 @@ def test_bad_lz4_is_a_corrupt_block():
     good = lz4.frame.compress(b"\x00" * 100)
     with pytest.raises(CorruptBlockError):
         decode_block(LOG.dependencies_metadata, LOG.objects_metadata, BlockPayload(b"", good[:-6]))
+
+
+def test_doctests():
+    from sirius.lakehouse import _tick_converter, _transit_dependencies, _transit_reader
+
+    for module in (_transit_reader, _transit_dependencies, _tick_converter):
+        assert doctest.testmod(module).failed == 0
