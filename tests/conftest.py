@@ -154,9 +154,9 @@ def stack_factory(pg_dsn: str, tmp_path: object) -> Iterator[object]:
 
     def make(object_store_uri: str | None = None, **options: object) -> StackThread:
         data_dir = Path(str(tmp_path)) / f"stack{len(started)}"
+        options.setdefault("ingestion_port", 0)
         opts = StackOptions(
             data_dir=data_dir,
-            ingestion_port=0,
             sql_connection_string=pg_dsn,
             object_store_uri=object_store_uri,
             **options,  # type: ignore[arg-type]
