@@ -39,7 +39,8 @@ def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """DSN of a PostgreSQL server's maintenance database (system one, else embedded)."""
-    if _port_open("127.0.0.1", 5432):
+    # SIRIUS_TEST_EMBEDDED_PG=1 forces the fresh-machine path even where :5432 answers.
+    if os.environ.get("SIRIUS_TEST_EMBEDDED_PG") != "1" and _port_open("127.0.0.1", 5432):
         yield SYSTEM_PG
         return
     from sirius.admin import EmbeddedPostgres

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import threading
 import uuid
@@ -353,3 +354,23 @@ def test_stop_finishes_a_request_already_in_flight(stack_factory) -> None:
         return await stack.stack._res.pool.fetchval("SELECT count(*) FROM processes")
 
     assert stack.call(count()) == 1
+
+
+def test_ready_reports_a_broken_store_and_writes_answer_503(stack_factory, tmp_path) -> None:
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    stack = stack_factory(object_store_uri=objects.as_uri())
+    process = _process()
+    stream = _stream(process)
+    assert _post(stack.url, "insert_process", process_info_to_cbor(process))[0] == 200
+    assert _post(stack.url, "insert_stream", stream_info_to_cbor(stream))[0] == 200
+    # No /ready before the break: its answer is cached for a second.
+    shutil.rmtree(objects)
+    objects.write_text("not a directory")  # the store's root is now unusable
+    status, text = _request(stack.url, "GET", "/ready")
+    assert status == 503
+    assert "not a directory" in text
+    status, _ = _post(stack.url, "insert_block", block_to_cbor(_block(process, stream)))
+    assert status == 503  # the sender retries later; nothing was acknowledged
+    assert stack.call(_counts(stack))["blocks"] == 0
+    assert _request(stack.url, "GET", "/health")[0] == 200
