@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._block_source import BlockFilter, block_object_key
 from ._config import LakehouseConfig
 from ._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
 from ._exceptions import (
@@ -12,41 +13,100 @@ from ._exceptions import (
     MigrationError,
     ObjectNotFoundError,
     ObjectStoreError,
+    ViewError,
 )
+from ._lakehouse import EtlStats, Lakehouse, LakehouseSettings
+from ._maintenance_daemon import DaemonConfig, MaintenanceDaemon, PassKind, PassReport
+from ._materialize import jit_update, materialize_partitions
 from ._migrations import DATA_LAKE_SCHEMA_VERSION, LAKEHOUSE_SCHEMA_VERSION, migrate, schema_versions
 from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore, open_object_store
+from ._partition_admin import (
+    LakehousePartitionAdmin,
+    partitions_table,
+    retire_partition_by_file,
+    retire_partition_by_metadata,
+    retire_partitions,
+    view_set_infos,
+)
+from ._partition_update import Action, UpdateResult, update_partition
+from ._partitions import Partition, list_partitions
 from ._pool import create_pool
+from ._property_jsonb import encode_properties
+from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
+from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._tick_converter import TickConverter, estimate_frequency
+from ._time_range import TimeRange
 from ._transit_dependencies import Dependencies
 from ._transit_reader import POSITION, DecodedBlock, decode_block, decode_queues
+from ._view_set import GLOBAL_INSTANCE, BlockViewSet, InstanceKind, ViewRegistry, ViewSet, ViewSetInfo
+from .views import default_view_sets
 
 __all__ = [
     "DATA_LAKE_SCHEMA_VERSION",
+    "GLOBAL_INSTANCE",
     "LAKEHOUSE_SCHEMA_VERSION",
     "POSITION",
+    "Action",
+    "BlockFilter",
     "BlockRecord",
+    "BlockViewSet",
     "ConfigurationError",
     "CorruptBlockError",
+    "DaemonConfig",
     "DataLake",
     "DecodedBlock",
     "Dependencies",
+    "EtlStats",
     "InMemoryObjectStore",
+    "InstanceKind",
+    "Lakehouse",
     "LakehouseConfig",
     "LakehouseError",
+    "LakehousePartitionAdmin",
+    "LakehouseSettings",
     "LocalObjectStore",
+    "MaintenanceDaemon",
     "MetadataStoreError",
     "MigrationError",
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectStoreError",
+    "Partition",
+    "PassKind",
+    "PassReport",
     "ProcessRecord",
+    "QueryRange",
+    "QuerySession",
+    "RetentionReport",
+    "SessionFactory",
+    "SessionSettings",
     "StreamRecord",
     "TickConverter",
+    "TimeRange",
+    "UpdateResult",
+    "ViewError",
+    "ViewRegistry",
+    "ViewSet",
+    "ViewSetInfo",
+    "apply_retention",
+    "block_object_key",
     "create_pool",
     "decode_block",
     "decode_queues",
+    "default_view_sets",
+    "delete_expired_temporary_files",
+    "encode_properties",
     "estimate_frequency",
+    "jit_update",
+    "list_partitions",
+    "materialize_partitions",
     "migrate",
     "open_object_store",
+    "partitions_table",
+    "retire_partition_by_file",
+    "retire_partition_by_metadata",
+    "retire_partitions",
     "schema_versions",
+    "update_partition",
+    "view_set_infos",
 ]

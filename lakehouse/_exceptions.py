@@ -8,7 +8,8 @@
      │    └── ObjectNotFoundError
      ├── MetadataStoreError     PostgreSQL failed (connection, query)
      │    └── MigrationError    the schema could not be brought to the latest version
-     └── CorruptBlockError      a block or its stream metadata cannot be decoded
+     ├── CorruptBlockError      a block or its stream metadata cannot be decoded
+     └── ViewError              an unknown view set, a bad instance id, a missing query range
 
 Foreign errors (asyncpg, minio/urllib3, OSError, lz4) are mapped to these at the module that
 talks to the foreign library, with ``raise … from exc``.
@@ -43,3 +44,7 @@ class MigrationError(MetadataStoreError):
 
 class CorruptBlockError(LakehouseError):
     """A block, its payload or its stream's metadata cannot be decoded."""
+
+
+class ViewError(LakehouseError):
+    """A view set or instance cannot be served: unknown name, malformed id, or a range it needs."""

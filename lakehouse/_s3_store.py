@@ -173,6 +173,16 @@ class S3ObjectStore:
         """The bucket name."""
         return self._bucket
 
+    @property
+    def key_prefix(self) -> str:
+        """What is prepended to every key (``""`` or ``"prefix/"``)."""
+        return self._prefix
+
+    @property
+    def config(self) -> S3Config:
+        """Endpoint and credentials (for readers that open the same bucket, e.g. DataFusion)."""
+        return self._config
+
     def _name(self, key: str) -> str:
         return self._prefix + validate_key(key)
 

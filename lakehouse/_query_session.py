@@ -1,0 +1,279 @@
+"""DataFusion sessions over the lakehouse: partitions selected in PostgreSQL, JIT before planning.
+
+``SessionFactory.create(query_range)`` builds a ``QuerySession``:
+
+* every global view set is registered as a plain table (``log_entries``, ``measures``,
+  ``processes``, ``streams``, ``blocks``, ``log_stats``): its partitions of the current schema
+  whose event times overlap the query range (one PostgreSQL query for all views, §7), read by
+  DataFusion's own Parquet reader (local files, or S3 through a registered ``AmazonS3`` store)
+  with predicate pushdown, and wrapped in the view's row filter when a range is given;
+* ``view_instance(view_set, id)`` is a table function. DataFusion-python cannot run async work
+  or queries while planning (``environment.md`` §5.2), so ``QuerySession.sql`` first finds the
+  ``view_instance('…', '…')`` calls in the SQL text, runs their JIT update and builds their
+  (filtered) DataFrames, and only then plans; the function hands back the prepared DataFrame;
+* ``register_sql_functions(ctx, …)`` adds the other SQL functions.
+
+A session is meant for one query (or a few with the same range): the partition list is a
+snapshot taken at ``create``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import datafusion
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datafusion import SessionConfig, SessionContext, Table, col, lit, udtf
+
+from ._exceptions import ViewError
+from ._materialize import jit_update
+from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore
+from ._partition_admin import LakehousePartitionAdmin
+from ._partitions import Partition, partitions_for_query
+from ._sql_functions import register_sql_functions
+from ._time_range import TimeRange, to_ns
+from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
+
+if TYPE_CHECKING:
+    from ._lakehouse import Lakehouse
+
+__all__ = ["QueryRange", "QuerySession", "SessionFactory", "SessionSettings", "find_view_instance_calls"]
+
+_CALL = re.compile(r"\bview_instance\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
+_FAR_FUTURE_NS = 2**62
+
+
+def find_view_instance_calls(sql: str) -> list[tuple[str, str]]:
+    """The distinct ``view_instance('set', 'id')`` calls with literal arguments, in order.
+
+    >>> find_view_instance_calls("SELECT * FROM view_instance('log_entries', 'p1') JOIN VIEW_INSTANCE ( 'a' ,'b' )")
+    [('log_entries', 'p1'), ('a', 'b')]
+    """
+    seen: dict[tuple[str, str], None] = {}
+    for match in _CALL.finditer(sql):
+        seen[(match.group(1).replace("''", "'"), match.group(2).replace("''", "'"))] = None
+    return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRange:
+    """The time range of a query (headers ``query_range_begin`` / ``query_range_end``).
+
+    Either bound may be missing; ``to_time_range`` fills it with the epoch or the far future.
+    """
+
+    begin: datetime | int | None = None
+    end: datetime | int | None = None
+
+    def to_time_range(self) -> TimeRange | None:
+        """The range in ns, or None when neither bound is set."""
+        if self.begin is None and self.end is None:
+            return None
+        begin = 0 if self.begin is None else to_ns(self.begin)
+        end = _FAR_FUTURE_NS if self.end is None else to_ns(self.end)
+        return TimeRange(begin, max(begin, end))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Session tunables.
+
+    Attributes:
+        target_partitions: DataFusion parallelism (None = number of cores).
+        batch_size: rows per record batch.
+        pushdown_filters: evaluate filters while decoding Parquet.
+    """
+
+    target_partitions: int | None = None
+    batch_size: int = 8192
+    pushdown_filters: bool = True
+
+
+def _config(settings: SessionSettings) -> SessionConfig:
+    config = (
+        SessionConfig()
+        .with_information_schema(True)
+        .with_batch_size(settings.batch_size)
+        .set("datafusion.execution.parquet.pushdown_filters", str(settings.pushdown_filters).lower())
+        .set("datafusion.execution.parquet.reorder_filters", "true")
+    )
+    if settings.target_partitions:
+        config = config.with_target_partitions(settings.target_partitions)
+    return config
+
+
+def _timestamp(ns: int) -> datafusion.Expr:
+    return lit(pa.scalar(ns, type=TIMESTAMP))
+
+
+class _Files:
+    """Turns partition files into DataFrames for one store kind."""
+
+    def __init__(self, ctx: SessionContext, store: ObjectStore) -> None:
+        self._ctx = ctx
+        self._store = store
+        self._prefix: str | None = None
+        if isinstance(store, LocalObjectStore):
+            self._prefix = f"{store.root}/"
+        elif not isinstance(store, InMemoryObjectStore):
+            from ._s3_store import S3ObjectStore
+
+            if isinstance(store, S3ObjectStore):
+                from datafusion.object_store import AmazonS3
+
+                cfg = store.config
+                scheme = "https" if cfg.secure else "http"
+                s3 = AmazonS3(
+                    bucket_name=store.bucket,
+                    region=cfg.region,
+                    access_key_id=cfg.access_key,
+                    secret_access_key=cfg.secret_key,
+                    endpoint=f"{scheme}://{cfg.endpoint}",
+                    allow_http=not cfg.secure,
+                )
+                ctx.register_object_store("s3://", s3, store.bucket)
+                self._prefix = f"s3://{store.bucket}/{store.key_prefix}"
+
+    async def frame(self, view: ViewSet, partitions: Sequence[Partition]) -> datafusion.DataFrame:
+        keys = [p.file_path for p in partitions if p.file_path]
+        if not keys:
+            return self._ctx.from_arrow(view.schema.empty_table())
+        if self._prefix is None:  # in-memory store: load the files (tests, demos)
+            blobs = await asyncio.gather(*(self._store.get(k) for k in keys))
+            tables = [pq.read_table(pa.BufferReader(b)).cast(view.schema) for b in blobs]
+            return self._ctx.from_arrow(pa.concat_tables(tables))
+        frames = [self._ctx.read_parquet(self._prefix + k, schema=view.schema) for k in keys]
+        # Balanced unions keep the plan shallow for views with many partitions.
+        while len(frames) > 1:
+            frames = [
+                frames[i].union(frames[i + 1]) if i + 1 < len(frames) else frames[i] for i in range(0, len(frames), 2)
+            ]
+        return frames[0]
+
+
+def _row_filter(df: datafusion.DataFrame, view: ViewSet, query_range: TimeRange | None) -> datafusion.DataFrame:
+    if query_range is None:
+        return df
+    low, high = view.row_filter_bounds()
+    if low == high:
+        return df.filter(col(low) >= _timestamp(query_range.begin_ns), col(low) <= _timestamp(query_range.end_ns))
+    return df.filter(col(low) <= _timestamp(query_range.end_ns), col(high) >= _timestamp(query_range.begin_ns))
+
+
+class QuerySession:
+    """A DataFusion ``SessionContext`` over the lakehouse for one query range.
+
+    Attributes:
+        ctx: the DataFusion context (global views registered, ``view_instance`` available).
+        query_range: the range in ns, or None.
+    """
+
+    def __init__(self, lake: Lakehouse, ctx: SessionContext, query_range: TimeRange | None, files: _Files) -> None:
+        self.ctx = ctx
+        self.query_range = query_range
+        self._lake = lake
+        self._files = files
+        self._instances: dict[tuple[str, str], datafusion.DataFrame] = {}
+        ctx.register_udtf(udtf(self._view_instance, "view_instance"))
+
+    def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
+        key = (_literal(view_set), _literal(instance))
+        frame = self._instances.get(key)
+        if frame is None:
+            msg = (
+                f"view_instance{key} was not prepared: pass the SQL through QuerySession.sql "
+                "(arguments must be string literals)"
+            )
+            raise ViewError(msg)
+        return Table(frame)
+
+    async def prepare_view_instance(self, view_set: str, instance: str) -> datafusion.DataFrame:
+        """Run the JIT update of an instance and build its (range-filtered) DataFrame.
+
+        Raises:
+            ViewError: unknown view set, bad instance id, or ``thread_spans`` without a range.
+            MetadataStoreError, ObjectStoreError, CorruptBlockError: materialisation failed.
+        """
+        key = (view_set, instance)
+        if key not in self._instances:
+            view = self._lake.views.get(view_set)
+            await jit_update(self._lake, view_set, instance, self.query_range)
+            found = await partitions_for_query(
+                self._lake.pool, [(view.name, view.file_schema_hash)], instance, self.query_range
+            )
+            frame = await self._files.frame(view, found[view.name])
+            self._instances[key] = _row_filter(frame, view, self.query_range)
+        return self._instances[key]
+
+    async def prepare(self, sql: str) -> None:
+        """Materialise every ``view_instance`` the SQL mentions (before planning it)."""
+        for view_set, instance in find_view_instance_calls(sql):
+            await self.prepare_view_instance(view_set, instance)
+
+    async def sql(self, sql: str) -> datafusion.DataFrame:
+        """Plan ``sql`` after the JIT updates it needs; collect the result in a worker thread.
+
+        Raises:
+            ViewError: a ``view_instance`` call is invalid.
+            Exception: DataFusion's planning errors, unchanged.
+        """
+        await self.prepare(sql)
+        return self.ctx.sql(sql)
+
+
+def _literal(expr: Any) -> str:
+    value = expr.python_value().as_py() if hasattr(expr, "python_value") else expr
+    if not isinstance(value, str):
+        msg = f"view_instance arguments must be string literals, got {value!r}"
+        raise ViewError(msg)
+    return value
+
+
+class SessionFactory:
+    """Builds ``QuerySession`` s over one lakehouse.
+
+    Args:
+        lake: the lakehouse.
+        settings: DataFusion tunables.
+        **function_context: passed to ``register_sql_functions`` for every session (e.g. the
+            caller's rights), merged with the per-session context given to ``create``. Every
+            session also passes ``lakehouse``, ``query_range`` (``TimeRange | None``),
+            ``session`` (the ``QuerySession``) and ``partitions`` (a
+            ``LakehousePartitionAdmin`` unless given). The admin SQL functions also need
+            ``run_async`` (run a coroutine on the loop from a DataFusion worker thread) and
+            ``is_admin``: pass them when the query is executed off the event loop.
+    """
+
+    def __init__(self, lake: Lakehouse, settings: SessionSettings | None = None, **function_context: Any) -> None:
+        self._lake = lake
+        self._settings = settings or SessionSettings()
+        self._function_context = function_context
+
+    async def create(self, query_range: QueryRange | TimeRange | None = None, **function_context: Any) -> QuerySession:
+        """A session whose global views hold the partitions overlapping ``query_range``.
+
+        Raises:
+            MetadataStoreError: PostgreSQL failed.
+            ObjectStoreError: an in-memory store lost a file.
+        """
+        time_range = query_range.to_time_range() if isinstance(query_range, QueryRange) else query_range
+        ctx = SessionContext(_config(self._settings))
+        files = _Files(ctx, self._lake.store)
+        views = self._lake.views.global_views()
+        found = await partitions_for_query(
+            self._lake.pool, [(v.name, v.file_schema_hash) for v in views], GLOBAL_INSTANCE, time_range
+        )
+        for view in views:
+            frame = await files.frame(view, found[view.name])
+            ctx.register_view(view.name, _row_filter(frame, view, time_range))
+        session = QuerySession(self._lake, ctx, time_range, files)
+        context = {**self._function_context, **function_context}
+        context.setdefault("partitions", LakehousePartitionAdmin(self._lake))
+        register_sql_functions(ctx, lakehouse=self._lake, query_range=time_range, session=session, **context)
+        return session

@@ -1,0 +1,94 @@
+"""Column builders shared by the block-based views (vectorised, per block or per batch).
+
+Rows of a block-based view repeat a few block-level values (process, stream, block ids,
+process attributes): they become dictionary columns whose indices are ``np.repeat`` of the
+block index, so nothing is done per row in Python. Per-event pieces of one block are gathered
+per object type by the transit reader and merged back into queue order here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from .._block_source import SourceBatch, SourceBlock, SourceProcess
+from .._property_jsonb import PropertyDictionary
+from .._view_set import DICT_STR, TIMESTAMP
+
+__all__ = ["BlockRows", "concat_strings", "dictionary_strings", "timestamps"]
+
+
+def timestamps(ns: npt.ArrayLike) -> pa.Array:
+    """``Timestamp(ns, +00:00)`` array from Unix nanoseconds."""
+    return pa.array(np.asarray(ns, dtype=np.int64), type=pa.int64()).view(TIMESTAMP)
+
+
+def dictionary_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``Dictionary(Int32, Utf8)`` encoding of a string column."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+    if pa.types.is_dictionary(values.type):
+        return values.cast(DICT_STR)
+    return values.cast(pa.string()).dictionary_encode()
+
+
+def concat_strings(parts: Sequence[pa.Array]) -> pa.Array:
+    """Concatenate string arrays (Utf8), tolerating an empty list."""
+    if not parts:
+        return pa.array([], pa.string())
+    return pa.concat_arrays([p.cast(pa.string()) for p in parts])
+
+
+class BlockRows:
+    """Block-constant columns for rows laid out block after block.
+
+    Args:
+        batch: the source batch.
+        counts: number of rows each block of ``batch`` contributes, in block order.
+    """
+
+    def __init__(self, batch: SourceBatch, counts: Sequence[int]) -> None:
+        self.batch = batch
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.block_of_row = np.repeat(np.arange(len(batch.blocks), dtype=np.int64), self.counts)
+
+    def _per_block(self, value: Callable[[SourceBlock], str]) -> pa.DictionaryArray:
+        values = [value(b) for b in self.batch.blocks]
+        uniques, inverse = np.unique(np.array(values, dtype=object), return_inverse=True)
+        indices = inverse.astype(np.int32)[self.block_of_row] if values else np.empty(0, np.int32)
+        return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(uniques), pa.string()))
+
+    def _process(self, block: SourceBlock) -> SourceProcess:
+        return self.batch.processes[block.process_id]
+
+    def process_id(self) -> pa.DictionaryArray:
+        """``process_id`` (DictStr)."""
+        return self._per_block(lambda b: str(b.process_id))
+
+    def stream_id(self) -> pa.DictionaryArray:
+        """``stream_id`` (DictStr)."""
+        return self._per_block(lambda b: str(b.stream_id))
+
+    def block_id(self) -> pa.DictionaryArray:
+        """``block_id`` (DictStr)."""
+        return self._per_block(lambda b: str(b.block_id))
+
+    def process_text(self, attribute: str) -> pa.DictionaryArray:
+        """A text attribute of the block's process (``exe``, ``username``, ``computer``)."""
+        return self._per_block(lambda b: str(getattr(self._process(b), attribute)))
+
+    def insert_time(self) -> pa.Array:
+        """The block's ``insert_time`` per row."""
+        values = np.array([b.insert_time_ns for b in self.batch.blocks], dtype=np.int64)
+        return timestamps(values[self.block_of_row] if values.size else values)
+
+    def process_properties(self) -> pa.DictionaryArray:
+        """``process_properties`` (DictBin JSONB of ``processes.properties``)."""
+        dictionary = PropertyDictionary()
+        per_block = np.array(
+            [dictionary.intern(self._process(b).properties) for b in self.batch.blocks], dtype=np.int32
+        )
+        return dictionary.column(per_block[self.block_of_row] if per_block.size else per_block)

@@ -1,0 +1,182 @@
+"""``log_entries``: one row per log event of blocks tagged ``log`` (global and per process).
+
+Message, target and level follow ``micromegas-wire.md`` §5.6: ``LogStaticStrEvent`` takes its
+descriptor's ``fmt_str``; interop events carry their own level and target; ``TaggedLogString``
+properties may override ``target`` and ``level`` (as text such as ``warn``). Events without
+properties get the empty JSONB object. Per block, each object type is handled as a whole
+(columns from the transit reader, references resolved with numpy lookups), then rows are put
+back into queue order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._block_source import SourceBatch
+from .._property_jsonb import PropertyDictionary
+from .._time_range import NS_PER_HOUR
+from .._transit_reader import POSITION, DecodedBlock
+from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
+from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
+
+__all__ = ["LOG_ENTRIES_SCHEMA", "LogEntriesView"]
+
+LOG_ENTRIES_SCHEMA = pa.schema(
+    [
+        pa.field("process_id", DICT_STR, nullable=False),
+        pa.field("stream_id", DICT_STR, nullable=False),
+        pa.field("block_id", DICT_STR, nullable=False),
+        pa.field("insert_time", TIMESTAMP, nullable=False),
+        pa.field("exe", DICT_STR, nullable=False),
+        pa.field("username", DICT_STR, nullable=False),
+        pa.field("computer", DICT_STR, nullable=False),
+        pa.field("time", TIMESTAMP, nullable=False),
+        pa.field("target", DICT_STR, nullable=False),
+        pa.field("level", pa.int32(), nullable=False),
+        pa.field("msg", pa.string(), nullable=False),
+        pa.field("properties", DICT_BIN, nullable=False),
+        pa.field("process_properties", DICT_BIN, nullable=False),
+    ]
+)
+
+_LEVELS = {"fatal": 1, "error": 2, "warn": 3, "warning": 3, "info": 4, "debug": 5, "trace": 6}
+_LOG_TYPES = frozenset(
+    {
+        "LogStaticStrEvent",
+        "LogStringEvent",
+        "LogStringEventV2",
+        "LogStaticStrInteropEvent",
+        "LogStringInteropEventV2",
+        "LogStringInteropEventV3",
+        "TaggedLogString",
+        "TaggedLogInteropEvent",
+    }
+)
+
+
+def _level_of(text: str) -> int:
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    return _LEVELS.get(text, 0)
+
+
+@dataclass(slots=True)
+class _Pieces:
+    position: list[npt.NDArray[np.int64]]
+    ticks: list[npt.NDArray[np.int64]]
+    level: list[npt.NDArray[np.int32]]
+    target: list[pa.Array]
+    msg: list[pa.Array]
+    props: list[npt.NDArray[np.int32]]
+
+
+def _overrides(decoded: DecodedBlock, props: PropertyDictionary) -> tuple[npt.NDArray[np.uint64], ...]:
+    """Sorted set ids, their dictionary indices, level overrides (0 = none), target override flags."""
+    sets = decoded.dependencies.property_sets
+    ids, indices = props.intern_sets(sets)
+    values = [sets[int(i)] for i in ids.tolist()]
+    levels = np.array([_level_of(v.get("level", "")) for v in values], dtype=np.int32)
+    return ids, indices, levels
+
+
+def _rows_of_block(decoded: DecodedBlock, props: PropertyDictionary) -> _Pieces:
+    deps = decoded.dependencies
+    pieces = _Pieces([], [], [], [], [], [])
+    set_ids, set_indices, set_levels = _overrides(decoded, props)
+    set_targets = pa.array([deps.property_sets[int(i)].get("target") for i in set_ids.tolist()], type=pa.string())
+    for name, table in decoded.tables.items():
+        if name not in _LOG_TYPES or table.num_rows == 0:
+            continue
+        refs = set(decoded.reference_columns.get(name, ()))
+        n = table.num_rows
+        if "desc" in table.column_names:
+            desc = table.column("desc").to_numpy()
+            level = deps.resolve_field(desc, "level").cast(pa.int32()).to_numpy(zero_copy_only=False)
+            target = deps.resolve_field(desc, "target")
+        else:
+            level = table.column("level").to_numpy().astype(np.int32)
+            target = deps.resolve_strings(table.column("target").to_numpy())
+        if "msg" not in table.column_names:
+            msg = deps.resolve_field(table.column("desc").to_numpy(), "fmt_str")
+        elif "msg" in refs:
+            msg = deps.resolve_strings(table.column("msg").to_numpy())
+        else:
+            msg = table.column("msg").combine_chunks()
+        prop_index = np.zeros(n, dtype=np.int32)
+        if "properties" in table.column_names:
+            k = np.searchsorted(set_ids, table.column("properties").to_numpy())
+            prop_index = set_indices[k]
+            override = set_levels[k]
+            level = np.where(override > 0, override, level).astype(np.int32)
+            target_override = set_targets.take(pa.array(k))
+            target = pc.if_else(pc.is_valid(target_override), target_override, target.cast(pa.string()))
+        pieces.position.append(table.column(POSITION).to_numpy())
+        pieces.ticks.append(table.column("time").to_numpy().astype(np.int64))
+        pieces.level.append(np.asarray(level, dtype=np.int32))
+        pieces.target.append(target.cast(pa.string()))
+        pieces.msg.append(msg.cast(pa.string()))
+        pieces.props.append(prop_index)
+    return pieces
+
+
+class LogEntriesView(BlockViewSet):
+    """Log events; global (daemon, group 2000) and per process (JIT)."""
+
+    name: ClassVar[str] = "log_entries"
+    schema: ClassVar[pa.Schema] = LOG_ENTRIES_SCHEMA
+    file_schema_hash: ClassVar[bytes] = bytes([6])
+    update_group: ClassVar[int | None] = 2000
+    jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
+    max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR
+    tag: ClassVar[str | None] = "log"
+
+    def transform(self, batch: SourceBatch) -> pa.Table:
+        """Rows of the transit log blocks of ``batch``."""
+        props = PropertyDictionary()
+        counts: list[int] = []
+        times: list[npt.NDArray[np.int64]] = []
+        levels: list[npt.NDArray[np.int32]] = []
+        targets: list[pa.Array] = []
+        msgs: list[pa.Array] = []
+        prop_indices: list[npt.NDArray[np.int32]] = []
+        for index, block in enumerate(batch.blocks):
+            pieces = _rows_of_block(batch.decode(index), props)
+            if not pieces.position:
+                counts.append(0)
+                continue
+            order = np.argsort(np.concatenate(pieces.position), kind="stable")
+            take = pa.array(order)
+            ticks = np.concatenate(pieces.ticks)[order]
+            times.append(batch.processes[block.process_id].converter().ticks_to_ns(ticks))
+            levels.append(np.concatenate(pieces.level)[order])
+            targets.append(concat_strings(pieces.target).take(take))
+            msgs.append(concat_strings(pieces.msg).take(take))
+            prop_indices.append(np.concatenate(pieces.props)[order])
+            counts.append(order.size)
+        rows = BlockRows(batch, counts)
+        empty_i32 = np.empty(0, np.int32)
+        return pa.table(
+            [
+                rows.process_id(),
+                rows.stream_id(),
+                rows.block_id(),
+                rows.insert_time(),
+                rows.process_text("exe"),
+                rows.process_text("username"),
+                rows.process_text("computer"),
+                timestamps(np.concatenate(times) if times else np.empty(0, np.int64)),
+                dictionary_strings(concat_strings(targets)),
+                pa.array(np.concatenate(levels) if levels else empty_i32, pa.int32()),
+                concat_strings(msgs),
+                props.column(np.concatenate(prop_indices) if prop_indices else empty_i32),
+                rows.process_properties(),
+            ],
+            schema=LOG_ENTRIES_SCHEMA,
+        )

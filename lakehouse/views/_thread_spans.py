@@ -1,0 +1,197 @@
+"""``thread_spans``: the spans of one thread (``cpu`` stream), paired from begin/end events (JIT).
+
+A partition holds every block of the stream inserted in its insert range, read in
+``object_offset`` order. Begin and end events are paired without a Python loop: an event's
+*level* is the depth it opens (begin) or closes (end); within a level, events sorted by
+position alternate begin, end, begin, end. Spans cut by the partition's edges are completed with
+synthetic events: ends whose begin lies earlier start at the first block's ``begin_time``,
+begins never closed end at the last block's ``end_time``. ``id`` is the begin event's ordinal
+(``object_offset + index``; the end's ordinal for a synthetic begin), ``parent`` the id of the
+enclosing span (-1 at depth 0), rows are sorted by ``begin``.
+
+JIT needs a query range (as in Micromegas). The insert range of the partition is that of the
+stream's blocks overlapping the query, widened to cover any overlapping thread_spans partition,
+so partitions of one stream only grow and the rebuilt one replaces those it covers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from .._block_source import BlockFilter, SourceBatch, fetch_source
+from .._exceptions import ViewError
+from .._partitions import find_overlapping
+from .._time_range import TimeRange
+from .._view_set import DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
+from ._columns import concat_strings, dictionary_strings, timestamps
+from ._span_events import SpanEvents, span_events
+
+if TYPE_CHECKING:
+    from .._lakehouse import Lakehouse
+
+__all__ = ["THREAD_SPANS_SCHEMA", "ThreadSpansView", "pair_spans"]
+
+THREAD_SPANS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("parent", pa.int64(), nullable=False),
+        pa.field("depth", pa.uint32(), nullable=False),
+        pa.field("hash", pa.uint32(), nullable=False),
+        pa.field("begin", TIMESTAMP, nullable=False),
+        pa.field("end", TIMESTAMP, nullable=False),
+        pa.field("duration", pa.int64(), nullable=False),
+        pa.field("name", DICT_STR, nullable=False),
+        pa.field("target", DICT_STR, nullable=False),
+        pa.field("filename", DICT_STR, nullable=False),
+        pa.field("line", pa.uint32(), nullable=False),
+    ]
+)
+
+_US = 1_000
+
+
+def pair_spans(is_begin: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], ...]:
+    """Pair begin/end events given in time order.
+
+    Args:
+        is_begin: per event, True for a begin.
+
+    Returns:
+        ``(begin_index, end_index, depth, parent_slot)`` per span, where indices address the
+        input events, or are -1 for a synthetic begin (before all events) / end (after all);
+        ``parent_slot`` is the index of the parent span in the returned arrays, or -1.
+
+    >>> [a.tolist() for a in pair_spans(np.array([True, True, False, False]))]
+    [[0, 1], [3, 2], [0, 1], [-1, 0]]
+    """
+    delta = np.where(is_begin, 1, -1).astype(np.int64)
+    depth_after = np.cumsum(delta)
+    missing_begins = int(max(0, -(depth_after.min() if depth_after.size else 0)))
+    # Prepend synthetic begins (outermost first), then append synthetic ends closing what is open.
+    events = np.concatenate([np.ones(missing_begins, bool), is_begin])
+    original = np.concatenate([np.full(missing_begins, -1, np.int64), np.arange(is_begin.size, dtype=np.int64)])
+    delta = np.where(events, 1, -1).astype(np.int64)
+    open_at_end = int(delta.sum())
+    events = np.concatenate([events, np.zeros(open_at_end, bool)])
+    original = np.concatenate([original, np.full(open_at_end, -1, np.int64)])
+    delta = np.where(events, 1, -1).astype(np.int64)
+    after = np.cumsum(delta)
+    level = np.where(events, after - 1, after)
+    order = np.lexsort((np.arange(events.size), level))
+    begins, ends = order[0::2], order[1::2]
+    span_level = level[begins]
+    # Parent: the latest begin one level up, before this begin (keys sort by level then position).
+    keys = span_level * (events.size + 1) + begins
+    key_order = np.argsort(keys)
+    sorted_keys = keys[key_order]
+    probe = (span_level - 1) * (events.size + 1) + begins
+    slot = np.searchsorted(sorted_keys, probe, side="left") - 1
+    valid = (span_level > 0) & (slot >= 0)
+    parent = np.where(valid, key_order[np.clip(slot, 0, None)], -1)
+    return original[begins], original[ends], span_level, parent
+
+
+class ThreadSpansView(BlockViewSet):
+    """Spans of one thread stream (JIT only, query range required)."""
+
+    name: ClassVar[str] = "thread_spans"
+    schema: ClassVar[pa.Schema] = THREAD_SPANS_SCHEMA
+    file_schema_hash: ClassVar[bytes] = bytes([3])
+    jit_instance: ClassVar[InstanceKind | None] = InstanceKind.STREAM
+    event_time_columns: ClassVar[tuple[str, str]] = ("begin", "end")
+    sort_order: ClassVar[tuple[str, ...]] = ("begin",)
+    mergeable: ClassVar[bool] = False
+    replaces_overlapping: ClassVar[bool] = True
+    tag: ClassVar[str | None] = None
+
+    def block_filter(self, instance: str) -> BlockFilter:
+        """The blocks of the stream (whatever its tags)."""
+        return BlockFilter(stream_id=self.check_instance(instance))
+
+    async def jit_ranges(
+        self, lake: Lakehouse, instance: str, query_range: TimeRange | None
+    ) -> list[tuple[TimeRange, int | None]]:
+        """One insert range: the blocks overlapping the query, widened over overlapping partitions.
+
+        Raises:
+            ViewError: no query range was given.
+        """
+        if query_range is None:
+            msg = "thread_spans needs a query range (begin and end)"
+            raise ViewError(msg)
+        batch = await fetch_source(lake.pool, self.block_filter(instance), TimeRange(0, 2**62), limit_to=query_range)
+        if not batch.blocks:
+            return []
+        inserts = [b.insert_time_ns for b in batch.blocks]
+        wanted = TimeRange(min(inserts), max(inserts) + _US)
+        while True:
+            overlapping = await find_overlapping(lake.pool, self.name, instance, self.file_schema_hash, wanted)
+            widened = wanted
+            for partition in overlapping:
+                widened = widened.union(partition.insert_range)
+            if widened == wanted:
+                return [(wanted, None)]
+            wanted = widened
+
+    def transform(self, batch: SourceBatch) -> pa.Table:
+        """Spans of the stream's blocks in ``batch``."""
+        order = sorted(range(len(batch.blocks)), key=lambda i: batch.blocks[i].object_offset)
+        blocks = [batch.blocks[i] for i in order]
+        events = [span_events(batch.decode(i), "thread") for i in order]
+        if not blocks or not sum(len(e) for e in events):
+            return self.schema.empty_table()
+        converter = batch.processes[blocks[0].process_id].converter()
+        times = converter.ticks_to_ns(np.concatenate([e.ticks for e in events]))
+        ordinals = np.concatenate([e.position + b.object_offset for b, e in zip(blocks, events, strict=True)])
+        merged = _concat(events)
+        begin_idx, end_idx, depth, parent_slot = pair_spans(merged.is_begin)
+        first_ns, last_ns = blocks[0].begin_time_ns, max(b.end_time_ns for b in blocks)
+        real_begin, real_end = begin_idx >= 0, end_idx >= 0
+        begin_ns = np.where(real_begin, times[np.clip(begin_idx, 0, None)], first_ns)
+        end_ns = np.where(real_end, times[np.clip(end_idx, 0, None)], last_ns)
+        # A synthetic begin takes its descriptor and id from its end event.
+        source = np.where(real_begin, begin_idx, end_idx)
+        ids = ordinals[np.clip(source, 0, None)]
+        parent = np.where(parent_slot >= 0, ids[np.clip(parent_slot, 0, None)], -1)
+        rows = np.lexsort((ids, begin_ns))
+        pick = source[rows]
+        take = pa.array(pick)
+        return pa.table(
+            [
+                pa.array(ids[rows], pa.int64()),
+                pa.array(parent[rows], pa.int64()),
+                pa.array(depth[rows].astype(np.uint32), pa.uint32()),
+                pa.array(merged.hash[pick], pa.uint32()),
+                timestamps(begin_ns[rows]),
+                timestamps(end_ns[rows]),
+                pa.array((end_ns - begin_ns)[rows], pa.int64()),
+                dictionary_strings(merged.name.take(take)),
+                dictionary_strings(merged.target.take(take)),
+                dictionary_strings(merged.filename.take(take)),
+                pa.array(merged.line[pick], pa.uint32()),
+            ],
+            schema=THREAD_SPANS_SCHEMA,
+        )
+
+
+def _concat(events: list[SpanEvents]) -> SpanEvents:
+    def cat(attr: str) -> npt.NDArray[np.int64]:
+        return np.concatenate([getattr(e, attr) for e in events])
+
+    return SpanEvents(
+        position=cat("position"),
+        ticks=cat("ticks"),
+        is_begin=cat("is_begin").astype(bool),
+        name=concat_strings([e.name for e in events]),
+        target=concat_strings([e.target for e in events]),
+        filename=concat_strings([e.filename for e in events]),
+        line=cat("line").astype(np.uint32),
+        hash=cat("hash").astype(np.uint32),
+        span_id=cat("span_id"),
+        parent_span_id=cat("parent_span_id"),
+        depth=cat("depth").astype(np.uint32),
+    )
