@@ -10,7 +10,16 @@ import sys
 from pathlib import Path
 
 from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
-from ..lakehouse import LakehouseConfig, LakehouseError, create_pool, migrate, open_object_store
+from ..lakehouse import (
+    DaemonConfig,
+    Lakehouse,
+    LakehouseConfig,
+    LakehouseError,
+    MaintenanceDaemon,
+    create_pool,
+    migrate,
+    open_object_store,
+)
 from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._stack import Stack, StackOptions
@@ -20,7 +29,7 @@ _LOG = logging.getLogger("sirius")
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch a parsed command line; returns the process exit code."""
-    handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest}
+    handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon}
     try:
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
@@ -95,4 +104,18 @@ async def _ingest(args: argparse.Namespace) -> int:
             await server.stop()
         await store.close()
         await pool.close()
+    return 0
+
+
+async def _daemon(args: argparse.Namespace) -> int:
+    config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
+    lake = await Lakehouse.open(config)  # migrates, like every Micromegas service on start
+    daemon = MaintenanceDaemon(lake, DaemonConfig(retention_days=config.retention_days))
+    try:
+        await daemon.start()
+        print("maintenance daemon running (live ETL and retention); Ctrl-C to stop", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        await daemon.stop()
+        await lake.close()
     return 0

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..collector import ApiKeys, HttpServer, IngestionService, check_bind_is_safe
-from ..lakehouse import LakehouseConfig, ObjectStore, create_pool, migrate, open_object_store
+from ..lakehouse import (
+    DaemonConfig,
+    Lakehouse,
+    LakehouseConfig,
+    MaintenanceDaemon,
+    ObjectStore,
+    create_pool,
+    migrate,
+    open_object_store,
+)
 from ..lakehouse import _environment_variables as lake_env
 from ..lakehouse._datalake import DataLake
 from ._embedded_postgres import EmbeddedPostgres
@@ -34,6 +43,7 @@ class StackOptions:
         disable_auth: allow a non-loopback bind without API keys.
         sql_connection_string: external PostgreSQL; None = embedded (or the env var).
         object_store_uri: external store; None = ``file://{data_dir}/objects`` (or the env var).
+        daemon: run the maintenance daemon (live ETL and retention) in this process.
     """
 
     data_dir: Path
@@ -42,6 +52,7 @@ class StackOptions:
     disable_auth: bool = False
     sql_connection_string: str | None = None
     object_store_uri: str | None = None
+    daemon: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class _Resources:
     pool: object | None = None
     store: object | None = None
     servers: list[HttpServer] = field(default_factory=list)
+    daemon: MaintenanceDaemon | None = None
 
 
 class Stack:
@@ -68,6 +80,7 @@ class Stack:
         self.endpoints: list[Endpoint] = []
         self.config: LakehouseConfig | None = None
         self.lake: DataLake | None = None
+        self.lakehouse: Lakehouse | None = None
         self._res = _Resources()
 
     async def start(self) -> list[Endpoint]:
@@ -100,11 +113,16 @@ class Stack:
         store = open_object_store(uri)
         self._res.store = store
         self.lake = DataLake(pool)
+        self.lakehouse = Lakehouse(pool, store)
         ingestion = IngestionService(self.lake, store, keys)
         server = HttpServer(ingestion.make_app(), opts.host, opts.ingestion_port)
         port = await server.start()
         self._res.servers.append(server)
         self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
+        if opts.daemon:
+            daemon = MaintenanceDaemon(self.lakehouse, DaemonConfig(retention_days=self.config.retention_days))
+            await daemon.start()
+            self._res.daemon = daemon
 
     @property
     def store(self) -> ObjectStore:
@@ -117,6 +135,8 @@ class Stack:
     async def stop(self) -> None:
         """Stop services (draining requests), close the pool and the store, stop PostgreSQL."""
         res, self._res = self._res, _Resources()
+        if res.daemon is not None:
+            await res.daemon.stop()
         for server in reversed(res.servers):
             try:
                 await server.stop()

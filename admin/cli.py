@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--port", type=int, default=DEFAULT_INGESTION_PORT)
     _add_lake_flags(ingest)
     _add_auth_flag(ingest)
+    daemon = sub.add_parser("daemon", help="run the maintenance daemon (live ETL passes and retention)")
+    _add_lake_flags(daemon)
     return parser
 
 
