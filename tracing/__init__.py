@@ -1,14 +1,51 @@
-"""Sirius tracing: the Micromegas wire format, transit writer and telemetry sink.
+"""Sirius tracing: the native low-overhead tracer, the Micromegas wire format, transit writer and sink.
+
+Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``info/warn/error/debug/trace``,
+``metric(name, value, unit=...)``, ``auto_spans(include=[...])``, ``TracingHandler`` for
+``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``. The C API is
+``tracing/native/include/sirius_tracing.h``.
 
 This package imports nothing else of Sirius, so an instrumented application installs only it.
 """
 
 from __future__ import annotations
 
+from ._api import (
+    Descriptor,
+    begin_span,
+    debug,
+    end_span,
+    error,
+    fatal,
+    info,
+    log,
+    log_desc,
+    metric,
+    metric_desc,
+    span,
+    span_desc,
+    trace,
+    warn,
+)
+from ._auto_spans import auto_spans, auto_spans_active, stop_auto_spans
 from ._exceptions import TracingError, TransitScanError, WireFormatError
+from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
 from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from ._sink import InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
+from ._tracer import (
+    EncodedSink,
+    TracerConfig,
+    TracerStats,
+    current_process,
+    flush,
+    init,
+    is_running,
+    process_id,
+    process_info,
+    shutdown,
+    stats,
+)
 from ._transit_layouts import CPU, LOG, METRICS, STREAM_LAYOUTS, Level, StreamLayout, StringCodec, stream_layout
 from ._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
 from ._udt import Member, UserDefinedType, decode_udts, encode_udts
@@ -38,6 +75,8 @@ __all__ = [
     "TRANSIT_FORMAT",
     "Block",
     "BlockPayload",
+    "Descriptor",
+    "EncodedSink",
     "InMemoryBlockSink",
     "Level",
     "LogMetadata",
@@ -52,25 +91,54 @@ __all__ = [
     "StreamLayout",
     "StringCodec",
     "TelemetrySink",
+    "TracerConfig",
+    "TracerStats",
     "TracingError",
+    "TracingHandler",
     "TransitScanError",
     "TransitWriter",
     "UserDefinedType",
     "WireFormatError",
+    "auto_spans",
+    "auto_spans_active",
+    "begin_span",
     "block_from_cbor",
     "block_to_cbor",
     "compress_queue",
+    "current_process",
     "current_process_info",
+    "debug",
     "decode_udts",
     "decompress_queue",
     "encode_udts",
+    "end_span",
+    "error",
+    "fatal",
+    "flush",
     "format_rfc3339_ns",
+    "info",
+    "init",
+    "is_running",
+    "level_from_python",
+    "log",
+    "log_desc",
+    "metric",
+    "metric_desc",
     "parse_rfc3339_ns",
     "payload_from_cbor",
     "payload_to_cbor",
+    "process_id",
+    "process_info",
     "process_info_from_cbor",
     "process_info_to_cbor",
+    "shutdown",
+    "span",
+    "span_desc",
+    "stats",
+    "stop_auto_spans",
     "stream_info_from_cbor",
     "stream_info_to_cbor",
     "stream_layout",
+    "trace",
+    "warn",
 ]

@@ -4,11 +4,21 @@ Every call into C goes through here: buffers are handed over with ``ffi.from_buf
 copies), capacities are computed so C can never write past a numpy array, and negative return
 codes become ``TransitScanError`` in a single ``_check`` (python-practices.md §3, practice 14).
 Importing this module checks the extension's ABI version, so a stale build fails loudly.
+
+Two planes of the native tracer meet here. The control plane (init, flush, shutdown, the
+delivery queue, stats, process identity) is plain cffi: rare calls, and releasing the GIL is
+exactly right for ``next_item``'s blocking wait. The hot calls live in ``sirius.tracing._fast``,
+C-API functions compiled into the same extension that keep the GIL (``fast_module``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +26,7 @@ import numpy.typing as npt
 from ._exceptions import TracingError, TransitScanError
 from ._native import ffi, lib
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 """ABI version this binding was written for (``sirius_native_abi_version()``)."""
 
 _MESSAGES: dict[int, str] = {
@@ -164,3 +174,225 @@ def gather_fixed(buffer: bytes, starts: npt.ArrayLike, width: int) -> npt.NDArra
     )
     _check(written, "gather")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# native tracer: control plane
+
+ITEM_KINDS: dict[int, str] = {
+    lib.SIRIUS_ITEM_PROCESS: "process",
+    lib.SIRIUS_ITEM_STREAM: "stream",
+    lib.SIRIUS_ITEM_BLOCK: "block",
+}
+"""``sirius_item_info.kind`` → the ingestion route's item kind (``TelemetrySink.send_encoded``)."""
+
+CLOCKS: dict[str, int] = {
+    "auto": lib.SIRIUS_CLOCK_AUTO,
+    "tsc": lib.SIRIUS_CLOCK_TSC,
+    "monotonic": lib.SIRIUS_CLOCK_MONOTONIC,
+}
+
+DESC_SPAN = lib.SIRIUS_DESC_SPAN
+DESC_LOCATION = lib.SIRIUS_DESC_LOCATION
+DESC_LOG = lib.SIRIUS_DESC_LOG
+DESC_METRIC = lib.SIRIUS_DESC_METRIC
+
+CLOSED = lib.SIRIUS_E_CLOSED
+
+_TRACER_MESSAGES: dict[int, str] = {
+    lib.SIRIUS_E_STATE: "the tracer is already running (or not running)",
+    lib.SIRIUS_E_INVALID: "invalid argument",
+    lib.SIRIUS_E_NOMEM: "out of memory",
+    lib.SIRIUS_E_TIMEOUT: "timed out",
+}
+
+
+def fast_module() -> ModuleType:
+    """Return ``sirius.tracing._fast`` (built on first use by the cffi-callable initialiser)."""
+    module = sys.modules.get("sirius.tracing._fast")
+    if module is None:
+        if lib.sirius_py_fast_init() != 0:  # pragma: no cover - only on interpreter failure
+            msg = "could not create sirius.tracing._fast"
+            raise TracingError(msg)
+        module = sys.modules["sirius.tracing._fast"]
+    return module
+
+
+@dataclass(frozen=True, slots=True)
+class NativeIdentity:
+    """What the process registers; None fields are computed by C."""
+
+    exe: str | None = None
+    username: str | None = None
+    computer: str | None = None
+    distro: str | None = None
+    cpu_brand: str | None = None
+    properties: Mapping[str, str] | None = None
+    process_id: uuid.UUID | None = None
+    parent_process_id: uuid.UUID | None = None
+
+
+def _ms(seconds: float | None) -> int:
+    if seconds is None:
+        return -1
+    return max(0, min(int(seconds * 1000), 2**31 - 1))
+
+
+def tracer_init(
+    *,
+    chunk_size: int,
+    chunks_per_thread: int,
+    max_threads: int,
+    block_size: int,
+    flush_period: float,
+    max_queue_bytes: int,
+    clock: str,
+    identity: NativeIdentity,
+) -> None:
+    """Start the native tracer.
+
+    Raises:
+        TracingError: already running, or the native side refused the configuration.
+        ValueError: unknown clock name.
+    """
+    if clock not in CLOCKS:
+        msg = f"clock must be one of {sorted(CLOCKS)}, got {clock!r}"
+        raise ValueError(msg)
+    cfg = ffi.new("sirius_config *")
+    lib.sirius_config_default(cfg)
+    cfg.chunk_size = chunk_size
+    cfg.chunks_per_thread = chunks_per_thread
+    cfg.max_threads = max_threads
+    cfg.block_size = block_size
+    cfg.flush_period_ms = max(1, int(flush_period * 1000))
+    cfg.max_queue_bytes = max_queue_bytes
+    cfg.clock = CLOCKS[clock]
+    cfg.install_atexit = 0  # the Python layer shuts down at exit (and delivers)
+    keep: list[Any] = []  # C copies everything during init; these only live until it returns
+
+    def text(value: str | None) -> Any:
+        if value is None:
+            return ffi.NULL
+        buf = ffi.new("char[]", value.encode("utf-8", "replace"))
+        keep.append(buf)
+        return buf
+
+    cfg.exe = text(identity.exe)
+    cfg.username = text(identity.username)
+    cfg.realname = text(identity.username)
+    cfg.computer = text(identity.computer)
+    cfg.distro = text(identity.distro)
+    cfg.cpu_brand = text(identity.cpu_brand)
+    if identity.process_id is not None:
+        pid = ffi.new("uint8_t[16]", identity.process_id.bytes)
+        keep.append(pid)
+        cfg.process_id = pid
+    if identity.parent_process_id is not None:
+        parent = ffi.new("uint8_t[16]", identity.parent_process_id.bytes)
+        keep.append(parent)
+        cfg.parent_process_id = parent
+    if identity.properties:
+        items = [text(part) for kv in identity.properties.items() for part in kv]
+        array = ffi.new("const char *[]", [*items, ffi.NULL])
+        keep.append(array)
+        cfg.properties = array
+    _check_tracer(lib.sirius_init(cfg), "init")
+
+
+def _check_tracer(result: int, what: str) -> int:
+    if result < 0:
+        msg = f"native tracer {what}: {_TRACER_MESSAGES.get(result, f'error {result}')}"
+        raise TracingError(msg)
+    return result
+
+
+def tracer_flush(timeout: float | None) -> bool:
+    """Seal everything emitted so far into queued blocks; False if not running or too slow."""
+    return lib.sirius_flush(_ms(timeout)) == 0
+
+
+def tracer_shutdown(timeout: float | None) -> bool:
+    """Flush, stop the sink thread and close the queue; False if not running or too slow."""
+    return lib.sirius_shutdown(_ms(timeout)) == 0
+
+
+def tracer_is_running() -> bool:
+    """True between init and shutdown."""
+    return bool(lib.sirius_is_running())
+
+
+class ItemBuffer:
+    """A growable buffer ``next_item`` copies bodies into (one per delivering thread)."""
+
+    __slots__ = ("buf", "info")
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self.buf = ffi.new("uint8_t[]", size)
+        self.info = ffi.new("sirius_item_info *")
+
+
+def next_item(holder: ItemBuffer, timeout: float | None) -> tuple[str, int, bytes] | int | None:
+    """Pop the next ingestion body: ``(kind, nb_objects, body)``, None on timeout, ``CLOSED``.
+
+    Blocks with the GIL released (cffi), as a delivery thread should.
+    """
+    while True:
+        n = lib.sirius_next_item(holder.buf, len(holder.buf), _ms(timeout), holder.info)
+        if n == lib.SIRIUS_E_TOO_SMALL:
+            holder.buf = ffi.new("uint8_t[]", int(holder.info.size) * 2)
+            continue
+        if n == CLOSED:
+            return CLOSED
+        if n <= 0:
+            return None
+        kind = ITEM_KINDS.get(holder.info.kind, "block")
+        return kind, int(holder.info.nb_objects), bytes(ffi.buffer(holder.buf, n))
+
+
+def tracer_stats() -> dict[str, int]:
+    """The native counters (``sirius_stats``) as a dict."""
+    stats = ffi.new("sirius_stats *")
+    lib.sirius_get_stats(stats)
+    return {name: int(getattr(stats, name)) for name in dir(stats)}
+
+
+def tracer_process_id() -> uuid.UUID | None:
+    """The tracer's process id, None before the first init."""
+    out = ffi.new("uint8_t[16]")
+    if lib.sirius_process_id(out) != 0:
+        return None
+    return uuid.UUID(bytes=bytes(ffi.buffer(out, 16)))
+
+
+def tracer_process_info_cbor() -> bytes | None:
+    """The ``insert_process`` body of this process (finishes calibration: may sleep ~20 ms)."""
+    size = 4096
+    while True:
+        buf = ffi.new("uint8_t[]", size)
+        n = lib.sirius_process_info(buf, size)
+        if n == lib.SIRIUS_E_TOO_SMALL:
+            size *= 4
+            continue
+        if n < 0:
+            return None
+        return bytes(ffi.buffer(buf, n))
+
+
+def set_thread_untraced(untraced: bool) -> None:
+    """Mark the calling thread untraced (delivery threads must not trace themselves)."""
+    lib.sirius_set_thread_untraced(1 if untraced else 0)
+
+
+def cffi_span_calls(address: int) -> tuple[Any, Any, Any]:
+    """``(begin, end, desc_pointer)`` through plain cffi wrappers: the benchmark's baseline."""
+    pointer = ffi.cast("const sirius_desc *", address)
+    return lib.sirius_span_begin, lib.sirius_span_end, pointer
+
+
+def lz4_frame_compress(data: bytes) -> bytes:
+    """The native sink's LZ4 frame encoder (for tests; not thread-safe)."""
+    cap = int(lib.sr_lz4_frame_bound(len(data)))
+    out = ffi.new("uint8_t[]", cap)
+    n = lib.sirius_test_lz4_frame(ffi.from_buffer("uint8_t[]", data) if data else ffi.NULL, len(data), out, cap)
+    _check_tracer(n, "lz4")
+    return bytes(ffi.buffer(out, n))

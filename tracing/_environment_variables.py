@@ -20,3 +20,21 @@ MICROMEGAS_TELEMETRY_PARENT_PROCESS = "MICROMEGAS_TELEMETRY_PARENT_PROCESS"
 
 SIRIUS_SINK_MAX_QUEUE_BYTES = "SIRIUS_SINK_MAX_QUEUE_BYTES"
 """Byte budget of the sink's queue of unsent blocks (default 64 MiB)."""
+
+SIRIUS_TRACING_FLUSH_PERIOD = "SIRIUS_TRACING_FLUSH_PERIOD"
+"""Seconds after its first event at which the native tracer seals a block (default 1)."""
+
+SIRIUS_TRACING_CHUNK_SIZE = "SIRIUS_TRACING_CHUNK_SIZE"
+"""Bytes per chunk of a thread's event buffer (default 65536, at least 1024)."""
+
+SIRIUS_TRACING_CHUNKS_PER_THREAD = "SIRIUS_TRACING_CHUNKS_PER_THREAD"
+"""Chunks in each thread's ring (default 4, at least 2)."""
+
+SIRIUS_TRACING_BLOCK_SIZE = "SIRIUS_TRACING_BLOCK_SIZE"
+"""Uncompressed bytes of events that seal a block (default 1 MiB)."""
+
+SIRIUS_TRACING_MAX_THREADS = "SIRIUS_TRACING_MAX_THREADS"
+"""Threads traced at once; later ones stay untraced, counted (default 4096)."""
+
+SIRIUS_TRACING_CLOCK = "SIRIUS_TRACING_CLOCK"
+"""Tick source: ``auto`` (TSC when invariant), ``tsc`` or ``monotonic``."""

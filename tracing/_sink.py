@@ -37,7 +37,17 @@ from ._environment_variables import (
     MICROMEGAS_TELEMETRY_URL,
     SIRIUS_SINK_MAX_QUEUE_BYTES,
 )
-from ._wire_format import Block, ProcessInfo, StreamInfo, block_to_cbor, process_info_to_cbor, stream_info_to_cbor
+from ._wire_format import (
+    Block,
+    ProcessInfo,
+    StreamInfo,
+    block_from_cbor,
+    block_to_cbor,
+    process_info_from_cbor,
+    process_info_to_cbor,
+    stream_info_from_cbor,
+    stream_info_to_cbor,
+)
 
 _LOG = logging.getLogger("sirius.tracing.sink")
 
@@ -260,6 +270,16 @@ class TelemetrySink:
         """Queue an already CBOR-encoded block body (the native tracer encodes in C)."""
         return self._enqueue_safely("block", lambda: body, droppable=True)
 
+    def send_encoded(self, kind: str, body: bytes) -> bool:
+        """Queue an already CBOR-encoded body of ``kind`` ``process``, ``stream`` or ``block``.
+
+        Process and stream bodies are never dropped; returns False when a block was dropped.
+        """
+        if kind not in _PATHS:
+            self._log.warn(f"telemetry sink: unknown item kind {kind!r}; dropped")
+            return False
+        return self._enqueue_safely(kind, lambda: body, droppable=kind == "block")
+
     def _enqueue_safely(self, kind: str, encode: Callable[[], bytes], *, droppable: bool) -> bool:
         try:
             return self._enqueue(_Item(kind, _PATHS[kind], encode(), droppable))
@@ -436,6 +456,16 @@ class InMemoryBlockSink:
     def send_block(self, block: Block) -> bool:
         """Keep the block."""
         self.blocks.append(block)
+        return True
+
+    def send_encoded(self, kind: str, body: bytes) -> bool:
+        """Decode and keep an encoded ``process``, ``stream`` or ``block`` body."""
+        if kind == "process":
+            self.register_process(process_info_from_cbor(body))
+        elif kind == "stream":
+            self.register_stream(stream_info_from_cbor(body))
+        else:
+            self.send_block(block_from_cbor(body))
         return True
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -1,3 +1,4 @@
 /* ABI version of the native extension, checked by the Python binding at import. */
 #include "sirius_native.h"
-int sirius_native_abi_version(void) { return 2; } /* 2: transit scanner and gather helpers */
+/* 2: transit scanner and gather helpers; 3: native tracer (sirius_tracing.h) and sirius.tracing._fast */
+int sirius_native_abi_version(void) { return 3; }

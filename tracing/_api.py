@@ -1,0 +1,304 @@
+"""The instrumentation API: spans, logs and metrics through the native tracer's fast path.
+
+Every hot call is a C-API function of ``sirius.tracing._fast`` that keeps the GIL. Descriptors
+(name, target, file, line) are registered once and cached; the hot call passes only the
+descriptor object. Calls before ``init`` or after ``shutdown`` are ignored, and none of these
+functions raises into the application for telemetry reasons.
+
+Spans:
+
+* ``@span`` / ``@span("name")`` on a function: a thread span around each call (a C vectorcall
+  wrapper); on an ``async def``: an async span (``BeginAsyncSpanEvent``) from start to finish,
+  parented through a context variable; on a generator: a thread span around each resumption;
+  on an async generator: an async span per step. Exceptions end the span and propagate.
+* ``with span("name"):`` — a thread span; ``span("name")`` returns a cached descriptor, so
+  ``S = span("name")`` once and ``with S:`` in the loop costs two C calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar
+
+from . import _binding
+from ._transit_layouts import Level
+
+_fast = _binding.fast_module()
+Descriptor = _fast.Descriptor
+"""A registered call site (``sirius.tracing._fast.Descriptor``): a context manager for spans."""
+
+_begin = _fast.begin
+_end = _fast.end
+_begin_async = _fast.begin_async
+_end_async = _fast.end_async
+_new_span_id = _fast.new_span_id
+_log = _fast.log
+_metric = _fast.metric
+
+DEFAULT_TARGET = "python"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_span_descs: dict[tuple[str, str], Any] = {}
+_log_descs: dict[tuple[int, str], Any] = {}
+_metric_descs: dict[tuple[str, str, str], Any] = {}
+
+# (span_id, depth) of the innermost async span of the running task; depth -1 = none
+_current_async: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "sirius_tracing_async_span", default=(0, -1)
+)
+
+
+def span_desc(name: str, *, target: str = DEFAULT_TARGET, file: str = "", line: int = 0) -> Any:
+    """Return the (cached) thread-span descriptor called ``name``.
+
+    >>> with span_desc("doc-example"):
+    ...     pass
+    """
+    key = (name, target)
+    desc = _span_descs.get(key)
+    if desc is None:
+        desc = _fast.desc(_binding.DESC_SPAN, name, target, target, file, line, 0, None)
+        _span_descs[key] = desc
+    return desc
+
+
+def _code_desc(func: Callable[..., Any], name: str | None) -> Any:
+    code = getattr(func, "__code__", None)
+    module = getattr(func, "__module__", None) or DEFAULT_TARGET
+    return _fast.desc(
+        _binding.DESC_SPAN,
+        name or getattr(func, "__qualname__", None) or repr(func),
+        module,
+        module,
+        code.co_filename if code else "",
+        code.co_firstlineno if code else 0,
+        0,
+        None,
+    )
+
+
+def _enter_async(desc: Any) -> tuple[int, int, int, contextvars.Token[tuple[int, int]]]:
+    parent, parent_depth = _current_async.get()
+    span_id = _new_span_id()
+    depth = parent_depth + 1
+    token = _current_async.set((span_id, depth))
+    _begin_async(desc, span_id, parent, depth)
+    return span_id, parent, depth, token
+
+
+def _exit_async(desc: Any, span_id: int, parent: int, depth: int, token: contextvars.Token[tuple[int, int]]) -> None:
+    _end_async(desc, span_id, parent, depth)
+    with contextlib.suppress(ValueError):  # closed from another context (a collected coroutine)
+        _current_async.reset(token)
+
+
+def _wrap_coroutine(desc: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        span_id, parent, depth, token = _enter_async(desc)
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            _exit_async(desc, span_id, parent, depth, token)
+
+    return traced
+
+
+def _traced_generator(desc: Any, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        _begin(desc)
+        try:
+            item = gen.send(value) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            _end(desc)
+            return stop.value
+        except BaseException:
+            _end(desc)
+            raise
+        _end(desc)
+        value, error = None, None
+        try:
+            value = yield item
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: forward it
+            error = exc
+
+
+def _wrap_generator(desc: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def traced(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        return _traced_generator(desc, func(*args, **kwargs))
+
+    return traced
+
+
+async def _traced_async_generator(desc: Any, agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        span_id, parent, depth, token = _enter_async(desc)
+        try:
+            item = await (agen.asend(value) if error is None else agen.athrow(error))
+        except StopAsyncIteration:
+            _exit_async(desc, span_id, parent, depth, token)
+            return
+        except BaseException:
+            _exit_async(desc, span_id, parent, depth, token)
+            raise
+        _exit_async(desc, span_id, parent, depth, token)
+        value, error = None, None
+        try:
+            value = yield item
+        except GeneratorExit:
+            await agen.aclose()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: forward it
+            error = exc
+
+
+def _wrap_async_generator(desc: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def traced(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        return _traced_async_generator(desc, func(*args, **kwargs))
+
+    return traced
+
+
+def _decorate(desc: Any, func: F) -> F:
+    if inspect.iscoroutinefunction(func):
+        return _wrap_coroutine(desc, func)  # type: ignore[return-value]
+    if inspect.isasyncgenfunction(func):
+        return _wrap_async_generator(desc, func)  # type: ignore[return-value]
+    if inspect.isgeneratorfunction(func):
+        return _wrap_generator(desc, func)  # type: ignore[return-value]
+    wrapper = _fast.wrap(desc, func)
+    functools.update_wrapper(wrapper, func)
+    return wrapper  # type: ignore[no-any-return]
+
+
+_fast.set_decorator(_decorate)
+
+
+def span(name_or_func: Any = None, /, *, name: str | None = None, target: str | None = None) -> Any:
+    """Return a span decorator or context manager (decorate bare, decorate by name, or use in with).
+
+    Args:
+        name_or_func: the function to decorate, or the span name.
+        name: span name for a decorated function (default its ``__qualname__``).
+        target: span target (default the function's module, or ``"python"``).
+
+    Returns:
+        The wrapped function, or a descriptor usable as ``with`` context and as a decorator.
+
+    >>> @span
+    ... def add(a, b):
+    ...     return a + b
+    >>> add(1, 2)
+    3
+    """
+    if callable(name_or_func) and not isinstance(name_or_func, str):
+        return _decorate(_code_desc(name_or_func, name), name_or_func)
+    if name_or_func is None and name is None:
+        return lambda func: _decorate(_code_desc(func, None), func)
+    return span_desc(name_or_func if name_or_func is not None else name, target=target or DEFAULT_TARGET)
+
+
+begin_span = _begin
+"""``begin_span(desc)``: begin a thread span of ``desc`` (from ``span_desc``): one C call."""
+end_span = _end
+"""``end_span(desc)``: end the thread span of ``desc`` on the calling thread: one C call."""
+
+
+# ---------------------------------------------------------------------------------------------
+# logs
+
+
+def log_desc(level: int, target: str = DEFAULT_TARGET) -> Any:
+    """Return the (cached) log descriptor of ``level`` and ``target``."""
+    key = (int(level), target)
+    desc = _log_descs.get(key)
+    if desc is None:
+        desc = _fast.desc(_binding.DESC_LOG, "", target, target, "", 0, int(level), None)
+        _log_descs[key] = desc
+    return desc
+
+
+_FATAL = log_desc(Level.FATAL)
+_ERROR = log_desc(Level.ERROR)
+_WARN = log_desc(Level.WARN)
+_INFO = log_desc(Level.INFO)
+_DEBUG = log_desc(Level.DEBUG)
+_TRACE = log_desc(Level.TRACE)
+
+
+def log(level: int, msg: object, target: str | None = None) -> None:
+    """Record ``msg`` (``str(msg)``) at ``level`` (``Level``: 1 fatal … 6 trace)."""
+    _log(log_desc(level, target or DEFAULT_TARGET), msg)
+
+
+def fatal(msg: object, target: str | None = None) -> None:
+    """Record a fatal log entry."""
+    _log(_FATAL if target is None else log_desc(Level.FATAL, target), msg)
+
+
+def error(msg: object, target: str | None = None) -> None:
+    """Record an error log entry."""
+    _log(_ERROR if target is None else log_desc(Level.ERROR, target), msg)
+
+
+def warn(msg: object, target: str | None = None) -> None:
+    """Record a warning log entry."""
+    _log(_WARN if target is None else log_desc(Level.WARN, target), msg)
+
+
+def info(msg: object, target: str | None = None) -> None:
+    """Record an info log entry.
+
+    >>> info("hello")  # ignored unless the tracer runs
+    """
+    _log(_INFO if target is None else log_desc(Level.INFO, target), msg)
+
+
+def debug(msg: object, target: str | None = None) -> None:
+    """Record a debug log entry."""
+    _log(_DEBUG if target is None else log_desc(Level.DEBUG, target), msg)
+
+
+def trace(msg: object, target: str | None = None) -> None:
+    """Record a trace log entry."""
+    _log(_TRACE if target is None else log_desc(Level.TRACE, target), msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def metric_desc(name: str, unit: str = "", target: str = DEFAULT_TARGET) -> Any:
+    """Return the (cached) metric descriptor."""
+    key = (name, unit, target)
+    desc = _metric_descs.get(key)
+    if desc is None:
+        desc = _fast.desc(_binding.DESC_METRIC, name, target, target, "", 0, 0, unit)
+        _metric_descs[key] = desc
+    return desc
+
+
+def metric(name: str, value: float, unit: str = "", target: str | None = None) -> None:
+    """Record a metric: an ``int`` → ``IntegerMetricEvent``, anything else → ``FloatMetricEvent``.
+
+    >>> metric("queue.length", 3, unit="items")
+    """
+    key = (name, unit, target or DEFAULT_TARGET)
+    desc = _metric_descs.get(key)
+    if desc is None:
+        desc = metric_desc(*key)
+    _metric(desc, value)
