@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +23,14 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    os.chmod(tmp_path, 0o755)  # the postgres OS user must traverse it when tests run as root
-    return tmp_path / "data"
+def data_dir() -> Iterator[Path]:
+    # Under /tmp with mode 755: the postgres OS user must traverse it when tests run as root
+    # (pytest's own tmp_path sits below a 0700 directory, which would force the pgserver path;
+    # test_embedded_postgres.py covers both paths explicitly).
+    path = Path(tempfile.mkdtemp(prefix="sirius-up-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path / "data"
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_up_smoke_on_the_embedded_default(data_dir: Path) -> None:
