@@ -1,19 +1,152 @@
 """SQL functions registered in every DataFusion session (property_get, jsonb_*, histograms, …).
 
-Owned by the SQL-surface work; the session factory calls ``register_sql_functions`` once per
-session it builds.
+The session factory calls :func:`register_sql_functions` once per session it builds, with the
+query's context (caller rights, partition store, event-loop bridge). Table functions that must
+run before planning (``expand_histogram``, ``process_spans``, the admin functions, …) are not
+registered here: the query server expands them (``expand_table_functions``), see
+``_sql_table_functions``.
+
+* properties: ``property_get``, ``properties_length``;
+* JSONB: ``jsonb_parse``, ``jsonb_get``, ``jsonb_format_json``, ``jsonb_as_string``,
+  ``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length`` (and the
+  table functions ``jsonb_each``, ``jsonb_array_elements``);
+* histograms: ``make_histogram``, ``sum_histograms`` (aggregates), ``quantile_from_histogram``,
+  ``variance_from_histogram``, ``count_from_histogram``, ``sum_from_histogram`` (and the table
+  function ``expand_histogram``);
+* admin, for admin callers only: ``retire_partition_by_file(path)``,
+  ``retire_partition_by_metadata(view_set, instance, begin, end[, schema_hash])``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import datafusion
+import pyarrow as pa
+from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
 
-def register_sql_functions(ctx: Any, **context: Any) -> None:
-    """Register Sirius's scalar, aggregate and table functions on ``ctx``.
+from . import _sql_histograms as histograms
+from ._sql_admin import PartitionAdmin
+from ._sql_jsonb import jsonb_udfs
+from ._sql_table_functions import RunAsync, rename_calls_by_arity
+
+__all__ = [
+    "ARITY_RENAMES",
+    "new_session_context",
+    "prepare_sql",
+    "register_sql_functions",
+]
+
+_TS_NAIVE = pa.timestamp("ns")
+_RETIRE_BY_METADATA_4 = "retire_partition_by_metadata__4"
+
+ARITY_RENAMES: dict[tuple[str, int], str] = {("retire_partition_by_metadata", 4): _RETIRE_BY_METADATA_4}
+"""SQL names with several arities: DataFusion-python UDFs have one signature each."""
+
+
+def new_session_context(
+    *,
+    memory_limit_bytes: int | None = None,
+    target_partitions: int | None = None,
+    batch_size: int | None = None,
+) -> SessionContext:
+    """A session configured like Micromegas's (``information_schema`` on, page index off).
+
+    Args:
+        memory_limit_bytes: size of the query's fair spill pool; exceeding it fails the query
+            with DataFusion's "Resources exhausted" (None: unbounded).
+        target_partitions: DataFusion parallelism (default: number of cores).
+        batch_size: rows per record batch (default DataFusion's 8192).
+
+    Returns:
+        A fresh ``SessionContext`` with no tables and no Sirius functions.
+    """
+    config = (
+        SessionConfig()
+        .with_information_schema(True)
+        .set("datafusion.execution.parquet.enable_page_index", "false")
+        .set("datafusion.sql_parser.collect_spans", "true")
+        # Strings as Utf8 (the views' declared type), not Utf8View: results go to clients
+        # without a conversion copy.
+        .set("datafusion.execution.parquet.schema_force_view_types", "false")
+    )
+    if target_partitions:
+        config = config.with_target_partitions(target_partitions)
+    if batch_size:
+        config = config.with_batch_size(batch_size)
+    runtime = RuntimeEnvBuilder()
+    if memory_limit_bytes:
+        runtime = runtime.with_fair_spill_pool(int(memory_limit_bytes))
+    return SessionContext(config, runtime)
+
+
+def _admin_udfs(partitions: PartitionAdmin, run_async: RunAsync) -> list[datafusion.ScalarUDF]:
+    def by_file(paths: pa.Array) -> pa.Array:
+        return pa.array(
+            [None if p is None else run_async(partitions.retire_partition_by_file(p)) for p in paths.to_pylist()],
+            pa.utf8(),
+        )
+
+    def by_metadata(*columns: pa.Array) -> pa.Array:
+        view_sets, instances, begins, ends = (c.to_pylist() for c in columns[:4])
+        begins_ns = columns[2].cast(pa.int64()).to_pylist()
+        ends_ns = columns[3].cast(pa.int64()).to_pylist()
+        hashes = columns[4].to_pylist() if len(columns) > 4 else [None] * len(view_sets)
+        out: list[str | None] = []
+        for view_set, instance, begin, end, begin_ns, end_ns, schema_hash in zip(
+            view_sets, instances, begins, ends, begins_ns, ends_ns, hashes, strict=True
+        ):
+            if None in (view_set, instance, begin, end):
+                out.append(None)
+                continue
+            out.append(
+                run_async(partitions.retire_partition_by_metadata(view_set, instance, begin_ns, end_ns, schema_hash))
+            )
+        return pa.array(out, pa.utf8())
+
+    metadata_args = [pa.utf8(), pa.utf8(), _TS_NAIVE, _TS_NAIVE]
+    return [
+        udf(by_file, [pa.utf8()], pa.utf8(), "volatile", "retire_partition_by_file"),
+        udf(by_metadata, [*metadata_args, pa.binary()], pa.utf8(), "volatile", "retire_partition_by_metadata"),
+        udf(by_metadata, metadata_args, pa.utf8(), "volatile", _RETIRE_BY_METADATA_4),
+    ]
+
+
+def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
+    """Register Sirius's scalar and aggregate functions on ``ctx``.
 
     Args:
         ctx: a ``datafusion.SessionContext``.
-        **context: what some functions need (the lakehouse, the query range, the caller's rights).
+        **context: what some functions need; all optional:
+            ``is_admin`` (bool, default True): register the admin functions;
+            ``partitions`` (:class:`PartitionAdmin`): the partition store they act on;
+            ``run_async`` (callable): runs a partition-store coroutine to completion from a
+            DataFusion worker thread (e.g. ``asyncio.run_coroutine_threadsafe(c, loop).result()``).
+            Admin functions are registered only when all three allow it.
     """
-    del ctx, context
+    for name, fn, inputs, output in jsonb_udfs():
+        ctx.register_udf(udf(fn, inputs, output, "immutable", name))
+    for name, fn, inputs, output in histograms.histogram_scalar_udfs():
+        ctx.register_udf(udf(fn, inputs, output, "immutable", name))
+    hist = histograms.HISTOGRAM_TYPE
+    ctx.register_udaf(
+        udaf(
+            histograms.HistogramAccumulator,
+            [pa.float64(), pa.float64(), pa.int64(), pa.float64()],
+            hist,
+            [hist],
+            "immutable",
+            "make_histogram",
+        )
+    )
+    ctx.register_udaf(udaf(histograms.SumHistogramsAccumulator, [hist], hist, [hist], "immutable", "sum_histograms"))
+    partitions = context.get("partitions")
+    run_async = context.get("run_async")
+    if context.get("is_admin", True) and partitions is not None and run_async is not None:
+        for admin_udf in _admin_udfs(partitions, run_async):
+            ctx.register_udf(admin_udf)
+
+
+def prepare_sql(sql: str) -> str:
+    """Rewrite the SQL text for the functions DataFusion cannot express directly (arity overloads)."""
+    return rename_calls_by_arity(sql, ARITY_RENAMES)

@@ -1,0 +1,229 @@
+"""The HTTP query gateway (``sirius gateway``, :3000): SQL over HTTP, answered from FlightSQL.
+
+* ``POST /gateway/query``: JSON ``{"sql": …, "time_range_begin"?: RFC 3339,
+  "time_range_end"?: RFC 3339}`` → a JSON array of row objects, streamed batch by batch;
+* ``GET /gateway/health``: ``200 OK`` (no authentication).
+
+Like Micromegas's ``http-gateway``, it is a FlightSQL client: the request's ``Authorization``
+header is checked against the same API keys and forwarded, the range goes out as
+``query_range_begin``/``query_range_end``, and ``x-client-type`` becomes ``<orig>+gateway``
+with ``x-request-id`` and ``x-client-ip`` added.
+
+Values in JSON: timestamps as RFC 3339 UTC text with nanoseconds, binary as hex, nested values
+as JSON, NaN/±inf as strings. Errors: 400 (bad request body or INVALID_ARGUMENT), 401, 503 with
+``Retry-After`` (server busy), 504 (query timeout), 502 (FlightSQL unreachable), 500 otherwise;
+the body is ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from aiohttp import web
+from pyarrow import flight
+
+from ..collector import ApiKeys
+from ..tracing._rfc3339 import parse_rfc3339_ns
+from . import _protocol as proto
+
+__all__ = ["GatewayService", "rows_as_json"]
+
+_LOG = logging.getLogger(__name__)
+_RETRY_AFTER_SECONDS = "1"
+_MAX_BODY_BYTES = 1024 * 1024
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _jsonable_column(column: pa.Array) -> pa.Array:
+    """Columns Python's JSON encoder cannot take as is (timestamps, durations) rendered as text."""
+    data_type = column.type
+    if pa.types.is_dictionary(data_type):
+        return _jsonable_column(column.dictionary_decode())
+    if pa.types.is_timestamp(data_type):
+        utc = pc.cast(column, pa.timestamp("ns", tz="UTC"))
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+    if pa.types.is_date(data_type) or pa.types.is_time(data_type) or pa.types.is_duration(data_type):
+        return pc.cast(column, pa.utf8())
+    return column
+
+
+def rows_as_json(batch: pa.RecordBatch) -> Iterator[str]:
+    """One JSON object (text) per row of ``batch``."""
+    columns = [_jsonable_column(column) for column in batch.columns]
+    names = batch.schema.names
+    for row in zip(*(column.to_pylist() for column in columns), strict=True):
+        yield json.dumps({name: _json_value(v) for name, v in zip(names, row, strict=True)}, ensure_ascii=False)
+
+
+class _GatewayError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _http_error(exc: BaseException) -> _GatewayError:
+    """Map a FlightSQL client error to an HTTP status (the message without gRPC debug context)."""
+    text = str(exc).split(". gRPC client debug context", 1)[0]
+    for prefix in (
+        "Flight returned invalid argument error, with message: ",
+        "Flight returned unavailable error, with message: ",
+    ):
+        text = text.removeprefix(prefix)
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return _GatewayError(401, "invalid token")
+    if isinstance(exc, flight.FlightTimedOutError):
+        return _GatewayError(504, text)
+    if isinstance(exc, flight.FlightUnavailableError):
+        if "failed to connect" in text.lower() or "connection refused" in text.lower():
+            return _GatewayError(502, "the FlightSQL service is unreachable")
+        return _GatewayError(503, text)
+    if isinstance(exc, (pa.ArrowInvalid, pa.ArrowNotImplementedError)):
+        return _GatewayError(400, text)
+    return _GatewayError(500, text)
+
+
+class GatewayService:
+    """The gateway's aiohttp application, forwarding queries to a FlightSQL server.
+
+    Args:
+        flight_uri: the FlightSQL service, e.g. ``grpc://127.0.0.1:50051``.
+        keys: the API keys requests must carry (the same as the FlightSQL server's).
+    """
+
+    def __init__(self, flight_uri: str, keys: ApiKeys | None = None) -> None:
+        self.flight_uri = flight_uri
+        self.keys = keys if keys is not None else ApiKeys()
+        self._client: flight.FlightClient | None = None
+        self._client_lock = threading.Lock()
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (serve it with ``sirius.collector.HttpServer``)."""
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_get("/gateway/health", self._health)
+        app.router.add_post("/gateway/query", self._query)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    def close(self) -> None:
+        """Close the FlightSQL connection."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        self.close()
+
+    def _flight_client(self) -> flight.FlightClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = flight.connect(self.flight_uri)
+            return self._client
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def _query(self, request: web.Request) -> web.StreamResponse:
+        try:
+            headers = self._call_headers(request, await self._body(request))
+            sql = headers.pop(b":sql").decode()
+            reader = await asyncio.to_thread(self._open, sql, list(headers.items()))
+            first = await asyncio.to_thread(_read_chunk, reader)
+        except _GatewayError as exc:
+            return _error_response(exc)
+        except Exception as exc:  # noqa: BLE001 - every FlightSQL failure becomes an HTTP status
+            return _error_response(_http_error(exc))
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        separator = "["
+        batch = first
+        try:
+            while batch is not None:
+                rows = list(rows_as_json(batch))
+                if rows:
+                    await response.write((separator + ",".join(rows)).encode())
+                    separator = ","
+                batch = await asyncio.to_thread(_read_chunk, reader)
+        except Exception as exc:  # noqa: BLE001 - headers are sent: end the body and log
+            _LOG.warning("gateway query failed mid-stream: %s", exc)
+        await response.write(b"[]" if separator == "[" else b"]")
+        await response.write_eof()
+        return response
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise _GatewayError(400, "the body must be a JSON object with a 'sql' string") from None
+        if not isinstance(body, dict) or not isinstance(body.get("sql"), str) or not body["sql"].strip():
+            raise _GatewayError(400, "the body must be a JSON object with a non-empty 'sql' string")
+        return body
+
+    def _call_headers(self, request: web.Request, body: dict[str, Any]) -> dict[bytes, bytes]:
+        authorization = request.headers.get("Authorization")
+        if self.keys.authenticate(authorization) is None:
+            raise _GatewayError(401, "invalid token")
+        headers: dict[bytes, bytes] = {b":sql": body["sql"].encode()}
+        if authorization:
+            headers[b"authorization"] = authorization.encode()
+        begin, end = body.get("time_range_begin"), body.get("time_range_end")
+        for name, value in (("time_range_begin", begin), ("time_range_end", end)):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise _GatewayError(400, f"{name} must be an RFC 3339 string")
+            try:
+                parse_rfc3339_ns(value)
+            except ValueError:
+                raise _GatewayError(400, f"{name} is not an RFC 3339 time: {value!r}") from None
+        if (begin is None) != (end is None):
+            raise _GatewayError(400, "give both time_range_begin and time_range_end, or neither")
+        if begin is not None and end is not None:
+            headers[b"query_range_begin"] = begin.encode()
+            headers[b"query_range_end"] = end.encode()
+        client_type = request.headers.get("x-client-type", "unknown")
+        headers[b"x-client-type"] = f"{client_type}+gateway".encode()
+        headers[b"x-request-id"] = request.headers.get("x-request-id", str(uuid.uuid4())).encode()
+        forwarded = request.headers.get("x-forwarded-for", "")
+        client_ip = forwarded.split(",")[-1].strip() if forwarded else (request.remote or "")
+        headers[b"x-client-ip"] = client_ip.encode()
+        return headers
+
+    def _open(self, sql: str, headers: list[tuple[bytes, bytes]]) -> flight.FlightStreamReader:
+        ticket = flight.Ticket(proto.pack(proto.TicketStatementQuery(statement_handle=sql.encode())))
+        return self._flight_client().do_get(ticket, options=flight.FlightCallOptions(headers=headers))
+
+
+def _read_chunk(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_chunk().data
+    except StopIteration:
+        return None
+
+
+def _error_response(error: _GatewayError) -> web.Response:
+    headers = {"Retry-After": _RETRY_AFTER_SECONDS} if error.status == 503 else None
+    return web.json_response({"error": error.message}, status=error.status, headers=headers)

@@ -1,0 +1,457 @@
+"""Sirius's table functions, expanded before DataFusion plans the query.
+
+DataFusion-python table functions (UDTFs) only see literal arguments and cannot run queries
+(a nested query from inside planning panics: environment.md §5.2). Several Micromegas table
+functions need exactly that: ``expand_histogram((SELECT make_histogram(…) …))`` takes a scalar
+subquery, ``process_spans``/``perfetto_trace_chunks`` read ``thread_spans`` of every thread of a
+process, and the admin functions do asynchronous work on the partition store.
+
+So :func:`expand_table_functions` rewrites the SQL text first: every call of a registered table
+function is found (outside string literals, quoted identifiers and comments), its arguments are
+evaluated (literals directly, anything else with ``SELECT <arg>`` on the same session), the
+function runs, its result is registered as a temporary table ``__sirius_tf_<n>`` and the call is
+replaced by that name. Admin functions are expanded only for admin callers; for the others the
+call is left as is and DataFusion reports an unknown table function, as Micromegas does.
+
+With ``schema_only`` (prepared statements: the client wants the result schema, not the side
+effects) each function contributes an empty table of its declared schema instead of running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import datafusion
+import pyarrow as pa
+
+from ..tracing._rfc3339 import parse_rfc3339_ns
+from . import _sql_admin as admin
+from ._sql_histograms import EXPAND_HISTOGRAM_SCHEMA, expand_histogram_table
+from ._sql_jsonb import DICT_BINARY, jsonb_array_elements_table, jsonb_each_table
+
+__all__ = [
+    "SqlCall",
+    "SqlEnvironment",
+    "TableFunction",
+    "collect_table",
+    "expand_table_functions",
+    "find_calls",
+    "rename_calls_by_arity",
+    "table_functions",
+]
+
+T = TypeVar("T")
+RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]
+"""Runs a coroutine on the application's event loop and returns its result (blocking)."""
+
+
+def collect_table(ctx: datafusion.SessionContext, sql: str) -> pa.Table:
+    """Run ``sql`` on ``ctx`` and return the whole result (the default :attr:`SqlEnvironment.collect`)."""
+    return ctx.sql(sql).to_arrow_table()
+
+
+@dataclass(frozen=True)
+class SqlEnvironment:
+    """What table functions need at query time.
+
+    Attributes:
+        is_admin: the caller may run the admin functions.
+        begin_ns: query range start (Unix ns) or None.
+        end_ns: query range end (Unix ns) or None.
+        partitions: the partition store, or None when the deployment has none.
+        run_async: runs a partition-store coroutine to completion from this (non-loop) thread.
+        collect: runs a nested query (the server passes one that honours the query's deadline).
+        schema_only: register empty results of the declared schemas, run nothing.
+        now_ns: clock for the ``time`` column of admin log rows.
+        session_for: a new session of the same caller over another query range (``begin_ns``,
+            ``end_ns``); lets functions given an explicit range (``process_spans`` with four
+            arguments) read range-bound views when the request carried no range headers.
+    """
+
+    is_admin: bool = True
+    begin_ns: int | None = None
+    end_ns: int | None = None
+    partitions: admin.PartitionAdmin | None = None
+    run_async: RunAsync | None = None
+    collect: Callable[[datafusion.SessionContext, str], pa.Table] = collect_table
+    schema_only: bool = False
+    now_ns: Callable[[], int] = time.time_ns
+    session_for: Callable[[int, int], datafusion.SessionContext] | None = None
+
+    def call_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a partition-store coroutine through :attr:`run_async`."""
+        if self.run_async is None:
+            coro.close()
+            msg = "this server has no event loop for partition administration"
+            raise RuntimeError(msg)
+        return self.run_async(coro)
+
+    def require_partitions(self, function: str) -> admin.PartitionAdmin:
+        """The partition store, or a clear error naming ``function``."""
+        if self.partitions is None:
+            msg = f"{function}: this deployment has no partition store"
+            raise ValueError(msg)
+        return self.partitions
+
+
+TableImpl = Callable[[datafusion.SessionContext, SqlEnvironment, Sequence[Any]], pa.Table]
+
+
+@dataclass(frozen=True)
+class TableFunction:
+    """A table function expanded before planning.
+
+    Attributes:
+        name: SQL name (matched case-insensitively).
+        schema: result schema (registered empty in ``schema_only`` mode).
+        impl: ``impl(ctx, env, args) -> pyarrow.Table``; ``args`` are evaluated Python values.
+        arity: accepted argument counts.
+        admin_only: expanded only for admin callers.
+    """
+
+    name: str
+    schema: pa.Schema
+    impl: TableImpl
+    arity: tuple[int, ...]
+    admin_only: bool = False
+
+
+@dataclass(frozen=True)
+class SqlCall:
+    """One ``name(args)`` occurrence in a SQL text: ``sql[start:end]`` is the whole call."""
+
+    name: str
+    start: int
+    end: int
+    args: tuple[str, ...]
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TEMP_NAMES = itertools.count()  # unique temporary table names, even when a session is reused
+
+
+def _skip_quoted(sql: str, i: int, quote: str) -> int:
+    """Index just past the literal or quoted identifier opening at ``i`` (doubled quotes escape)."""
+    j = i + 1
+    while j < len(sql):
+        if sql[j] == quote:
+            if j + 1 < len(sql) and sql[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return len(sql)
+
+
+def _skip_comment(sql: str, i: int) -> int | None:
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return len(sql) if end < 0 else end + 1
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return len(sql) if end < 0 else end + 2
+    return None
+
+
+def _split_args(sql: str, open_paren: int) -> tuple[tuple[str, ...], int] | None:
+    """Top-level comma-separated arguments after ``(`` at ``open_paren``; None if unbalanced."""
+    depth, i, start, args = 0, open_paren + 1, open_paren + 1, []
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'\"":
+            i = _skip_quoted(sql, i, ch)
+            continue
+        skipped = _skip_comment(sql, i)
+        if skipped is not None:
+            i = skipped
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                text = sql[start:i].strip()
+                if text or args:
+                    args.append(text)
+                return tuple(args), i + 1
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(sql[start:i].strip())
+            start = i + 1
+        i += 1
+    return None
+
+
+def find_calls(sql: str, names: set[str]) -> list[SqlCall]:
+    """Every call of one of ``names`` (lower-case) in ``sql``, outermost first, in text order.
+
+    Calls nested inside another found call's arguments are not reported separately.
+    """
+    calls: list[SqlCall] = []
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'\"":
+            i = _skip_quoted(sql, i, ch)
+            continue
+        skipped = _skip_comment(sql, i)
+        if skipped is not None:
+            i = skipped
+            continue
+        match = _WORD.match(sql, i)
+        if match is None:
+            i += 1
+            continue
+        word_end = match.end()
+        preceded_by_dot = i > 0 and sql[i - 1] == "."
+        j = word_end
+        while j < len(sql) and sql[j].isspace():
+            j += 1
+        name = match.group().lower()
+        if name in names and not preceded_by_dot and j < len(sql) and sql[j] == "(":
+            parsed = _split_args(sql, j)
+            if parsed is not None:
+                args, end = parsed
+                calls.append(SqlCall(name, i, end, args))
+                i = end
+                continue
+        i = word_end
+    return calls
+
+
+def rename_calls_by_arity(sql: str, renames: dict[tuple[str, int], str]) -> str:
+    """Rename ``name(…)`` calls by argument count (lets one SQL name have several UDF arities).
+
+    >>> rename_calls_by_arity("SELECT f(1, 2), f(3)", {("f", 1): "f_1"})
+    'SELECT f(1, 2), f_1(3)'
+    """
+    names = {name for name, _ in renames}
+    out, last = [], 0
+    for call in find_calls(sql, names):
+        name_end = call.start + len(call.name)
+        open_paren = sql.index("(", name_end)
+        new_name = renames.get((call.name, len(call.args)), sql[call.start : name_end])
+        args = ", ".join(rename_calls_by_arity(arg, renames) for arg in call.args)
+        out += [sql[last : call.start], new_name, sql[name_end:open_paren], "(", args, ")"]
+        last = call.end
+    out.append(sql[last:])
+    return "".join(out)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _literal(text: str) -> tuple[bool, Any]:
+    """(True, value) for a plain string/number/NULL literal; (False, None) otherwise."""
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'" and _skip_quoted(text, 0, "'") == len(text):
+        return True, text[1:-1].replace("''", "'")
+    if _NUMBER.fullmatch(text):
+        number = float(text)
+        return True, int(text) if re.fullmatch(r"[+-]?\d+", text) else number
+    if text.upper() == "NULL":
+        return True, None
+    return False, None
+
+
+def _evaluate(ctx: datafusion.SessionContext, env: SqlEnvironment, text: str) -> Any:
+    is_literal, value = _literal(text)
+    if is_literal:
+        return value
+    table = env.collect(ctx, f"SELECT {text} AS v")
+    if table.num_rows == 0:
+        return None
+    value = table.column(0)[0]
+    if pa.types.is_dictionary(value.type):
+        return value.as_py()
+    if pa.types.is_timestamp(value.type):
+        return value.cast(pa.timestamp("ns", tz=value.type.tz)).cast(pa.int64()).as_py()  # Unix ns
+    return value.as_py()
+
+
+def _register(ctx: datafusion.SessionContext, name: str, table: pa.Table) -> None:
+    batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
+    ctx.register_record_batches(name, [batches])
+
+
+def expand_table_functions(
+    ctx: datafusion.SessionContext,
+    sql: str,
+    env: SqlEnvironment,
+    functions: dict[str, TableFunction] | None = None,
+) -> str:
+    """Run the table functions called in ``sql`` and return the SQL that reads their results.
+
+    Args:
+        ctx: the query's session (results are registered in it).
+        sql: the client's statement.
+        env: caller rights, range, partition store, nested-query runner.
+        functions: registry (default :func:`table_functions`).
+
+    Returns:
+        The SQL with each call replaced by the name of a registered temporary table.
+
+    Raises:
+        ValueError: wrong number of arguments, a bad argument value, or a failing function
+            (the message names the function).
+    """
+    registry = functions if functions is not None else table_functions()
+    names = {name for name, fn in registry.items() if env.is_admin or not fn.admin_only}
+    calls = find_calls(sql, names)
+    if not calls:
+        return sql
+    out, last = [], 0
+    for call in calls:
+        fn = registry[call.name]
+        if len(call.args) not in fn.arity:
+            expected = " or ".join(str(a) for a in fn.arity)
+            msg = f"{fn.name} takes {expected} argument(s), got {len(call.args)}"
+            raise ValueError(msg)
+        temp = f"__sirius_tf_{next(_TEMP_NAMES)}"
+        if env.schema_only:
+            table = fn.schema.empty_table()
+        else:
+            args = [_evaluate(ctx, env, arg) for arg in call.args]
+            table = fn.impl(ctx, env, args)
+            if table.schema != fn.schema:
+                table = table.cast(fn.schema)
+        _register(ctx, temp, table)
+        out.append(sql[last : call.start])
+        out.append(temp)
+        last = call.end
+    out.append(sql[last:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# implementations
+
+
+def _time_arg(value: Any, function: str, what: str) -> int:
+    """A time argument as Unix ns: RFC 3339 text, or a timestamp (already ns from ``_evaluate``)."""
+    if isinstance(value, bool) or value is None:
+        msg = f"{function}: {what} must be a time, got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_rfc3339_ns(value.strip())
+        except ValueError as exc:
+            msg = f"{function}: {what} is not an RFC 3339 time: {value!r}"
+            raise ValueError(msg) from exc
+    msg = f"{function}: {what} must be a time, got {value!r}"
+    raise ValueError(msg)
+
+
+def _str_arg(value: Any, function: str, what: str) -> str:
+    if not isinstance(value, str):
+        msg = f"{function}: {what} must be a string, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _int_arg(value: Any, function: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{function}: {what} must be an integer, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _log_table(env: SqlEnvironment, run: Callable[[admin.LogSink], Coroutine[Any, Any, None]]) -> pa.Table:
+    times: list[int] = []
+    messages: list[str] = []
+
+    def log(message: str) -> None:
+        times.append(env.now_ns())
+        messages.append(str(message))
+
+    env.call_async(run(log))
+    return pa.table(
+        {"time": pa.array(times, pa.int64()).cast(admin.LOG_SCHEMA.field("time").type), "msg": pa.array(messages)},
+        schema=admin.LOG_SCHEMA,
+    )
+
+
+def _list_partitions(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
+    store = env.partitions
+    if store is None:
+        return admin.LIST_PARTITIONS_SCHEMA.empty_table()
+    return env.call_async(store.list_partitions())
+
+
+def _list_view_sets(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
+    store = env.partitions
+    if store is None:
+        return admin.LIST_VIEW_SETS_SCHEMA.empty_table()
+    return env.call_async(store.list_view_sets())
+
+
+def _retire_partitions(_ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+    name = "retire_partitions"
+    store = env.require_partitions(name)
+    view_set, instance = _str_arg(args[0], name, "view_set"), _str_arg(args[1], name, "view_instance_id")
+    begin, end = _time_arg(args[2], name, "begin"), _time_arg(args[3], name, "end")
+    return _log_table(env, lambda log: store.retire_partitions(view_set, instance, begin, end, log))
+
+
+def _materialize(regenerate: bool) -> TableImpl:
+    name = "regenerate_partitions" if regenerate else "materialize_partitions"
+
+    def impl(_ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+        store = env.require_partitions(name)
+        view_set = _str_arg(args[0], name, "view_set")
+        begin, end = _time_arg(args[1], name, "begin"), _time_arg(args[2], name, "end")
+        delta = _int_arg(args[3], name, "partition_delta_seconds")
+        method = store.regenerate_partitions if regenerate else store.materialize_partitions
+        return _log_table(env, lambda log: method(view_set, begin, end, delta, log))
+
+    return impl
+
+
+def _jsonb_arg(value: Any, function: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    msg = f"{function}: expects a JSONB value (Binary), got {type(value).__name__}"
+    raise ValueError(msg)
+
+
+def _expand_histogram(_ctx: datafusion.SessionContext, _env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+    value = args[0]
+    if value is not None and not isinstance(value, dict):
+        msg = "expand_histogram expects a histogram (the result of make_histogram or sum_histograms)"
+        raise ValueError(msg)
+    return expand_histogram_table(value)
+
+
+def _jsonb_each(_ctx: datafusion.SessionContext, _env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+    return jsonb_each_table(_jsonb_arg(args[0], "jsonb_each"))
+
+
+def _jsonb_array_elements(_ctx: datafusion.SessionContext, _env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+    return jsonb_array_elements_table(_jsonb_arg(args[0], "jsonb_array_elements"))
+
+
+def table_functions() -> dict[str, TableFunction]:
+    """The registry of table functions expanded before planning (name → function)."""
+    from ._sql_spans import PERFETTO_CHUNKS_SCHEMA, PROCESS_SPANS_SCHEMA, perfetto_trace_chunks, process_spans
+
+    jsonb_each_schema = pa.schema([("key", pa.utf8()), ("value", DICT_BINARY)])
+    functions = [
+        TableFunction("list_partitions", admin.LIST_PARTITIONS_SCHEMA, _list_partitions, (0,)),
+        TableFunction("list_view_sets", admin.LIST_VIEW_SETS_SCHEMA, _list_view_sets, (0,)),
+        TableFunction("retire_partitions", admin.LOG_SCHEMA, _retire_partitions, (4,), admin_only=True),
+        TableFunction("materialize_partitions", admin.LOG_SCHEMA, _materialize(False), (4,), admin_only=True),
+        TableFunction("regenerate_partitions", admin.LOG_SCHEMA, _materialize(True), (4,), admin_only=True),
+        TableFunction("expand_histogram", EXPAND_HISTOGRAM_SCHEMA, _expand_histogram, (1,)),
+        TableFunction("jsonb_each", jsonb_each_schema, _jsonb_each, (1,)),
+        TableFunction("jsonb_array_elements", pa.schema([("value", DICT_BINARY)]), _jsonb_array_elements, (1,)),
+        TableFunction("process_spans", PROCESS_SPANS_SCHEMA, process_spans, (2, 4)),
+        TableFunction("perfetto_trace_chunks", PERFETTO_CHUNKS_SCHEMA, perfetto_trace_chunks, (4,)),
+    ]
+    return {fn.name: fn for fn in functions}

@@ -1,0 +1,240 @@
+"""Failures reach clients with the right gRPC status and a clean message; the server keeps serving.
+
+Statuses are read with a raw gRPC client (grpcio), so they are what any client (Go, Rust,
+Python) sees on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import grpc
+import micromegas
+import pytest
+from _support import API_KEY, KEYS_JSON
+from google.protobuf import any_pb2
+from micromegas.flightsql import FlightSql_pb2
+from pyarrow import flight
+
+from sirius.collector import ApiKeys
+from sirius.flight import InMemorySessionProvider, SessionRequest
+
+DO_GET = "/arrow.flight.protocol.FlightService/DoGet"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _flight_ticket(payload: bytes) -> bytes:
+    return b"\x0a" + _varint(len(payload)) + payload
+
+
+def statement_ticket(sql: str) -> bytes:
+    wrapper = any_pb2.Any()
+    wrapper.Pack(FlightSql_pb2.TicketStatementQuery(statement_handle=sql.encode()))
+    return wrapper.SerializeToString()
+
+
+def do_get(port: int, ticket: bytes, metadata: Sequence[tuple[str, str]] = ()) -> tuple[grpc.StatusCode, str]:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_stream(DO_GET, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        try:
+            list(call(_flight_ticket(ticket), metadata=list(metadata), timeout=60))
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details()
+    return grpc.StatusCode.OK, ""
+
+
+def assert_serving(port: int, metadata: Sequence[tuple[str, str]] = ()) -> None:
+    assert do_get(port, statement_ticket("SELECT 1"), metadata) == (grpc.StatusCode.OK, "")
+
+
+def assert_clean(message: str) -> None:
+    assert "Traceback" not in message
+    assert "Python exception" not in message
+    assert "query_id=" in message
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELEC 1", "SQL error"),
+        ("SELECT * FROM nope", "table 'datafusion.public.nope' not found"),
+        ("SELECT nope FROM log_entries", "No field named nope"),
+        ("SELECT * FROM view_instance('no_such_view', 'x')", "unknown view set 'no_such_view'"),
+        ("SELECT * FROM view_instance('thread_spans', 'x')", "thread_spans needs a query range"),
+        ("SELECT jsonb_parse('{not json')", "jsonb_parse: invalid JSON"),
+        ("SELECT * FROM process_spans('x')", "process_spans takes 2 or 4 argument(s), got 1"),
+        ("SELECT 1/0", "Divide by zero"),
+    ],
+)
+def test_query_errors_are_invalid_argument(flight_server, sql: str, expected: str) -> None:
+    code, message = do_get(flight_server.port, statement_ticket(sql))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in message
+    assert_clean(message)
+    assert_serving(flight_server.port)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            [("query_range_begin", "yesterday"), ("query_range_end", "2024-01-01T00:00:00Z")],
+            "invalid query_range_begin",
+        ),
+        (
+            [("query_range_begin", "2024-01-01T00:00:00Z"), ("query_range_end", "2024-13-01T00:00:00Z")],
+            "invalid query_range_end",
+        ),
+        ([("query_range_begin", "2024-01-02T00:00:00Z"), ("query_range_end", "2024-01-01T00:00:00Z")], "is after"),
+        ([("limit", "ten")], "invalid limit header"),
+    ],
+)
+def test_bad_headers_are_invalid_argument(flight_server, headers, expected: str) -> None:
+    code, message = do_get(flight_server.port, statement_ticket("SELECT 1"), headers)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in message
+    assert_clean(message)
+    assert_serving(flight_server.port)
+
+
+def test_range_headers_accept_offsets_and_any_fraction(flight_server) -> None:
+    for begin, end in [
+        ("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z"),
+        ("2024-05-01T13:00:00.5+02:00", "2024-05-01T12:00:00.123456789Z"),
+        ("2024-05-01T11:00:00.123456+00:00", "2024-05-01T07:00:00-05:00"),
+    ]:
+        headers = [("query_range_begin", begin), ("query_range_end", end)]
+        assert do_get(flight_server.port, statement_ticket("SELECT 1"), headers) == (grpc.StatusCode.OK, "")
+
+
+def test_wrong_ticket_is_invalid_argument(flight_server) -> None:
+    code, message = do_get(flight_server.port, b"\xff\x00 not a ticket")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "invalid ticket" in message
+    assert_clean(message)
+    unsupported = any_pb2.Any()
+    unsupported.Pack(FlightSql_pb2.CommandStatementUpdate(query="DELETE FROM x"))
+    code, message = do_get(flight_server.port, unsupported.SerializeToString())
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert "CommandStatementUpdate is not supported" in message
+    assert_serving(flight_server.port)
+
+
+def test_missing_or_wrong_key_is_unauthenticated(keyed_server) -> None:
+    for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "Basic abc")]):
+        code, message = do_get(keyed_server.port, statement_ticket("SELECT 1"), metadata)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        assert message.startswith("invalid token")
+    assert_serving(keyed_server.port, [("authorization", f"Bearer {API_KEY}")])
+
+
+def test_query_over_the_timeout_is_cancelled_and_released(flight_factory) -> None:
+    running = flight_factory(query_timeout_seconds=0.5)
+    slow = "SELECT count(*), sum(value) FROM generate_series(1, 100000000000)"
+    code, message = do_get(running.port, statement_ticket(slow))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "ran longer than its 0.5 s timeout" in message
+    assert_clean(message)
+    # the execution was dropped: no query holds a slot (or its memory pool) any more
+    assert running.server.wait_idle(timeout=30)
+    assert_serving(running.port)
+
+
+def test_memory_limit_stops_the_query(flight_factory) -> None:
+    running = flight_factory(query_memory_limit_bytes=8 * 1024 * 1024)
+    code, message = do_get(running.port, statement_ticket("SELECT array_agg(value) FROM generate_series(1, 20000000)"))
+    # Arrow C++'s gRPC transport cannot emit RESOURCE_EXHAUSTED (see sirius.flight._exceptions).
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith("Resources exhausted")
+    assert_clean(message)
+    assert running.server.wait_idle(timeout=30)
+    assert_serving(running.port)
+
+
+def test_admin_functions_are_hidden_from_non_admin_callers(sample, flight_factory) -> None:
+    running = flight_factory(keys=ApiKeys.parse(KEYS_JSON), admin_key_names=frozenset({"someone-else"}))
+    auth = [("authorization", f"Bearer {API_KEY}")]
+    code, message = do_get(
+        running.port,
+        statement_ticket(
+            "SELECT * FROM retire_partitions('log_entries', 'global', '2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z')"
+        ),
+        auth,
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "retire_partitions" in message
+    assert "not found" in message
+    code, message = do_get(running.port, statement_ticket("SELECT retire_partition_by_file('x')"), auth)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "retire_partition_by_file" in message
+    # non-admin table functions still work
+    assert do_get(running.port, statement_ticket("SELECT * FROM list_view_sets()"), auth) == (grpc.StatusCode.OK, "")
+
+
+class _GatedProvider(InMemorySessionProvider):
+    """Holds every session until the test opens the gate (to have a query in flight)."""
+
+    def __init__(self, lake) -> None:
+        super().__init__(lake)
+        self.entered = threading.Event()
+        self.gate: asyncio.Event | None = None
+
+    async def session(self, request: SessionRequest):
+        self.gate = self.gate or asyncio.Event()
+        self.entered.set()
+        await self.gate.wait()
+        return await super().session(request)
+
+
+def test_too_many_queries_is_unavailable(sample, flight_factory) -> None:
+    provider = _GatedProvider(sample[0])
+    running = flight_factory(provider=provider, max_concurrent_queries=1)
+    results: list[tuple[grpc.StatusCode, str]] = []
+    first = threading.Thread(target=lambda: results.append(do_get(running.port, statement_ticket("SELECT 1"))))
+    first.start()
+    assert provider.entered.wait(30)
+    code, message = do_get(running.port, statement_ticket("SELECT 2"))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "server busy" in message
+    running.loop.call_soon_threadsafe(provider.gate.set)
+    first.join(30)
+    assert results == [(grpc.StatusCode.OK, "")]
+
+
+def test_limit_header(flight_server) -> None:
+    client = flight.connect(flight_server.uri)
+    options = flight.FlightCallOptions(headers=[(b"limit", b"7")])
+    table = client.do_get(flight.Ticket(statement_ticket("SELECT * FROM log_entries")), options).read_all()
+    assert table.num_rows == 7
+
+
+def test_query_id_response_header(flight_server) -> None:
+    seen: list[dict] = []
+
+    class Middleware(flight.ClientMiddleware):
+        def received_headers(self, headers):
+            seen.append(headers)
+
+    class Factory(flight.ClientMiddlewareFactory):
+        def start_call(self, info):
+            return Middleware()
+
+    client = flight.connect(flight_server.uri, middleware=[Factory()])
+    client.do_get(flight.Ticket(statement_ticket("SELECT 1"))).read_all()
+    assert any("x-query-id" in h for h in seen)
+
+
+def test_micromegas_client_sees_arrow_invalid(flight_server) -> None:
+    client = micromegas.connect(flight_server.uri)
+    with pytest.raises(Exception, match=r"table 'datafusion\.public\.nope' not found"):
+        client.query("SELECT * FROM nope")

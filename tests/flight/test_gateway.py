@@ -1,0 +1,95 @@
+"""The HTTP gateway: ``POST /gateway/query`` forwarded to FlightSQL, ``GET /gateway/health``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+from _support import API_KEY, KEYS_JSON
+
+from sirius.collector import ApiKeys, HttpServer
+from sirius.flight import GatewayService
+
+
+@pytest.fixture(scope="module")
+def gateway(keyed_server):
+    service = GatewayService(keyed_server.uri, ApiKeys.parse(KEYS_JSON))
+    server = HttpServer(service.make_app(), "127.0.0.1", 0)
+    port = keyed_server.call(server.start())
+    yield port
+    keyed_server.call(server.stop())
+
+
+def _post(port: int, body: object, *, key: str | None = API_KEY, raw: bytes | None = None) -> tuple[int, dict, object]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    conn.request("POST", "/gateway/query", body=raw if raw is not None else json.dumps(body), headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), json.loads(data)
+
+
+def test_health(gateway) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", gateway, timeout=10)
+    conn.request("GET", "/gateway/health")
+    assert conn.getresponse().status == 200
+
+
+def test_query_returns_rows(gateway) -> None:
+    status, _, rows = _post(
+        gateway, {"sql": "SELECT level, count(*) AS n FROM log_entries GROUP BY level ORDER BY level"}
+    )
+    assert status == 200
+    assert [row["level"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(isinstance(row["n"], int) for row in rows)
+
+
+def test_query_with_range_and_typed_values(gateway) -> None:
+    body = {
+        "sql": "SELECT time, exe, properties, level FROM log_entries ORDER BY time LIMIT 3",
+        "time_range_begin": "2024-05-01T11:30:00Z",
+        "time_range_end": "2024-05-01T12:00:00Z",
+    }
+    status, _, rows = _post(gateway, body)
+    assert status == 200
+    assert len(rows) == 3
+    assert rows[0]["time"] >= "2024-05-01T11:30:00.000000000Z"
+    assert rows[0]["time"].endswith("Z")
+    assert rows[0]["exe"].startswith("/usr/bin/")
+    int(rows[0]["properties"], 16)  # binary as hex
+
+
+def test_empty_result_is_an_empty_array(gateway) -> None:
+    assert _post(gateway, {"sql": "SELECT * FROM log_entries WHERE level > 100"})[2] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "status", "message"),
+    [
+        ({"sql": "SELEC 1"}, None, 400, "SQL error"),
+        ({"sql": ""}, None, 400, "non-empty 'sql'"),
+        (None, b"{not json", 400, "JSON object"),
+        (
+            {"sql": "SELECT 1", "time_range_begin": "yesterday", "time_range_end": "2024-01-01T00:00:00Z"},
+            None,
+            400,
+            "RFC 3339",
+        ),
+        ({"sql": "SELECT 1", "time_range_begin": "2024-01-01T00:00:00Z"}, None, 400, "both"),
+    ],
+)
+def test_bad_requests(gateway, body, raw, status, message) -> None:
+    got_status, _, payload = _post(gateway, body, raw=raw)
+    assert got_status == status
+    assert message in payload["error"]
+    assert "Traceback" not in payload["error"]
+
+
+def test_auth(gateway) -> None:
+    assert _post(gateway, {"sql": "SELECT 1"}, key=None)[0] == 401
+    assert _post(gateway, {"sql": "SELECT 1"}, key="wrong")[0] == 401
+    assert _post(gateway, {"sql": "SELECT 1"})[0] == 200
