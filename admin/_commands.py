@@ -29,7 +29,14 @@ _LOG = logging.getLogger("sirius")
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch a parsed command line; returns the process exit code."""
-    handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon}
+    if args.command == "query":
+        from ..flight import run_query
+
+        return run_query(
+            args.sql, uri=args.uri, begin=args.begin, end=args.end, output_format=args.format, api_key=args.api_key
+        )
+    handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon, "flight": _flight}
+    handlers["gateway"] = _gateway
     try:
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
@@ -55,6 +62,8 @@ async def _up(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         host=args.host,
         ingestion_port=args.ingestion_port,
+        flight_port=args.flight_port,
+        gateway_port=args.gateway_port,
         disable_auth=args.disable_auth,
     )
     stack = Stack(options)
@@ -118,4 +127,49 @@ async def _daemon(args: argparse.Namespace) -> int:
     finally:
         await daemon.stop()
         await lake.close()
+    return 0
+
+
+async def _flight(args: argparse.Namespace) -> int:
+    from ..flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
+
+    keys = ApiKeys.from_env()
+    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
+    lake = await Lakehouse.open(config)
+    service = FlightSqlService(
+        LakehouseSessionProvider(lake),
+        keys,
+        FlightSqlConfig(
+            host=args.host,
+            port=args.port,
+            query_timeout_seconds=args.query_timeout,
+            query_memory_limit_bytes=args.query_memory_limit,
+        ),
+        loop=asyncio.get_running_loop(),
+    )
+    try:
+        port = await service.start()
+        print(f"flightsql    grpc://{args.host}:{port}", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        await service.stop()
+        await lake.close()
+    return 0
+
+
+async def _gateway(args: argparse.Namespace) -> int:
+    from ..flight import GatewayService
+
+    keys = ApiKeys.from_env()
+    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    gateway = GatewayService(args.flight_uri, keys)
+    server = HttpServer(gateway.make_app(), args.host, args.port)
+    try:
+        port = await server.start()
+        print(f"gateway      http://{args.host}:{port}/gateway", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        await server.stop()
+        gateway.close()
     return 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..collector import ApiKeys, HttpServer, IngestionService, check_bind_is_safe
+from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
 from ..lakehouse import (
     DaemonConfig,
     Lakehouse,
@@ -39,7 +40,9 @@ class StackOptions:
     Attributes:
         data_dir: embedded database and default object store location.
         host: bind address of every service.
-        ingestion_port: 0 picks a free port.
+        ingestion_port: Micromegas ingestion HTTP (0 picks a free port).
+        flight_port: FlightSQL gRPC (0 picks a free port).
+        gateway_port: HTTP query gateway (0 picks a free port).
         disable_auth: allow a non-loopback bind without API keys.
         sql_connection_string: external PostgreSQL; None = embedded (or the env var).
         object_store_uri: external store; None = ``file://{data_dir}/objects`` (or the env var).
@@ -49,6 +52,8 @@ class StackOptions:
     data_dir: Path
     host: str = "127.0.0.1"
     ingestion_port: int = 9000
+    flight_port: int = 50051
+    gateway_port: int = 3000
     disable_auth: bool = False
     sql_connection_string: str | None = None
     object_store_uri: str | None = None
@@ -70,6 +75,8 @@ class _Resources:
     store: object | None = None
     servers: list[HttpServer] = field(default_factory=list)
     daemon: MaintenanceDaemon | None = None
+    flight: FlightSqlService | None = None
+    gateway: GatewayService | None = None
 
 
 class Stack:
@@ -119,6 +126,24 @@ class Stack:
         port = await server.start()
         self._res.servers.append(server)
         self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
+
+        flight = FlightSqlService(
+            LakehouseSessionProvider(self.lakehouse),
+            keys,
+            FlightSqlConfig(host=opts.host, port=opts.flight_port),
+            loop=asyncio.get_running_loop(),
+        )
+        flight_port = await flight.start()
+        self._res.flight = flight
+        flight_uri = f"grpc://{_url_host(opts.host)}:{flight_port}"
+        self.endpoints.append(Endpoint("flightsql", flight_uri))
+
+        gateway = GatewayService(flight_uri, keys)
+        self._res.gateway = gateway
+        gateway_server = HttpServer(gateway.make_app(), opts.host, opts.gateway_port)
+        gateway_port = await gateway_server.start()
+        self._res.servers.append(gateway_server)
+        self.endpoints.append(Endpoint("gateway", f"http://{_url_host(opts.host)}:{gateway_port}/gateway"))
         if opts.daemon:
             daemon = MaintenanceDaemon(self.lakehouse, DaemonConfig(retention_days=self.config.retention_days))
             await daemon.start()
@@ -142,6 +167,10 @@ class Stack:
                 await server.stop()
             except Exception:  # noqa: BLE001 - one failing server must not keep the others running
                 _LOG.exception("stopping a server failed")
+        if res.gateway is not None:
+            res.gateway.close()
+        if res.flight is not None:
+            await res.flight.stop()
         if res.store is not None:
             await res.store.close()  # type: ignore[attr-defined]
         if res.pool is not None:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_INGESTION_PORT = 9000
+DEFAULT_FLIGHT_PORT = 50051
+DEFAULT_GATEWAY_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default="sirius-data", help="where the embedded database and objects live")
     up.add_argument("--host", default=DEFAULT_HOST, help="address the services bind (default 127.0.0.1)")
     up.add_argument("--ingestion-port", type=int, default=DEFAULT_INGESTION_PORT, help="0 = pick a free port")
+    up.add_argument("--flight-port", type=int, default=DEFAULT_FLIGHT_PORT, help="FlightSQL; 0 = pick a free port")
+    up.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT, help="HTTP gateway; 0 = pick")
     up.add_argument(
         "--smoke",
         action="store_true",
@@ -61,6 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_auth_flag(ingest)
     daemon = sub.add_parser("daemon", help="run the maintenance daemon (live ETL passes and retention)")
     _add_lake_flags(daemon)
+    flight = sub.add_parser("flight", help="run the FlightSQL server (micromegas client, Grafana, ADBC)")
+    flight.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    flight.add_argument("--port", type=int, default=DEFAULT_FLIGHT_PORT)
+    flight.add_argument("--query-timeout", type=float, default=600.0, help="seconds before a query is cancelled")
+    flight.add_argument("--query-memory-limit", type=int, default=4 * 1024**3, help="bytes of memory one query may use")
+    _add_lake_flags(flight)
+    _add_auth_flag(flight)
+
+    gateway = sub.add_parser("gateway", help="run the HTTP query gateway (POST /gateway/query)")
+    gateway.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    gateway.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT)
+    gateway.add_argument("--flight-uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
+    _add_auth_flag(gateway)
+
+    query = sub.add_parser("query", help="run SQL over FlightSQL and print the result")
+    query.add_argument("sql", help="the SQL statement")
+    query.add_argument("--begin", help="range start: RFC 3339 or relative (30m, 1h, 7d)")
+    query.add_argument("--end", help="range end: RFC 3339 or relative")
+    query.add_argument("--uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--api-key", help="Bearer key for the FlightSQL server")
     return parser
 
 

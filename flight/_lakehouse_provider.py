@@ -27,8 +27,7 @@ class LakehouseSessionProvider:
         lake: the lakehouse (its pool belongs to the event loop the server is given).
         settings: DataFusion tunables of the sessions.
 
-    The per-query memory limit of the request is not applied yet: ``SessionFactory`` builds its
-    ``SessionContext`` without a runtime environment (see the FlightSQL issue's report).
+    Each session gets the request's per-query memory pool.
     """
 
     def __init__(self, lake: Lakehouse, settings: SessionSettings | None = None) -> None:
@@ -47,7 +46,7 @@ class LakehouseSessionProvider:
         if request.begin_ns is not None and request.end_ns is not None:
             query_range = QueryRange(request.begin_ns, request.end_ns)
         context = {"partitions": self._partitions, **request.function_context}
-        session = await self._factory.create(query_range, **context)
+        session = await self._factory.create(query_range, memory_limit_bytes=request.memory_limit_bytes, **context)
         self._sessions[session.ctx] = session
         if request.sql:
             await session.prepare(request.sql)

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import datafusion
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datafusion import SessionConfig, SessionContext, Table, col, lit, udtf
+from datafusion import SessionContext, Table, col, lit, udtf
 
 from ._exceptions import ViewError
 from ._materialize import jit_update
 from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore
 from ._partition_admin import LakehousePartitionAdmin
 from ._partitions import Partition, partitions_for_query
-from ._sql_functions import register_sql_functions
+from ._sql_functions import new_session_context, register_sql_functions
 from ._time_range import TimeRange, to_ns
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
 
@@ -95,17 +95,18 @@ class SessionSettings:
     pushdown_filters: bool = True
 
 
-def _config(settings: SessionSettings) -> SessionConfig:
-    config = (
-        SessionConfig()
-        .with_information_schema(True)
-        .with_batch_size(settings.batch_size)
-        .set("datafusion.execution.parquet.pushdown_filters", str(settings.pushdown_filters).lower())
-        .set("datafusion.execution.parquet.reorder_filters", "true")
+def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
+    # One place configures sessions (new_session_context: information_schema, Utf8 strings,
+    # the per-query memory pool); the lakehouse adds its Parquet pushdown settings on top.
+    return new_session_context(
+        memory_limit_bytes=memory_limit_bytes,
+        target_partitions=settings.target_partitions,
+        batch_size=settings.batch_size,
+        options={
+            "datafusion.execution.parquet.pushdown_filters": str(settings.pushdown_filters).lower(),
+            "datafusion.execution.parquet.reorder_filters": "true",
+        },
     )
-    if settings.target_partitions:
-        config = config.with_target_partitions(settings.target_partitions)
-    return config
 
 
 def _timestamp(ns: int) -> datafusion.Expr:
@@ -255,15 +256,24 @@ class SessionFactory:
         self._settings = settings or SessionSettings()
         self._function_context = function_context
 
-    async def create(self, query_range: QueryRange | TimeRange | None = None, **function_context: Any) -> QuerySession:
+    async def create(
+        self,
+        query_range: QueryRange | TimeRange | None = None,
+        *,
+        memory_limit_bytes: int | None = None,
+        **function_context: Any,
+    ) -> QuerySession:
         """A session whose global views hold the partitions overlapping ``query_range``.
+
+        ``memory_limit_bytes`` bounds the query's memory pool (exceeding it fails the query with
+        DataFusion's "Resources exhausted"); None leaves it unbounded.
 
         Raises:
             MetadataStoreError: PostgreSQL failed.
             ObjectStoreError: an in-memory store lost a file.
         """
         time_range = query_range.to_time_range() if isinstance(query_range, QueryRange) else query_range
-        ctx = SessionContext(_config(self._settings))
+        ctx = _new_context(self._settings, memory_limit_bytes)
         files = _Files(ctx, self._lake.store)
         views = self._lake.views.global_views()
         found = await partitions_for_query(

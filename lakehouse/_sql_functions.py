@@ -19,6 +19,7 @@ registered here: the query server expands them (``expand_table_functions``), see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import datafusion
@@ -49,6 +50,7 @@ def new_session_context(
     memory_limit_bytes: int | None = None,
     target_partitions: int | None = None,
     batch_size: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> SessionContext:
     """A session configured like Micromegas's (``information_schema`` on, page index off).
 
@@ -57,6 +59,7 @@ def new_session_context(
             with DataFusion's "Resources exhausted" (None: unbounded).
         target_partitions: DataFusion parallelism (default: number of cores).
         batch_size: rows per record batch (default DataFusion's 8192).
+        options: further ``datafusion.*`` settings.
 
     Returns:
         A fresh ``SessionContext`` with no tables and no Sirius functions.
@@ -70,6 +73,8 @@ def new_session_context(
         # without a conversion copy.
         .set("datafusion.execution.parquet.schema_force_view_types", "false")
     )
+    for key, value in (options or {}).items():
+        config = config.set(key, value)
     if target_partitions:
         config = config.with_target_partitions(target_partitions)
     if batch_size:

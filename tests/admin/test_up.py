@@ -35,7 +35,19 @@ def data_dir() -> Iterator[Path]:
 
 def test_up_smoke_on_the_embedded_default(data_dir: Path) -> None:
     result = subprocess.run(
-        [*SIRIUS, "up", "--smoke", "--data-dir", str(data_dir), "--ingestion-port", "0"],
+        [
+            *SIRIUS,
+            "up",
+            "--smoke",
+            "--data-dir",
+            str(data_dir),
+            "--ingestion-port",
+            "0",
+            "--flight-port",
+            "0",
+            "--gateway-port",
+            "0",
+        ],
         env=_env(),
         capture_output=True,
         text=True,
@@ -47,35 +59,63 @@ def test_up_smoke_on_the_embedded_default(data_dir: Path) -> None:
     assert any((data_dir / "objects" / "blobs").rglob("*")), "block objects are in the local store"
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
-        [*SIRIUS, "up", "--data-dir", str(data_dir), "--ingestion-port", "0"],
+        [
+            *SIRIUS,
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--ingestion-port",
+            "0",
+            "--flight-port",
+            "0",
+            "--gateway-port",
+            "0",
+        ],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # one line per listening service
-    assert line.startswith("ingestion"), line + proc.stderr.read()  # type: ignore[union-attr]
-    return proc, line.split()[1]
+    endpoints = {}
+    for _ in range(3):  # one line per listening service
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()  # type: ignore[union-attr]
+        name, url = line.split()
+        endpoints[name] = url
+    assert set(endpoints) == {"ingestion", "flightsql", "gateway"}
+    return proc, endpoints
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_up_serves_until_a_signal_then_stops_cleanly(data_dir: Path, sig: signal.Signals) -> None:
-    proc, url = _start(data_dir)
+    proc, urls = _start(data_dir)
     try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=30) as response:
+        with urllib.request.urlopen(f"{urls['ingestion']}/ready", timeout=30) as response:
             assert response.status == 200
+        with urllib.request.urlopen(f"{urls['gateway']}/health", timeout=30) as response:
+            assert response.status == 200
+        query = subprocess.run(
+            [*SIRIUS, "query", "SELECT count(*) AS n FROM processes", "--uri", urls["flightsql"], "--format", "csv"],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.splitlines()[0] == "n"
     finally:
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "sirius stopped" in out
     # The store is consistent: a second start on the same directory reuses the cluster.
-    proc, url = _start(data_dir)
+    proc, urls = _start(data_dir)
     try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=30) as response:
+        with urllib.request.urlopen(f"{urls['ingestion']}/ready", timeout=30) as response:
             assert response.status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
