@@ -66,7 +66,13 @@ CONTRACT_ENV_PREFIXES = ("OTEL_",)
 
 # DESIGN.md "ports": container port(s) of each Sirius service, published on the same host port.
 # Later services add their rows: otlp 4317 + 4318, flight 50051, gateway 3000.
-DESIGN_PORTS: dict[str, set[int]] = {"ingestion": {9000}, "flight": {50051}, "gateway": {3000}, "daemon": set(), "migrate": set()}
+DESIGN_PORTS: dict[str, set[int]] = {
+    "ingestion": {9000},
+    "flight": {50051},
+    "gateway": {3000},
+    "daemon": set(),
+    "migrate": set(),
+}
 CONTRACT_PORTS = {9000, 4317, 4318, 50051, 3000}
 
 
