@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         )
     handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon, "flight": _flight}
     handlers["gateway"] = _gateway
+    handlers["otlp"] = _otlp
     try:
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
@@ -62,6 +63,8 @@ async def _up(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         host=args.host,
         ingestion_port=args.ingestion_port,
+        otlp_grpc_port=args.otlp_grpc_port,
+        otlp_http_port=args.otlp_http_port,
         flight_port=args.flight_port,
         gateway_port=args.gateway_port,
         disable_auth=args.disable_auth,
@@ -172,4 +175,30 @@ async def _gateway(args: argparse.Namespace) -> int:
     finally:
         await server.stop()
         gateway.close()
+    return 0
+
+
+async def _otlp(args: argparse.Namespace) -> int:
+    from ..collector import OtlpService
+
+    keys = ApiKeys.from_env()
+    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
+    pool = await create_pool(config.sql_connection_string)
+    store = open_object_store(config.object_store_uri)
+    service: OtlpService | None = None
+    try:
+        await migrate(pool)
+        service = OtlpService(
+            DataLake(pool), store, keys, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port
+        )
+        ports = await service.start()
+        print(f"otlp-grpc    http://{args.host}:{ports.grpc}", flush=True)
+        print(f"otlp-http    http://{args.host}:{ports.http}", flush=True)
+        await _wait_for_stop_signal()
+    finally:
+        if service is not None:
+            await service.stop()
+        await store.close()
+        await pool.close()
     return 0

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..collector import ApiKeys, HttpServer, IngestionService, check_bind_is_safe
+from ..collector import ApiKeys, HttpServer, IngestionService, OtlpService, check_bind_is_safe
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
 from ..lakehouse import (
     DaemonConfig,
@@ -41,6 +41,8 @@ class StackOptions:
         data_dir: embedded database and default object store location.
         host: bind address of every service.
         ingestion_port: Micromegas ingestion HTTP (0 picks a free port).
+        otlp_grpc_port: OTLP/gRPC receiver (0 picks a free port).
+        otlp_http_port: OTLP/HTTP receiver (0 picks a free port).
         flight_port: FlightSQL gRPC (0 picks a free port).
         gateway_port: HTTP query gateway (0 picks a free port).
         disable_auth: allow a non-loopback bind without API keys.
@@ -52,6 +54,8 @@ class StackOptions:
     data_dir: Path
     host: str = "127.0.0.1"
     ingestion_port: int = 9000
+    otlp_grpc_port: int = 4317
+    otlp_http_port: int = 4318
     flight_port: int = 50051
     gateway_port: int = 3000
     disable_auth: bool = False
@@ -76,6 +80,7 @@ class _Resources:
     servers: list[HttpServer] = field(default_factory=list)
     daemon: MaintenanceDaemon | None = None
     flight: FlightSqlService | None = None
+    otlp: OtlpService | None = None
     gateway: GatewayService | None = None
 
 
@@ -127,6 +132,14 @@ class Stack:
         self._res.servers.append(server)
         self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
 
+        otlp = OtlpService(
+            self.lake, store, keys, host=opts.host, grpc_port=opts.otlp_grpc_port, http_port=opts.otlp_http_port
+        )
+        otlp_ports = await otlp.start()
+        self._res.otlp = otlp
+        self.endpoints.append(Endpoint("otlp-grpc", f"http://{_url_host(opts.host)}:{otlp_ports.grpc}"))
+        self.endpoints.append(Endpoint("otlp-http", f"http://{_url_host(opts.host)}:{otlp_ports.http}"))
+
         flight = FlightSqlService(
             LakehouseSessionProvider(self.lakehouse),
             keys,
@@ -167,6 +180,8 @@ class Stack:
                 await server.stop()
             except Exception:  # noqa: BLE001 - one failing server must not keep the others running
                 _LOG.exception("stopping a server failed")
+        if res.otlp is not None:
+            await res.otlp.stop()
         if res.gateway is not None:
             res.gateway.close()
         if res.flight is not None:

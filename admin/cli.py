@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_INGESTION_PORT = 9000
+DEFAULT_OTLP_GRPC_PORT = 4317
+DEFAULT_OTLP_HTTP_PORT = 4318
 DEFAULT_FLIGHT_PORT = 50051
 DEFAULT_GATEWAY_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default="sirius-data", help="where the embedded database and objects live")
     up.add_argument("--host", default=DEFAULT_HOST, help="address the services bind (default 127.0.0.1)")
     up.add_argument("--ingestion-port", type=int, default=DEFAULT_INGESTION_PORT, help="0 = pick a free port")
+    up.add_argument("--otlp-grpc-port", type=int, default=DEFAULT_OTLP_GRPC_PORT, help="OTLP/gRPC; 0 = pick")
+    up.add_argument("--otlp-http-port", type=int, default=DEFAULT_OTLP_HTTP_PORT, help="OTLP/HTTP; 0 = pick")
     up.add_argument("--flight-port", type=int, default=DEFAULT_FLIGHT_PORT, help="FlightSQL; 0 = pick a free port")
     up.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT, help="HTTP gateway; 0 = pick")
     up.add_argument(
@@ -63,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--port", type=int, default=DEFAULT_INGESTION_PORT)
     _add_lake_flags(ingest)
     _add_auth_flag(ingest)
+    otlp = sub.add_parser("otlp", help="run the OTLP receivers (gRPC :4317, HTTP :4318)")
+    otlp.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    otlp.add_argument("--grpc-port", type=int, default=DEFAULT_OTLP_GRPC_PORT)
+    otlp.add_argument("--http-port", type=int, default=DEFAULT_OTLP_HTTP_PORT)
+    _add_lake_flags(otlp)
+    _add_auth_flag(otlp)
+
     daemon = sub.add_parser("daemon", help="run the maintenance daemon (live ETL passes and retention)")
     _add_lake_flags(daemon)
     flight = sub.add_parser("flight", help="run the FlightSQL server (micromegas client, Grafana, ADBC)")

@@ -1,19 +1,50 @@
-"""Sirius collector: network ingestion (Micromegas HTTP routes; OTLP later)."""
+"""Sirius collector: network ingestion (Micromegas HTTP routes, OTLP over gRPC and HTTP)."""
 
 from __future__ import annotations
 
 from ._auth import ApiKeys, check_bind_is_safe, is_loopback
-from ._exceptions import AuthConfigurationError, CollectorError
+from ._exceptions import (
+    AuthConfigurationError,
+    CollectorError,
+    OtlpInvalidRequestError,
+    OtlpOverloadedError,
+    OtlpRequestError,
+    OtlpRequestTooLargeError,
+    OtlpUnauthenticatedError,
+    OtlpUnavailableError,
+    OtlpUnsupportedEncodingError,
+)
 from ._http_server import HttpServer
 from ._ingestion_service import MAX_BODY_BYTES, IngestionService, block_object_key
+from ._otlp_grpc import OtlpGrpcServer
+from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES, OtlpHttpRoutes
+from ._otlp_service import DEFAULT_OTLP_GRPC_PORT, DEFAULT_OTLP_HTTP_PORT, OtlpLimits, OtlpPorts, OtlpService
+from ._otlp_writer import InflightBudget, OtlpWriter
 
 __all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_OTLP_GRPC_PORT",
+    "DEFAULT_OTLP_HTTP_PORT",
     "MAX_BODY_BYTES",
     "ApiKeys",
     "AuthConfigurationError",
     "CollectorError",
     "HttpServer",
+    "InflightBudget",
     "IngestionService",
+    "OtlpGrpcServer",
+    "OtlpHttpRoutes",
+    "OtlpInvalidRequestError",
+    "OtlpLimits",
+    "OtlpOverloadedError",
+    "OtlpPorts",
+    "OtlpRequestError",
+    "OtlpRequestTooLargeError",
+    "OtlpService",
+    "OtlpUnauthenticatedError",
+    "OtlpUnavailableError",
+    "OtlpUnsupportedEncodingError",
+    "OtlpWriter",
     "block_object_key",
     "check_bind_is_safe",
     "is_loopback",

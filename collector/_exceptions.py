@@ -3,13 +3,28 @@
 ::
 
     CollectorError
-     └── AuthConfigurationError   bad MICROMEGAS_API_KEYS, or an unauthenticated public bind
+     ├── AuthConfigurationError        bad MICROMEGAS_API_KEYS, or an unauthenticated public bind
+     └── OtlpRequestError              an OTLP request refused (its gRPC code and HTTP status below)
+          ├── OtlpInvalidRequestError         400 · INVALID_ARGUMENT    undecodable body, bad JSON ids
+          ├── OtlpUnauthenticatedError        401 · UNAUTHENTICATED     missing or unknown Bearer key
+          ├── OtlpRequestTooLargeError        413 · RESOURCE_EXHAUSTED  over the limit after decompression
+          ├── OtlpUnsupportedEncodingError    415 · INVALID_ARGUMENT    unknown Content-Encoding
+          ├── OtlpOverloadedError             429 · UNAVAILABLE         in-flight budget full (Retry-After)
+          └── OtlpUnavailableError            503 · UNAVAILABLE         storage failing (Retry-After)
 
-Request-level problems never become exceptions that leave a handler: they are answered with
-the documented HTTP status (400, 401, 413, 503) and a reason.
+Request-level problems never leave a handler as exceptions: the OTLP handlers map
+``OtlpRequestError`` to the status above (HTTP) or the code (gRPC) in one place each, with a
+``google.rpc.Status`` body; the native routes answer 400, 401, 413 or 503 with a reason.
 """
 
 from __future__ import annotations
+
+# google.rpc.Code values (the numeric gRPC status codes), so this module needs no grpc import.
+CODE_INVALID_ARGUMENT = 3
+CODE_RESOURCE_EXHAUSTED = 8
+CODE_INTERNAL = 13
+CODE_UNAVAILABLE = 14
+CODE_UNAUTHENTICATED = 16
 
 
 class CollectorError(Exception):
@@ -18,3 +33,60 @@ class CollectorError(Exception):
 
 class AuthConfigurationError(CollectorError):
     """The authentication settings are malformed or unsafe for the requested bind address."""
+
+
+class OtlpRequestError(CollectorError):
+    """An OTLP request is refused.
+
+    Attributes:
+        http_status: the OTLP/HTTP status.
+        grpc_code: the ``google.rpc.Code`` / gRPC status code.
+        retry_after: seconds the client should wait before retrying (retryable errors only).
+    """
+
+    http_status = 400
+    grpc_code = CODE_INVALID_ARGUMENT
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class OtlpInvalidRequestError(OtlpRequestError):
+    """The body cannot be decoded (permanent: clients must not retry)."""
+
+
+class OtlpUnauthenticatedError(OtlpRequestError):
+    """No valid ``Authorization: Bearer`` key."""
+
+    http_status = 401
+    grpc_code = CODE_UNAUTHENTICATED
+
+
+class OtlpRequestTooLargeError(OtlpRequestError):
+    """The request is over the size limit after decompression (permanent)."""
+
+    http_status = 413
+    grpc_code = CODE_RESOURCE_EXHAUSTED
+
+
+class OtlpUnsupportedEncodingError(OtlpRequestError):
+    """The ``Content-Encoding`` is not one the receiver decodes."""
+
+    http_status = 415
+    grpc_code = CODE_INVALID_ARGUMENT
+
+
+class OtlpOverloadedError(OtlpRequestError):
+    """Too much is in flight; retry after ``retry_after`` seconds."""
+
+    http_status = 429
+    grpc_code = CODE_UNAVAILABLE
+
+
+class OtlpUnavailableError(OtlpRequestError):
+    """Storage is failing; retry after ``retry_after`` seconds."""
+
+    http_status = 503
+    grpc_code = CODE_UNAVAILABLE

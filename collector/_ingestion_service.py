@@ -7,7 +7,11 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
   object-first, create-only, then the row with ``ON CONFLICT DO NOTHING``, so a retried block
   yields one row and one object;
 * store failures answer 503 with ``Retry-After`` (the sender retries), never a bare 500;
-* bodies over 100 MiB get 413; Bearer keys from ``MICROMEGAS_API_KEYS`` are enforced when set.
+* bodies over 100 MiB get 413; Bearer keys from ``MICROMEGAS_API_KEYS`` are enforced when set;
+* ``/ingestion/otlp/v1/{traces,logs,metrics}`` serve OTLP/HTTP (``_otlp_http.py``) as Micromegas
+  does; those routes authenticate themselves so a 401 is an OTLP ``google.rpc.Status``;
+* a stream registered with the property ``sirius.format = otlp/v1/…`` (the in-process OTel
+  exporters) is stored with that ``streams.format``; its blocks must hold one resource message.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from aiohttp import web
 from ..lakehouse import LakehouseError
 from ..lakehouse._datalake import DataLake, StreamRecord
 from ..lakehouse._object_store import ObjectStore
+from ..otel_bridge import OTLP_FORMATS, stream_format, validate_otlp_block
 from ..tracing import (
     TRANSIT_FORMAT,
     Block,
@@ -36,6 +41,8 @@ from ..tracing import (
 )
 from ._auth import ApiKeys
 from ._block_validation import validate_transit_payload
+from ._otlp_http import OtlpHttpRoutes
+from ._otlp_writer import OtlpWriter
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ READY_TIMEOUT_SECONDS = 2.0
 READY_CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = "1"
 _STREAM_CACHE_SIZE = 10_000
+OTLP_PREFIX = "/ingestion/otlp"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,27 +102,37 @@ class IngestionService:
         self._ready_lock = asyncio.Lock()
         # Stream rows never change once inserted, so a bounded cache saves a query per block.
         self._streams: OrderedDict[uuid.UUID, StreamRecord] = OrderedDict()
+        self._otlp = OtlpHttpRoutes(OtlpWriter(lake, store), self._keys)
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application with the routes and the auth middleware."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._auth_middleware])
+        # auto_decompress off: OTLP bodies are decompressed by _otlp_codec under a size limit
+        # (aiohttp's own decoder has no bomb limit); native routes never use Content-Encoding.
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES,
+            middlewares=[self._auth_middleware],
+            handler_args={"auto_decompress": False},
+        )
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._readiness)
         app.router.add_post("/ingestion/insert_process", self._insert_process)
         app.router.add_post("/ingestion/insert_stream", self._insert_stream)
         app.router.add_post("/ingestion/insert_block", self._insert_block)
+        self.add_routes(app)
         return app
 
     def add_routes(self, app: web.Application) -> None:
-        """Hook for other route owners (OTLP/HTTP on the ingestion port) sharing this app."""
-        del app  # nothing yet: OTLP routes are added by their own module
+        """Add the OTLP/HTTP routes ``/ingestion/otlp/v1/{traces,logs,metrics}`` to ``app``."""
+        self._otlp.add_to(app, prefix=OTLP_PREFIX)
 
     # -- middleware -----------------------------------------------------------------------
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         authorization = request.headers.get("Authorization")
-        if request.path.startswith("/ingestion/") and self._keys.authenticate(authorization) is None:
+        path = request.path
+        otlp = path.startswith(OTLP_PREFIX + "/")  # authenticated by the OTLP routes (OTLP-shaped 401)
+        if path.startswith("/ingestion/") and not otlp and self._keys.authenticate(authorization) is None:
             return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
@@ -168,9 +186,13 @@ class IngestionService:
         except WireFormatError as exc:
             return _bad_request(str(exc))
         try:
+            format_ = stream_format(info.properties, TRANSIT_FORMAT)
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        try:
             if await self._lake.get_process(info.process_id) is None:
                 return _bad_request(f"unknown process {info.process_id}: insert_process first")
-            await self._lake.insert_stream(info)
+            await self._lake.insert_stream(info, format=format_)
         except LakehouseError as exc:
             _LOG.warning("insert_stream %s failed: %s", info.stream_id, exc)
             return _unavailable("metadata store error")
@@ -224,4 +246,6 @@ class IngestionService:
             return f"stream {block.stream_id} belongs to process {stream.process_id}, not {block.process_id}"
         if stream.format == TRANSIT_FORMAT:
             return validate_transit_payload(block, stream)
+        if stream.format in OTLP_FORMATS:
+            return validate_otlp_block(block, stream.format)
         return None

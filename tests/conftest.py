@@ -155,7 +155,7 @@ def stack_factory(pg_dsn: str, tmp_path: object) -> Iterator[object]:
 
     def make(object_store_uri: str | None = None, **options: object) -> StackThread:
         data_dir = Path(str(tmp_path)) / f"stack{len(started)}"
-        for port in ("ingestion_port", "flight_port", "gateway_port"):
+        for port in ("ingestion_port", "otlp_grpc_port", "otlp_http_port", "flight_port", "gateway_port"):
             options.setdefault(port, 0)
         opts = StackOptions(
             data_dir=data_dir,

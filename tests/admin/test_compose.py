@@ -70,6 +70,7 @@ DESIGN_PORTS: dict[str, set[int]] = {
     "ingestion": {9000},
     "flight": {50051},
     "gateway": {3000},
+    "otlp": {4317, 4318},
     "daemon": set(),
     "migrate": set(),
 }

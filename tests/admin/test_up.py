@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
+ZERO_PORTS = [f"--{name}-port" for name in ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway")]
+ZERO_PORTS = [arg for flag in ZERO_PORTS for arg in (flag, "0")]
 
 
 def _env() -> dict[str, str]:
@@ -80,12 +82,12 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     )
     assert proc.stdout is not None
     endpoints = {}
-    for _ in range(3):  # one line per listening service
+    for _ in range(5):  # one line per listening service
         line = proc.stdout.readline()
         assert line, proc.stderr.read()  # type: ignore[union-attr]
         name, url = line.split()
         endpoints[name] = url
-    assert set(endpoints) == {"ingestion", "flightsql", "gateway"}
+    assert set(endpoints) == {"ingestion", "otlp-grpc", "otlp-http", "flightsql", "gateway"}
     return proc, endpoints
 
 

@@ -1,0 +1,270 @@
+"""OTLP receiver throughput: spans/s and log records/s accepted over gRPC and HTTP/protobuf.
+
+The OTLP service (``sirius.collector.OtlpService``) runs in this process over PostgreSQL and a
+local object store. Concurrent real OTel Python exporters (``OTLPSpanExporter`` /
+``OTLPLogExporter``, gRPC and HTTP/protobuf: their channels/sessions, retries and compression
+settings) run as threads of one separate client process and send distinct batches of 512 items
+(the ``BatchSpanProcessor`` default). The SDK's protobuf *encoding* is done before the clock
+starts: in Python it costs more than the receiver (printed as ``SDK encode`` for reference) and
+on a 2-core machine it would starve the server being measured.
+
+Accepted = answered 200 / OK, i.e. the block is in the object store and its row in PostgreSQL.
+Per core = items per second of CPU time used by this (server) process. The baseline is a plain
+``Export*ServiceRequest.FromString`` of the same request bytes in one process; the ratio is
+baseline rate / accepted rate (how much the whole service costs compared with parsing alone).
+
+Run: ``.venv/bin/python bench/otlp.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import resource
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import asyncpg
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from sirius.admin import EmbeddedPostgres
+from sirius.collector import OtlpLimits, OtlpService
+from sirius.lakehouse import create_pool, migrate, open_object_store
+from sirius.lakehouse._datalake import DataLake
+
+BATCH = 512
+CLIENT_THREADS = 8
+
+
+# -- request bodies (built by the real SDK, before timing) ------------------------------------
+
+
+def _span_requests(count: int, seed: int) -> list[bytes]:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    random.seed(seed)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "bench", "service.instance.id": f"bench-{seed}", "host.name": "h"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench.tracer", "1.0")
+    bodies = []
+    for _ in range(count):
+        memory.clear()
+        for i in range(BATCH // 4):
+            with tracer.start_as_current_span("GET /api/orders", attributes={"http.route": "/api/orders"}) as root:
+                root.set_attribute("http.response.status_code", 200)
+                for step in ("db.query", "cache.get", "render"):
+                    with tracer.start_as_current_span(step, attributes={"step.index": i, "db.system.name": "pg"}):
+                        pass
+        bodies.append(encode_spans(memory.get_finished_spans()).SerializeToString())
+    return bodies
+
+
+def _log_requests(count: int, seed: int) -> list[bytes]:
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "bench", "service.instance.id": f"b-{seed}"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    logger = provider.get_logger("bench.logger")
+    bodies = []
+    for n in range(count):
+        memory.clear()
+        for i in range(BATCH):
+            logger.emit(
+                body=f"order {seed}-{n}-{i} processed in {i % 97} ms",
+                severity_number=SeverityNumber.INFO,
+                attributes={"order.id": i, "customer.tier": "gold", "region": "eu-west-1"},
+            )
+        bodies.append(encode_logs(memory.get_finished_logs()).SerializeToString())
+    return bodies
+
+
+# -- clients (separate process) ----------------------------------------------------------------
+
+
+def _client_run(transport: str, signal: str, port: int, bodies: list[bytes]) -> tuple[float, int]:
+    """Send ``bodies`` with CLIENT_THREADS real exporters; return (elapsed seconds, failures)."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    message_type = ExportTraceServiceRequest if signal == "traces" else ExportLogsServiceRequest
+    if transport == "grpc":
+        cls = GrpcSpans if signal == "traces" else GrpcLogs
+
+        class Exporter(cls):  # type: ignore[misc,valid-type]
+            def _translate_data(self, data):  # already an Export*ServiceRequest
+                return data
+
+            def _count_data(self, data):
+                return BATCH
+
+        def make():
+            return Exporter(endpoint=f"localhost:{port}", insecure=True)
+
+        def send(exporter, body):
+            return exporter._export(body).name == "SUCCESS"
+
+        bodies = [message_type.FromString(b) for b in bodies]  # gRPC serialises the message itself
+    else:
+        cls = HttpSpans if signal == "traces" else HttpLogs
+
+        def make():
+            return cls(endpoint=f"http://127.0.0.1:{port}/v1/{signal}")
+
+        def send(exporter, body):
+            return exporter._client.export(body).success  # the exporter's own HTTP client (retries, session)
+
+    shares = [bodies[i::CLIENT_THREADS] for i in range(CLIENT_THREADS)]
+    exporters = [make() for _ in shares]
+    failures = [0]
+    lock = threading.Lock()
+
+    def worker(exporter, mine):
+        for body in mine:
+            if not send(exporter, body):
+                with lock:
+                    failures[0] += 1
+
+    threads = [threading.Thread(target=worker, args=(e, s)) for e, s in zip(exporters, shares, strict=True)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for exporter in exporters:
+        exporter.shutdown()
+    return elapsed, failures[0]
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def _port_open() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _parse_rate(signal: str, bodies: list[bytes]) -> float:
+    message_type = ExportTraceServiceRequest if signal == "traces" else ExportLogsServiceRequest
+    start = time.perf_counter()
+    for body in bodies:
+        message_type.FromString(body)
+    return len(bodies) * BATCH / (time.perf_counter() - start)
+
+
+async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
+    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    pool = await create_pool(dsn)
+    await migrate(pool)
+    objects = tmp / "objects"
+    objects.mkdir()
+    store = open_object_store(objects.as_uri())
+    lake = DataLake(pool)
+    service = OtlpService(lake, store, grpc_port=0, http_port=0, limits=OtlpLimits())
+    ports = await service.start()
+    context = multiprocessing.get_context("spawn")
+    header = (
+        f"{'signal':>7} {'transport':>9} {'items':>7} {'accepted/s':>11} {'server CPU s':>12} "
+        f"{'per core/s':>11} {'parse/s':>10} {'ratio':>6}"
+    )
+    try:
+        print(f"building {args.requests} requests of {BATCH} items per run with the OTel SDK …", flush=True)
+        encode_start = time.perf_counter()
+        sample = _span_requests(4, seed=999)
+        encode_rate = 4 * BATCH / (time.perf_counter() - encode_start)
+        print(f"SDK encode (spans created + encode_spans, reference): {encode_rate:,.0f} spans/s")
+        print(header)
+        seed = 0
+        for signal in ("traces", "logs"):
+            for transport in ("grpc", "http"):
+                seed += 1
+                build = _span_requests if signal == "traces" else _log_requests
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+                    bodies = await asyncio.wrap_future(executor.submit(build, args.requests, seed))
+                    blocks_before = await pool.fetchval("SELECT count(*) FROM blocks")
+                    cpu_before = _cpu()
+                    elapsed, failures = await asyncio.wrap_future(
+                        executor.submit(
+                            _client_run, transport, signal, ports.grpc if transport == "grpc" else ports.http, bodies
+                        )
+                    )
+                    cpu = _cpu() - cpu_before
+                blocks = await pool.fetchval("SELECT count(*) FROM blocks") - blocks_before
+                if failures or blocks != len(bodies):
+                    raise SystemExit(f"{signal}/{transport}: {failures} failed exports, {blocks}/{len(bodies)} blocks")
+                items = len(bodies) * BATCH
+                accepted = items / elapsed
+                parse = _parse_rate(signal, bodies)
+                print(
+                    f"{signal:>7} {transport:>9} {items:>7} {accepted:>11,.0f} {cpu:>12.2f} "
+                    f"{items / cpu:>11,.0f} {parse:>10,.0f} {parse / accepted:>5.1f}x",
+                    flush=True,
+                )
+        del sample
+    finally:
+        await service.stop()
+        await store.close()
+        await pool.close()
+        conn = await asyncpg.connect(admin_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
+    parser.add_argument("--requests", type=int, default=200, help="requests of 512 items per run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        embedded = None
+        admin_dsn = args.dsn
+        if not admin_dsn and _port_open():
+            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+        if not admin_dsn:
+            embedded = EmbeddedPostgres(Path(tmp) / "pg")
+            admin_dsn = embedded.start()
+        try:
+            asyncio.run(_bench(admin_dsn, Path(tmp), args))
+        finally:
+            if embedded:
+                embedded.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Storing OTLP export requests: process, stream and block rows plus the payload objects.
+
+Each request is split by ``sirius.otel_bridge.split_request`` (one block per resource, uuid5 ids
+of ``micromegas-wire.md`` §9). For each block, as the Rust ingester does: the process row and
+the stream row (``ON CONFLICT DO NOTHING``; remembered in a bounded cache so a busy producer
+costs one block insert per request), then the payload object create-only, then the block row.
+A retried request therefore finds the same ids and changes nothing: one object, one row.
+
+The in-flight budget bounds what the receivers hold in memory; past it they answer 429 /
+``UNAVAILABLE`` with a retry delay instead of queueing without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..lakehouse import LakehouseError
+from ..lakehouse._datalake import DataLake
+from ..lakehouse._object_store import ObjectStore
+from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
+from ..tracing import payload_to_cbor
+from ._exceptions import OtlpOverloadedError, OtlpUnavailableError
+
+__all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "InflightBudget", "OtlpWriter"]
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+"""Delay asked of clients after an overload or a storage failure: short enough that exporter
+queues do not overflow, long enough for a burst to drain."""
+
+
+def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
+    return f"blobs/{process_id}/{stream_id}/{block_id}"
+
+
+class _Seen:
+    """A bounded set of ids already written (least recently used evicted)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    def __contains__(self, key: uuid.UUID) -> bool:
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: uuid.UUID) -> None:
+        self._ids[key] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+
+class OtlpWriter:
+    """Writes the blocks of OTLP requests to the data lake and the object store.
+
+    Args:
+        lake: process, stream and block rows.
+        store: payload objects.
+        audience: a bound write audience (per-audience ids); None for none.
+        clock: Unix-ns wall clock for blocks whose records carry no time.
+        retry_after: seconds clients are asked to wait when storage fails.
+        cache_size: how many process and stream ids to remember as already registered.
+    """
+
+    def __init__(
+        self,
+        lake: DataLake,
+        store: ObjectStore,
+        *,
+        audience: str | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        retry_after: float = DEFAULT_RETRY_AFTER_SECONDS,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._lake = lake
+        self._store = store
+        self._audience = audience
+        self._clock = clock
+        self._retry_after = retry_after
+        self._processes = _Seen(cache_size)
+        self._streams = _Seen(cache_size)
+
+    async def export(self, signal: Signal, request: Any) -> SplitRequest:
+        """Store every resource of ``request`` as a block; return the split (for partial success).
+
+        Raises:
+            OtlpUnavailableError: PostgreSQL or the object store failed (the client should retry).
+        """
+        split = split_request(signal, request, audience=self._audience, clock=self._clock)
+        for item in split.blocks:
+            try:
+                await self._write(item)
+            except LakehouseError as exc:
+                _LOG.warning("storing OTLP %s block %s failed: %s", signal.name, item.block.block_id, exc)
+                msg = f"storage unavailable: {exc}"
+                raise OtlpUnavailableError(msg, retry_after=self._retry_after) from exc
+        return split
+
+    async def _write(self, item: OtlpBlock) -> None:
+        process, stream, block = item.process, item.stream, item.block
+        if process.process_id not in self._processes:
+            await self._lake.insert_process(process)
+            self._processes.add(process.process_id)
+        if stream.stream_id not in self._streams:
+            await self._lake.insert_stream(stream, format=item.signal.format)
+            self._streams.add(stream.stream_id)
+        payload = payload_to_cbor(block.payload)
+        # Object first, create-only, then the row: a crash in between leaves an object that the
+        # retried request finds and keeps (micromegas-wire.md §3).
+        await self._store.put_if_absent(_object_key(block.process_id, block.stream_id, block.block_id), payload)
+        await self._lake.insert_block(block, len(payload))
+
+
+@dataclass(slots=True)
+class _Ticket:
+    budget: InflightBudget
+    nbytes: int = 0
+    released: bool = False
+
+    def reserve(self, nbytes: int) -> None:
+        """Count ``nbytes`` more against the budget.
+
+        Raises:
+            OtlpOverloadedError: the byte budget is full.
+        """
+        budget = self.budget
+        if budget.in_flight_bytes + nbytes > budget.max_bytes and budget.in_flight_bytes > 0:
+            msg = f"too much data in flight ({budget.in_flight_bytes} bytes); retry later"
+            raise OtlpOverloadedError(msg, retry_after=budget.retry_after)
+        budget.in_flight_bytes += nbytes
+        self.nbytes += nbytes
+
+    def release(self) -> None:
+        """Give back the request slot and its bytes (idempotent)."""
+        if not self.released:
+            self.released = True
+            self.budget.in_flight_requests -= 1
+            self.budget.in_flight_bytes -= self.nbytes
+
+
+class InflightBudget:
+    """Bounds the OTLP requests being handled at once, by count and by decompressed bytes.
+
+    All receivers of one service share it on one event loop (no locking needed). A single
+    request larger than the byte budget is still admitted when nothing else is in flight, so a
+    legal request (under the size limit) can always get through eventually.
+
+    Args:
+        max_requests: concurrent requests.
+        max_bytes: decompressed bytes held by those requests.
+        retry_after: delay suggested to refused clients (``Retry-After`` / ``RetryInfo``).
+    """
+
+    def __init__(
+        self,
+        max_requests: int = 64,
+        max_bytes: int = 256 * 1024 * 1024,
+        retry_after: float = DEFAULT_RETRY_AFTER_SECONDS,
+    ) -> None:
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.retry_after = retry_after
+        self.in_flight_requests = 0
+        self.in_flight_bytes = 0
+
+    def admit(self) -> _Ticket:
+        """Take a request slot; ``release()`` the returned ticket when the request is done.
+
+        Raises:
+            OtlpOverloadedError: every slot is taken.
+        """
+        if self.in_flight_requests >= self.max_requests:
+            msg = f"too many requests in flight ({self.in_flight_requests}); retry later"
+            raise OtlpOverloadedError(msg, retry_after=self.retry_after)
+        self.in_flight_requests += 1
+        return _Ticket(self)
