@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon, "flight": _flight}
     handlers["gateway"] = _gateway
     handlers["otlp"] = _otlp
+    handlers["demo"] = _demo
     try:
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
@@ -202,3 +203,9 @@ async def _otlp(args: argparse.Namespace) -> int:
         await store.close()
         await pool.close()
     return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return await run_demo(Path(args.data_dir), requests=args.requests, seed=args.seed)

@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sirius", description="Sirius observability lakehouse")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_all_in_one(sub)
+    _add_services(sub)
+    _add_query(sub)
+    return parser
 
+
+def _add_all_in_one(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="run every service in one process (embedded PostgreSQL by default)")
     up.add_argument("--data-dir", default="sirius-data", help="where the embedded database and objects live")
     up.add_argument("--host", default=DEFAULT_HOST, help="address the services bind (default 127.0.0.1)")
@@ -59,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_auth_flag(up)
 
+    demo = sub.add_parser("demo", help="start the embedded stack, run an instrumented sample app, query it, stop")
+    demo.add_argument("--data-dir", default="sirius-data", help="where the embedded database and objects live")
+    demo.add_argument("--requests", type=int, default=60, help="requests the sample shop serves")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the sample's random latencies and errors")
+
+
+def _add_services(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     migrate = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema, then exit")
     migrate.add_argument("--sql-connection-string", help="PostgreSQL URI (default: $MICROMEGAS_SQL_CONNECTION_STRING)")
 
@@ -90,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--flight-uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
     _add_auth_flag(gateway)
 
+
+def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     query = sub.add_parser("query", help="run SQL over FlightSQL and print the result")
     query.add_argument("sql", help="the SQL statement")
     query.add_argument("--begin", help="range start: RFC 3339 or relative (30m, 1h, 7d)")
@@ -97,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--api-key", help="Bearer key for the FlightSQL server")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

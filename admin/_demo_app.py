@@ -1,0 +1,159 @@
+"""The sample service ``sirius demo`` runs: a small "shop" instrumented two ways.
+
+* OpenTelemetry SDK, exported over OTLP/gRPC: two services (``shop-frontend`` and
+  ``shop-payments``) whose spans form cross-service traces, log records (some errors, with
+  exceptions recorded on spans), a request counter and a latency histogram.
+* Sirius's native tracer, over the Micromegas ingestion route: thread spans around real work,
+  logs and metrics from the same process as the frontend's OTel data.
+
+Run as ``python -m sirius.admin._demo_app --otlp URL --ingestion URL [--requests N] [--seed S]``.
+Span times are synthetic (laid out from "now" with seeded random latencies) so the demo is
+fast and its results are reproducible; the native spans time real work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import random
+import sys
+import time
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from .. import tracing
+
+MS = 1_000_000
+ROUTES = ("GET /products", "GET /cart", "POST /checkout")
+
+
+class _Service:
+    """One OTel-instrumented service: its own resource, tracer, logger and meter providers."""
+
+    def __init__(self, name: str, otlp: str, instance: str) -> None:
+        resource = Resource.create(
+            {"service.name": name, "service.namespace": "sirius-demo", "service.instance.id": instance}
+        )
+        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp, insecure=True)))
+        self.logger_provider = LoggerProvider(resource=resource)
+        self.logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=otlp, insecure=True))
+        )
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=otlp, insecure=True), export_interval_millis=3_600_000
+        )
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        self.tracer = self.tracer_provider.get_tracer("sirius.demo")
+        self.log = logging.getLogger(f"demo.{name}")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        self.log.addHandler(LoggingHandler(logger_provider=self.logger_provider))
+
+    def shutdown(self) -> None:
+        # force_flush before shutdown: every record is exported before the process exits.
+        self.tracer_provider.force_flush()
+        self.logger_provider.force_flush()
+        self.meter_provider.force_flush()
+        self.tracer_provider.shutdown()
+        self.logger_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+@tracing.span
+def _price_cart(items: int, seed: int) -> str:
+    # Real work, timed by the native tracer.
+    digest = hashlib.sha256(str(seed).encode())
+    for _ in range(items * 200):
+        digest = hashlib.sha256(digest.digest())
+    return digest.hexdigest()
+
+
+def _request(front: _Service, pay: _Service, rng: random.Random, i: int, start_ns: int) -> int:
+    route = ROUTES[i % len(ROUTES)]
+    latency_ms = rng.lognormvariate(3.0, 0.6)  # ~20 ms median with a long tail
+    failed = route == "POST /checkout" and rng.random() < 0.25
+    end_ns = start_ns + int(latency_ms * MS)
+    span = front.tracer.start_span(route, start_time=start_ns, kind=trace.SpanKind.SERVER)
+    span.set_attribute("http.route", route)
+    ctx = trace.set_span_in_context(span)
+    with trace.use_span(span, end_on_exit=False):
+        if route == "POST /checkout":
+            child_start = start_ns + int(latency_ms * 0.2 * MS)
+            child = pay.tracer.start_span("charge_card", context=ctx, start_time=child_start)
+            child.set_attribute("payment.amount", round(rng.uniform(5, 500), 2))
+            if failed:
+                error = RuntimeError("card declined by issuer")
+                child.record_exception(error)
+                child.set_status(Status(StatusCode.ERROR, "card declined"))
+                with trace.use_span(child, end_on_exit=False):
+                    pay.log.error("payment failed for order %d: card declined", i)
+            child.end(end_time=start_ns + int(latency_ms * 0.9 * MS))
+        if failed:
+            span.set_status(Status(StatusCode.ERROR, "checkout failed"))
+            front.log.error("checkout %d failed", i)
+        else:
+            front.log.info("%s served in %.1f ms", route, latency_ms)
+    span.end(end_time=end_ns)
+    return int(latency_ms * MS)
+
+
+def run(otlp: str, ingestion: str, requests: int, seed: int) -> None:
+    """Emit the demo's telemetry and flush it all before returning."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
+    process_id = tracing.init(
+        url=ingestion, properties={"service.name": "shop-frontend", "demo": "sirius"}, exe="shop-frontend (native)"
+    )
+    # The frontend's OTel resource carries the native tracer's process id as service.instance.id,
+    # so the OTLP-derived process and the native one join on it.
+    front = _Service("shop-frontend", otlp, str(process_id))
+    pay = _Service("shop-payments", otlp, "payments-1")
+    requests_counter = front.meter_provider.get_meter("sirius.demo").create_counter("http.server.requests")
+    duration = front.meter_provider.get_meter("sirius.demo").create_histogram(
+        "http.server.duration", unit="ms", description="request latency"
+    )
+    tracing.info("demo shop starting")
+    clock = time.time_ns() - requests * 50 * MS  # lay the requests out over the recent past
+    for i in range(requests):
+        with tracing.span("handle_request"):
+            items = 1 + i % 5
+            _price_cart(items, i)
+            tracing.metric("cart_items", items, unit="count")
+            latency_ns = _request(front, pay, rng, i, clock)
+        route = ROUTES[i % len(ROUTES)]
+        requests_counter.add(1, {"http.route": route})
+        duration.record(latency_ns / MS, {"http.route": route})
+        clock += 50 * MS
+    tracing.error("demo shop: simulated disk-full warning escalated")
+    front.shutdown()
+    pay.shutdown()
+    if not tracing.flush(30.0):
+        sys.exit("native tracer did not deliver everything")
+    tracing.shutdown(10.0)
+
+
+def main() -> None:
+    """Command-line entry of the sample service."""
+    parser = argparse.ArgumentParser(description="Sirius demo sample service")
+    parser.add_argument("--otlp", required=True, help="OTLP/gRPC endpoint, e.g. http://127.0.0.1:4317")
+    parser.add_argument("--ingestion", required=True, help="Micromegas ingestion URL, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    run(args.otlp, args.ingestion, args.requests, args.seed)
+
+
+if __name__ == "__main__":
+    main()
