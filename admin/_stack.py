@@ -158,7 +158,11 @@ class Stack:
         self._res.servers.append(gateway_server)
         self.endpoints.append(Endpoint("gateway", f"http://{_url_host(opts.host)}:{gateway_port}/gateway"))
         if opts.daemon:
-            daemon = MaintenanceDaemon(self.lakehouse, DaemonConfig(retention_days=self.config.retention_days))
+            # All in one process: ingestion and daemon share one clock and commits are immediate,
+            # so the second pass can take [T-1 s, T) (data queryable ~1 s after insertion)
+            # instead of the reference's [T-2 s, T-1 s), which guards multi-host skew.
+            daemon_config = DaemonConfig(retention_days=self.config.retention_days, second_pass_delay_ns=0)
+            daemon = MaintenanceDaemon(self.lakehouse, daemon_config)
             await daemon.start()
             self._res.daemon = daemon
 
