@@ -20,6 +20,7 @@ from ._maintenance_daemon import DaemonConfig, MaintenanceDaemon, PassKind, Pass
 from ._materialize import jit_update, materialize_partitions
 from ._migrations import DATA_LAKE_SCHEMA_VERSION, LAKEHOUSE_SCHEMA_VERSION, migrate, schema_versions
 from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore, open_object_store
+from ._otlp_payloads import OTLP_LOGS_FORMAT, OTLP_METRICS_FORMAT, OTLP_TRACES_FORMAT
 from ._partition_admin import (
     LakehousePartitionAdmin,
     partitions_table,
@@ -34,6 +35,7 @@ from ._pool import create_pool
 from ._property_jsonb import encode_properties
 from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
+from ._sql_bucket_histograms import histogram_quantile
 from ._tick_converter import TickConverter, estimate_frequency
 from ._time_range import TimeRange
 from ._transit_dependencies import Dependencies
@@ -45,6 +47,9 @@ __all__ = [
     "DATA_LAKE_SCHEMA_VERSION",
     "GLOBAL_INSTANCE",
     "LAKEHOUSE_SCHEMA_VERSION",
+    "OTLP_LOGS_FORMAT",
+    "OTLP_METRICS_FORMAT",
+    "OTLP_TRACES_FORMAT",
     "POSITION",
     "Action",
     "BlockFilter",
@@ -97,6 +102,7 @@ __all__ = [
     "delete_expired_temporary_files",
     "encode_properties",
     "estimate_frequency",
+    "histogram_quantile",
     "jit_update",
     "list_partitions",
     "materialize_partitions",

@@ -65,22 +65,37 @@ class BlockFilter:
         tag: keep blocks whose stream has this tag (``log``, ``metrics``, ``cpu``).
         process_id: keep the blocks of one process.
         stream_id: keep the blocks of one stream.
+        other_tags: with ``tag``, also keep blocks whose stream has one of these tags
+            (``log_entries`` reads ``trace`` streams for their exception events).
+        formats: keep blocks whose stream has one of these ``streams.format`` values.
     """
 
     tag: str | None = None
     process_id: uuid.UUID | None = None
     stream_id: uuid.UUID | None = None
+    other_tags: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
 
     def where(self, first_param: int) -> tuple[str, list[Any]]:
         """SQL conditions (``AND …``) on aliases ``b``/``s`` and their parameters."""
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("s.tags", self.tag), ("b.process_id", self.process_id), ("b.stream_id", self.stream_id)):
-            if value is None:
-                continue
-            number = first_param + len(params)
-            clauses.append(f"${number} = ANY(s.tags)" if column == "s.tags" else f"{column} = ${number}")
+
+        def add(template: str, value: Any) -> None:
+            clauses.append(template.replace("$?", f"${first_param + len(params)}"))
             params.append(value)
+
+        if self.tag is not None:
+            if self.other_tags:
+                add("s.tags && $?::text[]", [self.tag, *self.other_tags])
+            else:
+                add("$? = ANY(s.tags)", self.tag)
+        if self.process_id is not None:
+            add("b.process_id = $?", self.process_id)
+        if self.stream_id is not None:
+            add("b.stream_id = $?", self.stream_id)
+        if self.formats:
+            add("s.format = ANY($?::text[])", list(self.formats))
         return "".join(f" AND {c}" for c in clauses), params
 
 
@@ -156,6 +171,8 @@ class SourceBatch:
     _metadata: dict[uuid.UUID, tuple[tuple[UserDefinedType, ...], tuple[UserDefinedType, ...]]] = field(
         default_factory=dict
     )
+    context: dict[str, Any] = field(default_factory=dict)
+    """What a view's ``prepare_batch`` step gathered for its table makers (shared with subsets)."""
 
     @property
     def nb_objects(self) -> int:
@@ -164,7 +181,7 @@ class SourceBatch:
 
     def subset(self, blocks: Sequence[SourceBlock], payloads: Sequence[bytes]) -> SourceBatch:
         """The same streams and processes over a subset of the blocks."""
-        return SourceBatch(list(blocks), self.streams, self.processes, list(payloads), {}, self._metadata)
+        return SourceBatch(list(blocks), self.streams, self.processes, list(payloads), {}, self._metadata, self.context)
 
     def decode_all(self, workers: int = _DECODE_WORKERS) -> None:
         """Decode every block ahead of ``decode`` calls, on a few threads.

@@ -71,12 +71,13 @@ _LOW_CARDINALITY_TEXT = frozenset(
 )
 
 
-def encode_parquet(table: pa.Table, compression: str) -> bytes:
+def encode_parquet(table: pa.Table, compression: str, row_group_rows: int | None = None) -> bytes:
     """Serialise ``table`` as one Parquet file (blocking; call from a worker thread).
 
     Args:
         table: the rows, in the view's schema.
         compression: ``zstd``, ``lz4`` (written as LZ4_RAW), ``snappy`` or ``none``.
+        row_group_rows: rows per row group (default and maximum: ``MAX_ROW_GROUP_ROWS``).
     """
     sink = pa.BufferOutputStream()
     pq.write_table(
@@ -84,7 +85,7 @@ def encode_parquet(table: pa.Table, compression: str) -> bytes:
         sink,
         version="2.6",
         compression=compression,
-        row_group_size=MAX_ROW_GROUP_ROWS,
+        row_group_size=min(row_group_rows or MAX_ROW_GROUP_ROWS, MAX_ROW_GROUP_ROWS),
         use_dictionary=dictionary_columns(table.schema),
         write_statistics=True,
         write_page_index=True,

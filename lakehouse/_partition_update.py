@@ -96,7 +96,7 @@ def decide(view: ViewSet, existing: list[Partition], target: TimeRange, source_c
 async def _write_file(
     lake: Lakehouse, view: ViewSet, instance: str, target: TimeRange, table: pa.Table
 ) -> tuple[str, int]:
-    data = await asyncio.to_thread(encode_parquet, table, lake.settings.parquet_compression)
+    data = await asyncio.to_thread(encode_parquet, table, lake.settings.parquet_compression, view.row_group_rows)
     key = partition_file_key(view.name, instance, target.begin_ns)
     # Registered (and committed) before the upload: if we die before the row commits, the
     # temporary-file cleanup deletes the orphan.

@@ -12,7 +12,8 @@ registered here: the query server expands them (``expand_table_functions``), see
   table functions ``jsonb_each``, ``jsonb_array_elements``);
 * histograms: ``make_histogram``, ``sum_histograms`` (aggregates), ``quantile_from_histogram``,
   ``variance_from_histogram``, ``count_from_histogram``, ``sum_from_histogram`` (and the table
-  function ``expand_histogram``);
+  function ``expand_histogram``); ``histogram_quantile(bounds, counts, q)`` over the bucketed
+  OTel histograms of the ``histograms`` view;
 * admin, for admin callers only: ``retire_partition_by_file(path)``,
   ``retire_partition_by_metadata(view_set, instance, begin, end[, schema_hash])``.
 """
@@ -28,6 +29,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, u
 
 from . import _sql_histograms as histograms
 from ._sql_admin import PartitionAdmin
+from ._sql_bucket_histograms import bucket_histogram_udfs
 from ._sql_jsonb import jsonb_udfs
 from ._sql_table_functions import RunAsync, rename_calls_by_arity
 
@@ -131,7 +133,7 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
     """
     for name, fn, inputs, output in jsonb_udfs():
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
-    for name, fn, inputs, output in histograms.histogram_scalar_udfs():
+    for name, fn, inputs, output in histograms.histogram_scalar_udfs() + bucket_histogram_udfs():
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
     hist = histograms.HISTOGRAM_TYPE
     ctx.register_udaf(

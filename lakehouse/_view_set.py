@@ -12,8 +12,8 @@ is one small module under ``sirius.lakehouse.views`` declaring a ``ViewSet`` sub
   one insert-time range from the source) and ``merge`` (rows of several partitions into one).
 
 ``BlockViewSet`` implements the source side for views fed by blocks; its subclasses only turn
-a ``SourceBatch`` into a table, in a worker thread. The OTel issue adds ``otel_spans`` the same
-way and can teach ``log_entries``/``measures`` other block formats through ``extra_formats``.
+a ``SourceBatch`` into a table, in a worker thread. ``log_entries`` and ``measures`` read OTLP
+blocks through ``extra_formats``; ``otel_spans`` and ``histograms`` read OTLP blocks only.
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ class ViewSet(ABC):
     replaces_overlapping: ClassVar[bool] = False
     """True when a rebuilt partition may retire overlapping ones that stick out of its range
     (thread_spans, whose insert ranges follow the queried blocks rather than fixed slices)."""
+    row_group_rows: ClassVar[int | None] = None
+    """Rows per Parquet row group of its partitions; None for the default (128 Ki). Smaller
+    groups make row-group statistics prune finer (``otel_spans`` sorted by ``trace_id``)."""
 
     @property
     def has_global(self) -> bool:
@@ -177,10 +180,15 @@ class BlockViewSet(ViewSet):
 
     Subclasses set ``tag`` (the stream tag selecting source blocks) and implement
     ``transform`` for transit blocks; ``extra_formats`` maps other ``streams.format`` values
-    (e.g. ``otlp/v1/logs``) to table makers.
+    (e.g. ``otlp/v1/logs``) to table makers. ``other_tags`` widens the source to streams of
+    other tags, ``formats`` narrows it to some stream formats (both in the PostgreSQL query, so
+    the source count describes exactly the blocks read), and ``prepare_batch`` may gather more
+    input (asynchronously) before the table makers run.
     """
 
     tag: ClassVar[str | None] = None
+    other_tags: ClassVar[tuple[str, ...]] = ()
+    formats: ClassVar[tuple[str, ...]] = ()
     counts_blocks: ClassVar[bool] = False
     needs_payloads: ClassVar[bool] = True
     extra_formats: ClassVar[Mapping[str, TableMaker]] = {}
@@ -188,11 +196,18 @@ class BlockViewSet(ViewSet):
     def block_filter(self, instance: str) -> BlockFilter:
         """The blocks feeding ``instance``."""
         ident = self.check_instance(instance)
-        if ident is None:
-            return BlockFilter(tag=self.tag)
-        if self.jit_instance is InstanceKind.STREAM:
-            return BlockFilter(tag=self.tag, stream_id=ident)
-        return BlockFilter(tag=self.tag, process_id=ident)
+        by_stream = ident is not None and self.jit_instance is InstanceKind.STREAM
+        return BlockFilter(
+            tag=self.tag,
+            process_id=None if by_stream else ident,
+            stream_id=ident if by_stream else None,
+            other_tags=self.other_tags,
+            formats=self.formats,
+        )
+
+    async def prepare_batch(self, lake: Lakehouse, batch: SourceBatch) -> None:
+        """Gather what the table makers need beyond the batch into ``batch.context`` (default: nothing)."""
+        del lake, batch
 
     async def source_count(self, lake: Lakehouse, instance: str, insert_range: TimeRange) -> int:
         """Sum of ``nb_objects`` (or the block count) of the source blocks."""
@@ -204,6 +219,7 @@ class BlockViewSet(ViewSet):
         batch = await fetch_source(lake.pool, self.block_filter(instance), insert_range)
         if self.needs_payloads:
             await load_payloads(lake.store, batch)
+            await self.prepare_batch(lake, batch)
         lake.stats.blocks_processed += len(batch.blocks)
         lake.stats.events_processed += batch.nb_objects
         table = await asyncio.to_thread(self.transform_batch, batch)

@@ -1,7 +1,8 @@
 """The view sets Sirius serves, one module each (``micromegas-query.md`` §2-3).
 
 ``default_view_sets()`` is the registry a ``Lakehouse`` uses unless given another; a new view
-set (``otel_spans`` in the OTel issue) is one module with a ``ViewSet`` subclass, added here.
+set is one module with a ``ViewSet`` subclass, added here. OTLP blocks feed ``log_entries``,
+``measures`` (``_otel_logs``, ``_otel_metrics``), ``otel_spans`` and ``histograms``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 from .._view_set import ViewRegistry
 from ._async_events import ASYNC_EVENTS_SCHEMA, AsyncEventsView
 from ._blocks import BLOCKS_SCHEMA, BlocksView
+from ._histograms import HISTOGRAMS_SCHEMA, HistogramsView
 from ._log_entries import LOG_ENTRIES_SCHEMA, LogEntriesView
 from ._log_stats import LOG_STATS_SCHEMA, LogStatsView
 from ._measures import MEASURES_SCHEMA, MeasuresView
+from ._otel_spans import OTEL_SPANS_SCHEMA, OtelSpansView
 from ._processes import PROCESSES_SCHEMA, ProcessesView
 from ._streams import STREAMS_SCHEMA, StreamsView
 from ._thread_spans import THREAD_SPANS_SCHEMA, ThreadSpansView
@@ -19,17 +22,21 @@ from ._thread_spans import THREAD_SPANS_SCHEMA, ThreadSpansView
 __all__ = [
     "ASYNC_EVENTS_SCHEMA",
     "BLOCKS_SCHEMA",
+    "HISTOGRAMS_SCHEMA",
     "LOG_ENTRIES_SCHEMA",
     "LOG_STATS_SCHEMA",
     "MEASURES_SCHEMA",
+    "OTEL_SPANS_SCHEMA",
     "PROCESSES_SCHEMA",
     "STREAMS_SCHEMA",
     "THREAD_SPANS_SCHEMA",
     "AsyncEventsView",
     "BlocksView",
+    "HistogramsView",
     "LogEntriesView",
     "LogStatsView",
     "MeasuresView",
+    "OtelSpansView",
     "ProcessesView",
     "StreamsView",
     "ThreadSpansView",
@@ -49,5 +56,7 @@ def default_view_sets() -> ViewRegistry:
             LogStatsView(),
             ThreadSpansView(),
             AsyncEventsView(),
+            OtelSpansView(),
+            HistogramsView(),
         ]
     )

@@ -6,11 +6,17 @@ properties may override ``target`` and ``level`` (as text such as ``warn``). Eve
 properties get the empty JSONB object. Per block, each object type is handled as a whole
 (columns from the transit reader, references resolved with numpy lookups), then rows are put
 back into queue order.
+
+OTLP blocks (``_otel_logs``): log records of ``otlp/v1/logs`` streams, and the ``exception``
+events of spans of ``otlp/v1/traces`` streams (tag ``trace``, read as well). Sirius appends
+``trace_id`` and ``span_id`` columns after Micromegas's (null for native events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -19,11 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._block_source import SourceBatch
+from .._otlp_payloads import OTLP_LOGS_FORMAT, OTLP_TRACES_FORMAT
 from .._property_jsonb import PropertyDictionary
 from .._time_range import NS_PER_HOUR
 from .._transit_reader import POSITION, DecodedBlock
-from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
+from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker
 from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
+from ._otel_logs import exception_log_entries, otlp_log_entries
 
 __all__ = ["LOG_ENTRIES_SCHEMA", "LogEntriesView"]
 
@@ -42,6 +50,9 @@ LOG_ENTRIES_SCHEMA = pa.schema(
         pa.field("msg", pa.string(), nullable=False),
         pa.field("properties", DICT_BIN, nullable=False),
         pa.field("process_properties", DICT_BIN, nullable=False),
+        # Sirius: the OTel record's trace and span ids (null for native events), for joins with otel_spans.
+        pa.field("trace_id", pa.binary(16)),
+        pa.field("span_id", pa.binary(8)),
     ]
 )
 
@@ -131,11 +142,18 @@ class LogEntriesView(BlockViewSet):
 
     name: ClassVar[str] = "log_entries"
     schema: ClassVar[pa.Schema] = LOG_ENTRIES_SCHEMA
-    file_schema_hash: ClassVar[bytes] = bytes([6])
+    # [6] in Micromegas; [7] since OTLP blocks are read (trace_id/span_id columns, exception
+    # events of span blocks): partitions that skipped them are invisible and get rebuilt.
+    file_schema_hash: ClassVar[bytes] = bytes([7])
     update_group: ClassVar[int | None] = 2000
     jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
     max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR
     tag: ClassVar[str | None] = "log"
+    other_tags: ClassVar[tuple[str, ...]] = ("trace",)
+    extra_formats: ClassVar[Mapping[str, TableMaker]] = {
+        OTLP_LOGS_FORMAT: partial(otlp_log_entries, schema=LOG_ENTRIES_SCHEMA),
+        OTLP_TRACES_FORMAT: partial(exception_log_entries, schema=LOG_ENTRIES_SCHEMA),
+    }
 
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Rows of the transit log blocks of ``batch``."""
@@ -177,6 +195,8 @@ class LogEntriesView(BlockViewSet):
                 concat_strings(msgs),
                 props.column(np.concatenate(prop_indices) if prop_indices else empty_i32),
                 rows.process_properties(),
+                pa.nulls(int(rows.counts.sum()), pa.binary(16)),
+                pa.nulls(int(rows.counts.sum()), pa.binary(8)),
             ],
             schema=LOG_ENTRIES_SCHEMA,
         )

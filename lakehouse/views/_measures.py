@@ -5,11 +5,18 @@ f64; an integer metric whose unit is ``ticks`` is converted to seconds with the 
 frequency and reported with unit ``seconds`` (``micromegas-wire.md`` §5.6). Tagged events carry
 a property set; the others get the empty JSONB object. Older tagged events without a ``desc``
 member take name, unit and target from their properties.
+
+OTLP blocks (``otlp/v1/metrics``, ``_otel_metrics``): gauges, sums, summaries and the counts,
+sums, minima and maxima of histograms. Sirius appends a ``delta`` column (the increase a row
+stands for: the value of delta sums, derived for cumulative monotonic series; NULL for native
+events and gauges), so ``SUM(delta)`` works for both temporalities.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -17,11 +24,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._block_source import SourceBatch
+from .._otlp_payloads import OTLP_METRICS_FORMAT
 from .._property_jsonb import PropertyDictionary
 from .._time_range import NS_PER_HOUR
 from .._transit_reader import POSITION, DecodedBlock
-from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
+from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker
 from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
+from ._otel_metrics import otlp_measures, prepare_history
+
+if TYPE_CHECKING:
+    from .._lakehouse import Lakehouse
 
 __all__ = ["MEASURES_SCHEMA", "MeasuresView"]
 
@@ -41,6 +53,8 @@ MEASURES_SCHEMA = pa.schema(
         pa.field("value", pa.float64(), nullable=False),
         pa.field("properties", DICT_BIN, nullable=False),
         pa.field("process_properties", DICT_BIN, nullable=False),
+        # Sirius: increase since the series' previous point (OTel sums and counts), else null.
+        pa.field("delta", pa.float64()),
     ]
 )
 
@@ -106,11 +120,20 @@ class MeasuresView(BlockViewSet):
 
     name: ClassVar[str] = "measures"
     schema: ClassVar[pa.Schema] = MEASURES_SCHEMA
-    file_schema_hash: ClassVar[bytes] = bytes([7])
+    # [7] in Micromegas; [8] since OTLP blocks are read (delta column): partitions that
+    # skipped them are invisible and get rebuilt.
+    file_schema_hash: ClassVar[bytes] = bytes([8])
     update_group: ClassVar[int | None] = 2000
     jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
     max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR
     tag: ClassVar[str | None] = "metrics"
+    extra_formats: ClassVar[Mapping[str, TableMaker]] = {
+        OTLP_METRICS_FORMAT: partial(otlp_measures, schema=MEASURES_SCHEMA)
+    }
+
+    async def prepare_batch(self, lake: Lakehouse, batch: SourceBatch) -> None:
+        """Decode OTLP metric blocks and find the earlier points of their cumulative series."""
+        await prepare_history(lake, batch)
 
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Rows of the transit metrics blocks of ``batch``."""
@@ -147,6 +170,7 @@ class MeasuresView(BlockViewSet):
                 pa.array(np.concatenate(values), pa.float64()),
                 props.column(np.concatenate(prop_indices)),
                 rows.process_properties(),
+                pa.nulls(int(rows.counts.sum()), pa.float64()),
             ],
             schema=MEASURES_SCHEMA,
         )

@@ -139,7 +139,7 @@ def test_retention_deletes_exactly_the_expired_data_and_shrinks_the_store(lake_e
         report = await daemon.run_pass(PassKind.HOUR, h.clock())
         assert report.retention is not None
         assert (report.retention.blocks, report.retention.streams, report.retention.processes) == (3, 3, 1)
-        assert report.retention.partitions == 6 + 1  # six global views (second 10) and the old JIT partition
+        assert report.retention.partitions == 8 + 1  # eight global views (second 10) and the old JIT partition
 
         pool = lake.pool
         assert {r[0] for r in await pool.fetch("SELECT process_id FROM processes")} == {new.process.process_id}
@@ -185,11 +185,11 @@ def test_partition_admin_functions(local_lake_env: Any) -> None:
         table = await admin.list_partitions()
         assert table.num_rows == 2
         assert table.column("source_data_hash").to_pylist() == [(5).to_bytes(8, "little"), bytes(8)]
-        assert table.column("file_schema_hash").to_pylist() == [b"\x06", b"\x06"]
+        assert table.column("file_schema_hash").to_pylist() == [b"\x07", b"\x07"]
         view_sets = (await admin.list_view_sets()).to_pylist()
         assert {v["view_set_name"]: v["global_instance_available"] for v in view_sets} == {
             "blocks": True, "log_entries": True, "measures": True, "processes": True, "streams": True,
-            "log_stats": True, "thread_spans": False, "async_events": False,
+            "log_stats": True, "thread_spans": False, "async_events": False, "otel_spans": True, "histograms": True,
         }  # fmt: skip
 
         lines.clear()
@@ -200,7 +200,7 @@ def test_partition_admin_functions(local_lake_env: Any) -> None:
         assert (await admin.retire_partition_by_file(path)).startswith("ERROR")
         assert await scalar(lake, "SELECT count(*) FROM log_entries") == 0
 
-        ok = await admin.retire_partition_by_metadata("log_entries", "global", begin + 1_000_000_000, end, b"\x06")
+        ok = await admin.retire_partition_by_metadata("log_entries", "global", begin + 1_000_000_000, end, b"\x07")
         assert ok.startswith("SUCCESS")
         missing = await admin.retire_partition_by_metadata("log_entries", "global", begin, end, None)
         assert missing.startswith("ERROR")

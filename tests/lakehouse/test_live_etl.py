@@ -89,10 +89,10 @@ def test_passes_are_idempotent_and_merge_seconds_into_minutes(local_lake_env: An
 
         report = await MaintenanceDaemon(lake).run_pass(PassKind.MINUTE, at(150))  # [0 s, 60 s)
         assert not report.failures
-        assert lake.stats.partitions_merged == 6
+        assert lake.stats.partitions_merged == 8  # eight global views (otel_spans and histograms included)
         after = await list_partitions(lake.pool)
         assert {(p.view_set_name, p.begin_insert_ns, p.end_insert_ns) for p in after} == {
-            (v, h.T0_NS, h.T0_NS + 60_000_000_000) for v in expected
+            (v, h.T0_NS, h.T0_NS + 60_000_000_000) for v in (*expected, "otel_spans", "histograms")
         }
         assert await counts(lake) == expected
         assert await all_rows(lake, "log_entries", "time, block_id") == logs_before
@@ -153,7 +153,7 @@ def test_two_daemons_racing_write_each_partition_once(lake_env: Any, pg_dsn: str
                 )
             await asyncio.gather(one.run_pass(PassKind.MINUTE, at(150)), two.run_pass(PassKind.MINUTE, at(150)))
             written = h.lake.stats.partitions_written + twin.stats.partitions_written
-            assert written == 3 * 6 + 6  # every partition written by exactly one of them
+            assert written == 3 * 8 + 8  # every partition written by exactly one of them
         finally:
             await other_pool.close()
         await assert_no_overlaps(h.lake)
@@ -231,7 +231,9 @@ def test_a_daemon_killed_mid_pass_recovers_on_restart(local_lake_env: Any) -> No
         with pytest.raises(asyncio.CancelledError):
             await task
         views = {p.view_set_name for p in await list_partitions(h.lake.pool)}
-        assert views == {"blocks"}  # group 1000 committed, log_entries rolled back, the rest never ran
+        # group 1000 committed; in group 2000 histograms (before log_entries by name) committed,
+        # log_entries rolled back, the rest never ran
+        assert views == {"blocks", "histograms"}
         await second_pass(h.lake, 10)  # the restarted daemon
         assert await counts(h.lake) == {
             "log_entries": 5, "measures": 3, "blocks": 3, "processes": 1, "streams": 3, "log_stats": 4,
@@ -253,7 +255,7 @@ def test_a_failing_view_is_skipped_and_the_others_proceed(local_lake_env: Any) -
         assert set(report.failures) == {"log_entries"}
         assert lake.stats.view_failures == 1
         assert {p.view_set_name for p in await list_partitions(lake.pool)} == {
-            "blocks", "measures", "processes", "streams", "log_stats",
+            "blocks", "measures", "processes", "streams", "log_stats", "otel_spans", "histograms",
         }  # fmt: skip
 
     local_lake_env(scenario)

@@ -23,11 +23,13 @@ EXPECTED_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("process_id", DS), ("stream_id", DS), ("block_id", DS), ("insert_time", TS), ("exe", DS),
         ("username", DS), ("computer", DS), ("time", TS), ("target", DS), ("level", pa.int32()),
         ("msg", pa.string()), ("properties", DB), ("process_properties", DB),
+        ("trace_id", pa.binary(16)), ("span_id", pa.binary(8)),  # Sirius: OTel ids
     ],
     "measures": [
         ("process_id", DS), ("stream_id", DS), ("block_id", DS), ("insert_time", TS), ("exe", DS),
         ("username", DS), ("computer", DS), ("time", TS), ("target", DS), ("name", DS), ("unit", DS),
         ("value", pa.float64()), ("properties", DB), ("process_properties", DB),
+        ("delta", pa.float64()),  # Sirius: increase of OTel sums
     ],
     "thread_spans": [
         ("id", pa.int64()), ("parent", pa.int64()), ("depth", pa.uint32()), ("hash", pa.uint32()),
