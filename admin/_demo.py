@@ -44,9 +44,8 @@ def demo_queries() -> list[DemoQuery]:
         ),
         DemoQuery(
             "Slowest OTel spans",
-            "SELECT name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS duration_ms, "
-            "arrow_cast(trace_id, 'Utf8') AS trace_id "
-            "FROM otel_spans ORDER BY duration DESC LIMIT 5",
+            "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS duration_ms, "
+            "encode(trace_id, 'hex') AS trace_id FROM otel_spans ORDER BY duration DESC LIMIT 5",
         ),
         DemoQuery(
             "Error logs (OTel and native)",
@@ -55,16 +54,17 @@ def demo_queries() -> list[DemoQuery]:
         ),
         DemoQuery(
             "p99 of http.server.duration by route (ms)",
-            "SELECT property_get(attributes, 'http.route') AS route, "
-            "round(histogram_quantile(0.99, bounds, bucket_counts), 1) AS p99_ms "
+            "SELECT property_get(properties, 'http.route') AS route, count AS requests, "
+            "round(histogram_quantile(bounds, counts, 0.99), 1) AS p99_ms "
             "FROM histograms WHERE name = 'http.server.duration' ORDER BY route",
         ),
         DemoQuery(
-            "One whole trace across services (the slowest checkout)",
-            "SELECT s.service_name AS service, s.name, round(arrow_cast(s.duration, 'Float64') / 1e6, 2) AS ms, "
-            "s.status_code FROM otel_spans s WHERE s.trace_id = ("
-            "SELECT trace_id FROM otel_spans WHERE name = 'POST /checkout' ORDER BY duration DESC LIMIT 1"
-            ") ORDER BY s.begin",
+            "One whole trace across services (the slowest failed checkout)",
+            "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS ms, status "
+            "FROM otel_spans WHERE trace_id = ("
+            "SELECT trace_id FROM otel_spans WHERE name = 'POST /checkout' AND status = 'ERROR' "
+            "ORDER BY duration DESC LIMIT 1"
+            ") ORDER BY start_time",
         ),
         DemoQuery(
             "Native thread spans of the frontend (C tracer, real work)",

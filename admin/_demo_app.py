@@ -63,10 +63,11 @@ class _Service:
         self.log.addHandler(LoggingHandler(logger_provider=self.logger_provider))
 
     def shutdown(self) -> None:
-        # force_flush before shutdown: every record is exported before the process exits.
+        # force_flush before shutdown: every record is exported before the process exits. The
+        # meter provider is only shut down: its final collection exports the metrics once (a
+        # force_flush too would export every cumulative point twice).
         self.tracer_provider.force_flush()
         self.logger_provider.force_flush()
-        self.meter_provider.force_flush()
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
         self.meter_provider.shutdown()
