@@ -15,12 +15,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import micromegas
 import pytest
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from sirius.collector import OtlpLimits, OtlpService, block_object_key
+from sirius.lakehouse import MaintenanceDaemon, PassKind
 from sirius.tracing import payload_from_cbor
 
 JS_DIR = Path(__file__).resolve().parent / "otel_js"
@@ -123,14 +125,39 @@ def test_js_sdk_spans_logs_and_metrics_arrive_whole(stack_factory, node_modules,
         assert sorted(r.severity_number for r in records) == [9, 17]
         assert all(r.attributes[0].value.int_value == 42 for r in records)
 
-        metrics = {
-            m.name: m
+        all_metrics = [
+            m
             for payload in stack.call(stored("metrics"))
             for scope in ResourceMetrics.FromString(payload).scope_metrics
             for m in scope.metrics
-        }
+        ]
+        metrics = {m.name: m for m in all_metrics}
+        # forceFlush then shutdown: the SDK exports its cumulative points once per collection.
+        exports = sum(len(m.sum.data_points) for m in all_metrics if m.name == "checkout.requests")
         assert metrics["checkout.requests"].sum.data_points[0].as_double == 3  # JS numbers are doubles
         assert metrics["checkout.duration"].histogram.data_points[0].sum == 12.5
         assert metrics["checkout.duration"].unit == "ms"
+
+        # The same data through the views, with the PyPI micromegas client over FlightSQL.
+        lake = stack.stack.lakehouse
+        report = stack.call(MaintenanceDaemon(lake).run_pass(PassKind.HOUR, lake.now_ns() + 3600 * 10**9))
+        assert not report.failures, report.failures
+        flight = next(e.url for e in stack.endpoints if e.name == "flightsql")
+        client = micromegas.connect(flight)
+        rows = client.query(
+            f"SELECT encode(span_id, 'hex') AS span_id, name, status FROM otel_spans "
+            f"WHERE trace_id = decode('{sent['traceId']}', 'hex') ORDER BY start_time"
+        )
+        assert set(rows["span_id"]) == {s["spanId"] for s in sent["spans"]}
+        assert dict(zip(rows["name"], rows["status"], strict=True))["charge card"] == "ERROR"
+        logs = client.query("SELECT msg, level FROM log_entries WHERE exe = '" + name + "' ORDER BY msg")
+        assert sorted(logs["msg"]) == sorted(sent["logs"])
+        assert sorted(logs["level"]) == [2, 4]  # ERROR (17) and INFO (9) in Micromegas levels
+        requests = client.query("SELECT value FROM measures WHERE name = 'checkout.requests'")
+        assert list(requests["value"]) == [3.0] * exports
+        histogram = client.query(
+            "SELECT count, sum, unit FROM histograms WHERE name = 'checkout.duration' AND exe = '" + name + "'"
+        )
+        assert (list(histogram["sum"]), list(histogram["unit"])) == ([12.5] * exports, ["ms"] * exports)
     finally:
         stack.call(service.stop())
