@@ -193,7 +193,13 @@ class Stack:
         if res.store is not None:
             await res.store.close()  # type: ignore[attr-defined]
         if res.pool is not None:
-            await res.pool.close()  # type: ignore[attr-defined]
+            pool = res.pool
+            try:
+                # A connection broken mid-query can keep a graceful close waiting: bound it.
+                await asyncio.wait_for(pool.close(), 10)  # type: ignore[attr-defined]
+            except TimeoutError:
+                _LOG.warning("closing the PostgreSQL pool timed out; terminating its connections")
+                pool.terminate()  # type: ignore[attr-defined]
         if res.embedded is not None:
             await asyncio.to_thread(res.embedded.stop)
 

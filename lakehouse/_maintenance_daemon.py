@@ -224,7 +224,13 @@ class MaintenanceDaemon:
                 due += (-wait_ns // plan.period_ns) * plan.period_ns
             try:
                 await self.run_pass(kind, due)
-            except Exception:  # noqa: BLE001 - a pass must never kill its schedule
+            except Exception:  # noqa: BLE001 - a pass must never kill its schedule (unless stopped)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # stop() is cancelling us: whatever the pass raised on its way out (e.g. a
+                    # rollback failing after a cancelled COMMIT), the loop ends as cancelled.
+                    _log.debug("%s pass interrupted by stop()", kind.value, exc_info=True)
+                    raise asyncio.CancelledError from None
                 _log.exception("%s pass scheduled at %s failed", kind.value, to_datetime(due))
             due += plan.period_ns
 

@@ -24,6 +24,7 @@ registration expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
@@ -162,7 +163,12 @@ async def update_partition(
             partition = await _commit(lake, conn, view, instance, target, table, count, existing)
             await tx.commit()
         except BaseException:
-            await tx.rollback()
+            # A failed rollback (the connection broke, or a cancelled COMMIT left the transaction
+            # in error state) must not replace the original exception: a CancelledError that
+            # became an InterfaceError would be swallowed by callers and never stop their task.
+            # asyncpg discards a broken connection when it goes back to the pool.
+            with contextlib.suppress(Exception):
+                await tx.rollback()
             raise
     if partition is None:
         message = f"{label}: another writer changed overlapping partitions; retry on the next pass"

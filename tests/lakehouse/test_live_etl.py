@@ -306,3 +306,32 @@ def test_start_and_stop_run_the_passes_on_the_injected_clock(local_lake_env: Any
         assert (await counts(h.lake))["log_entries"] == 5
 
     local_lake_env(scenario)
+
+
+def test_stop_ends_a_pass_whose_cleanup_raises_while_cancelled(local_lake_env: Any) -> None:
+    # A COMMIT cancelled by stop() can make the rollback raise InterfaceError instead of
+    # CancelledError; the schedule loop must still end rather than swallow the cancellation.
+    async def scenario(h: Any) -> None:
+        entered = asyncio.Event()
+
+        async def stuck_pass(kind: PassKind, scheduled: Any) -> Any:
+            del kind, scheduled
+            entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                msg = "cannot rollback; the transaction is in error state"
+                raise RuntimeError(msg) from None
+
+        async def no_sleep(seconds: float) -> None:
+            h.clock.advance(seconds)
+            await asyncio.sleep(0)
+
+        daemon = MaintenanceDaemon(h.lake, DaemonConfig(passes=frozenset({PassKind.SECOND})), sleep=no_sleep)
+        daemon.run_pass = stuck_pass  # type: ignore[method-assign]
+        await daemon.start()
+        await asyncio.wait_for(entered.wait(), 60)
+        await asyncio.wait_for(daemon.stop(), 60)
+        assert not daemon.running
+
+    local_lake_env(scenario)
