@@ -24,19 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
-import socket
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import duckdb
 import pyarrow.parquet as pq
+from _postgres import create_database, drop_database, maintenance_dsn
 
-from sirius.admin import EmbeddedPostgres
 from sirius.lakehouse import (
     DaemonConfig,
     DataLake,
@@ -424,11 +421,7 @@ async def bench_sizes(lake: Lakehouse, jit: dict[str, object]) -> None:
 
 
 async def _bench(admin_dsn: str, tmp: Path, lag_seconds: int) -> None:
-    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(admin_dsn)
     pool = await create_pool(dsn, max_size=12)
     await migrate(pool)
     clock = Clock(BASE)
@@ -443,17 +436,7 @@ async def _bench(admin_dsn: str, tmp: Path, lag_seconds: int) -> None:
     await pool.close()
     await bench_lag(lake, dsn, lag_seconds, DaemonConfig(), "reference window [T-2 s, T-1 s)")
     await bench_lag(lake, dsn, lag_seconds, DaemonConfig(second_pass_delay_ns=0), "second_pass_delay_ns=0: [T-1 s, T)")
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await conn.close()
-
-
-def _port_open() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+    await drop_database(admin_dsn, dsn)
 
 
 def main() -> None:
@@ -461,20 +444,8 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--lag-seconds", type=int, default=20, help="duration of the steady-load lag run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        embedded = None
-        admin_dsn = args.dsn
-        if not admin_dsn and _port_open():
-            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-        if not admin_dsn:
-            embedded = EmbeddedPostgres(Path(tmp) / "pg")
-            admin_dsn = embedded.start()
-        try:
-            asyncio.run(_bench(admin_dsn, Path(tmp), args.lag_seconds))
-        finally:
-            if embedded:
-                embedded.stop()
+    with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        asyncio.run(_bench(admin_dsn, Path(tmp), args.lag_seconds))
 
 
 if __name__ == "__main__":

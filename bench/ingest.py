@@ -16,7 +16,6 @@ import asyncio
 import http.client
 import multiprocessing
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -24,9 +23,8 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import asyncpg
+from _postgres import create_database, drop_database, maintenance_dsn
 
-from sirius.admin import EmbeddedPostgres
 from sirius.admin._stack import Stack, StackOptions
 from sirius.collector import block_object_key
 from sirius.lakehouse import open_object_store
@@ -128,46 +126,18 @@ def _post(url: str, path: str, body: bytes) -> None:
     assert response.status == 200, response.status
 
 
-def _port_open() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-async def _database(admin_dsn: str) -> str:
-    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return admin_dsn.rsplit("/", 1)[0] + "/" + name
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--small-count", type=int, default=2000, help="16 KiB blocks per run")
     parser.add_argument("--large-count", type=int, default=96, help="1 MiB blocks per run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        embedded = None
-        admin_dsn = args.dsn
-        if not admin_dsn and _port_open():
-            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-        if not admin_dsn:
-            embedded = EmbeddedPostgres(Path(tmp) / "pg")
-            admin_dsn = embedded.start()
-        try:
-            asyncio.run(_bench(admin_dsn, Path(tmp), args))
-        finally:
-            if embedded:
-                embedded.stop()
+    with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        asyncio.run(_bench(admin_dsn, Path(tmp), args))
 
 
 async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
-    dsn = await _database(admin_dsn)
+    dsn = await create_database(admin_dsn)
     http_objects = tmp / "http-objects"
     direct_objects = tmp / "direct-objects"
     http_objects.mkdir()
@@ -206,9 +176,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
             )
     finally:
         await stack.stop()
-        conn = await asyncpg.connect(admin_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(admin_dsn, dsn)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,17 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import socket
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import asyncpg
 import numpy as np
 import pyarrow as pa
+from _postgres import create_database, drop_database, maintenance_dsn
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -42,7 +40,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
-from sirius.admin import EmbeddedPostgres
 from sirius.lakehouse import (
     DataLake,
     Lakehouse,
@@ -248,11 +245,7 @@ class Clock:
 
 
 async def bench_lookup(admin_dsn: str, tmp: Path) -> None:
-    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(admin_dsn)
     pool = await create_pool(dsn, max_size=12)
     try:
         await migrate(pool)
@@ -333,17 +326,7 @@ async def bench_lookup(admin_dsn: str, tmp: Path) -> None:
             print(f"| {label} | {total_s * 1e3:.1f} | {query_s * 1e3:.1f} | {baseline / total_s:.1f}x |")
     finally:
         await pool.close()
-        conn = await asyncpg.connect(admin_dsn)
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-def _port_open() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        await drop_database(admin_dsn, dsn)
 
 
 def main() -> None:
@@ -352,20 +335,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     bench_decode()
-    embedded: EmbeddedPostgres | None = None
-    with tempfile.TemporaryDirectory(prefix="sirius-bench-") as tmp:
-        admin_dsn = args.dsn
-        if not admin_dsn and _port_open():
-            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-        if not admin_dsn:
-            os.chmod(tmp, 0o755)
-            embedded = EmbeddedPostgres(os.path.join(tmp, "pg"))
-            admin_dsn = embedded.start()
-        try:
-            asyncio.run(bench_lookup(admin_dsn, Path(tmp)))
-        finally:
-            if embedded is not None:
-                embedded.stop()
+    with tempfile.TemporaryDirectory(prefix="sirius-bench-") as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        asyncio.run(bench_lookup(admin_dsn, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -21,24 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import random
 import resource
-import socket
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import asyncpg
+from _postgres import create_database, drop_database, maintenance_dsn
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sirius.admin import EmbeddedPostgres
 from sirius.collector import OtlpLimits, OtlpService
 from sirius.lakehouse import create_pool, migrate, open_object_store
 from sirius.lakehouse._datalake import DataLake
@@ -162,14 +158,6 @@ def _client_run(transport: str, signal: str, port: int, bodies: list[bytes]) -> 
 # -- bench ------------------------------------------------------------------------------------
 
 
-def _port_open() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -184,11 +172,7 @@ def _parse_rate(signal: str, bodies: list[bytes]) -> float:
 
 
 async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
-    name = f"sirius_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(admin_dsn)
     pool = await create_pool(dsn)
     await migrate(pool)
     objects = tmp / "objects"
@@ -240,9 +224,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         await service.stop()
         await store.close()
         await pool.close()
-        conn = await asyncpg.connect(admin_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(admin_dsn, dsn)
 
 
 def main() -> None:
@@ -250,20 +232,8 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--requests", type=int, default=200, help="requests of 512 items per run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        embedded = None
-        admin_dsn = args.dsn
-        if not admin_dsn and _port_open():
-            admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-        if not admin_dsn:
-            embedded = EmbeddedPostgres(Path(tmp) / "pg")
-            admin_dsn = embedded.start()
-        try:
-            asyncio.run(_bench(admin_dsn, Path(tmp), args))
-        finally:
-            if embedded:
-                embedded.stop()
+    with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        asyncio.run(_bench(admin_dsn, Path(tmp), args))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -55,6 +56,8 @@ OTLP_PREFIX = "/ingestion/otlp"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_T = TypeVar("_T")
+
 
 def block_object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
     """Object-store key of a block payload (relative to the store root)."""
@@ -67,6 +70,21 @@ def _bad_request(reason: str) -> web.Response:
 
 def _unavailable(reason: str) -> web.Response:
     return web.Response(status=503, text=f"Service unavailable: {reason}", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _decode(request: web.Request, decoder: Callable[[bytes], _T]) -> _T | web.Response:
+    """The request body decoded by ``decoder``, or the 400 answer when it is malformed."""
+    body = await request.read()
+    try:
+        return decoder(body)
+    except WireFormatError as exc:
+        return _bad_request(str(exc))
+
+
+def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str) -> web.Response:
+    """Log a failed store operation and answer 503 (the sender retries)."""
+    _LOG.warning("%s %s failed: %s", action, subject, exc)
+    return _unavailable(reason)
 
 
 @dataclass(slots=True)
@@ -167,24 +185,19 @@ class IngestionService:
     # -- routes ---------------------------------------------------------------------------
 
     async def _insert_process(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            info = process_info_from_cbor(body)
-        except WireFormatError as exc:
-            return _bad_request(str(exc))
+        info = await _decode(request, process_info_from_cbor)
+        if isinstance(info, web.Response):
+            return info
         try:
             await self._lake.insert_process(info)
         except LakehouseError as exc:
-            _LOG.warning("insert_process %s failed: %s", info.process_id, exc)
-            return _unavailable("metadata store error")
+            return _store_failed("insert_process", info.process_id, exc, "metadata store error")
         return web.Response()
 
     async def _insert_stream(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            info = stream_info_from_cbor(body)
-        except WireFormatError as exc:
-            return _bad_request(str(exc))
+        info = await _decode(request, stream_info_from_cbor)
+        if isinstance(info, web.Response):
+            return info
         try:
             format_ = stream_format(info.properties, TRANSIT_FORMAT)
         except ValueError as exc:
@@ -194,21 +207,17 @@ class IngestionService:
                 return _bad_request(f"unknown process {info.process_id}: insert_process first")
             await self._lake.insert_stream(info, format=format_)
         except LakehouseError as exc:
-            _LOG.warning("insert_stream %s failed: %s", info.stream_id, exc)
-            return _unavailable("metadata store error")
+            return _store_failed("insert_stream", info.stream_id, exc, "metadata store error")
         return web.Response()
 
     async def _insert_block(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            block = block_from_cbor(body)
-        except WireFormatError as exc:
-            return _bad_request(str(exc))
+        block = await _decode(request, block_from_cbor)
+        if isinstance(block, web.Response):
+            return block
         try:
             stream = await self._stream(block.stream_id)
         except LakehouseError as exc:
-            _LOG.warning("stream lookup %s failed: %s", block.stream_id, exc)
-            return _unavailable("metadata store error")
+            return _store_failed("stream lookup", block.stream_id, exc, "metadata store error")
         problem = self._check_block(block, stream)
         if problem:
             return _bad_request(problem)
@@ -220,8 +229,7 @@ class IngestionService:
             await self._store.put_if_absent(key, payload)
             await self._lake.insert_block(block, len(payload))
         except LakehouseError as exc:
-            _LOG.warning("insert_block %s failed: %s", block.block_id, exc)
-            return _unavailable("storage error")
+            return _store_failed("insert_block", block.block_id, exc, "storage error")
         return web.Response()
 
     # -- helpers --------------------------------------------------------------------------

@@ -16,9 +16,30 @@ import pyarrow as pa
 
 from .._block_source import SourceBatch, SourceBlock, SourceProcess
 from .._property_jsonb import PropertyDictionary
-from .._view_set import DICT_STR, TIMESTAMP
+from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP
 
-__all__ = ["BlockRows", "concat_strings", "dictionary_strings", "timestamps"]
+__all__ = [
+    "BLOCK_CONTEXT_FIELDS",
+    "PROCESS_PROPERTIES_FIELD",
+    "BlockRows",
+    "concat_strings",
+    "dictionary_strings",
+    "timestamps",
+]
+
+BLOCK_CONTEXT_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("process_id", DICT_STR, nullable=False),
+    pa.field("stream_id", DICT_STR, nullable=False),
+    pa.field("block_id", DICT_STR, nullable=False),
+    pa.field("insert_time", TIMESTAMP, nullable=False),
+    pa.field("exe", DICT_STR, nullable=False),
+    pa.field("username", DICT_STR, nullable=False),
+    pa.field("computer", DICT_STR, nullable=False),
+)
+"""Leading fields of the block-based event views, filled by ``BlockRows.context_columns()``."""
+
+PROCESS_PROPERTIES_FIELD = pa.field("process_properties", DICT_BIN, nullable=False)
+"""The ``process_properties`` field, filled by ``BlockRows.process_properties()``."""
 
 
 def timestamps(ns: npt.ArrayLike) -> pa.Array:
@@ -79,6 +100,18 @@ class BlockRows:
     def process_text(self, attribute: str) -> pa.DictionaryArray:
         """A text attribute of the block's process (``exe``, ``username``, ``computer``)."""
         return self._per_block(lambda b: str(getattr(self._process(b), attribute)))
+
+    def context_columns(self) -> list[pa.Array]:
+        """The columns of ``BLOCK_CONTEXT_FIELDS``, in order."""
+        return [
+            self.process_id(),
+            self.stream_id(),
+            self.block_id(),
+            self.insert_time(),
+            self.process_text("exe"),
+            self.process_text("username"),
+            self.process_text("computer"),
+        ]
 
     def insert_time(self) -> pa.Array:
         """The block's ``insert_time`` per row."""

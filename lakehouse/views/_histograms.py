@@ -24,19 +24,14 @@ from .._block_source import SourceBatch
 from .._otlp_payloads import OTLP_METRICS_FORMAT
 from .._time_range import NS_PER_HOUR
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker, schema_hash
+from ._columns import BLOCK_CONTEXT_FIELDS, PROCESS_PROPERTIES_FIELD
 from ._otel_metrics import otlp_histograms
 
 __all__ = ["HISTOGRAMS_SCHEMA", "HistogramsView"]
 
 HISTOGRAMS_SCHEMA = pa.schema(
     [
-        pa.field("process_id", DICT_STR, nullable=False),
-        pa.field("stream_id", DICT_STR, nullable=False),
-        pa.field("block_id", DICT_STR, nullable=False),
-        pa.field("insert_time", TIMESTAMP, nullable=False),
-        pa.field("exe", DICT_STR, nullable=False),
-        pa.field("username", DICT_STR, nullable=False),
-        pa.field("computer", DICT_STR, nullable=False),
+        *BLOCK_CONTEXT_FIELDS,
         pa.field("time", TIMESTAMP, nullable=False),
         pa.field("start_time", TIMESTAMP),
         pa.field("target", DICT_STR, nullable=False),
@@ -58,7 +53,7 @@ HISTOGRAMS_SCHEMA = pa.schema(
         pa.field("neg_offset", pa.int32()),
         pa.field("neg_counts", pa.list_(pa.uint64())),
         pa.field("properties", DICT_BIN, nullable=False),
-        pa.field("process_properties", DICT_BIN, nullable=False),
+        PROCESS_PROPERTIES_FIELD,
     ]
 )
 

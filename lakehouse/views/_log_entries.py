@@ -30,26 +30,27 @@ from .._property_jsonb import PropertyDictionary
 from .._time_range import NS_PER_HOUR
 from .._transit_reader import POSITION, DecodedBlock
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker
-from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
+from ._columns import (
+    BLOCK_CONTEXT_FIELDS,
+    PROCESS_PROPERTIES_FIELD,
+    BlockRows,
+    concat_strings,
+    dictionary_strings,
+    timestamps,
+)
 from ._otel_logs import exception_log_entries, otlp_log_entries
 
 __all__ = ["LOG_ENTRIES_SCHEMA", "LogEntriesView"]
 
 LOG_ENTRIES_SCHEMA = pa.schema(
     [
-        pa.field("process_id", DICT_STR, nullable=False),
-        pa.field("stream_id", DICT_STR, nullable=False),
-        pa.field("block_id", DICT_STR, nullable=False),
-        pa.field("insert_time", TIMESTAMP, nullable=False),
-        pa.field("exe", DICT_STR, nullable=False),
-        pa.field("username", DICT_STR, nullable=False),
-        pa.field("computer", DICT_STR, nullable=False),
+        *BLOCK_CONTEXT_FIELDS,
         pa.field("time", TIMESTAMP, nullable=False),
         pa.field("target", DICT_STR, nullable=False),
         pa.field("level", pa.int32(), nullable=False),
         pa.field("msg", pa.string(), nullable=False),
         pa.field("properties", DICT_BIN, nullable=False),
-        pa.field("process_properties", DICT_BIN, nullable=False),
+        PROCESS_PROPERTIES_FIELD,
         # Sirius: the OTel record's trace and span ids (null for native events), for joins with otel_spans.
         pa.field("trace_id", pa.binary(16)),
         pa.field("span_id", pa.binary(8)),
@@ -182,13 +183,7 @@ class LogEntriesView(BlockViewSet):
         empty_i32 = np.empty(0, np.int32)
         return pa.table(
             [
-                rows.process_id(),
-                rows.stream_id(),
-                rows.block_id(),
-                rows.insert_time(),
-                rows.process_text("exe"),
-                rows.process_text("username"),
-                rows.process_text("computer"),
+                *rows.context_columns(),
                 timestamps(np.concatenate(times) if times else np.empty(0, np.int64)),
                 dictionary_strings(concat_strings(targets)),
                 pa.array(np.concatenate(levels) if levels else empty_i32, pa.int32()),

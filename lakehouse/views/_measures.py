@@ -29,7 +29,14 @@ from .._property_jsonb import PropertyDictionary
 from .._time_range import NS_PER_HOUR
 from .._transit_reader import POSITION, DecodedBlock
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker
-from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
+from ._columns import (
+    BLOCK_CONTEXT_FIELDS,
+    PROCESS_PROPERTIES_FIELD,
+    BlockRows,
+    concat_strings,
+    dictionary_strings,
+    timestamps,
+)
 from ._otel_metrics import otlp_measures, prepare_history
 
 if TYPE_CHECKING:
@@ -39,20 +46,14 @@ __all__ = ["MEASURES_SCHEMA", "MeasuresView"]
 
 MEASURES_SCHEMA = pa.schema(
     [
-        pa.field("process_id", DICT_STR, nullable=False),
-        pa.field("stream_id", DICT_STR, nullable=False),
-        pa.field("block_id", DICT_STR, nullable=False),
-        pa.field("insert_time", TIMESTAMP, nullable=False),
-        pa.field("exe", DICT_STR, nullable=False),
-        pa.field("username", DICT_STR, nullable=False),
-        pa.field("computer", DICT_STR, nullable=False),
+        *BLOCK_CONTEXT_FIELDS,
         pa.field("time", TIMESTAMP, nullable=False),
         pa.field("target", DICT_STR, nullable=False),
         pa.field("name", DICT_STR, nullable=False),
         pa.field("unit", DICT_STR, nullable=False),
         pa.field("value", pa.float64(), nullable=False),
         pa.field("properties", DICT_BIN, nullable=False),
-        pa.field("process_properties", DICT_BIN, nullable=False),
+        PROCESS_PROPERTIES_FIELD,
         # Sirius: increase since the series' previous point (OTel sums and counts), else null.
         pa.field("delta", pa.float64()),
     ]
@@ -156,13 +157,7 @@ class MeasuresView(BlockViewSet):
         target, name, unit = (dictionary_strings(concat_strings(bucket)) for bucket in texts)
         return pa.table(
             [
-                rows.process_id(),
-                rows.stream_id(),
-                rows.block_id(),
-                rows.insert_time(),
-                rows.process_text("exe"),
-                rows.process_text("username"),
-                rows.process_text("computer"),
+                *rows.context_columns(),
                 timestamps(np.concatenate(times)),
                 target,
                 name,

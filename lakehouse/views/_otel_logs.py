@@ -93,13 +93,7 @@ class _Rows:
         levels = np.concatenate(self.levels) if self.levels else np.empty(0, np.int32)
         return pa.table(
             [
-                rows.process_id(),
-                rows.stream_id(),
-                rows.block_id(),
-                rows.insert_time(),
-                rows.process_text("exe"),
-                rows.process_text("username"),
-                rows.process_text("computer"),
+                *rows.context_columns(),
                 timestamps(times),
                 dictionary_strings(pa.array(self.targets, pa.string())),
                 pa.array(levels, pa.int32()),

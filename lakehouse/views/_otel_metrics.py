@@ -557,13 +557,7 @@ def otlp_measures(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
     deltas = decoded.deltas if decoded.deltas is not None else derive_deltas(decoded)
     return pa.table(
         [
-            rows.process_id(),
-            rows.stream_id(),
-            rows.block_id(),
-            rows.insert_time(),
-            rows.process_text("exe"),
-            rows.process_text("username"),
-            rows.process_text("computer"),
+            *rows.context_columns(),
             timestamps(unix_ns(m.times)),
             dictionary_strings(pa.array(m.targets, pa.string())),
             dictionary_strings(pa.array(m.names, pa.string())),
@@ -590,13 +584,7 @@ def otlp_histograms(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
     starts = unix_ns(h.starts)
     return pa.table(
         [
-            rows.process_id(),
-            rows.stream_id(),
-            rows.block_id(),
-            rows.insert_time(),
-            rows.process_text("exe"),
-            rows.process_text("username"),
-            rows.process_text("computer"),
+            *rows.context_columns(),
             timestamps(unix_ns(h.times)),
             pa.array(starts, pa.int64(), mask=starts == 0).cast(schema.field("start_time").type),
             dictionary_strings(pa.array(h.targets, pa.string())),
