@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -222,38 +221,52 @@ def test_python_process_through_the_ingestion_service(stack_factory):
     assert summary(stored.events[worker_stream.stream_id]) == [(B, "worker-span"), (E, "worker-span")]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# The forking app runs in its own process: forking this test process would also copy the
+# stack's gRPC and asyncio threads (the OTLP and FlightSQL servers), and a child forked from a
+# process with such threads can deadlock on a lock one of them held (gRPC warns "skipping fork()
+# handlers"). A real instrumented app forks with only the tracer's own threads, as here.
+FORKING_APP = """
+import os, sys
+from sirius import tracing
+
+parent_id = tracing.init(url=sys.argv[1])
+tracing.info("before fork")
+with tracing.span("before-fork"):
+    pass
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:  # child: emit, deliver, report, leave without running the parent's cleanup
+    code = 1
+    try:
+        os.close(read_end)
+        tracing.info("in child")
+        with tracing.span("child-span"):
+            pass
+        ok = tracing.flush(timeout=60)
+        os.write(write_end, f"{tracing.process_id()} {int(ok)}".encode())
+        code = 0
+    finally:
+        os._exit(code)
+os.close(write_end)
+tracing.info("in parent")
+with os.fdopen(read_end, "rb") as pipe:
+    child_id, child_ok = pipe.read().decode().split()
+_, status = os.waitpid(pid, 0)
+flushed = tracing.flush(timeout=60)
+stopped = tracing.shutdown(timeout=30)
+print(parent_id, child_id, child_ok, pid, os.waitstatus_to_exitcode(status), int(flushed), int(stopped))
+"""
+
+
 def test_fork_parent_and_child_both_deliver_once(stack_factory):
     stack = stack_factory()
-    parent_id = tracing.init(url=stack.url)
-    try:
-        tracing.info("before fork")
-        with tracing.span("before-fork"):
-            pass
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: emit, deliver, report, leave without running the parent's cleanup
-            code = 1
-            try:
-                os.close(read_end)
-                tracing.info("in child")
-                with tracing.span("child-span"):
-                    pass
-                ok = tracing.flush(timeout=60)
-                os.write(write_end, f"{tracing.process_id()} {int(ok)}".encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        tracing.info("in parent")
-        with os.fdopen(read_end, "rb") as pipe:
-            child_id_text, child_ok = pipe.read().decode().split()
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert child_ok == "1"
-        assert tracing.flush(timeout=60)
-    finally:
-        assert tracing.shutdown(timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING_APP, stack.url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    parent_text, child_id_text, child_ok, pid_text, child_exit, flushed, stopped = result.stdout.split()
+    assert (child_ok, child_exit, flushed, stopped) == ("1", "0", "1", "1")
+    parent_id, pid = uuid.UUID(parent_text), int(pid_text)
     child_id = uuid.UUID(child_id_text)
     assert child_id != parent_id
     stored = decode_items(*_lake_contents(stack))

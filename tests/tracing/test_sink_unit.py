@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -146,26 +147,51 @@ def test_bad_input_never_raises_into_the_app() -> None:
     assert sink.flush(timeout=5)
 
 
+# Forked in a fresh interpreter: by the time this test runs, earlier tests may have left gRPC
+# threads in the pytest process, and a child forked beside them can deadlock on their locks.
+FORK_SCRIPT = """
+import os, threading, uuid
+from sirius.tracing._sink import SinkConfig, TelemetrySink, TransportResponse
+from sirius.tracing._wire_format import Block, BlockPayload, ProcessInfo
+
+class Stuck:
+    def __init__(self):
+        self.release, self.entered = threading.Event(), threading.Event()
+    def post(self, path, body):
+        self.entered.set()
+        self.release.wait()
+        return TransportResponse(200)
+    def close(self):
+        pass
+
+transport = Stuck()
+sink = TelemetrySink(SinkConfig(url="http://127.0.0.1:9"), transport_factory=lambda _c: transport)
+process = ProcessInfo(uuid.uuid4(), "app", "u", "u", "c", "d", "cpu", 10**9, 1, 0)
+sink.register_process(process)
+assert transport.entered.wait(10)
+block = Block(uuid.uuid4(), uuid.uuid4(), process.process_id, 1, 0, 2, 1, BlockPayload(b"", b"x"), 0, 0)
+sink.send_block(block)
+read_fd, write_fd = os.pipe()
+pid = os.fork()
+if pid == 0:  # child: the parent's items are not ours to send
+    try:
+        stats = sink.stats()
+        ok = sink.flush(timeout=0)
+        os.write(write_fd, f"{stats.queued_items},{int(ok)}".encode())
+    finally:
+        os._exit(0)
+os.close(write_fd)
+child = os.read(read_fd, 100).decode()
+os.waitpid(pid, 0)
+transport.release.set()
+print(child, int(sink.flush(timeout=10)), sink.stats().sent_blocks)
+"""
+
+
 def test_forked_child_starts_with_an_empty_queue() -> None:
-    transport = StuckTransport()
-    sink = _sink(transport)
-    process = _process()
-    sink.register_process(process)
-    assert transport.entered.wait(10)
-    sink.send_block(_block(process, 10))
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: the parent's items are not ours to send
-        try:
-            stats = sink.stats()
-            child_transport_ok = sink.flush(timeout=0)
-            os.write(write_fd, f"{stats.queued_items},{int(child_transport_ok)}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    result = os.read(read_fd, 100).decode()
-    os.waitpid(pid, 0)
-    assert result == "0,1"
-    transport.release.set()
-    assert sink.flush(timeout=10)
-    assert sink.stats().sent_blocks == 1
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    # the child saw an empty queue and nothing to flush; the parent then delivered its block
+    assert result.stdout.split() == ["0,1", "1", "1"]
