@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import subprocess
 import sys
 import threading
@@ -106,7 +105,6 @@ def _lake_contents(stack):
     return infos, stream_infos, block_objs
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 def test_c_program_blocks_through_the_ingestion_service(stack_factory, tmp_path):
     library = build_static_library(tmp_path / "lib")
     exe = tmp_path / "emit_threads"
