@@ -11,8 +11,9 @@ Spans:
   wrapper); on an ``async def``: an async span (``BeginAsyncSpanEvent``) from start to finish,
   parented through a context variable; on a generator: a thread span around each resumption;
   on an async generator: an async span per step. Exceptions end the span and propagate.
-* ``with span("name"):`` — a thread span; ``span("name")`` returns a cached descriptor, so
-  ``S = span("name")`` once and ``with S:`` in the loop costs two C calls.
+* ``with span("name"):`` — a thread span; ``span("name")`` is a C function returning the cached
+  descriptor (one dict probe), so the idiomatic form costs about what ``S = span("name")`` once
+  and ``with S:`` in the loop does.
 """
 
 from __future__ import annotations
@@ -188,8 +189,15 @@ def _decorate(desc: Any, func: F) -> F:
 _fast.set_decorator(_decorate)
 
 
-def span(name_or_func: Any = None, /, *, name: str | None = None, target: str | None = None) -> Any:
+_span_by_name: dict[str, Any] = {}
+"""Descriptors of ``span("name")`` with the default target, looked up by ``_fast.span`` in C."""
+
+
+def _span_py(name_or_func: Any = None, /, *, name: str | None = None, target: str | None = None) -> Any:
     """Return a span decorator or context manager (decorate bare, decorate by name, or use in with).
+
+    ``span`` is ``_fast.span``: a C function that answers ``span("name")`` from ``_span_by_name``
+    (one dict probe, no Python frame) and calls this function for every other shape.
 
     Args:
         name_or_func: the function to decorate, or the span name.
@@ -209,7 +217,16 @@ def span(name_or_func: Any = None, /, *, name: str | None = None, target: str | 
         return _decorate(_code_desc(name_or_func, name), name_or_func)
     if name_or_func is None and name is None:
         return lambda func: _decorate(_code_desc(func, None), func)
-    return span_desc(name_or_func if name_or_func is not None else name, target=target or DEFAULT_TARGET)
+    span_name = name_or_func if name_or_func is not None else name
+    desc = span_desc(span_name, target=target or DEFAULT_TARGET)
+    if type(span_name) is str and target in (None, DEFAULT_TARGET):
+        _span_by_name[span_name] = desc
+    return desc
+
+
+_fast.set_span_fallback(_span_by_name, _span_py)
+span = _fast.span
+"""``span(name_or_func=None, /, *, name=None, target=None)``: see ``_span_py`` (C fast path for a name)."""
 
 
 begin_span = _begin

@@ -54,6 +54,11 @@ typedef struct {
     uint64_t intern_overflows;
     uint64_t sink_passes;
     uint64_t items_total;
+    uint64_t events_lost;
+    uint64_t events_internal;
+    uint64_t events_queue_dropped;
+    uint64_t events_queued;
+    uint64_t events_popped;
 } sirius_stats;
 
 #define SIRIUS_CLOCK_AUTO ...

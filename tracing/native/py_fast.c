@@ -222,6 +222,33 @@ static PyObject *fast_end(PyObject *mod, PyObject *arg) {
     return NULL;
 }
 
+/* `span("name")`, the idiomatic form, as cheap as a cached descriptor: a str argument with no
+ * keywords is looked up in a dict of descriptors (the str's hash is cached by CPython, so this
+ * is one probe) and the descriptor itself is the context manager. Every other shape, and the
+ * first call with a name, goes to the Python implementation, which fills the dict. */
+static PyObject *span_cache;    /* dict: name -> Descriptor (default target) */
+static PyObject *span_fallback; /* the Python `span` */
+
+static PyObject *fast_span(PyObject *mod, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    (void)mod;
+    if (SR_LIKELY_PY(nargs == 1 && !kwnames && span_cache && PyUnicode_CheckExact(args[0]))) {
+        PyObject *d = PyDict_GetItemWithError(span_cache, args[0]); /* borrowed */
+        if (SR_LIKELY_PY(d != NULL)) return Py_NewRef(d);
+        if (PyErr_Occurred()) return NULL;
+    }
+    if (!span_fallback) return PyErr_Format(PyExc_RuntimeError, "sirius.tracing span fallback not set");
+    return PyObject_Vectorcall(span_fallback, args, (size_t)nargs, kwnames);
+}
+
+static PyObject *fast_set_span_fallback(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyCallable_Check(args[1]))
+        return PyErr_Format(PyExc_TypeError, "set_span_fallback(cache: dict, fallback: callable)");
+    Py_XSETREF(span_cache, Py_NewRef(args[0]));
+    Py_XSETREF(span_fallback, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
 static int check_nargs(const char *fn, Py_ssize_t nargs, Py_ssize_t want) {
     if (nargs == want) return 0;
     PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, nargs);
@@ -609,6 +636,12 @@ static PyObject *fast_auto_reset_depth(PyObject *mod, PyObject *unused) {
 
 static PyMethodDef fast_methods[] = {
     {"desc", fast_desc, METH_VARARGS, "desc(kind, name, target, module_path, file, line, level, unit)"},
+    {"span", (PyCFunction)(void (*)(void))fast_span, METH_FASTCALL | METH_KEYWORDS,
+     "span(name_or_func=None, /, *, name=None, target=None)\n--\n\n"
+     "A span decorator or context manager: ``with span(\"name\"):``, ``@span``, ``@span(\"name\")``.\n\n"
+     "``span(\"name\")`` returns the cached descriptor of that name (a context manager and a\n"
+     "decorator); a function argument returns it wrapped in a span named after it."},
+    {"set_span_fallback", FASTCALL(fast_set_span_fallback), "set_span_fallback(cache, fallback) for span()."},
     {"begin", fast_begin, METH_O, "begin(desc): begin a thread span."},
     {"end", fast_end, METH_O, "end(desc): end a thread span."},
     {"log", FASTCALL(fast_log), "log(desc, msg): a log entry with a dynamic message."},

@@ -433,6 +433,8 @@ static void sr_report_drops(sr_thread *t) {
     uint64_t delta = dropped - t->dropped_seen;
     t->dropped_seen = dropped;
     atomic_fetch_add(&sr_g.events_dropped, delta);
+    atomic_fetch_add(&sr_g.events_lost, delta);
+    atomic_fetch_add(&sr_g.events_internal, 2); /* the log and the metric below */
     uint64_t now = sr_clock_ticks();
     char msg[160];
     int n = snprintf(msg, sizeof msg, "dropped %llu events on thread %llu (%s): buffers full",
@@ -459,6 +461,7 @@ static void sr_queue_push(int kind, sr_buf *body, uint32_t nb_objects) {
         if (kind == SIRIUS_ITEM_BLOCK) {
             atomic_fetch_add(&sr_g.blocks_dropped, 1);
             atomic_fetch_add(&sr_g.events_dropped, nb_objects);
+            atomic_fetch_add(&sr_g.events_queue_dropped, nb_objects);
         }
         return;
     }
@@ -468,6 +471,7 @@ static void sr_queue_push(int kind, sr_buf *body, uint32_t nb_objects) {
         pthread_mutex_unlock(&sr_g.qlock);
         atomic_fetch_add(&sr_g.blocks_dropped, 1);
         atomic_fetch_add(&sr_g.events_dropped, nb_objects);
+        atomic_fetch_add(&sr_g.events_queue_dropped, nb_objects);
         return;
     }
     sr_item *it = malloc(sizeof *it + body->len);
@@ -476,6 +480,7 @@ static void sr_queue_push(int kind, sr_buf *body, uint32_t nb_objects) {
         if (kind == SIRIUS_ITEM_BLOCK) {
             atomic_fetch_add(&sr_g.blocks_dropped, 1);
             atomic_fetch_add(&sr_g.events_dropped, nb_objects);
+            atomic_fetch_add(&sr_g.events_queue_dropped, nb_objects);
         }
         return;
     }
@@ -489,6 +494,7 @@ static void sr_queue_push(int kind, sr_buf *body, uint32_t nb_objects) {
     sr_g.qtail = it;
     sr_g.qbytes += it->size;
     sr_g.qitems++;
+    sr_g.qevents += nb_objects;
     sr_g.qtotal++;
     pthread_cond_broadcast(&sr_g.qcond);
     pthread_mutex_unlock(&sr_g.qlock);
@@ -508,6 +514,7 @@ void sr_queue_reset(void) {
     }
     sr_g.qhead = sr_g.qtail = NULL;
     sr_g.qbytes = sr_g.qitems = 0;
+    sr_g.qevents = 0;
     sr_g.qtotal = 0;
     sr_g.qclosed = 0;
     sr_g.process_sent = 0;
@@ -550,6 +557,8 @@ int64_t sirius_next_item(void *buf, size_t cap, int timeout_ms, sirius_item_info
     if (!sr_g.qhead) sr_g.qtail = NULL;
     sr_g.qbytes -= it->size;
     sr_g.qitems--;
+    sr_g.qevents -= it->nb_objects;
+    atomic_fetch_add(&sr_g.events_popped, it->nb_objects);
     pthread_mutex_unlock(&sr_g.qlock);
     memcpy(buf, it->data, it->size);
     int64_t n = (int64_t)it->size;

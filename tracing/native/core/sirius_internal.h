@@ -139,12 +139,14 @@ typedef struct sr_global {
     pthread_cond_t qcond;
     sr_item *qhead, *qtail;
     size_t qbytes, qitems;
+    uint64_t qevents; /* events (nb_objects) of the queued blocks */
     uint64_t qtotal; /* items ever pushed (a flush waits for the deliverer to pop this many) */
     int qclosed;
     int process_sent;
     /* counters (sink thread and control plane) */
     _Atomic uint64_t events_recorded, events_dropped, blocks_produced, blocks_dropped, bytes_produced;
     _Atomic uint64_t threads_attached, threads_refused, sink_passes;
+    _Atomic uint64_t events_lost, events_internal, events_queue_dropped, events_popped;
     /* process-wide streams */
     struct sr_builder *log, *metrics;
 } sr_global;

@@ -578,6 +578,10 @@ int sirius_init(const sirius_config *user) {
     if (atomic_load(&sr_g.next_span_id) == 0) atomic_store(&sr_g.next_span_id, 1);
     atomic_store(&sr_g.events_recorded, 0);
     atomic_store(&sr_g.events_dropped, 0);
+    atomic_store(&sr_g.events_lost, 0);
+    atomic_store(&sr_g.events_internal, 0);
+    atomic_store(&sr_g.events_queue_dropped, 0);
+    atomic_store(&sr_g.events_popped, 0);
     atomic_store(&sr_g.blocks_produced, 0);
     atomic_store(&sr_g.blocks_dropped, 0);
     atomic_store(&sr_g.bytes_produced, 0);
@@ -666,10 +670,15 @@ void sirius_get_stats(sirius_stats *s) {
     s->threads_attached = atomic_load(&sr_g.threads_attached);
     s->threads_refused = atomic_load(&sr_g.threads_refused);
     s->sink_passes = atomic_load(&sr_g.sink_passes);
+    s->events_lost = atomic_load(&sr_g.events_lost);
+    s->events_internal = atomic_load(&sr_g.events_internal);
+    s->events_queue_dropped = atomic_load(&sr_g.events_queue_dropped);
     pthread_mutex_lock(&sr_g.qlock);
     s->queued_items = sr_g.qitems;
     s->queued_bytes = sr_g.qbytes;
     s->items_total = sr_g.qtotal;
+    s->events_queued = sr_g.qevents;
+    s->events_popped = atomic_load(&sr_g.events_popped);
     pthread_mutex_unlock(&sr_g.qlock);
     pthread_mutex_lock(&sr_intern_lock);
     s->strings_interned = sr_intern_count;
@@ -717,9 +726,19 @@ static void sr_atfork_child(void) {
         pthread_setspecific(sr_key, NULL);
         sr_g.qhead = sr_g.qtail = NULL;
         sr_g.qbytes = sr_g.qitems = 0;
+        sr_g.qevents = 0;
         sr_g.qtotal = 0;
         sr_g.qclosed = 0;
         sr_g.process_sent = 0;
+        /* the child's counters start over: what they counted is the parent's to deliver */
+        atomic_store(&sr_g.events_recorded, 0);
+        atomic_store(&sr_g.events_dropped, 0);
+        atomic_store(&sr_g.events_lost, 0);
+        atomic_store(&sr_g.events_internal, 0);
+        atomic_store(&sr_g.events_queue_dropped, 0);
+        atomic_store(&sr_g.events_popped, 0);
+        atomic_store(&sr_g.blocks_produced, 0);
+        atomic_store(&sr_g.blocks_dropped, 0);
         sr_sink_reset_builders(0);
         sr_g.flush_requested = sr_g.flush_done = 0;
         sem_init(&sr_g.wake, 0, 0);

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define SIRIUS_TRACING_ABI 1
+#define SIRIUS_TRACING_ABI 2
 
 /* Log levels, numbered as Micromegas does. */
 enum {
@@ -134,6 +134,14 @@ typedef struct sirius_stats {
     uint64_t intern_overflows; /* sirius_intern calls past the cardinality cap */
     uint64_t sink_passes;
     uint64_t items_total;      /* items ever queued (process, stream, block) in this session */
+    /* Event accounting (ABI 2). Once the sink has stopped, exactly:
+     *   events_recorded + events_internal == events_queue_dropped + events_queued + events_popped
+     * and events_dropped == events_lost + events_queue_dropped. */
+    uint64_t events_lost;          /* lost before the sink read them: full thread buffers */
+    uint64_t events_internal;      /* events the sink added itself (drop reports: a log and a metric) */
+    uint64_t events_queue_dropped; /* events of blocks refused by the full queue or failed to encode */
+    uint64_t events_queued;        /* events of the blocks waiting for sirius_next_item */
+    uint64_t events_popped;        /* events of the blocks handed out by sirius_next_item */
 } sirius_stats;
 
 /* ---- control plane (may block briefly; not for hot paths) ---------------------------------- */
