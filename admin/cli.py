@@ -109,9 +109,12 @@ def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     query.add_argument("sql", help="the SQL statement")
     query.add_argument("--begin", help="range start: RFC 3339 or relative (30m, 1h, 7d)")
     query.add_argument("--end", help="range end: RFC 3339 or relative")
-    query.add_argument("--uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
+    query.add_argument(
+        "--uri",
+        help=f"FlightSQL server (default: $MICROMEGAS_ANALYTICS_URI, else grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT})",
+    )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    query.add_argument("--api-key", help="Bearer key for the FlightSQL server")
+    query.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

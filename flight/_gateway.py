@@ -1,7 +1,9 @@
 """The HTTP query gateway (``sirius gateway``, :3000): SQL over HTTP, answered from FlightSQL.
 
-* ``POST /gateway/query``: JSON ``{"sql": …, "time_range_begin"?: RFC 3339,
-  "time_range_end"?: RFC 3339}`` → a JSON array of row objects, streamed batch by batch;
+* ``POST /gateway/query``: JSON ``{"sql": …, "time_range_begin"?: …, "time_range_end"?: …}``
+  → a JSON array of row objects, streamed batch by batch. The range takes what ``sirius query``
+  takes (:mod:`._time_arguments`): RFC 3339 times or durations before now (``30m``, ``1h``,
+  ``7d``); with only a beginning it ends now;
 * ``GET /gateway/health``: ``200 OK`` (no authentication).
 
 Like Micromegas's ``http-gateway``, it is a FlightSQL client: the request's ``Authorization``
@@ -22,8 +24,9 @@ import json
 import logging
 import math
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -32,8 +35,8 @@ from aiohttp import web
 from pyarrow import flight
 
 from ..collector import ApiKeys
-from ..tracing._rfc3339 import parse_rfc3339_ns
 from . import _protocol as proto
+from ._time_arguments import TimeArgumentError, resolve_range
 
 __all__ = ["GatewayService", "rows_as_json"]
 
@@ -111,11 +114,15 @@ class GatewayService:
     Args:
         flight_uri: the FlightSQL service, e.g. ``grpc://127.0.0.1:50051``.
         keys: the API keys requests must carry (the same as the FlightSQL server's).
+        clock: "now" in Unix ns, for relative ranges (default the wall clock).
     """
 
-    def __init__(self, flight_uri: str, keys: ApiKeys | None = None) -> None:
+    def __init__(
+        self, flight_uri: str, keys: ApiKeys | None = None, *, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self.flight_uri = flight_uri
         self.keys = keys if keys is not None else ApiKeys()
+        self._clock = clock
         self._client: flight.FlightClient | None = None
         self._client_lock = threading.Lock()
 
@@ -191,19 +198,15 @@ class GatewayService:
             headers[b"authorization"] = authorization.encode()
         begin, end = body.get("time_range_begin"), body.get("time_range_end")
         for name, value in (("time_range_begin", begin), ("time_range_end", end)):
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise _GatewayError(400, f"{name} must be an RFC 3339 string")
-            try:
-                parse_rfc3339_ns(value)
-            except ValueError:
-                raise _GatewayError(400, f"{name} is not an RFC 3339 time: {value!r}") from None
-        if (begin is None) != (end is None):
-            raise _GatewayError(400, "give both time_range_begin and time_range_end, or neither")
-        if begin is not None and end is not None:
-            headers[b"query_range_begin"] = begin.encode()
-            headers[b"query_range_end"] = end.encode()
+            if value is not None and not isinstance(value, str):
+                raise _GatewayError(400, f"{name} must be a string: RFC 3339 or a duration (30m, 1h, 7d)")
+        try:
+            resolved = resolve_range(begin, end, self._clock(), names=("time_range_begin", "time_range_end"))
+        except TimeArgumentError as exc:
+            raise _GatewayError(400, str(exc)) from None
+        if resolved is not None:
+            headers[b"query_range_begin"] = resolved[0].encode()
+            headers[b"query_range_end"] = resolved[1].encode()
         client_type = request.headers.get("x-client-type", "unknown")
         headers[b"x-client-type"] = f"{client_type}+gateway".encode()
         headers[b"x-request-id"] = request.headers.get("x-request-id", str(uuid.uuid4())).encode()

@@ -2,8 +2,10 @@
 
 The library function :func:`run_query` does the work; the CLI parses flags and calls it.
 ``--begin``/``--end`` take RFC 3339 times or durations before now (``90s``, ``15m``, ``1h``,
-``7d``, ``2w``); with only ``--begin`` the range ends now. While a query runs, a progress line
-on stderr (a terminal only) shows the rows and bytes received and the elapsed time.
+``7d``, ``2w``; :mod:`._time_arguments`); with only ``--begin`` the range ends now. With no
+``--uri``/``--api-key`` the server and key come from ``MICROMEGAS_ANALYTICS_URI`` and
+``MICROMEGAS_API_KEY``. While a query runs, a progress line on stderr (a terminal only) shows the
+rows and bytes received and the elapsed time.
 """
 
 from __future__ import annotations
@@ -11,26 +13,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
 from pyarrow import flight
 
-from ..tracing._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from . import _environment_variables as env
 from . import _protocol as proto
+from . import _time_arguments
 from ._gateway import _json_value, rows_as_json
 
-__all__ = ["DEFAULT_QUERY_URI", "QueryClientError", "format_table", "parse_time", "query_table", "run_query"]
+__all__ = [
+    "DEFAULT_QUERY_URI",
+    "QueryClientError",
+    "format_table",
+    "parse_time",
+    "query_table",
+    "query_target",
+    "run_query",
+]
 
 DEFAULT_QUERY_URI = "grpc://127.0.0.1:50051"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)", re.IGNORECASE)
-_UNIT_NS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
-_UNIT_NS["w"] = 7 * _UNIT_NS["d"]
 FORMATS = ("table", "csv", "json")
 
 
@@ -41,36 +50,34 @@ class QueryClientError(Exception):
 def parse_time(text: str, now_ns: int) -> int:
     """An RFC 3339 time, or a duration before ``now_ns`` (``1h``, ``7d``), as Unix ns.
 
-    >>> parse_time("1h", 7_200_000_000_000)
-    3600000000000
-    >>> parse_time("1970-01-01T00:00:01Z", 0)
-    1000000000
-
     Raises:
         QueryClientError: neither form.
     """
-    match = _DURATION.fullmatch(text.strip())
-    if match:
-        return now_ns - int(float(match.group(1)) * _UNIT_NS[match.group(2).lower()])
     try:
-        return parse_rfc3339_ns(text.strip())
-    except ValueError:
-        msg = f"invalid time {text!r}: expected RFC 3339 (2024-01-01T00:00:00Z) or a duration (30m, 1h, 7d)"
-        raise QueryClientError(msg) from None
+        return _time_arguments.parse_time(text, now_ns)
+    except _time_arguments.TimeArgumentError as exc:
+        raise QueryClientError(str(exc)) from None
 
 
 def _resolve_range(begin: str | None, end: str | None, now_ns: int) -> tuple[str | None, str | None]:
-    if begin is None and end is None:
-        return None, None
-    if begin is None:
-        msg = "--end needs --begin"
-        raise QueryClientError(msg)
-    begin_ns = parse_time(begin, now_ns)
-    end_ns = parse_time(end, now_ns) if end is not None else now_ns
-    if begin_ns > end_ns:
-        msg = "--begin is after --end"
-        raise QueryClientError(msg)
-    return format_rfc3339_ns(begin_ns), format_rfc3339_ns(end_ns)
+    try:
+        resolved = _time_arguments.resolve_range(begin, end, now_ns)
+    except _time_arguments.TimeArgumentError as exc:
+        raise QueryClientError(str(exc)) from None
+    return resolved if resolved is not None else (None, None)
+
+
+def query_target(
+    uri: str | None = None, api_key: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """The FlightSQL URI and key to use: the arguments, else the environment, else the default.
+
+    ``MICROMEGAS_ANALYTICS_URI`` and ``MICROMEGAS_API_KEY`` fill what the arguments leave out
+    (empty counts as unset); the URI defaults to :data:`DEFAULT_QUERY_URI`.
+    """
+    environ = os.environ if environ is None else environ
+    resolved_uri = uri or environ.get(env.MICROMEGAS_ANALYTICS_URI) or DEFAULT_QUERY_URI
+    return resolved_uri, api_key or environ.get(env.MICROMEGAS_API_KEY) or None
 
 
 class _Progress:
@@ -238,7 +245,7 @@ def _csv_value(value: Any) -> str:
 def run_query(
     sql: str,
     *,
-    uri: str = DEFAULT_QUERY_URI,
+    uri: str | None = None,
     begin: str | None = None,
     end: str | None = None,
     output_format: str = "table",
@@ -252,11 +259,11 @@ def run_query(
 
     Args:
         sql: the statement.
-        uri: FlightSQL service.
+        uri: FlightSQL service (default ``$MICROMEGAS_ANALYTICS_URI``, else ``grpc://127.0.0.1:50051``).
         begin: RFC 3339 or a duration before now (``1h``).
         end: RFC 3339 or a duration before now; default now when ``begin`` is given.
         output_format: ``table``, ``csv`` or ``json``.
-        api_key: Bearer key.
+        api_key: Bearer key (default ``$MICROMEGAS_API_KEY``).
         out: where results go (default stdout).
         err: where errors and progress go (default stderr).
         progress: show progress (default: when ``err`` is a terminal).
@@ -271,6 +278,7 @@ def run_query(
         err.write(f"sirius query: --format must be one of {', '.join(FORMATS)}\n")
         return 2
     show = progress if progress is not None else bool(getattr(err, "isatty", lambda: False)())
+    uri, api_key = query_target(uri, api_key)
     try:
         with _Progress(err, enabled=show) as bar:
             table = query_table(sql, uri=uri, begin=begin, end=end, api_key=api_key, on_batch=bar.add, now_ns=now_ns)

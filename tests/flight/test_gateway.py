@@ -6,6 +6,7 @@ import http.client
 import json
 
 import pytest
+from _sample_lake import END_NS
 from _support import API_KEY, KEYS_JSON
 
 from sirius.collector import ApiKeys, HttpServer
@@ -79,7 +80,9 @@ def test_empty_result_is_an_empty_array(gateway) -> None:
             400,
             "RFC 3339",
         ),
-        ({"sql": "SELECT 1", "time_range_begin": "2024-01-01T00:00:00Z"}, None, 400, "both"),
+        ({"sql": "SELECT 1", "time_range_end": "2024-01-01T00:00:00Z"}, None, 400, "needs time_range_begin"),
+        ({"sql": "SELECT 1", "time_range_begin": "1h", "time_range_end": "2h"}, None, 400, "is after"),
+        ({"sql": "SELECT 1", "time_range_begin": 3600}, None, 400, "must be a string"),
     ],
 )
 def test_bad_requests(gateway, body, raw, status, message) -> None:
@@ -93,3 +96,28 @@ def test_auth(gateway) -> None:
     assert _post(gateway, {"sql": "SELECT 1"}, key=None)[0] == 401
     assert _post(gateway, {"sql": "SELECT 1"}, key="wrong")[0] == 401
     assert _post(gateway, {"sql": "SELECT 1"})[0] == 200
+
+
+@pytest.fixture(scope="module")
+def gateway_at_end(keyed_server):
+    """A gateway whose "now" is the end of the sample lake, for relative ranges."""
+    service = GatewayService(keyed_server.uri, ApiKeys.parse(KEYS_JSON), clock=lambda: END_NS)
+    server = HttpServer(service.make_app(), "127.0.0.1", 0)
+    port = keyed_server.call(server.start())
+    yield port
+    keyed_server.call(server.stop())
+
+
+def test_relative_ranges_as_the_cli_takes_them(gateway_at_end) -> None:
+    sql = "SELECT count(*) AS n FROM log_entries"
+    everything = _post(gateway_at_end, {"sql": sql})[2][0]["n"]
+    absolute = {"sql": sql, "time_range_begin": "2024-05-01T11:30:00Z", "time_range_end": "2024-05-01T12:00:00Z"}
+    status, _, rows = _post(gateway_at_end, absolute)
+    assert status == 200
+    recent = rows[0]["n"]
+    assert 0 < recent < everything
+    # "30m" alone: the last half hour up to now (the sample's end), as `sirius query --begin 30m`.
+    assert _post(gateway_at_end, {"sql": sql, "time_range_begin": "30m"})[2][0]["n"] == recent
+    relative_both = {"sql": sql, "time_range_begin": "1h", "time_range_end": "30m"}
+    mixed = {"sql": sql, "time_range_begin": "2024-05-01T11:00:00Z", "time_range_end": "30m"}
+    assert _post(gateway_at_end, relative_both)[2] == _post(gateway_at_end, mixed)[2]

@@ -10,7 +10,9 @@ import pytest
 from _sample_lake import END_NS
 from _support import API_KEY
 
+from sirius.admin.cli import main
 from sirius.flight import QueryClientError, parse_time, run_query
+from sirius.flight._environment_variables import MICROMEGAS_ANALYTICS_URI, MICROMEGAS_API_KEY
 
 SQL = "SELECT level, count(*) AS n FROM log_entries GROUP BY level ORDER BY level"
 
@@ -86,3 +88,23 @@ def test_progress_goes_to_stderr(flight_server) -> None:
     assert code == 0
     assert "(6 rows)" in out
     assert "\x1b[K" in err  # the progress line is cleared at the end
+
+
+def test_uri_and_key_come_from_the_environment(keyed_server, flight_server, monkeypatch, capsys) -> None:
+    monkeypatch.setenv(MICROMEGAS_ANALYTICS_URI, keyed_server.uri)
+    monkeypatch.setenv(MICROMEGAS_API_KEY, API_KEY)
+    assert main(["query", "SELECT 41 + 1 AS answer", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"answer": 42}]
+
+    # Flags win over the environment.
+    assert main(["query", "SELECT 1", "--api-key", "wrong"]) == 2
+    assert "invalid token" in capsys.readouterr().err
+    monkeypatch.setenv(MICROMEGAS_ANALYTICS_URI, "grpc://127.0.0.1:1")
+    assert main(["query", "SELECT 1", "--uri", flight_server.uri]) == 0
+    capsys.readouterr()
+
+    # Without a key the keyed server refuses: the key really came from the environment.
+    monkeypatch.setenv(MICROMEGAS_ANALYTICS_URI, keyed_server.uri)
+    monkeypatch.delenv(MICROMEGAS_API_KEY)
+    assert main(["query", "SELECT 1"]) == 2
+    assert "invalid token" in capsys.readouterr().err
