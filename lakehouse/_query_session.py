@@ -281,7 +281,7 @@ class SessionFactory:
         )
         for view in views:
             frame = await files.frame(view, found[view.name])
-            ctx.register_view(view.name, _row_filter(frame, view, time_range))
+            ctx.register_view(view.name, view.serve(_row_filter(frame, view, time_range)))
         session = QuerySession(self._lake, ctx, time_range, files)
         context = {**self._function_context, **function_context}
         context.setdefault("partitions", LakehousePartitionAdmin(self._lake))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
+import datafusion
 import pyarrow as pa
 
 from ..tracing._wire_format import TRANSIT_FORMAT
@@ -132,6 +133,14 @@ class ViewSet(ABC):
         except ValueError:
             msg = f"view set {self.name!r}: instance id must be a {self.jit_instance.value} id (UUID), got {instance!r}"
             raise ViewError(msg) from None
+
+    def serve(self, frame: datafusion.DataFrame) -> datafusion.DataFrame:
+        """What queries see of the global instance, given its (range-filtered) partitions' rows.
+
+        Default: the rows as they are. ``processes`` and ``streams`` fold the rows that several
+        partitions hold for one process or stream into one.
+        """
+        return frame
 
     def row_filter_bounds(self) -> tuple[str, str]:
         """Columns ``(lo, hi)`` of the query-range row filter ``lo <= end AND hi >= begin``."""

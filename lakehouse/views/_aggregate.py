@@ -4,17 +4,24 @@ Micromegas builds these views with SQL over their source (``first_value`` per gr
 descriptive columns, ``max`` for the "last seen" ones, ``count``/``sum`` for statistics) and
 merges partitions with the same SQL over existing rows. The same aggregations are done here with
 numpy and pyarrow group-by kernels, so no DataFusion session is needed on the ETL path.
+
+A query over such a view reads several partitions (one per day, hour, … of insert time), each
+holding its own row for a process or stream seen in it; ``fold_frame`` folds them into one row
+per key at query time, with the same aggregation as a merge (first by ``insert_time``, max).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import datafusion
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datafusion import col
+from datafusion import functions as f
 
-__all__ = ["first_and_max", "sum_by"]
+__all__ = ["first_and_max", "fold_frame", "sum_by"]
 
 
 def first_and_max(
@@ -51,6 +58,25 @@ def first_and_max(
         np.maximum.at(result, position[codes], values)
         columns[out] = pa.array(result, pa.int64()).cast(column.type)
     return pa.table([columns[f.name] for f in schema], schema=schema.remove_metadata()).cast(schema)
+
+
+def fold_frame(
+    frame: datafusion.DataFrame, key: str, firsts: Sequence[str], maxes: Sequence[str], schema: pa.Schema
+) -> datafusion.DataFrame:
+    """One row per ``key``: ``firsts`` from the row of the earliest ``insert_time``, the max of ``maxes``.
+
+    Args:
+        frame: rows of several partitions (columns of ``schema``).
+        key: the grouping column.
+        firsts: descriptive columns (same in every row of a key, up to the insert order).
+        maxes: "last seen" columns.
+        schema: the output's columns, in order.
+    """
+    order = [col("insert_time").sort(ascending=True)]
+    aggregates = [f.first_value(col(c), order_by=order).alias(c) for c in firsts if c != key]
+    aggregates += [f.max(col(c)).alias(c) for c in maxes]
+    folded = frame.aggregate([col(key)], aggregates)
+    return folded.select(*(col(field.name) for field in schema))
 
 
 def sum_by(table: pa.Table, keys: Sequence[str], value: str, output: str, schema: pa.Schema) -> pa.Table:

@@ -8,7 +8,7 @@ per object type by the transit reader and merged back into queue order here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,11 @@ from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP
 __all__ = [
     "BLOCK_CONTEXT_FIELDS",
     "PROCESS_PROPERTIES_FIELD",
+    "SERVICE_NAME_FIELD",
     "BlockRows",
     "concat_strings",
     "dictionary_strings",
+    "service_name_of",
     "timestamps",
 ]
 
@@ -40,6 +42,25 @@ BLOCK_CONTEXT_FIELDS: tuple[pa.Field, ...] = (
 
 PROCESS_PROPERTIES_FIELD = pa.field("process_properties", DICT_BIN, nullable=False)
 """The ``process_properties`` field, filled by ``BlockRows.process_properties()``."""
+
+SERVICE_NAME_FIELD = pa.field("service_name", DICT_STR, nullable=False)
+"""Sirius's ``service_name`` field, appended last to the event views (``BlockRows.service_name()``)."""
+
+SERVICE_NAME_KEYS = ("otel.resource.service.name", "service.name")
+"""Process properties naming the service, in order of preference (then ``exe``)."""
+
+
+def service_name_of(exe: str, properties: Mapping[str, str]) -> str:
+    """The service a process belongs to: OTel ``service.name``, else the ``service.name`` property, else ``exe``.
+
+    >>> service_name_of("app", {"otel.resource.service.name": "shop"}), service_name_of("app", {})
+    ('shop', 'app')
+    """
+    for key in SERVICE_NAME_KEYS:
+        value = properties.get(key)
+        if value:
+            return value
+    return exe
 
 
 def timestamps(ns: npt.ArrayLike) -> pa.Array:
@@ -112,6 +133,10 @@ class BlockRows:
             self.process_text("username"),
             self.process_text("computer"),
         ]
+
+    def service_name(self) -> pa.DictionaryArray:
+        """``service_name`` (DictStr) of the block's process, see ``service_name_of``."""
+        return self._per_block(lambda b: service_name_of(self._process(b).exe, self._process(b).properties))
 
     def insert_time(self) -> pa.Array:
         """The block's ``insert_time`` per row."""

@@ -24,7 +24,7 @@ from .._block_source import SourceBatch
 from .._otlp_payloads import OTLP_METRICS_FORMAT
 from .._time_range import NS_PER_HOUR
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker, schema_hash
-from ._columns import BLOCK_CONTEXT_FIELDS, PROCESS_PROPERTIES_FIELD
+from ._columns import BLOCK_CONTEXT_FIELDS, PROCESS_PROPERTIES_FIELD, SERVICE_NAME_FIELD
 from ._otel_metrics import otlp_histograms
 
 __all__ = ["HISTOGRAMS_SCHEMA", "HistogramsView"]
@@ -54,6 +54,7 @@ HISTOGRAMS_SCHEMA = pa.schema(
         pa.field("neg_counts", pa.list_(pa.uint64())),
         pa.field("properties", DICT_BIN, nullable=False),
         PROCESS_PROPERTIES_FIELD,
+        SERVICE_NAME_FIELD,
     ]
 )
 

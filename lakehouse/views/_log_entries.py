@@ -9,7 +9,8 @@ back into queue order.
 
 OTLP blocks (``_otel_logs``): log records of ``otlp/v1/logs`` streams, and the ``exception``
 events of spans of ``otlp/v1/traces`` streams (tag ``trace``, read as well). Sirius appends
-``trace_id`` and ``span_id`` columns after Micromegas's (null for native events).
+``trace_id`` and ``span_id`` columns after Micromegas's (null for native events), then
+``service_name`` (``_columns.service_name_of``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKin
 from ._columns import (
     BLOCK_CONTEXT_FIELDS,
     PROCESS_PROPERTIES_FIELD,
+    SERVICE_NAME_FIELD,
     BlockRows,
     concat_strings,
     dictionary_strings,
@@ -54,6 +56,8 @@ LOG_ENTRIES_SCHEMA = pa.schema(
         # Sirius: the OTel record's trace and span ids (null for native events), for joins with otel_spans.
         pa.field("trace_id", pa.binary(16)),
         pa.field("span_id", pa.binary(8)),
+        # Sirius: the process's service (OTel service.name, else the service.name property, else exe).
+        SERVICE_NAME_FIELD,
     ]
 )
 
@@ -144,8 +148,9 @@ class LogEntriesView(BlockViewSet):
     name: ClassVar[str] = "log_entries"
     schema: ClassVar[pa.Schema] = LOG_ENTRIES_SCHEMA
     # [6] in Micromegas; [7] since OTLP blocks are read (trace_id/span_id columns, exception
-    # events of span blocks): partitions that skipped them are invisible and get rebuilt.
-    file_schema_hash: ClassVar[bytes] = bytes([7])
+    # events of span blocks): partitions that skipped them are invisible and get rebuilt;
+    # [8] since the service_name column and the otel.span.exception rows at Warn.
+    file_schema_hash: ClassVar[bytes] = bytes([8])
     update_group: ClassVar[int | None] = 2000
     jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
     max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR
@@ -192,6 +197,7 @@ class LogEntriesView(BlockViewSet):
                 rows.process_properties(),
                 pa.nulls(int(rows.counts.sum()), pa.binary(16)),
                 pa.nulls(int(rows.counts.sum()), pa.binary(8)),
+                rows.service_name(),
             ],
             schema=LOG_ENTRIES_SCHEMA,
         )

@@ -9,7 +9,8 @@ member take name, unit and target from their properties.
 OTLP blocks (``otlp/v1/metrics``, ``_otel_metrics``): gauges, sums, summaries and the counts,
 sums, minima and maxima of histograms. Sirius appends a ``delta`` column (the increase a row
 stands for: the value of delta sums, derived for cumulative monotonic series; NULL for native
-events and gauges), so ``SUM(delta)`` works for both temporalities.
+events and gauges), so ``SUM(delta)`` works for both temporalities, then ``service_name``
+(``_columns.service_name_of``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKin
 from ._columns import (
     BLOCK_CONTEXT_FIELDS,
     PROCESS_PROPERTIES_FIELD,
+    SERVICE_NAME_FIELD,
     BlockRows,
     concat_strings,
     dictionary_strings,
@@ -56,6 +58,8 @@ MEASURES_SCHEMA = pa.schema(
         PROCESS_PROPERTIES_FIELD,
         # Sirius: increase since the series' previous point (OTel sums and counts), else null.
         pa.field("delta", pa.float64()),
+        # Sirius: the process's service (OTel service.name, else the service.name property, else exe).
+        SERVICE_NAME_FIELD,
     ]
 )
 
@@ -122,8 +126,8 @@ class MeasuresView(BlockViewSet):
     name: ClassVar[str] = "measures"
     schema: ClassVar[pa.Schema] = MEASURES_SCHEMA
     # [7] in Micromegas; [8] since OTLP blocks are read (delta column): partitions that
-    # skipped them are invisible and get rebuilt.
-    file_schema_hash: ClassVar[bytes] = bytes([8])
+    # skipped them are invisible and get rebuilt; [9] since the service_name column.
+    file_schema_hash: ClassVar[bytes] = bytes([9])
     update_group: ClassVar[int | None] = 2000
     jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
     max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR
@@ -166,6 +170,7 @@ class MeasuresView(BlockViewSet):
                 props.column(np.concatenate(prop_indices)),
                 rows.process_properties(),
                 pa.nulls(int(rows.counts.sum()), pa.float64()),
+                rows.service_name(),
             ],
             schema=MEASURES_SCHEMA,
         )

@@ -9,10 +9,14 @@ maps as JSON, bytes in base64); the scope name as ``target``; properties: the at
 also fill the ``trace_id`` / ``span_id`` columns Sirius appends to the view, for joins with
 ``otel_spans``. Records with malformed ids are dropped, as the receivers report them.
 
-Span events named ``exception`` (Sirius addition, §10.2) become rows at level Error: message
+Span events named ``exception`` (Sirius addition, §10.2) become rows with target
+``otel.span.exception`` (``EXCEPTION_TARGET``) at level Warn (``EXCEPTION_LEVEL``, 3): message
 ``<exception.type>: <exception.message>``, the event's attributes (``exception.type``,
-``exception.message``, ``exception.stacktrace``, …) plus the span's name and ids as properties,
-time of the event (the span's end when unset). Span blocks without the bytes ``exception``
+``exception.message``, ``exception.stacktrace``, …) plus the span's name and ids and the scope
+(``otel.scope.*``) as properties, time of the event (the span's end when unset). They are copies
+of span data: the failure itself is the span's ``ERROR`` status and, when the application logs
+it, its own Error record, so a plain ``level <= 2`` counts each logged failure once; select the
+copies with ``target = 'otel.span.exception'``. Span blocks without the bytes ``exception``
 anywhere are not even parsed.
 """
 
@@ -42,12 +46,14 @@ from .._otlp_payloads import (
 )
 from ._columns import BlockRows, dictionary_strings, timestamps
 
-__all__ = ["ERROR_LEVEL", "exception_log_entries", "otel_level", "otlp_log_entries"]
+__all__ = ["EXCEPTION_LEVEL", "EXCEPTION_TARGET", "exception_log_entries", "otel_level", "otlp_log_entries"]
 
 _log = logging.getLogger(__name__)
 
-ERROR_LEVEL = 2
-"""Micromegas level of exception events."""
+EXCEPTION_LEVEL = 3
+"""Micromegas level of span exception events (Warn: the Error is the span's status or the app's own log)."""
+EXCEPTION_TARGET = "otel.span.exception"
+"""``target`` of the ``log_entries`` rows copied from span exception events."""
 _INFO = 4
 # SeverityNumber 0..24 → level: UNSPECIFIED → Info, TRACE* → Trace, DEBUG* → Debug, INFO* → Info,
 # WARN* → Warn, ERROR* → Error, FATAL* → Fatal (rust/analytics/src/lakehouse/otel/attrs.rs).
@@ -102,6 +108,7 @@ class _Rows:
                 rows.process_properties(),
                 fixed_binary(self.trace_ids, 16, trace_ids),
                 fixed_binary(self.span_ids, 8, span_ids),
+                rows.service_name(),
             ],
             schema=schema,
         )
@@ -181,7 +188,7 @@ def _span_ok(trace_id: bytes, span_id: bytes, parent: bytes, start: int, end: in
 
 
 def exception_log_entries(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
-    """Rows at level Error for the ``exception`` events of the spans in ``otlp/v1/traces`` blocks."""
+    """Rows (target ``otel.span.exception``, level Warn) for the ``exception`` events of ``otlp/v1/traces`` spans."""
     out = _Rows()
     candidates = [i for i, payload in enumerate(batch.payloads) if _EXCEPTION in payload]
     parsed: dict[int, Any] = {}
@@ -216,9 +223,9 @@ def exception_log_entries(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
                     times.append(event.time_unix_nano or end)
                     out.trace_ids.append(trace_id)
                     out.span_ids.append(span_id)
-                    out.targets.append(scope_spans.scope.name)
+                    out.targets.append(EXCEPTION_TARGET)
                     count += 1
         out.times.append(unix_ns(times))
-        out.levels.append(np.full(count, ERROR_LEVEL, np.int32))
+        out.levels.append(np.full(count, EXCEPTION_LEVEL, np.int32))
         out.counts.append(count)
     return out.table(batch, schema)

@@ -566,6 +566,7 @@ def otlp_measures(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
             decoded.props.column(m.props),
             rows.process_properties(),
             pa.array(deltas, pa.float64(), mask=np.isnan(deltas)),
+            rows.service_name(),
         ],
         schema=schema,
     )
@@ -607,6 +608,7 @@ def otlp_histograms(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
             _list(h.neg_counts, pa.uint64()),
             decoded.props.column(h.props),
             rows.process_properties(),
+            rows.service_name(),
         ],
         schema=schema,
     )

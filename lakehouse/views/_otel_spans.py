@@ -15,6 +15,7 @@ by ``(trace_id, start_time)`` and written in row groups of ``TRACE_ROW_GROUP_ROW
 Parquet min/max statistics of ``trace_id`` let DataFusion skip all but one row group per
 partition file: ``SELECT * FROM otel_spans WHERE trace_id = X'…'`` (or ``= decode('…', 'hex')``)
 returns a whole trace, every service, in one query (``bench/otel_views.py`` measures it).
+Sirius appends ``service_name`` (``_columns.service_name_of``) after Micromegas's columns.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .._otlp_payloads import (
 from .._sql_jsonb import encode_jsonb
 from .._time_range import NS_PER_HOUR
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker
-from ._columns import BlockRows, dictionary_strings, timestamps
+from ._columns import SERVICE_NAME_FIELD, BlockRows, dictionary_strings, timestamps
 
 __all__ = ["OTEL_SPANS_SCHEMA", "TRACE_ROW_GROUP_ROWS", "OtelSpansView", "otlp_spans"]
 
@@ -69,6 +70,8 @@ OTEL_SPANS_SCHEMA = pa.schema(
         pa.field("properties", DICT_BIN, nullable=False),
         pa.field("events", pa.binary(), nullable=False),
         pa.field("links", pa.binary(), nullable=False),
+        # Sirius: the process's service (OTel service.name, else the service.name property, else exe).
+        SERVICE_NAME_FIELD,
     ]
 )
 
@@ -209,6 +212,7 @@ class _Spans:
                 self.props.column(self.prop_indices),
                 pa.array(self.events, pa.binary()),
                 pa.array(self.links, pa.binary()),
+                rows.service_name(),
             ],
             schema=schema,
         )
@@ -227,7 +231,7 @@ class OtelSpansView(BlockViewSet):
 
     name: ClassVar[str] = "otel_spans"
     schema: ClassVar[pa.Schema] = OTEL_SPANS_SCHEMA
-    file_schema_hash: ClassVar[bytes] = bytes([1])
+    file_schema_hash: ClassVar[bytes] = bytes([2])  # [1] in Micromegas; [2] since service_name
     update_group: ClassVar[int | None] = 2000
     jit_instance: ClassVar[InstanceKind | None] = InstanceKind.PROCESS
     max_partition_delta_ns: ClassVar[int] = NS_PER_HOUR

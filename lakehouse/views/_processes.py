@@ -4,19 +4,28 @@ A SQL-batch view over the ``blocks`` rows of the range (read from PostgreSQL wit
 as the ``blocks`` view): the process's columns from its first block, plus the latest block
 ``insert_time`` (``last_update_time``), ``end_ticks`` and ``end_time``. Partitions merge with the
 same aggregation over their rows. A process with no blocks does not appear (as in Micromegas).
+
+Queries see **one row per process**: the rows that several partitions (days, hours, …) hold
+for one process are folded at query time with the same aggregation (``fold_frame``), so
+``last_update_time`` is the latest of them. Sirius appends ``service_name``
+(``_columns.service_name_of``: OTel ``service.name``, else the ``service.name`` property, else
+``exe``).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
+import datafusion
 import pyarrow as pa
 
 from .._block_source import SourceBatch
 from .._time_range import NS_PER_DAY
 from .._view_set import DICT_BIN, TIMESTAMP, BlockViewSet, schema_hash
-from ._aggregate import first_and_max
+from ._aggregate import first_and_max, fold_frame
 from ._blocks import blocks_table
+from ._columns import service_name_of
 
 __all__ = ["PROCESSES_SCHEMA", "ProcessesView"]
 
@@ -38,8 +47,11 @@ PROCESSES_SCHEMA = pa.schema(
         pa.field("last_update_time", TIMESTAMP, nullable=False),
         pa.field("last_block_end_ticks", pa.int64(), nullable=False),
         pa.field("last_block_end_time", TIMESTAMP, nullable=False),
+        # Sirius: the process's service (OTel service.name, else the service.name property, else exe).
+        pa.field("service_name", pa.string(), nullable=False),
     ]
 )
+_MICROMEGAS_SCHEMA = pa.schema(list(PROCESSES_SCHEMA)[:-1])
 
 _DESCRIPTIVE = (
     "exe",
@@ -76,10 +88,17 @@ class ProcessesView(BlockViewSet):
         blocks = blocks_table(batch)
         firsts = {"process_id": "process_id"} | {c: f"processes.{c}" for c in _DESCRIPTIVE}
         maxes = dict(zip(_LAST, ("insert_time", "end_ticks", "end_time"), strict=True))
-        return first_and_max(blocks, "process_id", firsts, maxes, PROCESSES_SCHEMA)
+        grouped = first_and_max(blocks, "process_id", firsts, maxes, _MICROMEGAS_SCHEMA)
+        processes = (batch.processes[uuid.UUID(p)] for p in grouped.column("process_id").to_pylist())
+        names = pa.array([service_name_of(p.exe, p.properties) for p in processes], pa.string())
+        return grouped.append_column(PROCESSES_SCHEMA.field("service_name"), names)
 
     def merge(self, tables: list[pa.Table]) -> pa.Table:
         """Group partitions' rows by process again."""
         rows = pa.concat_tables(tables) if tables else PROCESSES_SCHEMA.empty_table()
-        firsts = {c: c for c in ("process_id", *_DESCRIPTIVE)}
+        firsts = {c: c for c in ("process_id", *_DESCRIPTIVE, "service_name")}
         return first_and_max(rows, "process_id", firsts, {c: c for c in _LAST}, PROCESSES_SCHEMA)
+
+    def serve(self, frame: datafusion.DataFrame) -> datafusion.DataFrame:
+        """One row per process over all the partitions read."""
+        return fold_frame(frame, "process_id", (*_DESCRIPTIVE, "service_name"), _LAST, PROCESSES_SCHEMA)

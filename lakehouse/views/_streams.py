@@ -3,18 +3,20 @@
 A SQL-batch view over the ``blocks`` rows of the range: the stream's columns from its first
 block and the latest block ``insert_time`` as ``last_update_time``; partitions merge with the
 same aggregation. ``tags`` is a list of strings (``array_has(tags, 'log')`` works on it).
+Queries see one row per stream: rows of several partitions are folded (``fold_frame``).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import datafusion
 import pyarrow as pa
 
 from .._block_source import SourceBatch
 from .._time_range import NS_PER_DAY
 from .._view_set import DICT_BIN, TIMESTAMP, BlockViewSet, schema_hash
-from ._aggregate import first_and_max
+from ._aggregate import first_and_max, fold_frame
 from ._blocks import blocks_table
 
 __all__ = ["STREAMS_SCHEMA", "StreamsView"]
@@ -69,3 +71,7 @@ class StreamsView(BlockViewSet):
         rows = pa.concat_tables(tables) if tables else STREAMS_SCHEMA.empty_table()
         firsts = {c: c for c in _FROM_BLOCKS}
         return first_and_max(rows, "stream_id", firsts, {"last_update_time": "last_update_time"}, STREAMS_SCHEMA)
+
+    def serve(self, frame: datafusion.DataFrame) -> datafusion.DataFrame:
+        """One row per stream over all the partitions read."""
+        return fold_frame(frame, "stream_id", tuple(_FROM_BLOCKS), ("last_update_time",), STREAMS_SCHEMA)

@@ -249,12 +249,12 @@ def test_otel_exporters_to_sql(stack_factory) -> None:
         {"exe": "payments", "name": "charge card"},
     ]
 
-    # every log record, once, plus the exception event as an error
+    # every log record, once, plus the exception event (a Warn copy with target otel.span.exception)
     logs = sorted((r["exe"], r["level"], r["msg"]) for r in tables["logs"].to_pylist())
     assert logs == sorted(
         [
             ("frontend", 4, "checkout started for order 7"),
-            ("payments", 2, "ValueError: card declined"),
+            ("payments", 3, "ValueError: card declined"),
             ("payments", 2, "payment failed for order 7"),
             (native.exe, 3, "job is slow"),
         ]
@@ -263,6 +263,7 @@ def test_otel_exporters_to_sql(stack_factory) -> None:
     assert by_msg["payment failed for order 7"]["trace_id"] == bytes.fromhex(trace_hex)
     assert by_msg["payment failed for order 7"]["span_id"] == charge["span_id"]
     assert by_msg["ValueError: card declined"]["span_id"] == charge["span_id"]
+    assert by_msg["ValueError: card declined"]["target"] == "otel.span.exception"
     assert by_msg["payment failed for order 7"]["target"] == "sirius.tests.e2e.payments"
     assert decode_jsonb(by_msg["job is slow"]["properties"])["otel.severity_text"] == "WARN"
 
@@ -319,4 +320,4 @@ def test_otel_exporters_to_sql(stack_factory) -> None:
     for view, count in (("otel_spans", 4), ("histograms", 2), ("log_entries", 4), ("measures", 14)):
         assert len(client.query(f"SELECT * FROM {view}")) == count  # every column type crosses FlightSQL
     errors = client.query("SELECT msg FROM log_entries WHERE level <= 2 ORDER BY msg")
-    assert list(errors["msg"]) == ["ValueError: card declined", "payment failed for order 7"]
+    assert list(errors["msg"]) == ["payment failed for order 7"]  # the failure, once

@@ -161,7 +161,7 @@ def test_otel_logs_become_log_entries_rows(local_lake_env: Any) -> None:
         assert [log_record_is_valid(r) for r in records].count(False) == 1
         pid = str(block.process.process_id)
         table = await query(h.lake, f"SELECT * FROM view_instance('log_entries', '{pid}') ORDER BY time, msg")
-        assert table.schema.names[-2:] == ["trace_id", "span_id"]
+        assert table.schema.names[-3:] == ["trace_id", "span_id", "service_name"]
         rows = table.to_pylist()
         assert len(rows) == len(records) - 1
         by_msg = {r["msg"]: r for r in rows}
@@ -332,15 +332,16 @@ def test_otel_spans_per_process_and_one_trace_across_services(lake_env: Any) -> 
         assert decode_jsonb(child["events"]) == []
         assert decode_jsonb(child["links"]) == []
 
-        # exception events are also error logs of the span's process, with the span's ids
+        # exception events are also logs of the span's process (Warn, target otel.span.exception), with its ids
         logs = await query(lake, f"SELECT * FROM view_instance('log_entries', '{pid}')")
         (error,) = logs.to_pylist()
-        assert (error["level"], error["msg"], error["target"]) == (2, "ValueError: bad card", "tracer")
+        assert (error["level"], error["msg"], error["target"]) == (3, "ValueError: bad card", "otel.span.exception")
         assert (error["trace_id"], error["span_id"]) == (TRACE_A, ROOT)
         assert ints(logs.column("time")) == [ns(1.4)]
         error_props = props(error["properties"])
         assert error_props["exception.stacktrace"] == "Traceback ..."
         assert error_props["otel.span.name"] == "GET /checkout"
+        assert error_props["otel.scope.name"] == "tracer"
 
         # the global view: one query by trace_id returns the whole trace, both services
         for second in (10, 11):
@@ -460,7 +461,7 @@ def test_gauges_sums_and_summaries_become_measures(local_lake_env: Any) -> None:
         assert split_request(METRICS, request).rejected == 1
         pid = block.process.process_id
         table = await query(lake := h.lake, f"SELECT * FROM view_instance('measures', '{pid}')")
-        assert table.schema.names[-1] == "delta"
+        assert table.schema.names[-2:] == ["delta", "service_name"]
         rows = sorted(
             (r["name"], r["value"], r["delta"], props(r["properties"]).get("quantile")) for r in table.to_pylist()
         )

@@ -24,12 +24,14 @@ EXPECTED_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("username", DS), ("computer", DS), ("time", TS), ("target", DS), ("level", pa.int32()),
         ("msg", pa.string()), ("properties", DB), ("process_properties", DB),
         ("trace_id", pa.binary(16)), ("span_id", pa.binary(8)),  # Sirius: OTel ids
+        ("service_name", DS),  # Sirius
     ],
     "measures": [
         ("process_id", DS), ("stream_id", DS), ("block_id", DS), ("insert_time", TS), ("exe", DS),
         ("username", DS), ("computer", DS), ("time", TS), ("target", DS), ("name", DS), ("unit", DS),
         ("value", pa.float64()), ("properties", DB), ("process_properties", DB),
         ("delta", pa.float64()),  # Sirius: increase of OTel sums
+        ("service_name", DS),  # Sirius
     ],
     "thread_spans": [
         ("id", pa.int64()), ("parent", pa.int64()), ("depth", pa.uint32()), ("hash", pa.uint32()),
@@ -58,7 +60,7 @@ EXPECTED_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("computer", pa.string()), ("distro", pa.string()), ("cpu_brand", pa.string()), ("tsc_frequency", pa.int64()),
         ("start_time", TS), ("start_ticks", pa.int64()), ("insert_time", TS), ("parent_process_id", pa.string()),
         ("properties", DB), ("last_update_time", TS), ("last_block_end_ticks", pa.int64()),
-        ("last_block_end_time", TS),
+        ("last_block_end_time", TS), ("service_name", pa.string()),  # Sirius: service_name
     ],
     "streams": [
         ("stream_id", pa.string()), ("process_id", pa.string()), ("dependencies_metadata", pa.binary()),
