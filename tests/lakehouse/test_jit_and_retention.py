@@ -185,7 +185,7 @@ def test_partition_admin_functions(local_lake_env: Any) -> None:
         table = await admin.list_partitions()
         assert table.num_rows == 2
         assert table.column("source_data_hash").to_pylist() == [(5).to_bytes(8, "little"), bytes(8)]
-        assert table.column("file_schema_hash").to_pylist() == [b"\x07", b"\x07"]
+        assert table.column("file_schema_hash").to_pylist() == [b"\x08", b"\x08"]  # log_entries' schema version
         view_sets = (await admin.list_view_sets()).to_pylist()
         assert {v["view_set_name"]: v["global_instance_available"] for v in view_sets} == {
             "blocks": True, "log_entries": True, "measures": True, "processes": True, "streams": True,
