@@ -200,7 +200,7 @@ def test_partition_admin_functions(local_lake_env: Any) -> None:
         assert (await admin.retire_partition_by_file(path)).startswith("ERROR")
         assert await scalar(lake, "SELECT count(*) FROM log_entries") == 0
 
-        ok = await admin.retire_partition_by_metadata("log_entries", "global", begin + 1_000_000_000, end, b"\x07")
+        ok = await admin.retire_partition_by_metadata("log_entries", "global", begin + 1_000_000_000, end, b"\x08")
         assert ok.startswith("SUCCESS")
         missing = await admin.retire_partition_by_metadata("log_entries", "global", begin, end, None)
         assert missing.startswith("ERROR")
