@@ -12,6 +12,10 @@
 
 Foreign errors (DataFusion's ``Exception``/``ValueError`` with DataFusion's message prefixes,
 protobuf decode errors, header parsing) are classified once, in :func:`classify_datafusion_error`.
+Its messages are DataFusion's root cause (an analyser or optimiser rule's "caused by" wrapper is
+dropped) without DataFusion's "Internal error … likely caused by a bug in DataFusion's code"
+wording when the root cause is the SQL. Internal errors reach clients with a generic message
+and their query id; the detail is logged by :func:`internal_error`, never sent.
 
 The status a client sees is decided in ``_server.py`` and limited by Arrow C++'s gRPC transport
 (pyarrow 23): it can emit INVALID_ARGUMENT and UNIMPLEMENTED cleanly only through a failing
@@ -23,6 +27,7 @@ also how pyarrow-based clients render a RESOURCE_EXHAUSTED status).
 
 from __future__ import annotations
 
+import logging
 import re
 
 __all__ = [
@@ -34,7 +39,10 @@ __all__ = [
     "ServerBusyError",
     "UnsupportedCommandError",
     "classify_datafusion_error",
+    "internal_error",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 
 class FlightSqlError(Exception):
@@ -100,16 +108,47 @@ _NOT_IMPLEMENTED_MARKERS = ("This feature is not implemented",)
 _INTERNAL_MARKERS = ("Internal error",)
 _DATAFUSION_PREFIX = re.compile(r"^(DataFusion error: )+")
 _PY_ERR = re.compile(r"PyErr \{ type: <class '(?:[\w.]+\.)?(\w+)'>, value: \w+\((?P<q>['\"])(?P<msg>.*?)(?P=q)\)", re.S)
+# "<rule name>\ncaused by\n<error>": an analyser/optimiser rule wrapping the root cause.
+_CAUSED_BY = re.compile(r"\n\s*caused by\s*\n")
+# DataFusion's "Internal error: <detail>.\nThis issue was likely caused by a bug in DataFusion's
+# code. Please help us … issue tracker: <url>" (the detail and the plea, up to the URL).
+_INTERNAL_PLEA = re.compile(
+    r"Internal error: (?P<detail>.*?)\s*This (?:issue|error) was likely caused by a bug in DataFusion's code\."
+    r".*?(?:https?://\S+?)(?=\.?(?:\s|$))\.?\s*",
+    re.S,
+)
+_GENERIC_INTERNAL = "the server failed to run this query; its log has the details"
+
+
+def _strip_internal_plea(text: str) -> str:
+    """Drop DataFusion's bug-report wording; inside a user error, drop its internal detail too.
+
+    ``Error during planning: Internal error: Function 'sum' failed to match any signature, …
+    This issue was likely caused by a bug … No function matches …`` keeps only the planning error
+    and what follows the plea (the signature help).
+    """
+    match = _INTERNAL_PLEA.search(text)
+    if match is None:
+        return text
+    rest = text[match.end() :]
+    if match.start() == 0:  # a real internal error: keep its label (it decides the status)
+        return f"Internal error: {match.group('detail')}" + (f" {rest}" if rest.strip() else "")
+    if rest.strip():
+        return text[: match.start()] + rest
+    return text[: match.start()] + match.group("detail")
 
 
 def _clean(text: str) -> str:
     text = _DATAFUSION_PREFIX.sub("", text.strip())
+    # An analyser/optimiser rule's failure: the root cause says what is wrong with the query.
+    text = _DATAFUSION_PREFIX.sub("", _CAUSED_BY.split(text)[-1].strip())
+    text = _strip_internal_plea(text)
     # A Python UDF's exception arrives as a Rust debug print with the traceback: keep its message.
     match = _PY_ERR.search(text)
     if match:
         prefix = text[: match.start()].rstrip()
         text = f"{prefix} {match.group(1)}: {match.group('msg')}".strip()
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " / ".join(lines) if lines else "query failed"
 
 
@@ -135,7 +174,18 @@ def classify_datafusion_error(exc: BaseException, query_id: str | None = None) -
     if any(text.startswith(marker) for marker in _NOT_IMPLEMENTED_MARKERS):
         return UnsupportedCommandError(text, query_id)
     if any(text.startswith(marker) for marker in _INTERNAL_MARKERS):
-        return InternalQueryError(text, query_id)
+        return internal_error(text, query_id)
     if isinstance(exc, (ValueError, TypeError, KeyError)) or text.startswith(_USER_PREFIXES):
         return InvalidQueryError(text, query_id)
-    return InternalQueryError(f"{type(exc).__name__}: {text}", query_id)
+    return internal_error(f"{type(exc).__name__}: {text}", query_id)
+
+
+def internal_error(detail: str, query_id: str | None = None, exc: BaseException | None = None) -> InternalQueryError:
+    """An :class:`InternalQueryError` with a generic message; ``detail`` goes to the server log.
+
+    Clients learn that the server failed and the query id to quote; the detail (a DataFusion
+    internal error, a Python exception, a failing dependency) stays in the log, with that id
+    (and ``exc``'s traceback when given).
+    """
+    _LOG.error("query %s failed inside the server: %s", query_id or "-", detail, exc_info=exc)
+    return InternalQueryError(_GENERIC_INTERNAL, query_id)

@@ -39,6 +39,7 @@ from pyarrow import flight
 
 from ..collector import ApiKeys
 from ..lakehouse._sql_functions import prepare_sql
+from ..lakehouse._sql_hex_ids import plan_sql
 from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functions
 from . import _metadata as meta
 from . import _protocol as proto
@@ -53,6 +54,7 @@ from ._exceptions import (
     ServerBusyError,
     UnsupportedCommandError,
     classify_datafusion_error,
+    internal_error,
 )
 from ._headers import RequestOptions, parse_request_options
 from ._results import QueryExecution, ResultTypes, empty_ipc_stream, output_schema
@@ -296,7 +298,7 @@ class FlightSqlServer(flight.FlightServerBase):
         try:
             expanded = expand_table_functions(ctx, prepare_sql(sql), env)
             self._prepare_views(query, ctx, expanded)
-            df = ctx.sql(expanded)
+            df = plan_sql(ctx, expanded)  # hex strings compared with trace_id/span_id work
         except FlightSqlError:
             raise
         except TimeoutError:
@@ -334,8 +336,7 @@ class FlightSqlServer(flight.FlightServerBase):
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - a bug or a DataFusion panic still reaches the client cleanly
-            _LOG.exception("DoGet failed unexpectedly")
-            error = InternalQueryError(f"{type(exc).__name__}: {exc}")
+            error = internal_error(f"DoGet failed unexpectedly: {type(exc).__name__}: {exc}", call.query_id, exc)
         if query is not None:
             self._release(query)
         error = error if error.query_id else error.with_query_id(call.query_id)
@@ -621,7 +622,7 @@ def _provider_error(exc: BaseException, query_id: str) -> FlightSqlError:
     if isinstance(exc, ViewError):
         return InvalidQueryError(str(exc), query_id)
     if isinstance(exc, LakehouseError):
-        return InternalQueryError(f"lakehouse: {exc}", query_id)
+        return internal_error(f"lakehouse: {exc}", query_id, exc)
     return classify_datafusion_error(exc, query_id)
 
 
