@@ -36,6 +36,12 @@ def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _private_spool(_scrub_env: None, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's sinks spool into their own directory: never the user's cache, never another test's."""
+    monkeypatch.setenv("SIRIUS_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """DSN of a PostgreSQL server's maintenance database (system one, else embedded)."""

@@ -2,7 +2,8 @@
 
 Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``info/warn/error/debug/trace``,
 ``metric(name, value, unit=...)``, ``auto_spans(include=[...])``, ``TracingHandler`` for
-``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``. The C API is
+``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``; ``flush_spool`` delivers what
+sinks spooled to disk when the ingestion service was unreachable. The C API is
 ``tracing/native/include/sirius_tracing.h``.
 
 This package imports nothing else of Sirius, so an instrumented application installs only it.
@@ -28,11 +29,14 @@ from ._api import (
     warn,
 )
 from ._auto_spans import auto_spans, auto_spans_active, stop_auto_spans
-from ._exceptions import TracingError, TransitScanError, WireFormatError
+from ._exceptions import SpoolEntryError, TracingError, TransitScanError, WireFormatError
 from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
 from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from ._sink import InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
+from ._spool import SpoolConfig, SpoolEntry, decode_entry, encode_entry
+from ._spool_delivery import SpoolDeliveryStats
+from ._spool_flush import flush_spool
 from ._tracer import (
     EncodedSink,
     TracerConfig,
@@ -87,6 +91,10 @@ __all__ = [
     "SinkStats",
     "SpanLocation",
     "SpanMetadata",
+    "SpoolConfig",
+    "SpoolDeliveryStats",
+    "SpoolEntry",
+    "SpoolEntryError",
     "StreamInfo",
     "StreamLayout",
     "StringCodec",
@@ -108,13 +116,16 @@ __all__ = [
     "current_process",
     "current_process_info",
     "debug",
+    "decode_entry",
     "decode_udts",
     "decompress_queue",
+    "encode_entry",
     "encode_udts",
     "end_span",
     "error",
     "fatal",
     "flush",
+    "flush_spool",
     "format_rfc3339_ns",
     "info",
     "init",

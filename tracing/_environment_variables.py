@@ -38,3 +38,13 @@ SIRIUS_TRACING_MAX_THREADS = "SIRIUS_TRACING_MAX_THREADS"
 
 SIRIUS_TRACING_CLOCK = "SIRIUS_TRACING_CLOCK"
 """Tick source: ``auto`` (TSC when invariant), ``tsc`` or ``monotonic``."""
+
+SIRIUS_SPOOL_DIR = "SIRIUS_SPOOL_DIR"
+"""Spool of undelivered telemetry (default ``$XDG_CACHE_HOME/sirius/spool`` or
+``~/.cache/sirius/spool``); ``off`` disables spooling."""
+
+SIRIUS_SPOOL_MAX_BYTES = "SIRIUS_SPOOL_MAX_BYTES"
+"""Cap on the bytes of entries in the spool (default 256 MiB); past it, blocks are dropped and counted."""
+
+XDG_CACHE_HOME = "XDG_CACHE_HOME"
+"""The user's cache directory (XDG base directory spec), under which the default spool lives."""

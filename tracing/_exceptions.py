@@ -3,8 +3,9 @@
 ::
 
     TracingError
-     └── WireFormatError        a CBOR body, block payload or UDT metadata is malformed
-          └── TransitScanError  the native scanner rejected a transit queue (code, offset)
+     ├── WireFormatError        a CBOR body, block payload or UDT metadata is malformed
+     │    └── TransitScanError  the native scanner rejected a transit queue (code, offset)
+     └── SpoolEntryError        a spool entry file is damaged (skipped and counted, never delivered)
 
 The telemetry sink never raises into the application: these reach only code that decodes
 wire data (the ingestion service, the lakehouse) or builds it (writers given bad input).
@@ -33,3 +34,7 @@ class TransitScanError(WireFormatError):
         super().__init__(message)
         self.code = code
         self.offset = offset
+
+
+class SpoolEntryError(TracingError):
+    """A spool entry file that is not a complete, intact entry (bad header, length or CRC-32)."""

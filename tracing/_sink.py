@@ -11,9 +11,20 @@ keeps it at the head while it retries, so a down service delays everything but l
 that was accepted into the queue.
 
 Failure policy: network errors, 429 and 5xx are retried with exponential backoff (honouring
-``Retry-After``) until ``shutdown``'s deadline; other 4xx are permanent (the item is dropped and
-counted as rejected). Metadata (process, stream) is never dropped for space; blocks are dropped
-and counted when the queue's byte budget is full.
+``Retry-After``); other 4xx are permanent (the item is dropped and counted as rejected).
+Metadata (process, stream) is never dropped for space.
+
+Nothing it could have kept is lost (``_spool.py``): a block that does not fit in the queue's
+byte budget, and whatever is still queued at ``shutdown`` (when the deadline passes, or at once
+when the service is unreachable), is written to the spool on disk, with the process and stream
+bodies it needs, for the next sink using that spool (or ``sirius spool flush``) to deliver. Only
+what the spool cannot take (cap reached, disk error, spooling disabled, past the spooling time
+budget) is dropped, and counted. A starting sink delivers what earlier processes left in its
+spool from a background thread.
+
+Accounting (events are the ``nb_objects`` of blocks): every event handed to the sink ends in
+exactly one of ``sent_events``, ``dropped_events``, ``spooled_events``, or is still
+``queued_events`` (0 after ``shutdown``).
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ from ._environment_variables import (
     MICROMEGAS_TELEMETRY_URL,
     SIRIUS_SINK_MAX_QUEUE_BYTES,
 )
+from ._spool import SpoolConfig, SpoolEntry, SpoolWriter
+from ._spool_delivery import SpoolDeliveryStats, deliver_until
 from ._wire_format import (
     Block,
     ProcessInfo,
@@ -54,6 +67,8 @@ _LOG = logging.getLogger("sirius.tracing.sink")
 DEFAULT_URL = "http://127.0.0.1:9000"
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 MAX_RETRY_AFTER_SECONDS = 60.0
+DEFAULT_SPOOL_TIMEOUT = 5.0
+MAX_METADATA_ITEMS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,8 @@ class SinkConfig:
         request_timeout: seconds per HTTP request.
         initial_backoff: first retry delay in seconds (doubles up to ``max_backoff``).
         max_backoff: longest delay between retries.
+        spool: where undelivered bodies are kept on disk (None: dropped, counted).
+        spool_timeout: seconds ``shutdown`` may spend writing the spool, beyond its own timeout.
     """
 
     url: str = DEFAULT_URL
@@ -75,6 +92,8 @@ class SinkConfig:
     request_timeout: float = 10.0
     initial_backoff: float = 0.01
     max_backoff: float = 2.0
+    spool: SpoolConfig | None = None
+    spool_timeout: float = DEFAULT_SPOOL_TIMEOUT
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -87,9 +106,20 @@ class SinkConfig:
 
     @classmethod
     def resolve(
-        cls, url: str | None = None, api_key: str | None = None, max_queue_bytes: int | None = None
+        cls,
+        url: str | None = None,
+        api_key: str | None = None,
+        max_queue_bytes: int | None = None,
+        *,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
     ) -> SinkConfig:
-        """Explicit arguments first, then ``MICROMEGAS_TELEMETRY_URL`` / ``…_API_KEY``, then defaults."""
+        """Explicit arguments first, then the environment, then defaults (spooling on).
+
+        Variables: ``MICROMEGAS_TELEMETRY_URL``, ``MICROMEGAS_INGESTION_API_KEY``,
+        ``SIRIUS_SINK_MAX_QUEUE_BYTES``, ``SIRIUS_SPOOL_DIR`` (``off`` disables the spool),
+        ``SIRIUS_SPOOL_MAX_BYTES``.
+        """
         env = os.environ
         if max_queue_bytes is None:
             raw = env.get(SIRIUS_SINK_MAX_QUEUE_BYTES, "")
@@ -98,6 +128,7 @@ class SinkConfig:
             url=url or env.get(MICROMEGAS_TELEMETRY_URL) or DEFAULT_URL,
             api_key=api_key or env.get(MICROMEGAS_INGESTION_API_KEY) or None,
             max_queue_bytes=max_queue_bytes,
+            spool=SpoolConfig.resolve(spool_dir, spool_max_bytes),
         )
 
 
@@ -182,6 +213,16 @@ class SinkStats:
     dropped_bytes: int = 0
     rejected_items: int = 0
     retries: int = 0
+    queued_events: int = 0
+    sent_events: int = 0
+    dropped_events: int = 0
+    spooled_items: int = 0
+    spooled_blocks: int = 0
+    spooled_events: int = 0
+    recovered_items: int = 0
+    recovered_blocks: int = 0
+    recovered_events: int = 0
+    corrupt_spool_entries: int = 0
 
 
 @dataclass(slots=True)
@@ -190,6 +231,7 @@ class _Item:
     path: str
     body: bytes
     droppable: bool = field(default=False)
+    events: int = 0
 
 
 _PATHS = {
@@ -232,7 +274,12 @@ class TelemetrySink:
         self._transport_factory = transport_factory
         self._clock = clock
         self._log = _OnceLogger()
+        self._writer = SpoolWriter(self._config.spool) if self._config.spool is not None else None
         self._reset_state()
+        if self._config.spool is not None:
+            # What earlier processes left in the spool goes out now, beside this sink's own data.
+            self._recovery = threading.Thread(target=self._recover, name="sirius-spool-recovery", daemon=True)
+            self._recovery.start()
         # Weak reference: the fork hook must not keep a discarded sink alive.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork_in_child())
@@ -246,6 +293,10 @@ class TelemetrySink:
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._abandoned = False  # set by shutdown: a late answer of a stuck worker is not counted
+        self._metadata: list[SpoolEntry] = []  # process/stream bodies, rewritten into the spool
+        self._recovery: threading.Thread | None = None
+        self._recovery_stop = threading.Event()
 
     @property
     def config(self) -> SinkConfig:
@@ -263,26 +314,30 @@ class TelemetrySink:
         self._enqueue_safely("stream", lambda: stream_info_to_cbor(info), droppable=False)
 
     def send_block(self, block: Block) -> bool:
-        """Queue ``insert_block``; returns False when it was dropped (queue full or stopped)."""
-        return self._enqueue_safely("block", lambda: block_to_cbor(block), droppable=True)
+        """Queue ``insert_block``; False when it was dropped (queue full and not spooled, or stopped)."""
+        events = getattr(block, "nb_objects", 0)
+        return self._enqueue_safely(
+            "block", lambda: block_to_cbor(block), droppable=True, events=events if isinstance(events, int) else 0
+        )
 
-    def send_encoded_block(self, body: bytes) -> bool:
+    def send_encoded_block(self, body: bytes, nb_objects: int = 0) -> bool:
         """Queue an already CBOR-encoded block body (the native tracer encodes in C)."""
-        return self._enqueue_safely("block", lambda: body, droppable=True)
+        return self._enqueue_safely("block", lambda: body, droppable=True, events=nb_objects)
 
-    def send_encoded(self, kind: str, body: bytes) -> bool:
+    def send_encoded(self, kind: str, body: bytes, nb_objects: int = 0) -> bool:
         """Queue an already CBOR-encoded body of ``kind`` ``process``, ``stream`` or ``block``.
 
         Process and stream bodies are never dropped; returns False when a block was dropped.
+        ``nb_objects`` (a block's event count) feeds the event counters of ``stats``.
         """
         if kind not in _PATHS:
             self._log.warn(f"telemetry sink: unknown item kind {kind!r}; dropped")
             return False
-        return self._enqueue_safely(kind, lambda: body, droppable=kind == "block")
+        return self._enqueue_safely(kind, lambda: body, droppable=kind == "block", events=nb_objects)
 
-    def _enqueue_safely(self, kind: str, encode: Callable[[], bytes], *, droppable: bool) -> bool:
+    def _enqueue_safely(self, kind: str, encode: Callable[[], bytes], *, droppable: bool, events: int = 0) -> bool:
         try:
-            return self._enqueue(_Item(kind, _PATHS[kind], encode(), droppable))
+            return self._enqueue(_Item(kind, _PATHS[kind], encode(), droppable, events if kind == "block" else 0))
         except Exception as exc:  # noqa: BLE001 - instrumentation must never raise into the app
             self._log.warn(f"telemetry sink could not queue a {kind}: {exc!r}")
             return False
@@ -291,28 +346,87 @@ class TelemetrySink:
         with self._cond:
             if self._pid != os.getpid():  # fork without the hook (e.g. os.fork in C code)
                 self._after_fork_in_child()
-            if self._stopping:
+            if not item.droppable and len(self._metadata) < MAX_METADATA_ITEMS:
+                self._metadata.append(SpoolEntry(item.kind, item.body))
+            full = item.droppable and self._stats.queued_bytes + len(item.body) > self._config.max_queue_bytes
+            if not (self._stopping or full):
+                self._queue.append(item)
+                self._stats.queued_items += 1
+                self._stats.queued_bytes += len(item.body)
+                self._stats.queued_events += item.events
+                self._ensure_worker()
+                self._cond.notify_all()
+                return True
+        # Outside the lock: a disk write must not stall the worker.
+        return self._spill(item)
+
+    def _spill(self, item: _Item) -> bool:
+        """Write ``item`` to the spool; count it as spooled, or as dropped when that fails."""
+        writer = self._writer
+        with self._cond:
+            metadata = list(self._metadata)
+        kept = writer is not None and writer.write(SpoolEntry(item.kind, item.body, item.events), metadata)
+        with self._cond:
+            if kept:
+                self._stats.spooled_items += 1
+                if item.kind == "block":
+                    self._stats.spooled_blocks += 1
+                    self._stats.spooled_events += item.events
+            else:
                 self._count_drop(item)
-                return False
-            if item.droppable and self._stats.queued_bytes + len(item.body) > self._config.max_queue_bytes:
-                self._count_drop(item)
-                return False
-            self._queue.append(item)
-            self._stats.queued_items += 1
-            self._stats.queued_bytes += len(item.body)
-            self._ensure_worker()
-            self._cond.notify_all()
-        return True
+        if not kept and writer is not None:
+            self._log.warn("telemetry sink: spool full or unwritable; blocks dropped")
+        return kept
 
     def _count_drop(self, item: _Item) -> None:
         if item.kind == "block":
             self._stats.dropped_blocks += 1
             self._stats.dropped_bytes += len(item.body)
+            self._stats.dropped_events += item.events
 
     def _ensure_worker(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="sirius-telemetry-sink", daemon=True)
             self._thread.start()
+
+    def _recover(self) -> None:
+        """Deliver what earlier processes left in the spool (never this sink's own directory)."""
+        spool = self._config.spool
+        if spool is None or not spool.directory.is_dir():
+            return
+        transport = self._transport_factory(self._config)
+        try:
+            result = deliver_until(
+                spool,
+                lambda path, body: transport.post(path, body).status,
+                timeout=float("inf"),
+                stop_event=self._recovery_stop,
+                skip=self._writer.directory if self._writer is not None else None,
+                backoff=(self._config.initial_backoff, self._config.max_backoff),
+            )
+        except Exception as exc:  # noqa: BLE001 - recovery must never take the app down
+            self._log.warn(f"telemetry sink could not deliver its spool: {exc!r}")
+            result = SpoolDeliveryStats()
+        finally:
+            with contextlib.suppress(Exception):
+                transport.close()
+        with self._cond:
+            self._stats.recovered_items += result.delivered_items
+            self._stats.recovered_blocks += result.delivered_blocks
+            self._stats.recovered_events += result.delivered_events
+            self._stats.corrupt_spool_entries += result.corrupt_entries
+            self._cond.notify_all()
+
+    def wait_recovered(self, timeout: float | None = None) -> bool:
+        """Wait until what earlier processes spooled is delivered (True) or the wait timed out.
+
+        The recovery thread retries while the service is unreachable, until ``shutdown``.
+        """
+        thread = self._recovery
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     # -- control --------------------------------------------------------------------------
 
@@ -338,12 +452,17 @@ class TelemetrySink:
             return False
 
     def shutdown(self, timeout: float = 10.0) -> bool:
-        """Deliver what is queued within ``timeout``, then stop; later sends are dropped.
+        """Deliver what is queued within ``timeout``, spool the rest, then stop.
+
+        When the service is unreachable, spooling starts at once instead of waiting out the
+        timeout. Spooling takes at most ``config.spool_timeout`` more; what is left then is
+        dropped and counted. Later sends go to the spool (or are dropped).
 
         Returns:
             True when everything was delivered in time.
         """
         try:
+            self._recovery_stop.set()
             with self._cond:
                 self._stopping = True
                 self._deadline = self._clock() + timeout
@@ -352,20 +471,35 @@ class TelemetrySink:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout + 1.0)
             with self._cond:
-                lost = list(self._queue)
+                self._abandoned = True
+                left = list(self._queue)
                 self._queue.clear()
-                for item in lost:
-                    self._count_drop(item)
                 self._stats.queued_items = 0
                 self._stats.queued_bytes = 0
-                return not lost
+                self._stats.queued_events = 0
+            spool_deadline = self._clock() + self._config.spool_timeout
+            for item in left:
+                if self._clock() < spool_deadline:
+                    self._spill(item)
+                else:
+                    with self._cond:
+                        self._count_drop(item)
+            if self._writer is not None:
+                self._writer.close()
+            recovery = self._recovery
+            if recovery is not None and recovery is not threading.current_thread():
+                recovery.join(max(0.0, min(1.0, self._deadline - self._clock())))
+            return not left
         except Exception as exc:  # noqa: BLE001
             self._log.warn(f"telemetry sink shutdown failed: {exc!r}")
             return False
 
     def _after_fork_in_child(self) -> None:
         # The parent's queued items are the parent's to send; the child starts empty with new
-        # locks (the parent's may have been held by another thread at fork time).
+        # locks (the parent's may have been held by another thread at fork time), and a spool
+        # directory of its own when it needs one.
+        if self._writer is not None:
+            self._writer.after_fork_in_child()
         self._reset_state()
 
     # -- worker ---------------------------------------------------------------------------
@@ -388,13 +522,21 @@ class TelemetrySink:
                 retry_after = self._send(transport, item)
                 with self._cond:
                     self._in_flight = False
+                    if self._abandoned:  # shutdown gave up on us and spooled the queue
+                        return
                     if retry_after is None:
                         self._queue.popleft()
                         self._stats.queued_items -= 1
                         self._stats.queued_bytes -= len(item.body)
+                        self._stats.queued_events -= item.events
                         backoff = self._config.initial_backoff
                         self._cond.notify_all()
                         continue
+                    if self._stopping:
+                        # Shutting down and the service fails: spool now rather than wait out
+                        # the deadline (the app is exiting).
+                        self._cond.notify_all()
+                        return
                     self._stats.retries += 1
                     delay = min(max(backoff, retry_after), MAX_RETRY_AFTER_SECONDS)
                     backoff = min(backoff * 2, self._config.max_backoff)
@@ -420,20 +562,24 @@ class TelemetrySink:
         status = response.status
         if 200 <= status < 300:
             with self._cond:
+                if self._abandoned:
+                    return None
                 if item.kind == "process":
                     self._stats.sent_processes += 1
                 elif item.kind == "stream":
                     self._stats.sent_streams += 1
                 else:
                     self._stats.sent_blocks += 1
+                    self._stats.sent_events += item.events
             return None
         if status == 429 or status >= 500:
             self._log.warn(f"telemetry sink got HTTP {status} from {self._config.url}; retrying")
             return response.retry_after or 0.0
         self._log.warn(f"telemetry sink: {item.kind} rejected with HTTP {status}; dropped")
         with self._cond:
-            self._stats.rejected_items += 1
-            self._count_drop(item)
+            if not self._abandoned:
+                self._stats.rejected_items += 1
+                self._count_drop(item)
         return None
 
 
@@ -458,8 +604,9 @@ class InMemoryBlockSink:
         self.blocks.append(block)
         return True
 
-    def send_encoded(self, kind: str, body: bytes) -> bool:
+    def send_encoded(self, kind: str, body: bytes, nb_objects: int = 0) -> bool:
         """Decode and keep an encoded ``process``, ``stream`` or ``block`` body."""
+        del nb_objects
         if kind == "process":
             self.register_process(process_info_from_cbor(body))
         elif kind == "stream":

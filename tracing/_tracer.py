@@ -12,6 +12,7 @@ sink. After ``os.fork`` the C core gives the child a new process id (the parent'
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import platform
 import socket
@@ -127,15 +128,30 @@ class TracerConfig:
 class TracerStats:
     """Counters of the native tracer and its delivery (a snapshot).
 
+    Every event ends in exactly one place, so at any quiet moment, and always after
+    ``shutdown``::
+
+        events_emitted + events_internal
+            == events_delivered + events_dropped + events_spooled + events_pending
+
+    (``events_pending`` is 0 after a ``shutdown`` that finished in time). Counters are read one
+    after the other, so while events flow a snapshot may be off by what moved meanwhile.
+
     Attributes:
         events_recorded: events read from thread buffers by the native sink.
-        events_dropped: events lost: full thread buffers, untraced threads, and the events of
-            blocks dropped by the native queue or refused by the telemetry sink.
+        events_dropped: events lost: full thread buffers (``events_lost``), blocks the native
+            queue refused, and blocks the telemetry sink could neither deliver nor spool.
         blocks_produced: blocks sealed by the native sink.
-        blocks_sent: blocks the telemetry sink delivered (when it reports it).
-        blocks_dropped: blocks lost before reaching the telemetry sink's network queue.
+        blocks_sent: blocks delivered (acknowledged by the service, or accepted by a custom sink).
+        blocks_dropped: blocks lost (native queue full, or neither delivered nor spooled).
         threads_attached: thread streams created.
         queued_items: ingestion bodies waiting for the uploader.
+        events_lost: events lost in full thread buffers (reported in the data as drop records).
+        events_internal: events the tracer added itself (those drop records: a log and a metric).
+        events_delivered: events of delivered blocks.
+        events_spooled: events of blocks written to the spool (delivered by a later process).
+        events_pending: events not settled yet: in thread buffers' open blocks, queued, in flight.
+        blocks_spooled: blocks written to the spool.
     """
 
     events_recorded: int
@@ -145,11 +161,17 @@ class TracerStats:
     blocks_dropped: int
     threads_attached: int
     queued_items: int
+    events_lost: int = 0
+    events_internal: int = 0
+    events_delivered: int = 0
+    events_spooled: int = 0
+    events_pending: int = 0
+    blocks_spooled: int = 0
 
     @property
     def events_emitted(self) -> int:
-        """Recorded + dropped: every event the application emitted up to the last sink pass."""
-        return self.events_recorded + self.events_dropped
+        """Every event the application emitted up to the last sink pass (recorded + lost)."""
+        return self.events_recorded + self.events_lost
 
 
 class _Uploader:
@@ -157,8 +179,13 @@ class _Uploader:
 
     def __init__(self, sink: EncodedSink) -> None:
         self.sink = sink
+        # A TelemetrySink counts events per outcome (sent, spooled, dropped) when told them.
+        self.counts_events = isinstance(sink, TelemetrySink)
         self.cond = threading.Condition()
         self.forwarded = 0  # items popped from the native queue and handed to the sink
+        self.handled_events = 0  # events of blocks handed to the sink (send_encoded returned)
+        self.accepted_blocks = 0
+        self.accepted_events = 0
         self.dropped_blocks = 0
         self.dropped_events = 0
         self.thread = threading.Thread(target=self._run, name="sirius-tracing-uploader", daemon=True)
@@ -175,13 +202,21 @@ class _Uploader:
                 continue
             kind, nb_objects, body = item
             try:
-                accepted = self.sink.send_encoded(kind, body)
+                if self.counts_events:
+                    accepted = self.sink.send_encoded(kind, body, nb_objects)  # type: ignore[call-arg]
+                else:
+                    accepted = self.sink.send_encoded(kind, body)
             except Exception:  # noqa: BLE001 - a broken sink must not kill delivery
                 accepted = False
             with self.cond:
-                if not accepted and kind == "block":
-                    self.dropped_blocks += 1
-                    self.dropped_events += nb_objects
+                if kind == "block":
+                    self.handled_events += nb_objects
+                    if accepted:
+                        self.accepted_blocks += 1
+                        self.accepted_events += nb_objects
+                    else:
+                        self.dropped_blocks += 1
+                        self.dropped_events += nb_objects
                 self.forwarded += 1
                 self.cond.notify_all()
 
@@ -243,6 +278,8 @@ def init(
     clock: str | None = None,
     sink: EncodedSink | None = None,
     exe: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    spool_max_bytes: int | None = None,
 ) -> uuid.UUID:
     """Start the native tracer and its delivery.
 
@@ -259,6 +296,11 @@ def init(
         clock: ``auto`` (TSC when invariant), ``tsc`` or ``monotonic``.
         sink: deliver to this object instead of an HTTP ``TelemetrySink`` built from url/api_key.
         exe: executable recorded in the process info (default the main script).
+        spool_dir: where blocks that cannot be delivered (service unreachable at shutdown, queue
+            full) are kept for the next process using the same spool, or ``sirius spool flush``
+            (default ``SIRIUS_SPOOL_DIR``, then ``$XDG_CACHE_HOME/sirius/spool`` or
+            ``~/.cache/sirius/spool``; ``"off"`` disables it). Ignored when ``sink`` is given.
+        spool_max_bytes: cap of the spool in bytes (default ``SIRIUS_SPOOL_MAX_BYTES``, then 256 MiB).
 
     Returns:
         The process id (shared with the OTel bridge: ``process_info()``).
@@ -283,7 +325,9 @@ def init(
             raise TracingError(msg)
         owns = sink is None
         if sink is None:
-            sink = TelemetrySink(SinkConfig.resolve(url=url, api_key=api_key))
+            sink = TelemetrySink(
+                SinkConfig.resolve(url=url, api_key=api_key, spool_dir=spool_dir, spool_max_bytes=spool_max_bytes)
+            )
         fast = _binding.fast_module()
         fast.set_thread_name_hook(_thread_name)
         _binding.tracer_init(
@@ -372,28 +416,39 @@ def shutdown(timeout: float = 10.0) -> bool:
 
 
 def stats() -> TracerStats:
-    """Counters of the tracer and its delivery."""
+    """Counters of the tracer and its delivery (see ``TracerStats`` for the identity they keep)."""
     native = _binding.tracer_stats()
     uploader = _state.uploader or _state.last_uploader
-    sink_dropped_blocks = uploader.dropped_blocks if uploader else 0
-    sink_dropped_events = uploader.dropped_events if uploader else 0
-    sent = 0
-    sink_stats = getattr(_state.sink, "stats", None)
-    if callable(sink_stats):
-        try:
-            sent = int(getattr(sink_stats(), "sent_blocks", 0))
-        except Exception:  # noqa: BLE001
-            sent = 0
-    elif _state.sink is not None and hasattr(_state.sink, "blocks"):
-        sent = len(_state.sink.blocks)  # type: ignore[attr-defined]  # InMemoryBlockSink
+    with uploader.cond if uploader else contextlib.nullcontext():
+        handled = uploader.handled_events if uploader else 0
+        delivered_blocks = uploader.accepted_blocks if uploader else 0
+        delivered = uploader.accepted_events if uploader else 0
+        lost_blocks = uploader.dropped_blocks if uploader else 0
+        lost = uploader.dropped_events if uploader else 0
+    spooled = spooled_blocks = in_sink = 0
+    sink = uploader.sink if uploader else None
+    if isinstance(sink, TelemetrySink) and uploader is not None and uploader.counts_events:
+        # The sink saw every block the uploader accepted: it knows how each one ended.
+        s = sink.stats()
+        delivered_blocks, delivered = s.sent_blocks, s.sent_events
+        lost_blocks, lost = s.dropped_blocks, s.dropped_events
+        spooled_blocks, spooled, in_sink = s.spooled_blocks, s.spooled_events, s.queued_events
+    in_native = native["events_recorded"] + native["events_internal"] - native["events_queue_dropped"]
+    in_native -= native["events_popped"]  # open blocks + native queue
     return TracerStats(
         events_recorded=native["events_recorded"],
-        events_dropped=native["events_dropped"] + sink_dropped_events,
+        events_dropped=native["events_dropped"] + lost,
         blocks_produced=native["blocks_produced"],
-        blocks_sent=sent,
-        blocks_dropped=native["blocks_dropped"] + sink_dropped_blocks,
+        blocks_sent=delivered_blocks,
+        blocks_dropped=native["blocks_dropped"] + lost_blocks,
         threads_attached=native["threads_attached"],
         queued_items=native["queued_items"],
+        events_lost=native["events_lost"],
+        events_internal=native["events_internal"],
+        events_delivered=delivered,
+        events_spooled=spooled,
+        events_pending=in_native + (native["events_popped"] - handled) + in_sink,
+        blocks_spooled=spooled_blocks,
     )
 
 
