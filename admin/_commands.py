@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
@@ -46,17 +48,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _wait_for_stop_signal() -> None:
-    """Return on SIGINT or SIGTERM (Ctrl-C, ``kill``, container stop)."""
+# Ctrl-C, ``kill`` / container stop, and a closed terminal (SIGHUP, whose default action would
+# kill the process without stopping what it started, e.g. the embedded PostgreSQL).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _stop_requested() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT, SIGTERM or SIGHUP while the block runs (handlers removed after)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+async def _wait_for_stop_signal() -> None:
+    """Return on SIGINT, SIGTERM or SIGHUP (Ctrl-C, ``kill``, container stop, closed terminal)."""
+    with _stop_requested() as stop:
+        await stop.wait()
 
 
 async def _up(args: argparse.Namespace) -> int:
@@ -69,22 +83,29 @@ async def _up(args: argparse.Namespace) -> int:
         flight_port=args.flight_port,
         gateway_port=args.gateway_port,
         disable_auth=args.disable_auth,
+        durable=not args.fast_unsafe,
     )
+    if args.fast_unsafe:
+        print("sirius up: --fast-unsafe: durability is off (no fsync); a machine crash can lose data", file=sys.stderr)
     stack = Stack(options)
-    endpoints = await stack.start()
-    try:
-        for endpoint in endpoints:
-            print(f"{endpoint.name:<12} {endpoint.url}", flush=True)
-        if args.smoke:
-            from ._smoke import run_smoke
+    # Signals are caught from here on: one arriving while the stack starts (the database is
+    # being started in a worker thread) stops it once started instead of orphaning it.
+    with _stop_requested() as stop:
+        endpoints = await stack.start()
+        try:
+            for endpoint in endpoints:
+                print(f"{endpoint.name:<12} {endpoint.url}", flush=True)
+            if args.smoke:
+                from ._smoke import run_smoke
 
-            return await run_smoke(stack)
-        print("sirius is up; Ctrl-C to stop", flush=True)
-        await _wait_for_stop_signal()
-        return 0
-    finally:
-        await stack.stop()
-        print("sirius stopped", flush=True)
+                return await run_smoke(stack)
+            print("sirius is up; Ctrl-C to stop", flush=True)
+            await stop.wait()
+            return 0
+        finally:
+            await stack.stop()
+            with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                print("sirius stopped", flush=True)
 
 
 async def _migrate(args: argparse.Namespace) -> int:

@@ -4,6 +4,13 @@ One asyncio loop runs every service of the process. ``Stack.start`` brings them 
 dependency order and ``Stack.stop`` takes them down in reverse: listeners close first and
 in-flight requests finish, then the pool closes, then the embedded PostgreSQL stops with a fast
 shutdown, so what was acknowledged is on disk and the store is consistent.
+
+Before anything starts, the stack takes the data directory's lock (``_data_dir_lock``): a second
+``sirius up`` (or ``sirius demo``) on a directory in use is refused with the PID that holds it.
+Holding the lock also proves that what a previous run left in the directory is orphaned: a
+PostgreSQL server still running there (``kill -9`` of ``sirius up``) is stopped cleanly and
+restarted, and the local store's temporary files older than this start are removed. Fixed ports
+are checked next, so a taken port is reported before the database starts.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..collector import ApiKeys, HttpServer, IngestionService, OtlpService, check_bind_is_safe
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
@@ -20,6 +30,7 @@ from ..lakehouse import (
     DaemonConfig,
     Lakehouse,
     LakehouseConfig,
+    LocalObjectStore,
     MaintenanceDaemon,
     ObjectStore,
     create_pool,
@@ -28,9 +39,13 @@ from ..lakehouse import (
 )
 from ..lakehouse import _environment_variables as lake_env
 from ..lakehouse._datalake import DataLake
-from ._embedded_postgres import EmbeddedPostgres
+from ._data_dir_lock import DataDirLock
+from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
+from ._exceptions import DataDirInUseError, PortInUseError
+from ._ports import PortClaim, check_ports_free, port_in_use
 
 _LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,8 @@ class StackOptions:
         sql_connection_string: external PostgreSQL; None = embedded (or the env var).
         object_store_uri: external store; None = ``file://{data_dir}/objects`` (or the env var).
         daemon: run the maintenance daemon (live ETL and retention) in this process.
+        durable: the embedded PostgreSQL runs with fsync and synchronous commits (False:
+            ``--fast-unsafe``, faster, but a machine crash can lose acknowledged data).
     """
 
     data_dir: Path
@@ -62,6 +79,17 @@ class StackOptions:
     sql_connection_string: str | None = None
     object_store_uri: str | None = None
     daemon: bool = True
+    durable: bool = True
+
+    def port_claims(self) -> list[PortClaim]:
+        """Each service's port with the ``sirius up`` flag that changes it."""
+        return [
+            PortClaim("ingestion", self.ingestion_port, "--ingestion-port"),
+            PortClaim("otlp-grpc", self.otlp_grpc_port, "--otlp-grpc-port"),
+            PortClaim("otlp-http", self.otlp_http_port, "--otlp-http-port"),
+            PortClaim("flightsql", self.flight_port, "--flight-port"),
+            PortClaim("gateway", self.gateway_port, "--gateway-port"),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,7 @@ class Endpoint:
 
 @dataclass(slots=True)
 class _Resources:
+    lock: DataDirLock | None = None
     embedded: EmbeddedPostgres | None = None
     pool: object | None = None
     store: object | None = None
@@ -108,34 +137,20 @@ class Stack:
         opts = self.options
         keys = ApiKeys.from_env()
         check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
-        dsn = opts.sql_connection_string or os.environ.get(lake_env.MICROMEGAS_SQL_CONNECTION_STRING)
-        if not dsn:
-            embedded = EmbeddedPostgres(opts.data_dir / "postgres")
-            self._res.embedded = embedded
-            dsn = await asyncio.to_thread(embedded.start)
-        uri = opts.object_store_uri or os.environ.get(lake_env.MICROMEGAS_OBJECT_STORE_URI)
-        if not uri:
-            objects = (opts.data_dir / "objects").resolve()
-            objects.mkdir(parents=True, exist_ok=True)
-            uri = objects.as_uri()
-        self.config = LakehouseConfig.resolve(dsn, uri)
-        pool = await create_pool(dsn)
-        self._res.pool = pool
-        await migrate(pool)
-        store = open_object_store(uri)
-        self._res.store = store
+        claims = {claim.service: claim for claim in opts.port_claims()}
+        store, pool = await self._open_storage(list(claims.values()))
         self.lake = DataLake(pool)
         self.lakehouse = Lakehouse(pool, store)
         ingestion = IngestionService(self.lake, store, keys)
         server = HttpServer(ingestion.make_app(), opts.host, opts.ingestion_port)
-        port = await server.start()
+        port = await self._bind([claims["ingestion"]], server.start)
         self._res.servers.append(server)
         self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
 
         otlp = OtlpService(
             self.lake, store, keys, host=opts.host, grpc_port=opts.otlp_grpc_port, http_port=opts.otlp_http_port
         )
-        otlp_ports = await otlp.start()
+        otlp_ports = await self._bind([claims["otlp-grpc"], claims["otlp-http"]], otlp.start)
         self._res.otlp = otlp
         self.endpoints.append(Endpoint("otlp-grpc", f"http://{_url_host(opts.host)}:{otlp_ports.grpc}"))
         self.endpoints.append(Endpoint("otlp-http", f"http://{_url_host(opts.host)}:{otlp_ports.http}"))
@@ -146,7 +161,7 @@ class Stack:
             FlightSqlConfig(host=opts.host, port=opts.flight_port),
             loop=asyncio.get_running_loop(),
         )
-        flight_port = await flight.start()
+        flight_port = await self._bind([claims["flightsql"]], flight.start)
         self._res.flight = flight
         flight_uri = f"grpc://{_url_host(opts.host)}:{flight_port}"
         self.endpoints.append(Endpoint("flightsql", flight_uri))
@@ -154,7 +169,7 @@ class Stack:
         gateway = GatewayService(flight_uri, keys)
         self._res.gateway = gateway
         gateway_server = HttpServer(gateway.make_app(), opts.host, opts.gateway_port)
-        gateway_port = await gateway_server.start()
+        gateway_port = await self._bind([claims["gateway"]], gateway_server.start)
         self._res.servers.append(gateway_server)
         self.endpoints.append(Endpoint("gateway", f"http://{_url_host(opts.host)}:{gateway_port}/gateway"))
         if opts.daemon:
@@ -165,6 +180,59 @@ class Stack:
             daemon = MaintenanceDaemon(self.lakehouse, daemon_config)
             await daemon.start()
             self._res.daemon = daemon
+
+    async def _open_storage(self, claims: list[PortClaim]) -> tuple[ObjectStore, Any]:
+        """Lock the data directory if used, check ports, start PostgreSQL, migrate, open the store."""
+        opts = self.options
+        started_at = time.time()  # temporary files older than this start are orphans
+        dsn = opts.sql_connection_string or os.environ.get(lake_env.MICROMEGAS_SQL_CONNECTION_STRING)
+        uri = opts.object_store_uri or os.environ.get(lake_env.MICROMEGAS_OBJECT_STORE_URI)
+        if not dsn or not uri:
+            self._lock_data_dir()
+        check_ports_free(opts.host, claims)
+        if not dsn:
+            # Holding the lock, a server still running on the cluster is an orphan of a dead run.
+            embedded = EmbeddedPostgres(opts.data_dir / "postgres", durable=opts.durable, stop_orphan=True)
+            self._res.embedded = embedded
+            dsn = await asyncio.to_thread(embedded.start)
+        local_store: Path | None = None
+        if not uri:
+            local_store = (opts.data_dir / "objects").resolve()
+            local_store.mkdir(parents=True, exist_ok=True)
+            uri = local_store.as_uri()
+        self.config = LakehouseConfig.resolve(dsn, uri)
+        pool = await create_pool(dsn)
+        self._res.pool = pool
+        await migrate(pool)
+        store = open_object_store(uri)
+        self._res.store = store
+        if local_store is not None and isinstance(store, LocalObjectStore):
+            # Under our lock no other sirius process writes there: older temp files are orphans.
+            removed = await store.remove_stale_temp_files(started_at)
+            if removed:
+                _LOG.info("removed %d temporary files an interrupted run left in %s", removed, local_store)
+        return store, pool
+
+    def _lock_data_dir(self) -> None:
+        lock = DataDirLock(self.options.data_dir)
+        try:
+            lock.acquire()
+        except DataDirInUseError as exc:
+            info = live_embedded_postmaster(lock.data_dir / "postgres")
+            postmaster = f", its PostgreSQL is PID {info.pid}" if info is not None else ""
+            msg = f"{exc}{postmaster}; stop it first or pick another --data-dir"
+            raise DataDirInUseError(msg, exc.pid) from None
+        self._res.lock = lock
+
+    async def _bind(self, claims: list[PortClaim], start: Callable[[], Awaitable[_T]]) -> _T:
+        """Start a service; a failure because its port was taken meanwhile is a PortInUseError."""
+        try:
+            return await start()
+        except Exception as exc:
+            for claim in claims:
+                if port_in_use(self.options.host, claim.port):
+                    raise PortInUseError(claim.service, claim.port, claim.flag) from exc
+            raise
 
     @property
     def store(self) -> ObjectStore:
@@ -202,6 +270,8 @@ class Stack:
                 pool.terminate()  # type: ignore[attr-defined]
         if res.embedded is not None:
             await asyncio.to_thread(res.embedded.stop)
+        if res.lock is not None:
+            res.lock.release()
 
 
 def _url_host(host: str) -> str:

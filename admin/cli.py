@@ -38,14 +38,25 @@ def _add_auth_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sirius")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every ``sirius`` subcommand (also used by tests and compose checks)."""
     parser = argparse.ArgumentParser(prog="sirius", description="Sirius observability lakehouse")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"sirius {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_all_in_one(sub)
     _add_services(sub)
     _add_query(sub)
+    _add_spool(sub)
     return parser
 
 
@@ -58,6 +69,11 @@ def _add_all_in_one(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--otlp-http-port", type=int, default=DEFAULT_OTLP_HTTP_PORT, help="OTLP/HTTP; 0 = pick")
     up.add_argument("--flight-port", type=int, default=DEFAULT_FLIGHT_PORT, help="FlightSQL; 0 = pick a free port")
     up.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT, help="HTTP gateway; 0 = pick")
+    up.add_argument(
+        "--fast-unsafe",
+        action="store_true",
+        help="embedded PostgreSQL without fsync: faster, but a machine crash can lose acknowledged data",
+    )
     up.add_argument(
         "--smoke",
         action="store_true",
@@ -115,6 +131,12 @@ def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+
+
+def _add_spool(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._spool_command import add_spool_parser
+
+    add_spool_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -412,6 +412,38 @@ class LocalObjectStore:
             raise ObjectStoreError(msg) from exc
         return sum(sizes.values())
 
+    async def remove_stale_temp_files(self, older_than: float) -> int:
+        """Delete the temporary files of writes that never finished; return how many.
+
+        A process killed between creating a write's temporary file and removing it (``kill -9``
+        of the ingestion service) leaves the file behind; no object is lost with it, since the
+        write was never acknowledged. Only files last modified before ``older_than`` (a
+        ``time.time()`` value, typically when the caller started) are removed: the caller must
+        know that no other process writes to this root, so none of them is in flight.
+        """
+
+        def remove() -> int:
+            removed = 0
+            for directory, _, files in os.walk(self._root):
+                for name in files:
+                    if not name.startswith(_TMP_PREFIX):
+                        continue
+                    path = Path(directory, name)
+                    try:
+                        if path.stat(follow_symlinks=False).st_mtime >= older_than:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                    self._delete_sync(path)
+                    removed += 1
+            return removed
+
+        try:
+            return await asyncio.to_thread(remove)
+        except OSError as exc:
+            msg = f"cannot remove temporary files under {self._root}: {exc}"
+            raise ObjectStoreError(msg) from exc
+
     async def probe(self) -> None:
         """See ``ObjectStore.probe``."""
         await asyncio.to_thread(self._probe_sync)
