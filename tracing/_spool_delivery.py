@@ -44,7 +44,7 @@ class SpoolDeliveryStats:
     rejected_items: int = 0
     corrupt_entries: int = 0
     busy_directories: int = 0
-    remaining_entries: int = 0
+    remaining_entries: int = 0  # entries still in the spool after the (last) pass, held ones included
 
 
 class _UnreachableError(Exception):
@@ -78,9 +78,8 @@ def _entries(session: Path) -> list[str]:
 
 def _deliver_session(session: Path, post: Post, stats: SpoolDeliveryStats, stop: Callable[[], bool]) -> None:
     names = _entries(session)
-    for index, name in enumerate(names):
+    for name in names:
         if stop():
-            stats.remaining_entries += len(names) - index
             return
         path = session / name
         try:
@@ -90,15 +89,12 @@ def _deliver_session(session: Path, post: Post, stats: SpoolDeliveryStats, stop:
             path.unlink(missing_ok=True)
             continue
         except OSError:
-            stats.remaining_entries += len(names) - index
             return
         try:
             status = post(_PATHS[entry.kind], entry.body)
         except (OSError, http.client.HTTPException) as exc:
-            stats.remaining_entries += len(names) - index
             raise _UnreachableError(str(exc)) from exc
         if status == 429 or status >= 500:
-            stats.remaining_entries += len(names) - index
             msg = f"HTTP {status}"
             raise _UnreachableError(msg)
         if 200 <= status < 300:
@@ -137,8 +133,9 @@ def deliver_spool(
         sessions = sorted(p for p in config.directory.iterdir() if p.is_dir() and p != skip)
     except OSError:
         return stats, False
+    unreachable = False
     for session in sessions:
-        if stop():
+        if stop() or unreachable:
             break
         fd = _claim(session)
         if fd < 0:
@@ -147,10 +144,18 @@ def deliver_spool(
         try:
             _deliver_session(session, post, stats, stop)
         except _UnreachableError:
-            return stats, True
+            unreachable = True
         finally:
             os.close(fd)
-    return stats, False
+    stats.remaining_entries = sum(_count_entries(session) for session in sessions)
+    return stats, unreachable
+
+
+def _count_entries(session: Path) -> int:
+    try:
+        return sum(1 for name in os.listdir(session) if name.endswith(ENTRY_SUFFIX))
+    except OSError:
+        return 0
 
 
 def merge(total: SpoolDeliveryStats, part: SpoolDeliveryStats) -> None:
