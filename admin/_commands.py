@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         return run_query(
             args.sql, uri=args.uri, begin=args.begin, end=args.end, output_format=args.format, api_key=args.api_key
         )
+    if args.command == "spool":
+        from ._spool_command import run_spool
+
+        return run_spool(args)
     handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon, "flight": _flight}
     handlers["gateway"] = _gateway
     handlers["otlp"] = _otlp
