@@ -25,6 +25,7 @@ from ..lakehouse import (
 from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._stack import Stack, StackOptions
+from ._up_banner import client_exports, service_lines
 
 _LOG = logging.getLogger("sirius")
 
@@ -97,12 +98,13 @@ async def _up(args: argparse.Namespace) -> int:
     with _stop_requested() as stop:
         endpoints = await stack.start()
         try:
-            for endpoint in endpoints:
-                print(f"{endpoint.name:<12} {endpoint.url}", flush=True)
+            for line in service_lines(endpoints):
+                print(line, flush=True)
             if args.smoke:
                 from ._smoke import run_smoke
 
                 return await run_smoke(stack)
+            print("\npoint producers and clients at it:", *client_exports(endpoints), sep="\n  ", flush=True)
             print("sirius is up; Ctrl-C to stop", flush=True)
             await stop.wait()
             return 0

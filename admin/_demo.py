@@ -6,21 +6,29 @@ separate process (OTel SDK over OTLP/gRPC and the native tracer over the ingesti
 makes its data queryable with one maintenance pass, then asks the FlightSQL server — the path
 the ``micromegas`` client and Grafana take — a few questions and prints the answers, and the
 commands to keep exploring. Everything stops at the end; the data stays in the data directory.
+
+Each run tags its processes with a fresh run id (``_demo_app.RUN_PROPERTY``) and every question
+is asked about those processes only, so a second demo in the same directory reports its own
+run, not the sum of both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from ..flight import format_table, query_table
+from ..flight import DEFAULT_FLIGHT_PORT, format_table, query_table
 from ..lakehouse import MaintenanceDaemon, PassKind
 from ..tracing import format_rfc3339_ns
+from ._demo_app import RUN_PROPERTY
 from ._stack import Stack, StackOptions
 
 NS = 1_000_000_000
@@ -34,46 +42,81 @@ class DemoQuery:
     sql: str
 
 
-def demo_queries() -> list[DemoQuery]:
-    """The demo's questions, in the order they are printed."""
+_RUN_ID = re.compile(r"[0-9a-f]*")
+
+
+def this_run(column: str, run_id: str) -> str:
+    """SQL condition: the process properties in ``column`` are those of the demo run ``run_id``.
+
+    Native processes carry the run id as a property, OTLP ones as a resource attribute (stored
+    as an ``otel.resource.`` property).
+
+    Raises:
+        ValueError: ``run_id`` is not lowercase hex (it is pasted into SQL).
+    """
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"a demo run id is lowercase hex, not {run_id!r}")
+    return (
+        f"(property_get({column}, '{RUN_PROPERTY}') = '{run_id}' "
+        f"OR property_get({column}, 'otel.resource.{RUN_PROPERTY}') = '{run_id}')"
+    )
+
+
+# The questions, about the processes of one run: $PROCS filters ``processes`` rows, $EVENTS the
+# rows of event views (by their ``process_properties``), $RUN is the run id.
+_QUESTIONS = (
+    (
+        "Processes that reported",
+        "SELECT exe, computer, arrow_cast(start_time, 'Utf8') AS start_time, process_id "
+        "FROM processes WHERE $PROCS ORDER BY exe",
+    ),
+    (
+        "Slowest OTel spans",
+        "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS duration_ms, "
+        "encode(trace_id, 'hex') AS trace_id FROM otel_spans WHERE $EVENTS ORDER BY duration DESC LIMIT 5",
+    ),
+    (
+        "Error logs (OTel and native)",
+        "SELECT arrow_cast(time, 'Utf8') AS time, target, msg FROM log_entries "
+        "WHERE level <= 2 AND $EVENTS ORDER BY time LIMIT 8",
+    ),
+    (
+        "p99 of http.server.duration by route (ms)",
+        "SELECT property_get(properties, 'http.route') AS route, count AS requests, "
+        "round(histogram_quantile(bounds, counts, 0.99), 1) AS p99_ms "
+        "FROM histograms WHERE name = 'http.server.duration' AND $EVENTS ORDER BY route",
+    ),
+    (
+        "One whole trace across services (the slowest failed checkout)",
+        "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS ms, status "
+        "FROM otel_spans WHERE $EVENTS AND trace_id = ("
+        "SELECT trace_id FROM otel_spans WHERE name = 'POST /checkout' AND status = 'ERROR' "
+        "AND $EVENTS ORDER BY duration DESC LIMIT 1"
+        ") ORDER BY start_time",
+    ),
+    (
+        "Native thread spans of the frontend (C tracer, real work)",
+        "SELECT name, count(*) AS calls, round(avg(arrow_cast(duration, 'Float64')) / 1e6, 3) AS avg_ms, "
+        "round(max(arrow_cast(duration, 'Float64')) / 1e6, 3) AS max_ms FROM process_spans("
+        "(SELECT arrow_cast(process_id, 'Utf8') FROM processes "
+        "WHERE property_get(properties, '$PROPERTY') = '$RUN' LIMIT 1), 'thread') "
+        "GROUP BY name ORDER BY max_ms DESC",
+    ),
+)
+
+
+def demo_queries(run_id: str = "") -> list[DemoQuery]:
+    """The demo's questions about the run ``run_id``, in the order they are printed."""
+    procs, events = this_run("properties", run_id), this_run("process_properties", run_id)
     return [
         DemoQuery(
-            "Processes that reported",
-            "SELECT exe, computer, arrow_cast(start_time, 'Utf8') AS start_time, process_id "
-            "FROM processes ORDER BY exe",
-        ),
-        DemoQuery(
-            "Slowest OTel spans",
-            "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS duration_ms, "
-            "encode(trace_id, 'hex') AS trace_id FROM otel_spans ORDER BY duration DESC LIMIT 5",
-        ),
-        DemoQuery(
-            "Error logs (OTel and native)",
-            "SELECT arrow_cast(time, 'Utf8') AS time, target, msg FROM log_entries "
-            "WHERE level <= 2 ORDER BY time LIMIT 8",
-        ),
-        DemoQuery(
-            "p99 of http.server.duration by route (ms)",
-            "SELECT property_get(properties, 'http.route') AS route, count AS requests, "
-            "round(histogram_quantile(bounds, counts, 0.99), 1) AS p99_ms "
-            "FROM histograms WHERE name = 'http.server.duration' ORDER BY route",
-        ),
-        DemoQuery(
-            "One whole trace across services (the slowest failed checkout)",
-            "SELECT exe AS service, name, round(arrow_cast(duration, 'Float64') / 1e6, 2) AS ms, status "
-            "FROM otel_spans WHERE trace_id = ("
-            "SELECT trace_id FROM otel_spans WHERE name = 'POST /checkout' AND status = 'ERROR' "
-            "ORDER BY duration DESC LIMIT 1"
-            ") ORDER BY start_time",
-        ),
-        DemoQuery(
-            "Native thread spans of the frontend (C tracer, real work)",
-            "SELECT name, count(*) AS calls, round(avg(arrow_cast(duration, 'Float64')) / 1e6, 3) AS avg_ms, "
-            "round(max(arrow_cast(duration, 'Float64')) / 1e6, 3) AS max_ms FROM process_spans("
-            "(SELECT arrow_cast(process_id, 'Utf8') FROM processes "
-            "WHERE property_get(properties, 'demo') = 'sirius' ORDER BY start_time DESC LIMIT 1), 'thread') "
-            "GROUP BY name ORDER BY max_ms DESC",
-        ),
+            title,
+            sql.replace("$PROCS", procs)
+            .replace("$EVENTS", events)
+            .replace("$PROPERTY", RUN_PROPERTY)
+            .replace("$RUN", run_id),
+        )
+        for title, sql in _QUESTIONS
     ]
 
 
@@ -85,6 +128,39 @@ def _run_query(uri: str, query: DemoQuery, begin_ns: int, end_ns: int) -> str:
     except Exception as exc:  # noqa: BLE001 - a demo prints what failed and carries on
         return f"(query failed: {exc})"
     return format_table(table)
+
+
+def _script(name: str) -> str:
+    """How to call a script of this environment from the current directory (``.venv/bin/sirius``)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+_HINT_LOGS_SQL = "SELECT time, target, msg FROM log_entries ORDER BY time DESC LIMIT 20"
+_HINT_PROCESSES_SQL = "SELECT exe, process_id FROM processes"
+
+
+def closing_hint(data_dir: Path) -> str:
+    """What to run next, with commands that work as printed (default ports of ``sirius up``)."""
+    sirius, python = _script("sirius"), _script("python")
+    uri = f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}"
+    client = f'import micromegas; print(micromegas.connect("{uri}").query("{_HINT_PROCESSES_SQL}"))'
+    return "\n".join(
+        [
+            f"\nThe data stays in {data_dir}. To explore it further, start the stack on it:",
+            f"  {sirius} up --data-dir {shlex.quote(str(data_dir))}",
+            "and, in another terminal, query it (FlightSQL on its default port):",
+            f"  {sirius} query {shlex.quote(_HINT_LOGS_SQL)} --begin 2h",
+            f"  {python} -c {shlex.quote(client)}",
+            "(`sirius query` reads MICROMEGAS_ANALYTICS_URI when --uri is not given; micromegas.connect() takes",
+            " the URI as its argument, micromegas.connect_with_profile() reads MICROMEGAS_ANALYTICS_URI.)",
+        ]
+    )
 
 
 async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
@@ -99,6 +175,7 @@ async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
         daemon=False,  # the demo runs its maintenance pass itself, once the sample is in
     )
     stack = Stack(options)
+    run_id = uuid.uuid4().hex[:12]
     endpoints = {e.name: e.url for e in await stack.start()}
     try:
         print("sirius demo: the stack is up on the embedded default")
@@ -118,6 +195,8 @@ async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
             str(requests),
             "--seed",
             str(seed),
+            "--run-id",
+            run_id,
         )
         if await proc.wait() != 0:
             print("sirius demo: the sample service failed", file=sys.stderr)
@@ -130,16 +209,11 @@ async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
         await MaintenanceDaemon(lakehouse).run_pass(PassKind.MINUTE, lakehouse.now_ns() + 120 * NS)
         end_ns = time.time_ns() + 60 * NS
         failures = 0
-        for query in demo_queries():
+        for query in demo_queries(run_id):
             text = await asyncio.to_thread(_run_query, endpoints["flightsql"], query, begin_ns, end_ns)
             failures += text.startswith("(query failed") or text == "no data"
             print(f"\n== {query.title}\n{text}")
-        print(f"\nThe data stays in {data_dir}. To explore it further:\n  sirius up --data-dir {data_dir}")
-        print(
-            '  sirius query "SELECT * FROM log_entries ORDER BY time DESC LIMIT 20" --begin 2h\n'
-            "  python -c \"import micromegas; print(micromegas.connect().query('SELECT * FROM processes'))\"\n"
-            "(the micromegas client reads MICROMEGAS_ANALYTICS_URI, default grpc://localhost:50051)"
-        )
+        print(closing_hint(data_dir))
         return 0 if failures == 0 else 1
     finally:
         await stack.stop()

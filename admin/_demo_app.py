@@ -6,7 +6,10 @@
 * Sirius's native tracer, over the Micromegas ingestion route: thread spans around real work,
   logs and metrics from the same process as the frontend's OTel data.
 
-Run as ``python -m sirius.admin._demo_app --otlp URL --ingestion URL [--requests N] [--seed S]``.
+Run as ``python -m sirius.admin._demo_app --otlp URL --ingestion URL [--requests N] [--seed S]
+[--run-id ID]``. Every process of one run carries the run id (:data:`RUN_PROPERTY`: a native
+process property, an OTel resource attribute), so ``sirius demo`` reports only its own run when
+a data directory holds several.
 Span times are synthetic (laid out from "now" with seeded random latencies) so the demo is
 fast and its results are reproducible; the native spans time real work.
 """
@@ -37,14 +40,21 @@ from .. import tracing
 
 MS = 1_000_000
 ROUTES = ("GET /products", "GET /cart", "POST /checkout")
+RUN_PROPERTY = "sirius.demo.run"
+"""Process property (native) and resource attribute (OTel, ``otel.resource.`` + it as a property)."""
 
 
 class _Service:
     """One OTel-instrumented service: its own resource, tracer, logger and meter providers."""
 
-    def __init__(self, name: str, otlp: str, instance: str) -> None:
+    def __init__(self, name: str, otlp: str, instance: str, run_id: str) -> None:
         resource = Resource.create(
-            {"service.name": name, "service.namespace": "sirius-demo", "service.instance.id": instance}
+            {
+                "service.name": name,
+                "service.namespace": "sirius-demo",
+                "service.instance.id": instance,
+                RUN_PROPERTY: run_id,
+            }
         )
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp, insecure=True)))
@@ -111,16 +121,16 @@ def _request(front: _Service, pay: _Service, rng: random.Random, i: int, start_n
     return int(latency_ms * MS)
 
 
-def run(otlp: str, ingestion: str, requests: int, seed: int) -> None:
+def run(otlp: str, ingestion: str, requests: int, seed: int, run_id: str = "") -> None:
     """Emit the demo's telemetry and flush it all before returning."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
-    process_id = tracing.init(
-        url=ingestion, properties={"service.name": "shop-frontend", "demo": "sirius"}, exe="shop-frontend (native)"
-    )
+    properties = {"service.name": "shop-frontend", "demo": "sirius", RUN_PROPERTY: run_id}
+    process_id = tracing.init(url=ingestion, properties=properties, exe="shop-frontend (native)")
     # The frontend's OTel resource carries the native tracer's process id as service.instance.id,
-    # so the OTLP-derived process and the native one join on it.
-    front = _Service("shop-frontend", otlp, str(process_id))
-    pay = _Service("shop-payments", otlp, "payments-1")
+    # so the OTLP-derived process and the native one join on it. The payments instance is named
+    # after the run: OTLP process ids derive from the resource, and each run has its own process.
+    front = _Service("shop-frontend", otlp, str(process_id), run_id)
+    pay = _Service("shop-payments", otlp, f"payments-{run_id or 1}", run_id)
     requests_counter = front.meter_provider.get_meter("sirius.demo").create_counter("http.server.requests")
     duration = front.meter_provider.get_meter("sirius.demo").create_histogram(
         "http.server.duration", unit="ms", description="request latency"
@@ -152,8 +162,9 @@ def main() -> None:
     parser.add_argument("--ingestion", required=True, help="Micromegas ingestion URL, e.g. http://127.0.0.1:9000")
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--run-id", default="", help=f"tags every process of this run ({RUN_PROPERTY})")
     args = parser.parse_args()
-    run(args.otlp, args.ingestion, args.requests, args.seed)
+    run(args.otlp, args.ingestion, args.requests, args.seed, args.run_id)
 
 
 if __name__ == "__main__":

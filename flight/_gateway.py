@@ -4,7 +4,9 @@
   → a JSON array of row objects, streamed batch by batch. The range takes what ``sirius query``
   takes (:mod:`._time_arguments`): RFC 3339 times or durations before now (``30m``, ``1h``,
   ``7d``); with only a beginning it ends now;
-* ``GET /gateway/health``: ``200 OK`` (no authentication).
+* ``GET /gateway/health``: ``200 OK`` (no authentication);
+* ``GET /gateway``: a short JSON description of these routes (no authentication), so the URL
+  ``sirius up`` prints answers in a browser.
 
 Like Micromegas's ``http-gateway``, it is a FlightSQL client: the request's ``Authorization``
 header is checked against the same API keys and forwarded, the range goes out as
@@ -43,6 +45,21 @@ __all__ = ["GatewayService", "rows_as_json"]
 _LOG = logging.getLogger(__name__)
 _RETRY_AFTER_SECONDS = "1"
 _MAX_BODY_BYTES = 1024 * 1024
+_INDEX = {
+    "service": "sirius query gateway",
+    "routes": {
+        "POST /gateway/query": {
+            "body": {
+                "sql": "SELECT ...",
+                "time_range_begin": "optional: RFC 3339 or a duration before now (30m, 1h, 7d)",
+                "time_range_end": "optional: RFC 3339 or a duration before now (default now)",
+            },
+            "headers": "Authorization: Bearer <key> when the server has API keys",
+            "returns": "a JSON array of row objects",
+        },
+        "GET /gateway/health": "200 OK",
+    },
+}
 
 
 def _json_value(value: Any) -> Any:
@@ -129,6 +146,8 @@ class GatewayService:
     def make_app(self) -> web.Application:
         """The aiohttp application (serve it with ``sirius.collector.HttpServer``)."""
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_get("/gateway", self._index)
+        app.router.add_get("/gateway/", self._index)
         app.router.add_get("/gateway/health", self._health)
         app.router.add_post("/gateway/query", self._query)
         app.on_cleanup.append(self._on_cleanup)
@@ -152,6 +171,9 @@ class GatewayService:
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.Response(text="OK")
+
+    async def _index(self, _request: web.Request) -> web.Response:
+        return web.json_response(_INDEX)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
         try:
