@@ -7,19 +7,24 @@ Python) sees on the wire.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 from collections.abc import Sequence
 
+import adbc_driver_manager
 import grpc
 import micromegas
 import pytest
 from _support import API_KEY, KEYS_JSON
+from adbc_driver_flightsql import dbapi
 from google.protobuf import any_pb2
 from micromegas.flightsql import FlightSql_pb2
 from pyarrow import flight
 
 from sirius.collector import ApiKeys
 from sirius.flight import InMemorySessionProvider, SessionRequest
+from sirius.lakehouse import MetadataStoreError
 
 DO_GET = "/arrow.flight.protocol.FlightService/DoGet"
 
@@ -61,6 +66,8 @@ def assert_clean(message: str) -> None:
     assert "Traceback" not in message
     assert "Python exception" not in message
     assert "query_id=" in message
+    assert "Internal error" not in message
+    assert "bug in DataFusion" not in message
 
 
 @pytest.mark.parametrize(
@@ -238,3 +245,67 @@ def test_micromegas_client_sees_arrow_invalid(flight_server) -> None:
     client = micromegas.connect(flight_server.uri)
     with pytest.raises(Exception, match=r"table 'datafusion\.public\.nope' not found"):
         client.query("SELECT * FROM nope")
+
+
+# SQL that DataFusion rejects from an analyser rule ("type_coercion caused by …") or with an
+# "Internal error … likely caused by a bug in DataFusion's code" nested in a planning error.
+USER_ERRORS_DATAFUSION_CALLS_INTERNAL = [
+    ("SELECT * FROM log_entries WHERE properties = 1", "Cannot infer common argument type for comparison"),
+    ("SELECT sum(msg) FROM log_entries", "No function matches the given name and argument types 'sum(Utf8)'"),
+    ("SELECT generate_series(1, 'a')", "No function matches the given name and argument types 'generate_series"),
+    ("SELECT grouping(level) FROM log_entries", "Argument log_entries.level to grouping function"),
+    ("SELECT no_such_function(1)", "Invalid function 'no_such_function'"),
+    ("SELECT CAST('x' AS INT)", "Cannot cast string 'x'"),
+    ("SELECT * FROM log_entries LIMIT -1", "LIMIT must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), USER_ERRORS_DATAFUSION_CALLS_INTERNAL)
+def test_user_sql_errors_never_say_internal(flight_server, sql: str, expected: str) -> None:
+    code, message = do_get(flight_server.port, statement_ticket(sql))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, message
+    assert expected in message
+    assert "Internal" not in message
+    assert "caused by" not in message
+    assert_clean(message)
+
+
+def _adbc_fetch(cur, sql: str) -> object:
+    cur.execute(sql)
+    return cur.fetch_arrow_table()
+
+
+def test_user_sql_errors_reach_micromegas_and_adbc_clients_without_internal(flight_server) -> None:
+    client = micromegas.connect(flight_server.uri)
+    with pytest.raises(Exception, match="sum\\(Utf8\\)") as info:
+        client.query("SELECT sum(msg) FROM log_entries")
+    assert "Internal" not in str(info.value)
+    with (
+        dbapi.connect(flight_server.uri, autocommit=True) as conn,
+        conn.cursor() as cur,
+        pytest.raises(adbc_driver_manager.ProgrammingError, match="INVALID_ARGUMENT") as adbc_info,
+    ):
+        _adbc_fetch(cur, "SELECT * FROM log_entries WHERE properties = 1")
+    assert "Cannot infer common argument type" in str(adbc_info.value)
+    assert "Internal" not in str(adbc_info.value)
+
+
+class _BrokenProvider(InMemorySessionProvider):
+    """A provider whose metadata store is down: a real internal failure."""
+
+    async def session(self, request: SessionRequest):
+        msg = "connection to PostgreSQL at 10.0.0.7:5432 refused (secret detail)"
+        raise MetadataStoreError(msg)
+
+
+def test_internal_failures_are_internal_with_a_generic_message(sample, flight_factory, caplog) -> None:
+    running = flight_factory(provider=_BrokenProvider(sample[0]))
+    with caplog.at_level(logging.ERROR, logger="sirius.flight"):
+        code, message = do_get(running.port, statement_ticket("SELECT 1"))
+    assert code == grpc.StatusCode.INTERNAL
+    assert "the server failed to run this query" in message
+    assert "secret detail" not in message
+    query_id = re.search(r"query_id=([0-9a-f-]+)", message).group(1)
+    logged = [r.getMessage() for r in caplog.records if "secret detail" in r.getMessage()]
+    assert len(logged) == 1
+    assert query_id in logged[0]

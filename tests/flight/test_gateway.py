@@ -121,3 +121,12 @@ def test_relative_ranges_as_the_cli_takes_them(gateway_at_end) -> None:
     relative_both = {"sql": sql, "time_range_begin": "1h", "time_range_end": "30m"}
     mixed = {"sql": sql, "time_range_begin": "2024-05-01T11:00:00Z", "time_range_end": "30m"}
     assert _post(gateway_at_end, relative_both)[2] == _post(gateway_at_end, mixed)[2]
+
+
+def test_sql_errors_are_400_without_internal(gateway) -> None:
+    for sql in ("SELECT sum(msg) FROM log_entries", "SELECT * FROM log_entries WHERE properties = 1"):
+        status, _, body = _post(gateway, {"sql": sql})
+        assert status == 400
+        assert "Error during planning" in body["error"]
+        assert "Internal" not in body["error"]
+        assert "caused by" not in body["error"]
