@@ -58,8 +58,9 @@ from sirius.lakehouse.views import (
     OTEL_SPANS_SCHEMA,
     OtelSpansView,
 )
+from sirius.lakehouse.views._otel_histograms import otlp_histograms
 from sirius.lakehouse.views._otel_logs import otlp_log_entries
-from sirius.lakehouse.views._otel_metrics import otlp_histograms, otlp_measures
+from sirius.lakehouse.views._otel_metrics import otlp_measures
 from sirius.lakehouse.views._otel_spans import otlp_spans
 from sirius.otel_bridge import LOGS, METRICS, TRACES, split_request
 from sirius.tracing import payload_to_cbor

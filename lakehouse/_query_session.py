@@ -36,7 +36,7 @@ from ._materialize import jit_update
 from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore
 from ._partition_admin import LakehousePartitionAdmin
 from ._partitions import Partition, partitions_for_query
-from ._sql_functions import new_session_context, register_sql_functions
+from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
 from ._time_range import TimeRange, to_ns
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
@@ -226,7 +226,7 @@ class QuerySession:
             Exception: DataFusion's planning errors, unchanged.
         """
         await self.prepare(sql)
-        return plan_sql(self.ctx, sql)
+        return plan_sql(self.ctx, prepare_sql(sql))
 
 
 def _literal(expr: Any) -> str:

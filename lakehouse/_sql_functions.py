@@ -13,7 +13,8 @@ registered here: the query server expands them (``expand_table_functions``), see
 * histograms: ``make_histogram``, ``sum_histograms`` (aggregates), ``quantile_from_histogram``,
   ``variance_from_histogram``, ``count_from_histogram``, ``sum_from_histogram`` (and the table
   function ``expand_histogram``); ``histogram_quantile(bounds, counts, q)`` over the bucketed
-  OTel histograms of the ``histograms`` view;
+  OTel histograms of the ``histograms`` view, ``merge_histograms(bounds, delta_counts)``
+  (aggregate) and ``histogram_quantile(merged, q)`` over a window (``_sql_histogram_merge``);
 * admin, for admin callers only: ``retire_partition_by_file(path)``,
   ``retire_partition_by_metadata(view_set, instance, begin, end[, schema_hash])``.
 """
@@ -30,6 +31,12 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, u
 from . import _sql_histograms as histograms
 from ._sql_admin import PartitionAdmin
 from ._sql_bucket_histograms import bucket_histogram_udfs
+from ._sql_histogram_merge import (
+    MERGED_HISTOGRAM_QUANTILE,
+    MergeHistogramsAccumulator,
+    merge_histogram_udfs,
+    merge_histograms_udaf_args,
+)
 from ._sql_jsonb import jsonb_udfs
 from ._sql_table_functions import RunAsync, rename_calls_by_arity
 
@@ -43,7 +50,10 @@ __all__ = [
 _TS_NAIVE = pa.timestamp("ns")
 _RETIRE_BY_METADATA_4 = "retire_partition_by_metadata__4"
 
-ARITY_RENAMES: dict[tuple[str, int], str] = {("retire_partition_by_metadata", 4): _RETIRE_BY_METADATA_4}
+ARITY_RENAMES: dict[tuple[str, int], str] = {
+    ("retire_partition_by_metadata", 4): _RETIRE_BY_METADATA_4,
+    ("histogram_quantile", 2): MERGED_HISTOGRAM_QUANTILE,
+}
 """SQL names with several arities: DataFusion-python UDFs have one signature each."""
 
 
@@ -133,8 +143,14 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
     """
     for name, fn, inputs, output in jsonb_udfs():
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
-    for name, fn, inputs, output in histograms.histogram_scalar_udfs() + bucket_histogram_udfs():
+    for name, fn, inputs, output in (
+        histograms.histogram_scalar_udfs() + bucket_histogram_udfs() + merge_histogram_udfs()
+    ):
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
+    merge_inputs, merged, merge_state = merge_histograms_udaf_args()
+    ctx.register_udaf(
+        udaf(MergeHistogramsAccumulator, merge_inputs, merged, merge_state, "immutable", "merge_histograms")
+    )
     hist = histograms.HISTOGRAM_TYPE
     ctx.register_udaf(
         udaf(

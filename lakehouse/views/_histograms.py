@@ -8,6 +8,13 @@ points), and the exponential layout as sent (``scale``, ``zero_count``, ``zero_t
 ``pos_offset``/``pos_counts``, ``neg_offset``/``neg_counts``; NULL for explicit points).
 ``histogram_quantile(bounds, counts, q)`` estimates quantiles from either kind.
 
+Sirius columns after ``process_properties``: ``delta_counts`` (what the point adds to its
+series, in the layout of ``bounds``, whatever the temporality; NULL when unknown; see
+``_otel_histograms``) and ``service_name``. Over a time window::
+
+    SELECT service_name, histogram_quantile(merge_histograms(bounds, delta_counts), 0.99) AS p99
+    FROM histograms WHERE name = 'http.server.duration' GROUP BY service_name
+
 Global (daemon, group 2000) and per process (JIT), from blocks of ``otlp/v1/metrics`` streams
 (only those are read: the source count is their ``nb_objects``).
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 
@@ -25,7 +32,10 @@ from .._otlp_payloads import OTLP_METRICS_FORMAT
 from .._time_range import NS_PER_HOUR
 from .._view_set import DICT_BIN, DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind, TableMaker, schema_hash
 from ._columns import BLOCK_CONTEXT_FIELDS, PROCESS_PROPERTIES_FIELD, SERVICE_NAME_FIELD
-from ._otel_metrics import otlp_histograms
+from ._otel_histograms import otlp_histograms, prepare_histogram_history
+
+if TYPE_CHECKING:
+    from .._lakehouse import Lakehouse
 
 __all__ = ["HISTOGRAMS_SCHEMA", "HistogramsView"]
 
@@ -54,6 +64,7 @@ HISTOGRAMS_SCHEMA = pa.schema(
         pa.field("neg_counts", pa.list_(pa.uint64())),
         pa.field("properties", DICT_BIN, nullable=False),
         PROCESS_PROPERTIES_FIELD,
+        pa.field("delta_counts", pa.list_(pa.uint64())),
         SERVICE_NAME_FIELD,
     ]
 )
@@ -73,6 +84,10 @@ class HistogramsView(BlockViewSet):
     extra_formats: ClassVar[Mapping[str, TableMaker]] = {
         OTLP_METRICS_FORMAT: partial(otlp_histograms, schema=HISTOGRAMS_SCHEMA)
     }
+
+    async def prepare_batch(self, lake: Lakehouse, batch: SourceBatch) -> None:
+        """Decode the OTLP metric blocks and find the earlier points of their cumulative series."""
+        await prepare_histogram_history(lake, batch)
 
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Native (transit) blocks hold no histograms."""

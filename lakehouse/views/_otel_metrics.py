@@ -24,12 +24,9 @@ The previous point of a series' first row in a partition is looked up in up to
 ``HISTORY_BLOCKS`` earlier blocks of its stream (``prepare_history``); when it is not there and
 the series may have started before them, the delta is NULL (unknown) rather than a guess.
 
-``histograms`` rows keep the OTLP buckets as they are (``bounds``/``counts`` for explicit ones;
-``scale``, ``zero_count``, ``zero_threshold``, ``pos_offset``/``pos_counts``,
-``neg_offset``/``neg_counts`` for exponential ones) and also give exponential histograms as
-explicit ``bounds``/``counts`` (bucket ``i`` of scale ``s`` spans ``(2^(i·2^-s), 2^((i+1)·2^-s)]``,
-the zero bucket lies between the negative and positive ranges), so ``histogram_quantile(bounds,
-counts, q)`` reads both kinds.
+``histograms`` rows (``HistogramRows``, when asked for) keep the OTLP buckets as they are and
+also as explicit ``bounds``/``counts``; ``_otel_histograms`` turns them into the view's table,
+with bucket deltas derived the same way as the ``delta`` column here.
 """
 
 from __future__ import annotations
@@ -60,6 +57,7 @@ from .._otlp_payloads import (
 from .._pool import pg_errors
 from .._time_range import to_datetime
 from ._columns import BlockRows, dictionary_strings, timestamps
+from ._otel_histogram_rows import HistogramRows, exponential_as_explicit, optional_field
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
@@ -70,11 +68,12 @@ __all__ = [
     "History",
     "decode_metrics",
     "derive_deltas",
+    "earlier_blocks",
     "exponential_as_explicit",
     "first_points",
-    "otlp_histograms",
     "otlp_measures",
     "prepare_history",
+    "stored_payload",
 ]
 
 HISTORY_BLOCKS = 3
@@ -82,7 +81,6 @@ HISTORY_BLOCKS = 3
 
 _NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE_MASK
 _DELTA, _CUMULATIVE = 1, 2  # AggregationTemporality
-_TEMPORALITY = {0: "unspecified", _DELTA: "delta", _CUMULATIVE: "cumulative"}
 _CONTEXT_KEY = "otlp_metrics"
 
 # delta modes of a measures row
@@ -129,74 +127,6 @@ class _Measures:
 
 
 @dataclass(slots=True)
-class _Histograms:
-    counts: list[int] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    units: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    temporalities: list[str] = field(default_factory=list)
-    totals: list[int] = field(default_factory=list)
-    sums: list[float | None] = field(default_factory=list)
-    mins: list[float | None] = field(default_factory=list)
-    maxes: list[float | None] = field(default_factory=list)
-    bounds: list[list[float]] = field(default_factory=list)
-    bucket_counts: list[list[int]] = field(default_factory=list)
-    scales: list[int | None] = field(default_factory=list)
-    zero_counts: list[int | None] = field(default_factory=list)
-    zero_thresholds: list[float | None] = field(default_factory=list)
-    pos_offsets: list[int | None] = field(default_factory=list)
-    pos_counts: list[list[int] | None] = field(default_factory=list)
-    neg_offsets: list[int | None] = field(default_factory=list)
-    neg_counts: list[list[int] | None] = field(default_factory=list)
-    props: list[int] = field(default_factory=list)
-
-    def append(  # noqa: PLR0917 - one point's parts
-        self,
-        point: Any,
-        exponential: bool,
-        times: tuple[int, int],
-        names: tuple[str, str, str],
-        temporality: int,
-        props: int,
-    ) -> None:
-        self.times.append(times[0])
-        self.starts.append(times[1])
-        self.targets.append(names[0])
-        self.names.append(names[1])
-        self.units.append(names[2])
-        self.temporalities.append(_TEMPORALITY.get(temporality, "unspecified"))
-        self.totals.append(point.count)
-        self.sums.append(_optional(point, "sum"))
-        self.mins.append(_optional(point, "min"))
-        self.maxes.append(_optional(point, "max"))
-        self.props.append(props)
-        if exponential:
-            positive, negative = list(point.positive.bucket_counts), list(point.negative.bucket_counts)
-            pos, neg = (point.positive.offset, positive), (point.negative.offset, negative)
-            bounds, counts = exponential_as_explicit(point.scale, point.zero_count, point.zero_threshold, pos, neg)
-            self.kinds.append("exponential")
-            self.scales.append(point.scale)
-            self.zero_counts.append(point.zero_count)
-            self.zero_thresholds.append(point.zero_threshold)
-            self.pos_offsets.append(point.positive.offset)
-            self.pos_counts.append(positive)
-            self.neg_offsets.append(point.negative.offset)
-            self.neg_counts.append(negative)
-        else:
-            bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
-            self.kinds.append("explicit")
-            for column in (self.scales, self.zero_counts, self.zero_thresholds, self.pos_offsets):
-                column.append(None)
-            for column in (self.pos_counts, self.neg_offsets, self.neg_counts):
-                column.append(None)
-        self.bounds.append(bounds)
-        self.bucket_counts.append(counts)
-
-
-@dataclass(slots=True)
 class DecodedMetrics:
     """Rows of a set of OTLP metric blocks, with the deltas of cumulative series once derived.
 
@@ -211,49 +141,8 @@ class DecodedMetrics:
     block_ids: list[uuid.UUID]
     props: PropertySets
     measures: _Measures
-    histograms: _Histograms | None
+    histograms: HistogramRows | None
     deltas: npt.NDArray[np.float64] | None = None
-
-
-def exponential_as_explicit(
-    scale: int, zero_count: int, zero_threshold: float, pos: tuple[int, Sequence[int]], neg: tuple[int, Sequence[int]]
-) -> tuple[list[float], list[int]]:
-    """Explicit ``(bounds, counts)`` of an exponential histogram (``len(counts) = len(bounds) + 1``).
-
-    Args:
-        scale: the OTLP scale (base ``2^(2^-scale)``).
-        zero_count: values in the zero bucket.
-        zero_threshold: its half-width.
-        pos: ``(offset, bucket counts)`` of the positive range.
-        neg: ``(offset, bucket counts)`` of the negative range (by magnitude).
-
-    >>> exponential_as_explicit(0, 1, 0.0, (1, [2, 3]), (0, []))
-    ([2.0, 4.0, 8.0], [1, 2, 3, 0])
-    >>> exponential_as_explicit(0, 1, 0.0, (0, [4]), (1, [5]))
-    ([-4.0, -2.0, 1.0, 2.0], [0, 5, 1, 4, 0])
-    """
-    factor = 2.0**-scale
-    (pos_offset, pos_counts), (neg_offset, neg_counts) = pos, neg
-    bounds: list[float] = []
-    counts: list[int] = []
-    if neg_counts:
-        exponents = np.arange(neg_offset + len(neg_counts), neg_offset - 1, -1, dtype=np.float64)
-        bounds += (-np.exp2(exponents * factor)).tolist()
-        counts += [0, *reversed(neg_counts), zero_count]
-    else:
-        counts.append(zero_count)
-    if pos_counts:
-        exponents = np.arange(pos_offset, pos_offset + len(pos_counts) + 1, dtype=np.float64)
-        bounds += np.exp2(exponents * factor).tolist()
-        counts += [*pos_counts, 0]
-    else:
-        bounds.append(max(float(zero_threshold), 0.0))
-        counts.append(0)
-    return bounds, counts
-
-
-def _optional(point: Any, name: str) -> float | None:
-    return float(getattr(point, name)) if point.HasField(name) else None
 
 
 class _Decoder:
@@ -263,7 +152,7 @@ class _Decoder:
         self.props = props
         self.want_measures = measures
         self.measures = _Measures()
-        self.histograms = _Histograms() if histograms else None
+        self.histograms = HistogramRows() if histograms else None
 
     def block(self, stream: uuid.UUID, resource: Any) -> None:
         measures_before = len(self.measures.times)
@@ -352,8 +241,8 @@ class _Decoder:
         for point in points:
             props = index(point.attributes, common, common)
             time, start = point.time_unix_nano, point.start_time_unix_nano
-            total, total_sum = point.count, _optional(point, "sum")
-            low, high = _optional(point, "min"), _optional(point, "max")
+            total, total_sum = point.count, optional_field(point, "sum")
+            low, high = optional_field(point, "min"), optional_field(point, "max")
             if self.want_measures:
                 add(stream, time, start, f"{name}_count", unit, target, float(total), props, mode)
                 if total_sum is not None:
@@ -363,7 +252,7 @@ class _Decoder:
                 if high is not None:
                     add(stream, time, start, f"{name}_max", unit, target, high, props, _NO_DELTA)
             if rows is not None:
-                rows.append(point, exponential, (time, start), (target, name, unit), temporality, props)
+                rows.append(point, exponential, (time, start), (target, name, unit), temporality, props, stream)
 
 
 def decode_metrics(
@@ -472,7 +361,8 @@ def _first_delta(key: SeriesKey, time: int, start: int, value: float, history: H
     return math.nan
 
 
-async def _earlier_blocks(lake: Lakehouse, stream_id: uuid.UUID, before_ns: int) -> list[dict[str, Any]]:
+async def earlier_blocks(lake: Lakehouse, stream_id: uuid.UUID, before_ns: int) -> list[dict[str, Any]]:
+    """The ``HISTORY_BLOCKS`` latest blocks of a stream inserted before ``before_ns`` (newest first)."""
     sql = (
         "SELECT block_id, stream_id, process_id, begin_time FROM blocks WHERE stream_id = $1 AND insert_time < $2"
         " ORDER BY insert_time DESC, block_id DESC LIMIT $3"
@@ -485,7 +375,7 @@ async def _earlier_blocks(lake: Lakehouse, stream_id: uuid.UUID, before_ns: int)
 async def prepare_history(lake: Lakehouse, batch: SourceBatch) -> None:
     """Decode the OTLP metric blocks of ``batch`` and derive their deltas, with earlier blocks.
 
-    Stores the result in ``batch.context`` for ``otlp_measures`` / ``otlp_histograms``.
+    Stores the result in ``batch.context`` for ``otlp_measures``.
     """
     picked = [i for i, b in enumerate(batch.blocks) if batch.streams[b.stream_id].format == OTLP_METRICS_FORMAT]
     if not picked:
@@ -498,18 +388,19 @@ async def prepare_history(lake: Lakehouse, batch: SourceBatch) -> None:
     for block in sub.blocks:
         if block.stream_id in streams:
             earliest[block.stream_id] = min(earliest.get(block.stream_id, block.insert_time_ns), block.insert_time_ns)
-    found = await asyncio.gather(*(_earlier_blocks(lake, s, t) for s, t in earliest.items()))
+    found = await asyncio.gather(*(earlier_blocks(lake, s, t) for s, t in earliest.items()))
     complete = frozenset(s for s, rows in zip(earliest, found, strict=True) if len(rows) < HISTORY_BLOCKS)
     horizon = {
         s: min(datetime_to_ns(r["begin_time"]) for r in rows) for s, rows in zip(earliest, found, strict=True) if rows
     }
-    payloads = await asyncio.gather(*(_payload(lake, r) for rows in found for r in rows))
+    payloads = await asyncio.gather(*(stored_payload(lake, r) for rows in found for r in rows))
     history = await asyncio.to_thread(_history_of, batch, found, payloads, decoded.props, first)
     decoded.deltas = derive_deltas(decoded, History(history, complete, horizon))
     batch.context[_CONTEXT_KEY] = decoded
 
 
-async def _payload(lake: Lakehouse, row: dict[str, Any]) -> bytes | None:
+async def stored_payload(lake: Lakehouse, row: dict[str, Any]) -> bytes | None:
+    """The payload of a block row, None when retention deleted it meanwhile."""
     try:
         return await lake.store.get(block_object_key(row["process_id"], row["stream_id"], row["block_id"]))
     except ObjectNotFoundError:  # deleted by retention meanwhile: that history is gone
@@ -566,48 +457,6 @@ def otlp_measures(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
             decoded.props.column(m.props),
             rows.process_properties(),
             pa.array(deltas, pa.float64(), mask=np.isnan(deltas)),
-            rows.service_name(),
-        ],
-        schema=schema,
-    )
-
-
-def _list(values: list[list[float]] | list[list[int]] | list[Any], item: pa.DataType) -> pa.Array:
-    return pa.array(values, pa.list_(item))
-
-
-def otlp_histograms(batch: SourceBatch, schema: pa.Schema) -> pa.Table:
-    """``histograms`` rows of the ``otlp/v1/metrics`` blocks of ``batch``, in ``schema``."""
-    decoded = decode_metrics(batch, measures=False, histograms=True)
-    h = decoded.histograms
-    assert h is not None  # noqa: S101 - asked for above
-    rows = BlockRows(batch, h.counts)
-    starts = unix_ns(h.starts)
-    return pa.table(
-        [
-            *rows.context_columns(),
-            timestamps(unix_ns(h.times)),
-            pa.array(starts, pa.int64(), mask=starts == 0).cast(schema.field("start_time").type),
-            dictionary_strings(pa.array(h.targets, pa.string())),
-            dictionary_strings(pa.array(h.names, pa.string())),
-            dictionary_strings(pa.array(h.units, pa.string())),
-            dictionary_strings(pa.array(h.kinds, pa.string())),
-            dictionary_strings(pa.array(h.temporalities, pa.string())),
-            pa.array(h.totals, pa.uint64()),
-            pa.array(h.sums, pa.float64()),
-            pa.array(h.mins, pa.float64()),
-            pa.array(h.maxes, pa.float64()),
-            _list(h.bounds, pa.float64()),
-            _list(h.bucket_counts, pa.uint64()),
-            pa.array(h.scales, pa.int32()),
-            pa.array(h.zero_counts, pa.uint64()),
-            pa.array(h.zero_thresholds, pa.float64()),
-            pa.array(h.pos_offsets, pa.int32()),
-            _list(h.pos_counts, pa.uint64()),
-            pa.array(h.neg_offsets, pa.int32()),
-            _list(h.neg_counts, pa.uint64()),
-            decoded.props.column(h.props),
-            rows.process_properties(),
             rows.service_name(),
         ],
         schema=schema,

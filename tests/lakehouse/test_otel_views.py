@@ -38,7 +38,7 @@ from sirius.lakehouse._otlp_payloads import OTLP_LOGS_FORMAT, OTLP_METRICS_FORMA
 from sirius.lakehouse._sql_bucket_histograms import histogram_quantile
 from sirius.lakehouse._sql_jsonb import decode_jsonb
 from sirius.lakehouse.views import LogEntriesView, OtelSpansView
-from sirius.lakehouse.views._otel_metrics import exponential_as_explicit
+from sirius.lakehouse.views._otel_histogram_rows import exponential_as_explicit
 from sirius.otel_bridge import LOGS, METRICS, OTLP_FORMATS, TRACES, log_record_is_valid, span_is_valid, split_request
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
@@ -777,9 +777,10 @@ def test_doctests() -> None:
     import doctest
 
     from sirius.lakehouse import _otlp_payloads, _sql_bucket_histograms
-    from sirius.lakehouse.views import _otel_logs, _otel_metrics
+    from sirius.lakehouse import _sql_histogram_merge
+    from sirius.lakehouse.views import _otel_histogram_rows, _otel_logs
 
-    for module in (_otlp_payloads, _sql_bucket_histograms, _otel_logs, _otel_metrics):
+    for module in (_otlp_payloads, _sql_bucket_histograms, _sql_histogram_merge, _otel_logs, _otel_histogram_rows):
         result = doctest.testmod(module)
         assert result.failed == 0
         assert result.attempted > 0
