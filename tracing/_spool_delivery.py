@@ -66,8 +66,12 @@ def _claim(session: Path) -> int:
 
 
 def _entries(session: Path) -> list[str]:
-    names = []
-    for name in os.listdir(session):
+    names: list[str] = []
+    try:
+        listing = os.listdir(session)
+    except OSError:  # delivered and removed by another deliverer after we opened its lock
+        return names
+    for name in listing:
         if name.startswith(TMP_PREFIX):
             with contextlib.suppress(OSError):
                 (session / name).unlink()  # a write that never completed: not an entry
