@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from ._admission import InflightBudget
 from ._auth import ApiKeys, check_bind_is_safe, is_loopback
 from ._exceptions import (
     AuthConfigurationError,
+    BodyTooLargeError,
     CollectorError,
+    IncompleteBodyError,
+    LengthRequiredError,
+    NativeRequestError,
     OtlpInvalidRequestError,
     OtlpOverloadedError,
     OtlpRequestError,
@@ -13,13 +18,15 @@ from ._exceptions import (
     OtlpUnauthenticatedError,
     OtlpUnavailableError,
     OtlpUnsupportedEncodingError,
+    OverloadedError,
 )
 from ._http_server import HttpServer
+from ._ingestion_limits import IngestionLimits
 from ._ingestion_service import MAX_BODY_BYTES, IngestionService, block_object_key
 from ._otlp_grpc import OtlpGrpcServer
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES, OtlpHttpRoutes
 from ._otlp_service import DEFAULT_OTLP_GRPC_PORT, DEFAULT_OTLP_HTTP_PORT, OtlpLimits, OtlpPorts, OtlpService
-from ._otlp_writer import InflightBudget, OtlpWriter
+from ._otlp_writer import OtlpWriter
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -28,10 +35,15 @@ __all__ = [
     "MAX_BODY_BYTES",
     "ApiKeys",
     "AuthConfigurationError",
+    "BodyTooLargeError",
     "CollectorError",
     "HttpServer",
+    "IncompleteBodyError",
     "InflightBudget",
+    "IngestionLimits",
     "IngestionService",
+    "LengthRequiredError",
+    "NativeRequestError",
     "OtlpGrpcServer",
     "OtlpHttpRoutes",
     "OtlpInvalidRequestError",
@@ -45,6 +57,7 @@ __all__ = [
     "OtlpUnavailableError",
     "OtlpUnsupportedEncodingError",
     "OtlpWriter",
+    "OverloadedError",
     "block_object_key",
     "check_bind_is_safe",
     "is_loopback",

@@ -1,6 +1,8 @@
-"""Environment variables read by ``sirius.collector``: one documented constant each."""
+"""Environment variables read by ``sirius.collector``: one documented constant each, and their integer reader."""
 
 from __future__ import annotations
+
+import os
 
 MICROMEGAS_API_KEYS = "MICROMEGAS_API_KEYS"
 """JSON list of ``{"name": …, "key": …}``: Bearer keys accepted by the ingestion routes."""
@@ -16,3 +18,28 @@ SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS = "SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS"
 
 SIRIUS_OTLP_MAX_INFLIGHT_BYTES = "SIRIUS_OTLP_MAX_INFLIGHT_BYTES"
 """Decompressed bytes of the OTLP requests handled at once (default 256 MiB); past it, 429 / UNAVAILABLE."""
+
+SIRIUS_INGESTION_MAX_BODY_BYTES = "SIRIUS_INGESTION_MAX_BODY_BYTES"
+"""Largest body of a native ``/ingestion/insert_*`` request (default 100 MiB, as Micromegas); larger gets 413."""
+
+SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS = "SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS"
+"""Native ingestion requests handled at once (default 64); more get 429 with ``Retry-After``."""
+
+SIRIUS_INGESTION_MAX_INFLIGHT_BYTES = "SIRIUS_INGESTION_MAX_INFLIGHT_BYTES"
+"""Body bytes of the native ingestion requests handled at once (default 256 MiB); past it, 429 with ``Retry-After``."""
+
+
+def read_int(name: str) -> int | None:
+    """The integer value of the environment variable ``name``; None when it is unset or blank.
+
+    Raises:
+        ValueError: the variable is set to something that is not an integer.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        msg = f"{name} must be an integer, got {raw!r}"
+        raise ValueError(msg) from None

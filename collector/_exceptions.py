@@ -4,17 +4,24 @@
 
     CollectorError
      ├── AuthConfigurationError        bad MICROMEGAS_API_KEYS, or an unauthenticated public bind
+     ├── OverloadedError               the in-flight budget is full (429 + Retry-After / UNAVAILABLE)
+     ├── NativeRequestError            a native ``/ingestion/insert_*`` body refused before decoding
+     │    ├── LengthRequiredError             411   no Content-Length (chunked upload)
+     │    ├── BodyTooLargeError               413   Content-Length over the body limit
+     │    └── IncompleteBodyError             400   fewer bytes than Content-Length announced
      └── OtlpRequestError              an OTLP request refused (its gRPC code and HTTP status below)
           ├── OtlpInvalidRequestError         400 · INVALID_ARGUMENT    undecodable body, bad JSON ids
           ├── OtlpUnauthenticatedError        401 · UNAUTHENTICATED     missing or unknown Bearer key
           ├── OtlpRequestTooLargeError        413 · RESOURCE_EXHAUSTED  over the limit after decompression
           ├── OtlpUnsupportedEncodingError    415 · INVALID_ARGUMENT    unknown Content-Encoding
-          ├── OtlpOverloadedError             429 · UNAVAILABLE         in-flight budget full (Retry-After)
+          ├── OtlpOverloadedError             429 · UNAVAILABLE         in-flight budget full (Retry-After);
+          │                                                             also an OverloadedError
           └── OtlpUnavailableError            503 · UNAVAILABLE         storage failing (Retry-After)
 
 Request-level problems never leave a handler as exceptions: the OTLP handlers map
 ``OtlpRequestError`` to the status above (HTTP) or the code (gRPC) in one place each, with a
-``google.rpc.Status`` body; the native routes answer 400, 401, 413 or 503 with a reason.
+``google.rpc.Status`` body; the native routes map ``NativeRequestError`` and ``OverloadedError``
+in one place and otherwise answer 400, 401 or 503 with a reason.
 """
 
 from __future__ import annotations
@@ -33,6 +40,52 @@ class CollectorError(Exception):
 
 class AuthConfigurationError(CollectorError):
     """The authentication settings are malformed or unsafe for the requested bind address."""
+
+
+class OverloadedError(CollectorError):
+    """Too much is in flight (requests or bytes); the client should retry after ``retry_after`` seconds.
+
+    The in-flight budget raises ``OtlpOverloadedError``, which is also this class: the OTLP
+    receivers map it like their other refusals, the native routes catch this base.
+
+    Attributes:
+        retry_after: seconds the client should wait before retrying.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class NativeRequestError(CollectorError):
+    """A native ingestion request refused before its body is read (permanent: do not retry as is).
+
+    Attributes:
+        http_status: the answer's status.
+    """
+
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LengthRequiredError(NativeRequestError):
+    """No ``Content-Length``: the body's size must be known before it is admitted."""
+
+    http_status = 411
+
+
+class BodyTooLargeError(NativeRequestError):
+    """The declared body is larger than the route's limit."""
+
+    http_status = 413
+
+
+class IncompleteBodyError(NativeRequestError):
+    """The connection delivered fewer bytes than ``Content-Length`` announced."""
 
 
 class OtlpRequestError(CollectorError):
@@ -78,7 +131,7 @@ class OtlpUnsupportedEncodingError(OtlpRequestError):
     grpc_code = CODE_INVALID_ARGUMENT
 
 
-class OtlpOverloadedError(OtlpRequestError):
+class OtlpOverloadedError(OtlpRequestError, OverloadedError):
     """Too much is in flight; retry after ``retry_after`` seconds."""
 
     http_status = 429

@@ -8,6 +8,11 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
   yields one row and one object;
 * store failures answer 503 with ``Retry-After`` (the sender retries), never a bare 500;
 * bodies over 100 MiB get 413; Bearer keys from ``MICROMEGAS_API_KEYS`` are enforced when set;
+* admission is bounded (``_admission.py``, limits in ``IngestionLimits``): a body's
+  ``Content-Length`` is counted against the service's in-flight budget before the body is read
+  (429 with ``Retry-After`` past it, 411 without a length), the body is read once into one
+  buffer, and ``insert_block`` keeps its payload as views of that buffer down to the object-store
+  put (``_block_body.py``), so each request holds about its body's size;
 * ``/ingestion/otlp/v1/{traces,logs,metrics}`` serve OTLP/HTTP (``_otlp_http.py``) as Micromegas
   does; those routes authenticate themselves so a 401 is an OTLP ``google.rpc.Status``;
 * a stream registered with the property ``sirius.format = otlp/v1/…`` (the in-process OTel
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -35,19 +41,21 @@ from ..tracing import (
     TRANSIT_FORMAT,
     Block,
     WireFormatError,
-    block_from_cbor,
-    payload_to_cbor,
     process_info_from_cbor,
     stream_info_from_cbor,
 )
+from ._admission import declared_body_size, read_declared_body
 from ._auth import ApiKeys
+from ._block_body import decode_block_body
 from ._block_validation import validate_transit_payload
+from ._exceptions import IncompleteBodyError, NativeRequestError, OverloadedError
+from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
 from ._otlp_http import OtlpHttpRoutes
 from ._otlp_writer import OtlpWriter
 
 _LOG = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 100 * 1024 * 1024
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 READY_TIMEOUT_SECONDS = 2.0
 READY_CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = "1"
@@ -55,6 +63,7 @@ _STREAM_CACHE_SIZE = 10_000
 OTLP_PREFIX = "/ingestion/otlp"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NativeRoute = Callable[[bytearray], Awaitable[web.Response]]
 
 _T = TypeVar("_T")
 
@@ -72,13 +81,22 @@ def _unavailable(reason: str) -> web.Response:
     return web.Response(status=503, text=f"Service unavailable: {reason}", headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-async def _decode(request: web.Request, decoder: Callable[[bytes], _T]) -> _T | web.Response:
+def _decode(body: bytearray, decoder: Callable[[bytearray], _T]) -> _T | web.Response:
     """The request body decoded by ``decoder``, or the 400 answer when it is malformed."""
-    body = await request.read()
     try:
         return decoder(body)
     except WireFormatError as exc:
         return _bad_request(str(exc))
+
+
+def _refused(exc: NativeRequestError | OverloadedError) -> web.Response:
+    """The answer to a request refused before its body was decoded."""
+    if isinstance(exc, OverloadedError):
+        retry_after = str(math.ceil(exc.retry_after or 0))
+        return web.Response(status=429, text=f"Too many requests: {exc.message}", headers={"Retry-After": retry_after})
+    if isinstance(exc, IncompleteBodyError):
+        return _bad_request(exc.message)
+    return web.Response(status=exc.http_status, text=exc.message)
 
 
 def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str) -> web.Response:
@@ -101,6 +119,8 @@ class IngestionService:
         lake: where process, stream and block rows go.
         store: where block payloads go.
         keys: accepted Bearer keys (empty = no authentication).
+        limits: body size and in-flight limits (``IngestionLimits.resolve()`` when omitted); the
+            in-flight budget is shared by the native routes and ``/ingestion/otlp/v1/*``.
         clock: monotonic clock, injected for the readiness cache.
     """
 
@@ -110,32 +130,35 @@ class IngestionService:
         store: ObjectStore,
         keys: ApiKeys | None = None,
         *,
+        limits: IngestionLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lake = lake
         self._store = store
         self._keys = keys or ApiKeys()
+        self.limits = limits or IngestionLimits.resolve()
+        self.budget = self.limits.budget()
         self._clock = clock
         self._ready = _Readiness()
         self._ready_lock = asyncio.Lock()
         # Stream rows never change once inserted, so a bounded cache saves a query per block.
         self._streams: OrderedDict[uuid.UUID, StreamRecord] = OrderedDict()
-        self._otlp = OtlpHttpRoutes(OtlpWriter(lake, store), self._keys)
+        self._otlp = OtlpHttpRoutes(OtlpWriter(lake, store), self._keys, budget=self.budget)
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application with the routes and the auth middleware."""
         # auto_decompress off: OTLP bodies are decompressed by _otlp_codec under a size limit
         # (aiohttp's own decoder has no bomb limit); native routes never use Content-Encoding.
         app = web.Application(
-            client_max_size=MAX_BODY_BYTES,
+            client_max_size=self.limits.max_body_bytes,
             middlewares=[self._auth_middleware],
             handler_args={"auto_decompress": False},
         )
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._readiness)
-        app.router.add_post("/ingestion/insert_process", self._insert_process)
-        app.router.add_post("/ingestion/insert_stream", self._insert_stream)
-        app.router.add_post("/ingestion/insert_block", self._insert_block)
+        app.router.add_post("/ingestion/insert_process", self._admitted(self._insert_process))
+        app.router.add_post("/ingestion/insert_stream", self._admitted(self._insert_stream))
+        app.router.add_post("/ingestion/insert_block", self._admitted(self._insert_block))
         self.add_routes(app)
         return app
 
@@ -182,10 +205,27 @@ class IngestionService:
                 self._ready = _Readiness(ok=True, reason="", checked_at=self._clock())
             return self._ready
 
+    # -- admission ------------------------------------------------------------------------
+
+    def _admitted(self, route: NativeRoute) -> Handler:
+        """``route`` behind the body limit and the in-flight budget, called with the body read once."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                # Sized before a byte is read: a burst of large uploads is refused, not buffered.
+                size = declared_body_size(request.content_length, self.limits.max_body_bytes)
+                with self.budget.admit() as ticket:
+                    ticket.reserve(size)
+                    return await route(await read_declared_body(request.content, size))
+            except (NativeRequestError, OverloadedError) as exc:
+                return _refused(exc)
+
+        return handle
+
     # -- routes ---------------------------------------------------------------------------
 
-    async def _insert_process(self, request: web.Request) -> web.Response:
-        info = await _decode(request, process_info_from_cbor)
+    async def _insert_process(self, body: bytearray) -> web.Response:
+        info = _decode(body, process_info_from_cbor)
         if isinstance(info, web.Response):
             return info
         try:
@@ -194,8 +234,8 @@ class IngestionService:
             return _store_failed("insert_process", info.process_id, exc, "metadata store error")
         return web.Response()
 
-    async def _insert_stream(self, request: web.Request) -> web.Response:
-        info = await _decode(request, stream_info_from_cbor)
+    async def _insert_stream(self, body: bytearray) -> web.Response:
+        info = _decode(body, stream_info_from_cbor)
         if isinstance(info, web.Response):
             return info
         try:
@@ -210,10 +250,11 @@ class IngestionService:
             return _store_failed("insert_stream", info.stream_id, exc, "metadata store error")
         return web.Response()
 
-    async def _insert_block(self, request: web.Request) -> web.Response:
-        block = await _decode(request, block_from_cbor)
-        if isinstance(block, web.Response):
-            return block
+    async def _insert_block(self, body: bytearray) -> web.Response:
+        decoded = _decode(body, decode_block_body)
+        if isinstance(decoded, web.Response):
+            return decoded
+        block = decoded.block
         try:
             stream = await self._stream(block.stream_id)
         except LakehouseError as exc:
@@ -221,7 +262,7 @@ class IngestionService:
         problem = self._check_block(block, stream)
         if problem:
             return _bad_request(problem)
-        payload = payload_to_cbor(block.payload)
+        payload = decoded.stored_payload  # usually a view of the body: the block is held once
         key = block_object_key(block.process_id, block.stream_id, block.block_id)
         try:
             # Object first, create-only; then the row. A crash in between leaves an orphan

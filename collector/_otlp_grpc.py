@@ -21,11 +21,12 @@ import grpc
 import grpc.aio
 
 from ..otel_bridge import SIGNALS, Signal
+from ._admission import InflightBudget
 from ._auth import ApiKeys
 from ._exceptions import OtlpRequestError, OtlpUnauthenticatedError
 from ._otlp_codec import PROTOBUF, error_status, export_response, parse_request, retry_info
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES
-from ._otlp_writer import InflightBudget, OtlpWriter
+from ._otlp_writer import OtlpWriter
 
 __all__ = ["OtlpGrpcServer"]
 

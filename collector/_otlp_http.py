@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from ..otel_bridge import SIGNALS, Signal
+from ._admission import InflightBudget
 from ._auth import ApiKeys
 from ._exceptions import (
     CODE_INTERNAL,
@@ -27,7 +28,7 @@ from ._exceptions import (
     OtlpUnauthenticatedError,
 )
 from ._otlp_codec import decompress, encode_message, error_status, export_response, media_type, parse_request
-from ._otlp_writer import InflightBudget, OtlpWriter
+from ._otlp_writer import OtlpWriter
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpHttpRoutes"]
 

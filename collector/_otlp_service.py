@@ -6,7 +6,6 @@ serves ``/ingestion/otlp/v1/*`` on its own port, as Micromegas does).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,32 +14,28 @@ from aiohttp import web
 
 from ..lakehouse._datalake import DataLake
 from ..lakehouse._object_store import ObjectStore
+from ._admission import (
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_MAX_INFLIGHT_REQUESTS,
+    DEFAULT_RETRY_AFTER_SECONDS,
+    InflightBudget,
+)
 from ._auth import ApiKeys
 from ._environment_variables import (
     SIRIUS_OTLP_MAX_INFLIGHT_BYTES,
     SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS,
     SIRIUS_OTLP_MAX_REQUEST_BYTES,
+    read_int,
 )
 from ._http_server import HttpServer
 from ._otlp_grpc import OtlpGrpcServer
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES, OtlpHttpRoutes
-from ._otlp_writer import DEFAULT_RETRY_AFTER_SECONDS, InflightBudget, OtlpWriter
+from ._otlp_writer import OtlpWriter
 
 __all__ = ["DEFAULT_OTLP_GRPC_PORT", "DEFAULT_OTLP_HTTP_PORT", "OtlpLimits", "OtlpPorts", "OtlpService"]
 
 DEFAULT_OTLP_GRPC_PORT = 4317
 DEFAULT_OTLP_HTTP_PORT = 4318
-
-
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        msg = f"{name} must be an integer, got {raw!r}"
-        raise ValueError(msg) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +50,8 @@ class OtlpLimits:
     """
 
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    max_inflight_requests: int = 64
-    max_inflight_bytes: int = 256 * 1024 * 1024
+    max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     retry_after_seconds: float = DEFAULT_RETRY_AFTER_SECONDS
 
     def __post_init__(self) -> None:
@@ -76,9 +71,9 @@ class OtlpLimits:
         """
         default = cls()
         return cls(
-            max_request_bytes=_env_int(SIRIUS_OTLP_MAX_REQUEST_BYTES) or default.max_request_bytes,
-            max_inflight_requests=_env_int(SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS) or default.max_inflight_requests,
-            max_inflight_bytes=_env_int(SIRIUS_OTLP_MAX_INFLIGHT_BYTES) or default.max_inflight_bytes,
+            max_request_bytes=read_int(SIRIUS_OTLP_MAX_REQUEST_BYTES) or default.max_request_bytes,
+            max_inflight_requests=read_int(SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS) or default.max_inflight_requests,
+            max_inflight_bytes=read_int(SIRIUS_OTLP_MAX_INFLIGHT_BYTES) or default.max_inflight_bytes,
         )
 
     def budget(self) -> InflightBudget:

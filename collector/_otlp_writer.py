@@ -6,8 +6,7 @@ the stream row (``ON CONFLICT DO NOTHING``; remembered in a bounded cache so a b
 costs one block insert per request), then the payload object create-only, then the block row.
 A retried request therefore finds the same ids and changes nothing: one object, one row.
 
-The in-flight budget bounds what the receivers hold in memory; past it they answer 429 /
-``UNAVAILABLE`` with a retry delay instead of queueing without limit.
+The in-flight budget that bounds what the receivers hold in memory lives in ``_admission.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..lakehouse import LakehouseError
@@ -25,15 +23,12 @@ from ..lakehouse._datalake import DataLake
 from ..lakehouse._object_store import ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
 from ..tracing import payload_to_cbor
-from ._exceptions import OtlpOverloadedError, OtlpUnavailableError
+from ._admission import DEFAULT_RETRY_AFTER_SECONDS
+from ._exceptions import OtlpUnavailableError
 
-__all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "InflightBudget", "OtlpWriter"]
+__all__ = ["OtlpWriter"]
 
 _LOG = logging.getLogger(__name__)
-
-DEFAULT_RETRY_AFTER_SECONDS = 1.0
-"""Delay asked of clients after an overload or a storage failure: short enough that exporter
-queues do not overflow, long enough for a burst to drain."""
 
 
 def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
@@ -118,68 +113,3 @@ class OtlpWriter:
         # retried request finds and keeps (micromegas-wire.md §3).
         await self._store.put_if_absent(_object_key(block.process_id, block.stream_id, block.block_id), payload)
         await self._lake.insert_block(block, len(payload))
-
-
-@dataclass(slots=True)
-class _Ticket:
-    budget: InflightBudget
-    nbytes: int = 0
-    released: bool = False
-
-    def reserve(self, nbytes: int) -> None:
-        """Count ``nbytes`` more against the budget.
-
-        Raises:
-            OtlpOverloadedError: the byte budget is full.
-        """
-        budget = self.budget
-        if budget.in_flight_bytes + nbytes > budget.max_bytes and budget.in_flight_bytes > 0:
-            msg = f"too much data in flight ({budget.in_flight_bytes} bytes); retry later"
-            raise OtlpOverloadedError(msg, retry_after=budget.retry_after)
-        budget.in_flight_bytes += nbytes
-        self.nbytes += nbytes
-
-    def release(self) -> None:
-        """Give back the request slot and its bytes (idempotent)."""
-        if not self.released:
-            self.released = True
-            self.budget.in_flight_requests -= 1
-            self.budget.in_flight_bytes -= self.nbytes
-
-
-class InflightBudget:
-    """Bounds the OTLP requests being handled at once, by count and by decompressed bytes.
-
-    All receivers of one service share it on one event loop (no locking needed). A single
-    request larger than the byte budget is still admitted when nothing else is in flight, so a
-    legal request (under the size limit) can always get through eventually.
-
-    Args:
-        max_requests: concurrent requests.
-        max_bytes: decompressed bytes held by those requests.
-        retry_after: delay suggested to refused clients (``Retry-After`` / ``RetryInfo``).
-    """
-
-    def __init__(
-        self,
-        max_requests: int = 64,
-        max_bytes: int = 256 * 1024 * 1024,
-        retry_after: float = DEFAULT_RETRY_AFTER_SECONDS,
-    ) -> None:
-        self.max_requests = max_requests
-        self.max_bytes = max_bytes
-        self.retry_after = retry_after
-        self.in_flight_requests = 0
-        self.in_flight_bytes = 0
-
-    def admit(self) -> _Ticket:
-        """Take a request slot; ``release()`` the returned ticket when the request is done.
-
-        Raises:
-            OtlpOverloadedError: every slot is taken.
-        """
-        if self.in_flight_requests >= self.max_requests:
-            msg = f"too many requests in flight ({self.in_flight_requests}); retry later"
-            raise OtlpOverloadedError(msg, retry_after=self.retry_after)
-        self.in_flight_requests += 1
-        return _Ticket(self)

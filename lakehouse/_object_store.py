@@ -51,8 +51,11 @@ class ObjectStore(Protocol):
         """The canonical URI of the store's root (``file:///…``, ``s3://bucket/prefix``)."""
         ...
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Create ``key`` with ``data`` unless an object already exists there.
+
+        ``data`` may be a view of a larger buffer (the ingestion service passes a slice of the
+        request body): stores write it as is, without a copy, and keep no reference to it.
 
         Returns:
             True if this call wrote the object, False if one already existed (left untouched).
@@ -161,7 +164,7 @@ class InMemoryObjectStore:
         """Always ``memory://``."""
         return "memory://"
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """See ``ObjectStore.put_if_absent``."""
         validate_key(key)
         with self._lock:
@@ -258,7 +261,7 @@ class LocalObjectStore:
 
     # -- blocking helpers, run in a worker thread ------------------------------------------
 
-    def _put_sync(self, path: Path, data: bytes) -> bool:
+    def _put_sync(self, path: Path, data: bytes | memoryview) -> bool:
         parent = path.parent
         for _ in range(3):
             parent.mkdir(parents=True, exist_ok=True)
@@ -344,11 +347,11 @@ class LocalObjectStore:
 
     # -- the interface ----------------------------------------------------------------------
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """See ``ObjectStore.put_if_absent``."""
         path = self._path(key)
         try:
-            return await asyncio.to_thread(self._put_sync, path, bytes(data))
+            return await asyncio.to_thread(self._put_sync, path, data)
         except OSError as exc:
             msg = f"cannot write {key!r}: {exc}"
             raise ObjectStoreError(msg) from exc

@@ -59,10 +59,14 @@ class StreamInfo:
 
 @dataclass(frozen=True, slots=True)
 class BlockPayload:
-    """The two queues of a block: LZ4-frame transit buffers (or raw bytes for OTLP streams)."""
+    """The two queues of a block: LZ4-frame transit buffers (or raw bytes for OTLP streams).
 
-    dependencies: bytes
-    objects: bytes
+    Usually ``bytes``; the collector's ``insert_block`` path holds read-only ``memoryview`` slices
+    of the request body instead, so a block is held in memory once.
+    """
+
+    dependencies: bytes | memoryview
+    objects: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,7 @@ MAX_DECOMPRESSED_QUEUE_BYTES = 256 * 1024 * 1024
 otherwise claim tens of GiB (a decompression bomb). Real blocks are 1-10 MiB."""
 
 
-def decompress_queue(data: bytes, max_size: int = MAX_DECOMPRESSED_QUEUE_BYTES) -> bytes:
+def decompress_queue(data: bytes | memoryview, max_size: int = MAX_DECOMPRESSED_QUEUE_BYTES) -> bytes:
     """Decompress one LZ4-frame queue, refusing output larger than ``max_size``.
 
     Raises:
@@ -162,7 +166,7 @@ def decompress_queue(data: bytes, max_size: int = MAX_DECOMPRESSED_QUEUE_BYTES) 
         return b""
     parts: list[bytes] = []
     size = 0
-    remaining = bytes(data)
+    remaining: bytes | memoryview = data  # the decompressor reads any buffer: no copy of the input
     # Concatenated frames are valid LZ4 (the reference decoder reads them in sequence).
     while remaining:
         decompressor = lz4.frame.LZ4FrameDecompressor()
@@ -347,6 +351,19 @@ def block_from_cbor(data: bytes) -> Block:
     """
     what = "insert_block"
     obj = _loads_map(data, what)
+    return block_from_fields(obj, payload_from_value(_get(obj, "payload", what), f"{what}: payload"))
+
+
+def block_from_fields(obj: dict[Any, Any], payload: BlockPayload) -> Block:
+    """Validate the fields of a decoded ``Block`` map other than its payload; build the block around ``payload``.
+
+    For decoders that find the payload themselves (the collector keeps it as views of the request
+    body instead of copies).
+
+    Raises:
+        WireFormatError: with the reason, for any malformed, missing or inconsistent field.
+    """
+    what = "insert_block"
     block = Block(
         block_id=_uuid(obj, "block_id", what),
         stream_id=_uuid(obj, "stream_id", what),
@@ -355,7 +372,7 @@ def block_from_cbor(data: bytes) -> Block:
         begin_ticks=_int(obj, "begin_ticks", what),
         end_time_ns=_time_ns(obj, "end_time", what),
         end_ticks=_int(obj, "end_ticks", what),
-        payload=payload_from_value(_get(obj, "payload", what), f"{what}: payload"),
+        payload=payload,
         object_offset=_int(obj, "object_offset", what),
         nb_objects=_int(obj, "nb_objects", what, _I32),
     )

@@ -1,0 +1,226 @@
+"""Zero-copy decoding of ``insert_block`` bodies: the payload stays a view of the request body.
+
+A generic CBOR decoder copies every byte string it returns, and the stored object
+(``CBOR(BlockPayload)``) would then be encoded afresh: three copies of a block per request.
+Here the body is walked with a minimal CBOR head reader instead. The small fields (ids, times,
+ticks, counts) are decoded with ``cbor2`` from their own slices and validated by
+``sirius.tracing``; the two payload queues become ``memoryview`` slices of the body; and when the
+body's ``payload`` map is already in the canonical form the server stores (a two-entry map,
+``dependencies`` then ``objects``, byte strings with shortest-form lengths: what every producer
+writes, and byte for byte what ``payload_to_cbor`` would encode), the object to store is that
+slice too. A request then holds its body once, from the read to the object-store put.
+
+Other encodings stay accepted and take the copying path: legacy integer-array payloads, indefinite
+lengths, another key order (``payload_from_value`` and ``payload_to_cbor``, as before).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from ..tracing import Block, BlockPayload, WireFormatError, payload_to_cbor
+from ..tracing._wire_format import block_from_fields, payload_from_value
+
+__all__ = ["DecodedBlock", "decode_block_body"]
+
+_WHAT = "insert_block"
+_MAX_DEPTH = 64
+_BREAK = 0xFF
+_BYTES, _TEXT, _ARRAY, _MAP, _TAG, _SIMPLE = 2, 3, 4, 5, 6, 7
+_DEPENDENCIES_KEY = b"\x6cdependencies"  # text(12) "dependencies"
+_OBJECTS_KEY = b"\x67objects"  # text(7) "objects"
+_MAX_KEY_BYTES = 64  # longer text keys are not Block fields: skipped without decoding
+_FIELDS = frozenset(
+    (
+        "block_id",
+        "stream_id",
+        "process_id",
+        "begin_time",
+        "begin_ticks",
+        "end_time",
+        "end_ticks",
+        "object_offset",
+        "nb_objects",
+    )
+)
+"""The ``Block`` fields other than ``payload``; other keys are skipped undecoded (serde ignores them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBlock:
+    """A decoded ``insert_block`` body.
+
+    Attributes:
+        block: the block; its payload queues may be views of the body.
+        stored_payload: the exact bytes to store at ``blobs/{p}/{s}/{b}`` (a view of the body
+            when it already holds them, else a fresh encoding).
+    """
+
+    block: Block
+    stored_payload: bytes | memoryview
+
+
+def _fail(reason: str) -> WireFormatError:
+    return WireFormatError(f"{_WHAT}: malformed CBOR ({reason})")
+
+
+def _head(buf: memoryview, pos: int) -> tuple[int, int | None, int]:
+    """Read the head of the item at ``pos``: (major type, argument or None if indefinite, next position)."""
+    if pos >= len(buf):
+        raise _fail("truncated")
+    initial = buf[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    if info < 24:
+        return major, info, pos
+    if info <= 27:
+        end = pos + (1 << (info - 24))
+        if end > len(buf):
+            raise _fail("truncated")
+        return major, int.from_bytes(buf[pos:end], "big"), end
+    if info == 31 and major in (_BYTES, _TEXT, _ARRAY, _MAP, _SIMPLE):
+        return major, None, pos
+    raise _fail(f"reserved additional information {info}")
+
+
+def _skip_string(buf: memoryview, major: int, size: int | None, pos: int) -> int:
+    """Position just past a byte or text string whose head ended at ``pos``."""
+    if size is not None:
+        if pos + size > len(buf):
+            raise _fail("truncated")
+        return pos + size
+    while True:  # indefinite length: definite chunks of the same type up to a break
+        if pos < len(buf) and buf[pos] == _BREAK:
+            return pos + 1
+        chunk_major, chunk_size, pos = _head(buf, pos)
+        if chunk_major != major or chunk_size is None or pos + chunk_size > len(buf):
+            raise _fail("bad indefinite-length string")
+        pos += chunk_size
+
+
+def _skip(buf: memoryview, pos: int, depth: int = 0) -> int:
+    """Position just past the data item that starts at ``pos`` (its end is checked, its content is not)."""
+    if depth > _MAX_DEPTH:
+        raise _fail("nested too deeply")
+    major, arg, pos = _head(buf, pos)
+    if major in (_BYTES, _TEXT):
+        return _skip_string(buf, major, arg, pos)
+    if major in (_ARRAY, _MAP):
+        items = None if arg is None else arg * (2 if major == _MAP else 1)
+        if items is None:
+            while True:
+                if pos < len(buf) and buf[pos] == _BREAK:
+                    return pos + 1
+                pos = _skip(buf, pos, depth + 1)
+        for _ in range(items):
+            pos = _skip(buf, pos, depth + 1)
+        return pos
+    if major == _TAG:
+        return _skip(buf, pos, depth + 1)
+    if major == _SIMPLE and arg is None:
+        raise _fail("unexpected break")
+    return pos  # integers, simple values and floats: the head was the whole item
+
+
+def _entries(buf: memoryview, start: int) -> tuple[list[tuple[int, int, int]], int]:
+    """The (key start, value start, value end) of each entry of the map at ``start``, and its end.
+
+    Raises:
+        WireFormatError: the item is not a map, or is malformed.
+    """
+    major, count, pos = _head(buf, start)
+    if major != _MAP:
+        msg = f"{_WHAT}: body must be a CBOR map"
+        raise WireFormatError(msg)
+    entries: list[tuple[int, int, int]] = []
+    while count is None or len(entries) < count:
+        if count is None and pos < len(buf) and buf[pos] == _BREAK:
+            return entries, pos + 1
+        value = _skip(buf, pos, 1)
+        end = _skip(buf, value, 1)
+        entries.append((pos, value, end))
+        pos = end
+    return entries, pos
+
+
+def _loads(buf: memoryview) -> Any:
+    try:
+        return cbor2.loads(buf)
+    except Exception as exc:  # CBORDecodeError, ValueError, OverflowError …
+        raise _fail(str(exc)) from exc
+
+
+def _text_key(buf: memoryview, start: int, end: int) -> str | None:
+    if buf[start] >> 5 != _TEXT or end - start > _MAX_KEY_BYTES:
+        return None
+    key = _loads(buf[start:end])
+    return key if isinstance(key, str) else None
+
+
+def _bytes_head(size: int) -> bytes:
+    """The shortest-form head of a byte string of ``size`` bytes (what ``cbor2`` writes)."""
+    if size < 24:
+        return bytes([0x40 | size])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if size < 1 << (8 * width):
+            return bytes([0x40 | info]) + size.to_bytes(width, "big")
+    msg = f"byte string of {size} bytes"
+    raise OverflowError(msg)
+
+
+def _canonical_payload(buf: memoryview, start: int, end: int) -> tuple[BlockPayload, memoryview] | None:
+    """The payload as views, and the stored object as a view, when the payload map is canonical."""
+    pos = start
+    if buf[pos] != 0xA2:  # map of two entries
+        return None
+    pos += 1
+    queues: list[memoryview] = []
+    for key in (_DEPENDENCIES_KEY, _OBJECTS_KEY):
+        if buf[pos : pos + len(key)] != key:
+            return None
+        pos += len(key)
+        major, size, data = _head(buf, pos)
+        if major != _BYTES or size is None or buf[pos:data] != _bytes_head(size) or data + size > end:
+            return None
+        queues.append(buf[data : data + size])
+        pos = data + size
+    if pos != end:
+        return None
+    return BlockPayload(dependencies=queues[0], objects=queues[1]), buf[start:end]
+
+
+def decode_block_body(body: bytes | bytearray | memoryview) -> DecodedBlock:
+    """Decode and validate an ``insert_block`` body, keeping the payload as views of ``body``.
+
+    ``body`` must stay unchanged while the result is in use (the views read it).
+
+    Raises:
+        WireFormatError: with the reason, for any malformed, missing or inconsistent field.
+    """
+    buf = memoryview(body).cast("B").toreadonly()
+    if not buf:
+        msg = f"{_WHAT}: empty body"
+        raise WireFormatError(msg)
+    entries, _ = _entries(buf, 0)  # bytes after the map are ignored, as by cbor2 and ciborium
+    fields: dict[Any, Any] = {}
+    payload_span: tuple[int, int] | None = None
+    for key_start, value_start, value_end in entries:
+        key = _text_key(buf, key_start, value_start)
+        if key == "payload":
+            payload_span = (value_start, value_end)
+        elif key in _FIELDS:
+            fields[key] = _loads(buf[value_start:value_end])
+    if payload_span is None:
+        msg = f"{_WHAT}: missing field 'payload'"
+        raise WireFormatError(msg)
+    views = _canonical_payload(buf, *payload_span)
+    if views is not None:
+        payload, stored = views
+        return DecodedBlock(block_from_fields(fields, payload), stored)
+    # Legacy integer arrays, indefinite lengths, other key orders: decode and re-encode (copies).
+    payload = payload_from_value(_loads(buf[payload_span[0] : payload_span[1]]), f"{_WHAT}: payload")
+    block = block_from_fields(fields, payload)
+    return DecodedBlock(block, payload_to_cbor(payload))
