@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ._protocol_mismatch import ServerErrorLogger
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -23,10 +25,15 @@ class HttpServer:
     in-flight requests to finish, so a request already being handled gets its answer. We count
     in-flight requests ourselves: aiohttp's own shutdown cancels a handler that is still
     reading its body (observed with aiohttp 3.14), which would cut off an upload mid-way.
+
+    ``service`` names the port in log lines (e.g. a gRPC client connecting to it by mistake).
     """
 
-    def __init__(self, app: web.Application, host: str, port: int, *, grace_seconds: float = 25.0) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, *, grace_seconds: float = 25.0, service: str = "HTTP"
+    ) -> None:
         self._app = app
+        self._service = service
         self._host = host
         self._requested_port = port
         self._grace = grace_seconds
@@ -53,7 +60,12 @@ class HttpServer:
 
     async def start(self) -> int:
         """Bind and start serving; return the bound port (useful with port 0)."""
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=self._grace)
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            shutdown_timeout=self._grace,
+            logger=ServerErrorLogger(self._service, lambda: self.port),
+        )
         await runner.setup()
         # Bind the socket ourselves so port 0 resolves to a known port before we report it.
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

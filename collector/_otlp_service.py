@@ -165,7 +165,9 @@ class OtlpService:
                     client_max_size=self.limits.max_request_bytes, handler_args={"auto_decompress": False}
                 )
                 self.http_routes().add_to(app)
-                http_server = HttpServer(app, self.host, self._http_port, grace_seconds=self._grace)
+                http_server = HttpServer(
+                    app, self.host, self._http_port, grace_seconds=self._grace, service="OTLP/HTTP"
+                )
                 http_port = await http_server.start()
                 self._running.http = http_server
         except BaseException:
