@@ -28,6 +28,7 @@ from . import _environment_variables as env
 from . import _protocol as proto
 from . import _time_arguments
 from ._gateway import _json_value, rows_as_json
+from ._jsonb_text import embed_json_columns, jsonb_as_json_text
 
 __all__ = [
     "DEFAULT_QUERY_URI",
@@ -220,11 +221,12 @@ def format_table(table: pa.Table, *, max_width: int = 50) -> str:
 
 
 def _format(table: pa.Table, output_format: str) -> str:
+    table, jsonb_columns = jsonb_as_json_text(table)  # properties etc. as JSON, not hex
     if output_format == "table":
         return format_table(table)
     if output_format == "json":
         rows = [row for batch in table.to_batches() for row in rows_as_json(batch)]
-        return "[" + ",\n".join(rows) + "]"
+        return "[" + ",\n".join(embed_json_columns(rows, jsonb_columns)) + "]"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)

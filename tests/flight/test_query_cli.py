@@ -108,3 +108,30 @@ def test_uri_and_key_come_from_the_environment(keyed_server, flight_server, monk
     monkeypatch.delenv(MICROMEGAS_API_KEY)
     assert main(["query", "SELECT 1"]) == 2
     assert "invalid token" in capsys.readouterr().err
+
+
+JSONB_SQL = "SELECT msg, properties, process_properties FROM log_entries ORDER BY time LIMIT 3"
+
+
+def test_jsonb_columns_print_as_json(flight_server, sample) -> None:
+    code, out, err = _run(flight_server.uri, JSONB_SQL)
+    assert code == 0, err
+    header, _, *rows = out.splitlines()
+    assert header.split() == ["msg", "properties", "process_properties"]
+    assert all('{"request":"' in row for row in rows[:3])
+    code, out, _ = _run(flight_server.uri, JSONB_SQL, output_format="csv")
+    assert code == 0
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert all(set(json.loads(row["properties"])) == {"request"} for row in parsed)
+    code, out, _ = _run(flight_server.uri, JSONB_SQL, output_format="json")
+    assert code == 0
+    rows = json.loads(out)
+    assert all(set(row["properties"]) == {"request"} for row in rows)
+    assert all(isinstance(row["process_properties"], dict) for row in rows)
+
+
+def test_binary_columns_that_are_not_jsonb_stay_hex(flight_server) -> None:
+    sql = "SELECT X'0102' AS properties, X'00ff' AS trace_id, jsonb_parse('[1, \"a\"]') AS jsonb_value"
+    code, out, _ = _run(flight_server.uri, sql, output_format="json")
+    assert code == 0
+    assert json.loads(out) == [{"properties": "0102", "trace_id": "00ff", "jsonb_value": [1, "a"]}]
