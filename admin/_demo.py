@@ -173,12 +173,14 @@ async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
         flight_port=0,
         gateway_port=0,
         daemon=False,  # the demo runs its maintenance pass itself, once the sample is in
+        durable=False,  # quick, and said on screen: like `sirius up --fast-unsafe`
     )
     stack = Stack(options)
     run_id = uuid.uuid4().hex[:12]
     endpoints = {e.name: e.url for e in await stack.start()}
     try:
         print("sirius demo: the stack is up on the embedded default")
+        print("sirius demo: durability is off for the demo (PostgreSQL without fsync, as with sirius up --fast-unsafe)")
         for name, url in endpoints.items():
             print(f"  {name:<10} {url}")
         begin_ns = time.time_ns() - 3600 * NS  # the sample lays its requests out over the recent past

@@ -53,7 +53,7 @@ def pg_admin_dsn() -> Iterator[str]:
 
     with tempfile.TemporaryDirectory(prefix="sirius-test-pg-") as tmp:
         os.chmod(tmp, 0o755)  # the postgres OS user must traverse it when we run as root
-        server = EmbeddedPostgres(os.path.join(tmp, "pg"))
+        server = EmbeddedPostgres(os.path.join(tmp, "pg"), durable=False)  # disposable: speed over fsync
         server.start()
         try:
             yield server.dsn

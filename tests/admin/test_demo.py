@@ -41,6 +41,7 @@ def test_demo_runs_end_to_end_and_every_question_has_an_answer() -> None:
         again = _demo(root / "data", 6)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    assert "durability is off for the demo" in out  # the demo runs --fast-unsafe, and says so
     for query in demo_queries():
         section = out.split(f"== {query.title}\n", 1)[1].split("\n== ", 1)[0]
         assert "query failed" not in section, section
