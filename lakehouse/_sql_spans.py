@@ -9,7 +9,9 @@ whatever provider built the session:
 * async spans: ``view_instance('async_events', <process_id>)``, ``begin`` and ``end`` events
   paired by ``span_id`` (a hash join, no Python loop).
 
-``perfetto_trace_chunks`` encodes them (``_sql_perfetto``) and returns the trace in chunks
+``perfetto_trace_chunks`` encodes them (``_sql_perfetto``), with the process's OTel spans as
+thread tracks per service/thread for span types ``async`` and ``both`` (``_sql_otel_perfetto``),
+and returns the trace in chunks
 (``chunk_id`` from 0, ``chunk_data``) that concatenate to a valid Perfetto file, which is what
 ``micromegas.perfetto.write_process_trace`` reads.
 """
@@ -24,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._sql_otel_perfetto import otel_tracks
 from ._sql_perfetto import PerfettoTrack, chunk_trace, encode_trace, stable_id
 from ._sql_table_functions import SqlEnvironment, _str_arg, _time_arg
 
@@ -142,6 +145,20 @@ def _labelled(spans: pa.Table, stream_id: str, thread_name: str) -> pa.Table:
     return pa.table([stream, thread, *spans.columns], schema=PROCESS_SPANS_SCHEMA)
 
 
+def _ranged(
+    ctx: datafusion.SessionContext, env: SqlEnvironment, begin_ns: int | None, end_ns: int | None
+) -> datafusion.SessionContext:
+    """A session over ``[begin_ns, end_ns]`` when it differs from the request's range."""
+    if (
+        begin_ns is not None
+        and end_ns is not None
+        and (begin_ns, end_ns) != (env.begin_ns, env.end_ns)
+        and env.session_for is not None
+    ):
+        return env.session_for(begin_ns, end_ns)
+    return ctx
+
+
 def _collect_spans(
     ctx: datafusion.SessionContext,
     env: SqlEnvironment,
@@ -156,13 +173,7 @@ def _collect_spans(
     With an explicit range different from the request's, the views are read in a session over
     that range (``thread_spans`` needs one).
     """
-    if (
-        begin_ns is not None
-        and end_ns is not None
-        and (begin_ns, end_ns) != (env.begin_ns, env.end_ns)
-        and env.session_for is not None
-    ):
-        ctx = env.session_for(begin_ns, end_ns)
+    ctx = _ranged(ctx, env, begin_ns, end_ns)
     out: list[tuple[str, str, int, pa.Table]] = []
     if kind in ("thread", "both"):
         for stream_id, thread_name, tid in _cpu_streams(ctx, env, process_id):
@@ -237,6 +248,8 @@ def perfetto_trace_chunks(ctx: datafusion.SessionContext, env: SqlEnvironment, a
             tracks.append(_track(stable_id(stream_id), thread_name, tid, spans))
         else:
             tracks.append(_track(stable_id(f"async:{process_id}"), None, 0, spans))
+    if kind in ("async", "both"):
+        tracks += otel_tracks(_ranged(ctx, env, begin_ns, end_ns), env, process_id, begin_ns, end_ns)
     trace, packet_ends = encode_trace(process_id, exe, tracks)
     chunks = chunk_trace(trace, packet_ends)
     return pa.table(
