@@ -6,7 +6,8 @@ One run measures, on this machine:
   library, best of 7 rounds of 1 M events), and valgrind callgrind instructions per event of
   the same loop (stable on noisy machines; skipped when valgrind is missing);
 * Python: ns per span (begin + end) through the GIL-keeping C-API fast path (``begin(d);
-  end(d)``, ``with S:``, a ``@span``-decorated call minus a plain call), through plain cffi
+  end(d)``, ``with S:``, ``with tracing.span("x"):``, a ``@span``-decorated call minus a plain
+  call), through plain cffi
   wrappers of the same C functions, ``tracing.info``, ``tracing.metric``;
 * baselines: an OTel SDK span (``start_as_current_span`` with a SimpleSpanProcessor and an
   exporter that drops everything), ``logging.info`` to a NullHandler;
@@ -124,6 +125,11 @@ def python_figures(n: int) -> dict[str, float]:
             with desc:
                 pass
 
+    def with_name(k: int) -> None:
+        for _ in range(k):
+            with tracing.span("bench"):  # the idiomatic form, as written in application code
+                pass
+
     def cffi_pair(k: int) -> None:
         for _ in range(k):
             cbegin(pointer)
@@ -155,6 +161,7 @@ def python_figures(n: int) -> dict[str, float]:
         ("py_fast_pair", fast_pair),
         ("py_api_pair", api_pair),
         ("py_with", with_span),
+        ("py_with_name", with_name),
         ("py_cffi_pair", cffi_pair),
         ("py_info", logs),
         ("py_metric", metrics),
@@ -254,6 +261,7 @@ def main() -> int:
         ("Python span begin+end, C-API fast path (fast.begin/end)", py["py_fast_pair"]),
         ("Python span begin+end, tracing.begin_span/end_span", py["py_api_pair"]),
         ("Python span, `with S:` (cached descriptor)", py["py_with"]),
+        ('Python span, `with tracing.span("x"):` (idiomatic)', py["py_with_name"]),
         ("Python span, @span-decorated call minus plain call", py["py_decorated_extra"]),
         ("Python span begin+end, plain cffi wrappers", py["py_cffi_pair"]),
         ("tracing.info('hello')", py["py_info"]),
