@@ -12,6 +12,23 @@ ids from the same request so each deduplicates the other's retries. Everything h
 
 Attribute values are stringified the way Rust's ``attr_to_string`` does (``str`` as-is, ints in
 decimal, bools ``true``/``false``, doubles with Rust's ``Display`` for ``f64``).
+
+**What is one process.** The key holds every per-run attribute an SDK can send, so an OTLP
+producer's runs are told apart by whatever its resource carries, combined:
+
+* ``service.instance.id`` (the SDK's ``service_instance`` resource detector, or
+  ``OTEL_RESOURCE_ATTRIBUTES``): a new value per run is a new process;
+* ``process.pid`` (the SDK's ``ProcessResourceDetector``, ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS
+  =process``) together with ``host.name``/``host.id``: a restart gets another pid;
+* ``process.creation.time`` (else ``process.start_time``): tells apart runs that reuse a pid
+  (PID 1 of a restarted container on the same host name).
+
+A resource with none of them (the Python SDK's default: ``service.name`` and
+``telemetry.sdk.*`` only) gives the same id to every run of the service: there is nothing in
+the request to tell runs apart, and the id must stay a pure function of the resource so retried
+exports (and a Rust Micromegas ingester) land on the same process. The in-process ``sirius``
+exporters are not concerned: they write under the running process's own (native) identity,
+new for every run (``_process_identity``).
 """
 
 from __future__ import annotations

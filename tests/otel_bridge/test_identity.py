@@ -80,6 +80,24 @@ def test_identity_ignores_attribute_order_and_host_case() -> None:
     assert process_id_for_resource(a) != process_id_for_resource(kvs([("service.name", "svc"), ("process.pid", "2")]))
 
 
+def test_runs_of_a_service_are_told_apart_by_what_the_resource_carries() -> None:
+    service = [("service.name", "shop"), ("host.name", "node-1"), ("telemetry.sdk.language", "python")]
+
+    def pid(*extra: tuple[str, str]) -> uuid.UUID:
+        return process_id_for_resource(kvs([*service, *extra]))
+
+    # the same resource (a retry, another signal of the same run) is the same process
+    assert pid(("process.pid", "7")) == pid(("process.pid", "7"))
+    # a restart: another pid, another instance id, or the same pid started at another time
+    assert pid(("process.pid", "7")) != pid(("process.pid", "8"))
+    assert pid(("service.instance.id", "a")) != pid(("service.instance.id", "b"))
+    started = ("process.creation.time", "2026-01-01T00:00:00Z")
+    restarted = ("process.creation.time", "2026-01-01T00:05:00Z")
+    assert pid(("process.pid", "1"), started) != pid(("process.pid", "1"), restarted)
+    # nothing per run in the resource: every run is one process (documented, and needed for retries)
+    assert pid() == pid()
+
+
 def test_owner_priority_and_creation_time_preference() -> None:
     assert process_owner(kvs([("user.name", "g"), ("process.real_user.name", "r"), ("process.user.name", "e")])) == "e"
     assert process_owner(kvs([("user.name", "g"), ("process.owner", "o")])) == "o"
