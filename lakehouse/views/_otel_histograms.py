@@ -41,7 +41,7 @@ from ._otel_metrics import HISTORY_BLOCKS, DecodedMetrics, decode_metrics, earli
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
 
-__all__ = ["bucket_deltas", "otlp_histograms", "prepare_histogram_history"]
+__all__ = ["bucket_deltas", "derive_bucket_deltas", "otlp_histograms", "prepare_histogram_history"]
 
 _CONTEXT_KEY = "otlp_histograms"
 _SeriesKey = tuple[uuid.UUID, str, int]
