@@ -45,6 +45,7 @@ from ..tracing import (
     stream_info_from_cbor,
 )
 from ._admission import declared_body_size, read_declared_body
+from ._arrivals import log_new_process
 from ._auth import ApiKeys
 from ._block_body import decode_block_body
 from ._block_validation import validate_transit_payload
@@ -229,9 +230,11 @@ class IngestionService:
         if isinstance(info, web.Response):
             return info
         try:
-            await self._lake.insert_process(info)
+            new = await self._lake.insert_process(info)
         except LakehouseError as exc:
             return _store_failed("insert_process", info.process_id, exc, "metadata store error")
+        if new:
+            log_new_process(info, "the ingestion service (native)")
         return web.Response()
 
     async def _insert_stream(self, body: bytearray) -> web.Response:

@@ -24,6 +24,7 @@ from ..lakehouse._object_store import ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
 from ..tracing import payload_to_cbor
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
+from ._arrivals import log_new_process
 from ._exceptions import OtlpUnavailableError
 
 __all__ = ["OtlpWriter"]
@@ -103,7 +104,8 @@ class OtlpWriter:
     async def _write(self, item: OtlpBlock) -> None:
         process, stream, block = item.process, item.stream, item.block
         if process.process_id not in self._processes:
-            await self._lake.insert_process(process)
+            if await self._lake.insert_process(process):
+                log_new_process(process, f"OTLP {item.signal.name.lower()}")
             self._processes.add(process.process_id)
         if stream.stream_id not in self._streams:
             await self._lake.insert_stream(stream, format=item.signal.format)

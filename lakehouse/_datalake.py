@@ -115,15 +115,18 @@ class DataLake:
         """The underlying pool (shared with other stores of the same service)."""
         return self._pool
 
-    async def insert_process(self, info: ProcessInfo) -> None:
+    async def insert_process(self, info: ProcessInfo) -> bool:
         """Register a process; a second registration of the same id is ignored.
 
         Client-supplied ``micromegas.*`` properties are dropped: that namespace is the server's
         (it stamps ``micromegas.audience`` there).
+
+        Returns:
+            True when this call created the row (the process is new), False when it existed.
         """
         properties = {k: v for k, v in info.properties.items() if not k.startswith(_RESERVED_PROPERTY_PREFIX)}
         with pg_errors(f"inserting process {info.process_id}"):
-            await self._pool.execute(
+            status = await self._pool.execute(
                 "INSERT INTO processes VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
                 " ON CONFLICT (process_id) DO NOTHING",
                 info.process_id,
@@ -140,6 +143,7 @@ class DataLake:
                 info.parent_process_id,
                 _to_sql_properties(properties),
             )
+        return status == "INSERT 0 1"  # asyncpg status: 0 rows when the id existed
 
     async def insert_stream(self, info: StreamInfo, format: str = TRANSIT_FORMAT) -> None:
         """Register a stream; a second registration of the same id is ignored.

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import LakehouseError
 from ._materialize import materialize_partitions
-from ._partition_update import UpdateResult
+from ._partition_update import Action, UpdateResult
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._time_range import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, TimeRange, to_datetime, to_ns
 
@@ -122,6 +123,7 @@ class PassReport:
         results: per view, the partition results.
         failures: per failed view, the error message.
         retention: the retention report (hourly pass only).
+        elapsed_seconds: how long the pass took.
     """
 
     kind: PassKind
@@ -130,6 +132,35 @@ class PassReport:
     results: dict[str, list[UpdateResult]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     retention: RetentionReport | None = None
+    elapsed_seconds: float = 0.0
+
+    @property
+    def written(self) -> list[UpdateResult]:
+        """The partitions with rows this pass created or merged (not empty or up-to-date ones)."""
+        return [
+            r
+            for results in self.results.values()
+            for r in results
+            if r.partition is not None and r.partition.num_rows and r.action in (Action.CREATE, Action.MERGE)
+        ]
+
+    def summary(self) -> str:
+        """One line: partitions written (by view), their rows, failures, time.
+
+        >>> PassReport(PassKind.SECOND, to_datetime(0), TimeRange(0, 10**9)).summary()
+        'second pass over 1970-01-01T00:00:00Z..00:00:01Z: nothing new, 0.000 s'
+        """
+        begin, end = to_datetime(self.insert_range.begin_ns), to_datetime(self.insert_range.end_ns)
+        span = f"{begin:%Y-%m-%dT%H:%M:%S}Z..{end:%H:%M:%S}Z"
+        written = self.written
+        if written:
+            views = sorted({r.partition.view_set_name for r in written if r.partition is not None})
+            rows = sum(r.partition.num_rows for r in written if r.partition is not None)
+            what = f"{len(written)} partition(s) written ({', '.join(views)}), {rows:,} rows"
+        else:
+            what = "nothing new"
+        failed = f", failed: {', '.join(sorted(self.failures))}" if self.failures else ""
+        return f"{self.kind.value} pass over {span}: {what}{failed}, {self.elapsed_seconds:.3f} s"
 
 
 def _first_due(kind: PassKind, now_ns: int) -> int:
@@ -167,6 +198,7 @@ class MaintenanceDaemon:
             delay = self.config.second_pass_delay_ns
             insert_range = TimeRange(start - NS_PER_SECOND - delay, start - delay)
         report = PassReport(kind, to_datetime(scheduled_ns), insert_range)
+        started = time.monotonic()
         if kind is PassKind.HOUR:
             try:
                 report.retention = await apply_retention(
@@ -187,6 +219,10 @@ class MaintenanceDaemon:
                 self._lake.stats.view_failures += 1
                 report.failures[view.name] = str(exc)
                 _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
+        report.elapsed_seconds = time.monotonic() - started
+        # INFO when the pass wrote or failed something ("did my data arrive?"); idle passes,
+        # every second, stay at DEBUG so the console is quiet when nothing arrives.
+        _log.log(logging.INFO if report.written or report.failures else logging.DEBUG, "%s", report.summary())
         return report
 
     async def run_due(self, now: datetime | int | None = None) -> list[PassReport]:
