@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from ._exceptions import EmbeddedPostgresError, PostgresInUseError
-from ._postmaster import PostmasterInfo, live_postmaster, read_postmaster_pid
+from ._postmaster import PostmasterInfo, live_postmaster, process_is_zombie, read_postmaster_pid
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ METHODS = ("system", "pgserver")
 _PGDATA = {"system": "system-pg", "pgserver": "pgserver"}
 _UNSAFE_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
 _PG_CTL_TIMEOUT_S = 60
+_REAP_TIMEOUT_S = 30
 
 
 def _free_port() -> int:
@@ -80,6 +81,23 @@ def live_embedded_postmaster(data_dir: Path) -> PostmasterInfo | None:
         if info is not None:
             return info
     return None
+
+
+def _wait_for_reaping(pgdata: Path) -> None:
+    """Wait (bounded) until a postmaster that died uncleanly is reaped by its parent.
+
+    An orphaned postmaster's parent is PID 1, which reaps when it gets round to it; until then
+    PostgreSQL takes the zombie for a live server and refuses to start on the cluster.
+    """
+    info = read_postmaster_pid(pgdata)
+    if info is None:
+        return
+    deadline = time.monotonic() + _REAP_TIMEOUT_S
+    while process_is_zombie(info.pid):
+        if time.monotonic() > deadline:
+            msg = f"PostgreSQL (PID {info.pid}) on {pgdata} has exited but its parent has not reaped it"
+            raise EmbeddedPostgresError(msg)
+        time.sleep(0.05)
 
 
 class EmbeddedPostgres:
@@ -200,6 +218,7 @@ class EmbeddedPostgres:
         return dsn
 
     def _stop_running_orphan(self, method: str, pgdata: Path) -> None:
+        _wait_for_reaping(pgdata)
         info = live_postmaster(pgdata)
         if info is None:
             return

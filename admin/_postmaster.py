@@ -51,6 +51,19 @@ def read_postmaster_pid(pgdata: Path) -> PostmasterInfo | None:
 
 def process_is_alive(pid: int) -> bool:
     """True when ``pid`` is a running process (a zombie is not)."""
+    return _process_exists(pid) and not process_is_zombie(pid)
+
+
+def process_is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but its parent has not reaped it yet.
+
+    PostgreSQL's own lock-file check (``kill(pid, 0)``) still sees such a process, so a server
+    cannot start on the cluster until the zombie is reaped.
+    """
+    return _process_exists(pid) and _proc_stat_field(pid, 0) in ("Z", "X")
+
+
+def _process_exists(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -59,8 +72,7 @@ def process_is_alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by another user (the postgres OS user, when we are not root)
-    state = _proc_stat_field(pid, 0)
-    return state not in ("Z", "X")
+    return True
 
 
 def live_postmaster(pgdata: Path) -> PostmasterInfo | None:

@@ -14,7 +14,7 @@ import pytest
 from sirius.admin._data_dir_lock import LOCK_FILE, DataDirLock
 from sirius.admin._exceptions import DataDirInUseError, PortInUseError
 from sirius.admin._ports import PortClaim, check_ports_free, port_in_use
-from sirius.admin._postmaster import live_postmaster, process_is_alive, read_postmaster_pid
+from sirius.admin._postmaster import live_postmaster, process_is_alive, process_is_zombie, read_postmaster_pid
 
 POSTMASTER_PID = "{pid}\n{pgdata}\n1796585102\n39727\n{pgdata}\n127.0.0.1\n  2147572         9\nready   \n"
 
@@ -77,6 +77,7 @@ def test_a_stale_postmaster_pid_is_not_a_live_server(tmp_path: Path) -> None:
     child.wait(timeout=30)
     (tmp_path / "postmaster.pid").write_text(POSTMASTER_PID.format(pid=child.pid, pgdata=tmp_path))
     assert not process_is_alive(child.pid)
+    assert not process_is_zombie(child.pid)
     assert live_postmaster(tmp_path) is None
 
 
@@ -90,6 +91,7 @@ def test_a_zombie_is_not_alive() -> None:
             assert time.monotonic() < deadline, "the child did not exit"
             time.sleep(0.01)
         assert not process_is_alive(pid)
+        assert process_is_zombie(pid)  # PostgreSQL would still take it for a live postmaster
     finally:
         os.waitpid(pid, 0)
 

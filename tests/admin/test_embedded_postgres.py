@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import asyncpg
@@ -117,3 +119,22 @@ def test_two_clusters_without_a_marker_are_refused(open_dir: Path) -> None:
         EmbeddedPostgres(open_dir).start()
     (open_dir / "method").write_text("pgserver\n")
     assert EmbeddedPostgres(open_dir).recorded_method() == "pgserver"
+
+
+def test_a_killed_server_restarts_with_every_committed_row(open_dir: Path) -> None:
+    first = EmbeddedPostgres(open_dir / "pg")
+    first.start()
+    try:
+        asyncio.run(_use(first.dsn))
+        pid = first.postmaster_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # a crash: no shutdown checkpoint, postmaster.pid left behind
+        deadline = time.monotonic() + 30
+        while process_is_alive(pid):
+            assert time.monotonic() < deadline, "the killed postmaster is still alive"
+            time.sleep(0.05)
+        with EmbeddedPostgres(open_dir / "pg") as again:  # a dead (even unreaped) postmaster is no obstacle
+            count, _ = asyncio.run(_use(again.dsn))
+        assert count == 2, "crash recovery replays the committed row"
+    finally:
+        first.stop()
