@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from ._embedded_postgres import EmbeddedPostgres
-from ._exceptions import AdminError, EmbeddedPostgresError
+from ._exceptions import AdminError, DataDirInUseError, EmbeddedPostgresError, PortInUseError, PostgresInUseError
 
-__all__ = ["AdminError", "EmbeddedPostgres", "EmbeddedPostgresError"]
+__all__ = [
+    "AdminError",
+    "DataDirInUseError",
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "PortInUseError",
+    "PostgresInUseError",
+]

@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ._exceptions import DataDirInUseError
+from ._exceptions import AdminError, DataDirInUseError
 
 LOCK_FILE = "sirius.pid"
 
@@ -41,11 +41,16 @@ class DataDirLock:
 
         Raises:
             DataDirInUseError: another process holds it (its PID in the error when known).
+            AdminError: the directory or its lock file cannot be created.
         """
         if self._fd is not None:
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        except OSError as exc:
+            msg = f"cannot use data directory {self.data_dir}: {exc}"
+            raise AdminError(msg) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

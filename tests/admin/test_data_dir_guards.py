@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sirius.admin._data_dir_lock import LOCK_FILE, DataDirLock
-from sirius.admin._exceptions import DataDirInUseError, PortInUseError
+from sirius.admin._exceptions import AdminError, DataDirInUseError, PortInUseError
 from sirius.admin._ports import PortClaim, check_ports_free, port_in_use
 from sirius.admin._postmaster import live_postmaster, process_is_alive, process_is_zombie, read_postmaster_pid
 
@@ -109,3 +109,9 @@ def test_a_listening_port_is_reported_with_its_flag() -> None:
     assert str(refused.value) == f"port {port} (gateway) is in use; pick another with --gateway-port"
     assert not port_in_use("127.0.0.1", port)  # closed
     assert not port_in_use("127.0.0.1", 0)
+
+
+def test_an_unusable_directory_is_an_admin_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AdminError, match="cannot use data directory"):
+        DataDirLock(tmp_path / "file" / "data").acquire()
