@@ -28,7 +28,7 @@ SIRIUS_TRACING_CHUNK_SIZE = "SIRIUS_TRACING_CHUNK_SIZE"
 """Bytes per chunk of a thread's event buffer (default 65536, at least 1024)."""
 
 SIRIUS_TRACING_CHUNKS_PER_THREAD = "SIRIUS_TRACING_CHUNKS_PER_THREAD"
-"""Chunks in each thread's ring (default 4, at least 2)."""
+"""Chunks in each thread's ring (default 16, at least 2)."""
 
 SIRIUS_TRACING_BLOCK_SIZE = "SIRIUS_TRACING_BLOCK_SIZE"
 """Uncompressed bytes of events that seal a block (default 1 MiB)."""

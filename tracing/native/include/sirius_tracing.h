@@ -83,7 +83,7 @@ enum {
 
 typedef struct sirius_config {
     size_t chunk_size;          /* bytes per thread-buffer chunk (default 64 KiB, min 1 KiB) */
-    uint32_t chunks_per_thread; /* chunks in each thread's ring (default 4, min 2) */
+    uint32_t chunks_per_thread; /* chunks in each thread's ring (default 16, min 2) */
     uint32_t max_threads;       /* threads traced at once; later ones stay untraced (default 4096) */
     size_t block_size;          /* uncompressed object bytes that seal a block (default 1 MiB) */
     uint32_t flush_period_ms;   /* a block is sealed at the latest this long after its first event (1000) */
