@@ -104,7 +104,14 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], l
 def otel_tracks(
     ctx: datafusion.SessionContext, env: SqlEnvironment, process_id: str, begin_ns: int, end_ns: int
 ) -> list[PerfettoTrack]:
-    """The tracks of the process's OTel spans overlapping ``[begin_ns, end_ns]``."""
+    """The tracks of the process's OTel spans overlapping ``[begin_ns, end_ns]`` (none without ``trace`` streams)."""
+    traced = env.collect(
+        ctx,
+        "SELECT count(*) AS n FROM streams "  # noqa: S608 - the id is a quoted literal
+        f"WHERE process_id = {_quote(process_id)} AND array_has(tags, 'trace')",
+    )
+    if not traced.num_rows or not traced.column(0)[0].as_py():
+        return []
     sql = (
         "SELECT service_name, start_time, end_time, name, "  # noqa: S608 - the id is a quoted literal
         "property_get(properties, 'otel.scope.name') AS scope, "
