@@ -153,14 +153,17 @@ class StackThread:
 @pytest.fixture
 def stack_factory(pg_dsn: str, tmp_path: object) -> Iterator[object]:
     """Build running stacks over this test's database: ``stack_factory(object_store_uri=None, **options)``."""
+    import itertools
     from pathlib import Path
 
     from sirius.admin._stack import StackOptions
 
     started: list[StackThread] = []
+    numbers = itertools.count()  # stacks may be made from several threads at once
 
     def make(object_store_uri: str | None = None, **options: object) -> StackThread:
-        data_dir = Path(str(tmp_path)) / f"stack{len(started)}"
+        # One data directory per stack: a stack locks the one it uses (sirius up's rule).
+        data_dir = Path(str(tmp_path)) / f"stack{next(numbers)}"
         for port in ("ingestion_port", "otlp_grpc_port", "otlp_http_port", "flight_port", "gateway_port"):
             options.setdefault(port, 0)
         opts = StackOptions(
