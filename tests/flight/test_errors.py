@@ -23,7 +23,8 @@ from micromegas.flightsql import FlightSql_pb2
 from pyarrow import flight
 
 from sirius.collector import ApiKeys
-from sirius.flight import InMemorySessionProvider, SessionRequest
+from sirius.flight import InMemorySessionProvider, InternalQueryError, InvalidQueryError, SessionRequest
+from sirius.flight._exceptions import classify_datafusion_error
 from sirius.lakehouse import MetadataStoreError
 
 DO_GET = "/arrow.flight.protocol.FlightService/DoGet"
@@ -309,3 +310,51 @@ def test_internal_failures_are_internal_with_a_generic_message(sample, flight_fa
     logged = [r.getMessage() for r in caplog.records if "secret detail" in r.getMessage()]
     assert len(logged) == 1
     assert query_id in logged[0]
+
+
+PLEA = (
+    "This issue was likely caused by a bug in DataFusion's code. Please help us to resolve this by filing a bug "
+    "report in our issue tracker: https://github.com/apache/datafusion/issues"
+)
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "message"),
+    [
+        (
+            ValueError(
+                f"Error during planning: Internal error: f failed to match, errors: x.\n{PLEA}. No match 'f(Utf8)'"
+            ),
+            InvalidQueryError,
+            "Error during planning: No match 'f(Utf8)' (query_id=q)",
+        ),
+        (
+            Exception(f"DataFusion error: Error during planning: Internal error: only detail.\n{PLEA}"),
+            InvalidQueryError,
+            "Error during planning: only detail. (query_id=q)",
+        ),
+        (
+            Exception("DataFusion error: type_coercion\ncaused by\nError during planning: Cannot infer x = y"),
+            InvalidQueryError,
+            "Error during planning: Cannot infer x = y (query_id=q)",
+        ),
+        (
+            Exception(f"DataFusion error: Internal error: a real bug.\n{PLEA}"),
+            InternalQueryError,
+            "the server failed to run this query; its log has the details (query_id=q)",
+        ),
+        (
+            RuntimeError("something unexpected"),
+            InternalQueryError,
+            "the server failed to run this query; its log has the details (query_id=q)",
+        ),
+    ],
+)
+def test_classification_of_datafusion_messages(raised: BaseException, kind: type, message: str, caplog) -> None:
+    with caplog.at_level(logging.ERROR, logger="sirius.flight"):
+        error = classify_datafusion_error(raised, "q")
+    assert type(error) is kind
+    assert str(error) == message
+    if kind is InternalQueryError:
+        assert len(caplog.records) == 1
+        assert "query q failed inside the server" in caplog.records[0].getMessage()
