@@ -369,7 +369,9 @@ class EmbeddedPostgres:
                 _LOG.warning("stopping the embedded PostgreSQL failed: %s", result.stderr.strip())
             self._stop_cmd = None
         if self._pgserver is not None:
-            self._pgserver.cleanup()  # type: ignore[attr-defined]  # forget this process's handle
+            # Stopped above: pgserver only forgets this process's handle (no second stop attempt).
+            self._pgserver.cleanup_mode = None  # type: ignore[attr-defined]
+            self._pgserver.cleanup()  # type: ignore[attr-defined]
             self._pgserver = None
         self._dsn = None
         self.postmaster_pid = None
