@@ -41,33 +41,116 @@ int sirius_py_fast_init(void);
 
 typedef struct {
     PyObject_HEAD const sirius_desc *desc;
+    PyObject *bound[2]; /* cached __enter__ / __exit__ callables (SpanCall), made on first use */
 } DescObject;
 
 static PyTypeObject DescType;
 
 static PyObject *desc_wrap(const sirius_desc *d) {
     DescObject *o = PyObject_New(DescObject, &DescType);
-    if (o) o->desc = d;
+    if (o) {
+        o->desc = d;
+        o->bound[0] = o->bound[1] = NULL;
+    }
     return (PyObject *)o;
+}
+
+/* `with desc:` without allocations. CPython looks __enter__ and __exit__ up on the type and
+ * binds them through tp_descr_get, which for ordinary methods allocates two bound-method
+ * objects per `with`. Here the type's __enter__/__exit__ are SpanSlot descriptors whose
+ * tp_descr_get returns a SpanCall cached in the Descriptor: a vectorcall object that calls the
+ * C core directly. A SpanCall holds the immortal C descriptor and a borrowed pointer to its
+ * Descriptor (cleared when the Descriptor goes), so there is no reference cycle. */
+typedef struct {
+    PyObject_HEAD vectorcallfunc vectorcall;
+    const sirius_desc *desc;
+    PyObject *owner; /* borrowed: __enter__'s return value; NULL once the Descriptor is gone */
+} SpanCallObject;
+
+static PyObject *span_enter_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    (void)args;
+    (void)nargsf;
+    (void)kwnames;
+    SpanCallObject *c = (SpanCallObject *)self;
+    sirius_span_begin(c->desc);
+    if (c->owner) return Py_NewRef(c->owner);
+    Py_RETURN_NONE;
+}
+
+static PyObject *span_exit_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    (void)args;
+    (void)nargsf;
+    (void)kwnames;
+    sirius_span_end(((SpanCallObject *)self)->desc);
+    Py_RETURN_FALSE; /* never swallow the exception */
+}
+
+static PyTypeObject SpanCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sirius.tracing._fast.SpanCall",
+    .tp_basicsize = sizeof(SpanCallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A Descriptor's bound __enter__ or __exit__.",
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SpanCallObject, vectorcall),
+};
+
+typedef struct {
+    PyObject_HEAD int is_exit;
+} SpanSlotObject;
+
+static PyObject *span_slot_get(PyObject *self, PyObject *obj, PyObject *type) {
+    (void)type;
+    if (obj == NULL || !Py_IS_TYPE(obj, &DescType)) return Py_NewRef(self);
+    DescObject *d = (DescObject *)obj;
+    int which = ((SpanSlotObject *)self)->is_exit;
+    if (!d->bound[which]) {
+        SpanCallObject *c = PyObject_New(SpanCallObject, &SpanCallType);
+        if (!c) return NULL;
+        c->vectorcall = which ? span_exit_call : span_enter_call;
+        c->desc = d->desc;
+        c->owner = obj;
+        d->bound[which] = (PyObject *)c;
+    }
+    return Py_NewRef(d->bound[which]);
+}
+
+static PyTypeObject SpanSlotType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sirius.tracing._fast.SpanSlot",
+    .tp_basicsize = sizeof(SpanSlotObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Descriptor.__enter__ / __exit__ (bound without allocating).",
+    .tp_descr_get = span_slot_get,
+};
+
+static void desc_dealloc(PyObject *self) {
+    DescObject *d = (DescObject *)self;
+    for (int i = 0; i < 2; i++) {
+        if (d->bound[i]) {
+            ((SpanCallObject *)d->bound[i])->owner = NULL;
+            Py_CLEAR(d->bound[i]);
+        }
+    }
+    Py_TYPE(self)->tp_free(self);
+}
+
+static int add_span_slots(void) {
+    static const char *const names[2] = {"__enter__", "__exit__"};
+    for (int i = 0; i < 2; i++) {
+        SpanSlotObject *slot = PyObject_New(SpanSlotObject, &SpanSlotType);
+        if (!slot) return -1;
+        slot->is_exit = i;
+        int rc = PyDict_SetItemString(DescType.tp_dict, names[i], (PyObject *)slot);
+        Py_DECREF(slot);
+        if (rc < 0) return -1;
+    }
+    PyType_Modified(&DescType);
+    return 0;
 }
 
 static inline const sirius_desc *as_desc(PyObject *o) {
     if (SR_LIKELY_PY(Py_IS_TYPE(o, &DescType))) return ((DescObject *)o)->desc;
     PyErr_Format(PyExc_TypeError, "expected a sirius descriptor, got %.100s", Py_TYPE(o)->tp_name);
     return NULL;
-}
-
-static PyObject *desc_enter(PyObject *self, PyObject *unused) {
-    (void)unused;
-    sirius_span_begin(((DescObject *)self)->desc);
-    return Py_NewRef(self);
-}
-
-static PyObject *desc_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)args;
-    (void)nargs;
-    sirius_span_end(((DescObject *)self)->desc);
-    Py_RETURN_FALSE; /* never swallow the exception */
 }
 
 static PyObject *desc_get_address(PyObject *self, void *closure) {
@@ -101,9 +184,7 @@ static PyObject *desc_call(PyObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 static PyMethodDef desc_methods[] = {
-    {"__enter__", desc_enter, METH_NOARGS, "Begin the thread span."},
-    {"__exit__", (PyCFunction)(void (*)(void))desc_exit, METH_FASTCALL, "End the thread span."},
-    {NULL, NULL, 0, NULL},
+    {NULL, NULL, 0, NULL}, /* __enter__ / __exit__: SpanSlot descriptors added at module init */
 };
 
 static PyGetSetDef desc_getset[] = {
@@ -122,6 +203,7 @@ static PyTypeObject DescType = {
     .tp_getset = desc_getset,
     .tp_repr = desc_repr,
     .tp_call = desc_call,
+    .tp_dealloc = desc_dealloc,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -681,7 +763,9 @@ int sirius_py_fast_init(void) {
         rc = 0;
         goto done;
     }
-    if (PyType_Ready(&DescType) < 0 || PyType_Ready(&WrapperType) < 0) goto done;
+    if (PyType_Ready(&DescType) < 0 || PyType_Ready(&WrapperType) < 0 || PyType_Ready(&SpanCallType) < 0 ||
+        PyType_Ready(&SpanSlotType) < 0 || add_span_slots() < 0)
+        goto done;
     PyObject *m = PyModule_Create(&fast_module);
     if (!m) goto done;
     if (PyModule_AddObjectRef(m, "Descriptor", (PyObject *)&DescType) < 0 ||
