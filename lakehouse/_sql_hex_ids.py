@@ -53,8 +53,9 @@ _BINDS_TIGHTER = frozenset({".", "(", "::", "||", "+", "-", "*", "/", "%", "["})
 _HEX = re.compile(r"[0-9A-Fa-f]*")
 # DataFusion's messages for a binary column compared with a string (both argument orders).
 _COERCION_ERROR = re.compile(
-    r"(comparison operation (FixedSize)?Binary[^=]*= Utf8|comparison operation Utf8(View)? = (FixedSize)?Binary"
-    r"|compare (FixedSize)?Binary(\(\d+\))? with \[[^\]]*Utf8)"
+    r"comparison operation (FixedSize)?Binary(\(\d+\))? \S+ Utf8"
+    r"|comparison operation Utf8(View)? \S+ (FixedSize)?Binary"
+    r"|compare (FixedSize)?Binary(\(\d+\))? with \[[^\]]*Utf8"
 )
 
 

@@ -72,3 +72,11 @@ def test_plan_sql_leaves_string_columns_alone(ctx) -> None:
 def test_plan_sql_keeps_other_errors(ctx) -> None:
     with pytest.raises(Exception, match="No field named nope"):
         plan_sql(ctx, f"SELECT nope FROM s WHERE trace_id = '{TRACE}'").to_pydict()
+
+
+@pytest.mark.parametrize("op", ["=", "<>", "!=", "<", "<=", ">", ">="])
+def test_every_comparison_operator_in_both_orders(ctx, op: str) -> None:
+    expected = ctx.sql(f"SELECT count(*) AS n FROM s WHERE trace_id {op} X'{TRACE}'").to_pydict()
+    assert plan_sql(ctx, f"SELECT count(*) AS n FROM s WHERE trace_id {op} '{TRACE}'").to_pydict() == expected
+    flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+    assert plan_sql(ctx, f"SELECT count(*) AS n FROM s WHERE '{TRACE}' {flipped} trace_id").to_pydict() == expected
