@@ -641,6 +641,14 @@ def test_histograms_view_and_histogram_quantile_on_known_distributions(lake_env:
         base = 2.0 ** (2.0 ** -exponential["scale"])  # one exponential bucket: relative error below base - 1
         assert abs(x["p50"] / 500.0 - 1) < base - 1
         assert abs(x["p99"] / 990.0 - 1) < base - 1
+        # delta points: delta_counts are the counts, and the merge over the session reads them
+        merged = await query(
+            lake,
+            "SELECT kind, histogram_quantile(merge_histograms(bounds, delta_counts), 0.5) AS p50 FROM histograms"
+            " GROUP BY kind ORDER BY kind",
+        )
+        assert merged.column("p50").to_pylist()[0] == 500.0
+        assert abs(merged.column("p50").to_pylist()[1] / 500.0 - 1) < base - 1
 
         # measures carries the counts, sums, minima and maxima
         measures = await query(lake, "SELECT name, value FROM measures WHERE name LIKE 'latency%' ORDER BY name")
@@ -776,8 +784,7 @@ def test_corrupt_otlp_payloads_are_skipped(local_lake_env: Any, caplog: pytest.L
 def test_doctests() -> None:
     import doctest
 
-    from sirius.lakehouse import _otlp_payloads, _sql_bucket_histograms
-    from sirius.lakehouse import _sql_histogram_merge
+    from sirius.lakehouse import _otlp_payloads, _sql_bucket_histograms, _sql_histogram_merge
     from sirius.lakehouse.views import _otel_histogram_rows, _otel_logs
 
     for module in (_otlp_payloads, _sql_bucket_histograms, _sql_histogram_merge, _otel_logs, _otel_histogram_rows):
