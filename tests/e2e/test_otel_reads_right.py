@@ -185,6 +185,8 @@ def test_otel_data_reads_right(stack_factory, tmp_path: Path) -> None:
     for value in (7.0, 8.0, 9.0, 300.0):
         worker.duration.record(value)
     worker.fail_once(3)
+    with worker.tracer.start_as_current_span("poll", attributes={"thread.id": 42, "thread.name": "poller"}):
+        pass
     worker.flush_metrics()
     worker.close()
     assert sink.shutdown(timeout=30)
@@ -204,6 +206,7 @@ def test_otel_data_reads_right(stack_factory, tmp_path: Path) -> None:
     # 1. one row per process; the two runs of shop are two processes, the retry is not a third
     processes = client.query("SELECT process_id, exe, service_name, last_update_time FROM processes")
     assert processes["process_id"].is_unique, processes
+    assert client.query("SELECT stream_id FROM streams")["stream_id"].is_unique
     assert sorted(processes["service_name"]) == ["shop", "shop", "worker"]
     partitions = client.query("SELECT count(*) AS n FROM list_partitions() WHERE view_set_name = 'processes'")
     assert partitions["n"][0] >= 2  # shop's process is in two partitions, yet listed once
@@ -275,3 +278,10 @@ def test_otel_data_reads_right(stack_factory, tmp_path: Path) -> None:
     assert trace.process_name == "shop"
     assert sorted(t["thread_name"] for t in trace.thread_tracks.values()) == ["shop", "shop #2"]
     assert trace.slices == 3
+    # the in-process exporters' process: spans carrying a thread go to that thread's track
+    path = tmp_path / "worker.pftrace"
+    micromegas.perfetto.write_process_trace(client, native.process_id, begin, end + np.timedelta64(1, "h"), str(path))
+    trace = parse_trace(path.read_bytes())
+    tracks = sorted((t["thread_name"], t["tid"]) for t in trace.thread_tracks.values())
+    assert [name for name, _ in tracks] == ["poller", "worker"]
+    assert (trace.process_name, dict(tracks)["poller"], trace.slices) == (native.exe, 42, 2)
