@@ -2,7 +2,9 @@
 
 ``default_view_sets()`` is the registry a ``Lakehouse`` uses unless given another; a new view
 set is one module with a ``ViewSet`` subclass, added here. OTLP blocks feed ``log_entries``,
-``measures`` (``_otel_logs``, ``_otel_metrics``), ``otel_spans`` and ``histograms``.
+``measures`` (``_otel_logs``, ``_otel_metrics``), ``otel_spans`` and ``histograms``
+(``_otel_histograms``). Every event view ends with Sirius's ``service_name`` column
+(``_columns.service_name_of``); ``processes`` and ``streams`` are served one row per id.
 """
 
 from __future__ import annotations
