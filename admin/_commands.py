@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
@@ -17,7 +19,9 @@ from ..lakehouse import (
     Lakehouse,
     LakehouseConfig,
     LakehouseError,
+    LocalObjectStore,
     MaintenanceDaemon,
+    ObjectStore,
     create_pool,
     migrate,
     open_object_store,
@@ -28,6 +32,9 @@ from ._stack import Stack, StackOptions
 from ._up_banner import client_exports, service_lines
 
 _LOG = logging.getLogger("sirius")
+# A stand-alone writer may share a local store with replicas, so it cannot tell a crashed
+# writer's temporary file from one being written unless it is old: a write takes milliseconds.
+_ORPHANED_TEMP_FILE_AGE_S = 600.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     handlers["otlp"] = _otlp
     handlers["demo"] = _demo
     try:
+        if args.command in _SERVICES:
+            return asyncio.run(_serve(handlers[args.command], args))
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)
@@ -56,20 +65,39 @@ def run(args: argparse.Namespace) -> int:
 # Ctrl-C, ``kill`` / container stop, and a closed terminal (SIGHUP, whose default action would
 # kill the process without stopping what it started, e.g. the embedded PostgreSQL).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Long-running commands catch those signals from their first moment: one arriving while they
+# start (before they print that they listen) then stops them cleanly instead of killing them.
+_SERVICES = frozenset({"up", "ingest", "otlp", "daemon", "flight", "gateway"})
+_STOP: contextvars.ContextVar[asyncio.Event] = contextvars.ContextVar("sirius_stop_requested")
 
 
 @contextlib.contextmanager
 def _stop_requested() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT, SIGTERM or SIGHUP while the block runs (handlers removed after)."""
+    """An event set by SIGINT, SIGTERM or SIGHUP while the block runs (handlers removed after).
+
+    Nested uses share the outermost event and its handlers.
+    """
+    outer = _STOP.get(None)
+    if outer is not None:
+        yield outer
+        return
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    token = _STOP.set(stop)
     try:
         yield stop
     finally:
+        _STOP.reset(token)
         for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+async def _serve(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run a long-running command with the stop signals caught for its whole life."""
+    with _stop_requested():
+        return await handler(args)
 
 
 async def _wait_for_stop_signal() -> None:
@@ -114,6 +142,14 @@ async def _up(args: argparse.Namespace) -> int:
                 print("sirius stopped", flush=True)
 
 
+async def _remove_orphaned_temp_files(store: ObjectStore) -> None:
+    """Remove the local store's temporary files a crashed writer left (``sirius up`` does more)."""
+    if isinstance(store, LocalObjectStore):
+        removed = await store.remove_stale_temp_files(time.time() - _ORPHANED_TEMP_FILE_AGE_S)
+        if removed:
+            _LOG.info("removed %d temporary files a crashed writer left in %s", removed, store.root)
+
+
 async def _migrate(args: argparse.Namespace) -> int:
     pool = await create_pool(LakehouseConfig.resolve_dsn(args.sql_connection_string))
     try:
@@ -134,6 +170,7 @@ async def _ingest(args: argparse.Namespace) -> int:
     try:
         # Micromegas services migrate on start; several replicas doing so at once is safe (advisory lock).
         await migrate(pool)
+        await _remove_orphaned_temp_files(store)
         service = IngestionService(DataLake(pool), store, keys)
         server = HttpServer(service.make_app(), args.host, args.port)
         port = await server.start()
@@ -217,6 +254,7 @@ async def _otlp(args: argparse.Namespace) -> int:
     service: OtlpService | None = None
     try:
         await migrate(pool)
+        await _remove_orphaned_temp_files(store)
         service = OtlpService(
             DataLake(pool), store, keys, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port
         )

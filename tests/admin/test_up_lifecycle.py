@@ -226,3 +226,29 @@ def test_restart_after_kill_9_keeps_every_row(data_dir: Path) -> None:
     assert second.returncode == 0, err
     assert "sirius stopped" in out
     _wait_until(lambda: not process_is_alive(info.pid), "the postmaster to stop")
+
+
+def test_a_stand_alone_ingest_removes_only_clearly_orphaned_temp_files(pg_dsn: str, tmp_path: Path) -> None:
+    # Replicas may share a local store: only files older than any write could take are removed.
+    stream_dir = tmp_path / "blobs" / "p1" / "s1"
+    stream_dir.mkdir(parents=True)
+    old, recent = stream_dir / ".sirius-tmp-old", stream_dir / ".sirius-tmp-recent"
+    for path, age_s in ((old, 3600), (recent, 5)):
+        path.write_bytes(b"half a block")
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
+    env = {**_env(), "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn, "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri()}
+    proc = subprocess.Popen(
+        [*SIRIUS, "ingest", "--host", "127.0.0.1", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("ingestion")  # listening: the cleanup is done
+        assert not old.exists()
+        assert recent.exists()
+    finally:
+        _, err = _stop(proc)
+    assert proc.returncode == 0, err
