@@ -5,7 +5,11 @@ For 16 KiB and 1 MiB blocks it sends N valid transit blocks through ``POST /inge
 object store and PostgreSQL from the process (8 concurrent tasks). The ratio is the service's
 overhead: HTTP, CBOR decoding, payload validation and the handler.
 
-Run: ``.venv/bin/python bench/ingest.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]``
+``--rss`` measures memory instead (``_ingest_rss.py``): a flood of large blocks against
+``sirius ingest`` in its own process, RSS growth per byte admitted in flight, bounded budget vs.
+unbounded baseline.
+
+Run: ``.venv/bin/python bench/ingest.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres] [--rss]``
 (default: the local PostgreSQL when it answers, else an embedded one).
 """
 
@@ -23,6 +27,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from _postgres import create_database, drop_database, maintenance_dsn
 
 from sirius.admin._stack import Stack, StackOptions
@@ -45,31 +50,27 @@ from sirius.tracing._transit_layouts import CPU
 CLIENTS = 8
 
 
-def _blocks(process_id: uuid.UUID, stream_id: uuid.UUID, payload_bytes: int, count: int) -> list[Block]:
-    rng = os.urandom
+def cpu_block(process_id: uuid.UUID, stream_id: uuid.UUID, payload_bytes: int, index: int) -> Block:
+    """A valid ``cpu`` block of about ``payload_bytes``: end-span events with random bodies (LZ4 cannot shrink them)."""
     n_events = max(1, payload_bytes // 17)  # 1 type byte + 16-byte EndThreadSpanEvent body
-    blocks = []
-    for i in range(count):
-        raw = bytearray()
-        body = rng(16 * n_events)  # random bodies: LZ4 cannot shrink them, payload ≈ requested size
-        for k in range(n_events):
-            raw.append(1)
-            raw += body[16 * k : 16 * k + 16]
-        blocks.append(
-            Block(
-                block_id=uuid.uuid4(),
-                stream_id=stream_id,
-                process_id=process_id,
-                begin_time_ns=time.time_ns(),
-                begin_ticks=i,
-                end_time_ns=time.time_ns(),
-                end_ticks=i + 1,
-                payload=BlockPayload(compress_queue(b""), compress_queue(bytes(raw))),
-                object_offset=i * n_events,
-                nb_objects=n_events,
-            )
-        )
-    return blocks
+    events = np.frombuffer(os.urandom(17 * n_events), np.uint8).reshape(n_events, 17).copy()
+    events[:, 0] = 1
+    return Block(
+        block_id=uuid.uuid4(),
+        stream_id=stream_id,
+        process_id=process_id,
+        begin_time_ns=time.time_ns(),
+        begin_ticks=index,
+        end_time_ns=time.time_ns(),
+        end_ticks=index + 1,
+        payload=BlockPayload(compress_queue(b""), compress_queue(events.tobytes())),
+        object_offset=index * n_events,
+        nb_objects=n_events,
+    )
+
+
+def _blocks(process_id: uuid.UUID, stream_id: uuid.UUID, payload_bytes: int, count: int) -> list[Block]:
+    return [cpu_block(process_id, stream_id, payload_bytes, i) for i in range(count)]
 
 
 def _http_run(url: str, bodies: list[bytes]) -> float:
@@ -131,8 +132,18 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--small-count", type=int, default=2000, help="16 KiB blocks per run")
     parser.add_argument("--large-count", type=int, default=96, help="1 MiB blocks per run")
+    parser.add_argument("--rss", action="store_true", help="measure RSS per admitted byte instead (_ingest_rss.py)")
+    parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
+    parser.add_argument("--rss-block-mib", type=int, default=16, help="--rss: block size")
+    parser.add_argument("--rss-budget-mib", type=int, default=256, help="--rss: in-flight byte budget")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        if args.rss:
+            from _ingest_rss import run_rss_bench
+
+            flood = (args.rss_clients, args.rss_block_mib, args.rss_budget_mib)
+            asyncio.run(run_rss_bench(admin_dsn, Path(tmp), flood, cpu_block))
+            return
         asyncio.run(_bench(admin_dsn, Path(tmp), args))
 
 
