@@ -63,11 +63,8 @@ class AdmissionTicket:
         Raises:
             OtlpOverloadedError: (an ``OverloadedError``) the byte budget is full.
         """
-        budget = self.budget
-        if budget.in_flight_bytes + nbytes > budget.max_bytes and budget.in_flight_bytes > 0:
-            msg = f"too much data in flight ({budget.in_flight_bytes} bytes); retry later"
-            raise OtlpOverloadedError(msg, retry_after=budget.retry_after)
-        budget.in_flight_bytes += nbytes
+        self.budget.check_bytes(nbytes)
+        self.budget.in_flight_bytes += nbytes
         self.nbytes += nbytes
 
     def release(self) -> None:
@@ -117,11 +114,33 @@ class InflightBudget:
         Raises:
             OtlpOverloadedError: (an ``OverloadedError``) every slot is taken.
         """
+        self.check_slot()
+        self.in_flight_requests += 1
+        return AdmissionTicket(self)
+
+    def check(self, nbytes: int) -> None:
+        """Raise as ``admit().reserve(nbytes)`` would right now, without taking anything.
+
+        For ``Expect: 100-continue``: a request that would be refused is refused before its body
+        is sent. (It is checked again when admitted: the budget may fill in between.)
+
+        Raises:
+            OtlpOverloadedError: (an ``OverloadedError``) no slot, or no room for ``nbytes``.
+        """
+        self.check_slot()
+        self.check_bytes(nbytes)
+
+    def check_slot(self) -> None:
+        """Raise ``OtlpOverloadedError`` when every request slot is taken."""
         if self.in_flight_requests >= self.max_requests:
             msg = f"too many requests in flight ({self.in_flight_requests}); retry later"
             raise OtlpOverloadedError(msg, retry_after=self.retry_after)
-        self.in_flight_requests += 1
-        return AdmissionTicket(self)
+
+    def check_bytes(self, nbytes: int) -> None:
+        """Raise ``OtlpOverloadedError`` when ``nbytes`` more do not fit beside the bytes in flight."""
+        if self.in_flight_bytes + nbytes > self.max_bytes and self.in_flight_bytes > 0:
+            msg = f"too much data in flight ({self.in_flight_bytes} bytes); retry later"
+            raise OtlpOverloadedError(msg, retry_after=self.retry_after)
 
 
 def declared_body_size(content_length: int | None, limit: int) -> int:

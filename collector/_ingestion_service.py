@@ -12,7 +12,8 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
   ``Content-Length`` is counted against the service's in-flight budget before the body is read
   (429 with ``Retry-After`` past it, 411 without a length), the body is read once into one
   buffer, and ``insert_block`` keeps its payload as views of that buffer down to the object-store
-  put (``_block_body.py``), so each request holds about its body's size;
+  put (``_block_body.py``), so each request holds about its body's size; a client sending
+  ``Expect: 100-continue`` gets those refusals before it sends the body;
 * ``/ingestion/otlp/v1/{traces,logs,metrics}`` serve OTLP/HTTP (``_otlp_http.py``) as Micromegas
   does; those routes authenticate themselves so a 401 is an OTLP ``google.rpc.Status``;
 * a stream registered with the property ``sirius.format = otlp/v1/…`` (the in-process OTel
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from ..lakehouse import LakehouseError
 from ..lakehouse._datalake import DataLake, StreamRecord
@@ -100,6 +101,10 @@ def _refused(exc: NativeRequestError | OverloadedError) -> web.Response:
     return web.Response(status=exc.http_status, text=exc.message)
 
 
+def _unauthorized() -> web.Response:
+    return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
 def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str) -> web.Response:
     """Log a failed store operation and answer 503 (the sender retries)."""
     _LOG.warning("%s %s failed: %s", action, subject, exc)
@@ -157,9 +162,12 @@ class IngestionService:
         )
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._readiness)
-        app.router.add_post("/ingestion/insert_process", self._admitted(self._insert_process))
-        app.router.add_post("/ingestion/insert_stream", self._admitted(self._insert_stream))
-        app.router.add_post("/ingestion/insert_block", self._admitted(self._insert_block))
+        for route, handler in (
+            ("insert_process", self._insert_process),
+            ("insert_stream", self._insert_stream),
+            ("insert_block", self._insert_block),
+        ):
+            app.router.add_post(f"/ingestion/{route}", self._admitted(handler), expect_handler=self._expect)
         self.add_routes(app)
         return app
 
@@ -175,7 +183,7 @@ class IngestionService:
         path = request.path
         otlp = path.startswith(OTLP_PREFIX + "/")  # authenticated by the OTLP routes (OTLP-shaped 401)
         if path.startswith("/ingestion/") and not otlp and self._keys.authenticate(authorization) is None:
-            return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+            return _unauthorized()
         return await handler(request)
 
     # -- probes ---------------------------------------------------------------------------
@@ -222,6 +230,26 @@ class IngestionService:
                 return _refused(exc)
 
         return handle
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: what the route would refuse is refused before the body is sent.
+
+        aiohttp calls this before the middlewares, so the key is checked here too.
+        """
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if request.version != HttpVersion11:
+            return None  # HTTP/1.0 has no interim responses (aiohttp's own rule)
+        if expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        if self._keys.authenticate(request.headers.get("Authorization")) is None:
+            return _unauthorized()
+        try:
+            self.budget.check(declared_body_size(request.content_length, self.limits.max_body_bytes))
+        except (NativeRequestError, OverloadedError) as exc:
+            return _refused(exc)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the response proper has not started
+        return None
 
     # -- routes ---------------------------------------------------------------------------
 

@@ -182,6 +182,39 @@ def test_declared_bytes_fill_the_budget_before_they_arrive(stack_factory, pg_dsn
     assert asyncio.run(_process_ids(pg_dsn)) == {first.process_id, second.process_id}
 
 
+def test_expect_100_continue_is_answered_before_the_body(stack_factory, pg_dsn: str, monkeypatch) -> None:
+    first, second = _process(), _process()
+    first_body, second_body = process_info_to_cbor(first), process_info_to_cbor(second)
+    monkeypatch.setenv("SIRIUS_INGESTION_MAX_INFLIGHT_BYTES", str(len(first_body)))
+    monkeypatch.setenv("SIRIUS_INGESTION_MAX_BODY_BYTES", "4096")
+    stack = stack_factory()
+    expect = ["Expect: 100-continue"]
+    # Room in the budget: "100 Continue", then the body, then the answer.
+    sock = _raw_request(stack.url, "insert_process", [*expect, f"Content-Length: {len(second_body)}"], b"")
+    assert _read_status(sock)[0] == 100
+    sock.sendall(second_body)
+    assert _read_status(sock)[0] == 200
+    sock.close()
+    # Over the body limit: 413 at once, no "100 Continue".
+    sock = _raw_request(stack.url, "insert_process", [*expect, "Content-Length: 4097"], b"")
+    assert _read_status(sock)[0] == 413
+    sock.close()
+    # Budget full (a request declared its bytes and sent 10): 429 at once, no "100 Continue".
+    holder = _raw_request(stack.url, "insert_process", [f"Content-Length: {len(first_body)}"], first_body[:10])
+    for _ in range(1000):  # until the server has admitted the holder (a few round trips)
+        if _post(stack.url, "insert_process", second_body)[0] == 429:
+            break
+    sock = _raw_request(stack.url, "insert_process", [*expect, f"Content-Length: {len(second_body)}"], b"")
+    status, head = _read_status(sock)
+    sock.close()
+    assert status == 429
+    assert "Retry-After: 1" in head
+    holder.sendall(first_body[10:])
+    assert _read_status(holder)[0] == 200
+    holder.close()
+    assert asyncio.run(_process_ids(pg_dsn)) == {first.process_id, second.process_id}
+
+
 # -- a flood against a separate server process --------------------------------------------------
 
 
