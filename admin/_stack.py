@@ -187,9 +187,12 @@ class Stack:
         started_at = time.time()  # temporary files older than this start are orphans
         dsn = opts.sql_connection_string or os.environ.get(lake_env.MICROMEGAS_SQL_CONNECTION_STRING)
         uri = opts.object_store_uri or os.environ.get(lake_env.MICROMEGAS_OBJECT_STORE_URI)
-        if not dsn or not uri:
-            self._lock_data_dir()
+        uses_data_dir = not dsn or not uri
+        if uses_data_dir and opts.data_dir.exists():
+            self._lock_data_dir()  # first: "in use by PID n" says more than the port it holds
         check_ports_free(opts.host, claims)
+        if uses_data_dir:
+            self._lock_data_dir()  # a refused start leaves no new directory behind
         if not dsn:
             # Holding the lock, a server still running on the cluster is an orphan of a dead run.
             embedded = EmbeddedPostgres(opts.data_dir / "postgres", durable=opts.durable, stop_orphan=True)
@@ -214,6 +217,8 @@ class Stack:
         return store, pool
 
     def _lock_data_dir(self) -> None:
+        if self._res.lock is not None:
+            return
         lock = DataDirLock(self.options.data_dir)
         try:
             lock.acquire()
