@@ -8,7 +8,8 @@ instead of being queued without limit. The OTLP receivers (gRPC and HTTP) and th
 Bytes are counted **before** they are read: a native request reserves its declared
 ``Content-Length`` (a body without one is refused with 411, one over the route's limit with 413),
 then ``read_declared_body`` reads exactly that many bytes into one preallocated buffer, so the
-memory a request holds is its body once, known before the first byte arrives.
+memory a request holds is its body once, known before the first byte arrives. ``check`` answers
+the same question without taking anything, for ``Expect: 100-continue``.
 
 Everything here runs on the service's event loop (no locking needed).
 """
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from aiohttp import StreamReader
 
 __all__ = [
+    "DEFAULT_MAX_INFLIGHT_BYTES",
+    "DEFAULT_MAX_INFLIGHT_REQUESTS",
     "DEFAULT_RETRY_AFTER_SECONDS",
     "AdmissionTicket",
     "InflightBudget",
