@@ -39,8 +39,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from ._environment_variables import (
@@ -48,19 +46,28 @@ from ._environment_variables import (
     MICROMEGAS_TELEMETRY_URL,
     SIRIUS_SINK_MAX_QUEUE_BYTES,
 )
+from ._http_transport import HttpTransport, Transport, TransportResponse
+from ._in_memory_sink import InMemoryBlockSink
 from ._spool import SpoolConfig, SpoolEntry, SpoolWriter
 from ._spool_delivery import SpoolDeliveryStats, deliver_until
 from ._wire_format import (
     Block,
     ProcessInfo,
     StreamInfo,
-    block_from_cbor,
     block_to_cbor,
-    process_info_from_cbor,
     process_info_to_cbor,
-    stream_info_from_cbor,
     stream_info_to_cbor,
 )
+
+__all__ = [
+    "HttpTransport",
+    "InMemoryBlockSink",
+    "SinkConfig",
+    "SinkStats",
+    "TelemetrySink",
+    "Transport",
+    "TransportResponse",
+]
 
 _LOG = logging.getLogger("sirius.tracing.sink")
 
@@ -130,74 +137,6 @@ class SinkConfig:
             max_queue_bytes=max_queue_bytes,
             spool=SpoolConfig.resolve(spool_dir, spool_max_bytes),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class TransportResponse:
-    """What the sink needs of an HTTP answer."""
-
-    status: int
-    retry_after: float | None = None
-
-
-class Transport(Protocol):
-    """Sends one POST; raises ``OSError`` (or ``http.client.HTTPException``) on network failure."""
-
-    def post(self, path: str, body: bytes) -> TransportResponse:
-        """POST ``body`` to ``path`` and return the status."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-class HttpTransport:
-    """``http.client`` keep-alive connection to the ingestion service (stdlib only: apps stay light)."""
-
-    def __init__(self, config: SinkConfig) -> None:
-        parts = urlsplit(config.url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if self._https else 80)
-        self._prefix = parts.path.rstrip("/")
-        self._timeout = config.request_timeout
-        self._headers = {"Content-Type": "application/cbor"}
-        if config.api_key:
-            self._headers["Authorization"] = f"Bearer {config.api_key}"
-        self._conn: http.client.HTTPConnection | None = None
-
-    def post(self, path: str, body: bytes) -> TransportResponse:
-        """POST over the kept-alive connection; a broken connection is dropped and the error raised."""
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
-        try:
-            self._conn.request("POST", self._prefix + path, body=body, headers=self._headers)
-            response = self._conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-        return TransportResponse(response.status, _parse_retry_after(response.getheader("Retry-After")))
-
-    def close(self) -> None:
-        """Close the connection (reopened on the next post)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
 
 
 @dataclass(slots=True)
@@ -581,46 +520,3 @@ class TelemetrySink:
                 self._stats.rejected_items += 1
                 self._count_drop(item)
         return None
-
-
-@dataclass(slots=True)
-class InMemoryBlockSink:
-    """A sink that keeps what it is given: for tests and in-process pipelines."""
-
-    processes: list[ProcessInfo] = field(default_factory=list)
-    streams: list[StreamInfo] = field(default_factory=list)
-    blocks: list[Block] = field(default_factory=list)
-
-    def register_process(self, info: ProcessInfo) -> None:
-        """Keep the process."""
-        self.processes.append(info)
-
-    def register_stream(self, info: StreamInfo) -> None:
-        """Keep the stream."""
-        self.streams.append(info)
-
-    def send_block(self, block: Block) -> bool:
-        """Keep the block."""
-        self.blocks.append(block)
-        return True
-
-    def send_encoded(self, kind: str, body: bytes, nb_objects: int = 0) -> bool:
-        """Decode and keep an encoded ``process``, ``stream`` or ``block`` body."""
-        del nb_objects
-        if kind == "process":
-            self.register_process(process_info_from_cbor(body))
-        elif kind == "stream":
-            self.register_stream(stream_info_from_cbor(body))
-        else:
-            self.send_block(block_from_cbor(body))
-        return True
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Nothing to flush."""
-        del timeout
-        return True
-
-    def shutdown(self, timeout: float = 0.0) -> bool:
-        """Nothing to stop."""
-        del timeout
-        return True
