@@ -135,7 +135,10 @@ class TracerStats:
             == events_delivered + events_dropped + events_spooled + events_pending
 
     (``events_pending`` is 0 after a ``shutdown`` that finished in time). Counters are read one
-    after the other, so while events flow a snapshot may be off by what moved meanwhile.
+    after the other, so while events flow a snapshot may be off by what moved meanwhile. With a
+    ``TelemetrySink`` (the default, or one passed as ``sink``) delivery counters are the sink's
+    own, so a sink shared with other producers counts their blocks too; with any other sink a
+    block counts as delivered when ``send_encoded`` accepts it.
 
     Attributes:
         events_recorded: events read from thread buffers by the native sink.
