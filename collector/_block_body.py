@@ -10,8 +10,11 @@ body's ``payload`` map is already in the canonical form the server stores (a two
 writes, and byte for byte what ``payload_to_cbor`` would encode), the object to store is that
 slice too. A request then holds its body once, from the read to the object-store put.
 
-Other encodings stay accepted and take the copying path: legacy integer-array payloads, indefinite
-lengths, another key order (``payload_from_value`` and ``payload_to_cbor``, as before).
+Other encodings stay accepted and take the copying path (``payload_from_value`` and
+``payload_to_cbor``, as before): another key order in the payload map, and, through the generic
+``cbor2`` decoder, anything whose walk would be a long Python loop (legacy integer-array
+payloads, more than 256 items in all, indefinite lengths), so a body is never walked item by
+item in Python.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from typing import Any
 
 import cbor2
 
-from ..tracing import Block, BlockPayload, WireFormatError, payload_to_cbor
+from ..tracing import Block, BlockPayload, WireFormatError, block_from_cbor, payload_to_cbor
 from ..tracing._wire_format import block_from_fields, payload_from_value
 
 __all__ = ["DecodedBlock", "decode_block_body"]
 
 _WHAT = "insert_block"
 _MAX_DEPTH = 64
-_BREAK = 0xFF
+_MAX_WALKED_ITEMS = 256  # a block body has ~30 items; more go to the generic (C) decoder, not a Python loop
 _BYTES, _TEXT, _ARRAY, _MAP, _TAG, _SIMPLE = 2, 3, 4, 5, 6, 7
 _DEPENDENCIES_KEY = b"\x6cdependencies"  # text(12) "dependencies"
 _OBJECTS_KEY = b"\x67objects"  # text(7) "objects"
@@ -63,6 +66,10 @@ class DecodedBlock:
     stored_payload: bytes | memoryview
 
 
+class _TooComplexError(Exception):
+    """The body is left to the generic decoder (see the module docstring); never leaves this module."""
+
+
 def _fail(reason: str) -> WireFormatError:
     return WireFormatError(f"{_WHAT}: malformed CBOR ({reason})")
 
@@ -86,64 +93,56 @@ def _head(buf: memoryview, pos: int) -> tuple[int, int | None, int]:
     raise _fail(f"reserved additional information {info}")
 
 
-def _skip_string(buf: memoryview, major: int, size: int | None, pos: int) -> int:
-    """Position just past a byte or text string whose head ended at ``pos``."""
-    if size is not None:
-        if pos + size > len(buf):
-            raise _fail("truncated")
-        return pos + size
-    while True:  # indefinite length: definite chunks of the same type up to a break
-        if pos < len(buf) and buf[pos] == _BREAK:
-            return pos + 1
-        chunk_major, chunk_size, pos = _head(buf, pos)
-        if chunk_major != major or chunk_size is None or pos + chunk_size > len(buf):
-            raise _fail("bad indefinite-length string")
-        pos += chunk_size
+class _Walker:
+    """Finds where items end in a body, walking at most ``_MAX_WALKED_ITEMS`` items in all."""
 
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+        self.items_left = _MAX_WALKED_ITEMS
 
-def _skip(buf: memoryview, pos: int, depth: int = 0) -> int:
-    """Position just past the data item that starts at ``pos`` (its end is checked, its content is not)."""
-    if depth > _MAX_DEPTH:
-        raise _fail("nested too deeply")
-    major, arg, pos = _head(buf, pos)
-    if major in (_BYTES, _TEXT):
-        return _skip_string(buf, major, arg, pos)
-    if major in (_ARRAY, _MAP):
-        items = None if arg is None else arg * (2 if major == _MAP else 1)
-        if items is None:
-            while True:
-                if pos < len(buf) and buf[pos] == _BREAK:
-                    return pos + 1
-                pos = _skip(buf, pos, depth + 1)
-        for _ in range(items):
-            pos = _skip(buf, pos, depth + 1)
-        return pos
-    if major == _TAG:
-        return _skip(buf, pos, depth + 1)
-    if major == _SIMPLE and arg is None:
-        raise _fail("unexpected break")
-    return pos  # integers, simple values and floats: the head was the whole item
+    def skip(self, pos: int, depth: int = 0) -> int:
+        """Position just past the data item that starts at ``pos`` (its end is checked, its content is not)."""
+        self.items_left -= 1
+        if self.items_left < 0:
+            raise _TooComplexError
+        if depth > _MAX_DEPTH:
+            raise _fail("nested too deeply")
+        major, arg, pos = _head(self.buf, pos)
+        if arg is None:
+            if major == _SIMPLE:
+                raise _fail("unexpected break")
+            raise _TooComplexError  # indefinite lengths: never written by serde
+        if major in (_BYTES, _TEXT):
+            if pos + arg > len(self.buf):
+                raise _fail("truncated")
+            return pos + arg
+        if major in (_ARRAY, _MAP):
+            for _ in range(arg * (2 if major == _MAP else 1)):
+                pos = self.skip(pos, depth + 1)
+            return pos
+        if major == _TAG:
+            return self.skip(pos, depth + 1)
+        return pos  # integers, simple values and floats: the head was the whole item
 
+    def entries(self) -> list[tuple[int, int, int]]:
+        """The (key start, value start, value end) of each entry of the map the body starts with.
 
-def _entries(buf: memoryview, start: int) -> tuple[list[tuple[int, int, int]], int]:
-    """The (key start, value start, value end) of each entry of the map at ``start``, and its end.
-
-    Raises:
-        WireFormatError: the item is not a map, or is malformed.
-    """
-    major, count, pos = _head(buf, start)
-    if major != _MAP:
-        msg = f"{_WHAT}: body must be a CBOR map"
-        raise WireFormatError(msg)
-    entries: list[tuple[int, int, int]] = []
-    while count is None or len(entries) < count:
-        if count is None and pos < len(buf) and buf[pos] == _BREAK:
-            return entries, pos + 1
-        value = _skip(buf, pos, 1)
-        end = _skip(buf, value, 1)
-        entries.append((pos, value, end))
-        pos = end
-    return entries, pos
+        Raises:
+            WireFormatError: the body is not a map, or is malformed.
+        """
+        major, count, pos = _head(self.buf, 0)
+        if major != _MAP:
+            msg = f"{_WHAT}: body must be a CBOR map"
+            raise WireFormatError(msg)
+        if count is None or count > _MAX_WALKED_ITEMS:
+            raise _TooComplexError
+        entries: list[tuple[int, int, int]] = []
+        for _ in range(count):
+            value = self.skip(pos, 1)
+            end = self.skip(value, 1)
+            entries.append((pos, value, end))
+            pos = end
+        return entries
 
 
 def _loads(buf: memoryview) -> Any:
@@ -204,7 +203,15 @@ def decode_block_body(body: bytes | bytearray | memoryview) -> DecodedBlock:
     if not buf:
         msg = f"{_WHAT}: empty body"
         raise WireFormatError(msg)
-    entries, _ = _entries(buf, 0)  # bytes after the map are ignored, as by cbor2 and ciborium
+    try:
+        return _decode_walked(buf)
+    except _TooComplexError:
+        block = block_from_cbor(buf)  # type: ignore[arg-type]  # cbor2 reads any buffer
+        return DecodedBlock(block, payload_to_cbor(block.payload))
+
+
+def _decode_walked(buf: memoryview) -> DecodedBlock:
+    entries = _Walker(buf).entries()  # bytes after the map are ignored, as by cbor2 and ciborium
     fields: dict[Any, Any] = {}
     payload_span: tuple[int, int] | None = None
     for key_start, value_start, value_end in entries:

@@ -84,6 +84,17 @@ def test_unknown_keys_are_skipped_and_trailing_bytes_ignored() -> None:
     assert decode_block_body(body).block == block
 
 
+def test_bodies_with_many_items_or_indefinite_lengths_take_the_generic_decoder() -> None:
+    block = _block(100)
+    value = cbor2.loads(block_to_cbor(block))
+    indefinite_map = b"\xbf" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in value.items()) + b"\xff"
+    bodies = [_variant(block, zz_extension=list(range(10_000))), indefinite_map]
+    for body in bodies:
+        decoded = decode_block_body(body)
+        assert decoded.block == block
+        assert decoded.stored_payload == payload_to_cbor(block.payload)
+
+
 def test_malformed_bodies_raise_with_a_reason() -> None:
     good = block_to_cbor(_block(100))
     bad = {
