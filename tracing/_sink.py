@@ -19,8 +19,8 @@ byte budget, and whatever is still queued at ``shutdown`` (when the deadline pas
 when the service is unreachable), is written to the spool on disk, with the process and stream
 bodies it needs, for the next sink using that spool (or ``sirius spool flush``) to deliver. Only
 what the spool cannot take (cap reached, disk error, spooling disabled, past the spooling time
-budget) is dropped, and counted. A starting sink delivers what earlier processes left in its
-spool from a background thread.
+budget) is dropped, and counted. A background thread delivers the spool: at start what earlier
+processes left, and, each time the queue drains, what this sink spooled while it was full.
 
 Accounting (events are the ``nb_objects`` of blocks): every event handed to the sink ends in
 exactly one of ``sent_events``, ``dropped_events``, ``spooled_events``, or is still
@@ -236,6 +236,12 @@ class TelemetrySink:
         self._metadata: list[SpoolEntry] = []  # process/stream bodies, rewritten into the spool
         self._recovery: threading.Thread | None = None
         self._recovery_stop = threading.Event()
+        # Delivery passes of the recovery thread: one at start, one more per release of the
+        # sink's own spool directory; wait_recovered waits for the pass it asked for.
+        self._recovery_cond = threading.Condition(threading.Lock())
+        self._recovery_requested = 1
+        self._recovery_done = 0
+        self._recovery_stopped = False
 
     @property
     def config(self) -> SinkConfig:
@@ -329,26 +335,47 @@ class TelemetrySink:
             self._thread.start()
 
     def _recover(self) -> None:
-        """Deliver what earlier processes left in the spool (never this sink's own directory)."""
+        """Deliver the spool: at start what earlier processes left, later what this sink released.
+
+        Directories held by a live writer (this sink's current one included) are skipped.
+        """
         spool = self._config.spool
-        if spool is None or not spool.directory.is_dir():
-            return
-        transport = self._transport_factory(self._config)
+        transport: Transport | None = None
+        cond = self._recovery_cond
+        try:
+            while True:
+                with cond:
+                    while not self._recovery_stop.is_set() and self._recovery_done >= self._recovery_requested:
+                        cond.wait()
+                    if self._recovery_stop.is_set():
+                        return
+                    generation = self._recovery_requested
+                if spool is not None and spool.directory.is_dir():
+                    transport = transport or self._transport_factory(self._config)
+                    self._recover_once(spool, transport)
+                with cond:
+                    self._recovery_done = generation
+                    cond.notify_all()
+        finally:
+            with cond:
+                self._recovery_stopped = True
+                cond.notify_all()
+            if transport is not None:
+                with contextlib.suppress(Exception):
+                    transport.close()
+
+    def _recover_once(self, spool: SpoolConfig, transport: Transport) -> None:
         try:
             result = deliver_until(
                 spool,
                 lambda path, body: transport.post(path, body).status,
                 timeout=float("inf"),
                 stop_event=self._recovery_stop,
-                skip=self._writer.directory if self._writer is not None else None,
                 backoff=(self._config.initial_backoff, self._config.max_backoff),
             )
         except Exception as exc:  # noqa: BLE001 - recovery must never take the app down
             self._log.warn(f"telemetry sink could not deliver its spool: {exc!r}")
             result = SpoolDeliveryStats()
-        finally:
-            with contextlib.suppress(Exception):
-                transport.close()
         with self._cond:
             self._stats.recovered_items += result.delivered_items
             self._stats.recovered_blocks += result.delivered_blocks
@@ -356,16 +383,27 @@ class TelemetrySink:
             self._stats.corrupt_spool_entries += result.corrupt_entries
             self._cond.notify_all()
 
-    def wait_recovered(self, timeout: float | None = None) -> bool:
-        """Wait until what earlier processes spooled is delivered (True) or the wait timed out.
+    def _release_spool(self) -> None:
+        """The queue drained: hand what this sink spooled meanwhile to its recovery thread."""
+        if self._writer is not None and self._writer.rotate():
+            with self._recovery_cond:
+                self._recovery_requested += 1
+                self._recovery_cond.notify_all()
 
-        The recovery thread retries while the service is unreachable, until ``shutdown``.
+    def wait_recovered(self, timeout: float | None = None) -> bool:
+        """Wait until the spool has been delivered (True) or the wait timed out.
+
+        That is what earlier processes left, and what this sink spooled while its queue was full
+        and released once the queue drained. Recovery retries while the service is unreachable,
+        until ``shutdown``.
         """
-        thread = self._recovery
-        if thread is None:
+        if self._recovery is None:
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        with self._recovery_cond:
+            target = self._recovery_requested
+            return self._recovery_cond.wait_for(
+                lambda: self._recovery_done >= target or self._recovery_stopped, timeout
+            )
 
     # -- control --------------------------------------------------------------------------
 
@@ -402,6 +440,8 @@ class TelemetrySink:
         """
         try:
             self._recovery_stop.set()
+            with self._recovery_cond:
+                self._recovery_cond.notify_all()
             with self._cond:
                 self._stopping = True
                 self._deadline = self._clock() + timeout
@@ -468,6 +508,8 @@ class TelemetrySink:
                         self._stats.queued_items -= 1
                         self._stats.queued_bytes -= len(item.body)
                         self._stats.queued_events -= item.events
+                        if not self._queue and not self._stopping:
+                            self._release_spool()
                         backoff = self._config.initial_backoff
                         self._cond.notify_all()
                         continue

@@ -23,6 +23,7 @@ import contextlib
 import os
 import struct
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ SPOOL_DISABLED = "off"
 ENTRY_SUFFIX = ".entry"
 TMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
+RESCAN_INTERVAL = 1.0  # seconds between rescans of a spool that looks full
 
 _MAGIC = b"SRSP"
 _VERSION = 1
@@ -206,7 +208,8 @@ class SpoolWriter:
         self._dir: Path | None = None
         self._lock_fd = -1
         self._seq = 0
-        self._usage: int | None = None  # bytes under the root, scanned once then tracked
+        self._usage: int | None = None  # bytes under the root, scanned then tracked
+        self._scanned_at = 0.0
         self._written_metadata: set[bytes] = set()
         self._closed = False
         self.failures = 0
@@ -235,8 +238,12 @@ class SpoolWriter:
             try:
                 needed = [m for m in metadata if m.body not in self._written_metadata]
                 size = entry_size(entry) + sum(entry_size(m) for m in needed)
-                if self._usage is None:
-                    self._usage = spool_usage(self._config.directory)
+                now = time.monotonic()
+                if self._usage is None or (
+                    self._usage + size > self._config.max_bytes and now - self._scanned_at >= RESCAN_INTERVAL
+                ):
+                    # Others' deliveries shrink the spool: rescan when it looks full (rarely).
+                    self._usage, self._scanned_at = spool_usage(self._config.directory), now
                 if self._usage + size > self._config.max_bytes:
                     return False
                 session = self._dir or self._open()
@@ -264,6 +271,21 @@ class SpoolWriter:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
+
+    def rotate(self) -> bool:
+        """Release the current directory to deliverers; the next write starts a new one.
+
+        Returns:
+            True when a directory holding entries was released.
+        """
+        with self._lock:
+            if self._closed or self._dir is None or self._seq == 0:
+                return False
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # releases the flock: a deliverer may claim it now
+            self._dir, self._lock_fd, self._seq = None, -1, 0
+            self._written_metadata = set()  # a new directory needs its own copies
+            return True
 
     def after_fork_in_child(self) -> None:
         """The parent owns its directory and lock: the child starts a new one when it spools."""

@@ -275,3 +275,43 @@ def test_a_sink_without_spool_counts_what_it_loses(tmp_path: Path) -> None:
     assert not sink.shutdown(timeout=5)
     s = sink.stats()
     assert (s.dropped_blocks, s.dropped_events, s.spooled_events) == (1, 7, 0)
+
+
+class Switch:
+    """A service that is down until ``up`` is set, then acknowledges and records everything."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.record = Recorder()
+
+    def post(self, path: str, body: bytes) -> TransportResponse:
+        if not self.up.is_set():
+            raise ConnectionRefusedError
+        return TransportResponse(self.record(path, body))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_live_sink_delivers_what_it_spooled_once_its_queue_drains(tmp_path: Path) -> None:
+    spool = SpoolConfig(tmp_path / "spool")
+    service = Switch()
+    sink = _sink(service, spool, max_queue_bytes=1000)  # with the metadata, 4 blocks fit; 8 spill
+    sink.send_encoded("process", b"p" * 20)
+    sink.send_encoded("stream", b"s" * 20)
+    given = 0
+    for i in range(12):
+        sink.send_encoded("block", bytes([i]) * 200, i + 1)
+        given += i + 1
+    spilled = sink.stats()
+    assert (spilled.spooled_blocks, spilled.queued_items) == (8, 2 + 4)
+    service.up.set()
+    assert sink.flush(timeout=60)
+    assert sink.wait_recovered(timeout=60)
+    s = sink.stats()
+    assert s.sent_events + s.recovered_events == given
+    assert (s.recovered_blocks, s.recovered_events) == (s.spooled_blocks, s.spooled_events)
+    blocks = [body for path, body in service.record.got if path.endswith("block")]
+    assert sorted(blocks) == sorted(bytes([i]) * 200 for i in range(12))  # each exactly once
+    assert sink.shutdown(timeout=5)
+    assert _entries(spool.directory) == []
