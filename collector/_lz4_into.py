@@ -62,8 +62,7 @@ def decompress_queue_into(data: bytes | memoryview, max_size: int = MAX_DECOMPRE
         return decompress_queue(data, max_size)
     ffi, lib = binding
     try:
-        # Reserved, not resident: only written pages count (and no swap is reserved for the rest).
-        out = mmap.mmap(-1, max_size + 1, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE)
+        out = mmap.mmap(-1, max_size + 1)  # reserved, not resident: only written pages count
     except OSError:  # address space refused (strict overcommit): the copying path still works
         return decompress_queue(data, max_size)
     dctx_ptr = ffi.new("LZ4F_dctx **")
