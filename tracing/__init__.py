@@ -34,7 +34,7 @@ from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
 from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
 from ._sink import InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
-from ._spool import SpoolConfig, SpoolEntry, decode_entry, encode_entry
+from ._spool import SpoolConfig, SpoolEntry, decode_spool_entry, encode_spool_entry
 from ._spool_delivery import SpoolDeliveryStats
 from ._spool_flush import flush_spool
 from ._tracer import (
@@ -116,10 +116,10 @@ __all__ = [
     "current_process",
     "current_process_info",
     "debug",
-    "decode_entry",
+    "decode_spool_entry",
     "decode_udts",
     "decompress_queue",
-    "encode_entry",
+    "encode_spool_entry",
     "encode_udts",
     "end_span",
     "error",

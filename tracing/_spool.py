@@ -111,10 +111,10 @@ class SpoolEntry:
     nb_objects: int = 0
 
 
-def encode_entry(entry: SpoolEntry) -> bytes:
+def encode_spool_entry(entry: SpoolEntry) -> bytes:
     """The bytes of an entry file.
 
-    >>> decode_entry(encode_entry(SpoolEntry("block", b"cbor", 3)))
+    >>> decode_spool_entry(encode_spool_entry(SpoolEntry("block", b"cbor", 3)))
     SpoolEntry(kind='block', body=b'cbor', nb_objects=3)
     """
     if entry.kind not in _KINDS:
@@ -129,7 +129,7 @@ def encode_entry(entry: SpoolEntry) -> bytes:
     return head + entry.body
 
 
-def decode_entry(data: bytes) -> SpoolEntry:
+def decode_spool_entry(data: bytes) -> SpoolEntry:
     """Parse an entry file's bytes.
 
     Raises:
@@ -249,7 +249,7 @@ class SpoolWriter:
                 session = self._dir or self._open()
                 for item in [*needed, entry]:
                     self._seq += 1
-                    write_atomically(session, f"{self._seq:012d}{ENTRY_SUFFIX}", encode_entry(item))
+                    write_atomically(session, f"{self._seq:012d}{ENTRY_SUFFIX}", encode_spool_entry(item))
                     self._usage += entry_size(item)
                     if item.kind != "block":
                         self._written_metadata.add(item.body)

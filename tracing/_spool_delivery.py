@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import SpoolEntryError
-from ._spool import ENTRY_SUFFIX, LOCK_NAME, TMP_PREFIX, SpoolConfig, decode_entry, fcntl
+from ._spool import ENTRY_SUFFIX, LOCK_NAME, TMP_PREFIX, SpoolConfig, decode_spool_entry, fcntl
 
 _PATHS = {
     "process": "/ingestion/insert_process",
@@ -87,7 +87,7 @@ def _deliver_session(session: Path, post: Post, stats: SpoolDeliveryStats, stop:
             return
         path = session / name
         try:
-            entry = decode_entry(path.read_bytes())
+            entry = decode_spool_entry(path.read_bytes())
         except SpoolEntryError:
             stats.corrupt_entries += 1
             path.unlink(missing_ok=True)

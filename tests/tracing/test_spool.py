@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sirius.tracing import SpoolConfig, SpoolEntry, SpoolEntryError, decode_entry, encode_entry
+from sirius.tracing import SpoolConfig, SpoolEntry, SpoolEntryError, decode_spool_entry, encode_spool_entry
 from sirius.tracing._sink import SinkConfig, TelemetrySink, TransportResponse
 from sirius.tracing._spool import LOCK_NAME, SpoolWriter, write_atomically
 from sirius.tracing._spool_delivery import deliver_spool
@@ -44,13 +44,13 @@ def _entries(root: Path) -> list[Path]:
 
 
 def test_entry_round_trip_and_damage_is_detected() -> None:
-    data = encode_entry(_block(1, 42))
-    assert decode_entry(data) == _block(1, 42)
+    data = encode_spool_entry(_block(1, 42))
+    assert decode_spool_entry(data) == _block(1, 42)
     flipped = bytearray(data)
     flipped[-1] ^= 0x01
     for bad in (bytes(flipped), data[:-1], data + b"x", data[:10], b"", b"XXXX" + data[4:]):
         with pytest.raises(SpoolEntryError):
-            decode_entry(bad)
+            decode_spool_entry(bad)
 
 
 entries = st.builds(
@@ -63,7 +63,7 @@ entries = st.builds(
 
 @given(entries)
 def test_decoder_inverts_the_encoder(entry: SpoolEntry) -> None:
-    assert decode_entry(encode_entry(entry)) == entry
+    assert decode_spool_entry(encode_spool_entry(entry)) == entry
 
 
 @settings(max_examples=300)
@@ -71,14 +71,14 @@ def test_decoder_inverts_the_encoder(entry: SpoolEntry) -> None:
 def test_decoder_accepts_only_intact_entries(data: bytes, draw: st.DataObject) -> None:
     """Arbitrary bytes, or a valid entry with one byte changed: an entry back only when intact."""
     if draw.draw(st.booleans()):
-        valid = encode_entry(draw.draw(entries))
+        valid = encode_spool_entry(draw.draw(entries))
         index = draw.draw(st.integers(min_value=0, max_value=len(valid) - 1))
         data = valid[:index] + bytes([valid[index] ^ draw.draw(st.integers(1, 255))]) + valid[index + 1 :]
     try:
-        entry = decode_entry(data)
+        entry = decode_spool_entry(data)
     except SpoolEntryError:
         return
-    assert encode_entry(entry) == data  # anything accepted is exactly a well-formed entry
+    assert encode_spool_entry(entry) == data  # anything accepted is exactly a well-formed entry
 
 
 # -- writing and delivering --------------------------------------------------------------------
@@ -122,8 +122,8 @@ def test_crash_mid_write_leaves_no_entry_and_corrupt_entries_are_skipped(
     assert writer.failures == 1
     assert [p.name for p in session.iterdir() if p.name.startswith(".tmp-")]
     # a damaged entry (e.g. a disk error after the rename) and a good one after it
-    write_atomically(session, "000000000100.entry", encode_entry(_block(3))[:-3])
-    write_atomically(session, "000000000101.entry", encode_entry(_block(4)))
+    write_atomically(session, "000000000100.entry", encode_spool_entry(_block(3))[:-3])
+    write_atomically(session, "000000000101.entry", encode_spool_entry(_block(4)))
     writer.close()
     service = Recorder()
     stats, _ = deliver_spool(config, service)
@@ -133,7 +133,7 @@ def test_crash_mid_write_leaves_no_entry_and_corrupt_entries_are_skipped(
 
 
 def test_the_cap_bounds_the_whole_spool(tmp_path: Path) -> None:
-    size = len(encode_entry(_block(1)))
+    size = len(encode_spool_entry(_block(1)))
     config = SpoolConfig(tmp_path / "spool", max_bytes=3 * size)
     first, second = SpoolWriter(config), SpoolWriter(config)
     assert first.write(_block(1))
