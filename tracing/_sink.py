@@ -110,6 +110,9 @@ class SinkConfig:
         if self.max_queue_bytes <= 0:
             msg = "max_queue_bytes must be positive"
             raise ValueError(msg)
+        if not self.spool_timeout >= 0:
+            msg = "spool_timeout must be zero or positive"
+            raise ValueError(msg)
 
     @classmethod
     def resolve(
