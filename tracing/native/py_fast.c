@@ -310,12 +310,24 @@ static PyObject *fast_end(PyObject *mod, PyObject *arg) {
  * first call with a name, goes to the Python implementation, which fills the dict. */
 static PyObject *span_cache;    /* dict: name -> Descriptor (default target) */
 static PyObject *span_fallback; /* the Python `span` */
+/* In front of the dict: the last descriptor found for a str object, by its address (a literal
+ * at a call site is the same object every time). Strong references, so an address is never
+ * reused while cached. */
+#define SPAN_PCACHE 256
+static PyObject *span_pkey[SPAN_PCACHE], *span_pval[SPAN_PCACHE];
 
 static PyObject *fast_span(PyObject *mod, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     (void)mod;
     if (SR_LIKELY_PY(nargs == 1 && !kwnames && span_cache && PyUnicode_CheckExact(args[0]))) {
-        PyObject *d = PyDict_GetItemWithError(span_cache, args[0]); /* borrowed */
-        if (SR_LIKELY_PY(d != NULL)) return Py_NewRef(d);
+        PyObject *key = args[0];
+        size_t h = ((uintptr_t)key >> 4) & (SPAN_PCACHE - 1);
+        if (SR_LIKELY_PY(span_pkey[h] == key)) return Py_NewRef(span_pval[h]);
+        PyObject *d = PyDict_GetItemWithError(span_cache, key); /* borrowed */
+        if (SR_LIKELY_PY(d != NULL)) {
+            Py_XSETREF(span_pkey[h], Py_NewRef(key));
+            Py_XSETREF(span_pval[h], Py_NewRef(d));
+            return Py_NewRef(d);
+        }
         if (PyErr_Occurred()) return NULL;
     }
     if (!span_fallback) return PyErr_Format(PyExc_RuntimeError, "sirius.tracing span fallback not set");
@@ -328,6 +340,10 @@ static PyObject *fast_set_span_fallback(PyObject *mod, PyObject *const *args, Py
         return PyErr_Format(PyExc_TypeError, "set_span_fallback(cache: dict, fallback: callable)");
     Py_XSETREF(span_cache, Py_NewRef(args[0]));
     Py_XSETREF(span_fallback, Py_NewRef(args[1]));
+    for (size_t i = 0; i < SPAN_PCACHE; i++) { /* answers from the previous dict */
+        Py_CLEAR(span_pkey[i]);
+        Py_CLEAR(span_pval[i]);
+    }
     Py_RETURN_NONE;
 }
 
