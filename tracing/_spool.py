@@ -237,7 +237,10 @@ class SpoolWriter:
                 return False
             try:
                 needed = [m for m in metadata if m.body not in self._written_metadata]
-                size = entry_size(entry) + sum(entry_size(m) for m in needed)
+                items = [*needed, entry]
+                if entry.kind != "block" and (entry.body in self._written_metadata or entry in needed):
+                    items = needed  # metadata already there (or about to be): once is enough
+                size = sum(entry_size(item) for item in items)
                 now = time.monotonic()
                 if self._usage is None or (
                     self._usage + size > self._config.max_bytes and now - self._scanned_at >= RESCAN_INTERVAL
@@ -247,7 +250,7 @@ class SpoolWriter:
                 if self._usage + size > self._config.max_bytes:
                     return False
                 session = self._dir or self._open()
-                for item in [*needed, entry]:
+                for item in items:
                     self._seq += 1
                     write_atomically(session, f"{self._seq:012d}{ENTRY_SUFFIX}", encode_spool_entry(item))
                     self._usage += entry_size(item)
