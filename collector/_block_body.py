@@ -19,6 +19,7 @@ item in Python.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,16 @@ class DecodedBlock:
 
     block: Block
     stored_payload: bytes | memoryview
+
+    def release(self) -> None:
+        """Release the views of the body (idempotent): whatever still holds one no longer keeps the body alive.
+
+        A view still being read (exported) is left as is.
+        """
+        for view in (self.stored_payload, self.block.payload.dependencies, self.block.payload.objects):
+            if isinstance(view, memoryview):
+                with contextlib.suppress(BufferError):
+                    view.release()
 
 
 class _TooComplexError(Exception):

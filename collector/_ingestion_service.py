@@ -48,7 +48,7 @@ from ..tracing import (
 from ._admission import declared_body_size, read_declared_body
 from ._arrivals import log_new_process
 from ._auth import ApiKeys
-from ._block_body import decode_block_body
+from ._block_body import DecodedBlock, decode_block_body
 from ._block_validation import validate_transit_payload
 from ._exceptions import IncompleteBodyError, NativeRequestError, OverloadedError
 from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
@@ -285,6 +285,15 @@ class IngestionService:
         decoded = _decode(body, decode_block_body)
         if isinstance(decoded, web.Response):
             return decoded
+        try:
+            return await self._store_block(decoded)
+        finally:
+            # The object store's worker thread drops its reference to the payload view a moment
+            # after the put returns (measured: under CPU load, bodies outlived their admission).
+            # Released views no longer pin the body: its memory goes when its budget share does.
+            decoded.release()
+
+    async def _store_block(self, decoded: DecodedBlock) -> web.Response:
         block = decoded.block
         try:
             stream = await self._stream(block.stream_id)
