@@ -7,7 +7,8 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
   object-first, create-only, then the row with ``ON CONFLICT DO NOTHING``, so a retried block
   yields one row and one object;
 * store failures answer 503 with ``Retry-After`` (the sender retries), never a bare 500;
-* bodies over 100 MiB get 413; Bearer keys from ``MICROMEGAS_API_KEYS`` are enforced when set;
+* bodies over 100 MiB (``SIRIUS_INGESTION_MAX_BODY_BYTES``) get 413; Bearer keys from
+  ``MICROMEGAS_API_KEYS`` are enforced when set;
 * admission is bounded (``_admission.py``, limits in ``IngestionLimits``): a body's
   ``Content-Length`` is counted against the service's in-flight budget before the body is read
   (429 with ``Retry-After`` past it, 411 without a length), the body is read once into one
