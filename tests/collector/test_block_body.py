@@ -56,6 +56,11 @@ def test_canonical_payload_is_stored_as_a_view_of_the_body(size: int) -> None:
     assert stored.readonly
     assert bytes(stored) == payload_to_cbor(block.payload)  # byte for byte what would be encoded
     assert isinstance(decoded.block.payload.objects, memoryview)
+    with pytest.raises(BufferError):
+        body.append(0)  # the views pin the body...
+    decoded.release()
+    decoded.release()
+    body.append(0)  # ...until released, even while the DecodedBlock is still referenced
 
 
 def _variant(block: Block, **changes: object) -> bytes:
