@@ -28,6 +28,7 @@ from ..lakehouse import (
 )
 from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
+from ._ports import PortClaim, check_ports_free, start_claimed
 from ._stack import Stack, StackOptions
 from ._up_banner import client_exports, service_lines
 
@@ -163,6 +164,8 @@ async def _migrate(args: argparse.Namespace) -> int:
 async def _ingest(args: argparse.Namespace) -> int:
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    claims = [PortClaim("ingestion", args.port, "--port")]
+    check_ports_free(args.host, claims)  # before connecting anywhere
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
     pool = await create_pool(config.sql_connection_string)
     store = open_object_store(config.object_store_uri)
@@ -173,7 +176,7 @@ async def _ingest(args: argparse.Namespace) -> int:
         await _remove_orphaned_temp_files(store)
         service = IngestionService(DataLake(pool), store, keys)
         server = HttpServer(service.make_app(), args.host, args.port)
-        port = await server.start()
+        port = await start_claimed(args.host, claims, server.start)
         print(f"ingestion    http://{args.host}:{port}", flush=True)
         await _wait_for_stop_signal()
     finally:
@@ -203,6 +206,8 @@ async def _flight(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    claims = [PortClaim("flightsql", args.port, "--port")]
+    check_ports_free(args.host, claims)  # gRPC may share a port (SO_REUSEPORT): probe first
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
     lake = await Lakehouse.open(config)
     service = FlightSqlService(
@@ -217,7 +222,7 @@ async def _flight(args: argparse.Namespace) -> int:
         loop=asyncio.get_running_loop(),
     )
     try:
-        port = await service.start()
+        port = await start_claimed(args.host, claims, service.start)
         print(f"flightsql    grpc://{args.host}:{port}", flush=True)
         await _wait_for_stop_signal()
     finally:
@@ -231,10 +236,12 @@ async def _gateway(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    claims = [PortClaim("gateway", args.port, "--port")]
+    check_ports_free(args.host, claims)
     gateway = GatewayService(args.flight_uri, keys)
     server = HttpServer(gateway.make_app(), args.host, args.port)
     try:
-        port = await server.start()
+        port = await start_claimed(args.host, claims, server.start)
         print(f"gateway      http://{args.host}:{port}/gateway", flush=True)
         await _wait_for_stop_signal()
     finally:
@@ -248,6 +255,11 @@ async def _otlp(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    claims = [
+        PortClaim("otlp-grpc", args.grpc_port, "--grpc-port"),
+        PortClaim("otlp-http", args.http_port, "--http-port"),
+    ]
+    check_ports_free(args.host, claims)  # before connecting anywhere
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
     pool = await create_pool(config.sql_connection_string)
     store = open_object_store(config.object_store_uri)
@@ -258,7 +270,7 @@ async def _otlp(args: argparse.Namespace) -> int:
         service = OtlpService(
             DataLake(pool), store, keys, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port
         )
-        ports = await service.start()
+        ports = await start_claimed(args.host, claims, service.start)
         print(f"otlp-grpc    http://{args.host}:{ports.grpc}", flush=True)
         print(f"otlp-http    http://{args.host}:{ports.http}", flush=True)
         await _wait_for_stop_signal()

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._exceptions import PortInUseError
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +59,18 @@ def check_ports_free(host: str, claims: list[PortClaim]) -> None:
     for claim in claims:
         if port_in_use(host, claim.port):
             raise PortInUseError(claim.service, claim.port, claim.flag)
+
+
+async def start_claimed(host: str, claims: list[PortClaim], start: Callable[[], Awaitable[_T]]) -> _T:
+    """Start a service; a failure because one of its ports was taken meanwhile is a PortInUseError.
+
+    Raises:
+        PortInUseError: the start failed and a claimed port is now in use.
+    """
+    try:
+        return await start()
+    except Exception as exc:
+        for claim in claims:
+            if port_in_use(host, claim.port):
+                raise PortInUseError(claim.service, claim.port, claim.flag) from exc
+        raise

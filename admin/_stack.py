@@ -41,8 +41,8 @@ from ..lakehouse import _environment_variables as lake_env
 from ..lakehouse._datalake import DataLake
 from ._data_dir_lock import DataDirLock
 from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
-from ._exceptions import DataDirInUseError, PortInUseError
-from ._ports import PortClaim, check_ports_free, port_in_use
+from ._exceptions import DataDirInUseError
+from ._ports import PortClaim, check_ports_free, start_claimed
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -231,13 +231,7 @@ class Stack:
 
     async def _bind(self, claims: list[PortClaim], start: Callable[[], Awaitable[_T]]) -> _T:
         """Start a service; a failure because its port was taken meanwhile is a PortInUseError."""
-        try:
-            return await start()
-        except Exception as exc:
-            for claim in claims:
-                if port_in_use(self.options.host, claim.port):
-                    raise PortInUseError(claim.service, claim.port, claim.flag) from exc
-            raise
+        return await start_claimed(self.options.host, claims, start)
 
     @property
     def store(self) -> ObjectStore:
