@@ -82,9 +82,12 @@ _QUESTIONS = (
     ),
     (
         "p99 of http.server.duration by route (ms)",
-        "SELECT property_get(properties, 'http.route') AS route, count AS requests, "
-        "round(histogram_quantile(bounds, counts, 0.99), 1) AS p99_ms "
-        "FROM histograms WHERE name = 'http.server.duration' AND $EVENTS ORDER BY route",
+        # The run's points merged per route (delta_counts: whatever the SDK's temporality).
+        "SELECT route, arrow_cast(array_sum(get_field(merged, 'counts')), 'Int64') AS requests, "
+        "round(histogram_quantile(merged, 0.99), 1) AS p99_ms FROM ("
+        "SELECT property_get(properties, 'http.route') AS route, merge_histograms(bounds, delta_counts) AS merged "
+        "FROM histograms WHERE name = 'http.server.duration' AND $EVENTS GROUP BY route"
+        ") ORDER BY route",
     ),
     (
         "One whole trace across services (the slowest failed checkout)",
