@@ -31,12 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ...tracing._rfc3339 import datetime_to_ns
-from .._block_source import SourceBatch, SourceBlock
-from .._otlp_payloads import OTLP_METRICS_FORMAT, unix_ns
+from .._block_source import SourceBatch
+from .._otlp_payloads import unix_ns
 from ._columns import BlockRows, dictionary_strings, timestamps
+from ._metric_history import EarlierBlocks, metric_blocks, read_earlier_blocks
 from ._otel_histogram_rows import HistogramRows, exponential_as_explicit
-from ._otel_metrics import HISTORY_BLOCKS, DecodedMetrics, decode_metrics, earlier_blocks, stored_payload
+from ._otel_metrics import DecodedMetrics, decode_metrics
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
@@ -173,29 +173,20 @@ def _first_times(h: HistogramRows) -> dict[_SeriesKey, int]:
 
 
 def _last_points(
-    batch: SourceBatch,
-    rows: list[dict[str, Any]],
-    payloads: Sequence[bytes | None],
-    decoded: DecodedMetrics,
-    wanted: dict[_SeriesKey, int],
+    batch: SourceBatch, earlier: EarlierBlocks, decoded: DecodedMetrics, wanted: dict[_SeriesKey, int]
 ) -> dict[_SeriesKey, _Point]:
-    blocks = [
-        SourceBlock(r["block_id"], r["stream_id"], r["process_id"], 0, 0, 0, 0, 0, 0, 0, 0)
-        for r, payload in zip(rows, payloads, strict=True)
-        if payload is not None
-    ]
-    if not blocks:
+    stored = earlier.batch(batch)
+    if stored is None:
         return {}
-    sub = batch.subset(blocks, [p for p in payloads if p is not None])
-    earlier = decode_metrics(sub, decoded.props, measures=False, histograms=True).histograms
-    assert earlier is not None  # noqa: S101 - asked for above
+    h = decode_metrics(stored, decoded.props, measures=False, histograms=True).histograms
+    assert h is not None  # noqa: S101 - asked for above
     last: dict[_SeriesKey, _Point] = {}
-    for row, temporality in enumerate(earlier.temporalities):
-        key = _series(earlier, row)
-        time = earlier.times[row]
+    for row, temporality in enumerate(h.temporalities):
+        key = _series(h, row)
+        time = h.times[row]
         wanted_here = temporality == "cumulative" and key in wanted and time < wanted[key]
         if wanted_here and (key not in last or time > last[key].time):
-            last[key] = _point(earlier, row)
+            last[key] = _point(h, row)
     return last
 
 
@@ -204,28 +195,16 @@ async def prepare_histogram_history(lake: Lakehouse, batch: SourceBatch) -> None
 
     Stores the result in ``batch.context`` for ``otlp_histograms``.
     """
-    picked = [i for i, b in enumerate(batch.blocks) if batch.streams[b.stream_id].format == OTLP_METRICS_FORMAT]
-    if not picked:
+    sub = metric_blocks(batch)
+    if sub is None:
         return
-    sub = batch.subset([batch.blocks[i] for i in picked], [batch.payloads[i] for i in picked])
     decoded = await asyncio.to_thread(decode_metrics, sub, None, measures=False, histograms=True)
     h = decoded.histograms
     assert h is not None  # noqa: S101 - asked for above
     first = _first_times(h)
-    streams = {key[0] for key in first}
-    earliest: dict[uuid.UUID, int] = {}
-    for block in sub.blocks:
-        if block.stream_id in streams:
-            earliest[block.stream_id] = min(earliest.get(block.stream_id, block.insert_time_ns), block.insert_time_ns)
-    found = await asyncio.gather(*(earlier_blocks(lake, s, t) for s, t in earliest.items()))
-    complete = frozenset(s for s, rows in zip(earliest, found, strict=True) if len(rows) < HISTORY_BLOCKS)
-    horizon = {
-        s: min(datetime_to_ns(r["begin_time"]) for r in rows) for s, rows in zip(earliest, found, strict=True) if rows
-    }
-    rows = [r for block_rows in found for r in block_rows]
-    payloads = await asyncio.gather(*(stored_payload(lake, r) for r in rows))
-    last = await asyncio.to_thread(_last_points, batch, rows, payloads, decoded, first)
-    deltas = derive_bucket_deltas(h, _History(last, complete, horizon))
+    earlier = await read_earlier_blocks(lake, sub, {key[0] for key in first})
+    last = await asyncio.to_thread(_last_points, batch, earlier, decoded, first)
+    deltas = derive_bucket_deltas(h, _History(last, earlier.complete, earlier.horizon))
     batch.context[_CONTEXT_KEY] = (decoded, deltas)
 
 

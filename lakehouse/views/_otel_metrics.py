@@ -21,7 +21,7 @@ of cumulative histograms and of summaries) the difference with the previous poin
 series (stream, name, property set), or the value itself after a reset (a new
 ``start_time_unix_nano`` or a smaller value) or at the series' first point; NULL elsewhere.
 The previous point of a series' first row in a partition is looked up in up to
-``HISTORY_BLOCKS`` earlier blocks of its stream (``prepare_history``); when it is not there and
+``HISTORY_BLOCKS`` earlier blocks of its stream (``prepare_history``, ``_metric_history``); when it is not there and
 the series may have started before them, the delta is NULL (unknown) rather than a guess.
 
 ``histograms`` rows (``HistogramRows``, when asked for) keep the OTLP buckets as they are and
@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ...tracing._rfc3339 import datetime_to_ns
-from .._block_source import SourceBatch, SourceBlock, block_object_key
-from .._exceptions import ObjectNotFoundError
+from .._block_source import SourceBatch
 from .._otlp_payloads import (
-    OTLP_METRICS_FORMAT,
     RAW_RESOURCE_METRICS,
     Items,
     PropertySets,
@@ -54,30 +50,23 @@ from .._otlp_payloads import (
     parse_resources,
     unix_ns,
 )
-from .._pool import pg_errors
-from .._time_range import to_datetime
 from ._columns import BlockRows, dictionary_strings, timestamps
+from ._metric_history import EarlierBlocks, metric_blocks, read_earlier_blocks
 from ._otel_histogram_rows import HistogramRows, exponential_as_explicit, optional_field
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
 
 __all__ = [
-    "HISTORY_BLOCKS",
     "DecodedMetrics",
     "History",
     "decode_metrics",
     "derive_deltas",
-    "earlier_blocks",
     "exponential_as_explicit",
     "first_points",
     "otlp_measures",
     "prepare_history",
-    "stored_payload",
 ]
-
-HISTORY_BLOCKS = 3
-"""Earlier blocks of a stream searched for the previous point of a cumulative series."""
 
 _NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE_MASK
 _DELTA, _CUMULATIVE = 1, 2  # AggregationTemporality
@@ -361,69 +350,29 @@ def _first_delta(key: SeriesKey, time: int, start: int, value: float, history: H
     return math.nan
 
 
-async def earlier_blocks(lake: Lakehouse, stream_id: uuid.UUID, before_ns: int) -> list[dict[str, Any]]:
-    """The ``HISTORY_BLOCKS`` latest blocks of a stream inserted before ``before_ns`` (newest first)."""
-    sql = (
-        "SELECT block_id, stream_id, process_id, begin_time FROM blocks WHERE stream_id = $1 AND insert_time < $2"
-        " ORDER BY insert_time DESC, block_id DESC LIMIT $3"
-    )
-    with pg_errors("reading earlier metric blocks"):
-        rows = await lake.pool.fetch(sql, stream_id, to_datetime(before_ns), HISTORY_BLOCKS)
-    return [dict(r) for r in rows]
-
-
 async def prepare_history(lake: Lakehouse, batch: SourceBatch) -> None:
     """Decode the OTLP metric blocks of ``batch`` and derive their deltas, with earlier blocks.
 
     Stores the result in ``batch.context`` for ``otlp_measures``.
     """
-    picked = [i for i, b in enumerate(batch.blocks) if batch.streams[b.stream_id].format == OTLP_METRICS_FORMAT]
-    if not picked:
+    sub = metric_blocks(batch)
+    if sub is None:
         return
-    sub = batch.subset([batch.blocks[i] for i in picked], [batch.payloads[i] for i in picked])
     decoded = await asyncio.to_thread(decode_metrics, sub)
     first = first_points(decoded)
-    streams = {key[0] for key in first}
-    earliest: dict[uuid.UUID, int] = {}
-    for block in sub.blocks:
-        if block.stream_id in streams:
-            earliest[block.stream_id] = min(earliest.get(block.stream_id, block.insert_time_ns), block.insert_time_ns)
-    found = await asyncio.gather(*(earlier_blocks(lake, s, t) for s, t in earliest.items()))
-    complete = frozenset(s for s, rows in zip(earliest, found, strict=True) if len(rows) < HISTORY_BLOCKS)
-    horizon = {
-        s: min(datetime_to_ns(r["begin_time"]) for r in rows) for s, rows in zip(earliest, found, strict=True) if rows
-    }
-    payloads = await asyncio.gather(*(stored_payload(lake, r) for rows in found for r in rows))
-    history = await asyncio.to_thread(_history_of, batch, found, payloads, decoded.props, first)
-    decoded.deltas = derive_deltas(decoded, History(history, complete, horizon))
+    earlier = await read_earlier_blocks(lake, sub, {key[0] for key in first})
+    history = await asyncio.to_thread(_history_of, batch, earlier, decoded.props, first)
+    decoded.deltas = derive_deltas(decoded, History(history, earlier.complete, earlier.horizon))
     batch.context[_CONTEXT_KEY] = decoded
 
 
-async def stored_payload(lake: Lakehouse, row: dict[str, Any]) -> bytes | None:
-    """The payload of a block row, None when retention deleted it meanwhile."""
-    try:
-        return await lake.store.get(block_object_key(row["process_id"], row["stream_id"], row["block_id"]))
-    except ObjectNotFoundError:  # deleted by retention meanwhile: that history is gone
-        return None
-
-
 def _history_of(
-    batch: SourceBatch,
-    found: list[list[dict[str, Any]]],
-    payloads: Sequence[bytes | None],
-    props: PropertySets,
-    wanted: dict[SeriesKey, int],
+    batch: SourceBatch, earlier: EarlierBlocks, props: PropertySets, wanted: dict[SeriesKey, int]
 ) -> dict[SeriesKey, tuple[int, int, float]]:
-    rows = [r for block_rows in found for r in block_rows]
-    blocks = [
-        SourceBlock(r["block_id"], r["stream_id"], r["process_id"], 0, 0, 0, 0, 0, 0, 0, 0)
-        for r, payload in zip(rows, payloads, strict=True)
-        if payload is not None
-    ]
-    if not blocks:
+    stored = earlier.batch(batch)
+    if stored is None:
         return {}
-    earlier = decode_metrics(batch.subset(blocks, [p for p in payloads if p is not None]), props)
-    m = earlier.measures
+    m = decode_metrics(stored, props).measures
     times = unix_ns(m.times)
     starts = unix_ns(m.starts)
     last: dict[SeriesKey, tuple[int, int, float]] = {}
