@@ -1,8 +1,10 @@
 """The rows of the ``histograms`` view as decoded from OTLP points, and exponential buckets as explicit ones.
 
-``HistogramRows`` gathers one row per Histogram / ExponentialHistogram data point (the OTLP
-layout as sent, plus the explicit ``bounds``/``counts`` of every point), filled by the metric
-decoder of ``_otel_metrics``; ``exponential_as_explicit`` is the conversion: bucket ``i`` of
+``PointRows`` holds the columns every decoded metric row has (its block, series and times),
+shared by ``HistogramRows`` and the ``measures`` rows of ``_otel_metrics``. ``HistogramRows``
+gathers one row per Histogram / ExponentialHistogram data point (the OTLP layout as sent, plus
+the explicit ``bounds``/``counts`` of every point), filled by the metric decoder of
+``_otel_metrics``; ``exponential_as_explicit`` is the conversion: bucket ``i`` of
 scale ``s`` spans ``(2^(i·2^-s), 2^((i+1)·2^-s)]``, the zero bucket lies between the negative
 and positive ranges.
 """
@@ -16,15 +18,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TEMPORALITY_NAMES", "HistogramRows", "exponential_as_explicit", "optional_field"]
+__all__ = ["TEMPORALITY_NAMES", "HistogramRows", "PointRows", "SeriesKey", "exponential_as_explicit", "optional_field"]
 
 TEMPORALITY_NAMES = {0: "unspecified", 1: "delta", 2: "cumulative"}
 """``AggregationTemporality`` numbers → the ``temporality`` column's text."""
 
 
+SeriesKey = tuple[uuid.UUID, str, int]
+"""A series: stream, row name, property-set index (in the decode's ``PropertySets``)."""
+
+
 @dataclass(slots=True)
-class HistogramRows:
-    """Columns of ``histograms`` rows gathered point after point (``counts``: rows per block)."""
+class PointRows:
+    """Columns of decoded metric rows that every view has (``counts``: rows per block)."""
 
     counts: list[int] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
@@ -32,6 +38,18 @@ class HistogramRows:
     targets: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
+    props: list[int] = field(default_factory=list)
+    streams: list[uuid.UUID] = field(default_factory=list)
+
+    def series(self, row: int) -> SeriesKey:
+        """The series of a row."""
+        return (self.streams[row], self.names[row], self.props[row])
+
+
+@dataclass(slots=True)
+class HistogramRows(PointRows):
+    """Columns of ``histograms`` rows gathered point after point."""
+
     kinds: list[str] = field(default_factory=list)
     temporalities: list[str] = field(default_factory=list)
     totals: list[int] = field(default_factory=list)
@@ -47,8 +65,6 @@ class HistogramRows:
     pos_counts: list[list[int] | None] = field(default_factory=list)
     neg_offsets: list[int | None] = field(default_factory=list)
     neg_counts: list[list[int] | None] = field(default_factory=list)
-    props: list[int] = field(default_factory=list)
-    streams: list[uuid.UUID] = field(default_factory=list)
 
     def append(  # noqa: PLR0917 - one point's parts
         self,

@@ -35,7 +35,7 @@ from .._block_source import SourceBatch
 from .._otlp_payloads import unix_ns
 from ._columns import BlockRows, dictionary_strings, timestamps
 from ._metric_history import EarlierBlocks, metric_blocks, read_earlier_blocks
-from ._otel_histogram_rows import HistogramRows, exponential_as_explicit
+from ._otel_histogram_rows import HistogramRows, SeriesKey, exponential_as_explicit
 from ._otel_metrics import DecodedMetrics, decode_metrics
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["bucket_deltas", "derive_bucket_deltas", "otlp_histograms", "prepare_histogram_history"]
 
 _CONTEXT_KEY = "otlp_histograms"
-_SeriesKey = tuple[uuid.UUID, str, int]
 _Deltas = list[list[int] | None]
 
 
@@ -127,7 +126,7 @@ def _exponential_deltas(current: _Point, previous: _Point) -> list[int] | None:
 
 @dataclass(frozen=True, slots=True)
 class _History:
-    last: dict[_SeriesKey, _Point]
+    last: dict[SeriesKey, _Point]
     complete: frozenset[uuid.UUID]
     horizon: dict[uuid.UUID, int]
 
@@ -135,14 +134,10 @@ class _History:
 _NO_HISTORY = _History({}, frozenset(), {})
 
 
-def _series(h: HistogramRows, row: int) -> _SeriesKey:
-    return (h.streams[row], h.names[row], h.props[row])
-
-
 def derive_bucket_deltas(h: HistogramRows, history: _History = _NO_HISTORY) -> _Deltas:
     """The ``delta_counts`` column of decoded rows (None = NULL)."""
     out: _Deltas = [None] * len(h.times)
-    previous: dict[_SeriesKey, _Point] = {}
+    previous: dict[SeriesKey, _Point] = {}
     order = np.argsort(unix_ns(h.times), kind="stable") if h.times else np.empty(0, np.int64)
     for row in order.tolist():
         temporality = h.temporalities[row]
@@ -151,7 +146,7 @@ def derive_bucket_deltas(h: HistogramRows, history: _History = _NO_HISTORY) -> _
             continue
         if temporality != "cumulative":
             continue
-        key = _series(h, row)
+        key = h.series(row)
         point = _point(h, row)
         before = previous.get(key) or history.last.get(key)
         if before is not None and before.time < point.time:
@@ -163,26 +158,26 @@ def derive_bucket_deltas(h: HistogramRows, history: _History = _NO_HISTORY) -> _
     return out
 
 
-def _first_times(h: HistogramRows) -> dict[_SeriesKey, int]:
-    first: dict[_SeriesKey, int] = {}
+def _first_times(h: HistogramRows) -> dict[SeriesKey, int]:
+    first: dict[SeriesKey, int] = {}
     for row, temporality in enumerate(h.temporalities):
         if temporality == "cumulative":
-            key = _series(h, row)
+            key = h.series(row)
             first[key] = min(first.get(key, h.times[row]), h.times[row])
     return first
 
 
 def _last_points(
-    batch: SourceBatch, earlier: EarlierBlocks, decoded: DecodedMetrics, wanted: dict[_SeriesKey, int]
-) -> dict[_SeriesKey, _Point]:
+    batch: SourceBatch, earlier: EarlierBlocks, decoded: DecodedMetrics, wanted: dict[SeriesKey, int]
+) -> dict[SeriesKey, _Point]:
     stored = earlier.batch(batch)
     if stored is None:
         return {}
     h = decode_metrics(stored, decoded.props, measures=False, histograms=True).histograms
     assert h is not None  # noqa: S101 - asked for above
-    last: dict[_SeriesKey, _Point] = {}
+    last: dict[SeriesKey, _Point] = {}
     for row, temporality in enumerate(h.temporalities):
-        key = _series(h, row)
+        key = h.series(row)
         time = h.times[row]
         wanted_here = temporality == "cumulative" and key in wanted and time < wanted[key]
         if wanted_here and (key not in last or time > last[key].time):

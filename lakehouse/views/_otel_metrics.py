@@ -52,7 +52,7 @@ from .._otlp_payloads import (
 )
 from ._columns import BlockRows, dictionary_strings, timestamps
 from ._metric_history import EarlierBlocks, metric_blocks, read_earlier_blocks
-from ._otel_histogram_rows import HistogramRows, exponential_as_explicit, optional_field
+from ._otel_histogram_rows import HistogramRows, PointRows, SeriesKey, exponential_as_explicit, optional_field
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
@@ -75,22 +75,11 @@ _CONTEXT_KEY = "otlp_metrics"
 # delta modes of a measures row
 _NO_DELTA, _IS_DELTA, _DERIVE = 0, 1, 2
 
-SeriesKey = tuple[uuid.UUID, str, int]
-"""A series: stream, row name, property-set index (in the decode's ``PropertySets``)."""
-
 
 @dataclass(slots=True)
-class _Measures:
-    counts: list[int] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    units: list[str] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
+class _Measures(PointRows):
     values: list[float] = field(default_factory=list)
-    props: list[int] = field(default_factory=list)
     modes: list[int] = field(default_factory=list)
-    streams: list[uuid.UUID] = field(default_factory=list)
 
     def add(  # noqa: PLR0917 - one row's columns
         self,
@@ -290,7 +279,7 @@ def _series_ids(m: _Measures, rows: npt.NDArray[np.int64]) -> tuple[npt.NDArray[
     keys: dict[SeriesKey, int] = {}
     ids = np.empty(rows.size, np.int64)
     for position, row in enumerate(rows.tolist()):
-        key = (m.streams[row], m.names[row], m.props[row])
+        key = m.series(row)
         ids[position] = keys.setdefault(key, len(keys))
     return ids, list(keys)
 
@@ -302,7 +291,7 @@ def first_points(decoded: DecodedMetrics) -> dict[SeriesKey, int]:
     first: dict[SeriesKey, int] = {}
     times = unix_ns(m.times)
     for row in rows.tolist():
-        key = (m.streams[row], m.names[row], m.props[row])
+        key = m.series(row)
         time = int(times[row])
         if key not in first or time < first[key]:
             first[key] = time
@@ -377,7 +366,7 @@ def _history_of(
     starts = unix_ns(m.starts)
     last: dict[SeriesKey, tuple[int, int, float]] = {}
     for row in np.flatnonzero(np.asarray(m.modes, np.int64) == _DERIVE).tolist():
-        key = (m.streams[row], m.names[row], m.props[row])
+        key = m.series(row)
         time = int(times[row])
         if key in wanted and time < wanted[key] and (key not in last or time > last[key][0]):
             last[key] = (time, int(starts[row]), m.values[row])
