@@ -542,6 +542,18 @@ static void sr_identity(const sirius_config *cfg) {
     sr_set_pid_property();
 }
 
+/* The event and block counters of stats(): a new session (start, or a forked child) counts anew. */
+static void sr_reset_event_counters(void) {
+    atomic_store(&sr_g.events_recorded, 0);
+    atomic_store(&sr_g.events_dropped, 0);
+    atomic_store(&sr_g.events_lost, 0);
+    atomic_store(&sr_g.events_internal, 0);
+    atomic_store(&sr_g.events_queue_dropped, 0);
+    atomic_store(&sr_g.events_popped, 0);
+    atomic_store(&sr_g.blocks_produced, 0);
+    atomic_store(&sr_g.blocks_dropped, 0);
+}
+
 static void sr_atexit(void) {
     /* Flush what was emitted into the queue; delivery is up to the deliverer (the Python
      * layer shuts down before C atexit handlers run). */
@@ -579,14 +591,7 @@ int sirius_init(const sirius_config *user) {
     atomic_store(&sr_g.threads, NULL);
     atomic_store(&sr_g.nthreads, 0);
     if (atomic_load(&sr_g.next_span_id) == 0) atomic_store(&sr_g.next_span_id, 1);
-    atomic_store(&sr_g.events_recorded, 0);
-    atomic_store(&sr_g.events_dropped, 0);
-    atomic_store(&sr_g.events_lost, 0);
-    atomic_store(&sr_g.events_internal, 0);
-    atomic_store(&sr_g.events_queue_dropped, 0);
-    atomic_store(&sr_g.events_popped, 0);
-    atomic_store(&sr_g.blocks_produced, 0);
-    atomic_store(&sr_g.blocks_dropped, 0);
+    sr_reset_event_counters();
     atomic_store(&sr_g.bytes_produced, 0);
     atomic_store(&sr_g.threads_attached, 0);
     atomic_store(&sr_g.threads_refused, 0);
@@ -734,14 +739,7 @@ static void sr_atfork_child(void) {
         sr_g.qclosed = 0;
         sr_g.process_sent = 0;
         /* the child's counters start over: what they counted is the parent's to deliver */
-        atomic_store(&sr_g.events_recorded, 0);
-        atomic_store(&sr_g.events_dropped, 0);
-        atomic_store(&sr_g.events_lost, 0);
-        atomic_store(&sr_g.events_internal, 0);
-        atomic_store(&sr_g.events_queue_dropped, 0);
-        atomic_store(&sr_g.events_popped, 0);
-        atomic_store(&sr_g.blocks_produced, 0);
-        atomic_store(&sr_g.blocks_dropped, 0);
+        sr_reset_event_counters();
         sr_sink_reset_builders(0);
         sr_g.flush_requested = sr_g.flush_done = 0;
         sem_init(&sr_g.wake, 0, 0);
