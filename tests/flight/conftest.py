@@ -1,4 +1,5 @@
-"""Fixtures of the query-service tests: a sample lake and FlightSQL servers running in threads."""
+"""Fixtures of the query-service tests: a sample lake and FlightSQL servers running in threads,
+and a FlightSQL server over a real stack's lakehouse."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from _sample_lake import SampleProcess, build_sample_lake
 from _support import KEYS_JSON
 
 from sirius.collector import ApiKeys
-from sirius.flight import FlightSqlConfig, FlightSqlService, InMemoryLake, InMemorySessionProvider
+from sirius.flight import (
+    FlightSqlConfig,
+    FlightSqlService,
+    InMemoryLake,
+    InMemorySessionProvider,
+    LakehouseSessionProvider,
+)
 
 
 class RunningFlight:
@@ -84,3 +91,15 @@ def flight_factory(sample: tuple[InMemoryLake, list[SampleProcess]]) -> Iterator
     yield make
     for running in started:
         running.close()
+
+
+@pytest.fixture
+def lake_flight(stack_factory: Any) -> Iterator[tuple[Any, str]]:
+    """A real stack (no daemon) and a FlightSQL server over its lakehouse: ``(stack, grpc uri)``."""
+    stack = stack_factory(daemon=False)
+    service = FlightSqlService(
+        LakehouseSessionProvider(stack.stack.lakehouse), config=FlightSqlConfig(port=0), loop=stack.loop
+    )
+    port = stack.call(service.start())
+    yield stack, f"grpc://127.0.0.1:{port}"
+    stack.call(service.stop())

@@ -15,21 +15,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
 from sirius.lakehouse import MaintenanceDaemon, PassKind
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
-
-
-@pytest.fixture
-def lake(stack_factory):
-    stack = stack_factory(daemon=False)
-    service = FlightSqlService(
-        LakehouseSessionProvider(stack.stack.lakehouse), config=FlightSqlConfig(port=0), loop=stack.loop
-    )
-    port = stack.call(service.start())
-    yield stack, f"grpc://127.0.0.1:{port}"
-    stack.call(service.stop())
 
 
 def _send(otlp_http: str) -> tuple[str, str]:
@@ -58,8 +46,8 @@ def _send(otlp_http: str) -> tuple[str, str]:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
-def test_lookup_by_hex_id_on_global_views(lake) -> None:
-    stack, uri = lake
+def test_lookup_by_hex_id_on_global_views(lake_flight) -> None:
+    stack, uri = lake_flight
     urls = {e.name: e.url for e in stack.endpoints}
     trace, span = _send(urls["otlp-http"])
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import micromegas
 import micromegas.perfetto
-import pytest
 from perfetto_reader import parse_trace
 
-from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
 from sirius.lakehouse import MaintenanceDaemon, PassKind
 from sirius.tracing import (
     Level,
@@ -59,17 +57,6 @@ def _send(url: str) -> tuple[str, str, list[str]]:
     assert sink.flush(timeout=60)
     assert sink.shutdown(timeout=5)
     return str(process.process_id), str(cpu.stream_info().stream_id), messages
-
-
-@pytest.fixture
-def lake_flight(stack_factory):
-    stack = stack_factory(daemon=False)
-    service = FlightSqlService(
-        LakehouseSessionProvider(stack.stack.lakehouse), config=FlightSqlConfig(port=0), loop=stack.loop
-    )
-    port = stack.call(service.start())
-    yield stack, f"grpc://127.0.0.1:{port}"
-    stack.call(service.stop())
 
 
 def test_ingested_data_through_the_micromegas_client(lake_flight, tmp_path: Path) -> None:
