@@ -13,10 +13,14 @@ header is checked against the same API keys and forwarded, the range goes out as
 ``query_range_begin``/``query_range_end``, and ``x-client-type`` becomes ``<orig>+gateway``
 with ``x-request-id`` and ``x-client-ip`` added.
 
-Values in JSON: timestamps as RFC 3339 UTC text with nanoseconds, binary as hex, nested values
-as JSON, NaN/±inf as strings. Errors: 400 (bad request body or INVALID_ARGUMENT), 401, 503 with
-``Retry-After`` (server busy), 504 (query timeout), 502 (FlightSQL unreachable), 500 otherwise;
-the body is ``{"error": message}``.
+The same application serves the Explore web UI (``sirius.flight.explore``: ``/``, deep links,
+``/explore/static/*`` and ``/explore/api/*``), whose queries go through :meth:`GatewayService.run_sql`.
+
+Values in JSON: timestamps as RFC 3339 UTC text with nanoseconds, binary as hex, JSONB columns
+(properties, span events and links) as nested JSON, nested values as JSON, NaN/±inf as
+strings. Errors: 400 (bad request body or INVALID_ARGUMENT), 401, 503 with ``Retry-After``
+(server busy), 504 (query timeout), 502 (FlightSQL unreachable), 500 otherwise; the body is
+``{"error": message}``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -38,9 +43,10 @@ from pyarrow import flight
 
 from ..collector import ApiKeys
 from . import _protocol as proto
+from ._jsonb_text import embed_json_columns, jsonb_as_json_text
 from ._time_arguments import TimeArgumentError, resolve_range
 
-__all__ = ["GatewayService", "rows_as_json"]
+__all__ = ["GatewayError", "GatewayService", "QueryAnswer", "rows_as_json"]
 
 _LOG = logging.getLogger(__name__)
 _RETRY_AFTER_SECONDS = "1"
@@ -97,11 +103,35 @@ def rows_as_json(batch: pa.RecordBatch) -> Iterator[str]:
         yield json.dumps({name: _json_value(v) for name, v in zip(names, row, strict=True)}, ensure_ascii=False)
 
 
-class _GatewayError(Exception):
+class GatewayError(Exception):
+    """A request the gateway refuses or a query that failed, with its HTTP status."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+_GatewayError = GatewayError
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnswer:
+    """A whole query result read by :meth:`GatewayService.run_sql`, with what it cost."""
+
+    sql: str
+    table: pa.Table
+    elapsed_ms: float
+
+    @property
+    def rows(self) -> int:
+        """Rows received."""
+        return self.table.num_rows
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the Arrow data received."""
+        return self.table.nbytes
 
 
 def _http_error(exc: BaseException) -> _GatewayError:
@@ -151,6 +181,9 @@ class GatewayService:
         app.router.add_get("/gateway/health", self._health)
         app.router.add_post("/gateway/query", self._query)
         app.on_cleanup.append(self._on_cleanup)
+        from .explore import mount_explore  # the web UI at / and /explore/* (it runs its SQL here)
+
+        mount_explore(app, self)
         return app
 
     def close(self) -> None:
@@ -191,7 +224,7 @@ class GatewayService:
         batch = first
         try:
             while batch is not None:
-                rows = list(rows_as_json(batch))
+                rows = list(_json_rows(batch))
                 if rows:
                     await response.write((separator + ",".join(rows)).encode())
                     separator = ","
@@ -211,10 +244,48 @@ class GatewayService:
             raise _GatewayError(400, "the body must be a JSON object with a non-empty 'sql' string")
         return body
 
-    def _call_headers(self, request: web.Request, body: dict[str, Any]) -> dict[bytes, bytes]:
+    def authorize(self, request: web.Request) -> str | None:
+        """The request's ``Authorization`` header once checked against the keys.
+
+        Raises:
+            GatewayError: 401 when a key is needed and missing or unknown.
+        """
         authorization = request.headers.get("Authorization")
         if self.keys.authenticate(authorization) is None:
-            raise _GatewayError(401, "invalid token")
+            raise GatewayError(401, "invalid token")
+        return authorization
+
+    async def run_sql(
+        self, request: web.Request, sql: str, begin: str | None = None, end: str | None = None
+    ) -> QueryAnswer:
+        """Run ``sql`` over FlightSQL as ``/gateway/query`` does (key, range and client headers) and read it all.
+
+        Args:
+            request: the HTTP request whose key and client details are forwarded.
+            sql: the statement.
+            begin: range start (RFC 3339 or a duration before now), or None.
+            end: range end, or None.
+
+        Raises:
+            GatewayError: 401, 400 (bad range or INVALID_ARGUMENT: the server's message), 502-504, 500.
+        """
+        headers = self._call_headers(request, {"sql": sql, "time_range_begin": begin, "time_range_end": end})
+        headers.pop(b":sql")
+        started = time.perf_counter()
+        try:
+            table = await asyncio.to_thread(self._read_all, sql, list(headers.items()))
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every FlightSQL failure becomes an HTTP status
+            raise _http_error(exc) from None
+        return QueryAnswer(sql, table, (time.perf_counter() - started) * 1000.0)
+
+    def _read_all(self, sql: str, headers: list[tuple[bytes, bytes]]) -> pa.Table:
+        reader = self._open(sql, headers)
+        return reader.read_all()
+
+    def _call_headers(self, request: web.Request, body: dict[str, Any]) -> dict[bytes, bytes]:
+        authorization = self.authorize(request)
         headers: dict[bytes, bytes] = {b":sql": body["sql"].encode()}
         if authorization:
             headers[b"authorization"] = authorization.encode()
@@ -240,6 +311,13 @@ class GatewayService:
     def _open(self, sql: str, headers: list[tuple[bytes, bytes]]) -> flight.FlightStreamReader:
         ticket = flight.Ticket(proto.pack(proto.TicketStatementQuery(statement_handle=sql.encode())))
         return self._flight_client().do_get(ticket, options=flight.FlightCallOptions(headers=headers))
+
+
+def _json_rows(batch: pa.RecordBatch) -> Iterator[str]:
+    """JSON row objects of ``batch``, JSONB columns (properties, events, links) as nested JSON."""
+    table, jsonb_columns = jsonb_as_json_text(pa.Table.from_batches([batch]))
+    for converted in table.to_batches():
+        yield from embed_json_columns(rows_as_json(converted), jsonb_columns)
 
 
 def _read_chunk(reader: flight.FlightStreamReader) -> pa.RecordBatch | None:
