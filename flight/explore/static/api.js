@@ -1,0 +1,150 @@
+// api.js — the one way the page talks to the server: same-origin calls to /explore/api/*, the
+// time range of the page URL added to each, the key from sessionStorage sent as a Bearer token,
+// the {data, queries, range} envelope unpacked, and errors turned into ApiError with the
+// server's message. A 401 asks the user for a key once and retries.
+
+import { h, rangeParams } from "./dom.js";
+
+export const KEY_STORAGE = "sirius.key";
+const BASE = "/explore/api/";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export function storedKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Headers to send on an API call (the key, when one is stored). */
+export function authHeaders() {
+  const key = storedKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/** The URL of an API endpoint with params and the page's time range. */
+export function apiUrl(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries({ ...rangeParams(), ...params })) {
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((x) => x !== "" && q.append(k, x));
+    else q.set(k, String(v));
+  }
+  const qs = q.toString();
+  return BASE + path + (qs ? `?${qs}` : "");
+}
+
+/**
+ * Call an endpoint: get("traces", {service: "x"}) → {data, queries, range}.
+ * options: {signal, method, body}.
+ */
+export async function get(path, params = {}, options = {}) {
+  return call(apiUrl(path, params), options);
+}
+
+/** POST a JSON body (the SQL screen). */
+export async function post(path, body, options = {}) {
+  return call(BASE + path, { ...options, method: "POST", body: JSON.stringify(body) });
+}
+
+async function call(url, options, retried = false) {
+  const headers = { Accept: "application/json", ...authHeaders() };
+  if (options.body) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(url, { method: options.method || "GET", body: options.body, headers, signal: options.signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, `the server did not answer (${err.message})`);
+  }
+  if (response.status === 401 && !retried) {
+    const reason = await errorText(response);
+    await askForKey(reason);
+    return call(url, options, true);
+  }
+  if (!response.ok) throw new ApiError(response.status, await errorText(response));
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    throw new ApiError(response.status, "the server answered with something other than JSON");
+  }
+  return { data: body.data, queries: body.queries || [], range: body.range || null };
+}
+
+async function errorText(response) {
+  const text = await response.text().catch(() => "");
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && parsed.error) return String(parsed.error);
+  } catch {
+    /* not JSON */
+  }
+  return text.trim() || `HTTP ${response.status} ${response.statusText}`;
+}
+
+// ---- the key prompt ---------------------------------------------------------------------
+
+let pendingKey = null;
+
+/** Ask for an API key once (concurrent 401s share one prompt); stores it in sessionStorage. */
+export function askForKey(reason) {
+  if (pendingKey) return pendingKey;
+  pendingKey = new Promise((resolve) => {
+    const input = h("input", { type: "password", name: "key", autocomplete: "off", required: true, "data-testid": "key-input", placeholder: "API key" });
+    const dialog = h(
+      "dialog.key-dialog",
+      { "data-testid": "key-prompt" },
+      h(
+        "form",
+        {
+          method: "dialog",
+          onsubmit: (event) => {
+            event.preventDefault();
+            try {
+              sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+            } catch {
+              /* storage disabled: the key lives for this call only */
+            }
+            dialog.close();
+            dialog.remove();
+            pendingKey = null;
+            resolve();
+          },
+        },
+        h("h2", null, "API key needed"),
+        h("p.muted", null, reason || "This Sirius gateway requires an API key."),
+        h("p", null, "It is kept in this browser tab's session only."),
+        input,
+        h("div.actions", null, h("button.primary", { type: "submit", "data-testid": "key-submit" }, "Use key")),
+      ),
+    );
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+  });
+  return pendingKey;
+}
+
+/** Download a binary endpoint (Perfetto trace) with the key header, as a file. */
+export async function download(url, filename) {
+  const response = await fetch(url, { headers: authHeaders() });
+  if (response.status === 401) {
+    await askForKey(await errorText(response));
+    return download(url, filename);
+  }
+  if (!response.ok) throw new ApiError(response.status, await errorText(response));
+  const blob = await response.blob();
+  const link = h("a", { href: URL.createObjectURL(blob), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}

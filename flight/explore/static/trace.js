@@ -1,0 +1,404 @@
+// trace.js — the trace view: a virtualised waterfall (Gantt) of every span across services as a
+// collapsible tree (fixed row height, only the visible window + overscan in the DOM, tree order and
+// depth computed once), service colours, the critical path, a time axis, the selected span's
+// details (attributes, resource, events with exception stack traces, links, status) and the logs
+// of the trace and of the selected span beside it.
+
+import { h, fill, fmtMs, fmtNum, colorFor, href, notice, fmtTime, shortId, LEVELS } from "./dom.js";
+import { niceTicks } from "./chart.js";
+
+const ROW = 24;
+const OVERSCAN = 12;
+const INDENT = 12;
+const MAX_INDENT_DEPTH = 24;
+
+export async function render(ctx) {
+  const id = ctx.arg.toLowerCase();
+  ctx.title(`Trace ${shortId(id)}`);
+  const { data } = await ctx.load(`trace/${encodeURIComponent(id)}`);
+  const spans = data.spans || [];
+  if (!spans.length) {
+    fill(ctx.body, h("h1", null, "Trace"), notice("empty", `Trace ${id} has no span.`));
+    ctx.setState("notfound");
+    return;
+  }
+  const tree = buildTree(spans);
+  const view = new Waterfall(data, tree, (index) => select(index));
+  const details = h("div.span-details", { "data-testid": "span-details" }, h("p.muted", null, "Select a span to see its attributes, events and logs."));
+  const logs = data.logs || [];
+  const logList = h("div.trace-logs", { "data-testid": "trace-logs" });
+  let selected = -1;
+
+  const renderLogs = () => {
+    fill(
+      logList,
+      h("div.panel-head", null, h("h2", null, `Logs of the trace (${logs.length})`), h("a", { href: href("/logs", { trace_id: id }) }, "open in Logs")),
+      logs.length
+        ? h(
+            "div.log-lines",
+            null,
+            logs
+              .slice()
+              .sort((a, b) => a.time_ns - b.time_ns)
+              .map((row) => logLine(row, data.start_ns, selected >= 0 && row.span_id === spans[selected].span_id, () => {
+                const index = tree.indexById.get(row.span_id);
+                if (index !== undefined) select(index, true);
+              })),
+          )
+        : notice("empty", "No log record carries this trace id."),
+    );
+  };
+
+  function select(index, reveal = false) {
+    selected = index;
+    view.select(index, reveal);
+    fill(details, spanDetails(spans[index], data, logs));
+    renderLogs();
+    ctx.setParams({ span: spans[index].span_id });
+  }
+
+  const root = spans[tree.order[0]];
+  const errors = spans.filter((sp) => sp.status === "ERROR").length;
+  const head = h(
+    "div.screen-head.trace-head",
+    null,
+    h("h1", null, h("i.swatch.big", { style: { background: colorFor(root.service) } }), h("span", null, root.service), ": ", root.name),
+    h(
+      "div.trace-meta",
+      null,
+      h("span.mono", { title: "trace id" }, id),
+      h("span", null, fmtTime(data.start_ns)),
+      h("span", null, "duration ", h("b", null, fmtMs(data.duration_ms))),
+      h("span", null, h("b", null, fmtNum(spans.length)), " spans"),
+      errors ? h("span.bad", null, h("b", null, errors), " errors") : null,
+      h("span.legend", null, (data.services || []).map((name) => h("span.legend-item", null, h("i.swatch", { style: { background: colorFor(name) } }), name))),
+    ),
+  );
+  fill(ctx.body, head, h("div.trace-layout", null, view.element, h("aside.trace-side", null, details, logList)));
+  view.mount();
+  renderLogs();
+  const wanted = ctx.params.get("span");
+  const wantedIndex = wanted ? tree.indexById.get(wanted) : undefined;
+  if (wantedIndex !== undefined) select(wantedIndex, true);
+  ctx.setState("ready");
+  ctx.signal.addEventListener("abort", () => view.destroy());
+}
+
+/** Tree order (DFS, children by start), depth, subtree end and child count per span, once. */
+export function buildTree(spans) {
+  const indexById = new Map();
+  spans.forEach((sp, i) => indexById.set(sp.span_id, i));
+  const children = spans.map(() => []);
+  const roots = [];
+  spans.forEach((sp, i) => {
+    const parent = sp.parent_span_id ? indexById.get(sp.parent_span_id) : undefined;
+    if (parent === undefined || parent === i) roots.push(i);
+    else children[parent].push(i);
+  });
+  const byStart = (a, b) => spans[a].start_ns - spans[b].start_ns;
+  roots.sort(byStart);
+  for (const list of children) if (list.length > 1) list.sort(byStart);
+  const order = [];
+  const depth = new Int32Array(spans.length);
+  const stack = [];
+  for (let r = roots.length - 1; r >= 0; r -= 1) stack.push([roots[r], 0]);
+  const seen = new Uint8Array(spans.length);
+  while (stack.length) {
+    const [i, d] = stack.pop();
+    if (seen[i]) continue; // defensive: a cycle in bad data
+    seen[i] = 1;
+    order.push(i);
+    depth[i] = d;
+    const list = children[i];
+    for (let c = list.length - 1; c >= 0; c -= 1) stack.push([list[c], d + 1]);
+  }
+  // spans left out by a cycle are shown as roots
+  spans.forEach((_, i) => { if (!seen[i]) { order.push(i); depth[i] = 0; } });
+  const position = new Int32Array(spans.length);
+  order.forEach((i, pos) => { position[i] = pos; });
+  // subtreeEnd[pos]: the order position just after the subtree starting at pos
+  const subtreeEnd = new Int32Array(order.length);
+  for (let pos = order.length - 1; pos >= 0; pos -= 1) {
+    let end = pos + 1;
+    while (end < order.length && depth[order[end]] > depth[order[pos]]) end = subtreeEnd[end];
+    subtreeEnd[pos] = end;
+  }
+  return { order, depth, children, indexById, position, subtreeEnd };
+}
+
+class Waterfall {
+  constructor(data, tree, onSelect) {
+    this.data = data;
+    this.spans = data.spans;
+    this.tree = tree;
+    this.onSelect = onSelect;
+    this.collapsed = new Set(); // order positions
+    this.selected = -1;
+    this.t0 = data.start_ns;
+    this.total = Math.max(1, data.end_ns - data.start_ns);
+    this.range = [-1, -1];
+    this.canvas = h("div.wf-canvas");
+    this.rows = h("div.wf-rows");
+    this.scroller = h("div.wf-scroll", null, this.canvas);
+    this.count = h("span.muted");
+    const ticks = niceTicks(0, data.duration_ms || 0.001, 6).filter((v) => v <= (data.duration_ms || 0) * 1.0001);
+    const tickPct = (v) => (100 * v) / (data.duration_ms || 0.001);
+    this.grid = h("div.wf-gridlines", null, ticks.map((v) => h("i", { style: { left: `${tickPct(v)}%` } })));
+    this.canvas.append(this.grid, this.rows);
+    this.element = h(
+      "div.waterfall",
+      { "data-testid": "waterfall", "data-span-count": this.spans.length },
+      h(
+        "div.wf-toolbar",
+        null,
+        h("button", { type: "button", onclick: () => this.collapseAll(false), "data-testid": "expand-all" }, "expand all"),
+        h("button", { type: "button", onclick: () => this.collapseAll(true), "data-testid": "collapse-all" }, "collapse all"),
+        h("span.wf-key", null, h("i.crit-key"), "critical path"),
+        this.count,
+      ),
+      h(
+        "div.wf-header",
+        null,
+        h("div.wf-name", null, "Service: operation"),
+        h("div.wf-axis", null, ticks.map((v) => h("span.tick", { style: { left: `${tickPct(v)}%` } }, fmtMs(v)))),
+      ),
+      this.scroller,
+    );
+    this.onScroll = () => {
+      if (this.frame) return;
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.paint();
+      });
+    };
+    this.scroller.addEventListener("scroll", this.onScroll, { passive: true });
+    this.rows.addEventListener("click", (event) => {
+      const toggle = event.target.closest("button[data-testid=toggle]");
+      const row = event.target.closest("[data-testid=span-row]");
+      if (!row) return;
+      const index = Number(row.dataset.index);
+      if (toggle) this.toggle(this.tree.position[index]);
+      else this.onSelect(index);
+    });
+    this.element.addEventListener("keydown", (event) => this.key(event));
+    this.element.tabIndex = 0;
+    this.computeVisible();
+  }
+
+  mount() {
+    this.resize = new ResizeObserver(() => this.paint(true));
+    this.resize.observe(this.scroller);
+    this.paint(true);
+  }
+
+  destroy() {
+    if (this.resize) this.resize.disconnect();
+    if (this.frame) cancelAnimationFrame(this.frame);
+  }
+
+  /** The visible list: order positions, skipping the descendants of collapsed spans. */
+  computeVisible() {
+    const { order, subtreeEnd } = this.tree;
+    const visible = [];
+    for (let pos = 0; pos < order.length; ) {
+      visible.push(pos);
+      pos = this.collapsed.has(pos) ? subtreeEnd[pos] : pos + 1;
+    }
+    this.visible = visible;
+    this.canvas.style.height = `${visible.length * ROW}px`;
+    this.count.textContent = `${fmtNum(visible.length)} of ${fmtNum(order.length)} rows shown`;
+    this.range = [-1, -1];
+  }
+
+  toggle(pos) {
+    if (this.collapsed.has(pos)) this.collapsed.delete(pos);
+    else this.collapsed.add(pos);
+    this.computeVisible();
+    this.paint(true);
+  }
+
+  collapseAll(collapse) {
+    this.collapsed.clear();
+    if (collapse) {
+      const { order, children, depth } = this.tree;
+      order.forEach((i, pos) => { if (children[i].length && depth[i] >= 1) this.collapsed.add(pos); });
+    }
+    this.computeVisible();
+    this.paint(true);
+  }
+
+  /** Select a span; reveal=true expands its ancestors and scrolls it into view. */
+  select(index, reveal) {
+    this.selected = index;
+    if (reveal) {
+      const { position, indexById } = this.tree;
+      let changed = false;
+      let parent = this.spans[index].parent_span_id ? indexById.get(this.spans[index].parent_span_id) : undefined;
+      while (parent !== undefined) {
+        if (this.collapsed.delete(position[parent])) changed = true;
+        const next = this.spans[parent].parent_span_id;
+        parent = next ? indexById.get(next) : undefined;
+      }
+      if (changed) this.computeVisible();
+      const row = this.visible.indexOf(position[index]);
+      const top = row * ROW;
+      if (top < this.scroller.scrollTop || top > this.scroller.scrollTop + this.scroller.clientHeight - ROW) this.scroller.scrollTop = Math.max(0, top - this.scroller.clientHeight / 3);
+    }
+    this.paint(true);
+  }
+
+  key(event) {
+    if (!["ArrowDown", "ArrowUp", "ArrowLeft", "ArrowRight"].includes(event.key) || this.selected < 0) return;
+    event.preventDefault();
+    const pos = this.tree.position[this.selected];
+    const row = this.visible.indexOf(pos);
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      const isCollapsed = this.collapsed.has(pos);
+      if (this.tree.children[this.selected].length && isCollapsed === (event.key === "ArrowRight")) this.toggle(pos);
+      return;
+    }
+    const next = this.visible[row + (event.key === "ArrowDown" ? 1 : -1)];
+    if (next !== undefined) this.onSelect(this.tree.order[next]);
+  }
+
+  /** Render the rows in the scroll window (+ overscan); force=true repaints the same window. */
+  paint(force = false) {
+    const top = this.scroller.scrollTop;
+    const height = this.scroller.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+    const last = Math.min(this.visible.length, Math.ceil((top + height) / ROW) + OVERSCAN);
+    if (!force && first === this.range[0] && last === this.range[1]) return;
+    this.range = [first, last];
+    const fragment = document.createDocumentFragment();
+    for (let r = first; r < last; r += 1) fragment.append(this.row(r));
+    this.rows.replaceChildren(fragment);
+  }
+
+  row(r) {
+    const pos = this.visible[r];
+    const { order, depth, children } = this.tree;
+    const i = order[pos];
+    const sp = this.spans[i];
+    const d = depth[i];
+    const color = colorFor(sp.service);
+    const left = (100 * (sp.start_ns - this.t0)) / this.total;
+    const width = Math.max(0.1, (100 * (sp.end_ns - sp.start_ns)) / this.total);
+    const hasChildren = children[i].length > 0;
+    const collapsed = this.collapsed.has(pos);
+    const labelRight = left + width < 75;
+    const error = sp.status === "ERROR";
+    return h(
+      "div.span-row",
+      {
+        "data-testid": "span-row",
+        "data-span-id": sp.span_id,
+        "data-parent-span-id": sp.parent_span_id || "",
+        "data-depth": d,
+        "data-service": sp.service,
+        "data-critical": sp.critical ? "true" : undefined,
+        "data-index": i,
+        "data-status": sp.status,
+        class: [i === this.selected ? "selected" : "", sp.critical ? "critical" : "", error ? "error" : ""].filter(Boolean).join(" ") || undefined,
+        style: { top: `${r * ROW}px` },
+        title: `${sp.service}: ${sp.name} — ${fmtMs(sp.duration_ms)}`,
+      },
+      h(
+        "div.wf-name",
+        { style: { paddingLeft: `${4 + Math.min(d, MAX_INDENT_DEPTH) * INDENT}px` } },
+        d > MAX_INDENT_DEPTH ? h("span.deep", null, `${d}›`) : null,
+        hasChildren
+          ? h("button.toggle", { type: "button", "data-testid": "toggle", "aria-expanded": collapsed ? "false" : "true", "aria-label": collapsed ? "expand" : "collapse" }, collapsed ? "▸" : "▾")
+          : h("span.toggle-space"),
+        h("i.svc-bar", { style: { background: color } }),
+        h("span.svc", null, sp.service),
+        h("span.op", null, sp.name),
+        collapsed ? h("span.hidden-count", null, `+${this.tree.subtreeEnd[pos] - pos - 1}`) : null,
+        error ? h("span.err-icon", { title: sp.status_message || "error" }, "!") : null,
+      ),
+      h(
+        "div.wf-track",
+        null,
+        h("div.wf-bar", { style: { left: `${left}%`, width: `${width}%`, background: color } }),
+        h("span.wf-dur", { style: labelRight ? { left: `calc(${left + width}% + 4px)` } : { right: `calc(${100 - left}% + 4px)` } }, fmtMs(sp.duration_ms)),
+      ),
+    );
+  }
+}
+
+function kvTable(obj, testid) {
+  const keys = Object.keys(obj || {}).sort();
+  if (!keys.length) return h("p.muted", null, "none");
+  return h(
+    "table.kv",
+    { "data-testid": testid },
+    h("tbody", null, keys.map((k) => h("tr", null, h("th", null, k), h("td", null, typeof obj[k] === "object" ? JSON.stringify(obj[k]) : String(obj[k]))))),
+  );
+}
+
+function spanDetails(sp, trace, logs) {
+  const offset = (sp.start_ns - trace.start_ns) / 1e6;
+  const events = sp.events || [];
+  const links = sp.links || [];
+  const spanLogs = logs.filter((row) => row.span_id === sp.span_id);
+  return [
+    h(
+      "div.panel-head",
+      null,
+      h("h2", null, h("i.swatch", { style: { background: colorFor(sp.service) } }), sp.name),
+      h(`span.status.status-${(sp.status || "UNSET").toLowerCase()}`, { "data-testid": "span-status" }, sp.status || "UNSET"),
+    ),
+    sp.status_message ? h("p.status-message", null, sp.status_message) : null,
+    h(
+      "dl.facts",
+      null,
+      h("dt", null, "Service"), h("dd", null, h("a", { href: href(`/service/${encodeURIComponent(sp.service)}`) }, sp.service)),
+      h("dt", null, "Kind"), h("dd", null, sp.kind || "–"),
+      h("dt", null, "Duration"), h("dd", null, fmtMs(sp.duration_ms)),
+      h("dt", null, "Start"), h("dd", null, `+${fmtMs(offset)}`, h("span.muted", null, ` (${fmtTime(sp.start_ns)})`)),
+      h("dt", null, "Span id"), h("dd.mono", null, sp.span_id),
+      h("dt", null, "Parent"), h("dd.mono", null, sp.parent_span_id || "– (root)"),
+      h("dt", null, "Process"), h("dd.mono", null, sp.process_id ? h("a", { href: href(`/process/${sp.process_id}`) }, sp.process_id) : "–"),
+      h("dt", null, "Critical"), h("dd", null, sp.critical ? "on the critical path" : "no"),
+    ),
+    h("h3", null, `Attributes (${Object.keys(sp.attributes || {}).length})`),
+    kvTable(sp.attributes, "span-attributes"),
+    h("h3", null, `Events (${events.length})`),
+    events.length
+      ? h(
+          "ul.events",
+          { "data-testid": "span-events" },
+          events.map((ev) => {
+            const attrs = ev.attributes || {};
+            const isException = ev.name === "exception" || attrs["exception.type"] !== undefined;
+            return h(
+              "li",
+              { class: isException ? "exception" : undefined },
+              h("div", null, h("span.muted", null, `+${fmtMs((ev.time_ns - trace.start_ns) / 1e6)} `), h("b", null, ev.name)),
+              isException ? h("div.exc", null, h("b", null, attrs["exception.type"] || "exception"), ": ", attrs["exception.message"] || "") : null,
+              isException && attrs["exception.stacktrace"] ? h("pre.stack", { "data-testid": "stacktrace" }, attrs["exception.stacktrace"]) : null,
+              kvTable(Object.fromEntries(Object.entries(attrs).filter(([k]) => !isException || !["exception.stacktrace", "exception.type", "exception.message"].includes(k))), "event-attributes"),
+            );
+          }),
+        )
+      : h("p.muted", null, "none"),
+    h("h3", null, `Links (${links.length})`),
+    links.length
+      ? h("ul.links", null, links.map((l) => h("li", null, h("a.mono", { href: href(`/trace/${l.trace_id}`, { span: l.span_id }) }, `${shortId(l.trace_id)} / ${shortId(l.span_id)}`), " ", kvTable(l.attributes, "link-attributes"))))
+      : h("p.muted", null, "none"),
+    h("details.resource", null, h("summary", null, `Resource (${Object.keys(sp.resource || {}).length})`), kvTable(sp.resource, "span-resource")),
+    h("h3", null, `Logs of this span (${spanLogs.length})`),
+    spanLogs.length ? h("div.log-lines", { "data-testid": "span-logs" }, spanLogs.map((row) => logLine(row, trace.start_ns, false, null, "span-log-row"))) : h("p.muted", { "data-testid": "span-logs" }, "none"),
+  ];
+}
+
+function logLine(row, t0, highlight, onClick, testid = "log-row") {
+  const level = row.level_name || LEVELS[row.level] || String(row.level);
+  return h(
+    "div.log-line",
+    { "data-testid": testid, "data-span-id": row.span_id || "", class: [highlight ? "selected" : "", onClick && row.span_id ? "clickable" : ""].filter(Boolean).join(" ") || undefined, onclick: onClick || undefined, title: fmtTime(row.time_ns ?? row.time) },
+    h("span.log-offset", null, `+${fmtMs((row.time_ns - t0) / 1e6)}`),
+    h(`span.level.level-${row.level}`, null, level),
+    h("span.log-svc", null, row.service),
+    h("span.log-msg", null, row.msg),
+  );
+}
