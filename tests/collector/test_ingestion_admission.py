@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import numpy as np
 import pytest
+from native_samples import sample_cpu_stream, sample_process
 
 from sirius.collector import block_object_key
 from sirius.tracing import (
@@ -37,7 +38,6 @@ from sirius.tracing import (
     process_info_to_cbor,
     stream_info_to_cbor,
 )
-from sirius.tracing._transit_layouts import CPU
 
 MIB = 1024 * 1024
 FLOOD_BUDGET = 96 * MIB
@@ -45,28 +45,11 @@ FLOOD_BUDGET = 96 * MIB
 
 
 def _process() -> ProcessInfo:
-    return ProcessInfo(
-        process_id=uuid.uuid4(),
-        exe="/usr/bin/app",
-        username="alice",
-        realname="Alice",
-        computer="host-1",
-        distro="Debian 12",
-        cpu_brand="EPYC",
-        tsc_frequency=2_000_000_000,
-        start_time_ns=1_750_000_000_000_000_000,
-        start_ticks=0,
-    )
+    return sample_process(start_time_ns=1_750_000_000_000_000_000)
 
 
 def _stream(process: ProcessInfo) -> StreamInfo:
-    return StreamInfo(
-        process_id=process.process_id,
-        stream_id=uuid.uuid4(),
-        dependencies_metadata=CPU.dependencies_metadata,
-        objects_metadata=CPU.objects_metadata,
-        tags=CPU.tags,
-    )
+    return sample_cpu_stream(process)
 
 
 def _block(stream: StreamInfo, payload_bytes: int, index: int) -> Block:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import cbor2
 import pytest
+from native_samples import START_NS, sample_cpu_stream, sample_process
 
 from sirius.collector import block_object_key
 from sirius.lakehouse import open_object_store
@@ -27,37 +28,14 @@ from sirius.tracing import (
     process_info_to_cbor,
     stream_info_to_cbor,
 )
-from sirius.tracing._transit_layouts import CPU
-
-START_NS = 1_750_000_000_123_456_789
 
 
 def _process() -> ProcessInfo:
-    return ProcessInfo(
-        process_id=uuid.uuid4(),
-        exe="/usr/bin/app",
-        username="alice",
-        realname="Alice",
-        computer="host-1",
-        distro="Debian 12",
-        cpu_brand="EPYC",
-        tsc_frequency=2_000_000_000,
-        start_time_ns=START_NS,
-        start_ticks=1_000,
-        parent_process_id=None,
-        properties={"team": "core", "micromegas.audience": "spoofed"},
-    )
+    return sample_process(start_ticks=1_000, properties={"team": "core", "micromegas.audience": "spoofed"})
 
 
 def _stream(process: ProcessInfo) -> StreamInfo:
-    return StreamInfo(
-        process_id=process.process_id,
-        stream_id=uuid.uuid4(),
-        dependencies_metadata=CPU.dependencies_metadata,
-        objects_metadata=CPU.objects_metadata,
-        tags=CPU.tags,
-        properties={"thread-id": "7", "thread-name": "main"},
-    )
+    return sample_cpu_stream(process, properties={"thread-id": "7", "thread-name": "main"})
 
 
 def _block(process: ProcessInfo, stream: StreamInfo, n_events: int = 3) -> Block:
