@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         return run_query(
             args.sql, uri=args.uri, begin=args.begin, end=args.end, output_format=args.format, api_key=args.api_key
         )
+    if args.command in _EXPLORE_COMMANDS:
+        return _explore_command(args)
     if args.command == "spool":
         from ._spool_command import run_spool
 
@@ -61,6 +63,34 @@ def run(args: argparse.Namespace) -> int:
     except (AdminError, LakehouseError, AuthConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+_EXPLORE_COMMANDS = frozenset({"trace", "tail", "services", "perfetto"})
+
+
+def _explore_command(args: argparse.Namespace) -> int:
+    """``sirius trace|tail|services|perfetto``: Explore's terminal companions."""
+    from ..flight.explore import TailOptions, run_perfetto, run_services, run_tail, run_trace
+
+    client = {"uri": args.uri, "api_key": args.api_key}
+    if args.command == "trace":
+        return run_trace(args.trace_id, begin=args.begin, end=args.end, **client)
+    if args.command == "services":
+        return run_services(begin=args.begin, end=args.end, **client)
+    if args.command == "perfetto":
+        return run_perfetto(args.process_id, args.output, begin=args.begin, end=args.end, **client)
+    options = TailOptions(
+        service=args.service,
+        level=args.level,
+        target=args.target,
+        text=args.text,
+        begin=args.begin,
+        initial=args.lines,
+        follow=args.follow,
+        max_polls=args.max_polls,
+        interval=args.interval,
+    )
+    return run_tail(options, **client)
 
 
 # Ctrl-C, ``kill`` / container stop, and a closed terminal (SIGHUP, whose default action would

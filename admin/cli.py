@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_services(sub)
     _add_query(sub)
     _add_spool(sub)
+    _add_explore_commands(sub)
     return parser
 
 
@@ -131,6 +132,51 @@ def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+
+
+def _add_flight_client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--uri",
+        help=f"FlightSQL server (default: $MICROMEGAS_ANALYTICS_URI, else grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT})",
+    )
+    parser.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+
+
+def _add_explore_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Explore's terminal companions: ``trace``, ``tail``, ``services``, ``perfetto``."""
+    trace = sub.add_parser("trace", help="print one trace as an indented waterfall")
+    trace.add_argument("trace_id", help="the trace id (32 hex characters)")
+    trace.add_argument("--begin", help="search from: RFC 3339 or relative (default 30d)")
+    trace.add_argument("--end", help="search to: RFC 3339 or relative (default now)")
+    _add_flight_client_flags(trace)
+
+    tail = sub.add_parser("tail", help="print the newest log entries, then new ones as they arrive")
+    tail.add_argument("--service", help="only this service")
+    tail.add_argument("--level", help="most verbose level shown: 1..6 or fatal, error, warn, info, debug, trace")
+    tail.add_argument("--target", help="only this target")
+    tail.add_argument("--grep", dest="text", help="only messages containing this text")
+    tail.add_argument("--begin", default="1h", help="how far back the first rows go (default 1h)")
+    tail.add_argument("-n", "--lines", type=int, default=50, help="rows printed first (default 50)")
+    follow = tail.add_mutually_exclusive_group()
+    follow.add_argument(
+        "-f", "--follow", dest="follow", action="store_true", default=True, help="keep polling (default)"
+    )
+    follow.add_argument("--once", dest="follow", action="store_false", help="print the newest rows and exit")
+    tail.add_argument("--max-polls", type=int, help="stop after this many polls (default: until Ctrl-C)")
+    tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    _add_flight_client_flags(tail)
+
+    services = sub.add_parser("services", help="print rate, errors and latency (RED) of every service")
+    services.add_argument("--begin", default="1h", help="range start: RFC 3339 or relative (default 1h)")
+    services.add_argument("--end", help="range end: RFC 3339 or relative (default now)")
+    _add_flight_client_flags(services)
+
+    perfetto = sub.add_parser("perfetto", help="write a process's Perfetto trace (thread and OTel spans)")
+    perfetto.add_argument("process_id", help="the process id (UUID)")
+    perfetto.add_argument("-o", "--output", required=True, help="file to write")
+    perfetto.add_argument("--begin", help="range start (default: the process's start, seen in the last 30 days)")
+    perfetto.add_argument("--end", help="range end (default: its last data)")
+    _add_flight_client_flags(perfetto)
 
 
 def _add_spool(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

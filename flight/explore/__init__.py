@@ -11,5 +11,15 @@ from __future__ import annotations
 
 from ._api import ExploreApi, mount_explore
 from ._errors import ExploreError
+from ._terminal_commands import TailOptions, run_perfetto, run_services, run_tail, run_trace
 
-__all__ = ["ExploreApi", "ExploreError", "mount_explore"]
+__all__ = [
+    "ExploreApi",
+    "ExploreError",
+    "TailOptions",
+    "mount_explore",
+    "run_perfetto",
+    "run_services",
+    "run_tail",
+    "run_trace",
+]
