@@ -11,11 +11,15 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
+
+# Helper modules of this folder (cli_subprocess) import by name: the suite uses --import-mode=importlib.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -2,55 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
-ZERO_PORTS = [f"--{name}-port" for name in ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway")]
-ZERO_PORTS = [arg for flag in ZERO_PORTS for arg in (flag, "0")]
-
-
-def _env() -> dict[str, str]:
-    # The embedded default: no DSN and no object-store URI.
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_"))}
+from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    # Under /tmp with mode 755: the postgres OS user must traverse it when tests run as root
-    # (pytest's own tmp_path sits below a 0700 directory, which would force the pgserver path;
-    # test_embedded_postgres.py covers both paths explicitly).
-    path = Path(tempfile.mkdtemp(prefix="sirius-up-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    yield path / "data"
-    shutil.rmtree(path, ignore_errors=True)
+    # test_embedded_postgres.py covers both start methods explicitly.
+    with reachable_tmp_dir("sirius-up-") as path:
+        yield path / "data"
 
 
 def test_up_smoke_on_the_embedded_default(data_dir: Path) -> None:
     result = subprocess.run(
-        [
-            *SIRIUS,
-            "up",
-            "--smoke",
-            "--data-dir",
-            str(data_dir),
-            "--ingestion-port",
-            "0",
-            "--flight-port",
-            "0",
-            "--gateway-port",
-            "0",
-        ],
-        env=_env(),
+        [*SIRIUS, "up", "--smoke", "--data-dir", str(data_dir), *ZERO_PORTS],
+        env=embedded_env(),
         capture_output=True,
         text=True,
         timeout=180,
@@ -63,30 +35,13 @@ def test_up_smoke_on_the_embedded_default(data_dir: Path) -> None:
 
 def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
-        [
-            *SIRIUS,
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--ingestion-port",
-            "0",
-            "--flight-port",
-            "0",
-            "--gateway-port",
-            "0",
-        ],
-        env=_env(),
+        [*SIRIUS, "up", "--data-dir", str(data_dir), *ZERO_PORTS],
+        env=embedded_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    endpoints = {}
-    for _ in range(5):  # one line per listening service
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()  # type: ignore[union-attr]
-        name, url = line.split()
-        endpoints[name] = url
+    endpoints = read_up_banner(proc).urls
     assert set(endpoints) == {"ingestion", "otlp-grpc", "otlp-http", "flightsql", "gateway"}
     return proc, endpoints
 
@@ -101,7 +56,7 @@ def test_up_serves_until_a_signal_then_stops_cleanly(data_dir: Path, sig: signal
             assert response.status == 200
         query = subprocess.run(
             [*SIRIUS, "query", "SELECT count(*) AS n FROM processes", "--uri", urls["flightsql"], "--format", "csv"],
-            env=_env(),
+            env=embedded_env(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -126,13 +81,15 @@ def test_up_serves_until_a_signal_then_stops_cleanly(data_dir: Path, sig: signal
 
 
 def test_migrate_needs_a_database() -> None:
-    result = subprocess.run([*SIRIUS, "migrate"], env=_env(), capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*SIRIUS, "migrate"], env=embedded_env(), capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 2
     assert "MICROMEGAS_SQL_CONNECTION_STRING" in result.stderr
 
 
 def test_migrate_against_a_database(pg_dsn: str) -> None:
-    env = {**_env(), "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn}
+    env = {**embedded_env(), "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn}
     for _ in range(2):  # idempotent
         result = subprocess.run([*SIRIUS, "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
@@ -140,7 +97,11 @@ def test_migrate_against_a_database(pg_dsn: str) -> None:
 
 
 def test_ingest_refuses_a_public_bind_without_keys(pg_dsn: str, tmp_path: Path) -> None:
-    env = {**_env(), "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn, "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri()}
+    env = {
+        **embedded_env(),
+        "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn,
+        "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri(),
+    }
     result = subprocess.run(
         [*SIRIUS, "ingest", "--host", "0.0.0.0", "--port", "0"],
         env=env,

@@ -3,63 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
 
 from sirius.admin._stack import Endpoint
 from sirius.admin._up_banner import client_exports, service_lines
-
-SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
-ZERO_PORTS = [
-    arg for name in ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway") for arg in (f"--{name}-port", "0")
-]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_"))}
 
 
 @pytest.fixture
 def up() -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """A running ``sirius up`` on free ports: (service URLs, exported variables) as it printed them."""
-    root = Path(tempfile.mkdtemp(prefix="sirius-banner-", dir="/tmp"))
-    os.chmod(root, 0o755)  # the postgres OS user must reach the embedded cluster when run as root
-    proc = subprocess.Popen(
-        [*SIRIUS, "up", "--data-dir", str(root / "data"), *ZERO_PORTS],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    urls: dict[str, str] = {}
-    exported: dict[str, str] = {}
-    try:
-        for line in proc.stdout:  # blocks until the line is printed: no sleeps
-            if line.startswith("sirius is up"):
-                break
-            words = line.split()
-            if words[:1] == ["export"]:
-                exported.update(word.split("=", 1) for word in shlex.split(line)[1:])
-            elif len(words) == 2 and not exported:
-                urls[words[0]] = words[1]
-        else:
-            pytest.fail(f"sirius up ended early (exit {proc.wait(60)})")
-        yield urls, exported
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+    with reachable_tmp_dir("sirius-banner-") as root:
+        proc = subprocess.Popen(
+            [*SIRIUS, "up", "--data-dir", str(root / "data"), *ZERO_PORTS],
+            env=embedded_env(keep_otel=False),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            banner = read_up_banner(proc)
+            yield banner.urls, banner.exports
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
 
 
 def test_printed_urls_answer_and_exports_point_at_them(up: tuple[dict[str, str], dict[str, str]]) -> None:
@@ -90,7 +62,7 @@ def test_printed_urls_answer_and_exports_point_at_them(up: tuple[dict[str, str],
     assert exported["MICROMEGAS_ANALYTICS_URI"] == urls["flightsql"]
     query = subprocess.run(
         [*SIRIUS, "query", "SELECT 1 AS one", "--format", "csv"],
-        env={**_env(), "MICROMEGAS_ANALYTICS_URI": exported["MICROMEGAS_ANALYTICS_URI"]},
+        env={**embedded_env(keep_otel=False), "MICROMEGAS_ANALYTICS_URI": exported["MICROMEGAS_ANALYTICS_URI"]},
         capture_output=True,
         text=True,
         timeout=60,

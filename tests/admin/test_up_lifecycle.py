@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -22,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
 
 from sirius.admin._postmaster import PostmasterInfo, process_is_alive, read_postmaster_pid
 from sirius.tracing._process import current_process_info
@@ -29,25 +27,14 @@ from sirius.tracing._sink import SinkConfig, TelemetrySink
 from sirius.tracing._transit_layouts import Level
 from sirius.tracing._transit_writer import LogMetadata, TransitWriter
 
-SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
-SERVICES = ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway")
-ZERO_PORTS = [arg for name in SERVICES for arg in (f"--{name}-port", "0")]
 DEADLINE_S = 60.0
-
-
-def _env() -> dict[str, str]:
-    # The embedded default: no DSN and no object-store URI.
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_"))}
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    # Under /tmp with mode 755: the postgres OS user must traverse it when tests run as root.
-    path = Path(tempfile.mkdtemp(prefix="sirius-life-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    yield path / "data"
-    _stop_leftover_postmaster(path / "data")
-    shutil.rmtree(path, ignore_errors=True)
+    with reachable_tmp_dir("sirius-life-") as path:
+        yield path / "data"
+        _stop_leftover_postmaster(path / "data")
 
 
 def _stop_leftover_postmaster(data_dir: Path) -> None:
@@ -90,22 +77,12 @@ async def _fetch(dsn: str, *queries: str) -> list[object]:
 def _start(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
         [*SIRIUS, "up", "--data-dir", str(data_dir), *ZERO_PORTS, *flags],
-        env=_env(),
+        env=embedded_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    endpoints = {}
-    for _ in range(5):  # one line per listening service
-        line = proc.stdout.readline()
-        if not line:
-            proc.kill()
-            _, err = proc.communicate(timeout=30)
-            pytest.fail(f"sirius up did not start: {err}")
-        name, url = line.split()
-        endpoints[name] = url
-    return proc, endpoints
+    return proc, read_up_banner(proc).urls
 
 
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> tuple[str, str]:
@@ -146,7 +123,7 @@ def test_a_taken_port_is_one_line_and_exit_code_2(data_dir: Path, service: str, 
         port = taken.getsockname()[1]
         result = subprocess.run(
             [*SIRIUS, "up", "--data-dir", str(data_dir), *ZERO_PORTS, flag, str(port)],
-            env=_env(),
+            env=embedded_env(),
             capture_output=True,
             text=True,
             timeout=DEADLINE_S,
@@ -168,7 +145,7 @@ def test_sighup_stops_everything_and_a_second_up_is_refused(data_dir: Path) -> N
 
         second = subprocess.run(
             [*SIRIUS, "up", "--data-dir", str(data_dir), *ZERO_PORTS],
-            env=_env(),
+            env=embedded_env(),
             capture_output=True,
             text=True,
             timeout=DEADLINE_S,
@@ -236,7 +213,11 @@ def test_a_stand_alone_ingest_removes_only_clearly_orphaned_temp_files(pg_dsn: s
     for path, age_s in ((old, 3600), (recent, 5)):
         path.write_bytes(b"half a block")
         os.utime(path, (time.time() - age_s, time.time() - age_s))
-    env = {**_env(), "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn, "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri()}
+    env = {
+        **embedded_env(),
+        "MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn,
+        "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri(),
+    }
     proc = subprocess.Popen(
         [*SIRIUS, "ingest", "--host", "127.0.0.1", "--port", "0"],
         env=env,

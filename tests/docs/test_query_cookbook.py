@@ -11,27 +11,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
 
 from sirius.flight import query_table
 
 REPO = Path(__file__).resolve().parents[2]
 COOKBOOK = REPO / "docs" / "query-cookbook.md"
-SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
-ZERO_PORTS = [
-    arg for name in ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway") for arg in (f"--{name}-port", "0")
-]
 DOC_URI = "grpc://127.0.0.1:50051"
 
 
@@ -39,21 +32,14 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", COOKBOOK.read_text(), flags=re.DOTALL)
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_"))}
-
-
 @pytest.fixture(scope="module")
 def demo_lake() -> Iterator[dict[str, str]]:
     """``sirius demo`` once, then ``sirius up`` on its directory: the service URLs it printed."""
-    root = Path(tempfile.mkdtemp(prefix="sirius-cookbook-", dir="/tmp"))
-    os.chmod(root, 0o755)  # the postgres OS user must reach the embedded cluster when run as root
-    data = root / "data"
-    proc = None
-    try:
+    with reachable_tmp_dir("sirius-cookbook-") as root:
+        data = root / "data"
         demo = subprocess.run(
             [*SIRIUS, "demo", "--data-dir", str(data), "--requests", "12"],
-            env=_env(),
+            env=embedded_env(keep_otel=False),
             capture_output=True,
             text=True,
             timeout=300,
@@ -62,27 +48,16 @@ def demo_lake() -> Iterator[dict[str, str]]:
         assert demo.returncode == 0, demo.stdout + demo.stderr
         proc = subprocess.Popen(
             [*SIRIUS, "up", "--data-dir", str(data), *ZERO_PORTS],
-            env=_env(),
+            env=embedded_env(keep_otel=False),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        assert proc.stdout is not None
-        urls: dict[str, str] = {}
-        for line in proc.stdout:  # each line arrives when printed: no sleeps
-            words = line.split()
-            if len(words) == 2 and "://" in words[1]:
-                urls.setdefault(words[0], words[1])
-            if line.startswith("sirius is up"):
-                break
-        else:
-            pytest.fail(f"sirius up ended early (exit {proc.wait(60)})")
-        yield urls
-    finally:
-        if proc is not None:
+        try:
+            yield read_up_banner(proc).urls
+        finally:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _ids(uri: str) -> dict[str, str]:
