@@ -6,15 +6,12 @@ local object store; the port is held by a listening socket of the test.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SIRIUS = [sys.executable, "-m", "sirius.admin.cli"]
+from cli_subprocess import SIRIUS, embedded_env
 
 CASES = [
     ("ingest", "ingestion", "--port", []),
@@ -30,7 +27,6 @@ def test_a_taken_port_is_one_line_and_exit_code_2(
     pg_dsn: str, tmp_path: Path, case: tuple[str, str, str, list[str]]
 ) -> None:
     command, service, flag, others = case
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_"))}
     store = (tmp_path / "objects").as_uri()
     lake = [] if command == "gateway" else ["--sql-connection-string", pg_dsn, "--object-store-uri", store]
     with socket.socket() as taken:
@@ -39,7 +35,7 @@ def test_a_taken_port_is_one_line_and_exit_code_2(
         port = taken.getsockname()[1]
         result = subprocess.run(
             [*SIRIUS, command, "--host", "127.0.0.1", flag, str(port), *others, *lake],
-            env=env,
+            env=embedded_env(),
             capture_output=True,
             text=True,
             timeout=60,
