@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from tracer_helpers import WatchedSink, decode_sink, is_internal, span_name, summary
+from tracer_helpers import WatchedSink, decode_sink, hammer_spans, is_internal, span_name, summary
 
 from sirius import tracing
 from sirius.tracing import Level, TracingError, level_from_python
@@ -337,19 +337,7 @@ def test_stress_small_buffers_received_plus_dropped_equals_emitted():
     tracing.init(sink=sink, chunk_size=1024, chunks_per_thread=2, block_size=64 * 1024)
     threads, per_thread = 6, 20_000
     try:
-        desc = tracing.span_desc("hot")
-        begin, end = tracing.begin_span, tracing.end_span
-
-        def hammer():
-            for _ in range(per_thread // 2):
-                begin(desc)
-                end(desc)
-
-        workers = [threading.Thread(target=hammer) for _ in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        hammer_spans(threads, per_thread // 2)
         assert tracing.flush(30)
         stats = tracing.stats()
     finally:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from tracer_helpers import WatchedSink
+from tracer_helpers import WatchedSink, hammer_spans
 
 from sirius import tracing
 from sirius.tracing import TracerStats
@@ -18,27 +17,11 @@ def _balance(s: TracerStats) -> tuple[int, int]:
     )
 
 
-def _hammer(threads: int, spans: int) -> None:
-    desc = tracing.span_desc("hot")
-    begin, end = tracing.begin_span, tracing.end_span
-
-    def run() -> None:
-        for _ in range(spans):
-            begin(desc)
-            end(desc)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-
-
 def test_losses_in_thread_buffers_are_counted_once() -> None:
     sink = WatchedSink()
     tracing.init(sink=sink, chunk_size=1024, chunks_per_thread=2, block_size=64 * 1024, flush_period=60)
     try:
-        _hammer(threads=4, spans=20_000)
+        hammer_spans(threads=4, spans=20_000)
         assert tracing.flush(30)
         quiet = tracing.stats()  # nothing moves after a flush: the identity holds before shutdown too
     finally:
@@ -57,7 +40,7 @@ def test_an_unreachable_service_at_exit_spools_every_event(tmp_path: Path) -> No
     spool = tmp_path / "spool"
     tracing.init(url="http://127.0.0.1:9", spool_dir=spool, chunk_size=1 << 20, flush_period=60)
     try:
-        _hammer(threads=1, spans=5_000)
+        hammer_spans(threads=1, spans=5_000)
     finally:
         assert not tracing.shutdown(10)  # nothing could be delivered
     s = tracing.stats()
@@ -78,7 +61,7 @@ def test_a_full_spool_drops_and_counts(tmp_path: Path) -> None:
         flush_period=60,
     )
     try:
-        _hammer(threads=1, spans=20_000)
+        hammer_spans(threads=1, spans=20_000)
     finally:
         tracing.shutdown(10)
     s = tracing.stats()

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sirius import tracing
 from sirius.lakehouse import TickConverter, decode_block
 from sirius.tracing import Block, InMemoryBlockSink, ProcessInfo, StreamInfo
 
@@ -107,3 +108,20 @@ def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def is_internal(event: dict[str, Any]) -> bool:
     desc = event.get("desc") or {}
     return desc.get("target") == "sirius.tracing"
+
+
+def hammer_spans(threads: int, spans: int) -> None:
+    """``spans`` begin/end pairs of a span named "hot" from each of ``threads`` threads (joined)."""
+    desc = tracing.span_desc("hot")
+    begin, end = tracing.begin_span, tracing.end_span
+
+    def run() -> None:
+        for _ in range(spans):
+            begin(desc)
+            end(desc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
