@@ -72,11 +72,24 @@ async function call(url, options, retried = false) {
   if (!response.ok) throw new ApiError(response.status, await errorText(response));
   let body;
   try {
-    body = await response.json();
+    body = JSON.parse(await response.text(), options.bigints ? bigintReviver : cursorReviver);
   } catch {
     throw new ApiError(response.status, "the server answered with something other than JSON");
   }
   return { data: body.data, queries: body.queries || [], range: body.range || null };
+}
+
+// Integers above 2^53 (ns timestamps) lose digits as JS numbers. Paging cursors are kept as their
+// exact decimal text; the SQL screen asks for every such integer as a BigInt. Both need the
+// reviver's source text (JSON.parse source access); without it the number is kept.
+function cursorReviver(key, value, context) {
+  if (key.endsWith("_before_ns") && typeof value === "number" && !Number.isSafeInteger(value) && context && context.source) return context.source;
+  return value;
+}
+
+function bigintReviver(key, value, context) {
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context && context.source && /^-?\d+$/.test(context.source)) return BigInt(context.source);
+  return value;
 }
 
 async function errorText(response) {

@@ -125,7 +125,12 @@ export function showError(ctx, err) {
   const notFound = err instanceof ApiError && err.status === 404;
   ctx.setState(notFound ? "notfound" : "error");
   const text = err instanceof ApiError ? err.message : `${err.name}: ${err.message}`;
-  fill(ctx.body, h("h1", null, notFound ? "Not found" : "Something went wrong"), notice("error", text));
+  fill(
+    ctx.body,
+    h("h1", null, notFound ? "Not found" : "Something went wrong"),
+    notice("error", text),
+    notFound ? h("p.muted", null, "It may lie outside the time range: widen it above, or ", h("a", { href: href("/traces") }, "search traces"), ".") : null,
+  );
   if (!(err instanceof ApiError)) console.error(err);
 }
 

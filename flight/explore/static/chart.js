@@ -86,7 +86,8 @@ function drawChart(series, width, height, format, tooltip) {
   }
   for (const { t, label } of timeTicks(tMin, tMax, Math.max(2, Math.floor(innerW / 110)))) {
     grid.append(s("line.xgrid", { x1: x(t), x2: x(t), y1: MARGIN.top, y2: MARGIN.top + innerH }));
-    grid.append(s("text.xtick", { x: x(t), y: height - 8, "text-anchor": "middle" }, label));
+    const anchor = x(t) > width - MARGIN.right - 24 ? "end" : x(t) < MARGIN.left + 24 ? "start" : "middle";
+    grid.append(s("text.xtick", { x: x(t), y: height - 8, "text-anchor": anchor }, label));
   }
   grid.append(s("line.axis", { x1: MARGIN.left, x2: MARGIN.left + innerW, y1: MARGIN.top + innerH, y2: MARGIN.top + innerH }));
   svg.append(grid);
@@ -106,7 +107,7 @@ function drawChart(series, width, height, format, tooltip) {
     });
     const attrs = { "data-testid": "series", "data-points": count, "data-series": one.name, d: d || "M0,0", stroke: one.color, fill: "none", "stroke-width": 1.6 };
     svg.append(s("path.line", { ...attrs, ...(one.attrs || {}) }));
-    for (const [cx, cy] of dots) svg.append(s("circle", { cx, cy, r: 2, fill: one.color }));
+    for (const [cx, cy] of dots) svg.append(s("circle", { cx, cy, r: 3, fill: one.color }));
   }
 
   const cursor = s("line.cursor", { y1: MARGIN.top, y2: MARGIN.top + innerH, visibility: "hidden" });

@@ -103,7 +103,28 @@ export function fmtBytes(n) {
 export function toMs(t) {
   if (t === null || t === undefined) return NaN;
   if (typeof t === "number") return t / 1e6;
-  return Date.parse(t);
+  if (typeof t === "bigint") return Number(t / 1000n) / 1000;
+  const text = String(t);
+  if (/^\d+$/.test(text)) return Number(text) / 1e6;
+  // keep milliseconds: Date.parse does not take 9 fractional digits everywhere
+  return Date.parse(text.replace(/(\.\d{3})\d+/, "$1"));
+}
+
+/** Exact ns since the epoch (decimal string) of an RFC 3339 time with up to 9 fractional digits. */
+export function exactNs(rfc3339) {
+  const m = /^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/.exec(String(rfc3339));
+  if (!m) return null;
+  const seconds = Date.parse(`${m[1]}${m[3]}`);
+  if (Number.isNaN(seconds)) return null;
+  return (BigInt(seconds) * 1000000n + BigInt((m[2] || "").padEnd(9, "0"))).toString();
+}
+
+/** RFC 3339 (UTC, 9 fractional digits) of ns since the epoch given as a BigInt or integer. */
+export function nsToRfc3339(ns) {
+  const big = BigInt(ns);
+  const ms = Number(big / 1000000n);
+  const frac = (((big % 1000000000n) + 1000000000n) % 1000000000n).toString().padStart(9, "0");
+  return `${new Date(ms).toISOString().slice(0, 19)}.${frac}Z`;
 }
 
 const pad = (n, w = 2) => String(n).padStart(w, "0");

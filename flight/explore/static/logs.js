@@ -2,11 +2,12 @@
 // URL, newest first, "older" paging by next_before_ns, and a live tail that polls after_ns every
 // 1.5 s and prepends new rows without a reload. Trace ids link to the trace view.
 
-import { h, fill, href, notice, fmtTime, fmtAgo, shortId, LEVELS, colorFor } from "./dom.js";
+import { h, fill, href, notice, fmtTime, fmtAgo, shortId, LEVELS, colorFor, exactNs } from "./dom.js";
 
 const FIELDS = ["q", "level", "service", "target", "process", "trace_id"];
 const POLL_MS = 1500;
 const MAX_ROWS = 5000;
+const HIDDEN_PROPS = new Set(["otel.trace_id", "otel.span_id", "otel.severity_number", "otel.severity_text"]);
 
 export async function render(ctx) {
   ctx.title("Logs");
@@ -38,7 +39,7 @@ export async function render(ctx) {
 
   const first = await ctx.load("logs", params);
   append(tbody, first.data.rows || [], false);
-  newestNs = first.data.rows && first.data.rows.length ? first.data.rows[0].time_ns : null;
+  newestNs = first.data.rows && first.data.rows.length ? rowNs(first.data.rows[0]) : null;
   nextBefore = first.data.next_before_ns ?? null;
   total = (first.data.rows || []).length;
   update();
@@ -70,7 +71,8 @@ export async function render(ctx) {
       const page = await ctx.load("logs", tailParams);
       const rows = page.data.rows || [];
       if (rows.length) {
-        newestNs = Math.max(newestNs ?? 0, rows[0].time_ns);
+        const newest = rowNs(rows[0]);
+        if (newestNs === null || BigInt(newest) > BigInt(newestNs)) newestNs = newest;
         append(tbody, rows, true);
         total += rows.length;
         while (tbody.rows.length > MAX_ROWS) tbody.lastElementChild.remove();
@@ -128,6 +130,11 @@ function filterForm(ctx, params, live) {
   return form;
 }
 
+/** The exact ns of a row (from its RFC 3339 time; time_ns as a JS number loses digits). */
+function rowNs(row) {
+  return exactNs(row.time) ?? String(row.time_ns);
+}
+
 function append(tbody, rows, prepend) {
   const fragment = document.createDocumentFragment();
   for (const row of rows) fragment.append(logRow(row, prepend));
@@ -144,7 +151,7 @@ function logRow(row, isNew) {
     h("td", null, h(`span.level.level-${row.level}`, null, level)),
     h("td.nowrap", null, h("i.swatch", { style: { background: colorFor(row.service) } }), h("a", { href: href("/logs", { service: row.service }) }, row.service)),
     h("td.target", null, row.target),
-    h("td.msg", null, row.msg, propsText(row.properties)),
+    h("td.msg", null, h("div", null, row.msg), propsText(row.properties)),
     h(
       "td.mono.nowrap",
       null,
@@ -155,7 +162,9 @@ function logRow(row, isNew) {
 }
 
 function propsText(props) {
-  const entries = Object.entries(props || {});
+  // the trace/span ids and severity are columns already
+  const entries = Object.entries(props || {}).filter(([k]) => !HIDDEN_PROPS.has(k));
   if (!entries.length) return null;
-  return h("span.props", null, entries.slice(0, 8).map(([k, v]) => h("span.prop", null, `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)));
+  const text = entries.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
+  return h("div.props", { title: text.join("\n") }, text.map((x) => h("span.prop", null, x)));
 }

@@ -77,8 +77,11 @@ export async function render(ctx) {
 
   const series = await ctx.load("metrics/series", { name, kind: meta.kind, group_by: groupBy, agg });
   const d = series.data;
-  const lines = (d.series || []).map((one) => ({ name: one.group || name, points: one.points || [] }));
   const quantiles = d.quantiles || {};
+  const histogram = d.kind === "histogram";
+  // a histogram's series are its p95 per group: without grouping they repeat the p95 line
+  const grouped = (d.series || []).filter((one) => !(histogram && !groupBy && !one.group && quantiles.p95));
+  const lines = grouped.map((one) => ({ name: histogram ? `${one.group || name} p95` : one.group || name, points: one.points || [] }));
   for (const q of ["p50", "p95", "p99"]) {
     if (quantiles[q] && quantiles[q].length) lines.push({ name: q, points: quantiles[q], color: QUANTILE_COLORS[q], attrs: { "data-quantile": q } });
   }

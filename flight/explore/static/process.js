@@ -121,7 +121,7 @@ async function loadLogs(ctx, id, area) {
       area,
       rows.length
         ? h(
-            "div.log-lines",
+            "div.log-lines.wide",
             null,
             rows.map((row) =>
               h(

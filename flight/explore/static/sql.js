@@ -2,7 +2,7 @@
 // result as a sortable table with copy (TSV) and CSV download, a chart when the result has a
 // time column and numeric columns, the query's time, rows and bytes, and the server's error.
 
-import { h, fill, fmtBytes, fmtNum, notice, toMs } from "./dom.js";
+import { h, fill, fmtBytes, fmtNum, notice, toMs, nsToRfc3339 } from "./dom.js";
 import { post, ApiError } from "./api.js";
 import { resultTable, toTSV, toCSV, copyText } from "./table.js";
 import { lineChart } from "./chart.js";
@@ -42,8 +42,9 @@ export async function render(ctx) {
     fill(output);
     const range = new URLSearchParams(location.search);
     try {
-      const result = await post("sql", { sql, from: range.get("from") || undefined, to: range.get("to") || undefined }, { signal: ctx.signal });
+      const result = await post("sql", { sql, from: range.get("from") || undefined, to: range.get("to") || undefined }, { signal: ctx.signal, bigints: true });
       if (mine !== seq) return;
+      readableTimes(result.data);
       ctx.sql.add(result.queries, true);
       show(result, output, stats);
       ctx.setState(result.data.rows && result.data.rows.length ? "ready" : "empty");
@@ -88,6 +89,21 @@ function show(result, output, stats) {
     rows.length ? null : notice("empty", "The query returned no row."),
     h("div.table-wrap.result-wrap", null, resultTable(columns, rows, "result")),
   );
+}
+
+const UNIT_NS = { s: 1000000000n, ms: 1000000n, us: 1000n, ns: 1n };
+
+/** Timestamp columns arrive as integers in their unit: show them as RFC 3339 (exact ns). */
+function readableTimes(data) {
+  (data.columns || []).forEach((column, i) => {
+    const m = /^timestamp\[(s|ms|us|ns)/i.exec(column.type || "");
+    if (!m) return;
+    const factor = UNIT_NS[m[1].toLowerCase()];
+    for (const row of data.rows || []) {
+      const v = row[i];
+      if (typeof v === "bigint" || (typeof v === "number" && Number.isInteger(v))) row[i] = nsToRfc3339(BigInt(v) * factor);
+    }
+  });
 }
 
 const isNumericType = (t) => /^(u?int|float|double|decimal)/i.test(t || "") || /Int\d+|Float\d+|Decimal/.test(t || "");

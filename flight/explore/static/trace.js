@@ -57,12 +57,18 @@ export async function render(ctx) {
     ctx.setParams({ span: spans[index].span_id });
   }
 
+  const errorOrder = tree.order.filter((i) => spans[i].status === "ERROR");
+  function nextError() {
+    const after = errorOrder.find((i) => tree.position[i] > (selected >= 0 ? tree.position[selected] : -1));
+    select(after ?? errorOrder[0], true);
+  }
+
   const root = spans[tree.order[0]];
   const errors = spans.filter((sp) => sp.status === "ERROR").length;
   const head = h(
     "div.screen-head.trace-head",
     null,
-    h("h1", null, h("i.swatch.big", { style: { background: colorFor(root.service) } }), h("span", null, root.service), ": ", root.name),
+    h("h1", null, h("i.swatch.big", { style: { background: colorFor(root.service) } }), h("span", null, h("span.muted", null, `${root.service}: `), root.name)),
     h(
       "div.trace-meta",
       null,
@@ -70,7 +76,7 @@ export async function render(ctx) {
       h("span", null, fmtTime(data.start_ns)),
       h("span", null, "duration ", h("b", null, fmtMs(data.duration_ms))),
       h("span", null, h("b", null, fmtNum(spans.length)), " spans"),
-      errors ? h("span.bad", null, h("b", null, errors), " errors") : null,
+      errors ? h("button.errors-button", { type: "button", "data-testid": "next-error", title: "select the next failed span", onclick: nextError }, h("b", null, errors), errors === 1 ? " error ›" : " errors ›") : null,
       h("span.legend", null, (data.services || []).map((name) => h("span.legend-item", null, h("i.swatch", { style: { background: colorFor(name) } }), name))),
     ),
   );
@@ -80,6 +86,13 @@ export async function render(ctx) {
   const wanted = ctx.params.get("span");
   const wantedIndex = wanted ? tree.indexById.get(wanted) : undefined;
   if (wantedIndex !== undefined) select(wantedIndex, true);
+  else {
+    // the root's details, so the panel is never empty (the errors button jumps to failures)
+    selected = tree.order[0];
+    view.select(selected, false);
+    fill(details, spanDetails(spans[selected], data, logs));
+    renderLogs();
+  }
   ctx.setState("ready");
   ctx.signal.addEventListener("abort", () => view.destroy());
 }
@@ -206,6 +219,9 @@ class Waterfall {
     }
     this.visible = visible;
     this.canvas.style.height = `${visible.length * ROW}px`;
+    this.scroller.style.height = `min(${visible.length * ROW + 2}px, calc(100vh - 230px))`;
+    const maxTop = Math.max(0, visible.length * ROW - (this.scroller.clientHeight || 0));
+    if (this.scroller.scrollTop > maxTop) this.scroller.scrollTop = maxTop;
     this.count.textContent = `${fmtNum(visible.length)} of ${fmtNum(order.length)} rows shown`;
     this.range = [-1, -1];
   }
@@ -285,7 +301,7 @@ class Waterfall {
     const width = Math.max(0.1, (100 * (sp.end_ns - sp.start_ns)) / this.total);
     const hasChildren = children[i].length > 0;
     const collapsed = this.collapsed.has(pos);
-    const labelRight = left + width < 75;
+    const place = left + width < 80 ? "right" : left > 14 ? "left" : "inside";
     const error = sp.status === "ERROR";
     return h(
       "div.span-row",
@@ -319,7 +335,11 @@ class Waterfall {
         "div.wf-track",
         null,
         h("div.wf-bar", { style: { left: `${left}%`, width: `${width}%`, background: color } }),
-        h("span.wf-dur", { style: labelRight ? { left: `calc(${left + width}% + 4px)` } : { right: `calc(${100 - left}% + 4px)` } }, fmtMs(sp.duration_ms)),
+        h(
+          `span.wf-dur.${place}`,
+          { style: place === "right" ? { left: `calc(${left + width}% + 4px)` } : place === "left" ? { right: `calc(${100 - left}% + 4px)` } : { right: `calc(${100 - left - width}% + 4px)` } },
+          fmtMs(sp.duration_ms),
+        ),
       ),
     );
   }
