@@ -49,10 +49,13 @@ _MAX_SQL_BYTES = 1024 * 1024
 class _Call:
     """One API request: its window, the queries it ran, and how to run one more."""
 
-    def __init__(self, gateway: GatewayService, request: web.Request, window: TimeWindow) -> None:
+    def __init__(
+        self, gateway: GatewayService, request: web.Request, window: TimeWindow, body: dict[str, Any] | None = None
+    ) -> None:
         self.gateway = gateway
         self.request = request
         self.window = window
+        self.body = body or {}
         self.queries: list[dict[str, Any]] = []
 
     async def table(self, sql: str) -> pa.Table:
@@ -123,13 +126,13 @@ class ExploreApi:
             try:
                 self.gateway.authorize(request)
                 begin, end = _param(request, "from"), _param(request, "to")
+                payload = None
                 if body:
                     payload = await _json_body(request)
-                    request["explore.body"] = payload
                     begin = _body_text(payload, "from") or begin
                     end = _body_text(payload, "to") or end
                 window = parse_window(begin, end, self._clock(), default_from=default_from)
-                return await handler(_Call(self.gateway, request, window))
+                return await handler(_Call(self.gateway, request, window, payload))
             except ExploreError as exc:
                 return web.json_response({"error": exc.message}, status=exc.status)
             except GatewayError as exc:
@@ -337,8 +340,7 @@ class ExploreApi:
     # -- SQL -------------------------------------------------------------------------------
 
     async def _sql(self, call: _Call) -> web.Response:
-        payload = call.request["explore.body"]
-        sql = payload.get("sql")
+        sql = call.body.get("sql")
         if not isinstance(sql, str) or not sql.strip():
             raise ExploreError("sql must be a non-empty string")
         table = await call.table(sql)
