@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,7 +291,9 @@ def explore_lake(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
         try:
             since = time.time_ns()
             fed = Fed(base_ns=time.time_ns() - 10 * 60 * S)
-            _feed_otel(stack.endpoints["otlp-grpc"], stack.endpoints["otlp-http"], fed)
+            with warnings.catch_warnings():  # the SDK's LoggingHandler is deprecated, and what users run
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _feed_otel(stack.endpoints["otlp-grpc"], stack.endpoints["otlp-http"], fed)
             worker = subprocess.run(
                 [sys.executable, native.__file__, stack.endpoints["ingestion"]],
                 capture_output=True,

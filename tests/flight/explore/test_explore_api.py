@@ -20,8 +20,6 @@ import _native_worker as native
 from _http import request
 from conftest import FAILED, HEALTH, ORDERS, SPANS_PER_ORDER, ExploreLake
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
-
 
 def api(lake: ExploreLake, path: str) -> dict:
     answer = request(lake.url(path))
