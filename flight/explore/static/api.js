@@ -69,10 +69,22 @@ async function call(url, options, retried = false) {
     await askForKey(reason);
     return call(url, options, true);
   }
+  if (response.status === 401) {
+    // the key given was refused: forget it, so the next call asks again
+    try {
+      sessionStorage.removeItem(KEY_STORAGE);
+    } catch {
+      /* storage disabled */
+    }
+    throw new ApiError(401, `${await errorText(response)} (the key was refused; reload to enter another)`);
+  }
   if (!response.ok) throw new ApiError(response.status, await errorText(response));
   let body;
   try {
-    body = JSON.parse(await response.text(), options.bigints ? bigintReviver : cursorReviver);
+    const text = await response.text();
+    // a reviver slows parsing down: only where a cursor or BigInts are wanted
+    const reviver = options.bigints ? bigintReviver : text.includes('_before_ns"') ? cursorReviver : undefined;
+    body = JSON.parse(text, reviver);
   } catch {
     throw new ApiError(response.status, "the server answered with something other than JSON");
   }

@@ -101,7 +101,11 @@ async function render() {
     signal: controller.signal,
     navigate,
     setParams,
-    setState: (state) => { if (seq === renderSeq) main.dataset.state = state; },
+    setState: (state) => {
+      if (seq !== renderSeq) return;
+      main.dataset.state = state;
+      performance.mark(`explore:${screen}:${state}`); // for benchmarks: time to a ready screen
+    },
     title: (text) => { document.title = `${text} · Sirius Explore`; },
     /** GET an endpoint with this screen's signal; its queries go to the SQL panel. */
     load: async (path, params = {}) => {

@@ -13,7 +13,7 @@ export function threadTimeline(spans) {
   const canvas = h("canvas");
   const tip = h("div.chart-tip", { hidden: true });
   const hint = h("div.muted.small", null, "wheel: zoom · drag: pan · double-click: reset");
-  const element = h("div.thread-timeline", { "data-testid": "thread-timeline", "data-span-count": spans.length }, h("div.timeline-scroll", null, canvas, tip), hint);
+  const element = h("div.thread-timeline", { "data-testid": "thread-timeline", "data-span-count": spans.length }, h("div.timeline-scroll", null, canvas), tip, hint);
   if (!spans.length) return element;
   const t0 = Math.min(...spans.map((sp) => sp.begin_ns));
   const t1 = Math.max(...spans.map((sp) => sp.end_ns));
@@ -108,8 +108,9 @@ export function threadTimeline(spans) {
     if (!hit) { tip.hidden = true; return; }
     tip.replaceChildren(h("b", null, hit.name), h("div", null, hit.target || ""), h("div", null, `${fmtMs(hit.duration_ms)} at +${fmtMs(hit.b / 1e6)}`));
     tip.hidden = false;
-    tip.style.left = `${Math.min(x + 12, width - 240)}px`;
-    tip.style.top = `${y + 12}px`;
+    const box = element.getBoundingClientRect();
+    tip.style.left = `${Math.max(0, Math.min(event.clientX - box.left + 12, box.width - 250))}px`;
+    tip.style.top = `${event.clientY - box.top + 14}px`;
   });
   canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
   canvas.addEventListener("dblclick", () => { view = [0, full]; delete element.dataset.zoom; draw(); });

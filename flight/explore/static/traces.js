@@ -3,6 +3,7 @@
 // duration bar per trace.
 
 import { h, s, fill, fmtMs, fmtNum, colorFor, href, notice, timeCell, toMs, shortId } from "./dom.js";
+import { niceTicks, timeTicks } from "./chart.js";
 
 const FIELDS = ["service", "operation", "min_ms", "max_ms", "status", "q", "sort", "limit"];
 
@@ -102,19 +103,39 @@ async function fillServices(ctx, form) {
 
 /** Duration over start time, one dot per trace (red for errors); clicking opens the trace. */
 function scatter(ctx, traces) {
-  const width = 900, height = 120, pad = 28;
+  const height = 130, left = 56, right = 12, top = 8, bottom = 22;
   const ts = traces.map((t) => toMs(t.start));
-  const tMin = Math.min(...ts), tMax = Math.max(...ts, tMin + 1);
+  let tMin = Math.min(...ts), tMax = Math.max(...ts);
+  if (tMax - tMin < 1000) { tMin -= 500; tMax += 500; }
   const dMax = Math.max(...traces.map((t) => t.duration_ms || 0), 1e-6);
-  const svg = s("svg.scatter", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", "data-testid": "trace-scatter", height });
-  svg.append(s("line.axis", { x1: pad, x2: width - 4, y1: height - 14, y2: height - 14 }));
-  svg.append(s("text.ytick", { x: 2, y: 12 }, fmtMs(dMax)));
-  traces.forEach((t, i) => {
-    const cx = pad + ((ts[i] - tMin) / (tMax - tMin || 1)) * (width - pad - 10);
-    const cy = height - 16 - ((t.duration_ms || 0) / dMax) * (height - 30);
-    const dot = s("circle", { cx, cy, r: 4, class: t.errors ? "dot error" : "dot" }, s("title", null, `${t.root_service}: ${t.root_name} — ${fmtMs(t.duration_ms)}`));
-    dot.addEventListener("click", () => ctx.navigate(href(`/trace/${t.trace_id}`)));
-    svg.append(dot);
-  });
-  return h("div.scatter-wrap", null, svg);
+  const yTicks = niceTicks(0, dMax, 3);
+  const yMax = yTicks[yTicks.length - 1];
+  const wrap = h("div.scatter-wrap");
+  const draw = (width) => {
+    const innerW = width - left - right, innerH = height - top - bottom;
+    const x = (ms) => left + ((ms - tMin) / (tMax - tMin)) * innerW;
+    const y = (d) => top + innerH - (d / yMax) * innerH;
+    const svg = s("svg.scatter", { width, height, viewBox: `0 0 ${width} ${height}`, "data-testid": "trace-scatter" });
+    for (const v of yTicks) {
+      svg.append(s("line.grid", { x1: left, x2: width - right, y1: y(v), y2: y(v) }));
+      svg.append(s("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, fmtMs(v)));
+    }
+    for (const { t, label } of timeTicks(tMin, tMax, Math.max(2, Math.floor(innerW / 110)))) {
+      svg.append(s("text", { x: x(t), y: height - 6, "text-anchor": "middle" }, label));
+    }
+    svg.append(s("line.axis", { x1: left, x2: width - right, y1: top + innerH, y2: top + innerH }));
+    traces.forEach((t, i) => {
+      const dot = s("circle", { cx: x(ts[i]), cy: y(t.duration_ms || 0), r: 4.5, class: t.errors ? "dot error" : "dot" }, s("title", null, `${t.root_service}: ${t.root_name} — ${fmtMs(t.duration_ms)}`));
+      dot.addEventListener("click", () => ctx.navigate(href(`/trace/${t.trace_id}`)));
+      svg.append(dot);
+    });
+    wrap.replaceChildren(svg);
+  };
+  let drawn = 0;
+  new ResizeObserver(() => {
+    const width = Math.floor(wrap.clientWidth - 8);
+    if (width > 100 && Math.abs(width - drawn) > 2) { drawn = width; draw(width); }
+  }).observe(wrap);
+  draw(900);
+  return wrap;
 }
