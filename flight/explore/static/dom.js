@@ -86,7 +86,8 @@ export function fmtPct(ratio) {
   if (ratio === null || ratio === undefined || Number.isNaN(ratio)) return "–";
   if (ratio === 0) return "0 %";
   const p = ratio * 100;
-  return `${p < 1 ? p.toFixed(2) : p < 10 ? p.toFixed(1) : p.toFixed(0)} %`;
+  if (p === 100) return "100 %";
+  return `${p < 10 ? p.toFixed(2) : p.toFixed(1)} %`;
 }
 
 export function fmtBytes(n) {
