@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import http.client
 import logging
-import uuid
 from urllib.parse import urlsplit
 
+from native_samples import sample_process
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -42,20 +42,7 @@ def _insert_process(url: str, process: ProcessInfo) -> int:
 
 def test_native_process_is_logged_once(stack_factory, caplog) -> None:
     stack = stack_factory()
-    process = ProcessInfo(
-        process_id=uuid.uuid4(),
-        exe="/usr/bin/billing",
-        username="alice",
-        realname="Alice",
-        computer="host-9",
-        distro="Debian 12",
-        cpu_brand="EPYC",
-        tsc_frequency=1_000_000_000,
-        start_time_ns=1_750_000_000_000_000_000,
-        start_ticks=1,
-        parent_process_id=None,
-        properties={},
-    )
+    process = sample_process(exe="/usr/bin/billing", computer="host-9")
     with caplog.at_level(logging.INFO, logger=LOGGER):
         assert _insert_process(stack.url, process) == 200
         assert _insert_process(stack.url, process) == 200  # a retry: not new
