@@ -30,7 +30,7 @@ from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._ports import PortClaim, check_ports_free, start_claimed
 from ._stack import Stack, StackOptions
-from ._up_banner import client_exports, service_lines
+from ._up_banner import client_exports, explore_line, service_lines
 
 _LOG = logging.getLogger("sirius")
 # A stand-alone writer may share a local store with replicas, so it cannot tell a crashed
@@ -164,6 +164,9 @@ async def _up(args: argparse.Namespace) -> int:
 
                 return await run_smoke(stack)
             print("\npoint producers and clients at it:", *client_exports(endpoints), sep="\n  ", flush=True)
+            explore = explore_line(endpoints)
+            if explore:
+                print(f"\n{explore}", flush=True)
             print("sirius is up; Ctrl-C to stop", flush=True)
             await stop.wait()
             return 0

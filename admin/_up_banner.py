@@ -4,7 +4,8 @@ The service lines are ``<name> <url>``, one per listening service (scripts read 
 after them tell a person how to point producers and clients at this stack, with its real ports:
 the OTel SDK's standard variables for OTLP/HTTP, Micromegas's ``MICROMEGAS_TELEMETRY_URL`` for
 producers of the native routes, and ``MICROMEGAS_ANALYTICS_URI`` for ``sirius query`` and the
-``micromegas`` client's ``connect_with_profile()``.
+``micromegas`` client's ``connect_with_profile()``. A last line gives the address of Explore,
+the web UI the gateway serves at its root.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from ._stack import Endpoint
 
-__all__ = ["client_exports", "service_lines"]
+__all__ = ["client_exports", "explore_line", "service_lines"]
 
 
 def service_lines(endpoints: Sequence[Endpoint]) -> list[str]:
@@ -35,3 +36,11 @@ def client_exports(endpoints: Sequence[Endpoint]) -> list[str]:
     if "flightsql" in urls:
         lines.append(f"export MICROMEGAS_ANALYTICS_URI={urls['flightsql']}")
     return lines
+
+
+def explore_line(endpoints: Sequence[Endpoint]) -> str | None:
+    """``open Explore in a browser: <gateway root>``, or None without a gateway."""
+    urls = {endpoint.name: endpoint.url for endpoint in endpoints}
+    if "gateway" not in urls:
+        return None
+    return f"open Explore in a browser: {urls['gateway'].removesuffix('/gateway')}/"

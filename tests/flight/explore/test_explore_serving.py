@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -117,3 +119,60 @@ def test_api_keys(stack_factory: object, monkeypatch: pytest.MonkeyPatch) -> Non
     status, content_type, body = raw_get(gateway, "/trace/0123456789abcdef0123456789abcdef")
     assert (status, body) == (200, INDEX)
     assert content_type.startswith("text/html")
+
+
+def test_sirius_up_prints_and_serves_explore() -> None:
+    from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir
+
+    with reachable_tmp_dir("sirius-explore-up-") as root:
+        proc = subprocess.Popen(
+            [*SIRIUS, "up", "--fast-unsafe", "--data-dir", str(root / "data"), *ZERO_PORTS],
+            env=embedded_env(keep_otel=False),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            explore = None
+            for line in proc.stdout:
+                if line.startswith("open Explore in a browser: "):
+                    explore = line.split(": ", 1)[1].strip()
+                if line.startswith("sirius is up"):
+                    break
+            assert explore is not None
+            assert explore.startswith("http://127.0.0.1:")
+            assert explore.endswith("/")
+            status, content_type, body = raw_get(explore, "/")
+            assert (status, body) == (200, INDEX)
+            assert content_type.startswith("text/html")
+            services = request(explore + "explore/api/services")
+            assert services.status == 200
+            assert services.json()["data"]["services"] == []
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+
+
+def test_sirius_gateway_serves_explore(explore_lake: ExploreLake) -> None:
+    from cli_subprocess import SIRIUS, embedded_env
+
+    proc = subprocess.Popen(
+        [*SIRIUS, "gateway", "--host", "127.0.0.1", "--port", "0", "--flight-uri", explore_lake.flightsql],
+        env=embedded_env(keep_otel=False),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("gateway ")
+        root = line.split()[1].removesuffix("/gateway")
+        status, _content_type, body = raw_get(root, "/service/inventory")
+        assert (status, body) == (200, INDEX)
+        services = request(root + "/explore/api/services").json()["data"]["services"]
+        assert "inventory" in {s["service"] for s in services}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
