@@ -23,7 +23,7 @@ export async function render(ctx) {
     return;
   }
   const tree = buildTree(spans);
-  const view = new Waterfall(data, tree, (index) => select(index));
+  const view = new Waterfall(data, tree, (index, reveal = false) => select(index, reveal));
   const details = h("div.span-details", { "data-testid": "span-details" }, h("p.muted", null, "Select a span to see its attributes, events and logs."));
   const logs = data.logs || [];
   const logList = h("div.trace-logs", { "data-testid": "trace-logs" });
@@ -154,6 +154,8 @@ class Waterfall {
     this.rows = h("div.wf-rows");
     this.scroller = h("div.wf-scroll", null, this.canvas);
     this.count = h("span.muted");
+    this.path = h("div.wf-path", { "data-testid": "waterfall-path", title: "ancestors of the first row shown" });
+    this.pathTop = -1;
     const ticks = niceTicks(0, data.duration_ms || 0.001, 6).filter((v) => v <= (data.duration_ms || 0) * 1.0001);
     const tickPct = (v) => (100 * v) / (data.duration_ms || 0.001);
     this.grid = h("div.wf-gridlines", null, ticks.map((v) => h("i", { style: { left: `${tickPct(v)}%` } })));
@@ -175,6 +177,7 @@ class Waterfall {
         h("div.wf-name", null, "Service: operation"),
         h("div.wf-axis", null, ticks.map((v) => h("span.tick", { style: { left: `${tickPct(v)}%` } }, fmtMs(v)))),
       ),
+      this.path,
       this.scroller,
     );
     this.onScroll = () => {
@@ -219,7 +222,7 @@ class Waterfall {
     }
     this.visible = visible;
     this.canvas.style.height = `${visible.length * ROW}px`;
-    this.scroller.style.height = `min(${visible.length * ROW + 2}px, calc(100vh - 230px))`;
+    this.scroller.style.height = `min(${visible.length * ROW + 2}px, calc(100vh - 252px))`;
     const maxTop = Math.max(0, visible.length * ROW - (this.scroller.clientHeight || 0));
     if (this.scroller.scrollTop > maxTop) this.scroller.scrollTop = maxTop;
     this.count.textContent = `${fmtNum(visible.length)} of ${fmtNum(order.length)} rows shown`;
@@ -288,6 +291,36 @@ class Waterfall {
     const fragment = document.createDocumentFragment();
     for (let r = first; r < last; r += 1) fragment.append(this.row(r));
     this.rows.replaceChildren(fragment);
+    this.paintPath(Math.min(this.visible.length - 1, Math.floor(top / ROW)), force);
+  }
+
+  /** Above the rows: the ancestors of the first row shown (context while scrolling deep). */
+  paintPath(topRow, force) {
+    if (!force && topRow === this.pathTop) return;
+    this.pathTop = topRow;
+    const chain = [];
+    const pos = this.visible[topRow];
+    if (pos !== undefined) {
+      const { indexById } = this.tree;
+      let parentId = this.spans[this.tree.order[pos]].parent_span_id;
+      while (parentId && chain.length < 64) {
+        const parent = indexById.get(parentId);
+        if (parent === undefined) break;
+        chain.unshift(parent);
+        parentId = this.spans[parent].parent_span_id;
+      }
+    }
+    const shown = chain.length > 6 ? [...chain.slice(0, 2), null, ...chain.slice(-3)] : chain;
+    this.path.replaceChildren(
+      ...(chain.length ? [h("span.muted", null, "in ")] : []),
+      ...shown.flatMap((i, k) => [
+        k ? h("span.sep", null, " › ") : null,
+        i === null
+          ? h("span.muted", null, "…")
+          : h("a.crumb", { href: "#", onclick: (event) => { event.preventDefault(); this.onSelect(i, true); } }, h("i.svc-bar", { style: { background: colorFor(this.spans[i].service) } }), `${this.spans[i].service}: ${this.spans[i].name}`),
+      ]).filter(Boolean),
+    );
+    this.path.classList.toggle("empty", !chain.length);
   }
 
   row(r) {
