@@ -97,12 +97,15 @@ function drawChart(series, width, height, format, tooltip) {
     let pen = false;
     let count = 0;
     const dots = [];
+    // sparse samples (no two in adjacent buckets) are joined across the empty buckets
+    const valid = one.pts.map(([t, v]) => v !== null && Number.isFinite(v) && !Number.isNaN(t));
+    const sparse = !valid.some((ok, i) => ok && valid[i + 1]);
     one.pts.forEach(([t, v], i) => {
-      if (v === null || !Number.isFinite(v) || Number.isNaN(t)) { pen = false; return; }
+      if (!valid[i]) { if (!sparse) pen = false; return; }
+      if (sparse) dots.push([x(t), y(v)]);
       count += 1;
       d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
-      const next = one.pts[i + 1];
-      if (!pen && (!next || next[1] === null)) dots.push([x(t), y(v)]);
+      if (!sparse && !pen && !valid[i + 1]) dots.push([x(t), y(v)]);
       pen = true;
     });
     const attrs = { "data-testid": "series", "data-points": count, "data-series": one.name, d: d || "M0,0", stroke: one.color, fill: "none", "stroke-width": 1.6 };

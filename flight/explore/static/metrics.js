@@ -38,7 +38,7 @@ export async function render(ctx) {
             role: "option",
           },
           h("span.metric-name", null, m.name),
-          h("span.metric-meta", null, h(`span.tag.tag-${m.kind}`, null, m.kind), m.unit ? ` ${m.unit}` : "", (m.services || []).length ? ` · ${(m.services || []).slice(0, 3).join(", ")}${m.services.length > 3 ? "…" : ""}` : ""),
+          h("span.metric-meta", null, h(`span.tag.tag-${m.kind}`, null, m.kind), m.unit && m.unit !== "1" ? ` ${m.unit}` : "", (m.services || []).length ? ` · ${(m.services || []).slice(0, 3).join(", ")}${m.services.length > 3 ? "…" : ""}` : ""),
         ),
       ),
     );
@@ -72,7 +72,7 @@ export async function render(ctx) {
     h("label", null, h("span", null, "Group by"), groupSelect),
     meta.kind === "histogram" ? null : h("label", null, h("span", null, "Aggregate"), aggSelect),
   );
-  const title = h("div.metric-title", null, h("h2", null, name), h(`span.tag.tag-${meta.kind}`, null, meta.kind), meta.unit ? h("span.muted", null, meta.unit) : null);
+  const title = h("div.metric-title", null, h("h2", null, name), h(`span.tag.tag-${meta.kind}`, null, meta.kind), meta.unit && meta.unit !== "1" ? h("span.muted", null, meta.unit) : null);
   fill(chartArea, title, controls, h("div.loading", null, "Loading series…"));
 
   const series = await ctx.load("metrics/series", { name, kind: meta.kind, group_by: groupBy, agg });
@@ -85,7 +85,8 @@ export async function render(ctx) {
   for (const q of ["p50", "p95", "p99"]) {
     if (quantiles[q] && quantiles[q].length) lines.push({ name: q, points: quantiles[q], color: QUANTILE_COLORS[q], attrs: { "data-quantile": q } });
   }
-  const unit = d.unit || meta.unit || "";
+  const rawUnit = d.unit || meta.unit || "";
+  const unit = rawUnit === "1" ? "" : rawUnit; // OTel's dimensionless unit
   const points = lines.reduce((n, l) => n + l.points.filter((p) => p[1] !== null).length, 0);
   const subtitle = h(
     "p.muted",

@@ -56,6 +56,9 @@ export async function render(ctx) {
     { "data-testid": "recent-errors" },
     errors.length
       ? h(
+          "div.table-wrap",
+          null,
+          h(
           "table.grid.compact",
           null,
           h("thead", null, h("tr", null, h("th", null, "Time"), h("th", null, "Where"), h("th", null, "Message"), h("th", null, "Trace"))),
@@ -73,6 +76,7 @@ export async function render(ctx) {
               ),
             ),
           ),
+          ),
         )
       : notice("empty", "No error in this range."),
   );
@@ -80,7 +84,7 @@ export async function render(ctx) {
     "div",
     { "data-testid": "service-processes" },
     processes.length
-      ? makeSortable(
+      ? h("div.table-wrap", null, makeSortable(
           h(
             "table.grid.compact",
             null,
@@ -101,7 +105,7 @@ export async function render(ctx) {
               ),
             ),
           ),
-        )
+        ))
       : notice("empty", "No process in this range."),
   );
   fill(

@@ -19,6 +19,9 @@ export async function render(ctx) {
   const initial = ctx.params.get("q");
   const editor = h("textarea.sql-editor", { "data-testid": "sql-editor", spellcheck: "false", rows: 8, "aria-label": "SQL" });
   editor.value = initial || EXAMPLE;
+  const fit = () => { editor.rows = Math.min(24, Math.max(4, editor.value.split("\n").length + 1)); };
+  editor.addEventListener("input", fit);
+  fit();
   const run = h("button.primary", { type: "button", "data-testid": "run", title: "Ctrl/Cmd+Enter" }, "Run ▶");
   const stats = h("span.query-stats", { "data-testid": "query-stats" });
   const output = h("div.sql-output");
