@@ -15,6 +15,7 @@ run, not the sum of both.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shlex
 import sys
@@ -158,6 +159,33 @@ def _script(name: str) -> str:
         return str(path)
 
 
+_SLOWEST_FAILED_SQL = (
+    "SELECT encode(trace_id, 'hex') AS trace_id FROM otel_spans WHERE name = 'POST /checkout' "
+    "AND status = 'ERROR' AND $EVENTS ORDER BY duration DESC LIMIT 1"
+)
+_GATEWAY_PORT = {f.name: f.default for f in dataclasses.fields(StackOptions)}["gateway_port"]
+
+
+def slowest_failed_trace(uri: str, run_id: str, begin_ns: int, end_ns: int) -> str | None:
+    """Hex id of the run's slowest failed checkout trace, or None when the run had no failure."""
+    sql = _SLOWEST_FAILED_SQL.replace("$EVENTS", this_run("process_properties", run_id))
+    try:
+        table = query_table(sql, uri=uri, begin=format_rfc3339_ns(begin_ns), end=format_rfc3339_ns(end_ns))
+    except Exception:  # noqa: BLE001 - the demo's questions already printed what failed
+        return None
+    ids = table.column("trace_id").to_pylist() if table.num_rows else []
+    return ids[0] if ids else None
+
+
+def explore_hint(data_dir: Path, trace_id: str) -> str:
+    """The Explore page of ``trace_id``, to open once ``sirius up`` serves the data directory."""
+    up = f"{_script('sirius')} up --data-dir {shlex.quote(str(data_dir))}"
+    return (
+        f"\nExplore: http://127.0.0.1:{_GATEWAY_PORT}/trace/{trace_id}\n"
+        f"  (the slowest failed checkout's waterfall; the demo's stack has stopped: open it once `{up}` runs)"
+    )
+
+
 _HINT_LOGS_SQL = "SELECT time, target, msg FROM log_entries ORDER BY time DESC LIMIT 20"
 _HINT_PROCESSES_SQL = "SELECT exe, process_id FROM processes"
 
@@ -232,6 +260,9 @@ async def run_demo(data_dir: Path, *, requests: int = 60, seed: int = 7) -> int:
             failures += text.startswith("(query failed") or text == "no data"
             print(f"\n== {query.title}\n{text}")
         print(closing_hint(data_dir))
+        trace_id = await asyncio.to_thread(slowest_failed_trace, endpoints["flightsql"], run_id, begin_ns, end_ns)
+        if trace_id is not None:
+            print(explore_hint(data_dir, trace_id))
         return 0 if failures == 0 else 1
     finally:
         await stack.stop()

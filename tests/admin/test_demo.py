@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from sirius.admin._demo import demo_queries
+from sirius.flight import query_table
+from sirius.tracing import format_rfc3339_ns
+
+PORTS = [a for n in ("ingestion", "otlp-grpc", "otlp-http", "flight", "gateway") for a in (f"--{n}-port", "0")]
+EXPLORE_LINE = re.compile(r"^Explore: http://127\.0\.0\.1:3000/trace/([0-9a-f]{32})$", re.MULTILINE)
 
 
 def _demo(data_dir: Path, requests: int) -> str:
@@ -26,6 +33,34 @@ def _demo(data_dir: Path, requests: int) -> str:
     return result.stdout
 
 
+def _failed_checkouts(data_dir: Path) -> list[dict[str, object]]:
+    """The failed checkout traces of the demo's data directory, slowest first, asked of `sirius up` on it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_"))}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sirius.admin.cli", "up", "--fast-unsafe", "--data-dir", str(data_dir), *PORTS],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        urls = {}
+        while "flightsql" not in urls:
+            line = up.stdout.readline()
+            assert line, "sirius up exited early"
+            urls[line.split()[0]] = line.split()[-1]
+        sql = (
+            "SELECT encode(trace_id, 'hex') AS trace_id, duration FROM otel_spans "
+            "WHERE name = 'POST /checkout' AND status = 'ERROR' ORDER BY duration DESC"
+        )
+        end = format_rfc3339_ns(time.time_ns() + 600 * 1_000_000_000)  # the demo's spans end about now
+        return query_table(sql, uri=urls["flightsql"], begin="3h", end=end).to_pylist()
+    finally:
+        up.terminate()
+        up.wait(timeout=60)
+
+
 def _section(out: str, title: str) -> str:
     return out.split(f"== {title}\n", 1)[1].split("\n== ", 1)[0].split("\n\nThe data stays", 1)[0]
 
@@ -36,6 +71,7 @@ def test_demo_runs_end_to_end_and_every_question_has_an_answer() -> None:
     os.chmod(root, 0o755)
     try:
         out = _demo(root / "data", 24)
+        failed = _failed_checkouts(root / "data")
         # A second run in the same directory reports its own run only: each route once, its
         # own three processes, and the same answers as a first run would give.
         again = _demo(root / "data", 6)
@@ -66,3 +102,10 @@ def test_demo_runs_end_to_end_and_every_question_has_an_answer() -> None:
     # The closing hint names commands that exist, and no environment variable a client ignores.
     assert 'micromegas.connect("grpc://127.0.0.1:50051")' in again
     assert "up --data-dir" in again
+    # It ends with the Explore URL of its slowest failed trace, to open once `sirius up` serves the directory.
+    urls = EXPLORE_LINE.findall(out)
+    assert len(urls) == 1, out[-800:]
+    assert out.rstrip().splitlines()[-2].startswith("Explore: "), out[-800:]
+    assert "up --data-dir" in out.rstrip().splitlines()[-1]
+    assert failed, "the demo's seed makes some checkouts fail"
+    assert urls[0] == failed[0]["trace_id"], (urls, failed[:3])
