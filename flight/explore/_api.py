@@ -11,6 +11,7 @@ message; an unknown trace or process is 404.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -60,13 +61,24 @@ class _Call:
 
     async def table(self, sql: str) -> pa.Table:
         answer: QueryAnswer = await self.gateway.run_sql(self.request, sql, self.window.begin, self.window.end)
-        self.queries.append(
-            {"sql": sql, "elapsed_ms": round(answer.elapsed_ms, 3), "rows": answer.rows, "bytes": answer.bytes}
-        )
+        self._record(answer)
         return answer.table
+
+    def _record(self, answer: QueryAnswer) -> None:
+        self.queries.append(
+            {"sql": answer.sql, "elapsed_ms": round(answer.elapsed_ms, 3), "rows": answer.rows, "bytes": answer.bytes}
+        )
 
     async def rows(self, sql: str) -> list[dict[str, Any]]:
         return table_rows(await self.table(sql))
+
+    async def rows_of(self, *sqls: str) -> list[list[dict[str, Any]]]:
+        """Several independent queries at once (the server runs them in parallel), listed in this order."""
+        run = self.gateway.run_sql
+        answers = await asyncio.gather(*(run(self.request, sql, self.window.begin, self.window.end) for sql in sqls))
+        for answer in answers:
+            self._record(answer)
+        return [table_rows(answer.table) for answer in answers]
 
     def envelope(self, data: Any) -> web.Response:
         body = {"data": data, "queries": self.queries, "range": self.window.as_json()}
@@ -145,10 +157,12 @@ class ExploreApi:
 
     async def _services(self, call: _Call) -> web.Response:
         bucket = bucket_seconds(call.window)
-        red_rows = await call.rows(red.red_by_service_sql())
-        spark_rows = await call.rows(red.spark_by_service_sql(call.window, bucket))
-        process_rows = await call.rows(red.processes_by_service_sql())
-        error_rows = await call.rows(red.error_logs_by_service_sql())
+        red_rows, spark_rows, process_rows, error_rows = await call.rows_of(
+            red.red_by_service_sql(),
+            red.spark_by_service_sql(call.window, bucket),
+            red.processes_by_service_sql(),
+            red.error_logs_by_service_sql(),
+        )
         data = services_data(call.window, bucket, red_rows, spark_rows, process_rows, error_rows)
         return call.envelope(data)
 
@@ -157,11 +171,13 @@ class ExploreApi:
         if name is None:
             raise ExploreError("name is required (the service name)")
         bucket = bucket_seconds(call.window)
-        op_rows = await call.rows(red.operations_sql(name))
-        spark_rows = await call.rows(red.operations_spark_sql(call.window, bucket, name))
-        error_spans = await call.rows(red.service_error_spans_sql(name))
-        error_logs = await call.rows(logs.logs_sql(logs.LogFilter(level=2, service=name, limit=50), extra_row=False))
-        process_rows = await call.rows(procs.processes_sql(service=name))
+        op_rows, spark_rows, error_spans, error_logs, process_rows = await call.rows_of(
+            red.operations_sql(name),
+            red.operations_spark_sql(call.window, bucket, name),
+            red.service_error_spans_sql(name),
+            logs.logs_sql(logs.LogFilter(level=2, service=name, limit=50), extra_row=False),
+            procs.processes_sql(service=name),
+        )
         operations = services_data(call.window, bucket, op_rows, spark_rows, [], [], key="operation")["operations"]
         errors = log_rows(error_logs) + [
             {
@@ -205,11 +221,10 @@ class ExploreApi:
 
     async def _trace(self, call: _Call) -> web.Response:
         trace_id = parse_hex_id(call.request.match_info["trace_id"], "trace id", length=32)
-        spans = await call.rows(traces.trace_spans_sql(trace_id))
+        spans, trace_logs = await call.rows_of(traces.trace_spans_sql(trace_id), traces.trace_logs_sql(trace_id))
         if not spans:
             window = call.window
             raise ExploreError(f"trace {trace_id} not found in {window.begin} .. {window.end}", status=404)
-        trace_logs = await call.rows(traces.trace_logs_sql(trace_id))
         return call.envelope(trace_data(trace_id, spans, log_rows(trace_logs)))
 
     # -- logs ------------------------------------------------------------------------------
@@ -240,8 +255,7 @@ class ExploreApi:
 
     async def _metric_names(self, call: _Call) -> web.Response:
         text = _param(call.request, "q")
-        names = await call.rows(metrics.metric_names_sql(text))
-        keys = await call.rows(metrics.metric_properties_sql(text))
+        names, keys = await call.rows_of(metrics.metric_names_sql(text), metrics.metric_properties_sql(text))
         by_metric: dict[tuple[str, str], set[str]] = {}
         for row in keys:
             by_metric.setdefault((row["name"], row["kind"]), set()).update(k for k in row["keys"] or [] if k)
@@ -277,8 +291,10 @@ class ExploreApi:
             quantile_rows: list[dict[str, Any]] = []
         else:
             metrics.group_expression(group_by)  # validated before any query runs
-            rows = await call.rows(metrics.histogram_series_sql(name, call.window, bucket, group_by))
-            quantile_rows = await call.rows(metrics.histogram_quantiles_sql(name, call.window, bucket))
+            rows, quantile_rows = await call.rows_of(
+                metrics.histogram_series_sql(name, call.window, bucket, group_by),
+                metrics.histogram_quantiles_sql(name, call.window, bucket),
+            )
         return call.envelope(metric_series(call.window, bucket, kind, rows, quantile_rows))
 
     # -- processes -------------------------------------------------------------------------
