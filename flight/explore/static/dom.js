@@ -79,7 +79,7 @@ export function fmtNum(v, digits = 3) {
   if (a >= 100) return v.toFixed(0);
   if (a >= 1) return v.toFixed(2).replace(/\.?0+$/, "");
   if (a === 0) return "0";
-  return v.toPrecision(2);
+  return String(Number(v.toPrecision(2)));
 }
 
 export function fmtPct(ratio) {

@@ -91,7 +91,7 @@ export async function render(ctx) {
   const subtitle = h(
     "p.muted",
     null,
-    `${lines.length} series · ${fmtNum(points)} points · buckets of ${d.bucket_seconds ?? "?"} s`,
+    `${lines.length} series · ${fmtNum(points)} ${points === 1 ? "point" : "points"} · buckets of ${d.bucket_seconds ?? "?"} s`,
     d.kind === "histogram" ? " · quantiles merged from the histogram buckets" : "",
     d.rate || agg === "rate" ? " · shown as a rate per second" : "",
   );
