@@ -188,5 +188,13 @@ document.addEventListener("click", (event) => {
 
 window.addEventListener("popstate", render);
 
+// "/" focuses the global search (unless typing somewhere already)
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest("input, textarea, select, [contenteditable]")) return;
+  event.preventDefault();
+  document.querySelector("[data-testid=global-search]").focus();
+});
+
 buildHeader();
 render();

@@ -60,6 +60,13 @@ export async function render(ctx) {
     }
   });
 
+  // Infinite scroll: once the user scrolls down to the "older" button, it loads the next page.
+  const observer = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && window.scrollY > 0 && nextBefore && !older.disabled && !older.hidden) older.click();
+  });
+  observer.observe(older);
+  ctx.signal.addEventListener("abort", () => observer.disconnect());
+
   // Live tail: poll rows strictly newer than the newest shown, prepend them.
   let timer = 0;
   const poll = async () => {

@@ -169,6 +169,7 @@ class Waterfall {
         h("button", { type: "button", onclick: () => this.collapseAll(false), "data-testid": "expand-all" }, "expand all"),
         h("button", { type: "button", onclick: () => this.collapseAll(true), "data-testid": "collapse-all" }, "collapse all"),
         h("span.wf-key", null, h("i.crit-key"), "critical path"),
+        this.findBox(),
         this.count,
       ),
       h(
@@ -210,6 +211,42 @@ class Waterfall {
   destroy() {
     if (this.resize) this.resize.disconnect();
     if (this.frame) cancelAnimationFrame(this.frame);
+  }
+
+  /** Find in the trace: spans whose service, name or attribute values hold the text. */
+  findBox() {
+    const input = h("input.wf-find", { type: "search", placeholder: "find span…", "data-testid": "find-span", "aria-label": "find a span" });
+    const info = h("span.muted.find-info");
+    const step = (dir) => {
+      if (!this.matchList || !this.matchList.length) return;
+      const current = this.selected >= 0 ? this.tree.position[this.selected] : -1;
+      const list = this.matchList;
+      let next = dir > 0 ? list.find((i) => this.tree.position[i] > current) : [...list].reverse().find((i) => this.tree.position[i] < current);
+      if (next === undefined) next = dir > 0 ? list[0] : list[list.length - 1];
+      this.onSelect(next, true);
+      info.textContent = `${list.indexOf(next) + 1} / ${list.length}`;
+    };
+    input.addEventListener("input", () => {
+      const text = input.value.trim().toLowerCase();
+      if (!text) {
+        this.matches = null;
+        this.matchList = null;
+        info.textContent = "";
+      } else {
+        const hit = (sp) => `${sp.service} ${sp.name} ${sp.span_id} ${Object.values(sp.attributes || {}).join(" ")}`.toLowerCase().includes(text);
+        this.matchList = this.tree.order.filter((i) => hit(this.spans[i]));
+        this.matches = new Set(this.matchList);
+        info.textContent = `${this.matchList.length} found`;
+      }
+      this.paint(true);
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        step(event.shiftKey ? -1 : 1);
+      }
+    });
+    return h("span.wf-findbox", null, input, h("button", { type: "button", title: "previous (Shift+Enter)", onclick: () => step(-1) }, "‹"), h("button", { type: "button", title: "next (Enter)", onclick: () => step(1) }, "›"), info);
   }
 
   /** The visible list: order positions, skipping the descendants of collapsed spans. */
@@ -347,7 +384,7 @@ class Waterfall {
         "data-critical": sp.critical ? "true" : undefined,
         "data-index": i,
         "data-status": sp.status,
-        class: [i === this.selected ? "selected" : "", sp.critical ? "critical" : "", error ? "error" : ""].filter(Boolean).join(" ") || undefined,
+        class: [i === this.selected ? "selected" : "", sp.critical ? "critical" : "", error ? "error" : "", this.matches && this.matches.has(i) ? "match" : ""].filter(Boolean).join(" ") || undefined,
         style: { top: `${r * ROW}px` },
         title: `${sp.service}: ${sp.name} — ${fmtMs(sp.duration_ms)}`,
       },
