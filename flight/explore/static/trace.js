@@ -172,12 +172,12 @@ class Waterfall {
         this.findBox(),
         this.count,
       ),
-      h(
+      (this.header = h(
         "div.wf-header",
         null,
         h("div.wf-name", null, "Service: operation"),
         h("div.wf-axis", null, ticks.map((v) => h("span.tick", { style: { left: `${tickPct(v)}%` } }, fmtMs(v)))),
-      ),
+      )),
       this.path,
       this.scroller,
     );
@@ -203,7 +203,11 @@ class Waterfall {
   }
 
   mount() {
-    this.resize = new ResizeObserver(() => this.paint(true));
+    this.resize = new ResizeObserver(() => {
+      // the header's axis lines up with the rows: leave room for the rows' scrollbar
+      this.header.style.paddingRight = `${this.scroller.offsetWidth - this.scroller.clientWidth}px`;
+      this.paint(true);
+    });
     this.resize.observe(this.scroller);
     this.paint(true);
   }
@@ -357,6 +361,7 @@ class Waterfall {
           : h("a.crumb", { href: "#", onclick: (event) => { event.preventDefault(); this.onSelect(i, true); } }, h("i.svc-bar", { style: { background: colorFor(this.spans[i].service) } }), `${this.spans[i].service}: ${this.spans[i].name}`),
       ]).filter(Boolean),
     );
+    if (!chain.length) this.path.textContent = "top level";
     this.path.classList.toggle("empty", !chain.length);
   }
 
