@@ -156,9 +156,11 @@ class Waterfall {
     this.count = h("span.muted");
     this.path = h("div.wf-path", { "data-testid": "waterfall-path", title: "ancestors of the first row shown" });
     this.pathTop = -1;
-    const ticks = niceTicks(0, data.duration_ms || 0.001, 6).filter((v) => v <= (data.duration_ms || 0) * 1.0001);
-    const tickPct = (v) => (100 * v) / (data.duration_ms || 0.001);
-    this.grid = h("div.wf-gridlines", null, ticks.map((v) => h("i", { style: { left: `${tickPct(v)}%` } })));
+    this.v0 = 0; // the time window shown, in ns from the trace start (drag on the axis zooms)
+    this.v1 = this.total;
+    this.grid = h("div.wf-gridlines");
+    this.axis = h("div.wf-axis", { title: "drag to zoom into a time window" });
+    this.unzoom = h("button", { type: "button", hidden: true, "data-testid": "reset-zoom", onclick: () => this.zoom(0, this.total) }, "reset zoom");
     this.canvas.append(this.grid, this.rows);
     this.element = h(
       "div.waterfall",
@@ -169,6 +171,7 @@ class Waterfall {
         h("button", { type: "button", onclick: () => this.collapseAll(false), "data-testid": "expand-all" }, "expand all"),
         h("button", { type: "button", onclick: () => this.collapseAll(true), "data-testid": "collapse-all" }, "collapse all"),
         h("span.wf-key", null, h("i.crit-key"), "critical path"),
+        this.unzoom,
         this.findBox(),
         this.count,
       ),
@@ -176,7 +179,7 @@ class Waterfall {
         "div.wf-header",
         null,
         h("div.wf-name", null, "Service: operation"),
-        h("div.wf-axis", null, ticks.map((v) => h("span.tick", { style: { left: `${tickPct(v)}%` } }, fmtMs(v)))),
+        this.axis,
       )),
       this.path,
       this.scroller,
@@ -197,9 +200,73 @@ class Waterfall {
       if (toggle) this.toggle(this.tree.position[index]);
       else this.onSelect(index);
     });
+    this.rows.addEventListener("dblclick", (event) => {
+      const row = event.target.closest("[data-testid=span-row]");
+      if (!row || event.target.closest("button")) return;
+      const sp = this.spans[Number(row.dataset.index)];
+      const pad = Math.max(1000, (sp.end_ns - sp.start_ns) * 0.05);
+      this.zoom(sp.start_ns - this.t0 - pad, sp.end_ns - this.t0 + pad);
+    });
+    this.axisDrag();
     this.element.addEventListener("keydown", (event) => this.key(event));
     this.element.tabIndex = 0;
+    this.renderAxis();
     this.computeVisible();
+  }
+
+  /** Axis ticks and grid lines for the current window. */
+  renderAxis() {
+    const lo = this.v0 / 1e6, hi = this.v1 / 1e6;
+    const ticks = niceTicks(lo, hi, 6).filter((v) => v >= lo - 1e-9 && v <= hi * 1.0001);
+    const pct = (v) => (100 * (v - lo)) / (hi - lo || 1e-9);
+    this.axis.replaceChildren(...ticks.map((v) => h("span.tick", { style: { left: `${pct(v)}%` } }, fmtMs(v))));
+    this.grid.replaceChildren(...ticks.map((v) => h("i", { style: { left: `${pct(v)}%` } })));
+  }
+
+  /** Show the window [a, b] (ns from the trace start). */
+  zoom(a, b) {
+    this.v0 = Math.max(0, Math.min(a, b));
+    this.v1 = Math.min(this.total, Math.max(a, b));
+    if (this.v1 - this.v0 < 100) this.v1 = Math.min(this.total, this.v0 + 100);
+    const zoomed = this.v0 > 0 || this.v1 < this.total;
+    this.unzoom.hidden = !zoomed;
+    if (zoomed) this.element.dataset.zoom = `${this.v0}-${this.v1}`;
+    else delete this.element.dataset.zoom;
+    this.renderAxis();
+    this.paint(true);
+  }
+
+  axisDrag() {
+    let start = null;
+    const band = h("div.wf-band", { hidden: true });
+    this.axis.append(band);
+    const frac = (event) => {
+      const box = this.axis.getBoundingClientRect();
+      return Math.max(0, Math.min(1, (event.clientX - box.left) / box.width));
+    };
+    const move = (event) => {
+      const f = frac(event);
+      band.hidden = false;
+      band.style.left = `${Math.min(start, f) * 100}%`;
+      band.style.width = `${Math.abs(f - start) * 100}%`;
+    };
+    const up = (event) => {
+      window.removeEventListener("mousemove", move);
+      window.removeEventListener("mouseup", up);
+      band.hidden = true;
+      const f = frac(event);
+      if (Math.abs(f - start) * this.axis.clientWidth > 4) {
+        const span = this.v1 - this.v0;
+        this.zoom(this.v0 + Math.min(start, f) * span, this.v0 + Math.max(start, f) * span);
+      }
+      this.axis.append(band);
+    };
+    this.axis.addEventListener("mousedown", (event) => {
+      event.preventDefault();
+      start = frac(event);
+      window.addEventListener("mousemove", move);
+      window.addEventListener("mouseup", up);
+    });
   }
 
   mount() {
@@ -372,8 +439,11 @@ class Waterfall {
     const sp = this.spans[i];
     const d = depth[i];
     const color = colorFor(sp.service);
-    const left = (100 * (sp.start_ns - this.t0)) / this.total;
-    const width = Math.max(0.1, (100 * (sp.end_ns - sp.start_ns)) / this.total);
+    const span = this.v1 - this.v0;
+    const rawLeft = (100 * (sp.start_ns - this.t0 - this.v0)) / span;
+    const rawRight = (100 * (sp.end_ns - this.t0 - this.v0)) / span;
+    const left = Math.max(-1, Math.min(101, rawLeft));
+    const width = Math.max(0.1, Math.min(101, rawRight) - left);
     const hasChildren = children[i].length > 0;
     const collapsed = this.collapsed.has(pos);
     const place = left + width < 80 ? "right" : left > 14 ? "left" : "inside";
