@@ -47,7 +47,7 @@ export async function render(ctx) {
   );
   const streamTable = h(
     "div",
-    { "data-testid": "streams" },
+    { "data-testid": "streams", class: "table-wrap" },
     makeSortable(
       h(
         "table.grid.compact",
