@@ -245,6 +245,7 @@ def test_sql_screen_shows_a_table_and_the_servers_error(page: Any, explore_stack
     assert str(BIG_SPANS) in result
     assert "shop-frontend" in result
     assert page.locator("[data-testid=query-stats]").inner_text().strip()
+    assert sql in assert_sql_panel(page, "otel_spans")
     screenshot(page, "sql")
     editor.fill("SELECT no_such_column FROM processes")
     page.click("button[data-testid=run]")
