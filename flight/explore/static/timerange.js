@@ -1,7 +1,7 @@
 // timerange.js — the time range picker: select[data-testid=range] with 15m … 7d and "custom"
 // (two datetime inputs). The range lives in the page URL (from/to); changing it calls onChange.
 
-import { h } from "./dom.js";
+import { h, fmtTime } from "./dom.js";
 
 const PRESETS = ["15m", "1h", "6h", "24h", "7d"];
 export const DEFAULT_FROM = "1h";
@@ -33,14 +33,15 @@ export function timeRangePicker(onChange) {
         if (!fromInput.value) return;
         const from = new Date(fromInput.value).toISOString();
         const to = toInput.value ? new Date(toInput.value).toISOString() : "";
+        custom.hidden = true;
         onChange({ from, to });
       },
     },
-    fromInput,
-    "–",
-    toInput,
-    apply,
+    h("label", null, h("span", null, "from"), fromInput),
+    h("label", null, h("span", null, "to (empty: now)"), toInput),
+    h("div.actions", null, h("button", { type: "button", onclick: () => { custom.hidden = true; sync(); } }, "cancel"), apply),
   );
+  const edit = h("button.edit-range", { type: "button", hidden: true, title: "edit the custom range", onclick: () => { custom.hidden = !custom.hidden; } }, "✎");
   select.addEventListener("change", () => {
     if (select.value === "custom") {
       custom.hidden = false;
@@ -51,13 +52,16 @@ export function timeRangePicker(onChange) {
     custom.hidden = true;
     onChange({ from: select.value, to: "" });
   });
-  const element = h("div.timerange", null, select, custom);
+  const element = h("div.timerange", null, select, edit, custom);
+  const customOption = select.querySelector("option[value=custom]");
 
   /** Reflect the URL's range in the controls. */
   const sync = () => {
     const q = new URLSearchParams(location.search);
     const from = q.get("from") || DEFAULT_FROM;
     const to = q.get("to") || "";
+    customOption.textContent = "custom…";
+    edit.hidden = true;
     if (PRESETS.includes(from) && !to) {
       select.value = from;
       custom.hidden = true;
@@ -66,7 +70,9 @@ export function timeRangePicker(onChange) {
         select.value = "custom";
         fromInput.value = toLocalInput(from);
         toInput.value = to ? toLocalInput(to) : "";
-        custom.hidden = false;
+        customOption.textContent = `${fmtTime(from, false)} → ${to ? fmtTime(to, false) : "now"}`;
+        edit.hidden = false;
+        custom.hidden = true;
       } else {
         // a relative range that is not a preset (e.g. 30m): show it as its own option
         let option = [...select.options].find((o) => o.value === from);
