@@ -111,7 +111,7 @@ export async function render(ctx) {
   fill(
     ctx.body,
     head,
-    h("section", null, h("h2", null, `Operations (${operations.length})`), operations.length ? h("div.table-wrap", null, makeSortable(opsTable)) : [notice("empty", "No server or root span in this range."), opsTable]),
+    h("section", null, h("h2", null, `Operations (${operations.length})`), operations.length ? h("div.table-wrap", null, makeSortable(opsTable)) : [notice("empty", "No server or root span in this range."), (opsTable.hidden = true, opsTable)]),
     h("div.two-col", null, h("section", null, h("h2", null, `Recent errors (${errors.length})`), errorList), h("section", null, h("h2", null, `Processes (${processes.length})`), procTable)),
   );
   ctx.setState(operations.length || errors.length || processes.length ? "ready" : "empty");

@@ -9,7 +9,7 @@ export async function render(ctx) {
   ctx.title("Services");
   const { data } = await ctx.load("services");
   const services = data.services || [];
-  const heading = h("div.screen-head", null, h("h1", null, "Services"), h("span.muted", null, `${services.length} seen · buckets of ${data.bucket_seconds ?? "?"} s`));
+  const heading = h("div.screen-head", null, h("h1", null, "Services"), h("span.muted", null, `${services.length} seen · rate, errors and latency of server and root spans · sparklines in buckets of ${data.bucket_seconds ?? "?"} s`));
   if (!services.length) {
     fill(ctx.body, heading, notice("empty", "No service reported in this time range. Widen the range, or send data (sirius demo)."));
     ctx.setState("empty");

@@ -4,6 +4,7 @@
 
 import { h, s, fill, fmtMs, fmtNum, colorFor, href, notice, timeCell, toMs, shortId } from "./dom.js";
 import { niceTicks, timeTicks } from "./chart.js";
+import { makeSortable } from "./table.js";
 
 const FIELDS = ["service", "operation", "min_ms", "max_ms", "status", "q", "sort", "limit"];
 
@@ -29,7 +30,7 @@ export async function render(ctx) {
   const table = h(
     "table.grid.traces",
     { "data-testid": "traces" },
-    h("thead", null, h("tr", null, h("th", null, "Trace"), h("th", null, "Root"), h("th.num", null, "Spans"), h("th", null, "Services"), h("th.num", null, "Errors"), h("th", null, "Started"), h("th.dur", null, "Duration"))),
+    h("thead", null, h("tr", null, h("th", null, "Trace"), h("th", null, "Root"), h("th.num", null, "Spans"), h("th", { "data-nosort": "" }, "Services"), h("th.num", null, "Errors"), h("th", null, "Started"), h("th.dur", null, "Duration"))),
     h(
       "tbody",
       null,
@@ -40,20 +41,20 @@ export async function render(ctx) {
           { "data-trace-id": t.trace_id, class: t.errors ? "has-error" : undefined, onclick: (e) => { if (!e.target.closest("a")) ctx.navigate(link); } },
           h("td.mono", null, h("a", { href: link, "data-testid": "trace-link" }, shortId(t.trace_id))),
           h("td.name", null, h("i.swatch", { style: { background: colorFor(t.root_service) } }), h("b", null, t.root_service), ": ", t.root_name),
-          h("td.num", null, fmtNum(t.spans)),
+          h("td.num", { "data-sort": t.spans }, fmtNum(t.spans)),
           h("td", null, (t.services || []).map((name) => h("span.chip", { style: { borderColor: colorFor(name) } }, name))),
-          h("td.num", { class: t.errors ? "bad" : undefined }, t.errors ? fmtNum(t.errors) : "–"),
-          h("td.nowrap", null, timeCell(t.start)),
+          h("td.num", { class: t.errors ? "bad" : undefined, "data-sort": t.errors || 0 }, t.errors ? fmtNum(t.errors) : "–"),
+          h("td.nowrap", { "data-sort": t.start_ns }, timeCell(t.start)),
           h(
             "td.dur",
-            null,
+            { "data-sort": t.duration_ms },
             h("div.bar-cell", null, h("div.dur-bar", { "data-testid": "duration-bar", style: { width: `${Math.max(0.5, (100 * t.duration_ms) / maxDur)}%` }, class: t.errors ? "error" : undefined }), h("span.dur-label", null, fmtMs(t.duration_ms))),
           ),
         );
       }),
     ),
   );
-  fill(results, h("div.result-head", null, h("span", null, `${traces.length} traces`, traces.length >= Number(params.limit || 50) ? " (limit reached)" : "")), scatter(ctx, traces), h("div.table-wrap", null, table));
+  fill(results, h("div.result-head", null, h("span", null, `${traces.length} traces`, traces.length >= Number(params.limit || 50) ? " (limit reached)" : "")), scatter(ctx, traces), h("div.table-wrap", null, makeSortable(table)));
   ctx.setState("ready");
 }
 
