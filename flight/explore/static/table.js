@@ -63,7 +63,10 @@ export function resultTable(columns, rows, testid = "result") {
           null,
           row.map((v, i) => {
             const text = cellText(v);
-            return h("td", { class: numeric[i] ? "num" : v === null ? "null" : undefined, "data-sort": typeof v === "number" ? v : undefined, title: text.length > 80 ? text.slice(0, 2000) : undefined }, v === null ? "null" : text);
+            // floats shown with 6 significant digits (the full value in the tooltip, copy and CSV)
+            const shown = typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : text;
+            const title = shown !== text || text.length > 80 ? text.slice(0, 2000) : undefined;
+            return h("td", { class: numeric[i] ? "num" : v === null ? "null" : undefined, "data-sort": typeof v === "number" ? v : undefined, title }, v === null ? "null" : shown);
           }),
         ),
       ),
