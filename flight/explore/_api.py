@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,9 +28,11 @@ from . import _process_queries as procs
 from . import _services_queries as red
 from . import _trace_queries as traces
 from ._errors import ExploreError
+from ._latency import red_by_group
 from ._range import TimeWindow, bucket_seconds, parse_window
 from ._render import column_types, render_table, rfc3339, table_rows
 from ._shaping import (
+    bucket_starts,
     log_rows,
     process_row,
     services_data,
@@ -41,6 +44,7 @@ from ._sql_literals import parse_float, parse_hex_id, parse_int, parse_level, pa
 
 __all__ = ["ExploreApi"]
 
+_LOG = logging.getLogger(__name__)
 API = "/explore/api"
 TRACE_DEFAULT_FROM = "30d"
 MAX_SQL_ROWS = 10_000
@@ -59,8 +63,9 @@ class _Call:
         self.body = body or {}
         self.queries: list[dict[str, Any]] = []
 
-    async def table(self, sql: str) -> pa.Table:
-        answer: QueryAnswer = await self.gateway.run_sql(self.request, sql, self.window.begin, self.window.end)
+    async def table(self, sql: str, window: TimeWindow | None = None) -> pa.Table:
+        window = window or self.window
+        answer: QueryAnswer = await self.gateway.run_sql(self.request, sql, window.begin, window.end)
         self._record(answer)
         return answer.table
 
@@ -72,13 +77,17 @@ class _Call:
     async def rows(self, sql: str) -> list[dict[str, Any]]:
         return table_rows(await self.table(sql))
 
-    async def rows_of(self, *sqls: str) -> list[list[dict[str, Any]]]:
+    async def tables(self, *sqls: str) -> list[pa.Table]:
         """Several independent queries at once (the server runs them in parallel), listed in this order."""
         run = self.gateway.run_sql
         answers = await asyncio.gather(*(run(self.request, sql, self.window.begin, self.window.end) for sql in sqls))
         for answer in answers:
             self._record(answer)
-        return [table_rows(answer.table) for answer in answers]
+        return [answer.table for answer in answers]
+
+    async def rows_of(self, *sqls: str) -> list[list[dict[str, Any]]]:
+        """Rows of several independent queries run at once."""
+        return [table_rows(table) for table in await self.tables(*sqls)]
 
     def envelope(self, data: Any) -> web.Response:
         body = {"data": data, "queries": self.queries, "range": self.window.as_json()}
@@ -150,6 +159,9 @@ class ExploreApi:
             except GatewayError as exc:
                 status = 400 if exc.status == 500 else exc.status  # a failed query is the query's fault
                 return web.json_response({"error": exc.message}, status=status)
+            except Exception as exc:  # noqa: BLE001 - a bug: say what failed, not a bare "Internal Server Error"
+                _LOG.exception("explore: %s %s failed", request.method, request.path)
+                return web.json_response({"error": f"explore failed: {type(exc).__name__}: {exc}"}, status=500)
 
         return route
 
@@ -157,13 +169,11 @@ class ExploreApi:
 
     async def _services(self, call: _Call) -> web.Response:
         bucket = bucket_seconds(call.window)
-        red_rows, spark_rows, process_rows, error_rows = await call.rows_of(
-            red.red_by_service_sql(),
-            red.spark_by_service_sql(call.window, bucket),
-            red.processes_by_service_sql(),
-            red.error_logs_by_service_sql(),
+        histogram, process_rows, error_rows = await call.tables(
+            red.red_histogram_sql(bucket), red.processes_by_service_sql(), red.error_logs_by_service_sql()
         )
-        data = services_data(call.window, bucket, red_rows, spark_rows, process_rows, error_rows)
+        figures = red_by_group(histogram, bucket_starts(call.window, bucket))
+        data = services_data(call.window, bucket, figures, table_rows(process_rows), table_rows(error_rows))
         return call.envelope(data)
 
     async def _service(self, call: _Call) -> web.Response:
@@ -171,15 +181,15 @@ class ExploreApi:
         if name is None:
             raise ExploreError("name is required (the service name)")
         bucket = bucket_seconds(call.window)
-        op_rows, spark_rows, error_spans, error_logs, process_rows = await call.rows_of(
-            red.operations_sql(name),
-            red.operations_spark_sql(call.window, bucket, name),
+        histogram, error_spans, error_logs, process_rows = await call.tables(
+            red.red_histogram_sql(bucket, service=name),
             red.service_error_spans_sql(name),
             logs.logs_sql(logs.LogFilter(level=2, service=name, limit=50), extra_row=False),
             procs.processes_sql(service=name),
         )
-        operations = services_data(call.window, bucket, op_rows, spark_rows, [], [], key="operation")["operations"]
-        errors = log_rows(error_logs) + [
+        figures = red_by_group(histogram, bucket_starts(call.window, bucket), scope="all")
+        operations = services_data(call.window, bucket, figures, [], [], key="operation")["operations"]
+        errors = log_rows(table_rows(error_logs)) + [
             {
                 "time": rfc3339(row["time"]),
                 "time_ns": row["time"],
@@ -188,7 +198,7 @@ class ExploreApi:
                 "name": row["name"],
                 "message": row["message"],
             }
-            for row in error_spans
+            for row in table_rows(error_spans)
         ]
         errors.sort(key=lambda row: row["time_ns"], reverse=True)
         return call.envelope(
@@ -196,7 +206,7 @@ class ExploreApi:
                 "service": name,
                 "operations": operations,
                 "errors": errors,
-                "processes": [process_row(row) for row in process_rows],
+                "processes": [process_row(row) for row in table_rows(process_rows)],
             }
         )
 
@@ -221,10 +231,14 @@ class ExploreApi:
 
     async def _trace(self, call: _Call) -> web.Response:
         trace_id = parse_hex_id(call.request.match_info["trace_id"], "trace id", length=32)
-        spans, trace_logs = await call.rows_of(traces.trace_spans_sql(trace_id), traces.trace_logs_sql(trace_id))
+        spans = await call.rows(traces.trace_spans_sql(trace_id))
         if not spans:
             window = call.window
             raise ExploreError(f"trace {trace_id} not found in {window.begin} .. {window.end}", status=404)
+        # The trace's logs lie within its spans: only the partitions around them are read.
+        start = min(s["start_time"] for s in spans) - traces.LOG_MARGIN_NS
+        end = max(s["end_time"] for s in spans) + traces.LOG_MARGIN_NS
+        trace_logs = table_rows(await call.table(traces.trace_logs_sql(trace_id), TimeWindow(start, end)))
         return call.envelope(trace_data(trace_id, spans, log_rows(trace_logs)))
 
     # -- logs ------------------------------------------------------------------------------

@@ -1,22 +1,24 @@
 """Arrow results as JSON-ready Python values: ids as hex, JSONB as objects, times as ns.
 
-Every endpoint reads its rows through :func:`table_rows`: timestamps become integer Unix ns
+Every endpoint reads its rows through :func:`render_table`: timestamps become integer Unix ns
 (the endpoint formats them as RFC 3339 where the contract says so), binary ids lowercase hex,
-JSONB columns (properties, events, links: :mod:`sirius.flight._jsonb_text`) parsed objects,
-non-finite floats ``None``.
+JSONB columns (properties, events, links: :func:`sirius.flight._jsonb_text.is_jsonb_candidate`)
+parsed objects, non-finite floats ``None``. Work is per column, not per cell where it can be:
+a JSONB column is decoded once per distinct value (rows sharing a property set share the
+decoded object), and only binary and float columns are visited value by value.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...lakehouse._sql_jsonb import decode_jsonb
 from ...tracing._rfc3339 import format_rfc3339_ns
-from .._jsonb_text import jsonb_as_json_text
+from .._jsonb_text import is_jsonb_candidate
 
 __all__ = ["column_types", "json_value", "render_table", "rfc3339", "table_rows"]
 
@@ -26,19 +28,12 @@ def rfc3339(ns: int | None) -> str | None:
     return None if ns is None else format_rfc3339_ns(int(ns))
 
 
-def _plain_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    data_type = column.type
-    if pa.types.is_dictionary(data_type):
-        return _plain_column(pc.cast(column, data_type.value_type))
-    if pa.types.is_timestamp(data_type):
-        return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
-    if pa.types.is_duration(data_type):
-        return pc.cast(pc.cast(column, pa.duration("ns")), pa.int64())
-    return column
-
-
 def json_value(value: Any) -> Any:
-    """A Python value from Arrow as JSON: bytes as hex, non-finite floats as None."""
+    r"""A Python value from Arrow as JSON: bytes as hex, non-finite floats as None.
+
+    >>> json_value({"id": b"\\x01\\xff", "x": [float("nan"), 1.5]})
+    {'id': '01ff', 'x': [None, 1.5]}
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (bytes, bytearray)):
@@ -52,23 +47,70 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def table_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """The rows of ``table`` as dicts (see the module docstring for the value forms)."""
-    return render_table(table)[0]
+def _combined(column: pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+
+
+def _decoded_jsonb(array: pa.Array) -> list[Any] | None:
+    """The column's values decoded, or None when one is not JSONB (then it is shown as hex)."""
+    if pa.types.is_dictionary(array.type):
+        indices, dictionary = array.indices, array.dictionary
+    else:
+        encoded = pc.dictionary_encode(array)
+        indices, dictionary = encoded.indices, encoded.dictionary
+    try:
+        values = [None if v is None else decode_jsonb(v) for v in dictionary.to_pylist()]
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    values = [json_value(v) for v in values]  # NaN/inf inside documents
+    return [None if i is None else values[i] for i in indices.to_pylist()]
+
+
+def _values(field: pa.Field, column: pa.ChunkedArray) -> tuple[list[Any], bool]:  # noqa: PLR0911 - one per type
+    """The column as JSON-ready values, and whether it was JSONB."""
+    array = _combined(column)
+    if is_jsonb_candidate(field):
+        decoded = _decoded_jsonb(array)
+        if decoded is not None:
+            return decoded, True
+    data_type = array.type
+    if pa.types.is_dictionary(data_type):
+        array = array.dictionary_decode()
+        data_type = array.type
+    if pa.types.is_timestamp(data_type):
+        return pc.cast(pc.cast(array, pa.timestamp("ns", tz="UTC")), pa.int64()).to_pylist(), False
+    if pa.types.is_duration(data_type):
+        return pc.cast(pc.cast(array, pa.duration("ns")), pa.int64()).to_pylist(), False
+    if pa.types.is_date(data_type) or pa.types.is_time(data_type):
+        return pc.cast(array, pa.utf8()).to_pylist(), False
+    values = array.to_pylist()
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_integer(data_type):
+        return values, False
+    if pa.types.is_boolean(data_type) or pa.types.is_null(data_type):
+        return values, False
+    if pa.types.is_floating(data_type):
+        return [None if v is not None and not math.isfinite(v) else v for v in values], False
+    if pa.types.is_fixed_size_binary(data_type) or pa.types.is_binary(data_type):
+        return [None if v is None else v.hex() for v in values], False
+    return [json_value(v) for v in values], False
 
 
 def render_table(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of ``table`` as dicts, and the names of its JSONB columns."""
-    table, jsonb_columns = jsonb_as_json_text(table)
     names = table.column_names
     columns = []
-    for index, name in enumerate(names):
-        values = _plain_column(table.column(index)).to_pylist()
-        if name in jsonb_columns:
-            columns.append([json.loads(v) if isinstance(v, str) else v for v in values])
-        else:
-            columns.append([json_value(v) for v in values])
+    jsonb_columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        values, is_jsonb = _values(field, column)
+        columns.append(values)
+        if is_jsonb:
+            jsonb_columns.append(field.name)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)], jsonb_columns
+
+
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of ``table`` as dicts (see the module docstring for the value forms)."""
+    return render_table(table)[0]
 
 
 def column_types(table: pa.Table, jsonb_columns: list[str]) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._critical_path import SpanTiming, critical_path
+from ._latency import RedFigures
 from ._range import NS_PER_S, TimeWindow
 from ._render import rfc3339
 from ._sql_literals import level_name
@@ -43,11 +44,10 @@ def _ms(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def services_data(  # noqa: PLR0917 - the rows of each query, in the order they are run
+def services_data(
     window: TimeWindow,
     bucket_s: int,
-    red_rows: Sequence[Row],
-    spark_rows: Sequence[Row],
+    figures: dict[str, RedFigures],
     process_rows: Sequence[Row],
     error_rows: Sequence[Row],
     *,
@@ -55,30 +55,23 @@ def services_data(  # noqa: PLR0917 - the rows of each query, in the order they 
 ) -> dict[str, Any]:
     """``/explore/api/services`` data (or, with ``key="operation"``, a service's operations)."""
     starts = bucket_starts(window, bucket_s)
-    index = {t: i for i, t in enumerate(starts)}
     seconds = max((window.end_ns - window.begin_ns) / NS_PER_S, 1e-9)
-    red = {row[key]: row for row in red_rows}
     processes = {row["service"]: row for row in process_rows}
     log_errors = {row["service"]: int(row["errors"]) for row in error_rows}
-    names = sorted(set(red) | set(processes) | set(log_errors), key=lambda n: (n is None, n or ""))
-    sparks: dict[str, dict[str, list[Any]]] = {}
-    for row in spark_rows:
-        spark = sparks.setdefault(
-            row[key], {"requests": [0] * len(starts), "errors": [0] * len(starts), "p95_ms": [None] * len(starts)}
-        )
-        i = index.get(row["t"])
-        if i is None:
-            continue
-        spark["requests"][i] = int(row["requests"])
-        spark["errors"][i] = int(row["errors"])
-        spark["p95_ms"][i] = _ms(row["p95_ms"])
+    names = sorted(set(figures) | set(processes) | set(log_errors), key=lambda n: (n is None, n or ""))
+    empty = {"requests": [0] * len(starts), "errors": [0] * len(starts), "p95_ms": [None] * len(starts)}
     out = []
     for name in names:
-        stats = red.get(name)
+        stats = figures.get(name)
         proc = processes.get(name, {})
         otel = stats is not None or int(proc.get("otel_processes") or 0) > 0
-        requests = int(stats["requests"]) if stats else 0
-        errors = int(stats["errors"]) if stats else log_errors.get(name, 0)
+        requests = stats.requests if stats else 0
+        errors = stats.errors if stats else log_errors.get(name, 0)
+        spark = (
+            {"requests": stats.spark_requests, "errors": stats.spark_errors, "p95_ms": stats.spark_p95_ms}
+            if stats
+            else empty
+        )
         entry: Row = {
             key: name,
             "kind": "otel" if otel else "native",
@@ -86,17 +79,12 @@ def services_data(  # noqa: PLR0917 - the rows of each query, in the order they 
             "rate_per_s": requests / seconds,
             "errors": errors,
             "error_rate": (errors / requests) if requests else 0.0,
-            "p50_ms": _ms(stats["p50_ms"]) if stats else None,
-            "p95_ms": _ms(stats["p95_ms"]) if stats else None,
-            "p99_ms": _ms(stats["p99_ms"]) if stats else None,
+            "p50_ms": stats.p50_ms if stats else None,
+            "p95_ms": stats.p95_ms if stats else None,
+            "p99_ms": stats.p99_ms if stats else None,
             "processes": int(proc.get("processes") or 0),
             "log_errors": log_errors.get(name, 0),
-            "spark": {
-                "t": [rfc3339(t) for t in starts],
-                **sparks.get(
-                    name, {"requests": [0] * len(starts), "errors": [0] * len(starts), "p95_ms": [None] * len(starts)}
-                ),
-            },
+            "spark": {"t": [rfc3339(t) for t in starts], **spark},
         }
         if key != "service":
             del entry["kind"], entry["processes"], entry["log_errors"]
@@ -219,6 +207,14 @@ def _links(links: Any) -> list[Row]:
 
 def trace_data(trace_id: str, spans: Sequence[Row], logs: list[Row]) -> dict[str, Any]:
     """``/explore/api/trace/<id>`` data: every span with its details and critical-path mark."""
+    resources: dict[int, dict[str, Any]] = {}  # rows of a process share one decoded property object
+
+    def resource(properties: Any) -> dict[str, Any]:
+        key = id(properties)
+        if key not in resources:
+            resources[key] = _resource(properties)
+        return resources[key]
+
     critical = critical_path(
         [SpanTiming(s["span_id"], s["parent_span_id"], s["start_time"], s["end_time"]) for s in spans]
     )
@@ -243,7 +239,7 @@ def trace_data(trace_id: str, spans: Sequence[Row], logs: list[Row]) -> dict[str
                 "status": s["status"],
                 "status_message": s["status_message"],
                 "attributes": s["properties"] if isinstance(s["properties"], dict) else {},
-                "resource": _resource(s["process_properties"]),
+                "resource": resource(s["process_properties"]),
                 "events": _events(s["events"]),
                 "links": _links(s["links"]),
                 "process_id": s["process_id"],

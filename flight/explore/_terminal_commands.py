@@ -29,9 +29,10 @@ from . import _process_queries as procs
 from . import _services_queries as red
 from . import _trace_queries as traces
 from ._errors import ExploreError
+from ._latency import red_by_group
 from ._range import NS_PER_S, TimeWindow, bucket_seconds, parse_window
 from ._render import rfc3339, table_rows
-from ._shaping import log_rows, services_data, trace_data
+from ._shaping import bucket_starts, log_rows, services_data, trace_data
 from ._sql_literals import parse_hex_id, parse_level, parse_uuid
 from ._terminal_views import format_log_line, format_services, format_waterfall
 
@@ -102,11 +103,11 @@ def run_services(
     try:
         window = parse_window(begin, end, time.time_ns())
         bucket = bucket_seconds(window)
+        figures = red_by_group(target.table(red.red_histogram_sql(bucket), window), bucket_starts(window, bucket))
         data = services_data(
             window,
             bucket,
-            target.rows(red.red_by_service_sql(), window),
-            [],
+            figures,
             target.rows(red.processes_by_service_sql(), window),
             target.rows(red.error_logs_by_service_sql(), window),
         )
