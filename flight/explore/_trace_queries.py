@@ -27,8 +27,9 @@ __all__ = [
 ]
 
 MAX_TRACE_SPANS = 100_000
-LOG_MARGIN_NS = 60 * 1_000_000_000
-"""How far before its first span and after its last the logs of a trace are looked for (clock skew)."""
+LOG_MARGIN_NS = 15 * 60 * 1_000_000_000
+"""How far before its first span and after its last the logs of a trace are looked for: clock skew
+between services, and records stamped when they are handled rather than when their span ran."""
 SORTS = ("start", "duration")
 _ATTR_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:")
 
