@@ -15,9 +15,13 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+import pytest
 from conftest import BIG_CHILDREN, BIG_SERVICE, BIG_SPANS, GAUGE, GAUGE_MINUTES_AGO, ExploreStack, screenshot
 
 READY_TIMEOUT_MS = 30_000
+# The first test's setup may install Debian's chromium (apt-get, a ~100 MB download on a fresh
+# machine) before starting and feeding the stack: more than the suite's 120 s per test.
+pytestmark = pytest.mark.timeout(900)
 
 
 def wait_screen(page: Any, screen: str, state: str | None = "ready") -> str:
