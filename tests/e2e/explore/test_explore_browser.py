@@ -287,6 +287,20 @@ def test_click_through_services_search_trace_log_and_back(page: Any, explore_sta
     assert f"/trace/{trace_id}" in page.url
     log = page.locator("[data-testid=trace-logs] [data-testid=log-row]").first
     assert "checkout" in log.inner_text() or "card declined" in log.inner_text()
+    # The trace's logs on the logs screen: the three records of this trace, each linking back to it.
+    page.click("[data-testid=trace-logs] a[href*='/logs?']")
+    wait_screen(page, "logs")
+    assert f"trace_id={trace_id}" in page.url
+    log_rows = page.locator("table[data-testid=logs] tr[data-testid=log-row]")
+    assert log_rows.count() == 3
+    links = log_rows.locator("a[data-testid=trace-link]").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert len(links) == 3
+    assert all(f"/trace/{trace_id}" in link for link in links), links
+    page.go_back()
+    wait_screen(page, "trace")
+    assert f"/trace/{trace_id}" in page.url
     page.go_back()
     wait_screen(page, "traces")
     assert "status=error" in page.url
