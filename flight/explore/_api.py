@@ -259,7 +259,12 @@ class ExploreApi:
             after_ns=after,
             limit=parse_int(q.get("limit"), "limit", default=100, low=1, high=1000) or 100,
         )
-        rows = log_rows(await call.rows(logs.logs_sql(f)))
+        [times] = await call.rows(logs.log_times_sql(f))
+        if not times["n"]:
+            return call.envelope({"rows": [], "next_before_ns": None})
+        since = times["since"]
+        narrowed = TimeWindow(max(call.window.begin_ns, since), max(call.window.end_ns, since + 1))
+        rows = log_rows(table_rows(await call.table(logs.logs_sql(f, since_ns=since), narrowed)))
         more = len(rows) > f.limit
         rows = rows[: f.limit]
         next_before = rows[-1]["time_ns"] if more and rows else None

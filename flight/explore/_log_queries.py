@@ -1,7 +1,9 @@
 """SQL of the logs screen and of ``sirius tail``: ``log_entries`` filtered, newest first.
 
 Paging is by time: ``before_ns`` asks for rows strictly older than a cursor (the next page),
-``after_ns`` for rows strictly newer (live tail). Every filter is a validated literal.
+``after_ns`` for rows strictly newer (live tail). Every filter is a validated literal. A page is
+read in two steps: the times of its rows (:func:`log_times_sql`, cheap), then the rows at or after
+the oldest of them (:func:`logs_sql` with ``since_ns``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from ...tracing._rfc3339 import format_rfc3339_ns
 from ._errors import ExploreError
 from ._sql_literals import like_pattern, parse_hex_id, parse_uuid, sql_text
 
-__all__ = ["LOG_COLUMNS", "LogFilter", "logs_sql"]
+__all__ = ["LOG_COLUMNS", "LogFilter", "log_conditions", "log_times_sql", "logs_sql"]
 
 LOG_COLUMNS = "time, level, service_name, target, msg, process_id, trace_id, span_id, properties"
 """Columns of a log row, in the order the renderer reads them."""
@@ -74,9 +76,30 @@ def log_conditions(f: LogFilter) -> list[str]:
     return where
 
 
-def logs_sql(f: LogFilter, *, extra_row: bool = True) -> str:
-    """Newest rows first; one row more than ``limit`` when ``extra_row`` (to know a next page exists)."""
+def logs_sql(f: LogFilter, *, extra_row: bool = True, since_ns: int | None = None) -> str:
+    """Newest rows first; one row more than ``limit`` when ``extra_row`` (to know a next page exists).
+
+    ``since_ns`` (from :func:`log_times_sql`) keeps only rows at or after it, so only the newest
+    rows' pages are read whole.
+    """
     where = log_conditions(f)
+    if since_ns is not None:
+        where.append(f"time >= {_time_literal(since_ns)}")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     limit = f.limit + 1 if extra_row else f.limit
     return f"SELECT {LOG_COLUMNS} FROM log_entries{clause} ORDER BY time DESC LIMIT {int(limit)}"  # noqa: S608
+
+
+def log_times_sql(f: LogFilter, *, extra_row: bool = True) -> str:
+    """The times of the rows :func:`logs_sql` would return (the first of two steps).
+
+    Sorting whole rows (message, properties) to keep the newest hundred costs far more than
+    sorting their times: the oldest of these times then bounds the second step.
+    """
+    where = log_conditions(f)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    limit = f.limit + 1 if extra_row else f.limit
+    return (
+        f"SELECT min(time) AS since, count(*) AS n FROM (SELECT time FROM log_entries{clause} "  # noqa: S608
+        f"ORDER BY time DESC LIMIT {int(limit)})"
+    )
