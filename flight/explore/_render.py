@@ -4,8 +4,9 @@ Every endpoint reads its rows through :func:`render_table`: timestamps become in
 (the endpoint formats them as RFC 3339 where the contract says so), binary ids lowercase hex,
 JSONB columns (properties, events, links: :func:`sirius.flight._jsonb_text.is_jsonb_candidate`)
 parsed objects, non-finite floats ``None``. Work is per column, not per cell where it can be:
-a JSONB column is decoded once per distinct value (rows sharing a property set share the
-decoded object), and only binary and float columns are visited value by value.
+a JSONB column is decoded once per distinct value among its rows (rows sharing a property set
+share the decoded object; a file's whole dictionary is not decoded), and only binary and float
+columns are visited value by value.
 """
 
 from __future__ import annotations
@@ -53,11 +54,8 @@ def _combined(column: pa.ChunkedArray) -> pa.Array:
 
 def _decoded_jsonb(array: pa.Array) -> list[Any] | None:
     """The column's values decoded, or None when one is not JSONB (then it is shown as hex)."""
-    if pa.types.is_dictionary(array.type):
-        indices, dictionary = array.indices, array.dictionary
-    else:
-        encoded = pc.dictionary_encode(array)
-        indices, dictionary = encoded.indices, encoded.dictionary
+    encoded = pc.dictionary_encode(array)
+    indices, dictionary = encoded.indices, encoded.dictionary
     try:
         values = [None if v is None else decode_jsonb(v) for v in dictionary.to_pylist()]
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -68,15 +66,15 @@ def _decoded_jsonb(array: pa.Array) -> list[Any] | None:
 
 def _values(field: pa.Field, column: pa.ChunkedArray) -> tuple[list[Any], bool]:  # noqa: PLR0911 - one per type
     """The column as JSON-ready values, and whether it was JSONB."""
+    if pa.types.is_dictionary(column.type):
+        # Chunks may carry different dictionaries, each possibly a whole file's: decode to the values.
+        column = column.cast(column.type.value_type)
     array = _combined(column)
     if is_jsonb_candidate(field):
         decoded = _decoded_jsonb(array)
         if decoded is not None:
             return decoded, True
     data_type = array.type
-    if pa.types.is_dictionary(data_type):
-        array = array.dictionary_decode()
-        data_type = array.type
     if pa.types.is_timestamp(data_type):
         return pc.cast(pc.cast(array, pa.timestamp("ns", tz="UTC")), pa.int64()).to_pylist(), False
     if pa.types.is_duration(data_type):
