@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from conftest import BIG_CHILDREN, BIG_SERVICE, BIG_SPANS, GAUGE, GAUGE_MINUTES_AGO, ExploreStack, screenshot
+from _explore_stack import BIG_CHILDREN, BIG_SERVICE, BIG_SPANS, GAUGE, GAUGE_MINUTES_AGO, ExploreStack, screenshot
 
 READY_TIMEOUT_MS = 30_000
 # The first test's setup may install Debian's chromium (apt-get, a ~100 MB download on a fresh
