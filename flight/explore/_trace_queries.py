@@ -3,10 +3,11 @@
 A trace is found by id through the global, trace-sorted ``otel_spans`` (``trace_id = '<hex>'``
 prunes every row group but one per file). Search works in two steps, each a small query:
 
-1. the matching root spans (no parent): filters on a single span (service, operation, attribute,
-   text in the name, or the id itself) select candidate traces, ``status`` keeps traces with
-   (or without) an ERROR span, ``min_ms``/``max_ms`` bound the root's duration; sorted by start
-   or duration, ``LIMIT``;
+1. the matching traces: filters on a single span (service, operation, attribute, text in the
+   name, or the id itself) and ``status`` (an ERROR span, or none) are conditions of one
+   aggregation by trace; ``min_ms``/``max_ms`` bound the trace's duration (the root's when
+   only durations are asked: then the root spans alone answer); sorted by start or duration,
+   ``LIMIT``;
 2. span count, services and error count of just those traces (``trace_id IN (…)``).
 """
 
@@ -90,24 +91,43 @@ def _span_conditions(f: TraceFilter) -> list[str]:
 
 
 def traces_sql(f: TraceFilter) -> str:
-    """Root spans of the traces that match, newest or longest first (step 1)."""
-    where = ["parent_span_id IS NULL"]
+    """The traces that match, newest or longest first (step 1).
+
+    Without conditions on spans or status, the root spans are enough (a filter and a top-k over
+    them). With some, one aggregation over the spans by trace: it costs less than semi-joins of
+    the roots with each condition's traces, and measures the whole trace (first start to last
+    end), roots or not.
+    """
     conditions = _span_conditions(f)
-    if conditions:
-        span_filter = " AND ".join(conditions)
-        where.append(f"trace_id IN (SELECT trace_id FROM otel_spans WHERE {span_filter})")  # noqa: S608
-    if f.status == "error":
-        where.append("trace_id IN (SELECT trace_id FROM otel_spans WHERE status = 'ERROR')")
-    elif f.status == "ok":
-        where.append("trace_id NOT IN (SELECT trace_id FROM otel_spans WHERE status = 'ERROR')")
-    if f.min_ms is not None:
-        where.append(f"duration >= {int(f.min_ms * 1e6)}")
-    if f.max_ms is not None:
-        where.append(f"duration <= {int(f.max_ms * 1e6)}")
     order = "start_time DESC" if f.sort == "start" else "duration DESC"
+    if not conditions and f.status is None:
+        where = ["parent_span_id IS NULL"]
+        if f.min_ms is not None:
+            where.append(f"duration >= {int(f.min_ms * 1e6)}")
+        if f.max_ms is not None:
+            where.append(f"duration <= {int(f.max_ms * 1e6)}")
+        return (
+            "SELECT trace_id, start_time, duration, service_name AS root_service, name AS root_name "  # noqa: S608
+            f"FROM otel_spans WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(f.limit)}"
+        )
+    duration = "max(arrow_cast(end_time, 'Int64')) - min(arrow_cast(start_time, 'Int64'))"
+    errors = "sum(CASE WHEN status = 'ERROR' THEN 1 ELSE 0 END)"
+    having = []
+    if conditions:
+        having.append(f"bool_or({' AND '.join(conditions)})")
+    if f.status == "error":
+        having.append(f"{errors} > 0")
+    elif f.status == "ok":
+        having.append(f"{errors} = 0")
+    if f.min_ms is not None:
+        having.append(f"{duration} >= {int(f.min_ms * 1e6)}")
+    if f.max_ms is not None:
+        having.append(f"{duration} <= {int(f.max_ms * 1e6)}")
     return (
-        "SELECT trace_id, start_time, duration, service_name AS root_service, name AS root_name "  # noqa: S608
-        f"FROM otel_spans WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(f.limit)}"
+        f"SELECT trace_id, min(start_time) AS start_time, {duration} AS duration, "  # noqa: S608
+        f"max(CASE WHEN parent_span_id IS NULL THEN service_name END) AS root_service, "
+        f"max(CASE WHEN parent_span_id IS NULL THEN name END) AS root_name "
+        f"FROM otel_spans GROUP BY trace_id HAVING {' AND '.join(having)} ORDER BY {order} LIMIT {int(f.limit)}"
     )
 
 
