@@ -32,7 +32,7 @@ def rfc3339(ns: int | None) -> str | None:
 def json_value(value: Any) -> Any:
     r"""A Python value from Arrow as JSON: bytes as hex, non-finite floats as None.
 
-    >>> json_value({"id": b"\\x01\\xff", "x": [float("nan"), 1.5]})
+    >>> json_value({"id": b"\x01\xff", "x": [float("nan"), 1.5]})
     {'id': '01ff', 'x': [None, 1.5]}
     """
     if isinstance(value, float) and not math.isfinite(value):
