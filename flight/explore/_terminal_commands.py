@@ -173,7 +173,12 @@ def run_tail(
             limit=max(1, min(options.initial, 1000)),
         )
         window = parse_window(options.begin, None, time.time_ns())
-        first = log_rows(target.rows(logs.logs_sql(base, extra_row=False), window))
+        [times] = target.rows(logs.log_times_sql(base, extra_row=False), window)  # two steps, as the API
+        first = []
+        if times["n"]:
+            since = times["since"]
+            narrowed = TimeWindow(max(window.begin_ns, since), max(window.end_ns, since + 1))
+            first = log_rows(target.rows(logs.logs_sql(base, extra_row=False, since_ns=since), narrowed))
     except (ExploreError, QueryClientError) as exc:
         return _fail(err, "tail", str(exc))
     seen: dict[tuple, int] = {}
