@@ -328,13 +328,14 @@ def browser_context(chromium_path: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def page(browser_context: Any) -> Iterator[Any]:
-    """A fresh tab; console errors of the page are collected on ``page.errors``."""
+    """A fresh tab; an uncaught error in the page (``page.errors``) fails the test."""
     tab = browser_context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.errors = errors  # type: ignore[attr-defined]
     yield tab
     tab.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def screenshot(page: Any, name: str) -> Path:

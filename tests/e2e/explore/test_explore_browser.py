@@ -318,3 +318,4 @@ def test_unknown_trace_shows_not_found(page: Any, explore_stack: ExploreStack) -
     state = open_screen(page, explore_stack, "/trace/" + "0" * 31 + "1", "trace", state=None)
     assert state == "notfound"
     assert "not found" in page.inner_text("#screen")
+    screenshot(page, "trace-not-found")
