@@ -338,13 +338,20 @@ class ExploreApi:
         return call.envelope({"process": process_row(rows[0]), "streams": streams, "threads": threads})
 
     async def _thread_spans(self, call: _Call) -> web.Response:
-        parse_uuid(call.request.match_info["process_id"], "process id")
+        process_id = parse_uuid(call.request.match_info["process_id"], "process id")
         stream_id = _param(call.request, "stream_id")
         if stream_id is None:
             raise ExploreError("stream_id is required (a cpu stream of the process)")
         stream_id = parse_uuid(stream_id, "stream_id")
         limit = parse_int(call.request.query.get("limit"), "limit", default=50_000, low=1, high=200_000) or 50_000
-        rows = await call.rows(procs.thread_spans_sql(stream_id, limit))
+        owner, rows = await call.rows_of(
+            procs.stream_owner_sql(stream_id, process_id), procs.thread_spans_sql(stream_id, limit)
+        )
+        if not owner:
+            window = call.window
+            raise ExploreError(
+                f"stream {stream_id} of process {process_id} not found in {window.begin} .. {window.end}", 404
+            )
         spans = [
             {
                 "id": row["id"],

@@ -17,6 +17,7 @@ __all__ = [
     "perfetto_sql",
     "process_sql",
     "processes_sql",
+    "stream_owner_sql",
     "streams_sql",
     "thread_spans_sql",
 ]
@@ -62,6 +63,12 @@ def streams_sql(process_id: str) -> str:
         f"WHERE process_id = {pid} GROUP BY stream_id) b ON s.stream_id = b.stream_id "
         f"WHERE s.process_id = {pid} ORDER BY s.stream_id"
     )
+
+
+def stream_owner_sql(stream_id: str, process_id: str) -> str:
+    """One row when ``stream_id`` is a stream of ``process_id``."""
+    sid, pid = sql_text(parse_uuid(stream_id, "stream_id")), sql_text(parse_uuid(process_id, "process_id"))
+    return f"SELECT stream_id FROM streams WHERE stream_id = {sid} AND process_id = {pid}"  # noqa: S608
 
 
 def thread_spans_sql(stream_id: str, limit: int) -> str:

@@ -288,6 +288,18 @@ def test_processes_and_process_page(explore_lake: ExploreLake) -> None:
     assert all(s["end_ns"] >= s["begin_ns"] and s["duration_ms"] >= 0 for s in spans)
 
 
+def test_thread_spans_of_another_process_is_404(explore_lake: ExploreLake) -> None:
+    processes = api(explore_lake, "/explore/api/processes")["data"]["processes"]
+    worker = next(p for p in processes if p["service"] == native.SERVICE)
+    other = next(p for p in processes if p["service"] != native.SERVICE)
+    [thread] = api(explore_lake, f"/explore/api/process/{worker['process_id']}")["data"]["threads"]
+    answer = request(
+        explore_lake.url(f"/explore/api/process/{other['process_id']}/thread_spans?stream_id={thread['stream_id']}")
+    )
+    assert answer.status == 404
+    assert "not found" in answer.json()["error"]
+
+
 def test_perfetto_download(explore_lake: ExploreLake) -> None:
     processes = api(explore_lake, "/explore/api/processes")["data"]["processes"]
     worker = next(p for p in processes if p["service"] == native.SERVICE)
