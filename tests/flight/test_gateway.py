@@ -61,7 +61,16 @@ def test_query_with_range_and_typed_values(gateway) -> None:
     assert rows[0]["time"] >= "2024-05-01T11:30:00.000000000Z"
     assert rows[0]["time"].endswith("Z")
     assert rows[0]["exe"].startswith("/usr/bin/")
-    int(rows[0]["properties"], 16)  # binary as hex
+    assert isinstance(rows[0]["properties"], dict)  # JSONB as JSON, not hex
+
+
+def test_jsonb_columns_as_json_and_binary_ids_as_hex(gateway) -> None:
+    status, _, rows = _post(
+        gateway,
+        {"sql": "SELECT jsonb_parse('{\"a\": [1, \"x\"]}') AS jsonb_doc, X'01ff' AS raw, 1 AS n"},
+    )
+    assert status == 200
+    assert rows == [{"jsonb_doc": {"a": [1, "x"]}, "raw": "01ff", "n": 1}]
 
 
 def test_empty_result_is_an_empty_array(gateway) -> None:
