@@ -78,6 +78,7 @@ class ExploreStack:
 
     gateway: str
     flightsql: str
+    otlp_http: str
     data_dir: Path
     run_id: str
     shop: ShopExpectation
@@ -282,6 +283,7 @@ def explore_stack() -> Iterator[ExploreStack]:
         yield ExploreStack(
             gateway=urls["gateway"].removesuffix("/gateway"),  # the banner names the gateway's query route
             flightsql=flight,
+            otlp_http=urls["otlp-http"],
             data_dir=root / "data",
             run_id=run_id,
             shop=shop,
@@ -336,6 +338,22 @@ def page(browser_context: Any) -> Iterator[Any]:
     yield tab
     tab.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def emit_log(stack: ExploreStack, message: str) -> None:
+    """One warning log record of ``BIG_SERVICE`` through the OTel SDK's logger provider over OTLP/HTTP."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create({"service.name": BIG_SERVICE, "service.instance.id": "bulk-1"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{stack.otlp_http}/v1/logs")))
+    provider.get_logger("sirius.tests.explore").emit(
+        LogRecord(timestamp=time.time_ns(), severity_number=SeverityNumber.WARN, severity_text="WARN", body=message)
+    )
+    provider.shutdown()
 
 
 def screenshot(page: Any, name: str) -> Path:

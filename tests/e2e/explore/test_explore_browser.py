@@ -16,7 +16,16 @@ import urllib.request
 from typing import Any
 
 import pytest
-from _explore_stack import BIG_CHILDREN, BIG_SERVICE, BIG_SPANS, GAUGE, GAUGE_MINUTES_AGO, ExploreStack, screenshot
+from _explore_stack import (
+    BIG_CHILDREN,
+    BIG_SERVICE,
+    BIG_SPANS,
+    GAUGE,
+    GAUGE_MINUTES_AGO,
+    ExploreStack,
+    emit_log,
+    screenshot,
+)
 
 READY_TIMEOUT_MS = 30_000
 # The first test's setup may install Debian's chromium (apt-get, a ~100 MB download on a fresh
@@ -319,3 +328,51 @@ def test_unknown_trace_shows_not_found(page: Any, explore_stack: ExploreStack) -
     assert state == "notfound"
     assert "not found" in page.inner_text("#screen")
     screenshot(page, "trace-not-found")
+
+
+def test_live_tail_prepends_new_records_without_reload(page: Any, explore_stack: ExploreStack) -> None:
+    open_screen(page, explore_stack, f"/logs?service={BIG_SERVICE}&live=1", "logs", state=None)
+    assert page.locator("input[data-testid=live]").is_checked()
+    page.evaluate("() => { window.__sameDocument = true; }")  # gone if the page reloads
+    before = page.locator("table[data-testid=logs] tr[data-testid=log-row]").count()
+    message = f"live tail probe {explore_stack.run_id}"
+    emit_log(explore_stack, message)
+    page.wait_for_function(
+        "m => Array.from(document.querySelectorAll('[data-testid=log-row]')).some(r => r.innerText.includes(m))",
+        arg=message,
+        timeout=READY_TIMEOUT_MS,
+    )
+    assert page.evaluate("() => window.__sameDocument === true"), "the page was reloaded"
+    rows = page.locator("table[data-testid=logs] tr[data-testid=log-row]")
+    assert rows.count() == before + 1
+    assert message in rows.first.inner_text()  # newest first: prepended
+
+
+def test_histogram_quantiles_and_range_picker(page: Any, explore_stack: ExploreStack) -> None:
+    open_screen(page, explore_stack, "/metrics?name=http.server.duration&kind=histogram", "metrics")
+    quantiles = page.locator("svg[data-testid=chart] path[data-testid=series][data-quantile]")
+    assert sorted(quantiles.evaluate_all("ps => ps.map(p => p.dataset.quantile)")) == ["p50", "p95", "p99"]
+    assert all(int(n) >= 1 for n in quantiles.evaluate_all("ps => ps.map(p => p.dataset.points)"))
+    page.select_option("select[data-testid=range]", "15m")
+    page.wait_for_url(re.compile(r"from=15m"))
+    wait_screen(page, "metrics")
+    assert "name=http.server.duration" in page.url
+
+
+def test_global_search_and_open_in_sql(page: Any, explore_stack: ExploreStack) -> None:
+    open_screen(page, explore_stack, "/services", "services")
+    search = page.locator("[data-testid=global-search]")
+    search.fill(explore_stack.failed_trace_id)
+    search.press("Enter")
+    wait_screen(page, "trace")
+    assert page.url.split("?")[0].endswith(f"/trace/{explore_stack.failed_trace_id}")
+    page.click("[data-testid=sql-panel] summary")
+    first_sql = page.locator("[data-testid=sql-panel] [data-testid=sql]").first.inner_text()
+    page.locator("[data-testid=sql-panel] a[href*='/sql?q=']").first.click()
+    wait_screen(page, "sql", state=None)
+    assert page.locator("textarea[data-testid=sql-editor]").input_value() == first_sql
+    search = page.locator("[data-testid=global-search]")
+    search.fill(explore_stack.native_process_id)
+    search.press("Enter")
+    wait_screen(page, "process")
+    assert explore_stack.native_process_id in page.url
