@@ -119,6 +119,25 @@ def test_api_keys(stack_factory: object, monkeypatch: pytest.MonkeyPatch) -> Non
     status, content_type, body = raw_get(gateway, "/trace/0123456789abcdef0123456789abcdef")
     assert (status, body) == (200, INDEX)
     assert content_type.startswith("text/html")
+    # The terminal companions send the key as sirius query does (flag or MICROMEGAS_API_KEY).
+    from cli_subprocess import SIRIUS, embedded_env
+
+    flightsql = next(e.url for e in stack.endpoints if e.name == "flightsql")
+    env = embedded_env(keep_otel=False)
+    refused = subprocess.run(
+        [*SIRIUS, "services", "--uri", flightsql], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "sirius services:" in refused.stderr
+    accepted = subprocess.run(
+        [*SIRIUS, "services", "--uri", flightsql],
+        env=env | {"MICROMEGAS_API_KEY": "s3cret"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "no services in this range" in accepted.stdout
 
 
 def test_sirius_up_prints_and_serves_explore() -> None:
