@@ -1,4 +1,6 @@
-"""The Explore browser tests' stack and browser (fixtures re-exported by conftest.py): one ``sirius up`` fed with known data, one Chromium.
+"""The Explore browser tests' stack and browser: one ``sirius up`` fed with known data, one Chromium.
+
+The fixtures are re-exported by ``conftest.py``; test modules import the helpers from here.
 
 The stack is a real ``sirius up --fast-unsafe`` subprocess on free ports with its own data
 directory. It is fed the way users feed it: the demo's sample shop (``sirius.admin._demo_app``:

@@ -1,4 +1,4 @@
-"""Fixtures of the Explore browser tests, defined in ``_explore_stack`` (a name no other test folder uses).
+"""Fixtures of the Explore browser tests, defined in ``_explore_stack`` (a name no other folder uses).
 
 Test modules import helpers from ``_explore_stack``, never from ``conftest``: other folders have
 their own ``conftest.py`` on ``sys.path`` too, and the first plain ``import conftest`` would win.
