@@ -30,7 +30,7 @@ from . import _trace_queries as traces
 from ._errors import ExploreError
 from ._latency import red_by_group
 from ._range import TimeWindow, bucket_seconds, parse_window
-from ._render import column_types, render_table, rfc3339, table_rows
+from ._render import column_types, render_table, rfc3339, table_columns, table_rows
 from ._shaping import (
     bucket_starts,
     log_rows,
@@ -231,13 +231,14 @@ class ExploreApi:
 
     async def _trace(self, call: _Call) -> web.Response:
         trace_id = parse_hex_id(call.request.match_info["trace_id"], "trace id", length=32)
-        spans = await call.rows(traces.trace_spans_sql(trace_id))
-        if not spans:
+        table = await call.table(traces.trace_spans_sql(trace_id))
+        if table.num_rows == 0:
             window = call.window
             raise ExploreError(f"trace {trace_id} not found in {window.begin} .. {window.end}", status=404)
+        spans = table_columns(table)
         # The trace's logs lie within its spans: only the partitions around them are read.
-        start = min(s["start_time"] for s in spans) - traces.LOG_MARGIN_NS
-        end = max(s["end_time"] for s in spans) + traces.LOG_MARGIN_NS
+        start = min(spans["start_time"]) - traces.LOG_MARGIN_NS
+        end = max(spans["end_time"]) + traces.LOG_MARGIN_NS
         trace_logs = table_rows(await call.table(traces.trace_logs_sql(trace_id), TimeWindow(start, end)))
         return call.envelope(trace_data(trace_id, spans, log_rows(trace_logs)))
 

@@ -21,7 +21,7 @@ from ...lakehouse._sql_jsonb import decode_jsonb
 from ...tracing._rfc3339 import format_rfc3339_ns
 from .._jsonb_text import is_jsonb_candidate
 
-__all__ = ["column_types", "json_value", "render_table", "rfc3339", "table_rows"]
+__all__ = ["column_types", "json_value", "render_table", "rfc3339", "table_columns", "table_rows"]
 
 
 def rfc3339(ns: int | None) -> str | None:
@@ -91,6 +91,11 @@ def _values(field: pa.Field, column: pa.ChunkedArray) -> tuple[list[Any], bool]:
     if pa.types.is_fixed_size_binary(data_type) or pa.types.is_binary(data_type):
         return [None if v is None else v.hex() for v in values], False
     return [json_value(v) for v in values], False
+
+
+def table_columns(table: pa.Table) -> dict[str, list[Any]]:
+    """The columns of ``table`` as lists of JSON-ready values, by name (no per-row dicts)."""
+    return {field.name: _values(field, column)[0] for field, column in zip(table.schema, table.columns, strict=True)}
 
 
 def render_table(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:

@@ -8,7 +8,7 @@ durations as ms).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._critical_path import SpanTiming, critical_path
@@ -205,48 +205,93 @@ def _links(links: Any) -> list[Row]:
     ]
 
 
-def trace_data(trace_id: str, spans: Sequence[Row], logs: list[Row]) -> dict[str, Any]:
-    """``/explore/api/trace/<id>`` data: every span with its details and critical-path mark."""
-    resources: dict[int, dict[str, Any]] = {}  # rows of a process share one decoded property object
+def _cached(convert: Any) -> Any:
+    """``convert`` memoised by the identity of its argument (rows share decoded JSONB objects)."""
+    done: dict[int, Any] = {}
 
-    def resource(properties: Any) -> dict[str, Any]:
-        key = id(properties)
-        if key not in resources:
-            resources[key] = _resource(properties)
-        return resources[key]
+    def call(value: Any) -> Any:
+        key = id(value)
+        if key not in done:
+            done[key] = convert(value)
+        return done[key]
 
-    critical = critical_path(
-        [SpanTiming(s["span_id"], s["parent_span_id"], s["start_time"], s["end_time"]) for s in spans]
-    )
-    start = min(s["start_time"] for s in spans)
-    end = max(s["end_time"] for s in spans)
+    return call
+
+
+def trace_data(trace_id: str, columns: Mapping[str, Sequence[Any]], logs: list[Row]) -> dict[str, Any]:
+    """``/explore/api/trace/<id>`` data: every span with its details and critical-path mark.
+
+    Args:
+        trace_id: the trace's id (hex).
+        columns: the columns of ``trace_spans_sql``'s answer (``_render.table_columns``), at least one row.
+        logs: the trace's log rows.
+    """
+    ids, parents = columns["span_id"], columns["parent_span_id"]
+    starts, ends = columns["start_time"], columns["end_time"]
+    critical = critical_path([SpanTiming(*span) for span in zip(ids, parents, starts, ends, strict=True)])
+    resource, events, links = _cached(_resource), _cached(_events), _cached(_links)
+    spans = [
+        {
+            "span_id": span_id,
+            "parent_span_id": parent,
+            "service": service,
+            "name": name,
+            "kind": kind,
+            "start_ns": start,
+            "end_ns": end,
+            "duration_ms": duration / 1e6,
+            "status": status,
+            "status_message": message,
+            "attributes": attributes if isinstance(attributes, dict) else {},
+            "resource": resource(process_properties),
+            "events": events(span_events),
+            "links": links(span_links),
+            "process_id": process_id,
+            "critical": span_id in critical,
+        }
+        for (
+            span_id,
+            parent,
+            service,
+            name,
+            kind,
+            start,
+            end,
+            duration,
+            status,
+            message,
+            attributes,
+            process_properties,
+            span_events,
+            span_links,
+            process_id,
+        ) in zip(
+            ids,
+            parents,
+            columns["service_name"],
+            columns["name"],
+            columns["kind"],
+            starts,
+            ends,
+            columns["duration"],
+            columns["status"],
+            columns["status_message"],
+            columns["properties"],
+            columns["process_properties"],
+            columns["events"],
+            columns["links"],
+            columns["process_id"],
+            strict=True,
+        )
+    ]
+    start, end = min(starts), max(ends)
     return {
         "trace_id": trace_id,
         "start_ns": start,
         "end_ns": end,
         "duration_ms": (end - start) / 1e6,
-        "services": sorted({s["service_name"] for s in spans}),
-        "spans": [
-            {
-                "span_id": s["span_id"],
-                "parent_span_id": s["parent_span_id"],
-                "service": s["service_name"],
-                "name": s["name"],
-                "kind": s["kind"],
-                "start_ns": s["start_time"],
-                "end_ns": s["end_time"],
-                "duration_ms": s["duration"] / 1e6,
-                "status": s["status"],
-                "status_message": s["status_message"],
-                "attributes": s["properties"] if isinstance(s["properties"], dict) else {},
-                "resource": resource(s["process_properties"]),
-                "events": _events(s["events"]),
-                "links": _links(s["links"]),
-                "process_id": s["process_id"],
-                "critical": s["span_id"] in critical,
-            }
-            for s in spans
-        ],
+        "services": sorted(set(columns["service_name"])),
+        "spans": spans,
         "logs": logs,
     }
 

@@ -31,7 +31,7 @@ from . import _trace_queries as traces
 from ._errors import ExploreError
 from ._latency import red_by_group
 from ._range import NS_PER_S, TimeWindow, bucket_seconds, parse_window
-from ._render import rfc3339, table_rows
+from ._render import rfc3339, table_columns, table_rows
 from ._shaping import bucket_starts, log_rows, services_data, trace_data
 from ._sql_literals import parse_hex_id, parse_level, parse_uuid
 from ._terminal_views import format_log_line, format_services, format_waterfall
@@ -77,10 +77,10 @@ def run_trace(
     try:
         hex_id = parse_hex_id(trace_id, "trace id", length=32)
         window = parse_window(begin, end, time.time_ns(), default_from="30d")
-        spans = target.rows(traces.trace_spans_sql(hex_id), window)
-        if not spans:
+        table = target.table(traces.trace_spans_sql(hex_id), window)
+        if table.num_rows == 0:
             return _fail(err, "trace", f"trace {hex_id} not found in {window.begin} .. {window.end}", 1)
-        trace = trace_data(hex_id, spans, [])
+        trace = trace_data(hex_id, table_columns(table), [])
     except (ExploreError, QueryClientError) as exc:
         return _fail(err, "trace", str(exc))
     out.write(format_waterfall(trace, unicode=_unicode(out)) + "\n")
