@@ -2,11 +2,12 @@
 
 A t-digest per group (``approx_percentile_cont``) over a million spans costs hundreds of ms;
 counting spans per *latency bucket* is a plain hash aggregation. The services query
-(``_services_queries.red_histogram_sql``) returns, per group (service or operation), entry flag,
-time bucket and latency bucket (16 per power of two: ``floor(log2(ns) * 16)``), the span count,
-error count and the smallest and largest duration. Quantiles are read here, vectorised with
-numpy: the bucket holding the rank, then linear interpolation between that bucket's smallest
-and largest duration (exact when they are equal; within 4.4 % otherwise).
+(``_services_queries.red_histogram_sql``) returns, per group (service or operation) and entry
+flag, the span count, error count and smallest and largest duration per latency bucket (16 per
+power of two: ``floor(log2(ns) * 16)``) over the range, and per time bucket and coarser latency
+bucket (4 per power of two) for the sparklines. Quantiles are read here, vectorised with numpy:
+the bucket holding the rank, then linear interpolation between that bucket's smallest and
+largest duration (exact when they are equal; within 4.4 % otherwise, 19 % for sparklines).
 
 Entry spans: a group's figures count only its entry spans (SERVER/CONSUMER or root) when it has
 any, else all its spans (``scope="group"``); for the operations of one service the choice is
@@ -44,9 +45,11 @@ class RedFigures:
 
 
 def _ints(table: pa.Table, name: str) -> npt.NDArray[np.int64]:
+    """The column as int64 (NULLs, which only the other grouping set's rows hold, as 0)."""
     column = table.column(name)
     if pa.types.is_timestamp(column.type):
         column = pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
+    column = pc.fill_null(pc.cast(column, pa.int64()), 0)
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -107,25 +110,31 @@ def red_by_group(table: pa.Table, bucket_starts: Sequence[int], *, scope: str = 
         keep = entry | ~has_entry[codes]
     else:
         keep = entry if entry.any() else np.ones(len(entry), dtype=bool)
-    codes = codes[keep]
-    times, buckets = _ints(table, "t")[keep], _ints(table, "lb")[keep]
-    counts, errors = _ints(table, "n")[keep], _ints(table, "errors")[keep]
-    lows, highs = _ints(table, "lo")[keep], _ints(table, "hi")[keep]
+    spark = keep & np.asarray(table.column("t").is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    overall = keep & ~spark
+    counts, errors = _ints(table, "n"), _ints(table, "errors")
+    lows, highs = _ints(table, "lo"), _ints(table, "hi")
     groups = len(names)
     slots = len(bucket_starts)
-    requests = np.bincount(codes, weights=counts, minlength=groups)
-    error_counts = np.bincount(codes, weights=errors, minlength=groups)
-    overall_keys, overall = quantiles_by_key(codes, buckets, counts, lows, highs, QUANTILES)
+    requests = np.bincount(codes[overall], weights=counts[overall], minlength=groups)
+    error_counts = np.bincount(codes[overall], weights=errors[overall], minlength=groups)
+    overall_keys, overall_values = quantiles_by_key(
+        codes[overall], _ints(table, "lb")[overall], counts[overall], lows[overall], highs[overall], QUANTILES
+    )
+    times = _ints(table, "t")[spark]
     slot = np.clip(np.searchsorted(np.asarray(bucket_starts, dtype=np.int64), times, side="right") - 1, 0, slots - 1)
-    cell = codes * slots + slot
-    spark_requests = np.bincount(cell, weights=counts, minlength=groups * slots).reshape(groups, slots)
-    spark_errors = np.bincount(cell, weights=errors, minlength=groups * slots).reshape(groups, slots)
-    cell_keys, (cell_p95,) = quantiles_by_key(cell, buckets, counts, lows, highs, (0.95,))
+    cell = codes[spark] * slots + slot
+    spark_counts, spark_errs = counts[spark], errors[spark]
+    spark_requests = np.bincount(cell, weights=spark_counts, minlength=groups * slots).reshape(groups, slots)
+    spark_errors = np.bincount(cell, weights=spark_errs, minlength=groups * slots).reshape(groups, slots)
+    cell_keys, (cell_p95,) = quantiles_by_key(
+        cell, _ints(table, "lb4")[spark], spark_counts, lows[spark], highs[spark], (0.95,)
+    )
     p95_cells = np.full(groups * slots, np.nan)
     p95_cells[cell_keys] = cell_p95
     p95_cells = p95_cells.reshape(groups, slots)
     figures: dict[int, list[float | None]] = {
-        int(key): [float(v[i]) / _NS_PER_MS for v in overall] for i, key in enumerate(overall_keys)
+        int(key): [float(v[i]) / _NS_PER_MS for v in overall_values] for i, key in enumerate(overall_keys)
     }
     out = {}
     for code, name in enumerate(names):

@@ -18,6 +18,7 @@ __all__ = [
     "ENTRY_SPAN",
     "LATENCY_BUCKET",
     "OTEL_PROCESS",
+    "SPARK_LATENCY_BUCKET",
     "error_logs_by_service_sql",
     "processes_by_service_sql",
     "red_histogram_sql",
@@ -28,7 +29,10 @@ ENTRY_SPAN = "(kind IN ('SERVER', 'CONSUMER') OR parent_span_id IS NULL)"
 """Condition on ``otel_spans`` rows: an entry span (where a request enters a service)."""
 
 LATENCY_BUCKET = "CAST(floor(log2(CAST(greatest(duration, 1) AS DOUBLE)) * 16) AS BIGINT)"
-"""A span's latency bucket: 16 per power of two of its duration in ns."""
+"""A span's latency bucket: 16 per power of two of its duration in ns (figures over the range)."""
+
+SPARK_LATENCY_BUCKET = "CAST(floor(log2(CAST(greatest(duration, 1) AS DOUBLE)) * 4) AS BIGINT)"
+"""A coarser latency bucket, 4 per power of two, for the per-time-bucket p95 of sparklines."""
 
 OTEL_PROCESS = (
     "(property_get(properties, 'otel.resource.service.name') IS NOT NULL "
@@ -38,16 +42,20 @@ OTEL_PROCESS = (
 
 
 def red_histogram_sql(bucket_s: int, service: str | None = None) -> str:
-    """Spans counted per group, entry flag, time bucket and latency bucket (see ``_latency``).
+    """Spans counted per group, entry flag and latency bucket, and per time bucket (see ``_latency``).
 
-    The group is the service, or, given ``service``, the operation (span name) of that service.
+    Two grouping sets in one scan: ``(grp, entry, lb)`` for the figures over the range (``t``
+    NULL) and ``(grp, entry, t, lb4)`` for the sparklines (``lb`` NULL). The group is the
+    service, or, given ``service``, the operation (span name) of that service.
     """
     group, where = ("service_name", "") if service is None else ("name", f" WHERE service_name = {sql_text(service)}")
     return (
         f"SELECT {group} AS grp, {ENTRY_SPAN} AS entry, "  # noqa: S608 - literals are escaped
-        f"date_bin(INTERVAL '{int(bucket_s)} seconds', start_time) AS t, {LATENCY_BUCKET} AS lb, "
+        f"date_bin(INTERVAL '{int(bucket_s)} seconds', start_time) AS t, "
+        f"{LATENCY_BUCKET} AS lb, {SPARK_LATENCY_BUCKET} AS lb4, "
         "count(*) AS n, sum(CASE WHEN status = 'ERROR' THEN 1 ELSE 0 END) AS errors, "
-        f"min(duration) AS lo, max(duration) AS hi FROM otel_spans{where} GROUP BY grp, entry, t, lb"
+        f"min(duration) AS lo, max(duration) AS hi FROM otel_spans{where} "
+        "GROUP BY GROUPING SETS ((grp, entry, lb), (grp, entry, t, lb4))"
     )
 
 
