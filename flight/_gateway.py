@@ -114,6 +114,9 @@ class GatewayError(Exception):
 
 _GatewayError = GatewayError
 
+NO_KEY_MESSAGE = "this server needs an API key (send Authorization: Bearer <key>)"
+"""The 401 reason when no ``Authorization`` header was sent (a wrong key is ``invalid token``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class QueryAnswer:
@@ -252,6 +255,8 @@ class GatewayService:
         """
         authorization = request.headers.get("Authorization")
         if self.keys.authenticate(authorization) is None:
+            if not (authorization or "").strip():
+                raise GatewayError(401, NO_KEY_MESSAGE)
             raise GatewayError(401, "invalid token")
         return authorization
 

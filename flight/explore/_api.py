@@ -98,6 +98,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+def _error_response(message: str, status: int, call: _Call | None) -> web.Response:
+    """``{"error"}``, plus the queries run so far and the range searched once the window was parsed.
+
+    A 404 (unknown trace or process) thus shows the SQL that found nothing and the range it searched.
+    """
+    body: dict[str, Any] = {"error": message}
+    if call is not None:
+        body["queries"] = call.queries
+        body["range"] = call.window.as_json()
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
 def _param(request: web.Request, name: str) -> str | None:
     value = request.query.get(name)
     if value is None or value.strip() == "":
@@ -144,6 +156,7 @@ class ExploreApi:
         self, handler: Handler, *, default_from: str = "1h", body: bool = False
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def route(request: web.Request) -> web.StreamResponse:
+            call: _Call | None = None
             try:
                 self.gateway.authorize(request)
                 begin, end = _param(request, "from"), _param(request, "to")
@@ -153,12 +166,13 @@ class ExploreApi:
                     begin = _body_text(payload, "from") or begin
                     end = _body_text(payload, "to") or end
                 window = parse_window(begin, end, self._clock(), default_from=default_from)
-                return await handler(_Call(self.gateway, request, window, payload))
+                call = _Call(self.gateway, request, window, payload)
+                return await handler(call)
             except ExploreError as exc:
-                return web.json_response({"error": exc.message}, status=exc.status)
+                return _error_response(exc.message, exc.status, call)
             except GatewayError as exc:
                 status = 400 if exc.status == 500 else exc.status  # a failed query is the query's fault
-                return web.json_response({"error": exc.message}, status=status)
+                return _error_response(exc.message, status, call)
             except Exception as exc:  # noqa: BLE001 - a bug: say what failed, not a bare "Internal Server Error"
                 _LOG.exception("explore: %s %s failed", request.method, request.path)
                 return web.json_response({"error": f"explore failed: {type(exc).__name__}: {exc}"}, status=500)

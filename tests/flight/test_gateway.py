@@ -102,8 +102,12 @@ def test_bad_requests(gateway, body, raw, status, message) -> None:
 
 
 def test_auth(gateway) -> None:
-    assert _post(gateway, {"sql": "SELECT 1"}, key=None)[0] == 401
-    assert _post(gateway, {"sql": "SELECT 1"}, key="wrong")[0] == 401
+    missing = _post(gateway, {"sql": "SELECT 1"}, key=None)
+    assert missing[0] == 401
+    assert "needs an API key" in missing[2]["error"]
+    wrong = _post(gateway, {"sql": "SELECT 1"}, key="wrong")
+    assert wrong[0] == 401
+    assert wrong[2]["error"] == "invalid token"
     assert _post(gateway, {"sql": "SELECT 1"})[0] == 200
 
 

@@ -9,6 +9,7 @@ their streams and thread spans, the SQL endpoint; and the envelope (the exact SQ
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -126,7 +127,17 @@ def test_trace_by_id_spans_nesting_and_critical_path(explore_lake: ExploreLake) 
 def test_unknown_trace_is_404_and_bad_id_400(explore_lake: ExploreLake) -> None:
     missing = request(explore_lake.url("/explore/api/trace/" + "0" * 31 + "1"))
     assert missing.status == 404
-    assert "not found" in missing.json()["error"]
+    body = missing.json()
+    assert "not found" in body["error"]
+    # the 404 carries the query that found nothing and the range it searched (30 days by default)
+    [query] = body["queries"]
+    assert "0" * 31 + "1" in query["sql"]
+    assert query["rows"] == 0
+    begin, end = (datetime.fromisoformat(body["range"][k].replace("Z", "+00:00")[:26]) for k in ("from", "to"))
+    assert abs((end - begin).total_seconds() - 30 * 86400) < 2
+    narrow = request(explore_lake.url("/explore/api/trace/" + "0" * 31 + "1?from=1h")).json()
+    begin, end = (datetime.fromisoformat(narrow["range"][k].replace("Z", "+00:00")[:26]) for k in ("from", "to"))
+    assert abs((end - begin).total_seconds() - 3600) < 2
     bad = request(explore_lake.url("/explore/api/trace/xyz"))
     assert bad.status == 400
     assert "trace id" in bad.json()["error"]

@@ -105,9 +105,10 @@ def test_api_keys(stack_factory: object, monkeypatch: pytest.MonkeyPatch) -> Non
     gateway = next(e.url for e in stack.endpoints if e.name == "gateway").removesuffix("/gateway")
     missing = request(gateway + "/explore/api/services")
     assert missing.status == 401
-    assert missing.json() == {"error": "invalid token"}
+    assert missing.json() == {"error": "this server needs an API key (send Authorization: Bearer <key>)"}
     wrong = request(gateway + "/explore/api/services", key="nope")
     assert wrong.status == 401
+    assert wrong.json() == {"error": "invalid token"}
     allowed = request(gateway + "/explore/api/services", key="s3cret")
     assert allowed.status == 200
     assert allowed.json()["data"]["services"] == []
