@@ -9,9 +9,12 @@ export const KEY_STORAGE = "sirius.key";
 const BASE = "/explore/api/";
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** queries: the SQL the failed call ran (a 404 lists the query that found nothing); range: the range searched. */
+  constructor(status, message, queries = [], range = null) {
     super(message);
     this.status = status;
+    this.queries = queries;
+    this.range = range;
   }
 }
 
@@ -41,6 +44,26 @@ export function apiUrl(path, params = {}) {
   return BASE + path + (qs ? `?${qs}` : "");
 }
 
+/** The same URL whatever the order of its parameters. */
+function canonical(url) {
+  const u = new URL(url, location.href);
+  const entries = [...u.searchParams].sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0));
+  return `${u.pathname}?${new URLSearchParams(entries)}`;
+}
+
+/** The response of the call index.html started before the modules loaded, once, if it is this URL's. */
+function takeFirst(url) {
+  const first = window.__siriusFirst;
+  if (!first || canonical(first.url) !== canonical(url)) return null;
+  window.__siriusFirst = null;
+  return first.response;
+}
+
+/** Forget the early call (after the first screen: a later one must not get a stale answer). */
+export function dropFirst() {
+  window.__siriusFirst = null;
+}
+
 /**
  * Call an endpoint: get("traces", {service: "x"}) → {data, queries, range}.
  * options: {signal, method, body}.
@@ -59,7 +82,8 @@ async function call(url, options, retried = false) {
   if (options.body) headers["Content-Type"] = "application/json";
   let response;
   try {
-    response = await fetch(url, { method: options.method || "GET", body: options.body, headers, signal: options.signal });
+    const early = !retried && !options.method ? takeFirst(url) : null;
+    response = (early && (await early.catch(() => null))) || (await fetch(url, { method: options.method || "GET", body: options.body, headers, signal: options.signal }));
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, `the server did not answer (${err.message})`);
@@ -78,7 +102,10 @@ async function call(url, options, retried = false) {
     }
     throw new ApiError(401, `${await errorText(response)} (the key was refused; reload to enter another)`);
   }
-  if (!response.ok) throw new ApiError(response.status, await errorText(response));
+  if (!response.ok) {
+    const failed = await errorBody(response);
+    throw new ApiError(response.status, failed.error, failed.queries, failed.range);
+  }
   let body;
   try {
     const text = await response.text();
@@ -105,14 +132,19 @@ function bigintReviver(key, value, context) {
 }
 
 async function errorText(response) {
+  return (await errorBody(response)).error;
+}
+
+/** {error, queries, range} of an error answer (queries and range when the server ran any). */
+async function errorBody(response) {
   const text = await response.text().catch(() => "");
   try {
     const parsed = JSON.parse(text);
-    if (parsed && parsed.error) return String(parsed.error);
+    if (parsed && parsed.error) return { error: String(parsed.error), queries: parsed.queries || [], range: parsed.range || null };
   } catch {
     /* not JSON */
   }
-  return text.trim() || `HTTP ${response.status} ${response.statusText}`;
+  return { error: text.trim() || `HTTP ${response.status} ${response.statusText}`, queries: [], range: null };
 }
 
 // ---- the key prompt ---------------------------------------------------------------------

@@ -2,10 +2,10 @@
 // history API (deep links, pushState for in-app links, popstate re-renders), and the life cycle
 // of a screen: <main id="screen" data-screen data-state>, its SQL panel, its abort signal.
 
-import { h, fill, href, notice } from "./dom.js";
-import { get, ApiError } from "./api.js";
+import { h, fill, href, notice, fmtTime } from "./dom.js";
+import { get, ApiError, dropFirst } from "./api.js";
 import { SqlPanel } from "./sql-panel.js";
-import { timeRangePicker } from "./timerange.js";
+import { timeRangePicker, DEFAULT_FROM } from "./timerange.js";
 
 const SCREENS = {
   services: () => import("./services.js"),
@@ -29,6 +29,10 @@ const NAV = [
 ];
 
 const HEX32 = /^[0-9a-f]{32}$/i;
+
+/** The range a screen searches when the URL has none: a trace by id is looked up over 30 days (as its API). */
+const TRACE_DEFAULT_FROM = "30d";
+const defaultFrom = (screen) => (screen === "trace" ? TRACE_DEFAULT_FROM : DEFAULT_FROM);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Which screen a path shows, and its argument (service name, trace id, process id). */
@@ -69,11 +73,12 @@ export function setParams(params, push = false) {
 
 async function render() {
   const seq = ++renderSeq;
+  if (seq > 1) dropFirst();
   if (current) current.controller.abort();
   const controller = new AbortController();
   current = { controller };
   const { screen, arg } = route(location.pathname);
-  picker.sync();
+  picker.sync(defaultFrom(screen));
   for (const link of document.querySelectorAll("nav a[data-nav]")) {
     const active = link.dataset.nav === screen || (screen === "service" && link.dataset.nav === "services") || (screen === "trace" && link.dataset.nav === "traces") || (screen === "process" && link.dataset.nav === "processes");
     if (active) link.setAttribute("aria-current", "page");
@@ -109,9 +114,15 @@ async function render() {
     title: (text) => { document.title = `${text} · Sirius Explore`; },
     /** GET an endpoint with this screen's signal; its queries go to the SQL panel. */
     load: async (path, params = {}) => {
-      const result = await get(path, params, { signal: controller.signal });
-      if (seq === renderSeq) sql.add(result.queries);
-      return result;
+      try {
+        const result = await get(path, params, { signal: controller.signal });
+        if (seq === renderSeq) sql.add(result.queries);
+        return result;
+      } catch (err) {
+        // a 404 or 400 lists the queries that ran (e.g. the lookup that found nothing)
+        if (err instanceof ApiError && seq === renderSeq) sql.add(err.queries);
+        throw err;
+      }
     },
   };
   try {
@@ -132,10 +143,44 @@ export function showError(ctx, err) {
   fill(
     ctx.body,
     h("h1", null, notFound ? "Not found" : "Something went wrong"),
-    notice("error", text),
-    notFound ? h("p.muted", null, "It may lie outside the time range: widen it above, or ", h("a", { href: href("/traces") }, "search traces"), ".") : null,
+    notice("error", notFound && err.range ? notFoundText(text, err.range) : text),
+    notFound ? widerRange(err.range) : null,
   );
   if (!(err instanceof ApiError)) console.error(err);
+}
+
+const DAY_MS = 86400000;
+
+/** "trace … not found in the last 30 days (from … to …)": the server's reason with the range in words. */
+function notFoundText(text, range) {
+  const what = text.replace(/ not found in .*$/, "");
+  const span = Date.parse(range.to) - Date.parse(range.from);
+  const q = new URLSearchParams(location.search);
+  const words = q.get("to") || !Number.isFinite(span) ? "the selected range" : `the last ${durationWords(span)}`;
+  return `${what} was not found in ${words} (${fmtTime(range.from, false)} → ${fmtTime(range.to, false)}).`;
+}
+
+function durationWords(ms) {
+  const units = [[DAY_MS, "day"], [3600000, "hour"], [60000, "minute"]];
+  for (const [size, unit] of units) {
+    const n = Math.round(ms / size);
+    if (n >= 1 && Math.abs(ms - n * size) < size / 100) return n === 1 ? unit : `${n} ${unit}s`;
+  }
+  return `${Math.round(ms / 1000)} seconds`;
+}
+
+/** An offer to search again over a wider range (30 days, then a year), or the trace search. */
+function widerRange(range) {
+  const span = range ? Date.parse(range.to) - Date.parse(range.from) : NaN;
+  const wider = !Number.isFinite(span) || span < 29 * DAY_MS ? ["30d", "the last 30 days"] : span < 360 * DAY_MS ? ["365d", "the last year"] : null;
+  const params = Object.fromEntries(new URLSearchParams(location.search));
+  return h(
+    "p.muted",
+    null,
+    wider ? [h("a", { href: href(location.pathname, { ...params, from: wider[0], to: "" }, false), "data-testid": "wider-range" }, `Search ${wider[1]}`), ", widen the range above, or "] : "Widen the range above, or ",
+    h("a", { href: href("/traces") }, "search traces"),
+    ".",
+  );
 }
 
 // ---- header -----------------------------------------------------------------------------

@@ -159,19 +159,52 @@ export function timeCell(t, relative = true) {
 
 // ---- colours ----------------------------------------------------------------------------
 
+// 18 colours told apart side by side (no pure red: red marks errors).
 const PALETTE = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-  "#17becf", "#bcbd22", "#7f7f7f", "#d62728", "#3949ab", "#00897b",
+  "#17becf", "#bcbd22", "#7f7f7f", "#3949ab", "#00897b", "#f9a825",
+  "#c2185b", "#7cb342", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
 ];
 
-/** A stable colour per service (or any name): the same name always gets the same colour. */
-export function colorFor(name) {
+const assigned = new Map(); // name → palette index, for this page session
+const taken = new Set();
+
+function hashOf(name) {
   let hash = 2166136261;
   for (const ch of String(name)) {
     hash ^= ch.codePointAt(0);
     hash = Math.imul(hash, 16777619);
   }
-  return PALETTE[(hash >>> 0) % PALETTE.length];
+  return hash >>> 0;
+}
+
+function assign(name) {
+  let index = assigned.get(name);
+  if (index !== undefined) return index;
+  index = hashOf(name) % PALETTE.length;
+  // linear probing to a colour no other name of this session has (while there are free ones)
+  if (taken.size < PALETTE.length) while (taken.has(index)) index = (index + 1) % PALETTE.length;
+  assigned.set(name, index);
+  taken.add(index);
+  return index;
+}
+
+/**
+ * Give these names (services shown together) their colours now, in sorted order, so that two
+ * of them never share one (up to 18) and the choice does not depend on the order of the rows.
+ */
+export function registerColors(names) {
+  for (const name of [...new Set(names.filter((x) => x !== null && x !== undefined).map(String))].sort()) assign(name);
+}
+
+/** A service's colour: the same for the whole page session, distinct from the others seen (see registerColors). */
+export function colorFor(name) {
+  return PALETTE[assign(String(name))];
+}
+
+/** A colour by hash alone (many names, e.g. thread span targets: they must not use up the service colours). */
+export function hashColor(name) {
+  return PALETTE[hashOf(name) % PALETTE.length];
 }
 
 /** Colour for series i of a chart. */

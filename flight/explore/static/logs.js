@@ -2,7 +2,7 @@
 // URL, newest first, "older" paging by next_before_ns, and a live tail that polls after_ns every
 // 1.5 s and prepends new rows without a reload. Trace ids link to the trace view.
 
-import { h, fill, href, notice, fmtTime, fmtAgo, shortId, LEVELS, colorFor, exactNs } from "./dom.js";
+import { h, fill, href, notice, fmtTime, fmtAgo, shortId, LEVELS, colorFor, registerColors, exactNs } from "./dom.js";
 
 const FIELDS = ["q", "level", "service", "target", "process", "trace_id"];
 const POLL_MS = 1500;
@@ -144,6 +144,7 @@ function rowNs(row) {
 
 function append(tbody, rows, prepend) {
   const fragment = document.createDocumentFragment();
+  registerColors(rows.map((row) => row.service));
   for (const row of rows) fragment.append(logRow(row, prepend));
   if (prepend) tbody.prepend(fragment);
   else tbody.append(fragment);

@@ -1,7 +1,7 @@
 // processes.js — the Processes screen: native and OTel processes seen in the range with their
 // service, exe, computer, times and properties; filter by text or service.
 
-import { h, fill, href, notice, timeCell, shortId, colorFor } from "./dom.js";
+import { h, fill, href, notice, timeCell, shortId, colorFor, registerColors } from "./dom.js";
 import { makeSortable } from "./table.js";
 
 export async function render(ctx) {
@@ -23,6 +23,7 @@ export async function render(ctx) {
   );
   const { data } = await ctx.load("processes", params);
   const processes = data.processes || [];
+  registerColors(processes.map((p) => p.service));
   const head = h("div.screen-head", null, h("h1", null, "Processes"), h("span.muted", null, `${processes.length} seen`));
   if (!processes.length) {
     fill(ctx.body, head, form, notice("empty", "No process reported in this time range."));

@@ -1,7 +1,7 @@
 // services.js — the Services screen: every service seen in the range with its RED figures
 // (rate, error rate, p50/p95/p99 of server/root spans) and sparklines of requests and errors.
 
-import { h, fill, fmtMs, fmtNum, fmtPct, colorFor, href, notice } from "./dom.js";
+import { h, fill, fmtMs, fmtNum, fmtPct, colorFor, registerColors, href, notice } from "./dom.js";
 import { sparkline } from "./chart.js";
 import { makeSortable } from "./table.js";
 
@@ -9,6 +9,7 @@ export async function render(ctx) {
   ctx.title("Services");
   const { data } = await ctx.load("services");
   const services = data.services || [];
+  registerColors(services.map((x) => x.service));
   const heading = h("div.screen-head", null, h("h1", null, "Services"), h("span.muted", null, `${services.length} seen · rate, errors and latency of server and root spans · sparklines in buckets of ${data.bucket_seconds ?? "?"} s`));
   if (!services.length) {
     fill(ctx.body, heading, notice("empty", "No service reported in this time range. Widen the range, or send data (sirius demo)."));

@@ -2,7 +2,7 @@
 // axis; wheel zooms around the cursor, dragging pans, double-click resets, hovering shows the
 // span. Wrapped in [data-testid=thread-timeline] with data-span-count.
 
-import { h, fmtMs, colorFor } from "./dom.js";
+import { h, fmtMs, hashColor } from "./dom.js";
 import { niceTicks } from "./chart.js";
 
 const ROW_H = 18;
@@ -55,7 +55,7 @@ export function threadTimeline(spans) {
       const x = (sp.b - v0) * scale;
       const w = Math.max(0.5, (sp.e - sp.b) * scale);
       const y = AXIS_H + sp.depth * ROW_H;
-      g.fillStyle = colorFor(sp.target || sp.name);
+      g.fillStyle = hashColor(sp.target || sp.name);
       g.globalAlpha = 0.85;
       g.fillRect(x, y + 1, w, ROW_H - 2);
       g.globalAlpha = 1;

@@ -55,10 +55,12 @@ export function timeRangePicker(onChange) {
   const element = h("div.timerange", null, select, edit, custom);
   const customOption = select.querySelector("option[value=custom]");
 
-  /** Reflect the URL's range in the controls. */
-  const sync = () => {
+  let lastDefault = DEFAULT_FROM;
+  /** Reflect the URL's range; defaultFrom: the range the screen searches when the URL has none. */
+  const sync = (defaultFrom = lastDefault) => {
+    lastDefault = defaultFrom;
     const q = new URLSearchParams(location.search);
-    const from = q.get("from") || DEFAULT_FROM;
+    const from = q.get("from") || defaultFrom;
     const to = q.get("to") || "";
     customOption.textContent = "custom…";
     edit.hidden = true;

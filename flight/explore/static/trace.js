@@ -3,7 +3,7 @@
 // depth computed once), service colours, the critical path, a time axis zoomable by dragging,
 // find-in-trace, the selected span's details (span-details.js) and the logs of the trace beside it.
 
-import { h, fill, fmtMs, fmtNum, colorFor, href, notice, fmtTime, shortId } from "./dom.js";
+import { h, fill, fmtMs, fmtNum, colorFor, registerColors, href, notice, fmtTime, shortId } from "./dom.js";
 import { niceTicks } from "./chart.js";
 import { spanDetails, logLine } from "./span-details.js";
 
@@ -17,6 +17,7 @@ export async function render(ctx) {
   ctx.title(`Trace ${shortId(id)}`);
   const { data } = await ctx.load(`trace/${encodeURIComponent(id)}`);
   const spans = data.spans || [];
+  registerColors(data.services || spans.map((sp) => sp.service));
   if (!spans.length) {
     fill(ctx.body, h("h1", null, "Trace"), notice("empty", `Trace ${id} has no span.`));
     ctx.setState("notfound");

@@ -2,7 +2,7 @@
 // sort, limit) kept in the URL, a scatter of the results over time, and a result table with a
 // duration bar per trace.
 
-import { h, s, fill, fmtMs, fmtNum, colorFor, href, notice, timeCell, toMs, shortId } from "./dom.js";
+import { h, s, fill, fmtMs, fmtNum, colorFor, registerColors, href, notice, timeCell, toMs, shortId } from "./dom.js";
 import { niceTicks, timeTicks } from "./chart.js";
 import { makeSortable } from "./table.js";
 
@@ -18,9 +18,12 @@ export async function render(ctx) {
   const form = searchForm(ctx, params, attrs);
   const results = h("div.results");
   fill(ctx.body, h("div.screen-head", null, h("h1", null, "Traces")), h("div.search-layout", null, form, results));
-  fillServices(ctx, form);
+  // service suggestions (the services query scans every span of the range): asked on first focus,
+  // so they do not compete with the search itself
+  form.elements.service.addEventListener("focus", () => fillServices(ctx, form), { once: true });
   const { data } = await ctx.load("traces", params);
   const traces = data.traces || [];
+  registerColors(traces.flatMap((t) => [t.root_service, ...(t.services || [])]));
   if (!traces.length) {
     fill(results, notice("empty", "No trace matches these filters in this time range."));
     ctx.setState("empty");
