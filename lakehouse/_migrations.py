@@ -8,7 +8,10 @@ schema      version table           lock key latest
 =========== ======================= ======== ======
 data lake   ``migration``           0        7
 lakehouse   ``lakehouse_migration`` 1        9
+sirius      ``sirius_migration``    SIRI     1
 =========== ======================= ======== ======
+
+The third schema holds Sirius's own tables (the query audit log), which Micromegas does not have.
 
 Protocol (§7.4): read the version without the lock; if it is behind, take
 ``pg_advisory_xact_lock(key)`` in a transaction on one connection and hold it for the whole
@@ -33,7 +36,13 @@ import asyncpg
 from ._exceptions import MigrationError
 from ._pool import pg_errors
 
-__all__ = ["DATA_LAKE_SCHEMA_VERSION", "LAKEHOUSE_SCHEMA_VERSION", "migrate", "schema_versions"]
+__all__ = [
+    "DATA_LAKE_SCHEMA_VERSION",
+    "LAKEHOUSE_SCHEMA_VERSION",
+    "SIRIUS_SCHEMA_VERSION",
+    "migrate",
+    "schema_versions",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -316,11 +325,67 @@ def _lakehouse_steps() -> tuple[Step, ...]:
 
 _LAKEHOUSE = _Schema(name="lakehouse", version_table="lakehouse_migration", lock_key=1, steps=_lakehouse_steps())
 
+# ---------------------------------------------------------------------------------------------
+# Sirius's own tables. Micromegas has none of them, so they live in a third schema with its own
+# version table and lock key: the two schemas above keep Micromegas's numbering, and a Rust
+# service sharing the database neither sees nor trips over these steps.
+
+_SIRIUS_V1 = """
+CREATE TABLE flightsql_query_audit(
+    query_id VARCHAR(64) NOT NULL,
+    time TIMESTAMPTZ NOT NULL,
+    client_ip TEXT NOT NULL,
+    client TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    entrypoint TEXT NOT NULL,
+    session TEXT,
+    notebook TEXT,
+    cell TEXT,
+    user_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    user_name TEXT,
+    service_account BOOLEAN NOT NULL,
+    service_account_name TEXT,
+    org_id TEXT,
+    sql TEXT NOT NULL,
+    sql_hash VARCHAR(16) NOT NULL,
+    range_begin TIMESTAMPTZ,
+    range_end TIMESTAMPTZ,
+    row_limit BIGINT,
+    context_init_ms DOUBLE PRECISION NOT NULL,
+    planning_ms DOUBLE PRECISION NOT NULL,
+    execution_ms DOUBLE PRECISION NOT NULL,
+    setup_ms DOUBLE PRECISION NOT NULL,
+    total_ms DOUBLE PRECISION NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    error TEXT,
+    error_class VARCHAR(16),
+    output_rows BIGINT,
+    bytes_scanned BIGINT NOT NULL,
+    peak_memory_bytes BIGINT,
+    spilled_bytes BIGINT NOT NULL,
+    spill_count BIGINT NOT NULL,
+    deny_rule_id UUID);
+CREATE INDEX flightsql_query_audit_time ON flightsql_query_audit(time);
+CREATE TABLE sirius_migration(version INTEGER);
+INSERT INTO sirius_migration VALUES(1);
+"""
+
+_SIRIUS = _Schema(
+    name="sirius",
+    version_table="sirius_migration",
+    lock_key=0x53495249,  # "SIRI": clear of Micromegas's keys 0 and 1
+    steps=(_sql_step(1, "sirius_migration", _SIRIUS_V1),),
+)
+
 DATA_LAKE_SCHEMA_VERSION = _DATA_LAKE.latest
 """Latest data-lake schema version (Micromegas 0.29 / ``main`` at 29b0be2: 7)."""
 
 LAKEHOUSE_SCHEMA_VERSION = _LAKEHOUSE.latest
 """Latest lakehouse schema version (9)."""
+
+SIRIUS_SCHEMA_VERSION = _SIRIUS.latest
+"""Latest version of Sirius's own tables (1: ``flightsql_query_audit``), in ``sirius_migration``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +478,7 @@ def _warn_if_newer(schema: _Schema, version: int) -> None:
 
 
 async def migrate(dsn_or_pool: str | asyncpg.Pool) -> None:
-    """Bring the data-lake and lakehouse schemas to their latest versions.
+    """Bring the data-lake and lakehouse schemas, and Sirius's own tables, to their latest versions.
 
     Safe to call from every service at start-up, concurrently and repeatedly: an up-to-date
     database costs two cheap reads and no lock.
@@ -429,6 +494,7 @@ async def migrate(dsn_or_pool: str | asyncpg.Pool) -> None:
     async with conns.serialized():
         await _migrate_schema(conns, _DATA_LAKE)
         await _migrate_schema(conns, _LAKEHOUSE)
+        await _migrate_schema(conns, _SIRIUS)
 
 
 async def schema_versions(dsn_or_pool: str | asyncpg.Pool) -> tuple[int, int]:

@@ -18,12 +18,14 @@ from sirius.lakehouse._migrations import (
     _LAKEHOUSE,
     DATA_LAKE_SCHEMA_VERSION,
     LAKEHOUSE_SCHEMA_VERSION,
+    SIRIUS_SCHEMA_VERSION,
     _Connections,
     _migrate_schema,
     migrate,
     schema_versions,
 )
 from sirius.lakehouse._pool import create_pool
+from sirius.lakehouse._query_audit import AUDIT_COLUMNS
 
 # (column, udt_name, character_maximum_length, is_nullable) in ordinal order (micromegas-wire.md §7.1, §8)
 PROCESSES = [
@@ -322,7 +324,7 @@ def test_concurrent_migrations_from_separate_connections(pg_dsn: str, caplog: py
     run(scenario())
     # every step ran exactly once: the others waited on the lock, then found the work done
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("upgrading")]
-    assert len(steps) == len(set(steps)) == 7 + 9
+    assert len(steps) == len(set(steps)) == 7 + 9 + SIRIUS_SCHEMA_VERSION
     state = run(snapshot(pg_dsn))
     assert [tuple(r) for r in state["versions"][0]] == [(7,)]
     assert [tuple(r) for r in state["versions"][1]] == [(9,)]
@@ -452,3 +454,26 @@ def test_newer_schema_from_a_newer_micromegas_is_tolerated(pg_dsn: str) -> None:
 def test_unreachable_database_is_a_migration_error() -> None:
     with pytest.raises(MigrationError):
         run(migrate("postgresql://postgres@127.0.0.1:1/nothing"))
+
+
+def test_sirius_tables_live_outside_the_micromegas_numbering(pg_dsn: str) -> None:
+    """The audit table comes with its own version table; Micromegas's two versions are untouched."""
+
+    async def scenario() -> None:
+        await migrate(pg_dsn)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert SIRIUS_SCHEMA_VERSION == 1
+            assert await conn.fetch("TABLE sirius_migration") == [(1,)]
+            assert await conn.fetch("TABLE lakehouse_migration") == [(LAKEHOUSE_SCHEMA_VERSION,)]
+            names = [c[0] for c in await columns(conn, "flightsql_query_audit")]
+            assert names == list(AUDIT_COLUMNS)
+            index = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'flightsql_query_audit_time'"
+            )
+            assert index.endswith('("time")')
+        finally:
+            await conn.close()
+        await migrate(pg_dsn)  # idempotent
+
+    run(scenario())
