@@ -15,6 +15,13 @@ registered here: the query server expands them (``expand_table_functions``), see
   function ``expand_histogram``); ``histogram_quantile(bounds, counts, q)`` over the bucketed
   OTel histograms of the ``histograms`` view, ``merge_histograms(bounds, delta_counts)``
   (aggregate) and ``histogram_quantile(merged, q)`` over a window (``_sql_histogram_merge``);
+* properties in any shape: ``properties_to_jsonb``, ``properties_to_dict``,
+  ``properties_to_array`` (``_sql_properties``); ``property_get`` and the JSONB functions also
+  take ``Binary`` JSONB, ``List<Struct<key, value>>`` and its dictionary (registered variants,
+  chosen at planning by ``_sql_overloads``);
+* JSONPath: ``jsonb_path_query``, ``jsonb_path_query_first`` (``_sql_jsonpath``);
+* charts: ``rgba``, ``lerp_color``, ``color_scale``, ``bin_center``, ``lerp``, ``unlerp``
+  (``_sql_visual``);
 * admin, for admin callers only: ``retire_partition_by_file(path)``,
   ``retire_partition_by_metadata(view_set, instance, begin, end[, schema_hash])``.
 """
@@ -38,10 +45,14 @@ from ._sql_histogram_merge import (
     merge_histograms_udaf_args,
 )
 from ._sql_jsonb import jsonb_udfs
+from ._sql_jsonpath import jsonb_path_udfs
+from ._sql_properties import properties_udfs, variant_udfs
 from ._sql_table_functions import RunAsync, rename_calls_by_arity
+from ._sql_visual import visual_udfs
 
 __all__ = [
     "ARITY_RENAMES",
+    "OVERLOADS",
     "new_session_context",
     "prepare_sql",
     "register_sql_functions",
@@ -55,6 +66,16 @@ ARITY_RENAMES: dict[tuple[str, int], str] = {
     ("histogram_quantile", 2): MERGED_HISTOGRAM_QUANTILE,
 }
 """SQL names with several arities: DataFusion-python UDFs have one signature each."""
+
+
+_JSONB_UDFS = jsonb_udfs() + jsonb_path_udfs() + properties_udfs()
+_VARIANT_UDFS = variant_udfs(_JSONB_UDFS)
+
+OVERLOADS: dict[str, set[str]] = {}
+"""Function name → the suffixes of its other-type variants (``binary``, ``list``, ``dict_list``)."""
+for _name in (variant[0] for variant in _VARIANT_UDFS):
+    _base, _suffix = _name.split("__", 1)
+    OVERLOADS.setdefault(_base, set()).add(_suffix)
 
 
 def new_session_context(
@@ -141,7 +162,7 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
             DataFusion worker thread (e.g. ``asyncio.run_coroutine_threadsafe(c, loop).result()``).
             Admin functions are registered only when all three allow it.
     """
-    for name, fn, inputs, output in jsonb_udfs():
+    for name, fn, inputs, output in _JSONB_UDFS + _VARIANT_UDFS + visual_udfs():
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
     for name, fn, inputs, output in (
         histograms.histogram_scalar_udfs() + bucket_histogram_udfs() + merge_histogram_udfs()

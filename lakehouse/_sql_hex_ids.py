@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import datafusion
 
+from ._sql_functions import OVERLOADS
+from ._sql_overloads import plan_with_overloads
+
 __all__ = ["ID_COLUMNS", "HexLiteral", "find_hex_id_literals", "is_id_coercion_error", "plan_sql", "rewrite_hex_ids"]
 
 ID_COLUMNS: dict[str, int] = {"trace_id": 16, "span_id": 8, "parent_span_id": 8}
@@ -229,6 +232,11 @@ def is_id_coercion_error(exc: BaseException) -> bool:
     return _COERCION_ERROR.search(str(exc)) is not None
 
 
+def _plan(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:
+    """``ctx.sql``, with calls of multi-type functions pointed at their variants (``_sql_overloads``)."""
+    return plan_with_overloads(ctx, sql, OVERLOADS)
+
+
 def plan_sql(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:
     """``ctx.sql(sql)``, accepting hex strings compared with the binary id columns.
 
@@ -242,13 +250,13 @@ def plan_sql(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:
     """
     literals = find_hex_id_literals(sql)
     if not literals:
-        return ctx.sql(sql)
+        return _plan(ctx, sql)
     try:
-        df = ctx.sql(sql)
+        df = _plan(ctx, sql)
         # The type-coercion analyser runs when the plan is optimised, not in ctx.sql.
         df.optimized_logical_plan()
     except Exception as exc:
         if not is_id_coercion_error(exc):
             raise
-        return ctx.sql(rewrite_hex_ids(sql, literals))
+        return _plan(ctx, rewrite_hex_ids(sql, literals))
     return df

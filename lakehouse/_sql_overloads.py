@@ -1,0 +1,167 @@
+"""Calls of functions that take several argument types, pointed at the right registered variant.
+
+DataFusion-python registers a UDF with one exact signature, but ``property_get`` and the JSONB
+functions must accept JSONB as ``Dictionary(Int32, Binary)`` or ``Binary``, and properties as
+``List<Struct<key, value>>`` or its dictionary. Each such function is registered once per type
+(``name`` for the views' type, ``name__binary``, ``name__list``, ``name__dict_list``).
+
+:func:`plan_with_overloads` plans the statement as written. Only when DataFusion refuses a call
+of one of these functions for its argument types does it rename call sites: it reads the
+refused types from the error, renames one call of that name to the variant for them, and keeps
+the renaming when that call's refusal goes away (another site is tried otherwise). Statements
+that use the views' own types are planned once, exactly as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import datafusion
+
+from ._sql_table_functions import find_calls
+
+__all__ = ["OverloadError", "plan_with_overloads"]
+
+_REFUSED = re.compile(r"No function matches the given name and argument types '(?P<name>\w+)\((?P<types>.*?)\)'\.")
+_VARIANT_PREFIXES = (
+    ("Dictionary(Int32, Binary)", None),
+    ("Dictionary(Int32, List(", "dict_list"),
+    ("Dictionary(", "dict_list"),
+    ("LargeBinary", "binary"),
+    ("BinaryView", "binary"),
+    ("Binary", "binary"),
+    ("FixedSizeBinary", None),
+    ("List(", "list"),
+    ("LargeList(", "list"),
+)
+
+
+class OverloadError(ValueError):
+    """A call of an overloaded function whose argument type none of its variants takes."""
+
+
+@dataclass(frozen=True)
+class _Site:
+    name: str  # base name, lower-case
+    start: int  # index of the name in the SQL text
+
+
+def _sites(sql: str, names: set[str], offset: int = 0) -> list[_Site]:
+    sites: list[_Site] = []
+    for call in find_calls(sql, names):
+        sites.append(_Site(call.name, offset + call.start))
+        inner_start = call.start + len(call.name)
+        sites.extend(_sites(sql[inner_start : call.end], names, offset + inner_start))
+    return sorted(sites, key=lambda s: s.start)
+
+
+def _render(sql: str, names: dict[int, tuple[str, str]]) -> str:
+    """``sql`` with the name at each site start replaced (``start → (old, new)``)."""
+    out, last = [], 0
+    for start in sorted(names):
+        old, new = names[start]
+        out += [sql[last:start], new]
+        last = start + len(old)
+    out.append(sql[last:])
+    return "".join(out)
+
+
+def _refusal(exc: BaseException, families: set[str]) -> tuple[str, str, str] | None:
+    """``(refused name, its base name, first argument type)`` when ``exc`` is such a refusal."""
+    match = _REFUSED.search(str(exc))
+    if match is None:
+        return None
+    name = match.group("name")
+    base = name.split("__", 1)[0]
+    if base not in families:
+        return None
+    return name, base, match.group("types")
+
+
+def _variant(base: str, types: str, variants: dict[str, set[str]]) -> str:
+    for prefix, suffix in _VARIANT_PREFIXES:
+        if types.startswith(prefix):
+            if suffix is None:
+                return base
+            if suffix in variants.get(base, set()):
+                return f"{base}__{suffix}"
+            break
+    first = types.split(",", 1)[0]
+    msg = f"{base}: unsupported argument type {first} (expects JSONB or properties)"
+    raise OverloadError(msg)
+
+
+def plan_with_overloads(
+    ctx: datafusion.SessionContext,
+    sql: str,
+    variants: dict[str, set[str]],
+    plan: Callable[[datafusion.SessionContext, str], datafusion.DataFrame] | None = None,
+) -> datafusion.DataFrame:
+    """Plan ``sql``, renaming calls of overloaded functions to the variants their types need.
+
+    Args:
+        ctx: the session, with every variant registered.
+        sql: the statement.
+        variants: base name → the suffixes registered for it (``binary``, ``list``, …).
+        plan: plans a text and reports type errors (default: ``ctx.sql`` then the optimised plan).
+
+    Raises:
+        OverloadError: an argument type no variant takes.
+        Exception: any other planning error, unchanged.
+    """
+    run = plan or _plan
+    families = set(variants)
+    sites = _sites(sql, families)
+    if not sites:
+        return ctx.sql(sql)
+    try:
+        return run(ctx, sql)
+    except Exception as exc:  # noqa: BLE001 - DataFusion's planning errors are plain exceptions
+        error: BaseException = exc
+    chosen: dict[int, tuple[str, str]] = {}
+    for _ in range(2 * len(sites) * (len(_VARIANT_PREFIXES) + 1)):
+        refusal = _refusal(error, families)
+        if refusal is None:
+            raise error
+        refused, base, types = refusal
+        target = _variant(base, types, variants)
+        error = _retry(ctx, sql, sites=sites, chosen=chosen, refused=refused, target=target, error=error, run=run)
+        if not isinstance(error, BaseException):
+            return error
+    raise error
+
+
+def _retry(
+    ctx: datafusion.SessionContext,
+    sql: str,
+    *,
+    sites: Iterable[_Site],
+    chosen: dict[int, tuple[str, str]],
+    refused: str,
+    target: str,
+    error: BaseException,
+    run: Callable[[datafusion.SessionContext, str], datafusion.DataFrame],
+) -> datafusion.DataFrame | BaseException:
+    """Rename one call named ``refused`` to ``target``; the plan, or the next error to resolve."""
+    for site in sites:
+        current = chosen.get(site.start, (site.name, site.name))[1]
+        if current != refused:
+            continue
+        trial = {**chosen, site.start: (sql[site.start : site.start + len(site.name)], target)}
+        try:
+            return run(ctx, _render(sql, trial))
+        except Exception as exc:  # noqa: BLE001 - judged below, re-raised by the caller
+            if str(exc) == str(error) or f"'{target}(" in str(exc):
+                continue  # this call was not the refused one
+            chosen.clear()
+            chosen.update(trial)
+            return exc
+    raise error  # no call of that name could take the variant: DataFusion's own message
+
+
+def _plan(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:
+    df = ctx.sql(sql)
+    df.optimized_logical_plan()  # type coercion of WHERE/ORDER BY runs here
+    return df
