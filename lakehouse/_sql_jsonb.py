@@ -414,13 +414,24 @@ def _array_length(data: bytes) -> int | None:
     return count if kind == _ARRAY else None
 
 
-def _parse(text: str) -> bytes:
+def _parse(text: str) -> bytes | None:
+    """JSONB of a JSON text; None when the text is not JSON (as Micromegas: NULL, not an error)."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"jsonb_parse: invalid JSON ({exc.msg} at position {exc.pos})"
-        raise JsonbError(msg) from exc
-    return encode_jsonb(value)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    try:
+        return encode_jsonb(value)
+    except JsonbError:  # e.g. an integer beyond u64
+        return None
+
+
+def _format_json(data: bytes) -> str | None:
+    """JSON text of a JSONB value; None when the bytes are not JSONB."""
+    try:
+        return to_json_text(decode_jsonb(data))
+    except (JsonbError, UnicodeDecodeError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +451,7 @@ def properties_length(properties: pa.Array) -> pa.Array:
 
 
 def jsonb_parse(texts: pa.Array) -> pa.Array:
-    """``jsonb_parse(text) → Dictionary(Int32, Binary)``."""
+    """``jsonb_parse(text) → Dictionary(Int32, Binary)``; NULL for text that is not JSON."""
     indices, values = _map_dictionary(texts, _parse, pa.binary())
     return _as_dictionary_result(indices, values, pa.binary())
 
@@ -452,8 +463,8 @@ def jsonb_get(values: pa.Array, keys: pa.Array) -> pa.Array:
 
 
 def jsonb_format_json(values: pa.Array) -> pa.Array:
-    """``jsonb_format_json(jsonb) → Dictionary(Int32, Utf8)``: the value as JSON text."""
-    indices, results = _map_dictionary(values, lambda v: to_json_text(decode_jsonb(v)), pa.utf8())
+    """``jsonb_format_json(jsonb) → Dictionary(Int32, Utf8)``: the value as JSON text (NULL if not JSONB)."""
+    indices, results = _map_dictionary(values, _format_json, pa.utf8())
     return _as_dictionary_result(indices, results, pa.utf8())
 
 
