@@ -17,6 +17,8 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
   ``Expect: 100-continue`` gets those refusals before it sends the body;
 * ``/ingestion/otlp/v1/{traces,logs,metrics}`` serve OTLP/HTTP (``_otlp_http.py``) as Micromegas
   does; those routes authenticate themselves so a 401 is an OTLP ``google.rpc.Status``;
+* ``/ingestion/webhook`` and the Firehose routes (``_integration_routes.py``) store through the
+  same OTLP writer; the Firehose routes check ``X-Amz-Firehose-Access-Key`` themselves;
 * a stream registered with the property ``sirius.format = otlp/v1/…`` (the in-process OTel
   exporters) is stored with that ``streams.format``; its blocks must hold one resource message.
 """
@@ -53,6 +55,7 @@ from ._block_body import DecodedBlock, decode_block_body
 from ._block_validation import validate_transit_payload
 from ._exceptions import IncompleteBodyError, NativeRequestError, OverloadedError
 from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
+from ._integration_routes import FIREHOSE_PATHS, IntegrationRoutes
 from ._otlp_http import OtlpHttpRoutes
 from ._otlp_writer import OtlpWriter
 
@@ -150,7 +153,11 @@ class IngestionService:
         self._ready_lock = asyncio.Lock()
         # Stream rows never change once inserted, so a bounded cache saves a query per block.
         self._streams: OrderedDict[uuid.UUID, StreamRecord] = OrderedDict()
-        self._otlp = OtlpHttpRoutes(OtlpWriter(lake, store), self._keys, budget=self.budget)
+        writer = OtlpWriter(lake, store)
+        self._otlp = OtlpHttpRoutes(writer, self._keys, budget=self.budget)
+        self._integrations = IntegrationRoutes(
+            writer, self._keys, budget=self.budget, max_request_bytes=self.limits.max_body_bytes
+        )
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application with the routes and the auth middleware."""
@@ -173,8 +180,9 @@ class IngestionService:
         return app
 
     def add_routes(self, app: web.Application) -> None:
-        """Add the OTLP/HTTP routes ``/ingestion/otlp/v1/{traces,logs,metrics}`` to ``app``."""
+        """Add the OTLP/HTTP routes ``/ingestion/otlp/v1/{traces,logs,metrics}``, the webhook and Firehose routes."""
         self._otlp.add_to(app, prefix=OTLP_PREFIX)
+        self._integrations.add_to(app)
 
     # -- middleware -----------------------------------------------------------------------
 
@@ -182,8 +190,9 @@ class IngestionService:
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         authorization = request.headers.get("Authorization")
         path = request.path
-        otlp = path.startswith(OTLP_PREFIX + "/")  # authenticated by the OTLP routes (OTLP-shaped 401)
-        if path.startswith("/ingestion/") and not otlp and self._keys.authenticate(authorization) is None:
+        # OTLP routes answer an OTLP-shaped 401 themselves; Firehose routes check their access key.
+        own_auth = path.startswith(OTLP_PREFIX + "/") or path in FIREHOSE_PATHS
+        if path.startswith("/ingestion/") and not own_auth and self._keys.authenticate(authorization) is None:
             return _unauthorized()
         return await handler(request)
 

@@ -85,13 +85,17 @@ class OtlpWriter:
         self._processes = _Seen(cache_size)
         self._streams = _Seen(cache_size)
 
-    async def export(self, signal: Signal, request: Any) -> SplitRequest:
+    async def export(self, signal: Signal, request: Any, *, extra_hash_input: bytes = b"") -> SplitRequest:
         """Store every resource of ``request`` as a block; return the split (for partial success).
+
+        ``extra_hash_input`` is folded into the block ids (the webhook route's canonical headers).
 
         Raises:
             OtlpUnavailableError: PostgreSQL or the object store failed (the client should retry).
         """
-        split = split_request(signal, request, audience=self._audience, clock=self._clock)
+        split = split_request(
+            signal, request, audience=self._audience, clock=self._clock, extra_hash_input=extra_hash_input
+        )
         for item in split.blocks:
             try:
                 await self._write(item)

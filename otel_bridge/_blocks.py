@@ -296,6 +296,7 @@ def split_request(
     process: ProcessInfo | None = None,
     audience: str | None = None,
     clock: Callable[[], int] = time.time_ns,
+    extra_hash_input: bytes = b"",
 ) -> SplitRequest:
     """Split an ``Export*ServiceRequest`` into one block per non-empty resource.
 
@@ -305,12 +306,14 @@ def split_request(
         process: the running process for in-process exporters; None derives one per resource.
         audience: a bound write audience (per-audience ids, §9.2-9.3); None for none.
         clock: wall clock in Unix ns, for blocks whose records carry no time.
+        extra_hash_input: bytes hashed into every block id after the audience prefix (the
+            webhook route's canonical headers, ``micromegas-wire.md`` §9.3); empty elsewhere.
 
     Returns:
         The blocks and the request's item counts.
     """
     stats_of = _STATS[signal.name]
-    prefix = audience_prefix(audience)
+    prefix = audience_prefix(audience) + extra_hash_input
     if process is not None:
         prefix += f"process{SEPARATOR}{process.process_id}{SEPARATOR}".encode()
     blocks: list[OtlpBlock] = []
