@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _http import request
 from conftest import ExploreLake
 
-from sirius.flight.explore._static import STATIC_DIR
+from sirius.flight.explore._static import STATIC_DIR, asset_version, index_html
 
 INDEX = (STATIC_DIR / "index.html").read_bytes()
 
@@ -54,7 +54,31 @@ def test_page_paths_answer_index_html(explore_lake: ExploreLake, path: str) -> N
     status, content_type, body = raw_get(explore_lake.gateway, path)
     assert status == 200
     assert content_type.startswith("text/html")
-    assert body == INDEX
+    assert body == index_html()
+    # the same page with its asset links versioned
+    assert body.replace(f"/explore/static/@{asset_version()}/".encode(), b"/explore/static/") == INDEX
+
+
+def test_versioned_assets_are_cached_and_keep_their_version(explore_lake: ExploreLake) -> None:
+    version = asset_version()
+    assert f'src="/explore/static/@{version}/app.js"'.encode() in index_html()
+    parts = urlsplit(explore_lake.gateway)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    for path, cache in (
+        (f"/explore/static/@{version}/dom.js", "public, max-age=31536000, immutable"),
+        ("/explore/static/@0123abcd/dom.js", "no-cache"),  # an older version: today's file, not kept
+        ("/explore/static/dom.js", "no-cache"),
+    ):
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200, path
+        assert response.getheader("Cache-Control") == cache, path
+        assert response.read() == (STATIC_DIR / "dom.js").read_bytes()
+    conn.request("GET", f"/explore/static/@{version}/../_api.py")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 404
+    conn.close()
 
 
 def test_static_files_with_their_content_types(explore_lake: ExploreLake) -> None:
@@ -118,7 +142,7 @@ def test_api_keys(stack_factory: object, monkeypatch: pytest.MonkeyPatch) -> Non
     assert sql.json()["data"]["rows"] == [[1]]
     # Pages hold no data: no key needed.
     status, content_type, body = raw_get(gateway, "/trace/0123456789abcdef0123456789abcdef")
-    assert (status, body) == (200, INDEX)
+    assert (status, body) == (200, index_html())
     assert content_type.startswith("text/html")
     # The terminal companions send the key as sirius query does (flag or MICROMEGAS_API_KEY).
     from cli_subprocess import SIRIUS, embedded_env
@@ -164,7 +188,7 @@ def test_sirius_up_prints_and_serves_explore() -> None:
             assert explore.startswith("http://127.0.0.1:")
             assert explore.endswith("/")
             status, content_type, body = raw_get(explore, "/")
-            assert (status, body) == (200, INDEX)
+            assert (status, body) == (200, index_html())
             assert content_type.startswith("text/html")
             services = request(explore + "explore/api/services")
             assert services.status == 200
@@ -190,7 +214,7 @@ def test_sirius_gateway_serves_explore(explore_lake: ExploreLake) -> None:
         assert line.startswith("gateway ")
         root = line.split()[1].removesuffix("/gateway")
         status, _content_type, body = raw_get(root, "/service/inventory")
-        assert (status, body) == (200, INDEX)
+        assert (status, body) == (200, index_html())
         services = request(root + "/explore/api/services").json()["data"]["services"]
         assert "inventory" in {s["service"] for s in services}
     finally:
