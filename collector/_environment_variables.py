@@ -20,7 +20,7 @@ SIRIUS_OTLP_MAX_INFLIGHT_BYTES = "SIRIUS_OTLP_MAX_INFLIGHT_BYTES"
 """Decompressed bytes of the OTLP requests handled at once (default 256 MiB); past it, 429 / UNAVAILABLE."""
 
 SIRIUS_INGESTION_MAX_BODY_BYTES = "SIRIUS_INGESTION_MAX_BODY_BYTES"
-"""Largest body of a native ``/ingestion/insert_*`` request (default 100 MiB, as Micromegas); larger gets 413."""
+"""Largest body of a native ``/ingestion/insert_*``, webhook or Firehose request (default 100 MiB); larger gets 413."""
 
 SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS = "SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS"
 """Native ingestion requests handled at once (default 64); more get 429 with ``Retry-After``."""
