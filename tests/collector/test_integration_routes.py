@@ -31,7 +31,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from sirius.collector import ApiKeys, HttpServer, IngestionLimits, IngestionService
-from sirius.lakehouse import MaintenanceDaemon, PassKind, QueryRange, SessionFactory
+from sirius.lakehouse import MaintenanceDaemon, ObjectStoreError, PassKind, QueryRange, SessionFactory
 from sirius.lakehouse._sql_jsonb import decode_jsonb
 
 KEY = "firehose-secret-key"
@@ -45,9 +45,10 @@ LOGS_PATH = "/ingestion/cloudwatch/v1/logs/firehose"
 class Ingestion:
     """An ``IngestionService`` (keys on) on loopback, over a running stack's lake and store."""
 
-    def __init__(self, stack, limits: IngestionLimits | None = None) -> None:
+    def __init__(self, stack, limits: IngestionLimits | None = None, store=None) -> None:
         self.stack = stack
-        service = IngestionService(stack.stack.lake, stack.stack.store, ApiKeys((("firehose", KEY),)), limits=limits)
+        keys = ApiKeys((("firehose", KEY),))
+        service = IngestionService(stack.stack.lake, store or stack.stack.store, keys, limits=limits)
         self.server = HttpServer(service.make_app(), "127.0.0.1", 0)
         self.port = stack.call(self.server.start())
 
@@ -77,8 +78,9 @@ class Ingestion:
 def ingestion_factory(stack_factory):
     started: list[Ingestion] = []
 
-    def make(limits: IngestionLimits | None = None, stack=None) -> Ingestion:
-        ingestion = Ingestion(stack or stack_factory(daemon=False), limits)
+    def make(limits: IngestionLimits | None = None, store=None) -> Ingestion:
+        stack = stack_factory(daemon=False)
+        ingestion = Ingestion(stack, limits, store(stack.stack.store) if store else None)
         started.append(ingestion)
         return ingestion
 
@@ -453,3 +455,49 @@ def test_oversize_requests_get_413_and_change_nothing(ingestion_factory) -> None
     response = ingestion.post("/ingestion/webhook", b"y" * (limit + 1), auth)
     assert response.status == 413
     assert ingestion.counts() == (0, 0, 0)
+
+
+class FlakyStore:
+    """An object store whose puts fail after the first ``healthy_puts`` until ``repaired``."""
+
+    def __init__(self, inner, healthy_puts: int = 1) -> None:
+        self._inner = inner
+        self.healthy_puts = healthy_puts
+        self.repaired = False
+
+    async def put_if_absent(self, key, data):
+        if not self.repaired and self.healthy_puts <= 0:
+            raise ObjectStoreError("bucket unreachable")
+        self.healthy_puts -= 1
+        return await self._inner.put_if_absent(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_delivery_failing_half_way_is_retried_into_one_copy(ingestion_factory) -> None:
+    stores: list[FlakyStore] = []
+
+    def flaky(inner) -> FlakyStore:
+        stores.append(FlakyStore(inner))
+        return stores[0]
+
+    ingestion = ingestion_factory(store=flaky)
+    records = [
+        logs_record("/ecs/a", "task-1", [("e1", T_MS, "one")]),
+        logs_record("/ecs/a", "task-2", [("e2", T_MS, "two")]),
+    ]
+    response = ingestion.firehose(LOGS_PATH, records, "half-1")
+    reply = json.loads(response.body)
+    assert (response.status, response.headers["Retry-After"], reply["requestId"]) == (503, "1", "half-1")
+    assert "storage unavailable: bucket unreachable" in reply["errorMessage"]
+    assert ingestion.count("blocks") == 1  # the first resource made it before the store failed
+
+    stores[0].repaired = True
+    assert_ack(ingestion.firehose(LOGS_PATH, records, "half-1"), "half-1")  # Firehose's retry
+    assert_ack(ingestion.firehose(LOGS_PATH, records, "half-1"), "half-1")
+    assert ingestion.count("blocks") == 2
+    keys = ingestion.stack.call(ingestion.stack.stack.store.list_keys("blobs/"))
+    assert len(keys) == 2
+    tables = read(ingestion.stack, {"logs": "SELECT msg FROM log_entries ORDER BY msg"})
+    assert [r["msg"] for r in tables["logs"]] == ["one", "two"]
