@@ -163,7 +163,7 @@ export function timeCell(t, relative = true) {
 const PALETTE = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
   "#17becf", "#bcbd22", "#7f7f7f", "#3949ab", "#00897b", "#f9a825",
-  "#c2185b", "#7cb342", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
+  "#c2185b", "#37474f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
 ];
 
 const assigned = new Map(); // name → palette index, for this page session
