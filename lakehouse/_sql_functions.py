@@ -22,6 +22,9 @@ registered here: the query server expands them (``expand_table_functions``), see
 * JSONPath: ``jsonb_path_query``, ``jsonb_path_query_first`` (``_sql_jsonpath``);
 * charts: ``rgba``, ``lerp_color``, ``color_scale``, ``bin_center``, ``lerp``, ``unlerp``
   (``_sql_visual``);
+* blocks: ``get_payload(process_id, stream_id, block_id)`` and the internal
+  ``__sirius_parse_block(block_id)`` behind the table function ``parse_block`` (``_sql_blocks``),
+  registered when the session has a ``lakehouse`` and ``run_async``;
 * admin, for admin callers only: ``retire_partition_by_file(path)``,
   ``retire_partition_by_metadata(view_set, instance, begin, end[, schema_hash])``.
 """
@@ -35,6 +38,7 @@ import datafusion
 import pyarrow as pa
 from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
 
+from . import _sql_blocks as blocks
 from . import _sql_histograms as histograms
 from ._sql_admin import PartitionAdmin
 from ._sql_bucket_histograms import bucket_histogram_udfs
@@ -53,6 +57,7 @@ from ._sql_visual import visual_udfs
 __all__ = [
     "ARITY_RENAMES",
     "OVERLOADS",
+    "PARSE_BLOCK_UDF",
     "new_session_context",
     "prepare_sql",
     "register_sql_functions",
@@ -150,6 +155,30 @@ def _admin_udfs(partitions: PartitionAdmin, run_async: RunAsync) -> list[datafus
     ]
 
 
+PARSE_BLOCK_UDF = "__sirius_parse_block"
+"""Scalar behind the ``parse_block`` table function: a block's rows as one list value."""
+
+
+def _block_udfs(lake: Any, run_async: RunAsync) -> list[datafusion.ScalarUDF]:
+    def get_payload(process_ids: pa.Array, stream_ids: pa.Array, block_ids: pa.Array) -> pa.Array:
+        rows = zip(process_ids.to_pylist(), stream_ids.to_pylist(), block_ids.to_pylist(), strict=True)
+        return pa.array(
+            [None if None in row else run_async(blocks.fetch_payload(lake, *row)) for row in rows], pa.binary()
+        )
+
+    def parse(block_ids: pa.Array) -> pa.Array:
+        out = []
+        for block_id in block_ids.to_pylist():
+            out.append(None if block_id is None else run_async(blocks.parse_block(lake, block_id)).to_pylist())
+        return pa.array(out, blocks.PARSE_BLOCK_TYPE)
+
+    utf8 = pa.utf8()
+    return [
+        udf(get_payload, [utf8, utf8, utf8], pa.binary(), "volatile", "get_payload"),
+        udf(parse, [utf8], blocks.PARSE_BLOCK_TYPE, "volatile", PARSE_BLOCK_UDF),
+    ]
+
+
 def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
     """Register Sirius's scalar and aggregate functions on ``ctx``.
 
@@ -186,6 +215,10 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
     ctx.register_udaf(udaf(histograms.SumHistogramsAccumulator, [hist], hist, [hist], "immutable", "sum_histograms"))
     partitions = context.get("partitions")
     run_async = context.get("run_async")
+    lake = context.get("lakehouse")
+    if lake is not None and run_async is not None:
+        for block_udf in _block_udfs(lake, run_async):
+            ctx.register_udf(block_udf)
     if context.get("is_admin", True) and partitions is not None and run_async is not None:
         for admin_udf in _admin_udfs(partitions, run_async):
             ctx.register_udf(admin_udf)

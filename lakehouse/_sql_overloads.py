@@ -8,7 +8,9 @@ functions must accept JSONB as ``Dictionary(Int32, Binary)`` or ``Binary``, and 
 :func:`plan_with_overloads` plans the statement as written. Only when DataFusion refuses a call
 of one of these functions for its argument types does it rename call sites: it reads the
 refused types from the error, renames one call of that name to the variant for them, and keeps
-the renaming when that call's refusal goes away (another site is tried otherwise). Statements
+the renaming. A wrong pick is refused later under the variant's name and renamed again the same
+way; a call that is the only one under a refused name is remembered as not taking it, so the
+search never flips between two names and ends within a few plans per call. Statements
 that use the views' own types are planned once, exactly as before.
 """
 
@@ -24,7 +26,7 @@ from ._sql_table_functions import find_calls
 
 __all__ = ["OverloadError", "plan_with_overloads"]
 
-_REFUSED = re.compile(r"No function matches the given name and argument types '(?P<name>\w+)\((?P<types>.*?)\)'\.")
+_REFUSED = re.compile(r"call to '(?P<name>\w+)' function: coercion from (?P<types>.*?) to the signature")
 _VARIANT_PREFIXES = (
     ("Dictionary(Int32, Binary)", None),
     ("Dictionary(Int32, List(", "dict_list"),
@@ -42,16 +44,29 @@ class OverloadError(ValueError):
     """A call of an overloaded function whose argument type none of its variants takes."""
 
 
+_RESULT_KINDS: dict[str, str | None] = {
+    "jsonb_parse": None,
+    "jsonb_get": None,
+    "jsonb_path_query": None,
+    "jsonb_path_query_first": None,
+    "properties_to_jsonb": None,
+    "properties_to_dict": "dict_list",
+    "properties_to_array": "list",
+}
+"""Functions whose result type is known from the text: None = the views' JSONB type, else a suffix."""
+
+
 @dataclass(frozen=True)
 class _Site:
     name: str  # base name, lower-case
     start: int  # index of the name in the SQL text
+    first_arg: str  # text of the first argument
 
 
 def _sites(sql: str, names: set[str], offset: int = 0) -> list[_Site]:
     sites: list[_Site] = []
     for call in find_calls(sql, names):
-        sites.append(_Site(call.name, offset + call.start))
+        sites.append(_Site(call.name, offset + call.start, call.args[0] if call.args else ""))
         inner_start = call.start + len(call.name)
         sites.extend(_sites(sql[inner_start : call.end], names, offset + inner_start))
     return sorted(sites, key=lambda s: s.start)
@@ -120,45 +135,55 @@ def plan_with_overloads(
         return run(ctx, sql)
     except Exception as exc:  # noqa: BLE001 - DataFusion's planning errors are plain exceptions
         error: BaseException = exc
-    chosen: dict[int, tuple[str, str]] = {}
+    chosen = _known(sites, variants)  # site start -> the name it is renamed to
+    known = set(chosen)
+    wrong: set[tuple[int, str]] = set()  # (site, name) pairs planning refused
+    if any(chosen[start] != _name_at(sites, start) for start in chosen):
+        try:
+            return run(ctx, _render(sql, _renames(sql, sites, chosen)))
+        except Exception as exc:  # noqa: BLE001 - the next refusal to resolve, or re-raised below
+            error = exc
     for _ in range(2 * len(sites) * (len(_VARIANT_PREFIXES) + 1)):
         refusal = _refusal(error, families)
         if refusal is None:
             raise error
         refused, base, types = refusal
         target = _variant(base, types, variants)
-        error = _retry(ctx, sql, sites=sites, chosen=chosen, refused=refused, target=target, error=error, run=run)
-        if not isinstance(error, BaseException):
-            return error
+        named = [site for site in sites if chosen.get(site.start, site.name) == refused and site.start not in known]
+        if len(named) == 1:  # the only call of that name: it is the refused one
+            wrong.add((named[0].start, refused))
+        candidates = [site for site in named if (site.start, target) not in wrong]
+        if not candidates:
+            raise error
+        chosen[candidates[0].start] = target
+        try:
+            return run(ctx, _render(sql, _renames(sql, sites, chosen)))
+        except Exception as exc:  # noqa: BLE001 - the next refusal to resolve, or re-raised above
+            error = exc
     raise error
 
 
-def _retry(
-    ctx: datafusion.SessionContext,
-    sql: str,
-    *,
-    sites: Iterable[_Site],
-    chosen: dict[int, tuple[str, str]],
-    refused: str,
-    target: str,
-    error: BaseException,
-    run: Callable[[datafusion.SessionContext, str], datafusion.DataFrame],
-) -> datafusion.DataFrame | BaseException:
-    """Rename one call named ``refused`` to ``target``; the plan, or the next error to resolve."""
+def _known(sites: list[_Site], variants: dict[str, set[str]]) -> dict[int, str]:
+    """Names of the calls whose first argument is a call with a known result type."""
+    chosen: dict[int, str] = {}
     for site in sites:
-        current = chosen.get(site.start, (site.name, site.name))[1]
-        if current != refused:
+        inner = find_calls(site.first_arg, set(_RESULT_KINDS))
+        if len(inner) != 1 or inner[0].start != 0 or inner[0].end != len(site.first_arg):
             continue
-        trial = {**chosen, site.start: (sql[site.start : site.start + len(site.name)], target)}
-        try:
-            return run(ctx, _render(sql, trial))
-        except Exception as exc:  # noqa: BLE001 - judged below, re-raised by the caller
-            if str(exc) == str(error) or f"'{target}(" in str(exc):
-                continue  # this call was not the refused one
-            chosen.clear()
-            chosen.update(trial)
-            return exc
-    raise error  # no call of that name could take the variant: DataFusion's own message
+        kind = _RESULT_KINDS[inner[0].name]
+        if kind is None:
+            chosen[site.start] = site.name
+        elif kind in variants.get(site.name, set()):
+            chosen[site.start] = f"{site.name}__{kind}"
+    return chosen
+
+
+def _renames(sql: str, sites: Iterable[_Site], chosen: dict[int, str]) -> dict[int, tuple[str, str]]:
+    return {start: (sql[start : start + len(_name_at(sites, start))], name) for start, name in chosen.items()}
+
+
+def _name_at(sites: Iterable[_Site], start: int) -> str:
+    return next(site.name for site in sites if site.start == start)
 
 
 def _plan(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:

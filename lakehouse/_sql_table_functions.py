@@ -437,8 +437,29 @@ def _jsonb_array_elements(_ctx: datafusion.SessionContext, _env: SqlEnvironment,
     return jsonb_array_elements_table(_jsonb_arg(args[0], "jsonb_array_elements"))
 
 
+def _parse_block(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
+    from ._sql_blocks import PARSE_BLOCK_SCHEMA
+    from ._sql_functions import PARSE_BLOCK_UDF
+
+    block_id = _str_arg(args[0], "parse_block", "block_id")
+    literal = "'" + block_id.replace("'", "''") + "'"
+    try:
+        rows = env.collect(ctx, f"SELECT {PARSE_BLOCK_UDF}({literal}) AS v").column(0)[0].as_py()
+    except Exception as exc:
+        message = str(exc)
+        start = message.find("parse_block: ")
+        if start >= 0:  # our own ValueError, wrapped by DataFusion and PyO3
+            raise ValueError(message[start:].split('"),', 1)[0].split("'),", 1)[0]) from exc
+        if PARSE_BLOCK_UDF in message:
+            msg = "parse_block: this server has no lakehouse to read blocks from"
+            raise ValueError(msg) from exc
+        raise
+    return pa.Table.from_pylist(rows or [], schema=PARSE_BLOCK_SCHEMA)
+
+
 def table_functions() -> dict[str, TableFunction]:
     """The registry of table functions expanded before planning (name → function)."""
+    from ._sql_blocks import PARSE_BLOCK_SCHEMA
     from ._sql_spans import PERFETTO_CHUNKS_SCHEMA, PROCESS_SPANS_SCHEMA, perfetto_trace_chunks, process_spans
 
     jsonb_each_schema = pa.schema([("key", pa.utf8()), ("value", DICT_BINARY)])
@@ -453,5 +474,6 @@ def table_functions() -> dict[str, TableFunction]:
         TableFunction("jsonb_array_elements", pa.schema([("value", DICT_BINARY)]), _jsonb_array_elements, (1,)),
         TableFunction("process_spans", PROCESS_SPANS_SCHEMA, process_spans, (2, 4)),
         TableFunction("perfetto_trace_chunks", PERFETTO_CHUNKS_SCHEMA, perfetto_trace_chunks, (4,)),
+        TableFunction("parse_block", PARSE_BLOCK_SCHEMA, _parse_block, (1,)),
     ]
     return {fn.name: fn for fn in functions}

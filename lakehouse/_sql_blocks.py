@@ -1,0 +1,206 @@
+"""One block seen from SQL: ``get_payload`` (its raw bytes) and ``parse_block`` (its events).
+
+* ``get_payload(process_id, stream_id, block_id) → Binary``: the stored payload object
+  (``blobs/{process_id}/{stream_id}/{block_id}``), as the ingestion service wrote it;
+* ``parse_block(block_id)``: one row per object of the block, ``object_index Int64`` (the
+  block's ``object_offset`` plus the object's position), ``type_name Utf8`` and ``value``
+  (JSONB object of the event's members with ``__type``; nested records carry their own
+  ``__type``; byte members become ``"<binary N bytes>"``). Transit blocks give their events;
+  OTLP blocks give one ``otlp.LogRecord`` / ``otlp.Span`` / ``otlp.*DataPoint`` per leaf, its
+  OTLP/JSON fields plus ``__attributes``, ``__resource`` and ``__scope`` (and ``__metric`` for
+  data points).
+
+Block metadata comes from PostgreSQL (the block's stream holds the transit layouts and format),
+so a block is parseable as soon as it is ingested. An unknown or malformed block id is an error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from ..tracing._exceptions import WireFormatError
+from ..tracing._udt import decode_udts
+from ..tracing._wire_format import payload_from_cbor
+from ._block_source import block_object_key
+from ._exceptions import CorruptBlockError, ObjectNotFoundError
+from ._pool import pg_errors
+from ._sql_jsonb import encode_jsonb
+from ._transit_reader import decode_block
+
+if TYPE_CHECKING:
+    from ._lakehouse import Lakehouse
+
+__all__ = ["PARSE_BLOCK_SCHEMA", "PARSE_BLOCK_TYPE", "block_objects", "fetch_payload", "parse_block"]
+
+PARSE_BLOCK_SCHEMA = pa.schema(
+    [("object_index", pa.int64(), False), ("type_name", pa.utf8(), False), ("value", pa.binary(), False)]
+)
+PARSE_BLOCK_TYPE = pa.list_(pa.struct(list(PARSE_BLOCK_SCHEMA)))
+"""The rows of ``parse_block`` as one list value (how the internal scalar hands them over)."""
+
+_POSITION = "position"
+_METRIC_POINTS = (
+    ("gauge", "otlp.NumberDataPoint"),
+    ("sum", "otlp.NumberDataPoint"),
+    ("histogram", "otlp.HistogramDataPoint"),
+    ("exponential_histogram", "otlp.ExponentialHistogramDataPoint"),
+    ("summary", "otlp.SummaryDataPoint"),
+)
+
+
+def _uuid(value: str, function: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        msg = f"{function}: '{value}' is not a valid {what}"
+        raise ValueError(msg) from None
+
+
+async def fetch_payload(lake: Lakehouse, process_id: str, stream_id: str, block_id: str) -> bytes:
+    """The stored payload of a block.
+
+    Raises:
+        ValueError: an id is not a UUID, or no payload is stored under them.
+    """
+    key = block_object_key(
+        _uuid(process_id, "get_payload", "process id"),
+        _uuid(stream_id, "get_payload", "stream id"),
+        _uuid(block_id, "get_payload", "block id"),
+    )
+    try:
+        return await lake.store.get(key)
+    except ObjectNotFoundError:
+        msg = f"get_payload: no payload for block {block_id} of stream {stream_id}, process {process_id}"
+        raise ValueError(msg) from None
+
+
+async def parse_block(lake: Lakehouse, block_id: str) -> pa.Table:
+    """The objects of block ``block_id`` (rows of :data:`PARSE_BLOCK_SCHEMA`).
+
+    Raises:
+        ValueError: not a UUID, no such block, or its payload cannot be decoded.
+    """
+    ident = _uuid(block_id, "parse_block", "block id")
+    with pg_errors("reading a block"):
+        row = await lake.pool.fetchrow(
+            "SELECT b.process_id, b.stream_id, b.object_offset, s.dependencies_metadata, s.objects_metadata,"
+            " s.format FROM blocks b JOIN streams s ON s.stream_id = b.stream_id WHERE b.block_id = $1",
+            ident,
+        )
+    if row is None:
+        msg = f"parse_block: block '{block_id}' not found"
+        raise ValueError(msg)
+    try:
+        payload = await lake.store.get(block_object_key(row["process_id"], row["stream_id"], ident))
+    except ObjectNotFoundError:
+        msg = f"parse_block: block '{block_id}' has no stored payload"
+        raise ValueError(msg) from None
+    try:
+        return block_objects(
+            payload,
+            object_offset=row["object_offset"] or 0,
+            stream_format=row["format"] or "",
+            dependencies_metadata=bytes(row["dependencies_metadata"] or b""),
+            objects_metadata=bytes(row["objects_metadata"] or b""),
+        )
+    except (WireFormatError, CorruptBlockError, DecodeError) as exc:
+        msg = f"parse_block: block '{block_id}' cannot be decoded: {exc}"
+        raise ValueError(msg) from exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<binary {len(bytes(value))} bytes>"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def block_objects(
+    payload: bytes,
+    *,
+    object_offset: int,
+    stream_format: str,
+    dependencies_metadata: bytes,
+    objects_metadata: bytes,
+) -> pa.Table:
+    """Decode one stored payload into ``parse_block`` rows.
+
+    Raises:
+        WireFormatError, CorruptBlockError, DecodeError: the payload does not decode.
+    """
+    decoded_payload = payload_from_cbor(payload)
+    if stream_format.startswith("otlp/"):
+        objects = _otlp_objects(stream_format, decoded_payload.objects)
+    else:
+        block = decode_block(decode_udts(dependencies_metadata), decode_udts(objects_metadata), decoded_payload)
+        objects = []
+        for event in block.to_events():
+            type_name = event.pop("type")
+            event.pop(_POSITION, None)
+            objects.append((type_name, {**_jsonable(event), "__type": type_name}))
+    return pa.table(
+        {
+            "object_index": pa.array(range(object_offset, object_offset + len(objects)), pa.int64()),
+            "type_name": pa.array([t for t, _ in objects], pa.utf8()),
+            "value": pa.array([encode_jsonb(v) for _, v in objects], pa.binary()),
+        },
+        schema=PARSE_BLOCK_SCHEMA,
+    )
+
+
+def _dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=False)
+
+
+def _attributes(message: Message) -> dict[str, Any]:
+    return {item["key"]: item.get("value", {}) for item in _dict(message).get("attributes", [])}
+
+
+def _leaf(type_name: str, leaf: Message, resource: Any, scope: Any, **extra: Any) -> tuple[str, dict[str, Any]]:
+    value = _dict(leaf)
+    value.update({"__type": type_name, "__attributes": _attributes(leaf), "__resource": resource, "__scope": scope})
+    value.update(extra)
+    return type_name, value
+
+
+def _otlp_objects(stream_format: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    kind = stream_format.rsplit("/", 1)[-1]
+    out: list[tuple[str, dict[str, Any]]] = []
+    if kind == "logs":
+        logs = logs_pb2.ResourceLogs.FromString(data)
+        resource = _attributes(logs.resource)
+        for scope_logs in logs.scope_logs:
+            scope = _dict(scope_logs.scope)
+            out.extend(_leaf("otlp.LogRecord", r, resource, scope) for r in scope_logs.log_records)
+    elif kind == "traces":
+        spans = trace_pb2.ResourceSpans.FromString(data)
+        resource = _attributes(spans.resource)
+        for scope_spans in spans.scope_spans:
+            scope = _dict(scope_spans.scope)
+            out.extend(_leaf("otlp.Span", s, resource, scope) for s in scope_spans.spans)
+    elif kind == "metrics":
+        metrics = metrics_pb2.ResourceMetrics.FromString(data)
+        resource = _attributes(metrics.resource)
+        for scope_metrics in metrics.scope_metrics:
+            scope = _dict(scope_metrics.scope)
+            for metric in scope_metrics.metrics:
+                info = {"name": metric.name, "description": metric.description, "unit": metric.unit}
+                for field, type_name in _METRIC_POINTS:
+                    if metric.HasField(field):
+                        points = getattr(metric, field).data_points
+                        out.extend(_leaf(type_name, p, resource, scope, __metric=info) for p in points)
+    else:
+        msg = f"no decoder for streams.format='{stream_format}'"
+        raise WireFormatError(msg)
+    return out
