@@ -14,6 +14,7 @@ import base64
 import gzip
 import http.client
 import json
+import socket
 import time
 from types import SimpleNamespace
 
@@ -48,8 +49,8 @@ class Ingestion:
     def __init__(self, stack, limits: IngestionLimits | None = None, store=None) -> None:
         self.stack = stack
         keys = ApiKeys((("firehose", KEY),))
-        service = IngestionService(stack.stack.lake, store or stack.stack.store, keys, limits=limits)
-        self.server = HttpServer(service.make_app(), "127.0.0.1", 0)
+        self.service = IngestionService(stack.stack.lake, store or stack.stack.store, keys, limits=limits)
+        self.server = HttpServer(self.service.make_app(), "127.0.0.1", 0)
         self.port = stack.call(self.server.start())
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> SimpleNamespace:
@@ -501,3 +502,33 @@ def test_a_delivery_failing_half_way_is_retried_into_one_copy(ingestion_factory)
     assert len(keys) == 2
     tables = read(ingestion.stack, {"logs": "SELECT msg FROM log_entries ORDER BY msg"})
     assert [r["msg"] for r in tables["logs"]] == ["one", "two"]
+
+
+def wait_until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_firehose_requests_past_the_in_flight_budget_get_429_with_retry_after(ingestion_factory) -> None:
+    ingestion = ingestion_factory(IngestionLimits(max_inflight_requests=1))
+    budget = ingestion.service.budget
+    # a delivery whose body is still arriving holds the only slot
+    slow = socket.create_connection(("127.0.0.1", ingestion.port), timeout=30)
+    try:
+        slow.sendall(
+            f"POST {LOGS_PATH} HTTP/1.1\r\nHost: sirius\r\nContent-Length: 100\r\n"
+            f"X-Amz-Firehose-Access-Key: {KEY}\r\n\r\n{{".encode()
+        )
+        wait_until(lambda: budget.in_flight_requests == 1, "the slow request to be admitted")
+        response = ingestion.firehose(LOGS_PATH, [GOOD_LOGS], "busy-1")
+        reply = json.loads(response.body)
+        assert (response.status, response.headers["Retry-After"], reply["requestId"]) == (429, "1", "busy-1")
+        assert "too many requests in flight" in reply["errorMessage"]
+    finally:
+        slow.close()
+    wait_until(lambda: budget.in_flight_requests == 0 and budget.in_flight_bytes == 0, "the slot to be released")
+    assert ingestion.counts() == (0, 0, 0)
+    assert_ack(ingestion.firehose(LOGS_PATH, [GOOD_LOGS], "busy-1"), "busy-1")  # Firehose's retry goes through
+    assert ingestion.counts() == (1, 1, 1)
