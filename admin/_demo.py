@@ -127,15 +127,15 @@ def demo_queries(run_id: str = "") -> list[DemoQuery]:
 async def materialize_run(lakehouse: Lakehouse, since_ns: int) -> None:
     """Build the global views over what was inserted since ``since_ns``, as the daemon would.
 
-    One-second partitions up to the end of the current second, exactly those the daemon's
-    per-second passes make: a ``sirius up`` started later on the directory keeps updating them
-    as usual. (A pass scheduled ahead of time would leave partitions reaching into the future,
-    which the daemon must not split, and data sent in the next minutes would wait for them.)
+    One-second partitions, those the daemon's per-second passes make, up to the present: the
+    current second's is cut there (``until_now``), inside the daemon's slice of that second, so
+    a ``sirius up`` started later on the directory keeps updating them as usual. (A partition
+    reaching into the future would miss whatever is inserted before its end, and the daemon's
+    passes could not update it until then.)
     """
-    end_ns = lakehouse.now_ns() + NS
-    insert_range = TimeRange(since_ns - since_ns % NS - NS, end_ns - end_ns % NS)
+    insert_range = TimeRange(since_ns - since_ns % NS - NS, lakehouse.now_ns())
     for view in lakehouse.views.global_views():  # in update-group order
-        await materialize_partitions(lakehouse, view.name, insert_range, NS)
+        await materialize_partitions(lakehouse, view.name, insert_range, NS, until_now=True)
 
 
 def _run_query(uri: str, query: DemoQuery, begin_ns: int, end_ns: int) -> str:

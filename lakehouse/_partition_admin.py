@@ -228,15 +228,20 @@ class LakehousePartitionAdmin:
     async def materialize_partitions(
         self, view_set: str, begin_ns: int, end_ns: int, partition_delta_seconds: int, log: LogSink
     ) -> None:
-        """Bring global partitions over ``[begin, end)`` up to date."""
+        """Bring global partitions over ``[begin, end)`` up to date, cut at the present (said in ``log``)."""
         await materialize_partitions(
-            self._lake, view_set, TimeRange(begin_ns, end_ns), partition_delta_seconds * NS_PER_SECOND, log=log
+            self._lake,
+            view_set,
+            TimeRange(begin_ns, end_ns),
+            partition_delta_seconds * NS_PER_SECOND,
+            log=log,
+            until_now=True,
         )
 
     async def regenerate_partitions(
         self, view_set: str, begin_ns: int, end_ns: int, partition_delta_seconds: int, log: LogSink
     ) -> None:
-        """Rebuild global partitions over ``[begin, end)`` from source."""
+        """Rebuild global partitions over ``[begin, end)`` from source, cut at the present (said in ``log``)."""
         await materialize_partitions(
             self._lake,
             view_set,
@@ -244,6 +249,7 @@ class LakehousePartitionAdmin:
             partition_delta_seconds * NS_PER_SECOND,
             log=log,
             force=True,
+            until_now=True,
         )
 
     async def retire_partition_by_file(self, file_path: str) -> str:

@@ -13,6 +13,10 @@ exactly one, counts match                            up to date
 several, counts match                                merge them (thread_spans: rebuild)
 ===================================================  =========================================
 
+An abort names the partitions in the way (``UpdateResult.blocking``) and logs nothing: the
+caller warns, or (``materialize_partitions``) heals a partition written before its range ended
+by updating a wider range with ``replacing``: partitions allowed to stick out, replaced too.
+
 Crash safety: the new file is registered in ``temporary_files`` (expiring in a day) *before* it
 is uploaded, in its own committed statement; the partition row is inserted, the replaced rows
 deleted (their files moved to ``temporary_files``, expiring after an hour) and that registration
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -53,8 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "UpdateResult", "decide", "update_partition"]
 
-_log = logging.getLogger(__name__)
-
 
 class Action(StrEnum):
     """What ``update_partition`` did (or would do)."""
@@ -73,11 +74,14 @@ class UpdateResult:
         action: what was done.
         partition: the partition written (None when up to date or aborted).
         message: a human-readable line for admin logs.
+        blocking: on an abort, the existing partitions sticking out of the target range (the
+            caller decides whether to log it or to retry over a wider range).
     """
 
     action: Action
     partition: Partition | None
     message: str
+    blocking: tuple[Partition, ...] = ()
 
 
 def decide(view: ViewSet, existing: list[Partition], target: TimeRange, source_count: int) -> Action:
@@ -113,7 +117,13 @@ async def _discard_file(lake: Lakehouse, key: str) -> None:
 
 
 async def update_partition(
-    lake: Lakehouse, view: ViewSet, instance: str, target: TimeRange, *, force: bool = False
+    lake: Lakehouse,
+    view: ViewSet,
+    instance: str,
+    target: TimeRange,
+    *,
+    force: bool = False,
+    replacing: tuple[Partition, ...] = (),
 ) -> UpdateResult:
     """Make the partition of ``view``/``instance`` over insert range ``target`` current.
 
@@ -126,6 +136,8 @@ async def update_partition(
         instance: ``global`` or a process/stream id.
         target: the insert-time range of the partition.
         force: rebuild from source even when up to date or mergeable (``regenerate_partitions``).
+        replacing: existing partitions allowed to stick out of ``target``: rebuilt over
+            ``target`` and replaced with the rest (a partition written before its range ended).
 
     Raises:
         MetadataStoreError: PostgreSQL failed (nothing visible changed).
@@ -143,6 +155,9 @@ async def update_partition(
             source_count = await view.source_count(lake, instance, target)
             existing = await find_overlapping(conn, view.name, instance, view.file_schema_hash, target)
             action = decide(view, existing, target, source_count)
+            allowed = {_identity(p) for p in replacing}
+            if action is Action.ABORT and allowed and _sticking_out(existing, target, allowed) == ():
+                action = Action.CREATE
             if force and action is not Action.ABORT:
                 action = Action.CREATE
             if action is Action.UP_TO_DATE:
@@ -151,16 +166,17 @@ async def update_partition(
                 return UpdateResult(action, None, f"{label}: up to date")
             if action is Action.ABORT:
                 await tx.commit()
-                message = f"{label}: an existing partition sticks out of the range; left alone"
-                _log.warning(message)
-                return UpdateResult(action, None, message)
+                blocking = _sticking_out(existing, target, set())
+                ranges = ", ".join(str(p.insert_range) for p in blocking)
+                message = f"{label}: existing partition {ranges} sticks out of the range; left alone"
+                return UpdateResult(action, None, message, blocking)
             if action is Action.MERGE:
                 merged = await read_partition_files(lake.store, existing, view.schema)
                 table = await asyncio.to_thread(view.merge, [merged])
                 count = sum(p.source_count or 0 for p in existing)
             else:
                 table, count = await view.build(lake, instance, target)
-            partition = await _commit(lake, conn, view, instance, target, table, count, existing)
+            partition = await _commit(lake, conn, view, instance, target, table, count, existing, allowed)
             await tx.commit()
         except BaseException:
             # A failed rollback (the connection broke, or a cancelled COMMIT left the transaction
@@ -189,6 +205,7 @@ async def _commit(  # noqa: PLR0917 - private step of update_partition
     table: pa.Table,
     count: int,
     existing: list[Partition],
+    allowed: set[tuple[int, int, str | None]],
 ) -> Partition | None:
     key: str | None = None
     size = 0
@@ -216,7 +233,7 @@ async def _commit(  # noqa: PLR0917 - private step of update_partition
         await conn.execute("SELECT pg_advisory_xact_lock($1)", instance_lock_key(view.name, instance))
     current = await find_overlapping(conn, view.name, instance, view.file_schema_hash, target)
     changed = {_identity(p) for p in current} != {_identity(p) for p in existing}
-    if changed and not view.replaces_overlapping and any(not target.contains(p.insert_range) for p in current):
+    if changed and not view.replaces_overlapping and _sticking_out(current, target, allowed):
         if key is not None:
             await _discard_file(lake, key)
         return None
@@ -231,3 +248,10 @@ async def _commit(  # noqa: PLR0917 - private step of update_partition
 
 def _identity(p: Partition) -> tuple[int, int, str | None]:
     return p.begin_insert_ns, p.end_insert_ns, p.file_path
+
+
+def _sticking_out(
+    partitions: list[Partition], target: TimeRange, allowed: set[tuple[int, int, str | None]]
+) -> tuple[Partition, ...]:
+    """The partitions not inside ``target``, except the ``allowed`` ones."""
+    return tuple(p for p in partitions if not target.contains(p.insert_range) and _identity(p) not in allowed)

@@ -154,7 +154,8 @@ class InMemoryPartitionAdmin:
     """A :class:`PartitionAdmin` over partition rows held in memory.
 
     ``materialize_partitions`` adds one empty partition per ``partition_delta_seconds`` slice
-    (skipping slices that already exist); ``retire_*`` remove rows. Good enough to exercise the
+    (skipping slices that already exist; a range is cut at ``clock()``, as the lakehouse cuts
+    it at the present); ``retire_*`` remove rows. Good enough to exercise the
     SQL surface end to end.
     """
 
@@ -221,6 +222,16 @@ class InMemoryPartitionAdmin:
         if view_set not in known:
             msg = f"unknown view set {view_set!r}"
             raise ValueError(msg)
+        now = self.clock()
+        if begin_ns >= now:
+            log(f"{view_set}: the range begins after the present ({now}): nothing to materialize")
+            return
+        if end_ns > now:
+            log(
+                f"{view_set}: the range ends at {end_ns}, after the present ({now}): "
+                "materialized up to the present only"
+            )
+            end_ns = now
         step = delta_seconds * 1_000_000_000
         existing = {
             (p.view_set_name, p.view_instance_id, p.begin_insert_time, p.end_insert_time) for p in self.partitions
