@@ -8,6 +8,7 @@
      ├── QueryTimeoutError         the query ran past its timeout and was cancelled → DEADLINE_EXCEEDED
      ├── UnsupportedCommandError   a FlightSQL command or action Sirius does not serve → UNIMPLEMENTED
      ├── ServerBusyError           too many queries running → UNAVAILABLE
+     ├── QueryDeniedError          refused by a query deny rule → PERMISSION_DENIED
      └── InternalQueryError        anything else (a bug, a failing dependency) → INTERNAL
 
 Foreign errors (DataFusion's ``Exception``/``ValueError`` with DataFusion's message prefixes,
@@ -34,6 +35,7 @@ __all__ = [
     "FlightSqlError",
     "InternalQueryError",
     "InvalidQueryError",
+    "QueryDeniedError",
     "QueryResourcesError",
     "QueryTimeoutError",
     "ServerBusyError",
@@ -84,6 +86,14 @@ class UnsupportedCommandError(FlightSqlError):
 
 class ServerBusyError(FlightSqlError):
     """Too many queries are running; the client should retry later."""
+
+
+class QueryDeniedError(FlightSqlError):
+    """An admin's query deny rule matches the query; the message names the rule and its reason.
+
+    Micromegas answers RESOURCE_EXHAUSTED, which Arrow C++'s gRPC transport cannot emit (see the
+    module docstring); PERMISSION_DENIED is the clean status that says "refused on purpose".
+    """
 
 
 class InternalQueryError(FlightSqlError):

@@ -11,7 +11,9 @@
 Like Micromegas's ``http-gateway``, it is a FlightSQL client: the request's ``Authorization``
 header is checked against the same API keys and forwarded, the range goes out as
 ``query_range_begin``/``query_range_end``, and ``x-client-type`` becomes ``<orig>+gateway``
-with ``x-request-id`` and ``x-client-ip`` added.
+with ``x-request-id`` and ``x-client-ip`` added; the attribution headers (``x-client-agent``,
+``-entrypoint``, ``-session``, ``-notebook``, ``-cell``, ``x-user-id``/``-email``/``-name``,
+``x-org-id``) are forwarded as sent, so the FlightSQL server audits and matches deny rules on them.
 
 The same application serves the Explore web UI (``sirius.flight.explore``: ``/``, deep links,
 ``/explore/static/*`` and ``/explore/api/*``), whose queries go through :meth:`GatewayService.run_sql`.
@@ -50,6 +52,17 @@ __all__ = ["GatewayError", "GatewayService", "QueryAnswer", "rows_as_json"]
 
 _LOG = logging.getLogger(__name__)
 _RETRY_AFTER_SECONDS = "1"
+_ATTRIBUTION_HEADERS = (
+    "x-client-agent",
+    "x-client-entrypoint",
+    "x-client-session",
+    "x-client-notebook",
+    "x-client-cell",
+    "x-user-id",
+    "x-user-email",
+    "x-user-name",
+    "x-org-id",
+)
 _MAX_BODY_BYTES = 1024 * 1024
 _INDEX = {
     "service": "sirius query gateway",
@@ -311,6 +324,10 @@ class GatewayService:
         forwarded = request.headers.get("x-forwarded-for", "")
         client_ip = forwarded.split(",")[-1].strip() if forwarded else (request.remote or "")
         headers[b"x-client-ip"] = client_ip.encode()
+        for name in _ATTRIBUTION_HEADERS:  # who asked, for the query audit and deny list
+            value = request.headers.get(name)
+            if value:
+                headers[name.encode()] = value.encode()
         return headers
 
     def _open(self, sql: str, headers: list[tuple[bytes, bytes]]) -> flight.FlightStreamReader:

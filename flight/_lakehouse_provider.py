@@ -15,6 +15,7 @@ import datafusion
 
 from ..lakehouse import Lakehouse, LakehousePartitionAdmin, QueryRange, QuerySession, SessionFactory, SessionSettings
 from ..lakehouse._sql_admin import PartitionAdmin
+from ._query_governance import QueryGovernance
 from ._session import SessionRequest
 
 __all__ = ["LakehouseSessionProvider"]
@@ -27,13 +28,15 @@ class LakehouseSessionProvider:
         lake: the lakehouse (its pool belongs to the event loop the server is given).
         settings: DataFusion tunables of the sessions.
 
-    Each session gets the request's per-query memory pool.
+    Each session gets the request's per-query memory pool. Its :attr:`governance` (query audit
+    log and deny list, in the lakehouse's PostgreSQL) is picked up by the FlightSQL server.
     """
 
     def __init__(self, lake: Lakehouse, settings: SessionSettings | None = None) -> None:
         self._factory = SessionFactory(lake, settings)
         self._partitions = LakehousePartitionAdmin(lake)
         self._sessions: weakref.WeakKeyDictionary[datafusion.SessionContext, QuerySession] = weakref.WeakKeyDictionary()
+        self.governance = QueryGovernance.for_pool(lake.pool)
 
     @property
     def partitions(self) -> PartitionAdmin | None:

@@ -40,7 +40,7 @@ from pyarrow import flight
 from ..collector import ApiKeys
 from ..lakehouse._sql_functions import prepare_sql
 from ..lakehouse._sql_hex_ids import plan_sql
-from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functions
+from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
 from . import _metadata as meta
 from . import _protocol as proto
 from ._auth import MIDDLEWARE_KEY, CallContext, CallContextFactory, HandshakeHandler
@@ -49,6 +49,7 @@ from ._exceptions import (
     FlightSqlError,
     InternalQueryError,
     InvalidQueryError,
+    QueryDeniedError,
     QueryResourcesError,
     QueryTimeoutError,
     ServerBusyError,
@@ -57,6 +58,7 @@ from ._exceptions import (
     internal_error,
 )
 from ._headers import RequestOptions, parse_request_options
+from ._query_governance import AuditState, QueryGovernance
 from ._results import QueryExecution, ResultTypes, empty_ipc_stream, output_schema
 from ._session import Caller, SessionProvider, SessionRequest
 
@@ -124,6 +126,7 @@ class _Query:
     options: RequestOptions
     deadline: float
     released: bool = False
+    audit: AuditState | None = None
 
 
 class FlightSqlServer(flight.FlightServerBase):
@@ -147,6 +150,8 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         self._provider = provider
         self._config = config
+        # Query audit and deny list, when the provider has a lakehouse (``_query_governance.py``).
+        self._governance: QueryGovernance | None = getattr(provider, "governance", None)
         # Result streams are awaited on a private loop (so waits can time out without touching
         # the application); provider and partition coroutines run on the application's loop,
         # which owns the PostgreSQL pool (the private one stands in when there is none).
@@ -284,7 +289,16 @@ class FlightSqlServer(flight.FlightServerBase):
         self, query: _Query, sql: str, *, schema_only: bool = False
     ) -> tuple[datafusion.SessionContext, datafusion.DataFrame]:
         """Session, table-function expansion and logical plan of ``sql``."""
+        started = time.perf_counter()
         ctx = self._session(query, sql)
+        planning = time.perf_counter()
+        functions = None
+        if self._governance is not None:
+            functions = table_functions() | self._governance.table_functions(query.audit, query.caller)
+            if query.caller.is_admin:
+                self._governance.register_udfs(
+                    ctx, lambda coro: self._run_app(coro, self._config.session_timeout_seconds)
+                )
         env = SqlEnvironment(
             is_admin=query.caller.is_admin,
             begin_ns=query.options.begin_ns,
@@ -296,9 +310,12 @@ class FlightSqlServer(flight.FlightServerBase):
             session_for=lambda begin_ns, end_ns: self._session(_with_range(query, begin_ns, end_ns), ""),
         )
         try:
-            expanded = expand_table_functions(ctx, prepare_sql(sql), env)
+            expanded = expand_table_functions(ctx, prepare_sql(sql), env, functions)
             self._prepare_views(query, ctx, expanded)
             df = plan_sql(ctx, expanded)  # hex strings compared with trace_id/span_id work
+            if query.audit is not None:
+                query.audit.context_init_ms = (planning - started) * 1000.0
+                query.audit.planning_ms = (time.perf_counter() - planning) * 1000.0
         except FlightSqlError:
             raise
         except TimeoutError:
@@ -327,6 +344,7 @@ class FlightSqlServer(flight.FlightServerBase):
             query = self._admit(call, options)
             command = _decode_ticket(ticket.ticket)
             if isinstance(command, str):
+                self._begin_audit(query, call, context, command)
                 return self._statement_stream(query, command)
             table = self._metadata_result(query, command)
             self._release(query)
@@ -341,12 +359,32 @@ class FlightSqlServer(flight.FlightServerBase):
             self._release(query)
         error = error if error.query_id else error.with_query_id(call.query_id)
         _LOG.info("query failed: %s", error)
+        if query is not None and query.audit is not None and self._governance is not None:
+            self._governance.finish(query.audit, error=error)
         return _error_stream(error)
+
+    def _begin_audit(self, query: _Query, call: CallContext, context: flight.ServerCallContext, sql: str) -> None:
+        """Start the statement's audit record and refuse it if a deny rule matches."""
+        if self._governance is None:
+            return
+        options = query.options
+        query.audit = self._governance.begin(
+            query.query_id,
+            sql,
+            call.headers,
+            query.caller,
+            context.peer(),
+            begin_ns=options.begin_ns,
+            end_ns=options.end_ns,
+            limit=options.limit,
+        )
+        self._governance.check(query.audit, is_admin=query.caller.is_admin)
 
     def _statement_stream(self, query: _Query, sql: str) -> flight.FlightDataStream:
         _LOG.debug("query %s from %s: %s", query.query_id, query.caller.name, sql)
         _, df = self._plan(query, sql)
         schema = output_schema(df.schema(), self._types(query))
+        started = time.perf_counter()
         execution = QueryExecution(
             df,
             schema,
@@ -359,8 +397,17 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         # Pull the first batch here, so that an error or a timeout before any result is sent
         # with its exact status (DEADLINE_EXCEEDED, INTERNAL); later ones travel in the stream.
+        audit = query.audit
+        if audit is not None:
+            audit.execution_ms = (time.perf_counter() - started) * 1000.0
+            audit.df = df
+            audit.rows = lambda: execution.rows
         first = execution.next_batch()
-        return flight.RecordBatchStream(export_reader(_PrefetchedSource(execution, first)))
+        source: Any = _PrefetchedSource(execution, first)
+        if audit is not None and self._governance is not None:
+            audit.setup_ms = audit.elapsed_ms()
+            source = self._governance.audited(source, audit)
+        return flight.RecordBatchStream(export_reader(source))
 
     # -- metadata ------------------------------------------------------------------------------
 
@@ -634,6 +681,8 @@ def _error_stream(error: FlightSqlError) -> flight.FlightDataStream:
         raise flight.FlightUnavailableError(str(error))
     if isinstance(error, InternalQueryError):
         raise flight.FlightInternalError(str(error))
+    if isinstance(error, QueryDeniedError):
+        raise flight.FlightUnauthorizedError(str(error))
     if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError):
         return flight.RecordBatchStream(export_reader(ErrorSource(error)))
     raise flight.FlightInternalError(str(error))  # pragma: no cover - every kind is handled above
@@ -675,6 +724,9 @@ class FlightSqlService:
     async def start(self) -> int:
         """Bind and start serving; return the bound port."""
         loop = self._loop or asyncio.get_running_loop()
+        governance = getattr(self.provider, "governance", None)
+        if governance is not None:
+            await governance.start()
         return await asyncio.to_thread(self._start_server, loop)
 
     async def stop(self) -> None:
@@ -685,6 +737,9 @@ class FlightSqlService:
         # shutdown() waits for running calls, which may need this loop: run it off the loop.
         await asyncio.to_thread(server.shutdown)
         await asyncio.to_thread(server.close_loops)
+        governance = getattr(self.provider, "governance", None)
+        if governance is not None:
+            await governance.stop()  # writes the queued audit records
 
     def serve(self) -> None:
         """Blocking variant for scripts: serve until interrupted (Ctrl-C)."""

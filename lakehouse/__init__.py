@@ -18,7 +18,13 @@ from ._exceptions import (
 from ._lakehouse import EtlStats, Lakehouse, LakehouseSettings
 from ._maintenance_daemon import DaemonConfig, MaintenanceDaemon, PassKind, PassReport
 from ._materialize import jit_update, materialize_partitions
-from ._migrations import DATA_LAKE_SCHEMA_VERSION, LAKEHOUSE_SCHEMA_VERSION, migrate, schema_versions
+from ._migrations import (
+    DATA_LAKE_SCHEMA_VERSION,
+    LAKEHOUSE_SCHEMA_VERSION,
+    SIRIUS_SCHEMA_VERSION,
+    migrate,
+    schema_versions,
+)
 from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore, open_object_store
 from ._otlp_payloads import OTLP_LOGS_FORMAT, OTLP_METRICS_FORMAT, OTLP_TRACES_FORMAT
 from ._partition_admin import (
@@ -33,6 +39,9 @@ from ._partition_update import Action, UpdateResult, update_partition
 from ._partitions import Partition, list_partitions
 from ._pool import create_pool
 from ._property_jsonb import encode_properties
+from ._query_audit import QueryAuditLog, QueryAuditRecord
+from ._query_deny_list import MATCH_COLUMNS, DenyList, DenyRule, MatchExpressionError, sql_fingerprint
+from ._query_deny_sql import deny_list_table_functions, deny_list_udfs
 from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._sql_bucket_histograms import histogram_quantile
@@ -47,10 +56,12 @@ __all__ = [
     "DATA_LAKE_SCHEMA_VERSION",
     "GLOBAL_INSTANCE",
     "LAKEHOUSE_SCHEMA_VERSION",
+    "MATCH_COLUMNS",
     "OTLP_LOGS_FORMAT",
     "OTLP_METRICS_FORMAT",
     "OTLP_TRACES_FORMAT",
     "POSITION",
+    "SIRIUS_SCHEMA_VERSION",
     "Action",
     "BlockFilter",
     "BlockRecord",
@@ -60,6 +71,8 @@ __all__ = [
     "DaemonConfig",
     "DataLake",
     "DecodedBlock",
+    "DenyList",
+    "DenyRule",
     "Dependencies",
     "EtlStats",
     "InMemoryObjectStore",
@@ -71,6 +84,7 @@ __all__ = [
     "LakehouseSettings",
     "LocalObjectStore",
     "MaintenanceDaemon",
+    "MatchExpressionError",
     "MetadataStoreError",
     "MigrationError",
     "ObjectNotFoundError",
@@ -80,6 +94,8 @@ __all__ = [
     "PassKind",
     "PassReport",
     "ProcessRecord",
+    "QueryAuditLog",
+    "QueryAuditRecord",
     "QueryRange",
     "QuerySession",
     "RetentionReport",
@@ -100,6 +116,8 @@ __all__ = [
     "decode_queues",
     "default_view_sets",
     "delete_expired_temporary_files",
+    "deny_list_table_functions",
+    "deny_list_udfs",
     "encode_properties",
     "estimate_frequency",
     "histogram_quantile",
@@ -113,6 +131,7 @@ __all__ = [
     "retire_partition_by_metadata",
     "retire_partitions",
     "schema_versions",
+    "sql_fingerprint",
     "update_partition",
     "view_set_infos",
 ]

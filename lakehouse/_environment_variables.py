@@ -22,3 +22,9 @@ AWS_REGION = "AWS_REGION"
 
 MICROMEGAS_RETENTION_DAYS = "MICROMEGAS_RETENTION_DAYS"
 """Days of data kept by the retention pass (default 90)."""
+
+MICROMEGAS_QUERY_DENY_REFRESH_SECONDS = "MICROMEGAS_QUERY_DENY_REFRESH_SECONDS"
+"""How often each query service reloads the query deny list (default 10; Micromegas's name)."""
+
+MICROMEGAS_QUERY_DENY_MAX_RULES = "MICROMEGAS_QUERY_DENY_MAX_RULES"
+"""Most query deny rules in force at once (default 100; Micromegas's name)."""

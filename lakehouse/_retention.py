@@ -10,7 +10,8 @@ per transaction so a large backlog never holds long locks:
 3. processes with no streams left and ``insert_time <= cutoff``;
 4. partitions (every view, every instance) with ``end_insert_time < cutoff``: rows deleted,
    files moved to ``temporary_files`` (queries planned earlier may still read them);
-5. ``delete_expired_temporary_files``: objects of expired temporary files, then their rows.
+5. ``delete_expired_temporary_files``: objects of expired temporary files, then their rows;
+6. query audit rows (``flightsql_query_audit``) of queries started before the cutoff.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from ._block_source import block_object_key
 from ._partitions import Partition, retire_partition_rows
 from ._pool import pg_errors
+from ._query_audit import delete_audit_before
 from ._time_range import NS_PER_DAY, to_datetime
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class RetentionReport:
     processes: int = 0
     partitions: int = 0
     temporary_files: int = 0
+    query_audit: int = 0
 
 
 async def _delete_blocks(lake: Lakehouse, cutoff_ns: int, batch_size: int) -> int:
@@ -120,6 +123,7 @@ async def apply_retention(lake: Lakehouse, retention_days: int, *, batch_size: i
     report.streams = await _delete_orphans(lake, _EMPTY_STREAMS, cutoff, batch_size, "streams")
     report.processes = await _delete_orphans(lake, _EMPTY_PROCESSES, cutoff, batch_size, "processes")
     report.partitions = await _retire_partitions(lake, cutoff, batch_size)
+    report.query_audit = await delete_audit_before(lake.pool, to_datetime(cutoff), batch_size=batch_size)
     return report
 
 
