@@ -15,6 +15,10 @@ import uuid
 import grpc
 import micromegas
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from test_errors import assert_serving, do_get, statement_ticket
 
 from sirius.tracing import Level, LogMetadata, SinkConfig, TelemetrySink, TransitWriter, current_process_info
@@ -229,3 +233,40 @@ def test_parse_block_and_get_payload(lake_flight) -> None:
         assert code == grpc.StatusCode.INVALID_ARGUMENT, message
         assert expected in message
     assert_serving(port)
+
+
+def test_parse_block_of_otlp_spans(lake_flight) -> None:
+    stack, uri = lake_flight
+    urls = {e.name: e.url for e in stack.endpoints}
+    provider = TracerProvider(resource=Resource.create({"service.name": "parse-block"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{urls['otlp-http']}/v1/traces")))
+    with provider.get_tracer("scope-a").start_as_current_span("checkout", attributes={"cart.items": 3}):
+        pass
+    provider.shutdown()
+
+    async def trace_blocks() -> list:
+        rows = await stack.stack.lakehouse.pool.fetch(
+            "SELECT b.block_id FROM blocks b JOIN streams s ON s.stream_id = b.stream_id"
+            " WHERE s.format = 'otlp/v1/traces'"
+        )
+        return [str(r["block_id"]) for r in rows]
+
+    [block_id] = stack.call(trace_blocks())
+    rows = (
+        micromegas.connect(uri)
+        .query_arrow(
+            "SELECT object_index, type_name, jsonb_as_string(jsonb_get(value, 'name')) AS name, "
+            "jsonb_format_json(jsonb_get(value, '__attributes')) AS attributes, "
+            "jsonb_as_string(jsonb_path_query_first(value, '$.__scope.name')) AS scope, "
+            "jsonb_format_json(jsonb_get(value, '__resource')) AS resource "
+            f"FROM parse_block('{block_id}')"
+        )
+        .to_pylist()
+    )
+    assert len(rows) == 1
+    [row] = rows
+    assert row["type_name"] == "otlp.Span"
+    assert row["name"] == "checkout"
+    assert row["attributes"] == '{"cart.items":{"intValue":"3"}}'
+    assert row["scope"] == "scope-a"
+    assert '"service.name":{"stringValue":"parse-block"}' in row["resource"]
