@@ -18,6 +18,9 @@ export async function render(ctx) {
   const chartArea = h("div.metric-main");
   fill(ctx.body, h("div.screen-head", null, h("h1", null, "Metrics")), h("div.metrics-layout", null, h("aside.metric-side", null, search, list), chartArea));
 
+  // with the kind in the URL (links carry it) the series is asked at the same time as the names
+  const early = name && kind ? ctx.load("metrics/series", { name, kind, group_by: groupBy, agg }) : null;
+  if (early) early.catch(() => {}); // awaited below, or moot
   const { data } = await ctx.load("metrics/names");
   const metrics = data.metrics || [];
   const paint = () => {
@@ -75,7 +78,7 @@ export async function render(ctx) {
   const title = h("div.metric-title", null, h("h2", null, name), h(`span.tag.tag-${meta.kind}`, null, meta.kind), meta.unit && meta.unit !== "1" ? h("span.muted", null, meta.unit) : null);
   fill(chartArea, title, controls, h("div.loading", null, "Loading series…"));
 
-  const series = await ctx.load("metrics/series", { name, kind: meta.kind, group_by: groupBy, agg });
+  const series = await (early && meta.kind === kind ? early : ctx.load("metrics/series", { name, kind: meta.kind, group_by: groupBy, agg }));
   const d = series.data;
   const quantiles = d.quantiles || {};
   const histogram = d.kind === "histogram";

@@ -10,6 +10,10 @@ import { makeSortable } from "./table.js";
 export async function render(ctx) {
   const id = ctx.arg.toLowerCase();
   ctx.title(`Process ${shortId(id)}`);
+  // its logs and metrics do not depend on the process row: asked at the same time
+  const logsCall = ctx.load("logs", { process: id, limit: 50 });
+  const metricsCall = metricsQuery(ctx, id);
+  for (const call of [logsCall, metricsCall]) call.catch(() => {}); // awaited below, or moot after a 404
   const { data } = await ctx.load(`process/${encodeURIComponent(id)}`);
   const p = data.process;
   const streams = data.streams || [];
@@ -107,15 +111,15 @@ export async function render(ctx) {
     ctx.setParams({ thread: threadSelect.value });
     loadThread();
   });
-  const jobs = [loadLogs(ctx, id, logsArea), loadMetrics(ctx, id, metricsArea)];
+  const jobs = [loadLogs(ctx, id, logsArea, logsCall), loadMetrics(ctx, metricsArea, metricsCall)];
   if (threads.length) jobs.push(loadThread());
   await Promise.all(jobs);
   ctx.setState("ready");
 }
 
-async function loadLogs(ctx, id, area) {
+async function loadLogs(ctx, id, area, call) {
   try {
-    const { data } = await ctx.load("logs", { process: id, limit: 50 });
+    const { data } = await call;
     const rows = data.rows || [];
     fill(
       area,
@@ -142,11 +146,16 @@ async function loadLogs(ctx, id, area) {
   }
 }
 
-async function loadMetrics(ctx, id, area) {
+/** The process's measures (name, unit, samples, min/avg/max) through the SQL endpoint. */
+function metricsQuery(ctx, id) {
   const sql = `SELECT name, unit, count(*) AS samples, min(value) AS min, avg(value) AS avg, max(value) AS max FROM measures WHERE process_id = '${id}' GROUP BY name, unit ORDER BY name`;
+  const params = new URLSearchParams(location.search);
+  return post("sql", { sql, from: params.get("from") || undefined, to: params.get("to") || undefined }, { signal: ctx.signal });
+}
+
+async function loadMetrics(ctx, area, call) {
   try {
-    const params = new URLSearchParams(location.search);
-    const result = await post("sql", { sql, from: params.get("from") || undefined, to: params.get("to") || undefined }, { signal: ctx.signal });
+    const result = await call;
     ctx.sql.add(result.queries);
     const rows = result.data.rows || [];
     fill(
