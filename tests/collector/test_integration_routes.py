@@ -43,6 +43,17 @@ METRICS_PATH = "/ingestion/otlp/v1/metrics/firehose"
 LOGS_PATH = "/ingestion/cloudwatch/v1/logs/firehose"
 
 
+def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> SimpleNamespace:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return SimpleNamespace(status=response.status, headers=dict(response.getheaders()), body=data)
+    finally:
+        conn.close()
+
+
 class Ingestion:
     """An ``IngestionService`` (keys on) on loopback, over a running stack's lake and store."""
 
@@ -54,14 +65,7 @@ class Ingestion:
         self.port = stack.call(self.server.start())
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> SimpleNamespace:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            return SimpleNamespace(status=response.status, headers=dict(response.getheaders()), body=data)
-        finally:
-            conn.close()
+        return post(self.port, path, body, headers)
 
     def firehose(self, path: str, records: list[bytes], request_id: str, **extra: str) -> SimpleNamespace:
         body, headers = firehose_request(records, request_id)
@@ -532,3 +536,16 @@ def test_firehose_requests_past_the_in_flight_budget_get_429_with_retry_after(in
     assert ingestion.counts() == (0, 0, 0)
     assert_ack(ingestion.firehose(LOGS_PATH, [GOOD_LOGS], "busy-1"), "busy-1")  # Firehose's retry goes through
     assert ingestion.counts() == (1, 1, 1)
+
+
+def test_sirius_up_serves_the_routes_open_without_keys(stack_factory) -> None:
+    """The stack ``sirius up`` runs, without API keys: the routes take requests without credentials."""
+    stack = stack_factory(daemon=False)
+    port = int(stack.url.rsplit(":", 1)[1])
+    for path, record, request_id in ((LOGS_PATH, GOOD_LOGS, "open-1"), (METRICS_PATH, GOOD_METRICS, "open-2")):
+        body, headers = firehose_request([record], request_id)
+        del headers["X-Amz-Firehose-Access-Key"]
+        assert_ack(post(port, path, body, headers), request_id)
+    assert post(port, "/ingestion/webhook", b'{"ping": true}', {"Content-Type": "application/json"}).status == 200
+    count = stack.call(stack.stack.lake.pool.fetchval("SELECT count(*) FROM blocks"))
+    assert count == 3
