@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
 import time
 import urllib.request
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import adbc_driver_manager
@@ -348,3 +350,45 @@ def _record() -> Any:
         spill_count=0,
         deny_rule_id=None,
     )
+
+
+def test_admin_can_lift_a_rule_that_matches_their_own_queries(lake: Lake) -> None:
+    admin = _admin(lake.keyed_service())
+    rule_id = admin.query("SELECT * FROM deny_queries('client = ''python''', 'every python client')")["rule_id"][0]
+    with pytest.raises(flight.FlightUnauthorizedError, match=rule_id):
+        admin.query("SELECT 1 AS locked_out")
+    # a statement calling the deny-list functions is exempt for admins, so the valve reopens
+    assert admin.query("SELECT * FROM list_query_denials()")["rule_id"].tolist() == [rule_id]
+    assert admin.query(f"SELECT remove_query_denial('{rule_id}') AS s")["s"][0].startswith("SUCCESS")
+    assert admin.query("SELECT 1 AS back")["back"].tolist() == [1]
+
+
+def test_scanned_bytes_of_a_lake_query_are_audited(lake: Lake) -> None:
+    from test_lakehouse_e2e import _send
+
+    process_id, _, messages = _send(lake.stack.url)
+    sql = f"SELECT msg FROM view_instance('log_entries', '{process_id}') -- audit scan"
+    assert _client(lake.uri).query(sql)["msg"].tolist() == messages
+    row = lake.audit_of(sql)
+    assert (row["status"], row["output_rows"]) == ("ok", len(messages))
+    assert row["bytes_scanned"] > 0
+    assert row["context_init_ms"] > 0
+
+
+def _operations_examples() -> list[str]:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = page.split("## Query audit and deny list", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)]
+
+
+def test_operations_page_examples_run_as_written(lake: Lake) -> None:
+    audit_sql, deny_sql, list_sql, remove_sql = _operations_examples()
+    admin = _admin(lake.keyed_service())
+    admin.query("SELECT 1 AS before_the_examples")
+    rule_id = admin.query(deny_sql)["rule_id"][0]
+    listed = admin.query(list_sql)
+    assert listed["reason"].tolist() == ["alert storm; owner paged"]
+    assert "grafana" in listed["match_expr"][0]
+    assert admin.query(remove_sql.replace("<rule_id>", rule_id)).iloc[0, 0].startswith("SUCCESS")
+    slowest = _wait_for(lambda: lake.fetch(audit_sql), "audit rows of the last hour")
+    assert "SELECT 1 AS before_the_examples" in [r["sql"] for r in slowest]
