@@ -34,9 +34,11 @@ __all__ = [
     "DICT_UTF8",
     "JsonbError",
     "decode_jsonb",
+    "dictionary_result",
     "encode_jsonb",
     "jsonb_get_raw",
     "jsonb_udfs",
+    "keyed_values",
     "properties_to_jsonb_array",
     "to_json_text",
 ]
@@ -324,7 +326,7 @@ def _take(indices: pa.Array, values: pa.Array) -> pa.Array:
     return pc.take(values, indices)
 
 
-def _as_dictionary_result(indices: pa.Array, values: pa.Array, value_type: pa.DataType) -> pa.DictionaryArray:
+def dictionary_result(indices: pa.Array, values: pa.Array, value_type: pa.DataType) -> pa.DictionaryArray:
     """A dictionary array with ``values`` as dictionary; rows whose value is null become null."""
     filled = indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     invalid = values.is_null().to_numpy(zero_copy_only=False)
@@ -355,9 +357,13 @@ def _per_row(
     return pa.array(np.arange(len(out), dtype=np.int32)), pa.array(out, value_type)
 
 
-def _keyed(
+def keyed_values(
     array: pa.Array, keys: pa.Array, fn: Callable[[bytes, str], Any], value_type: pa.DataType
 ) -> tuple[pa.Array, pa.Array]:
+    """``fn(value, key)`` once per distinct value when every row has the same key, else per row.
+
+    Returns ``(indices, results)``: row ``i``'s result is ``results[indices[i]]``.
+    """
     key = _constant_key(keys)
     if key is None:
         return _per_row(array, keys, fn, value_type)
@@ -440,8 +446,8 @@ def _format_json(data: bytes) -> str | None:
 
 def property_get(properties: pa.Array, keys: pa.Array) -> pa.Array:
     """``property_get(properties, key) → Dictionary(Int32, Utf8)``; NULL when the key is absent."""
-    indices, values = _keyed(properties, keys, _property_get, pa.utf8())
-    return _as_dictionary_result(indices, values, pa.utf8())
+    indices, values = keyed_values(properties, keys, _property_get, pa.utf8())
+    return dictionary_result(indices, values, pa.utf8())
 
 
 def properties_length(properties: pa.Array) -> pa.Array:
@@ -453,25 +459,25 @@ def properties_length(properties: pa.Array) -> pa.Array:
 def jsonb_parse(texts: pa.Array) -> pa.Array:
     """``jsonb_parse(text) → Dictionary(Int32, Binary)``; NULL for text that is not JSON."""
     indices, values = _map_dictionary(texts, _parse, pa.binary())
-    return _as_dictionary_result(indices, values, pa.binary())
+    return dictionary_result(indices, values, pa.binary())
 
 
 def jsonb_get(values: pa.Array, keys: pa.Array) -> pa.Array:
     """``jsonb_get(jsonb, key) → Dictionary(Int32, Binary)``; NULL when absent or not an object."""
-    indices, results = _keyed(values, keys, jsonb_get_raw, pa.binary())
-    return _as_dictionary_result(indices, results, pa.binary())
+    indices, results = keyed_values(values, keys, jsonb_get_raw, pa.binary())
+    return dictionary_result(indices, results, pa.binary())
 
 
 def jsonb_format_json(values: pa.Array) -> pa.Array:
     """``jsonb_format_json(jsonb) → Dictionary(Int32, Utf8)``: the value as JSON text (NULL if not JSONB)."""
     indices, results = _map_dictionary(values, _format_json, pa.utf8())
-    return _as_dictionary_result(indices, results, pa.utf8())
+    return dictionary_result(indices, results, pa.utf8())
 
 
 def jsonb_as_string(values: pa.Array) -> pa.Array:
     """``jsonb_as_string(jsonb) → Dictionary(Int32, Utf8)``; NULL unless the value is a string."""
     indices, results = _map_dictionary(values, _as_string, pa.utf8())
-    return _as_dictionary_result(indices, results, pa.utf8())
+    return dictionary_result(indices, results, pa.utf8())
 
 
 def jsonb_as_f64(values: pa.Array) -> pa.Array:
@@ -489,7 +495,7 @@ def jsonb_as_i64(values: pa.Array) -> pa.Array:
 def jsonb_object_keys(values: pa.Array) -> pa.Array:
     """``jsonb_object_keys(jsonb) → Dictionary(Int32, List<Utf8>)``; NULL unless an object."""
     indices, results = _map_dictionary(values, _object_keys, pa.list_(pa.utf8()))
-    return _as_dictionary_result(indices, results, pa.list_(pa.utf8()))
+    return dictionary_result(indices, results, pa.list_(pa.utf8()))
 
 
 def jsonb_array_length(values: pa.Array) -> pa.Array:

@@ -31,9 +31,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._sql_jsonb import DICT_BINARY, decode_jsonb, encode_jsonb
+from ._sql_jsonb import DICT_BINARY, decode_jsonb, dictionary_result, encode_jsonb, keyed_values
 
 __all__ = ["JsonPath", "JsonPathError", "jsonb_path_udfs", "parse_json_path"]
+
+_PATH_CACHE = 256  # parsed paths kept per function (per session)
 
 
 class JsonPathError(ValueError):
@@ -384,31 +386,30 @@ def _holds(predicate: Any, current: Any, root: Any) -> bool:
 
 def _query(first: bool) -> Callable[[pa.Array, pa.Array], pa.Array]:
     name = "jsonb_path_query_first" if first else "jsonb_path_query"
+    parsed: dict[str, JsonPath] = {}
+
+    def path_of(text: str) -> JsonPath:
+        path = parsed.get(text)
+        if path is None:
+            try:
+                path = parse_json_path(text)
+            except JsonPathError as exc:
+                msg = f"{name}: invalid JSONPath '{text}': {exc}"
+                raise ValueError(msg) from exc
+            if len(parsed) < _PATH_CACHE:
+                parsed[text] = path
+        return path
+
+    def one(raw: bytes, text: str) -> bytes | None:
+        matches = evaluate(path_of(text), decode_jsonb(raw))
+        if first:
+            return encode_jsonb(matches[0]) if matches else None
+        return encode_jsonb(matches)
 
     def udf(values: pa.Array, paths: pa.Array) -> pa.Array:
-        parsed: dict[str, JsonPath] = {}
-        decoded: dict[bytes, Any] = {}
-        encoded = values.dictionary_decode() if pa.types.is_dictionary(values.type) else values
-        out: list[bytes | None] = []
-        for raw, text in zip(encoded.to_pylist(), paths.to_pylist(), strict=True):
-            if raw is None or text is None:
-                out.append(None)
-                continue
-            path = parsed.get(text)
-            if path is None:
-                try:
-                    path = parsed[text] = parse_json_path(text)
-                except JsonPathError as exc:
-                    msg = f"{name}: invalid JSONPath '{text}': {exc}"
-                    raise ValueError(msg) from exc
-            if raw not in decoded:
-                decoded[raw] = decode_jsonb(raw)
-            matches = evaluate(path, decoded[raw])
-            if first:
-                out.append(encode_jsonb(matches[0]) if matches else None)
-            else:
-                out.append(encode_jsonb(matches))
-        return pa.array(out, pa.binary()).dictionary_encode().cast(DICT_BINARY)
+        # one evaluation per distinct JSONB value when the path is the same on every row
+        indices, results = keyed_values(values, paths, one, pa.binary())
+        return dictionary_result(indices, results, pa.binary())
 
     return udf
 
