@@ -9,7 +9,7 @@
      │    ├── LengthRequiredError             411   no Content-Length (chunked upload)
      │    ├── BodyTooLargeError               413   Content-Length over the body limit
      │    └── IncompleteBodyError             400   fewer bytes than Content-Length announced
-     └── OtlpRequestError              an OTLP request refused (its gRPC code and HTTP status below)
+     └── OtlpRequestError              an OTLP, webhook or Firehose request refused (gRPC code, HTTP status)
           ├── OtlpInvalidRequestError         400 · INVALID_ARGUMENT    undecodable body, bad JSON ids
           ├── OtlpUnauthenticatedError        401 · UNAUTHENTICATED     missing or unknown Bearer key
           ├── OtlpRequestTooLargeError        413 · RESOURCE_EXHAUSTED  over the limit after decompression

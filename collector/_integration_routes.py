@@ -115,6 +115,7 @@ class IntegrationRoutes:
             with self._budget.admit() as ticket:
                 envelope = decode_envelope(await self._read(request, ticket))
                 request_id = request_id or envelope.request_id
+                ticket.reserve(sum(len(record) for record in envelope.records))  # held beside the body
                 await store(envelope, ticket)
         except OtlpRequestError as exc:
             if exc.http_status >= 500:
