@@ -448,8 +448,8 @@ def _parse_block(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequ
     except Exception as exc:
         message = str(exc)
         start = message.find("parse_block: ")
-        if start >= 0:  # our own ValueError, wrapped by DataFusion and PyO3
-            raise ValueError(message[start:].split('"),', 1)[0].split("'),", 1)[0]) from exc
+        if start >= 0:  # our own ValueError, wrapped by DataFusion (and the nested query's id)
+            raise ValueError(re.split(r" \(query_id=|\"\),|'\),", message[start:], maxsplit=1)[0]) from exc
         if PARSE_BLOCK_UDF in message:
             msg = "parse_block: this server has no lakehouse to read blocks from"
             raise ValueError(msg) from exc

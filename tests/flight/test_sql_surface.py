@@ -232,6 +232,7 @@ def test_parse_block_and_get_payload(lake_flight) -> None:
         code, message = do_get(port, statement_ticket(sql))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, message
         assert expected in message
+        assert message.count("query_id=") == 1, message
     assert_serving(port)
 
 
