@@ -10,8 +10,13 @@ Run as ``python -m sirius.admin._demo_app --otlp URL --ingestion URL [--requests
 [--run-id ID]``. Every process of one run carries the run id (:data:`RUN_PROPERTY`: a native
 process property, an OTel resource attribute), so ``sirius demo`` reports only its own run when
 a data directory holds several.
-Span times are synthetic (laid out from "now" with seeded random latencies) so the demo is
-fast and its results are reproducible; the native spans time real work.
+OTel times are synthetic so the demo is fast and its results are reproducible: the requests
+arrive at seeded random times over the last :data:`WINDOW_S` seconds (ending a little before
+now, never in the future), with seeded random latencies. Everything of one request is timed
+inside its span: the exception event (``record_exception(..., timestamp=...)``) and the log
+records, emitted through the OTel Logs API with explicit timestamps and the span as context
+(the SDK's ``LoggingHandler`` would stamp them with the wall clock). The native spans, logs and
+metrics time real work, as they happen.
 """
 
 from __future__ import annotations
@@ -24,21 +29,27 @@ import sys
 import time
 
 from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 
 from .. import tracing
 
 MS = 1_000_000
+S = 1_000_000_000
+WINDOW_S = 600
+"""The requests' start times are spread over this many seconds before now (sparklines get a shape)."""
+MARGIN_S = 2
+"""The last request starts this long before now: its span (tens of ms) ends in the past."""
 ROUTES = ("GET /products", "GET /cart", "POST /checkout")
 RUN_PROPERTY = "sirius.demo.run"
 """Process property (native) and resource attribute (OTel, ``otel.resource.`` + it as a property)."""
@@ -67,10 +78,20 @@ class _Service:
         )
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         self.tracer = self.tracer_provider.get_tracer("sirius.demo")
-        self.log = logging.getLogger(f"demo.{name}")
-        self.log.propagate = False
-        self.log.setLevel(logging.INFO)
-        self.log.addHandler(LoggingHandler(logger_provider=self.logger_provider))
+        self.logger = self.logger_provider.get_logger(f"demo.{name}")  # the scope: log_entries' target
+
+    def log(self, span: Span, time_ns: int, level: int, message: str) -> None:
+        """One log record at ``time_ns`` (inside ``span``'s window), carrying ``span``'s trace context."""
+        severity = SeverityNumber.ERROR if level >= logging.ERROR else SeverityNumber.INFO
+        self.logger.emit(
+            LogRecord(
+                timestamp=time_ns,
+                context=trace.set_span_in_context(span),
+                severity_number=severity,
+                severity_text=logging.getLevelName(level),
+                body=message,
+            )
+        )
 
     def shutdown(self) -> None:
         # force_flush before shutdown: every record is exported before the process exits. The
@@ -92,33 +113,44 @@ def _price_cart(items: int, seed: int) -> str:
     return digest.hexdigest()
 
 
+def arrivals(requests: int, seed: int, now_ns: int) -> list[int]:
+    """Start times of the requests: seeded uniform draws over the :data:`WINDOW_S` s before now, sorted.
+
+    A random generator of their own, so the requests' draws (latency, failure, amount) stay
+    those of ``random.Random(seed)`` alone, which tests replay to know the failures in advance.
+    """
+    rng = random.Random(f"arrivals-{seed}")  # noqa: S311 - reproducible demo data, not security
+    last_ns = now_ns - MARGIN_S * S
+    return sorted(last_ns - int(rng.uniform(0, WINDOW_S) * S) for _ in range(requests))
+
+
 def _request(front: _Service, pay: _Service, rng: random.Random, i: int, start_ns: int) -> int:
     route = ROUTES[i % len(ROUTES)]
     latency_ms = rng.lognormvariate(3.0, 0.6)  # ~20 ms median with a long tail
     failed = route == "POST /checkout" and rng.random() < 0.25
-    end_ns = start_ns + int(latency_ms * MS)
+    latency_ns = int(latency_ms * MS)
+
+    def at(fraction: float) -> int:  # a time inside the request, as a fraction of its latency
+        return start_ns + int(latency_ns * fraction)
+
     span = front.tracer.start_span(route, start_time=start_ns, kind=trace.SpanKind.SERVER)
     span.set_attribute("http.route", route)
     ctx = trace.set_span_in_context(span)
-    with trace.use_span(span, end_on_exit=False):
-        if route == "POST /checkout":
-            child_start = start_ns + int(latency_ms * 0.2 * MS)
-            child = pay.tracer.start_span("charge_card", context=ctx, start_time=child_start)
-            child.set_attribute("payment.amount", round(rng.uniform(5, 500), 2))
-            if failed:
-                error = RuntimeError("card declined by issuer")
-                child.record_exception(error)
-                child.set_status(Status(StatusCode.ERROR, "card declined"))
-                with trace.use_span(child, end_on_exit=False):
-                    pay.log.error("payment failed for order %d: card declined", i)
-            child.end(end_time=start_ns + int(latency_ms * 0.9 * MS))
+    if route == "POST /checkout":
+        child = pay.tracer.start_span("charge_card", context=ctx, start_time=at(0.2))
+        child.set_attribute("payment.amount", round(rng.uniform(5, 500), 2))
         if failed:
-            span.set_status(Status(StatusCode.ERROR, "checkout failed"))
-            front.log.error("checkout %d failed", i)
-        else:
-            front.log.info("%s served in %.1f ms", route, latency_ms)
-    span.end(end_time=end_ns)
-    return int(latency_ms * MS)
+            child.record_exception(RuntimeError("card declined by issuer"), timestamp=at(0.8))
+            child.set_status(Status(StatusCode.ERROR, "card declined"))
+            pay.log(child, at(0.85), logging.ERROR, f"payment failed for order {i}: card declined")
+        child.end(end_time=at(0.9))
+    if failed:
+        span.set_status(Status(StatusCode.ERROR, "checkout failed"))
+        front.log(span, at(0.95), logging.ERROR, f"checkout {i} failed")
+    else:
+        front.log(span, at(0.95), logging.INFO, f"{route} served in {latency_ms:.1f} ms")
+    span.end(end_time=start_ns + latency_ns)
+    return latency_ns
 
 
 def run(otlp: str, ingestion: str, requests: int, seed: int, run_id: str = "") -> None:
@@ -136,17 +168,15 @@ def run(otlp: str, ingestion: str, requests: int, seed: int, run_id: str = "") -
         "http.server.duration", unit="ms", description="request latency"
     )
     tracing.info("demo shop starting")
-    clock = time.time_ns() - requests * 50 * MS  # lay the requests out over the recent past
-    for i in range(requests):
+    for i, start_ns in enumerate(arrivals(requests, seed, time.time_ns())):
         with tracing.span("handle_request"):
             items = 1 + i % 5
             _price_cart(items, i)
             tracing.metric("cart_items", items, unit="count")
-            latency_ns = _request(front, pay, rng, i, clock)
+            latency_ns = _request(front, pay, rng, i, start_ns)
         route = ROUTES[i % len(ROUTES)]
         requests_counter.add(1, {"http.route": route})
         duration.record(latency_ns / MS, {"http.route": route})
-        clock += 50 * MS
     tracing.error("demo shop: simulated disk-full warning escalated")
     front.shutdown()
     pay.shutdown()

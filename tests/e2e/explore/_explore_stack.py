@@ -60,7 +60,11 @@ class ShopExpectation:
 
 
 def expected_shop(requests: int = REQUESTS, seed: int = SEED) -> ShopExpectation:
-    """Replay ``_demo_app._request``'s draws: which requests fail (25 % of checkouts, seeded)."""
+    """Replay ``_demo_app._request``'s draws: which requests fail (25 % of checkouts, seeded).
+
+    The requests' start times (``_demo_app.arrivals``) come from a generator of their own, so
+    this sequence is ``random.Random(seed)``'s alone.
+    """
     rng = random.Random(seed)
     failed = checkouts = 0
     for i in range(requests):
