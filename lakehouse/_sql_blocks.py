@@ -4,8 +4,9 @@
   (``blobs/{process_id}/{stream_id}/{block_id}``), as the ingestion service wrote it;
 * ``parse_block(block_id)``: one row per object of the block, ``object_index Int64`` (the
   block's ``object_offset`` plus the object's position), ``type_name Utf8`` and ``value``
-  (JSONB object of the event's members with ``__type``; nested records carry their own
-  ``__type``; byte members become ``"<binary N bytes>"``). Transit blocks give their events;
+  (JSONB object of the event's members with ``__type``; referenced records, such as a log
+  call's ``desc``, are objects with their own ``__type``; byte members become
+  ``"<binary N bytes>"``; objects of a type this reader skips carry only ``__type``). Transit blocks give their events;
   OTLP blocks give one ``otlp.LogRecord`` / ``otlp.Span`` / ``otlp.*DataPoint`` per leaf, its
   OTLP/JSON fields plus ``__attributes``, ``__resource`` and ``__scope`` (and ``__metric`` for
   data points).
@@ -33,7 +34,7 @@ from ._block_source import block_object_key
 from ._exceptions import CorruptBlockError, ObjectNotFoundError
 from ._pool import pg_errors
 from ._sql_jsonb import encode_jsonb
-from ._transit_reader import decode_block
+from ._transit_reader import POSITION, DecodedBlock, decode_block
 
 if TYPE_CHECKING:
     from ._lakehouse import Lakehouse
@@ -46,7 +47,7 @@ PARSE_BLOCK_SCHEMA = pa.schema(
 PARSE_BLOCK_TYPE = pa.list_(pa.struct(list(PARSE_BLOCK_SCHEMA)))
 """The rows of ``parse_block`` as one list value (how the internal scalar hands them over)."""
 
-_POSITION = "position"
+
 _METRIC_POINTS = (
     ("gauge", "otlp.NumberDataPoint"),
     ("sum", "otlp.NumberDataPoint"),
@@ -144,11 +145,7 @@ def block_objects(
         objects = _otlp_objects(stream_format, decoded_payload.objects)
     else:
         block = decode_block(decode_udts(dependencies_metadata), decode_udts(objects_metadata), decoded_payload)
-        objects = []
-        for event in block.to_events():
-            type_name = event.pop("type")
-            event.pop(_POSITION, None)
-            objects.append((type_name, {**_jsonable(event), "__type": type_name}))
+        objects = _transit_objects(block)
     return pa.table(
         {
             "object_index": pa.array(range(object_offset, object_offset + len(objects)), pa.int64()),
@@ -157,6 +154,29 @@ def block_objects(
         },
         schema=PARSE_BLOCK_SCHEMA,
     )
+
+
+def _transit_objects(block: DecodedBlock) -> list[tuple[str, dict[str, Any]]]:
+    """The block's events in queue order; references resolved, records with their ``__type``."""
+    deps = block.dependencies
+
+    def resolve(ident: Any) -> Any:
+        value = deps.value(ident)
+        if isinstance(value, dict) and ident in deps.records:
+            return {**_jsonable(value), "__type": deps.kinds[ident]}
+        return _jsonable(value)
+
+    positioned: list[tuple[int, str, dict[str, Any]]] = []
+    for type_name, table in block.tables.items():
+        refs = set(block.reference_columns.get(type_name, ()))
+        for row in table.to_pylist():
+            position = row.pop(POSITION)
+            event = {key: resolve(v) if key in refs else _jsonable(v) for key, v in row.items()}
+            positioned.append((position, type_name, {**event, "__type": type_name}))
+    for type_name, positions in block.skipped.items():
+        positioned.extend((int(p), type_name, {"__type": type_name}) for p in positions)
+    positioned.sort(key=lambda item: item[0])
+    return [(type_name, event) for _, type_name, event in positioned]
 
 
 def _dict(message: Message) -> dict[str, Any]:

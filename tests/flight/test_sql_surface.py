@@ -204,7 +204,10 @@ def test_parse_block_and_get_payload(lake_flight) -> None:
         "SELECT object_index, type_name, jsonb_as_string(jsonb_get(value, 'msg')) AS msg, "
         "jsonb_as_string(jsonb_get(value, '__type')) AS t, "
         "jsonb_as_i64(jsonb_get(jsonb_get(value, 'desc'), 'level')) AS level, "
-        f"jsonb_as_string(jsonb_get(jsonb_get(value, 'desc'), 'target')) AS target FROM parse_block('{block_id}') "
+        f"jsonb_as_string(jsonb_get(jsonb_get(value, 'desc'), 'target')) AS target, "
+        "jsonb_as_string(jsonb_path_query_first(value, '$.desc.__type')) AS desc_type, "
+        "jsonb_object_keys(value) AS members "
+        f"FROM parse_block('{block_id}') "
         "ORDER BY object_index"
     ).to_pylist()
     assert [r["msg"] for r in rows] == ["event 0", "event 1", "event 2"]
@@ -213,6 +216,8 @@ def test_parse_block_and_get_payload(lake_flight) -> None:
     assert len({r["type_name"] for r in rows}) == 1
     assert [r["level"] for r in rows] == [int(Level.WARN)] * 3
     assert [r["target"] for r in rows] == ["app"] * 3
+    assert [r["desc_type"] for r in rows] == ["LogMetadataRecord"] * 3  # the UDT name on the wire
+    assert rows[0]["members"] == ["__type", "desc", "msg", "time"]
 
     key = f"blobs/{process_id}/{stream_id}/{block_id}"
     stored = stack.call(stack.stack.lakehouse.store.get(key))
