@@ -37,3 +37,25 @@ def test_upgrade_example_rebuilds_past_partitions_only(stack_factory) -> None:
             assert match, message
             end = datetime.fromisoformat(match.group(2).replace("Z", "+00:00")).timestamp()
             assert end <= started, f"a partition reaches past the present: {message}"
+
+
+def test_a_range_past_the_present_is_cut_there_and_the_answer_says_so(stack_factory) -> None:
+    stack = stack_factory(daemon=False)
+    uri = {e.name: e.url for e in stack.endpoints}["flightsql"]
+    for function in ("materialize_partitions", "regenerate_partitions"):
+        sql = f"SELECT * FROM {function}('log_entries', now() - INTERVAL '2 hours', now() + INTERVAL '1 day', 3600)"
+        messages = query_table(sql, uri=uri).column("msg").to_pylist()
+        after = time.time()
+        assert "after the present" in messages[0], messages[0]
+        assert "materialized up to" in messages[0], messages[0]
+        assert len(messages) >= 3, messages  # the line, then the hours before the present
+        for message in messages[1:]:
+            match = PARTITION.search(message)
+            assert match, message
+            end = datetime.fromisoformat(match.group(2).replace("Z", "+00:00")).timestamp()
+            assert end <= after, f"a partition reaches past the present: {message}"
+    ends = query_table(
+        "SELECT arrow_cast(end_insert_time, 'Int64') AS e FROM list_partitions() WHERE view_set_name = 'log_entries'",
+        uri=uri,
+    ).column("e")
+    assert max(ends.to_pylist()) <= time.time_ns()
