@@ -20,9 +20,9 @@ The same application serves the Explore web UI (``sirius.flight.explore``: ``/``
 
 Values in JSON: timestamps as RFC 3339 UTC text with nanoseconds, binary as hex, JSONB columns
 (properties, span events and links) as nested JSON, nested values as JSON, NaN/±inf as
-strings. Errors: 400 (bad request body or INVALID_ARGUMENT), 401, 503 with ``Retry-After``
-(server busy), 504 (query timeout), 502 (FlightSQL unreachable), 500 otherwise; the body is
-``{"error": message}``.
+strings. Errors: 400 (bad request body or INVALID_ARGUMENT), 401, 403 (a query deny rule
+matched), 503 with ``Retry-After`` (server busy), 504 (query timeout), 502 (FlightSQL
+unreachable), 500 otherwise; the body is ``{"error": message}``.
 """
 
 from __future__ import annotations
@@ -150,16 +150,19 @@ class QueryAnswer:
         return self.table.nbytes
 
 
-def _http_error(exc: BaseException) -> _GatewayError:
+def _http_error(exc: BaseException) -> _GatewayError:  # noqa: PLR0911 - one status per error kind
     """Map a FlightSQL client error to an HTTP status (the message without gRPC debug context)."""
     text = str(exc).split(". gRPC client debug context", 1)[0]
     for prefix in (
         "Flight returned invalid argument error, with message: ",
         "Flight returned unavailable error, with message: ",
+        "Flight returned unauthorized error, with message: ",
     ):
         text = text.removeprefix(prefix)
     if isinstance(exc, flight.FlightUnauthenticatedError):
         return _GatewayError(401, "invalid token")
+    if isinstance(exc, flight.FlightUnauthorizedError):  # a query deny rule matched
+        return _GatewayError(403, text)
     if isinstance(exc, flight.FlightTimedOutError):
         return _GatewayError(504, text)
     if isinstance(exc, flight.FlightUnavailableError):

@@ -292,6 +292,8 @@ class FlightSqlServer(flight.FlightServerBase):
         started = time.perf_counter()
         ctx = self._session(query, sql)
         planning = time.perf_counter()
+        if query.audit is not None:
+            query.audit.context_init_ms = (planning - started) * 1000.0
         functions = None
         if self._governance is not None:
             functions = table_functions() | self._governance.table_functions(query.audit, query.caller)
@@ -313,9 +315,6 @@ class FlightSqlServer(flight.FlightServerBase):
             expanded = expand_table_functions(ctx, prepare_sql(sql), env, functions)
             self._prepare_views(query, ctx, expanded)
             df = plan_sql(ctx, expanded)  # hex strings compared with trace_id/span_id work
-            if query.audit is not None:
-                query.audit.context_init_ms = (planning - started) * 1000.0
-                query.audit.planning_ms = (time.perf_counter() - planning) * 1000.0
         except FlightSqlError:
             raise
         except TimeoutError:
@@ -325,6 +324,9 @@ class FlightSqlServer(flight.FlightServerBase):
             raise
         except BaseException as exc:  # DataFusion panics surface as PanicException (a BaseException)
             raise classify_datafusion_error(exc, query.query_id) from exc
+        finally:
+            if query.audit is not None:
+                query.audit.planning_ms = (time.perf_counter() - planning) * 1000.0
         if query.options.limit is not None:
             df = df.limit(query.options.limit)
         return ctx, df

@@ -11,6 +11,7 @@ import datetime
 import json
 import re
 import time
+import urllib.error
 import urllib.request
 import uuid
 import warnings
@@ -392,3 +393,22 @@ def test_operations_page_examples_run_as_written(lake: Lake) -> None:
     assert admin.query(remove_sql.replace("<rule_id>", rule_id)).iloc[0, 0].startswith("SUCCESS")
     slowest = _wait_for(lambda: lake.fetch(audit_sql), "audit rows of the last hour")
     assert "SELECT 1 AS before_the_examples" in [r["sql"] for r in slowest]
+
+
+def test_denied_gateway_query_is_a_403_naming_the_rule(lake: Lake) -> None:
+    # the stack's own FlightSQL server has no admin list: every caller is admin, as in Micromegas
+    admin = _client(lake.uri)
+    rule_id = admin.query("SELECT * FROM deny_queries('client = ''web+gateway''', 'web queries paused')")["rule_id"][0]
+    request = urllib.request.Request(
+        f"{lake.gateway}/query",
+        data=json.dumps({"sql": "SELECT 1 AS g"}).encode(),
+        headers={"Content-Type": "application/json", "x-client-type": "web"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=30)
+    assert info.value.code == 403
+    body = json.loads(info.value.read())
+    assert body["error"].startswith(f"query denied by rule {rule_id} (reason: web queries paused)")
+    admin.query(f"SELECT remove_query_denial('{rule_id}')")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read()) == [{"g": 1}]
