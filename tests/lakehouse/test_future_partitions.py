@@ -10,6 +10,7 @@ Real PostgreSQL and a local store; the clock is the harness's fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -23,6 +24,7 @@ from sirius.lakehouse import (
     list_partitions,
     materialize_partitions,
 )
+from sirius.lakehouse._sql_admin import InMemoryPartitionAdmin, ViewSetRecord
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
 T0_NS = 1_772_445_600_000_000_000
@@ -141,3 +143,15 @@ def test_a_partition_sticking_out_for_another_reason_is_still_left_alone(local_l
         assert await log_count(lake) == 5
 
     local_lake_env(scenario)
+
+
+def test_the_in_memory_admin_cuts_at_its_clock_too() -> None:
+    admin = InMemoryPartitionAdmin(view_sets=[ViewSetRecord("log_entries", b"\x08")], clock=lambda: ns(90))
+    lines: list[str] = []
+    asyncio.run(admin.materialize_partitions("log_entries", ns(0), ns(180), 60, lines.append))
+    assert "after the present" in lines[0]
+    assert [(p.begin_insert_time, p.end_insert_time) for p in admin.partitions] == [(ns(0), ns(60)), (ns(60), ns(90))]
+    lines.clear()
+    asyncio.run(admin.regenerate_partitions("log_entries", ns(120), ns(180), 60, lines.append))
+    assert lines == [f"log_entries: the range begins after the present ({ns(90)}): nothing to materialize"]
+    assert len(admin.partitions) == 2
