@@ -729,7 +729,12 @@ class FlightSqlService:
         governance = getattr(self.provider, "governance", None)
         if governance is not None:
             await governance.start()
-        return await asyncio.to_thread(self._start_server, loop)
+        try:
+            return await asyncio.to_thread(self._start_server, loop)
+        except BaseException:
+            if governance is not None:
+                await governance.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop accepting calls, let running ones finish, release threads."""
