@@ -8,8 +8,10 @@
   call's ``desc``, are objects with their own ``__type``; byte members become
   ``"<binary N bytes>"``; objects of a type this reader skips carry only ``__type``). Transit blocks give their events;
   OTLP blocks give one ``otlp.LogRecord`` / ``otlp.Span`` / ``otlp.*DataPoint`` per leaf, its
-  OTLP/JSON fields plus ``__attributes``, ``__resource`` and ``__scope`` (and ``__metric`` for
-  data points).
+  OTLP/JSON fields plus ``__attributes`` and ``__resource`` (key → native JSON value: strings,
+  numbers, bools, base64 bytes, lists, objects), ``__scope`` (``otel.scope.name``,
+  ``otel.scope.version``, ``otel.scope.attr.*``, ``otel.scope.schema_url``) and, for data
+  points, ``__metric`` (name, unit, description, ``otel.metric.kind``, temporality, …).
 
 Block metadata comes from PostgreSQL (the block's stream holds the transit layouts and format),
 so a block is parseable as soon as it is ingested. An unknown or malformed block id is an error.
@@ -17,12 +19,15 @@ so a block is parseable as soon as it is ingested. An unknown or malformed block
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -48,13 +53,13 @@ PARSE_BLOCK_TYPE = pa.list_(pa.struct(list(PARSE_BLOCK_SCHEMA)))
 """The rows of ``parse_block`` as one list value (how the internal scalar hands them over)."""
 
 
-_METRIC_POINTS = (
-    ("gauge", "otlp.NumberDataPoint"),
-    ("sum", "otlp.NumberDataPoint"),
-    ("histogram", "otlp.HistogramDataPoint"),
-    ("exponential_histogram", "otlp.ExponentialHistogramDataPoint"),
-    ("summary", "otlp.SummaryDataPoint"),
-)
+_POINT_TYPES = {
+    "gauge": "otlp.NumberDataPoint",
+    "sum": "otlp.NumberDataPoint",
+    "histogram": "otlp.HistogramDataPoint",
+    "exponential_histogram": "otlp.ExponentialHistogramDataPoint",
+    "summary": "otlp.SummaryDataPoint",
+}
 
 
 def _uuid(value: str, function: str, what: str) -> uuid.UUID:
@@ -183,15 +188,61 @@ def _dict(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=False)
 
 
-def _attributes(message: Message) -> dict[str, Any]:
-    return {item["key"]: item.get("value", {}) for item in _dict(message).get("attributes", [])}
+def _any_value(value: AnyValue) -> Any:
+    """An attribute value as native JSON: strings, numbers, bools, base64 bytes, lists, objects."""
+    kind = value.WhichOneof("value")
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    if kind in ("string_value", "bool_value", "int_value", "double_value"):
+        return getattr(value, kind)
+    return None
 
 
-def _leaf(type_name: str, leaf: Message, resource: Any, scope: Any, **extra: Any) -> tuple[str, dict[str, Any]]:
+def _attributes(items: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: _any_value(kv.value) if kv.HasField("value") else None for kv in items}
+
+
+def _scope(scope: InstrumentationScope, schema_url: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if scope.name:
+        out["otel.scope.name"] = scope.name
+    if scope.version:
+        out["otel.scope.version"] = scope.version
+    for kv in scope.attributes:
+        if kv.HasField("value"):
+            out[f"otel.scope.attr.{kv.key}"] = _any_value(kv.value)
+    if schema_url:
+        out["otel.scope.schema_url"] = schema_url
+    return out
+
+
+def _leaf(
+    type_name: str, leaf: Any, resource: dict[str, Any], scope: dict[str, Any], metric: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
     value = _dict(leaf)
-    value.update({"__type": type_name, "__attributes": _attributes(leaf), "__resource": resource, "__scope": scope})
-    value.update(extra)
+    value.update(
+        {"__type": type_name, "__attributes": _attributes(leaf.attributes), "__resource": resource, "__scope": scope}
+    )
+    if metric:
+        value["__metric"] = metric
     return type_name, value
+
+
+def _metric_info(metric: Any, field: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": metric.name, "unit": metric.unit, "description": metric.description}
+    if len(metric.metadata):
+        info["otel.metric.metadata"] = _attributes(metric.metadata)
+    info["otel.metric.kind"] = field
+    data = getattr(metric, field)
+    if field in ("sum", "histogram", "exponential_histogram"):
+        info["otel.metric.aggregation_temporality"] = int(data.aggregation_temporality)
+    if field == "sum":
+        info["otel.metric.is_monotonic"] = bool(data.is_monotonic)
+    return info
 
 
 def _otlp_objects(stream_format: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -199,27 +250,28 @@ def _otlp_objects(stream_format: str, data: bytes) -> list[tuple[str, dict[str, 
     out: list[tuple[str, dict[str, Any]]] = []
     if kind == "logs":
         logs = logs_pb2.ResourceLogs.FromString(data)
-        resource = _attributes(logs.resource)
+        resource = _attributes(logs.resource.attributes)
         for scope_logs in logs.scope_logs:
-            scope = _dict(scope_logs.scope)
+            scope = _scope(scope_logs.scope, scope_logs.schema_url)
             out.extend(_leaf("otlp.LogRecord", r, resource, scope) for r in scope_logs.log_records)
     elif kind == "traces":
         spans = trace_pb2.ResourceSpans.FromString(data)
-        resource = _attributes(spans.resource)
+        resource = _attributes(spans.resource.attributes)
         for scope_spans in spans.scope_spans:
-            scope = _dict(scope_spans.scope)
+            scope = _scope(scope_spans.scope, scope_spans.schema_url)
             out.extend(_leaf("otlp.Span", s, resource, scope) for s in scope_spans.spans)
     elif kind == "metrics":
         metrics = metrics_pb2.ResourceMetrics.FromString(data)
-        resource = _attributes(metrics.resource)
+        resource = _attributes(metrics.resource.attributes)
         for scope_metrics in metrics.scope_metrics:
-            scope = _dict(scope_metrics.scope)
+            scope = _scope(scope_metrics.scope, scope_metrics.schema_url)
             for metric in scope_metrics.metrics:
-                info = {"name": metric.name, "description": metric.description, "unit": metric.unit}
-                for field, type_name in _METRIC_POINTS:
-                    if metric.HasField(field):
-                        points = getattr(metric, field).data_points
-                        out.extend(_leaf(type_name, p, resource, scope, __metric=info) for p in points)
+                field = metric.WhichOneof("data")
+                type_name = _POINT_TYPES.get(field or "")
+                if type_name is None:
+                    continue  # a metric without data emits nothing
+                info = _metric_info(metric, field or "")
+                out.extend(_leaf(type_name, p, resource, scope, info) for p in getattr(metric, field or "").data_points)
     else:
         msg = f"no decoder for streams.format='{stream_format}'"
         raise WireFormatError(msg)
