@@ -14,6 +14,7 @@ import uuid
 
 import grpc
 import micromegas
+import pyarrow as pa
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -276,3 +277,15 @@ def test_parse_block_of_otlp_spans(lake_flight) -> None:
     assert row["attributes"] == '{"cart.items":3}'
     assert row["scope"] == "scope-a"
     assert '"service.name":"parse-block"' in row["resource"]
+
+
+def test_prepared_statements_get_the_schemas(client) -> None:
+    stmt = client.prepare_statement(
+        "SELECT property_get(arrow_cast(jsonb_parse('{\"a\": \"1\"}'), 'Binary'), 'a') AS a, "
+        "color_scale('turbo', 0.5, 1.0) AS c, jsonb_path_query(jsonb_parse('[1]'), '$[*]') AS j"
+    )
+    assert stmt.dataset_schema.names == ["a", "c", "j"]
+    assert stmt.dataset_schema.field("c").type == pa.uint32()
+    blocks = client.prepare_statement(f"SELECT * FROM parse_block('{uuid.UUID(int=1)}')")
+    assert blocks.dataset_schema.names == ["object_index", "type_name", "value"]
+    assert [f.type for f in blocks.dataset_schema] == [pa.int64(), pa.utf8(), pa.binary()]
