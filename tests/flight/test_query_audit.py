@@ -54,7 +54,7 @@ class Lake:
         self.stack = stack
         self.uri = next(e.url for e in stack.endpoints if e.name == "flightsql")
         self.gateway = next(e.url for e in stack.endpoints if e.name == "gateway")
-        self._services: list[FlightSqlService] = []
+        self.services: list[FlightSqlService] = []
 
     def keyed_service(self) -> str:
         """A FlightSQL server with API keys, ``admin`` the only admin; returns its URI."""
@@ -65,11 +65,11 @@ class Lake:
             loop=self.stack.loop,
         )
         port = self.stack.call(service.start())
-        self._services.append(service)
+        self.services.append(service)
         return f"grpc://127.0.0.1:{port}"
 
     def close(self) -> None:
-        for service in self._services:
+        for service in self.services:
             self.stack.call(service.stop())
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -412,3 +412,32 @@ def test_denied_gateway_query_is_a_403_naming_the_rule(lake: Lake) -> None:
     admin.query(f"SELECT remove_query_denial('{rule_id}')")
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read()) == [{"g": 1}]
+
+
+def test_a_failing_audit_insert_never_fails_a_query(lake: Lake) -> None:
+    uri = lake.keyed_service()
+    audit_log = lake.services[-1].provider.governance.audit_log
+    lake.fetch("ALTER TABLE flightsql_query_audit RENAME TO flightsql_query_audit_away")
+    try:
+        assert _admin(uri).query("SELECT 7 AS still_served")["still_served"].tolist() == [7]
+        _wait_for(lambda: audit_log.failed_records == 1, "the failed audit insert to be counted")
+        assert audit_log.written_records == 0
+    finally:
+        lake.fetch("ALTER TABLE flightsql_query_audit_away RENAME TO flightsql_query_audit")
+
+
+def test_a_query_abandoned_mid_stream_is_audited_incomplete(lake: Lake) -> None:
+    from sirius.flight import _protocol as proto
+
+    sql = "SELECT value FROM range(50000000) -- abandoned"
+    ticket = flight.Ticket(proto.pack(proto.TicketStatementQuery(statement_handle=sql.encode())))
+    client = flight.connect(lake.uri)
+    try:
+        reader = client.do_get(ticket)
+        assert reader.read_chunk().data.num_rows > 0
+        reader.cancel()
+    finally:
+        client.close()
+    row = lake.audit_of(sql)
+    assert row["status"] == "incomplete"
+    assert 0 < row["output_rows"] < 50_000_000
