@@ -37,6 +37,7 @@ __all__ = [
     "CommandStatementIngest",
     "CommandStatementQuery",
     "CommandStatementUpdate",
+    "DoPutPreparedStatementResult",
     "DoPutUpdateResult",
     "TicketStatementQuery",
     "pack",
@@ -123,6 +124,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, str]]] = {
         ("transaction_id", 6, _BYTES, _OPTIONAL),
     ],
     "DoPutUpdateResult": [("record_count", 1, _INT64, _PLAIN)],
+    "DoPutPreparedStatementResult": [("prepared_statement_handle", 1, _BYTES, _OPTIONAL)],
 }
 
 
@@ -171,6 +173,7 @@ CommandStatementUpdate = _message_class("CommandStatementUpdate")
 CommandPreparedStatementUpdate = _message_class("CommandPreparedStatementUpdate")
 CommandStatementIngest = _message_class("CommandStatementIngest")
 DoPutUpdateResult = _message_class("DoPutUpdateResult")
+DoPutPreparedStatementResult = _message_class("DoPutPreparedStatementResult")
 
 _BY_TYPE_NAME: dict[str, Any] = {f"{PACKAGE}.{name}": _message_class(name) for name in _MESSAGES}
 

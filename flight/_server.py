@@ -12,6 +12,8 @@ RPCs (micromegas-query.md §10, §12; environment.md §6):
 * ``GetSchema``: statements (planned, not run) and metadata commands.
 * ``DoAction``: ``CreatePreparedStatement`` (handle = the SQL, IPC-stream schema),
   ``ClosePreparedStatement``, ``CloseSession``.
+* ``DoPut``: bound parameters of a prepared statement (``CommandPreparedStatementQuery``),
+  answered with the bound statement's handle (``DoPutPreparedStatementResult``).
 * ``Handshake``: basic auth answered with a bearer header (``_auth.py``).
 
 Each query: headers parsed (``_headers.py``), a session from the :class:`SessionProvider`
@@ -40,6 +42,7 @@ from pyarrow import flight
 from ..collector import ApiKeys
 from ..lakehouse._sql_functions import prepare_sql
 from ..lakehouse._sql_hex_ids import plan_sql
+from ..lakehouse._sql_parameters import ParameterError, bind_parameters
 from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
 from . import _metadata as meta
 from . import _protocol as proto
@@ -561,10 +564,24 @@ class FlightSqlServer(flight.FlightServerBase):
     def do_put(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor, reader: Any, writer: Any
     ) -> None:
-        """Not served: data enters Sirius through the ingestion service."""
-        del context, descriptor, reader, writer
-        msg = "DoPut (bulk ingestion, updates) is not supported by this server; use the ingestion service"
-        raise flight.FlightServerError(msg)
+        """Bound parameters of a prepared statement (``CommandPreparedStatementQuery``).
+
+        The parameters are written into the statement as literals and the new handle (the bound
+        SQL) goes back as a raw ``DoPutPreparedStatementResult``: the client executes that
+        handle (ADBC ``cursor.execute(sql, params)``). Other uploads are not served.
+        """
+        self._call_context(context)
+        command = proto.unpack_any(descriptor.command or b"")
+        if not isinstance(command, proto.CommandPreparedStatementQuery):
+            msg = "DoPut (bulk ingestion, updates) is not supported by this server; use the ingestion service"
+            raise flight.FlightServerError(msg)
+        sql = _handle_sql(command.prepared_statement_handle)
+        try:
+            bound = bind_parameters(sql, reader.read_all())
+        except ParameterError as exc:
+            raise pa.ArrowInvalid(f"bound parameters: {exc}") from None
+        result = proto.DoPutPreparedStatementResult(prepared_statement_handle=bound.encode())
+        writer.write(pa.py_buffer(result.SerializeToString()))
 
 
 class _PrefetchedSource:

@@ -42,6 +42,8 @@ __all__ = [
     "expand_table_functions",
     "find_calls",
     "rename_calls_by_arity",
+    "skip_comment",
+    "skip_quoted",
     "table_functions",
 ]
 
@@ -135,7 +137,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TEMP_NAMES = itertools.count()  # unique temporary table names, even when a session is reused
 
 
-def _skip_quoted(sql: str, i: int, quote: str) -> int:
+def skip_quoted(sql: str, i: int, quote: str) -> int:
     """Index just past the literal or quoted identifier opening at ``i`` (doubled quotes escape)."""
     j = i + 1
     while j < len(sql):
@@ -148,7 +150,7 @@ def _skip_quoted(sql: str, i: int, quote: str) -> int:
     return len(sql)
 
 
-def _skip_comment(sql: str, i: int) -> int | None:
+def skip_comment(sql: str, i: int) -> int | None:
     if sql.startswith("--", i):
         end = sql.find("\n", i)
         return len(sql) if end < 0 else end + 1
@@ -164,9 +166,9 @@ def _split_args(sql: str, open_paren: int) -> tuple[tuple[str, ...], int] | None
     while i < len(sql):
         ch = sql[i]
         if ch in "'\"":
-            i = _skip_quoted(sql, i, ch)
+            i = skip_quoted(sql, i, ch)
             continue
-        skipped = _skip_comment(sql, i)
+        skipped = skip_comment(sql, i)
         if skipped is not None:
             i = skipped
             continue
@@ -196,9 +198,9 @@ def find_calls(sql: str, names: set[str]) -> list[SqlCall]:
     while i < len(sql):
         ch = sql[i]
         if ch in "'\"":
-            i = _skip_quoted(sql, i, ch)
+            i = skip_quoted(sql, i, ch)
             continue
-        skipped = _skip_comment(sql, i)
+        skipped = skip_comment(sql, i)
         if skipped is not None:
             i = skipped
             continue
@@ -247,7 +249,7 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 def _literal(text: str) -> tuple[bool, Any]:
     """(True, value) for a plain string/number/NULL literal; (False, None) otherwise."""
-    if len(text) >= 2 and text[0] == "'" and text[-1] == "'" and _skip_quoted(text, 0, "'") == len(text):
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'" and skip_quoted(text, 0, "'") == len(text):
         return True, text[1:-1].replace("''", "'")
     if _NUMBER.fullmatch(text):
         number = float(text)

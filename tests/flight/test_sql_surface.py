@@ -12,10 +12,12 @@ import datetime
 import time
 import uuid
 
+import adbc_driver_manager
 import grpc
 import micromegas
 import pyarrow as pa
 import pytest
+from adbc_driver_flightsql import dbapi
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -289,3 +291,26 @@ def test_prepared_statements_get_the_schemas(client) -> None:
     blocks = client.prepare_statement(f"SELECT * FROM parse_block('{uuid.UUID(int=1)}')")
     assert blocks.dataset_schema.names == ["object_index", "type_name", "value"]
     assert [f.type for f in blocks.dataset_schema] == [pa.int64(), pa.utf8(), pa.binary()]
+
+
+def test_bound_parameters_through_adbc(flight_server) -> None:
+    with dbapi.connect(flight_server.uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT $1 AS s, $2 AS i, $3 AS f, $4 AS b, $5 IS NULL AS n, property_get(jsonb_parse($6), 'k') AS p",
+            ("it's", 42, 2.5, True, None, '{"k": "v"}'),
+        )
+        assert cur.fetch_arrow_table().to_pylist() == [{"s": "it's", "i": 42, "f": 2.5, "b": True, "n": True, "p": "v"}]
+        cur.execute("SELECT count(*) AS n FROM log_entries WHERE level <= ?", (6,))
+        assert (
+            cur.fetch_arrow_table()["n"].to_pylist()
+            == micromegas.connect(flight_server.uri)
+            .query_arrow("SELECT count(*) AS n FROM log_entries")["n"]
+            .to_pylist()
+        )
+        with pytest.raises(
+            adbc_driver_manager.Error,
+            match=r"INVALID_ARGUMENT: \[FlightSQL\] bound parameters: 1 parameter\(s\) given but the statement uses 0",
+        ):
+            cur.execute("SELECT 1 AS one", (1,))
+        cur.execute("SELECT '?' AS q")  # a ? inside a string is not a placeholder
+        assert cur.fetch_arrow_table()["q"].to_pylist() == ["?"]
