@@ -12,9 +12,11 @@ from __future__ import annotations
 import weakref
 
 import datafusion
+import pyarrow as pa
 
 from ..lakehouse import Lakehouse, LakehousePartitionAdmin, QueryRange, QuerySession, SessionFactory, SessionSettings
 from ..lakehouse._sql_admin import PartitionAdmin
+from ._bulk_ingest import bulk_ingest
 from ._query_governance import QueryGovernance
 from ._session import SessionRequest
 
@@ -33,6 +35,7 @@ class LakehouseSessionProvider:
     """
 
     def __init__(self, lake: Lakehouse, settings: SessionSettings | None = None) -> None:
+        self._lake = lake
         self._factory = SessionFactory(lake, settings)
         self._partitions = LakehousePartitionAdmin(lake)
         self._sessions: weakref.WeakKeyDictionary[datafusion.SessionContext, QuerySession] = weakref.WeakKeyDictionary()
@@ -54,6 +57,10 @@ class LakehouseSessionProvider:
         if request.sql:
             await session.prepare(request.sql)
         return session.ctx
+
+    async def bulk_ingest(self, table: str, data: pa.Table) -> int:
+        """Write a ``bulk_ingest`` upload into the lakehouse (``_bulk_ingest.py``); the rows received."""
+        return await bulk_ingest(self._lake, table, data)
 
     async def prepare(self, ctx: datafusion.SessionContext, sql: str) -> None:
         """Materialise the ``view_instance`` calls of ``sql`` before it is planned on ``ctx``."""

@@ -13,7 +13,9 @@ RPCs (micromegas-query.md §10, §12; environment.md §6):
 * ``DoAction``: ``CreatePreparedStatement`` (handle = the SQL, IPC-stream schema),
   ``ClosePreparedStatement``, ``CloseSession``.
 * ``DoPut``: bound parameters of a prepared statement (``CommandPreparedStatementQuery``),
-  answered with the bound statement's handle (``DoPutPreparedStatementResult``).
+  answered with the bound statement's handle (``DoPutPreparedStatementResult``); bulk
+  ingestion (``CommandStatementIngest``, admin only, ``_bulk_ingest.py``) answered with
+  ``DoPutUpdateResult``.
 * ``Handshake``: basic auth answered with a bearer header (``_auth.py``).
 
 Each query: headers parsed (``_headers.py``), a session from the :class:`SessionProvider`
@@ -47,6 +49,7 @@ from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functi
 from . import _metadata as meta
 from . import _protocol as proto
 from ._auth import MIDDLEWARE_KEY, CallContext, CallContextFactory, HandshakeHandler
+from ._bulk_ingest import DEFAULT_MAX_INGEST_BYTES, serve_ingest
 from ._c_stream import ErrorSource, export_reader
 from ._exceptions import (
     FlightSqlError,
@@ -97,6 +100,7 @@ class FlightSqlConfig:
         admin_key_names: API key names whose callers may run admin functions; None = every
             caller (Micromegas's rule when only API keys exist).
         session_timeout_seconds: bound on the provider's ``session()`` (JIT ETL included).
+        max_ingest_bytes: largest ``bulk_ingest`` upload (Arrow bytes) accepted.
     """
 
     host: str = "127.0.0.1"
@@ -107,6 +111,7 @@ class FlightSqlConfig:
     max_batch_bytes: int = 2 * 1024 * 1024
     admin_key_names: frozenset[str] | None = None
     session_timeout_seconds: float = 600.0
+    max_ingest_bytes: int = DEFAULT_MAX_INGEST_BYTES
 
     def __post_init__(self) -> None:
         if self.query_timeout_seconds <= 0:
@@ -115,8 +120,8 @@ class FlightSqlConfig:
         if self.query_memory_limit_bytes is not None and self.query_memory_limit_bytes <= 0:
             msg = "query_memory_limit_bytes must be positive (or None for no limit)"
             raise ValueError(msg)
-        if self.max_concurrent_queries <= 0 or self.max_batch_bytes <= 0:
-            msg = "max_concurrent_queries and max_batch_bytes must be positive"
+        if self.max_concurrent_queries <= 0 or self.max_batch_bytes <= 0 or self.max_ingest_bytes <= 0:
+            msg = "max_concurrent_queries, max_batch_bytes and max_ingest_bytes must be positive"
             raise ValueError(msg)
 
 
@@ -568,10 +573,22 @@ class FlightSqlServer(flight.FlightServerBase):
 
         The parameters are written into the statement as literals and the new handle (the bound
         SQL) goes back as a raw ``DoPutPreparedStatementResult``: the client executes that
-        handle (ADBC ``cursor.execute(sql, params)``). Other uploads are not served.
+        handle (ADBC ``cursor.execute(sql, params)``). ``CommandStatementIngest`` is the
+        ``micromegas`` client's ``bulk_ingest`` (``_bulk_ingest.py``). Other uploads are not served.
         """
-        self._call_context(context)
+        call = self._call_context(context)
         command = proto.unpack_any(descriptor.command or b"")
+        if isinstance(command, proto.CommandStatementIngest):  # micromegas bulk_ingest (_bulk_ingest.py)
+            count = serve_ingest(
+                self._provider,
+                is_admin=call.caller.is_admin,
+                table=command.table,
+                reader=reader,
+                max_bytes=self._config.max_ingest_bytes,
+                run=lambda coro: self._run_app(coro, self._config.query_timeout_seconds),
+            )
+            writer.write(pa.py_buffer(proto.DoPutUpdateResult(record_count=count).SerializeToString()))
+            return
         if not isinstance(command, proto.CommandPreparedStatementQuery):
             msg = "DoPut (bulk ingestion, updates) is not supported by this server; use the ingestion service"
             raise flight.FlightServerError(msg)
