@@ -382,3 +382,10 @@ def test_processes_audience_column_becomes_the_audience_property(lake: tuple[Lak
         stamped: [("team", "core"), ("micromegas.audience", "team-a")],
         public: [("team", "core")],
     }
+
+
+def test_a_server_without_a_lakehouse_does_not_serve_it(flight_server: Any) -> None:
+    client = micromegas.connect(flight_server.uri)
+    refused = _error(lambda: client.bulk_ingest("processes", _one_process(uuid.uuid4())))
+    assert isinstance(refused, pa.ArrowNotImplementedError)
+    assert "bulk ingestion is not supported by this server (no lakehouse)" in str(refused)
