@@ -318,6 +318,7 @@ class FlightSqlServer(flight.FlightServerBase):
             collect=self._collector(query),
             schema_only=schema_only,
             session_for=lambda begin_ns, end_ns: self._session(_with_range(query, begin_ns, end_ns), ""),
+            principal=query.caller.name,
         )
         try:
             expanded = expand_table_functions(ctx, prepare_sql(sql), env, functions)

@@ -26,5 +26,8 @@ MICROMEGAS_RETENTION_DAYS = "MICROMEGAS_RETENTION_DAYS"
 MICROMEGAS_QUERY_DENY_REFRESH_SECONDS = "MICROMEGAS_QUERY_DENY_REFRESH_SECONDS"
 """How often each query service reloads the query deny list (default 10; Micromegas's name)."""
 
+MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS = "MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS"
+"""How often each service reloads the DDL-defined view sets (default 60; Micromegas's name)."""
+
 MICROMEGAS_QUERY_DENY_MAX_RULES = "MICROMEGAS_QUERY_DENY_MAX_RULES"
 """Most query deny rules in force at once (default 100; Micromegas's name)."""

@@ -8,6 +8,10 @@ The clock is injectable so tests drive time instead of sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -15,6 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from ._config import LakehouseConfig
+from ._environment_variables import MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS
 from ._migrations import migrate
 from ._object_store import ObjectStore, open_object_store
 from ._pool import create_pool
@@ -22,6 +27,8 @@ from ._time_range import NS_PER_DAY, NS_PER_HOUR, to_ns
 from ._view_set import ViewRegistry
 
 __all__ = ["Clock", "EtlStats", "Lakehouse", "LakehouseSettings"]
+
+_log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC ``datetime``."""
@@ -71,11 +78,34 @@ class LakehouseSettings:
             this expiry until its partition row commits, so a crash in between leaves an
             orphan that the cleanup deletes.
         parquet_compression: Parquet codec of new partitions (``zstd`` or ``lz4`` = LZ4_RAW).
+        view_definition_refresh_seconds: how often the DDL-defined view sets are reloaded
+            (``MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS``, default 60), checked when a query
+            session is built and before each daemon pass.
     """
 
     replaced_file_ttl_ns: int = NS_PER_HOUR
     in_flight_file_ttl_ns: int = NS_PER_DAY
     parquet_compression: str = "zstd"
+    view_definition_refresh_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> LakehouseSettings:
+        """Defaults, with ``MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS`` when set.
+
+        Raises:
+            ValueError: the variable is not a non-negative number.
+        """
+        text = os.environ.get(MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS)
+        if not text:
+            return cls()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if seconds < 0:
+            msg = f"{MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS} must be a non-negative number of seconds, got {text!r}"
+            raise ValueError(msg)
+        return cls(view_definition_refresh_seconds=seconds)
 
     def __post_init__(self) -> None:
         if self.parquet_compression not in ("zstd", "lz4", "snappy", "none"):
@@ -95,7 +125,8 @@ class Lakehouse:
         store: where blocks and partitions live.
         clock: current time (``insert_time`` of nothing here; partition ``updated``, file
             expiries, JIT's "now", the daemon's schedule).
-        views: the view sets (default: ``sirius.lakehouse.views.default_view_sets()``).
+        views: the built-in view sets (default: ``sirius.lakehouse.views.default_view_sets()``);
+            ``views`` adds the DDL-defined ones (``reload_view_definitions``).
         settings: partition-writing tunables.
     """
 
@@ -115,10 +146,51 @@ class Lakehouse:
         self.pool = pool
         self.store = store
         self.clock = clock
-        self.views = views
-        self.settings = settings or LakehouseSettings()
+        self.base_views = views
+        self._views = views
+        self.settings = settings or LakehouseSettings.from_env()
         self.stats = EtlStats()
         self._owned = False
+        self._views_loaded_at: float | None = None
+        self._views_lock = asyncio.Lock()
+
+    @property
+    def views(self) -> ViewRegistry:
+        """The view sets served: the built-ins plus the DDL-defined ones last loaded."""
+        return self._views
+
+    @views.setter
+    def views(self, registry: ViewRegistry) -> None:
+        # Assigning views replaces the built-ins; DDL-defined ones are added at the next refresh.
+        self.base_views = registry
+        self._views = registry
+        self._views_loaded_at = None
+
+    async def reload_view_definitions(self) -> None:
+        """Rebuild ``views``: the built-ins plus every stored DDL definition that plans.
+
+        Raises:
+            MetadataStoreError: the definitions could not be read (``views`` is unchanged).
+        """
+        from ._sql_view_set import load_view_sets
+
+        async with self._views_lock:
+            self._views = await load_view_sets(self)
+            self._views_loaded_at = time.monotonic()
+
+    async def refresh_view_definitions(self) -> None:
+        """Reload the DDL-defined view sets when the last load is older than the refresh period.
+
+        A failure is logged and the current view sets kept (retried at the next call).
+        """
+        loaded = self._views_loaded_at
+        if loaded is not None and time.monotonic() - loaded < self.settings.view_definition_refresh_seconds:
+            return
+        try:
+            await self.reload_view_definitions()
+        except Exception as exc:  # noqa: BLE001 - serving the known views beats failing every query
+            self._views_loaded_at = time.monotonic()
+            _log.warning("view set definitions not reloaded (kept the current ones): %s", exc)
 
     def now_ns(self) -> int:
         """The clock's current time in Unix nanoseconds."""

@@ -210,6 +210,7 @@ class MaintenanceDaemon:
             except LakehouseError as exc:
                 _log.exception("retention failed")
                 report.failures["retention"] = str(exc)
+        await self._lake.refresh_view_definitions()
         for view in self._lake.views.global_views():
             try:
                 report.results[view.name] = await materialize_partitions(

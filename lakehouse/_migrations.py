@@ -7,7 +7,7 @@ services keep them (``micromegas-wire.md`` §7 and §8), so Sirius and Micromega
 schema      version table           lock key latest
 =========== ======================= ======== ======
 data lake   ``migration``           0        7
-lakehouse   ``lakehouse_migration`` 1        9
+lakehouse   ``lakehouse_migration`` 1        10
 sirius      ``sirius_migration``    SIRI     1
 =========== ======================= ======== ======
 
@@ -315,12 +315,28 @@ CREATE TABLE query_deny_list(
     last_hit_at TIMESTAMPTZ);
 """
 
+# v10 (Micromegas 0.32): view sets defined by DDL (CREATE MATERIALIZED VIEW). The three queries
+# are stored verbatim; view_options is JSON text of the other options (time columns, deltas).
+_LAKEHOUSE_V10 = """
+CREATE TABLE lakehouse_view_set_definitions(
+    view_set_name VARCHAR(255) PRIMARY KEY,
+    definition_sql TEXT NOT NULL,
+    extract_query TEXT NOT NULL,
+    count_src_query TEXT NOT NULL,
+    merge_partitions_query TEXT NOT NULL,
+    update_group INTEGER NOT NULL,
+    view_options TEXT NOT NULL DEFAULT '{}',
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_by TEXT);
+"""
+
 
 def _lakehouse_steps() -> tuple[Step, ...]:
     sql = {1: _LAKEHOUSE_V1, 2: _LAKEHOUSE_V2, 4: _LAKEHOUSE_V4, 5: _LAKEHOUSE_V5}
-    sql |= {6: _LAKEHOUSE_V6, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9}
+    sql |= {6: _LAKEHOUSE_V6, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9, 10: _LAKEHOUSE_V10}
     special: dict[int, Step] = {3: _lakehouse_v3, 7: _lakehouse_v7}
-    return tuple(special.get(n) or _sql_step(n, "lakehouse_migration", sql[n]) for n in range(1, 10))
+    return tuple(special.get(n) or _sql_step(n, "lakehouse_migration", sql[n]) for n in range(1, 11))
 
 
 _LAKEHOUSE = _Schema(name="lakehouse", version_table="lakehouse_migration", lock_key=1, steps=_lakehouse_steps())
@@ -382,7 +398,7 @@ DATA_LAKE_SCHEMA_VERSION = _DATA_LAKE.latest
 """Latest data-lake schema version (Micromegas 0.29 / ``main`` at 29b0be2: 7)."""
 
 LAKEHOUSE_SCHEMA_VERSION = _LAKEHOUSE.latest
-"""Latest lakehouse schema version (9)."""
+"""Latest lakehouse schema version (10: ``lakehouse_view_set_definitions``)."""
 
 SIRIUS_SCHEMA_VERSION = _SIRIUS.latest
 """Latest version of Sirius's own tables (1: ``flightsql_query_audit``), in ``sirius_migration``."""

@@ -24,6 +24,7 @@ from ._view_set import TIMESTAMP, ViewSetInfo
 
 if TYPE_CHECKING:
     from ._lakehouse import Lakehouse
+    from ._view_ddl import ViewDdl
 
 __all__ = [
     "LIST_PARTITIONS_SCHEMA",
@@ -218,6 +219,18 @@ class LakehousePartitionAdmin:
             for i in view_set_infos(self._lake)
         ]
         return pa.Table.from_pylist(rows, schema=LIST_VIEW_SETS_SCHEMA)
+
+    async def list_view_set_definitions(self) -> pa.Table:
+        """The stored view DDL definitions (``list_view_set_definitions()``)."""
+        from ._view_definitions import definitions_table, list_definitions
+
+        return definitions_table(await list_definitions(self._lake.pool))
+
+    async def execute_view_ddl(self, ddl: ViewDdl, updated_by: str | None) -> pa.Table:
+        """Apply a ``CREATE``/``DROP MATERIALIZED VIEW``; its one status row."""
+        from ._view_ddl_execution import execute_view_ddl
+
+        return await execute_view_ddl(self._lake, ddl, updated_by)
 
     async def retire_partitions(
         self, view_set: str, instance_id: str, begin_ns: int, end_ns: int, log: LogSink

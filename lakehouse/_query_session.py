@@ -274,6 +274,7 @@ class SessionFactory:
             ObjectStoreError: an in-memory store lost a file.
         """
         time_range = query_range.to_time_range() if isinstance(query_range, QueryRange) else query_range
+        await self._lake.refresh_view_definitions()
         ctx = _new_context(self._settings, memory_limit_bytes)
         files = _Files(ctx, self._lake.store)
         views = self._lake.views.global_views()
@@ -282,7 +283,7 @@ class SessionFactory:
         )
         for view in views:
             frame = await files.frame(view, found[view.name])
-            ctx.register_view(view.name, view.serve(_row_filter(frame, view, time_range)))
+            view.register_global(ctx, _row_filter(frame, view, time_range))
         session = QuerySession(self._lake, ctx, time_range, files)
         context = {**self._function_context, **function_context}
         context.setdefault("partitions", LakehousePartitionAdmin(self._lake))

@@ -33,6 +33,9 @@ from ..tracing._rfc3339 import parse_rfc3339_ns
 from . import _sql_admin as admin
 from ._sql_histograms import EXPAND_HISTOGRAM_SCHEMA, expand_histogram_table
 from ._sql_jsonb import DICT_BINARY, jsonb_array_elements_table, jsonb_each_table
+from ._view_ddl import ViewDdl, parse_view_ddl
+from ._view_ddl_execution import VIEW_DDL_RESULT_SCHEMA
+from ._view_definitions import LIST_VIEW_SET_DEFINITIONS_SCHEMA
 
 __all__ = [
     "SqlCall",
@@ -73,6 +76,7 @@ class SqlEnvironment:
         session_for: a new session of the same caller over another query range (``begin_ns``,
             ``end_ns``); lets functions given an explicit range (``process_spans`` with four
             arguments) read range-bound views when the request carried no range headers.
+        principal: who runs the query (recorded as ``updated_by`` of view DDL), or None.
     """
 
     is_admin: bool = True
@@ -84,6 +88,7 @@ class SqlEnvironment:
     schema_only: bool = False
     now_ns: Callable[[], int] = time.time_ns
     session_for: Callable[[int, int], datafusion.SessionContext] | None = None
+    principal: str | None = None
 
     def call_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a partition-store coroutine through :attr:`run_async`."""
@@ -300,6 +305,9 @@ def expand_table_functions(
         ValueError: wrong number of arguments, a bad argument value, or a failing function
             (the message names the function).
     """
+    ddl = parse_view_ddl(sql)
+    if ddl is not None:
+        return _view_ddl(ctx, env, ddl)
     registry = functions if functions is not None else table_functions()
     names = {name for name, fn in registry.items() if env.is_admin or not fn.admin_only}
     calls = find_calls(sql, names)
@@ -326,6 +334,25 @@ def expand_table_functions(
         last = call.end
     out.append(sql[last:])
     return "".join(out)
+
+
+def _view_ddl(ctx: datafusion.SessionContext, env: SqlEnvironment, ddl: ViewDdl) -> str:
+    """Apply a view DDL statement (admins only) and return the SQL reading its status row."""
+    verb = "DROP MATERIALIZED VIEW" if hasattr(ddl, "if_exists") else "CREATE MATERIALIZED VIEW"
+    if not env.is_admin:
+        msg = f"permission denied: {verb} is reserved to lakehouse administrators"
+        raise ValueError(msg)
+    temp = f"__sirius_tf_{next(_TEMP_NAMES)}"
+    if env.schema_only:
+        table = VIEW_DDL_RESULT_SCHEMA.empty_table()
+    else:
+        execute = getattr(env.partitions, "execute_view_ddl", None)
+        if execute is None:
+            msg = f"{verb}: this deployment has no lakehouse to store view definitions in"
+            raise ValueError(msg)
+        table = env.call_async(execute(ddl, env.principal))
+    _register(ctx, temp, table)
+    return f"SELECT * FROM {temp}"  # noqa: S608 - a generated table name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,6 +417,13 @@ def _list_view_sets(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args:
     if store is None:
         return admin.LIST_VIEW_SETS_SCHEMA.empty_table()
     return env.call_async(store.list_view_sets())
+
+
+def _list_view_set_definitions(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
+    list_definitions = getattr(env.partitions, "list_view_set_definitions", None)
+    if list_definitions is None:
+        return LIST_VIEW_SET_DEFINITIONS_SCHEMA.empty_table()
+    return env.call_async(list_definitions())
 
 
 def _retire_partitions(_ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
@@ -469,6 +503,13 @@ def table_functions() -> dict[str, TableFunction]:
         TableFunction("list_partitions", admin.LIST_PARTITIONS_SCHEMA, _list_partitions, (0,)),
         TableFunction("list_view_sets", admin.LIST_VIEW_SETS_SCHEMA, _list_view_sets, (0,)),
         TableFunction("retire_partitions", admin.LOG_SCHEMA, _retire_partitions, (4,), admin_only=True),
+        TableFunction(
+            "list_view_set_definitions",
+            LIST_VIEW_SET_DEFINITIONS_SCHEMA,
+            _list_view_set_definitions,
+            (0,),
+            admin_only=True,
+        ),
         TableFunction("materialize_partitions", admin.LOG_SCHEMA, _materialize(False), (4,), admin_only=True),
         TableFunction("regenerate_partitions", admin.LOG_SCHEMA, _materialize(True), (4,), admin_only=True),
         TableFunction("expand_histogram", EXPAND_HISTOGRAM_SCHEMA, _expand_histogram, (1,)),

@@ -142,6 +142,10 @@ class ViewSet(ABC):
         """
         return frame
 
+    def register_global(self, ctx: datafusion.SessionContext, frame: datafusion.DataFrame) -> None:
+        """Register the global instance on ``ctx`` as table ``name``, given its partitions' rows."""
+        ctx.register_view(self.name, self.serve(frame))
+
     def row_filter_bounds(self) -> tuple[str, str]:
         """Columns ``(lo, hi)`` of the query-range row filter ``lo <= end AND hi >= begin``."""
         return self.event_time_columns

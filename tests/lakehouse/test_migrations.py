@@ -96,6 +96,18 @@ QUERY_DENY_LIST = [
     ("match_expr", "text", None, "NO"),
     ("last_hit_at", "timestamptz", None, "YES"),
 ]
+VIEW_SET_DEFINITIONS = [
+    ("view_set_name", "varchar", 255, "NO"),
+    ("definition_sql", "text", None, "NO"),
+    ("extract_query", "text", None, "NO"),
+    ("count_src_query", "text", None, "NO"),
+    ("merge_partitions_query", "text", None, "NO"),
+    ("update_group", "int4", None, "NO"),
+    ("view_options", "text", None, "NO"),
+    ("created_at", "timestamptz", None, "NO"),
+    ("updated_at", "timestamptz", None, "NO"),
+    ("updated_by", "text", None, "YES"),
+]
 API_KEYS = [
     ("key_id", "uuid", None, "NO"),
     ("key_hash", "bytea", None, "NO"),
@@ -196,14 +208,14 @@ async def snapshot(dsn: str) -> dict[str, Any]:
 
 
 def test_latest_versions() -> None:
-    assert (DATA_LAKE_SCHEMA_VERSION, LAKEHOUSE_SCHEMA_VERSION) == (7, 9)
+    assert (DATA_LAKE_SCHEMA_VERSION, LAKEHOUSE_SCHEMA_VERSION) == (7, 10)
 
 
 def test_fresh_database_gets_the_exact_schema(pg_dsn: str) -> None:
     async def scenario() -> None:
         assert await schema_versions(pg_dsn) == (0, 0)
         await migrate(pg_dsn)
-        assert await schema_versions(pg_dsn) == (7, 9)
+        assert await schema_versions(pg_dsn) == (7, 10)
         conn = await asyncpg.connect(pg_dsn)
         try:
             assert await columns(conn, "processes") == PROCESSES
@@ -212,13 +224,14 @@ def test_fresh_database_gets_the_exact_schema(pg_dsn: str) -> None:
             assert await columns(conn, "lakehouse_partitions") == LAKEHOUSE_PARTITIONS
             assert await columns(conn, "temporary_files") == TEMPORARY_FILES
             assert await columns(conn, "query_deny_list") == QUERY_DENY_LIST
+            assert await columns(conn, "lakehouse_view_set_definitions") == VIEW_SET_DEFINITIONS
             assert await columns(conn, "ingestion_api_keys") == [*API_KEYS, ("audience", "varchar", 255, "NO")]
             assert await columns(conn, "analytics_api_keys") == API_KEYS
             assert await columns(conn, "audience_grants") == AUDIENCE_GRANTS
             assert await columns(conn, "migration") == [("version", "int4", None, "YES")]
             assert await columns(conn, "lakehouse_migration") == [("version", "int4", None, "YES")]
             assert await conn.fetch("TABLE migration") == [(7,)]
-            assert await conn.fetch("TABLE lakehouse_migration") == [(9,)]
+            assert await conn.fetch("TABLE lakehouse_migration") == [(10,)]
             # v4 and v6 tables are gone, as in Rust
             assert await conn.fetchval("SELECT to_regclass('partition_metadata')") is None
             # the composite type: (key TEXT, value TEXT)
@@ -236,6 +249,9 @@ def test_fresh_database_gets_the_exact_schema(pg_dsn: str) -> None:
             assert defaults == {
                 "streams.format": "'micromegas-transit'::text",
                 "lakehouse_partitions.partition_format_version": "1",
+                "lakehouse_view_set_definitions.view_options": "'{}'::text",
+                "lakehouse_view_set_definitions.created_at": "now()",
+                "lakehouse_view_set_definitions.updated_at": "now()",
             }
             assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == 1
         finally:
@@ -324,10 +340,10 @@ def test_concurrent_migrations_from_separate_connections(pg_dsn: str, caplog: py
     run(scenario())
     # every step ran exactly once: the others waited on the lock, then found the work done
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("upgrading")]
-    assert len(steps) == len(set(steps)) == 7 + 9 + SIRIUS_SCHEMA_VERSION
+    assert len(steps) == len(set(steps)) == 7 + 10 + SIRIUS_SCHEMA_VERSION
     state = run(snapshot(pg_dsn))
     assert [tuple(r) for r in state["versions"][0]] == [(7,)]
-    assert [tuple(r) for r in state["versions"][1]] == [(9,)]
+    assert [tuple(r) for r in state["versions"][1]] == [(10,)]
     assert [t for t in state["types"] if t == ("micromegas_property",)] == [("micromegas_property",)]
 
 
@@ -349,7 +365,7 @@ def test_concurrent_migrations_from_separate_threads(pg_dsn: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert run(schema_versions(pg_dsn)) == (7, 9)
+    assert run(schema_versions(pg_dsn)) == (7, 10)
 
 
 def test_concurrent_migrations_on_one_small_pool(pg_dsn: str) -> None:
@@ -357,7 +373,7 @@ def test_concurrent_migrations_on_one_small_pool(pg_dsn: str) -> None:
         pool = await create_pool(pg_dsn, min_size=1, max_size=2)
         try:
             await asyncio.gather(*(migrate(pool) for _ in range(4)))
-            assert await schema_versions(pool) == (7, 9)
+            assert await schema_versions(pool) == (7, 10)
         finally:
             await pool.close()
 
@@ -408,7 +424,7 @@ def test_upgrade_from_an_old_rust_database_keeps_its_rows(pg_dsn: str) -> None:
             await conn.close()
 
     run(scenario())
-    assert run(schema_versions(pg_dsn)) == (7, 9)
+    assert run(schema_versions(pg_dsn)) == (7, 10)
 
 
 def test_failed_step_raises_and_leaves_the_last_complete_version(pg_dsn: str) -> None:
@@ -446,7 +462,7 @@ def test_newer_schema_from_a_newer_micromegas_is_tolerated(pg_dsn: str) -> None:
         finally:
             await conn.close()
         await migrate(pg_dsn)
-        assert await schema_versions(pg_dsn) == (9, 9)
+        assert await schema_versions(pg_dsn) == (9, 10)
 
     run(scenario())
 

@@ -1,0 +1,145 @@
+"""Views as code: ``CREATE``/``DROP MATERIALIZED VIEW`` and ``list_view_set_definitions()``.
+
+A real stack (ingestion, PostgreSQL, object store) with a FlightSQL server over its lakehouse;
+the unmodified ``micromegas`` client creates a view over ``log_entries``, a daemon pass
+materialises it in its update group, the client queries and lists it, and drops it. Malformed
+DDL and bad definitions are refused with a reason and change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import micromegas
+import pyarrow as pa
+import pytest
+from micromegas.auth import StaticTokenAuthProvider
+from micromegas.flightsql.client import FlightSQLClient
+from test_lakehouse_e2e import _send
+
+from sirius.collector import ApiKeys
+from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
+from sirius.lakehouse import MaintenanceDaemon, PassKind
+
+ADMIN_KEY, VIEWER_KEY = "k-admin-ddl", "k-viewer-ddl"
+KEYS = ApiKeys.parse(json.dumps([{"name": "admin", "key": ADMIN_KEY}, {"name": "viewer", "key": VIEWER_KEY}]))
+
+EXTRACT = """
+    SELECT date_bin('1 minute', time) AS time_bin, process_id, level, count(*) AS count
+    FROM log_entries
+    WHERE insert_time >= '{begin}' AND insert_time < '{end}'
+    GROUP BY 1, 2, 3"""
+COUNT = """
+    SELECT sum(nb_objects) AS count FROM blocks
+    WHERE array_has("streams.tags", 'log') AND insert_time >= '{begin}' AND insert_time < '{end}'"""
+MERGE = "SELECT time_bin, process_id, level, sum(count) AS count FROM {source} GROUP BY 1, 2, 3"
+
+
+def ddl(name: str = "level_counts", *, replace: bool = False, extra: str = "") -> str:
+    head = "CREATE OR REPLACE" if replace else "CREATE"
+    return (
+        f"-- counts per level\n{head} MATERIALIZED VIEW {name} WITH (\n"
+        f"  extract_query = $${EXTRACT}$$,\n  count_src_query = $${COUNT}$$,\n"
+        f"  merge_partitions_query = $${MERGE}$$,\n  update_group = 4000,\n  time_column = 'time_bin'{extra})"
+    )
+
+
+def _daemon_pass(stack: Any) -> None:
+    async def run() -> None:
+        lake = stack.stack.lakehouse
+        await MaintenanceDaemon(lake).run_pass(PassKind.MINUTE, lake.now_ns() + 120 * 1_000_000_000)
+
+    stack.call(run())
+
+
+def _refused(client: Any, sql: str, reason: str) -> None:
+    with pytest.raises(pa.ArrowException) as info:
+        client.query(sql)
+    assert reason in str(info.value)
+
+
+def test_create_materialise_query_list_drop(lake_flight: Any) -> None:
+    stack, uri = lake_flight
+    process_id, _, _ = _send(stack.url)
+    client = micromegas.connect(uri)
+    listing = "SELECT view_set_name, definition_sql, update_group, updated_by FROM list_view_set_definitions()"
+    assert client.query(listing).empty
+
+    created = client.query(ddl())
+    assert created.to_dict("records") == [{"view_set_name": "level_counts", "status": "created"}]
+    rows = client.query(listing).to_dict("records")
+    assert [(r["view_set_name"], r["update_group"]) for r in rows] == [("level_counts", 4000)]
+    assert rows[0]["definition_sql"] == ddl().strip()
+
+    _daemon_pass(stack)
+    counts = client.query(
+        f"SELECT level, sum(count) AS n FROM level_counts WHERE process_id = '{process_id}' GROUP BY level ORDER BY level"
+    )
+    assert counts.to_dict("records") == [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
+    parts = client.query("SELECT count(*) AS n FROM list_partitions() WHERE view_set_name = 'level_counts'")
+    assert parts["n"][0] >= 1
+    names = client.query("SELECT view_set_name FROM list_view_sets()")["view_set_name"]
+    assert "level_counts" in set(names)
+
+    replaced = client.query(ddl(replace=True, extra=",\n  source_partition_delta = '1 hour'"))
+    assert list(replaced["status"]) == ["replaced"]
+
+    dropped = client.query("DROP MATERIALIZED VIEW level_counts;")
+    assert dropped.to_dict("records") == [{"view_set_name": "level_counts", "status": "dropped"}]
+    assert client.query(listing).empty
+    with pytest.raises(pa.ArrowException, match="level_counts' not found"):
+        client.query("SELECT * FROM level_counts")
+    remaining = client.query("SELECT count(*) AS n FROM list_partitions() WHERE view_set_name = 'level_counts'")
+    assert remaining["n"][0] == 0
+    gone = client.query("DROP MATERIALIZED VIEW IF EXISTS level_counts")
+    assert gone.to_dict("records") == [{"view_set_name": "level_counts", "status": "not_found"}]
+
+
+def test_bad_ddl_is_refused_and_changes_nothing(lake_flight: Any) -> None:
+    _, uri = lake_flight
+    client = micromegas.connect(uri)
+    assert list(client.query(ddl())["status"]) == ["created"]
+    _refused(client, ddl(), "already exists; use CREATE OR REPLACE")
+    _refused(client, "DROP MATERIALIZED VIEW nothing_here", "no view set 'nothing_here' is defined")
+    _refused(client, "CREATE MATERIALIZED VIEW v WITH (extract_query = 'SELECT 1'", "expected , or )")
+    _refused(client, "CREATE MATERIALIZED VIEW v AS SELECT 1", "not AS")
+    _refused(client, ddl("other", extra=", colour = 'blue'"), "unknown option 'colour'")
+    _refused(client, ddl("log_stats", replace=True), "built-in view set")
+    _refused(client, ddl("Bad-Name"), "expected WITH at '-Name")
+    _refused(client, ddl("Bad"), "must match ^[a-z_][a-z0-9_]")
+    _refused(client, ddl("__x"), "must not start with '__'")
+    _refused(client, "DROP MATERIALIZED VIEW a; DROP MATERIALIZED VIEW b", "one statement per query")
+    _refused(client, ddl("other", extra=", time_column = 'x'"), "option time_column is given twice")
+    _refused(client, ddl("other").replace("'time_bin'", "'process_id'"), "must be a nanosecond timestamp")
+    _refused(client, ddl("other").replace("FROM log_entries", "FROM no_such_table"), "extract_query does not plan")
+    _refused(
+        client, ddl("other").replace(COUNT, "SELECT sum(nb_objects) AS count FROM blocks"), "'{begin}' and '{end}'"
+    )
+    _refused(client, ddl("other").replace("{source}", "level_counts"), "FROM {source}")
+    _refused(client, ddl("other").replace("sum(nb_objects) AS count", "1 AS n"), "one integer column named count")
+    rows = client.query("SELECT view_set_name FROM list_view_set_definitions()")
+    assert list(rows["view_set_name"]) == ["level_counts"]
+
+
+def test_view_ddl_is_admin_only(lake_flight: Any) -> None:
+    stack, _ = lake_flight
+    service = FlightSqlService(
+        LakehouseSessionProvider(stack.stack.lakehouse),
+        KEYS,
+        FlightSqlConfig(port=0, admin_key_names=frozenset({"admin"})),
+        loop=stack.loop,
+    )
+    port = stack.call(service.start())
+    try:
+        uri = f"grpc://127.0.0.1:{port}"
+        viewer = FlightSQLClient(uri, auth_provider=StaticTokenAuthProvider(VIEWER_KEY))
+        admin = FlightSQLClient(uri, auth_provider=StaticTokenAuthProvider(ADMIN_KEY))
+        _refused(viewer, ddl(), "permission denied: CREATE MATERIALIZED VIEW is reserved to lakehouse administrators")
+        _refused(viewer, "SELECT * FROM list_view_set_definitions()", "list_view_set_definitions")
+        assert list(admin.query(ddl())["status"]) == ["created"]
+        _refused(viewer, "DROP MATERIALIZED VIEW level_counts", "permission denied: DROP MATERIALIZED VIEW")
+        rows = admin.query("SELECT view_set_name, updated_by FROM list_view_set_definitions()")
+        assert rows.to_dict("records") == [{"view_set_name": "level_counts", "updated_by": "admin"}]
+    finally:
+        stack.call(service.stop())
