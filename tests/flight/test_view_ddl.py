@@ -9,6 +9,10 @@ DDL and bad definitions are refused with a reason and change nothing.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import micromegas
@@ -20,7 +24,7 @@ from test_lakehouse_e2e import _send
 
 from sirius.collector import ApiKeys
 from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
-from sirius.lakehouse import MaintenanceDaemon, PassKind
+from sirius.lakehouse import Lakehouse, LakehouseSettings, MaintenanceDaemon, PassKind, TimeRange
 
 ADMIN_KEY, VIEWER_KEY = "k-admin-ddl", "k-viewer-ddl"
 KEYS = ApiKeys.parse(json.dumps([{"name": "admin", "key": ADMIN_KEY}, {"name": "viewer", "key": VIEWER_KEY}]))
@@ -143,3 +147,75 @@ def test_view_ddl_is_admin_only(lake_flight: Any) -> None:
         assert rows.to_dict("records") == [{"view_set_name": "level_counts", "updated_by": "admin"}]
     finally:
         stack.call(service.stop())
+
+
+def _views_cli(uri: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "MICROMEGAS_ANALYTICS_URI": uri, "NO_COLOR": "1"}
+    env.pop("MICROMEGAS_PROFILE", None)
+    cli = Path(sys.executable).parent / "micromegas-views"
+    return subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_micromegas_views_cli_plans_applies_lists_and_prunes(lake_flight: Any, tmp_path: Path) -> None:
+    _, uri = lake_flight
+    home, views = tmp_path / "home", tmp_path / "views"
+    home.mkdir()
+    views.mkdir()
+    (views / "level_counts.sql").write_text(ddl() + ";\n")
+
+    plan = _views_cli(uri, home, "plan", "--dir", str(views), "--no-color")
+    assert plan.returncode == 0, plan.stderr
+    assert "+ create: level_counts" in plan.stdout
+
+    applied = _views_cli(uri, home, "apply", "--dir", str(views), "--auto-approve", "--no-color")
+    assert applied.returncode == 0, applied.stderr
+    assert "level_counts: created" in applied.stdout
+    assert "Apply complete! 1 created, 0 updated, 0 dropped." in applied.stdout
+
+    listed = _views_cli(uri, home, "list", "--dir", str(views), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["status"], r["update_group"]) for r in rows] == [("level_counts", "unchanged", 4000)]
+
+    shown = _views_cli(uri, home, "show", "level_counts")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == ddl().strip()
+
+    # a new file replaces the old one; --prune drops the view set no file defines any more
+    (views / "level_counts.sql").unlink()
+    (views / "level_totals.sql").write_text(ddl("level_totals"))
+    pruned = _views_cli(uri, home, "apply", "--dir", str(views), "--auto-approve", "--prune", "--no-color")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "level_totals: created" in pruned.stdout
+    assert "level_counts: dropped" in pruned.stdout
+    final = _views_cli(uri, home, "list", "--dir", str(views), "--format", "json")
+    assert [(r["name"], r["status"]) for r in json.loads(final.stdout)] == [("level_totals", "unchanged")]
+
+
+def test_other_services_reload_definitions_after_their_refresh_period(
+    lake_flight: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, uri = lake_flight
+    home = stack.stack.lakehouse
+
+    def other(seconds: float) -> Lakehouse:
+        return Lakehouse(home.pool, home.store, settings=LakehouseSettings(view_definition_refresh_seconds=seconds))
+
+    async def names(lake: Lakehouse) -> set[str]:
+        await lake.refresh_view_definitions()
+        return {v.name for v in lake.views.global_views()}
+
+    slow, eager = other(3600.0), other(0.0)
+    assert "level_counts" not in stack.call(names(slow))
+    assert list(micromegas.connect(uri).query(ddl())["status"]) == ["created"]
+    assert "level_counts" not in stack.call(names(slow))  # loaded less than its period ago
+    assert "level_counts" in stack.call(names(eager))
+    assert stack.call(eager.views.get("level_counts").source_count(eager, "global", TimeRange(0, 2**62))) == 0
+
+    monkeypatch.setenv("MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS", "5")
+    assert LakehouseSettings.from_env().view_definition_refresh_seconds == 5.0
+    monkeypatch.setenv("MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS", "soon")
+    with pytest.raises(ValueError, match="MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS must be a non-negative"):
+        LakehouseSettings.from_env()
+    monkeypatch.delenv("MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS")
+    assert LakehouseSettings.from_env().view_definition_refresh_seconds == 60.0
