@@ -139,6 +139,7 @@ class SqlCall:
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _TEMP_NAMES = itertools.count()  # unique temporary table names, even when a session is reused
 
 
@@ -204,6 +205,11 @@ def find_calls(sql: str, names: set[str]) -> list[SqlCall]:
         ch = sql[i]
         if ch in "'\"":
             i = skip_quoted(sql, i, ch)
+            continue
+        dollar = _DOLLAR_QUOTE.match(sql, i) if ch == "$" else None
+        if dollar is not None:  # $$…$$ / $tag$…$tag$ (the queries of view DDL) are text, not calls
+            end = sql.find(dollar.group(), dollar.end())
+            i = len(sql) if end < 0 else end + len(dollar.group())
             continue
         skipped = skip_comment(sql, i)
         if skipped is not None:
