@@ -59,3 +59,15 @@ def test_a_range_past_the_present_is_cut_there_and_the_answer_says_so(stack_fact
         uri=uri,
     ).column("e")
     assert max(ends.to_pylist()) <= time.time_ns()
+
+
+def test_views_as_code_example_creates_and_drops_a_view(stack_factory) -> None:
+    stack = stack_factory(daemon=False)
+    uri = {e.name: e.url for e in stack.endpoints}["flightsql"]
+    blocks = [sql.strip() for sql in _sql_blocks() if "MATERIALIZED VIEW" in sql]
+    assert len(blocks) == 2, "the CREATE and DROP examples are on the page"
+    created = query_table(blocks[0], uri=uri)
+    assert created.to_pylist() == [{"view_set_name": "level_counts", "status": "created"}]
+    assert query_table("SELECT count(*) AS n FROM level_counts", uri=uri).to_pylist() == [{"n": 0}]
+    dropped = query_table(blocks[1], uri=uri)
+    assert dropped.to_pylist() == [{"view_set_name": "level_counts", "status": "dropped"}]
