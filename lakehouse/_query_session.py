@@ -39,6 +39,7 @@ from ._partitions import Partition, partitions_for_query
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
 from ._time_range import TimeRange, to_ns
+from ._view_ddl import is_view_ddl
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
 
 if TYPE_CHECKING:
@@ -214,7 +215,12 @@ class QuerySession:
         return self._instances[key]
 
     async def prepare(self, sql: str) -> None:
-        """Materialise every ``view_instance`` the SQL mentions (before planning it)."""
+        """Materialise every ``view_instance`` the SQL mentions (before planning it).
+
+        View DDL is left alone: the queries of a definition are text until the daemon runs them.
+        """
+        if is_view_ddl(sql):
+            return
         for view_set, instance in find_view_instance_calls(sql):
             await self.prepare_view_instance(view_set, instance)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ._view_definitions import ViewDefinition, ViewOptions
 
-__all__ = ["CreateView", "DropView", "ViewDdl", "parse_time_delta_ns", "parse_view_ddl"]
+__all__ = ["CreateView", "DropView", "ViewDdl", "is_view_ddl", "parse_time_delta_ns", "parse_view_ddl"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT = re.compile(r"[+-]?\d+")
@@ -278,6 +278,14 @@ def _definition(name: str, options: dict[str, str | int], sql: str) -> ViewDefin
         options=view_options,
         definition_sql=sql,
     )
+
+
+def is_view_ddl(sql: str) -> bool:
+    """Whether ``sql`` starts as ``CREATE [OR REPLACE] MATERIALIZED`` or ``DROP MATERIALIZED`` (cheap)."""
+    try:
+        return _is_view_ddl(_Lexer(sql))
+    except ValueError:  # an unterminated leading comment: not DDL, DataFusion reports it
+        return False
 
 
 def parse_view_ddl(sql: str) -> ViewDdl | None:

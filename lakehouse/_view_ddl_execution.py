@@ -6,6 +6,8 @@
 * the name: ``^[a-z_][a-z0-9_]{0,254}$``, not ``__…``, not ``source``, not a built-in view set;
 * the placeholders: ``{begin}`` and ``{end}`` in ``count_src_query``, ``{source}`` in
   ``merge_partitions_query``;
+* ``update_group`` is greater than that of every global view the queries name, and they call
+  no volatile function (``now()``, ``random()``…) nor a table function that writes partitions;
 * the extract query plans over the lakehouse (with ``{begin}``/``{end}`` set to now) and its
   time column(s) are nanosecond timestamps; the count query plans to one integer ``count``.
 
@@ -41,6 +43,27 @@ VIEW_DDL_RESULT_SCHEMA = pa.schema(
 """The one-row answer of a view DDL statement."""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,254}")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BANNED_FUNCTIONS = frozenset(
+    {
+        "now",
+        "random",
+        "uuid",
+        "current_timestamp",
+        "current_date",
+        "current_time",
+        "view_instance",
+        "retire_partitions",
+        "materialize_partitions",
+        "regenerate_partitions",
+        "deny_queries",
+        "remove_query_denial",
+        "retire_partition_by_file",
+        "retire_partition_by_metadata",
+        "process_spans",
+        "perfetto_trace_chunks",
+    }
+)
 _FAR_FUTURE_NS = 2**62
 
 
@@ -74,6 +97,29 @@ def _check_placeholders(definition: ViewDefinition) -> None:
         raise ValueError(msg)
 
 
+def _words(sql: str) -> set[str]:
+    """Lower-case identifiers of ``sql`` outside string literals and comments."""
+    text = re.sub(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def _check_dependencies(lake: Lakehouse, definition: ViewDefinition) -> None:
+    """The daemon's update groups are the only ordering: read views must come strictly earlier."""
+    queries = (definition.extract_query, definition.count_src_query, definition.merge_partitions_query)
+    words = set().union(*(_words(q) for q in queries))
+    for banned in sorted(words & _BANNED_FUNCTIONS):
+        msg = f"the queries of a view may not call {banned}() (it would run again at every daemon pass)"
+        raise ValueError(msg)
+    for view in lake.views.global_views():
+        group = view.update_group or 0
+        if view.name != definition.view_set_name and view.name in words and group >= definition.update_group:
+            msg = (
+                f"update_group {definition.update_group} must be greater than {group}, the update group of "
+                f"{view.name}, which the view reads (the daemon updates views in ascending update groups)"
+            )
+            raise ValueError(msg)
+
+
 async def _check_queries(lake: Lakehouse, definition: ViewDefinition) -> None:
     from ._sql_view_set import check_count_query, infer_schema
 
@@ -105,6 +151,7 @@ async def execute_view_ddl(lake: Lakehouse, ddl: ViewDdl, updated_by: str | None
         name = ddl.definition.view_set_name
         validate_name(lake, name)
         _check_placeholders(ddl.definition)
+        _check_dependencies(lake, ddl.definition)
         await _check_queries(lake, ddl.definition)
     else:
         name = ddl.name

@@ -122,6 +122,15 @@ def test_bad_ddl_is_refused_and_changes_nothing(lake_flight: Any) -> None:
     )
     _refused(client, ddl("other").replace("{source}", "level_counts"), "FROM {source}")
     _refused(client, ddl("other").replace("sum(nb_objects) AS count", "1 AS n"), "one integer column named count")
+    _refused(
+        client,
+        ddl("other").replace("update_group = 4000", "update_group = 2000"),
+        "update_group 2000 must be greater than 2000, the update group of log_entries",
+    )
+    _refused(client, ddl("other").replace("count(*) AS count", "count(*) AS count, now() AS at"), "may not call now()")
+    _refused(
+        client, ddl("other").replace("FROM log_entries", "FROM view_instance('log_entries', 'x')"), "view_instance()"
+    )
     rows = client.query("SELECT view_set_name FROM list_view_set_definitions()")
     assert list(rows["view_set_name"]) == ["level_counts"]
 
