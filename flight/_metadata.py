@@ -362,6 +362,7 @@ SYSTEM_FUNCTIONS = [
     "regenerate_partitions",
     "retire_partition_by_file",
     "retire_partition_by_metadata",
+    "list_view_set_definitions",
 ]
 DATETIME_FUNCTIONS = [
     "current_date",
