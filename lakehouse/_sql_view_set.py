@@ -26,6 +26,7 @@ import datafusion
 import pyarrow as pa
 from datafusion import col
 
+from ._exceptions import ViewError
 from ._partitions import find_overlapping
 from ._sql_functions import new_session_context, register_sql_functions
 from ._time_range import TimeRange, to_datetime
@@ -63,11 +64,18 @@ async def _etl_context(
     return ctx
 
 
-def _collect(ctx: datafusion.SessionContext, sql: str, order: tuple[str, ...] | None = None) -> pa.Table:
-    frame = ctx.sql(sql)
-    if order:
-        frame = frame.sort(*(col(c).sort(ascending=True) for c in order))
-    return frame.to_arrow_table()
+def _collect(
+    ctx: datafusion.SessionContext, sql: str, order: tuple[str, ...] | None = None, what: str = "query"
+) -> pa.Table:
+    """Run ``sql``; a failure (the definition no longer fits its sources) is a ``ViewError``."""
+    try:
+        frame = ctx.sql(sql)
+        if order:
+            frame = frame.sort(*(col(c).sort(ascending=True) for c in order))
+        return frame.to_arrow_table()
+    except Exception as exc:
+        msg = f"{what} failed: {exc}"
+        raise ViewError(msg) from exc
 
 
 class SqlViewSet(ViewSet):
@@ -90,7 +98,8 @@ class SqlViewSet(ViewSet):
         """``count_src_query`` over ``insert_range``."""
         self.check_instance(instance)
         ctx = await _etl_context(lake, insert_range, self.name)
-        table = await asyncio.to_thread(_collect, ctx, _substitute(self.definition.count_src_query, insert_range))
+        sql = _substitute(self.definition.count_src_query, insert_range)
+        table = await asyncio.to_thread(_collect, ctx, sql, None, f"{self.name}: count_src_query")
         value = table.column(0)[0].as_py() if table.num_rows else None
         return int(value or 0)
 
@@ -99,7 +108,8 @@ class SqlViewSet(ViewSet):
         count = await self.source_count(lake, instance, insert_range)
         ctx = await _etl_context(lake, insert_range, self.name)
         sql = _substitute(self.definition.extract_query, insert_range)
-        table = await asyncio.to_thread(_collect, ctx, sql, self.definition.options.merge_sort_order)
+        order = self.definition.options.merge_sort_order
+        table = await asyncio.to_thread(_collect, ctx, sql, order, f"{self.name}: extract_query")
         return table.cast(self.schema), count
 
     def merge(self, tables: list[pa.Table]) -> pa.Table:
@@ -109,7 +119,8 @@ class SqlViewSet(ViewSet):
         register_sql_functions(ctx, is_admin=False)
         ctx.register_view("source", ctx.from_arrow(rows))
         sql = self.definition.merge_partitions_query.replace("{source}", "source")
-        return _collect(ctx, sql, self.definition.options.merge_sort_order).cast(self.schema)
+        order = self.definition.options.merge_sort_order
+        return _collect(ctx, sql, order, f"{self.name}: merge_partitions_query").cast(self.schema)
 
     def register_global(self, ctx: datafusion.SessionContext, frame: datafusion.DataFrame) -> None:
         """Register the partitions as ``__<name>__partitions`` and the view as the merge query over them."""

@@ -228,3 +228,21 @@ def test_other_services_reload_definitions_after_their_refresh_period(
         LakehouseSettings.from_env()
     monkeypatch.delenv("MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS")
     assert LakehouseSettings.from_env().view_definition_refresh_seconds == 60.0
+
+
+def test_a_view_failing_in_the_daemon_is_reported_and_skipped(lake_flight: Any) -> None:
+    stack, uri = lake_flight
+    process_id, _, _ = _send(stack.url)
+    client = micromegas.connect(uri)
+    failing_count = COUNT.replace("sum(nb_objects)", 'CAST(min("processes.exe") AS BIGINT)')
+    assert list(client.query(ddl("broken").replace(COUNT, failing_count))["status"]) == ["created"]
+
+    async def run() -> Any:
+        lake = stack.stack.lakehouse
+        return await MaintenanceDaemon(lake).run_pass(PassKind.MINUTE, lake.now_ns() + 120 * 1_000_000_000)
+
+    report = stack.call(run())
+    assert list(report.failures) == ["broken"]
+    assert "broken: count_src_query failed" in report.failures["broken"]
+    logs = client.query(f"SELECT count(*) AS n FROM log_entries WHERE process_id = '{process_id}'")
+    assert logs["n"][0] == 6
