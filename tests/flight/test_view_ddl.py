@@ -8,10 +8,12 @@ DDL and bad definitions are refused with a reason and change nothing.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,28 @@ def test_a_view_failing_in_the_daemon_is_reported_and_skipped(lake_flight: Any) 
     assert "broken: count_src_query failed" in report.failures["broken"]
     logs = client.query(f"SELECT count(*) AS n FROM log_entries WHERE process_id = '{process_id}'")
     assert logs["n"][0] == 6
+
+
+def test_materialize_partitions_backfills_a_new_view(lake_flight: Any) -> None:
+    stack, uri = lake_flight
+    process_id, _, _ = _send(stack.url)
+    _daemon_pass(stack)  # log_entries holds the data before the view exists
+    client = micromegas.connect(uri)
+    assert list(client.query(ddl())["status"]) == ["created"]
+    empty = client.query(f"SELECT count(*) AS n FROM level_counts WHERE process_id = '{process_id}'")
+    assert empty["n"][0] == 0
+    inserted = client.query(f"SELECT max(insert_time) AS t FROM blocks WHERE process_id = '{process_id}'")["t"][0]
+    # materialize_partitions stops at the present (whole seconds): let the clock pass the inserts
+    end = inserted.to_pydatetime().replace(microsecond=0) + datetime.timedelta(seconds=1)
+    deadline = time.monotonic() + 10
+    while datetime.datetime.now(datetime.UTC) <= end and time.monotonic() < deadline:
+        time.sleep(0.05)
+    begin = end.replace(minute=0, second=0) - datetime.timedelta(hours=1)
+    log = client.query(
+        f"SELECT msg FROM materialize_partitions('level_counts', '{begin.isoformat()}', '{end.isoformat()}', 3600)"
+    )
+    assert any("level_counts" in m for m in log["msg"]), list(log["msg"])
+    counts = client.query(
+        f"SELECT level, sum(count) AS n FROM level_counts WHERE process_id = '{process_id}' GROUP BY level ORDER BY level"
+    )
+    assert counts.to_dict("records") == [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
