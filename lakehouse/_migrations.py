@@ -331,11 +331,71 @@ CREATE TABLE lakehouse_view_set_definitions(
     updated_by TEXT);
 """
 
+# Micromegas 0.32 moved log_stats out of its code into this table: the v10 step seeds its
+# definition, so a Micromegas service sharing the database keeps serving it. Sirius builds
+# log_stats itself and ignores this row (a built-in view set wins over a stored definition).
+_LOG_STATS_COUNT = """
+        SELECT sum(nb_objects) as count
+        FROM blocks
+        WHERE array_has("streams.tags", 'log')
+        AND insert_time >= '{begin}'
+        AND insert_time < '{end}'
+        ;"""
+_LOG_STATS_EXTRACT = """
+        SELECT date_bin('1 minute', time) as time_bin,
+               process_id,
+               level,
+               target,
+               count(*) as count
+        FROM log_entries
+        WHERE insert_time >= '{begin}'
+        AND insert_time < '{end}'
+        GROUP BY process_id, level, target, time_bin
+        ORDER BY time_bin, process_id, level, target
+        ;"""
+_LOG_STATS_MERGE = """
+        SELECT time_bin,
+               process_id,
+               level,
+               target,
+               sum(count) as count
+        FROM {source}
+        GROUP BY process_id, level, target, time_bin
+        ;"""
+_LOG_STATS_OPTIONS = (
+    '{"max_time_column": "time_bin", "merge_partition_delta": "1 day", '
+    '"merge_sort_order": ["time_bin", "process_id", "level", "target"], '
+    '"min_time_column": "time_bin", "source_partition_delta": "1 day"}'
+)
+_LOG_STATS_DDL = (
+    "CREATE MATERIALIZED VIEW log_stats WITH (\n"
+    f"  extract_query = $${_LOG_STATS_EXTRACT}$$,\n"
+    f"  count_src_query = $${_LOG_STATS_COUNT}$$,\n"
+    f"  merge_partitions_query = $${_LOG_STATS_MERGE}$$,\n"
+    "  update_group = 3000,\n  time_column = 'time_bin',\n  source_partition_delta = '1 day',\n"
+    "  merge_partition_delta = '1 day',\n  merge_sort_order = 'time_bin, process_id, level, target'\n)"
+)
+
+
+async def _lakehouse_v10(conn: asyncpg.Connection) -> None:
+    await conn.execute(_LAKEHOUSE_V10)
+    await conn.execute(
+        "INSERT INTO lakehouse_view_set_definitions (view_set_name, definition_sql, extract_query,"
+        " count_src_query, merge_partitions_query, update_group, view_options)"
+        " VALUES ('log_stats', $1, $2, $3, $4, 3000, $5) ON CONFLICT (view_set_name) DO NOTHING",
+        _LOG_STATS_DDL,
+        _LOG_STATS_EXTRACT,
+        _LOG_STATS_COUNT,
+        _LOG_STATS_MERGE,
+        _LOG_STATS_OPTIONS,
+    )
+    await conn.execute("UPDATE lakehouse_migration SET version = 10")
+
 
 def _lakehouse_steps() -> tuple[Step, ...]:
     sql = {1: _LAKEHOUSE_V1, 2: _LAKEHOUSE_V2, 4: _LAKEHOUSE_V4, 5: _LAKEHOUSE_V5}
-    sql |= {6: _LAKEHOUSE_V6, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9, 10: _LAKEHOUSE_V10}
-    special: dict[int, Step] = {3: _lakehouse_v3, 7: _lakehouse_v7}
+    sql |= {6: _LAKEHOUSE_V6, 8: _LAKEHOUSE_V8, 9: _LAKEHOUSE_V9}
+    special: dict[int, Step] = {3: _lakehouse_v3, 7: _lakehouse_v7, 10: _lakehouse_v10}
     return tuple(special.get(n) or _sql_step(n, "lakehouse_migration", sql[n]) for n in range(1, 11))
 
 

@@ -70,13 +70,14 @@ def test_create_materialise_query_list_drop(lake_flight: Any) -> None:
     process_id, _, _ = _send(stack.url)
     client = micromegas.connect(uri)
     listing = "SELECT view_set_name, definition_sql, update_group, updated_by FROM list_view_set_definitions()"
-    assert client.query(listing).empty
+    # log_stats is seeded by the v10 migration, as in Micromegas 0.32 (Sirius builds it itself)
+    assert list(client.query(listing)["view_set_name"]) == ["log_stats"]
 
     created = client.query(ddl())
     assert created.to_dict("records") == [{"view_set_name": "level_counts", "status": "created"}]
     rows = client.query(listing).to_dict("records")
-    assert [(r["view_set_name"], r["update_group"]) for r in rows] == [("level_counts", 4000)]
-    assert rows[0]["definition_sql"] == ddl().strip()
+    assert [(r["view_set_name"], r["update_group"]) for r in rows] == [("log_stats", 3000), ("level_counts", 4000)]
+    assert rows[1]["definition_sql"] == ddl().strip()
 
     _daemon_pass(stack)
     counts = client.query(
@@ -93,7 +94,7 @@ def test_create_materialise_query_list_drop(lake_flight: Any) -> None:
 
     dropped = client.query("DROP MATERIALIZED VIEW level_counts;")
     assert dropped.to_dict("records") == [{"view_set_name": "level_counts", "status": "dropped"}]
-    assert client.query(listing).empty
+    assert list(client.query(listing)["view_set_name"]) == ["log_stats"]
     with pytest.raises(pa.ArrowException, match="level_counts' not found"):
         client.query("SELECT * FROM level_counts")
     remaining = client.query("SELECT count(*) AS n FROM list_partitions() WHERE view_set_name = 'level_counts'")
@@ -133,8 +134,9 @@ def test_bad_ddl_is_refused_and_changes_nothing(lake_flight: Any) -> None:
     _refused(
         client, ddl("other").replace("FROM log_entries", "FROM view_instance('log_entries', 'x')"), "view_instance()"
     )
+    _refused(client, "DROP MATERIALIZED VIEW log_stats", "built-in view set")
     rows = client.query("SELECT view_set_name FROM list_view_set_definitions()")
-    assert list(rows["view_set_name"]) == ["level_counts"]
+    assert list(rows["view_set_name"]) == ["log_stats", "level_counts"]
 
 
 def test_view_ddl_is_admin_only(lake_flight: Any) -> None:
@@ -155,7 +157,7 @@ def test_view_ddl_is_admin_only(lake_flight: Any) -> None:
         assert list(admin.query(ddl())["status"]) == ["created"]
         _refused(viewer, "DROP MATERIALIZED VIEW level_counts", "permission denied: DROP MATERIALIZED VIEW")
         rows = admin.query("SELECT view_set_name, updated_by FROM list_view_set_definitions()")
-        assert rows.to_dict("records") == [{"view_set_name": "level_counts", "updated_by": "admin"}]
+        assert rows.to_dict("records")[-1] == {"view_set_name": "level_counts", "updated_by": "admin"}
     finally:
         stack.call(service.stop())
 
@@ -186,7 +188,13 @@ def test_micromegas_views_cli_plans_applies_lists_and_prunes(lake_flight: Any, t
     listed = _views_cli(uri, home, "list", "--dir", str(views), "--format", "json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [(r["name"], r["status"], r["update_group"]) for r in rows] == [("level_counts", "unchanged", 4000)]
+    assert [(r["name"], r["status"], r["update_group"]) for r in rows] == [
+        ("level_counts", "unchanged", 4000),
+        ("log_stats", "server-only", 3000),
+    ]
+    pulled = _views_cli(uri, home, "pull", "--dir", str(views), "log_stats")
+    assert pulled.returncode == 0, pulled.stderr
+    assert (views / "log_stats.sql").read_text().startswith("CREATE MATERIALIZED VIEW log_stats WITH (")
 
     shown = _views_cli(uri, home, "show", "level_counts")
     assert shown.returncode == 0, shown.stderr
@@ -200,7 +208,10 @@ def test_micromegas_views_cli_plans_applies_lists_and_prunes(lake_flight: Any, t
     assert "level_totals: created" in pruned.stdout
     assert "level_counts: dropped" in pruned.stdout
     final = _views_cli(uri, home, "list", "--dir", str(views), "--format", "json")
-    assert [(r["name"], r["status"]) for r in json.loads(final.stdout)] == [("level_totals", "unchanged")]
+    assert [(r["name"], r["status"]) for r in json.loads(final.stdout)] == [
+        ("level_totals", "unchanged"),
+        ("log_stats", "unchanged"),
+    ]
 
 
 def test_other_services_reload_definitions_after_their_refresh_period(

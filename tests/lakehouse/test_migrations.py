@@ -26,6 +26,7 @@ from sirius.lakehouse._migrations import (
 )
 from sirius.lakehouse._pool import create_pool
 from sirius.lakehouse._query_audit import AUDIT_COLUMNS
+from sirius.lakehouse._view_ddl import CreateView, parse_view_ddl
 
 # (column, udt_name, character_maximum_length, is_nullable) in ordinal order (micromegas-wire.md §7.1, §8)
 PROCESSES = [
@@ -225,6 +226,17 @@ def test_fresh_database_gets_the_exact_schema(pg_dsn: str) -> None:
             assert await columns(conn, "temporary_files") == TEMPORARY_FILES
             assert await columns(conn, "query_deny_list") == QUERY_DENY_LIST
             assert await columns(conn, "lakehouse_view_set_definitions") == VIEW_SET_DEFINITIONS
+            # log_stats seeded as Micromegas 0.32 does; its DDL text parses back to its columns
+            seeded = await conn.fetch("SELECT * FROM lakehouse_view_set_definitions")
+            assert [(r["view_set_name"], r["update_group"], r["updated_by"]) for r in seeded] == [
+                ("log_stats", 3000, None)
+            ]
+            parsed = parse_view_ddl(seeded[0]["definition_sql"])
+            assert isinstance(parsed, CreateView)
+            assert parsed.definition.extract_query == seeded[0]["extract_query"]
+            assert parsed.definition.count_src_query == seeded[0]["count_src_query"]
+            assert parsed.definition.merge_partitions_query == seeded[0]["merge_partitions_query"]
+            assert parsed.definition.options.to_json() == seeded[0]["view_options"]
             assert await columns(conn, "ingestion_api_keys") == [*API_KEYS, ("audience", "varchar", 255, "NO")]
             assert await columns(conn, "analytics_api_keys") == API_KEYS
             assert await columns(conn, "audience_grants") == AUDIENCE_GRANTS
