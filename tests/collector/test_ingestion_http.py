@@ -16,7 +16,7 @@ import pytest
 from native_samples import START_NS, sample_cpu_stream, sample_process
 
 from sirius.collector import block_object_key
-from sirius.lakehouse import open_object_store
+from sirius.lakehouse import LAKEHOUSE_SCHEMA_VERSION, open_object_store
 from sirius.tracing import (
     Block,
     BlockPayload,
@@ -299,7 +299,7 @@ def test_two_stacks_starting_at_once_share_one_schema(stack_factory) -> None:
 
     dl, lh = first.call(versions())
     assert [r["version"] for r in dl] == [7]
-    assert [r["version"] for r in lh] == [9]
+    assert [r["version"] for r in lh] == [LAKEHOUSE_SCHEMA_VERSION]
 
 
 def test_stop_finishes_a_request_already_in_flight(stack_factory) -> None:
