@@ -13,13 +13,16 @@ views (Micromegas's ``SqlBatchView``):
 The ETL session of a partition holds every other global view, restricted to the partitions
 whose insert range overlaps the partition's (``{begin}``/``{end}`` filters do the rest).
 ``load_view_sets`` builds the registry a lakehouse serves: the built-ins plus every stored
-definition that still plans (one that does not is logged and skipped).
+definition that still plans (one that does not is logged and skipped, and retried at the next
+reload). When the stored definitions have not changed since a load without failures, the
+current registry is kept and nothing is planned: a steady-state reload is one SELECT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 import datafusion
@@ -40,6 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["SqlViewSet", "check_count_query", "infer_schema", "load_view_sets"]
 
 _log = logging.getLogger(__name__)
+
+# What each lakehouse last loaded: (base registry id, definitions) and the registry built from them.
+_LOADED: weakref.WeakKeyDictionary[Lakehouse, tuple[tuple[int, tuple[ViewDefinition, ...]], ViewRegistry]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _substitute(sql: str, insert_range: TimeRange) -> str:
@@ -155,8 +163,14 @@ async def load_view_sets(lake: Lakehouse) -> ViewRegistry:
     Raises:
         MetadataStoreError: the definitions could not be read.
     """
+    stored_definitions = await list_definitions(lake.pool)
+    key = (id(lake.base_views), tuple(s.definition for s in stored_definitions))
+    last = _LOADED.get(lake)
+    if last is not None and last[0] == key and last[1] is lake.views:
+        return lake.views  # nothing changed and nothing failed last time: no planning
     registry = lake.base_views
-    for stored in await list_definitions(lake.pool):
+    failed = False
+    for stored in stored_definitions:
         definition = stored.definition
         if definition.view_set_name in lake.base_views:
             _log.debug("view set %s is built in; its stored definition is not used", definition.view_set_name)
@@ -165,7 +179,12 @@ async def load_view_sets(lake: Lakehouse) -> ViewRegistry:
             schema = await infer_schema(lake, definition, registry)  # views of lower groups
             registry = registry.with_view(SqlViewSet(definition, schema))
         except Exception as exc:  # noqa: BLE001 - one broken definition must not hide the others
+            failed = True
             _log.warning("view set %s: definition skipped: %s", definition.view_set_name, exc)
+    if failed:  # retried at every reload (a source may come back)
+        _LOADED.pop(lake, None)
+    else:
+        _LOADED[lake] = (key, registry)
     return registry
 
 

@@ -232,6 +232,12 @@ def test_other_services_reload_definitions_after_their_refresh_period(
     assert list(micromegas.connect(uri).query(ddl())["status"]) == ["created"]
     assert "level_counts" not in stack.call(names(slow))  # loaded less than its period ago
     assert "level_counts" in stack.call(names(eager))
+    loaded = eager.views
+    stack.call(names(eager))
+    assert eager.views is loaded, "unchanged definitions are not planned again"
+    assert list(micromegas.connect(uri).query(ddl(replace=True))["status"]) == ["replaced"]
+    stack.call(names(eager))
+    assert eager.views is not loaded, "a replaced definition is loaded again"
     assert stack.call(eager.views.get("level_counts").source_count(eager, "global", TimeRange(0, 2**62))) == 0
 
     monkeypatch.setenv("MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS", "5")
