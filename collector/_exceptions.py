@@ -131,6 +131,13 @@ class OtlpUnsupportedEncodingError(OtlpRequestError):
     grpc_code = CODE_INVALID_ARGUMENT
 
 
+class OtlpUnsupportedMediaTypeError(OtlpRequestError):
+    """The ``Content-Type`` is neither OTLP protobuf nor OTLP JSON (the reply is protobuf)."""
+
+    http_status = 415
+    grpc_code = CODE_INVALID_ARGUMENT
+
+
 class OtlpOverloadedError(OtlpRequestError, OverloadedError):
     """Too much is in flight; retry after ``retry_after`` seconds."""
 

@@ -26,8 +26,17 @@ from ._exceptions import (
     OtlpRequestError,
     OtlpRequestTooLargeError,
     OtlpUnauthenticatedError,
+    OtlpUnsupportedMediaTypeError,
 )
-from ._otlp_codec import decompress, encode_message, error_status, export_response, media_type, parse_request
+from ._otlp_codec import (
+    PROTOBUF,
+    decompress,
+    encode_message,
+    error_status,
+    export_response,
+    media_type,
+    parse_request,
+)
 from ._otlp_writer import OtlpWriter
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpHttpRoutes"]
@@ -38,6 +47,7 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest request accepted, after decompression (OTLP 1.11 recommends 64 MiB)."""
 
 _SUPPORTED = "application/x-protobuf or application/json"
+_PROTOBUF = "application/x-protobuf"
 
 
 class OtlpHttpRoutes:
@@ -71,7 +81,10 @@ class OtlpHttpRoutes:
     async def _handle(self, signal: Signal, request: web.Request) -> web.StreamResponse:
         media = media_type(request.headers.get("Content-Type"))
         if media is None:
-            return web.Response(status=415, text=f"Unsupported Content-Type: use {_SUPPORTED}")
+            # The spec's error body is a Status in the request's encoding; an unknown one gets protobuf.
+            got = request.headers.get("Content-Type") or "none"
+            refusal = OtlpUnsupportedMediaTypeError(f"unsupported Content-Type {got!r}: use {_SUPPORTED}")
+            return self._error(refusal, _PROTOBUF, PROTOBUF)
         content_type, encoding = media
         try:
             if self._keys.authenticate(request.headers.get("Authorization")) is None:

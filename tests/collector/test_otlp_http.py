@@ -210,8 +210,13 @@ def test_content_type_dispatch_and_echo(otlp) -> None:
     reply = otlp.post("/v1/metrics", b"", PROTO_HEADERS)
     assert (reply.status, reply.headers["content-type"].split(";")[0]) == (200, "application/x-protobuf")
     assert ExportMetricsServiceResponse.FromString(reply.body) == ExportMetricsServiceResponse()
-    reply = otlp.post("/v1/logs", b"{}", {"Content-Type": "text/plain"})
-    assert reply.status == 415
+    for content_type in ("text/plain", "application/grpc"):
+        reply = otlp.post("/v1/logs", b"{}", {"Content-Type": content_type})
+        assert (reply.status, reply.headers["content-type"].split(";")[0]) == (415, "application/x-protobuf")
+        refusal = Status.FromString(reply.body)
+        assert refusal.code == 3  # INVALID_ARGUMENT
+        assert content_type in refusal.message
+        assert "application/x-protobuf or application/json" in refusal.message
     conn = http.client.HTTPConnection("127.0.0.1", otlp.http_port, timeout=10)
     conn.request("GET", "/v1/traces")
     assert conn.getresponse().status == 405
@@ -298,6 +303,7 @@ def test_default_limit_is_64_mib_after_decompression(otlp) -> None:
     bomb = zstandard.ZstdCompressor().compress(b"\x00" * (64 * 1024 * 1024 + 1))
     reply = otlp.post("/v1/logs", bomb, {**JSON_HEADERS, "Content-Encoding": "zstd"})
     assert reply.status == 413
+    assert reply.headers["content-type"].split(";")[0] == "application/json"
     assert str(64 * 1024 * 1024) in json_status(reply.body).message
 
 
@@ -325,6 +331,10 @@ def test_overload_is_429_with_retry_after(otlp_factory) -> None:
     info = RetryInfo()
     assert status.details[0].Unpack(info)
     assert info.retry_delay.ToTimedelta().total_seconds() == 2.5
+    assert reply.headers["content-type"].split(";")[0] == "application/json"
+    reply = otlp.post("/v1/traces", b"", PROTO_HEADERS)
+    assert (reply.status, reply.headers["content-type"].split(";")[0]) == (429, "application/x-protobuf")
+    assert Status.FromString(reply.body).code == 14
 
 
 class FailingStore:
