@@ -139,3 +139,52 @@ def test_lakehouse_view_errors_are_invalid_argument(lake_flight) -> None:
     code, message = do_get(port, statement_ticket("SELECT * FROM view_instance('thread_spans', 'x')"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "Traceback" not in message
+
+
+def test_retire_incompatible_partitions_with_data(lake_flight) -> None:
+    """Partitions written under an old schema hash are retired by the 0.32 client; current ones stay."""
+    import micromegas.admin
+
+    stack, uri = lake_flight
+    process_id, _, _ = _send(stack.url)
+    client = micromegas.connect(uri)
+    assert len(client.query(f"SELECT msg FROM view_instance('log_entries', '{process_id}')")) == 6
+    assert len(client.query(f"SELECT value FROM view_instance('measures', '{process_id}')")) == 6
+    lake = stack.stack.lakehouse
+
+    async def age_log_partitions() -> int:
+        # Partitions a previous release wrote: same rows, an older schema version.
+        async with lake.pool.acquire() as conn:
+            status = await conn.execute(
+                "UPDATE lakehouse_partitions SET file_schema_hash = '\\x00'::bytea"
+                " WHERE view_set_name = 'log_entries' AND view_instance_id = $1",
+                process_id,
+            )
+        return int(status.split()[-1])
+
+    aged = stack.call(age_log_partitions())
+    assert aged > 0
+    listed = micromegas.admin.list_incompatible_partitions(client, "log_entries")
+    assert len(listed) == aged
+    assert {bytes(h) for h in listed["incompatible_schema_hash"]} == {b"\x00"}
+
+    result = micromegas.admin.retire_incompatible_partitions(client, "log_entries")
+    assert result[["view_set_name", "view_instance_id", "partitions_retired", "partitions_failed"]].to_dict(
+        "records"
+    ) == [
+        {
+            "view_set_name": "log_entries",
+            "view_instance_id": process_id,
+            "partitions_retired": aged,
+            "partitions_failed": 0,
+        }
+    ]
+    assert all(m.startswith("SUCCESS:") for m in result["retirement_messages"][0])
+    assert micromegas.admin.list_incompatible_partitions(client, "log_entries").empty
+    left = client.query(
+        f"SELECT view_set_name, count(*) AS n FROM list_partitions() WHERE view_instance_id = '{process_id}' GROUP BY 1"
+    )
+    assert "log_entries" not in set(left["view_set_name"])
+    assert "measures" in set(left["view_set_name"])  # current schema: kept
+    # Nothing else to retire: the client answers an empty frame.
+    assert micromegas.admin.retire_incompatible_partitions(client, "log_entries").empty
