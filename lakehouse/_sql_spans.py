@@ -28,9 +28,16 @@ import pyarrow.compute as pc
 
 from ._sql_otel_perfetto import otel_tracks
 from ._sql_perfetto import PerfettoTrack, chunk_trace, encode_trace, stable_id
-from ._sql_table_functions import SqlEnvironment, _str_arg, _time_arg
+from ._sql_table_functions import SqlEnvironment, _time_arg, argument_ordinal
 
-__all__ = ["PERFETTO_CHUNKS_SCHEMA", "PROCESS_SPANS_SCHEMA", "perfetto_trace_chunks", "process_spans"]
+__all__ = [
+    "PERFETTO_CHUNKS_ARGUMENTS",
+    "PERFETTO_CHUNKS_SCHEMA",
+    "PROCESS_SPANS_ARGUMENTS",
+    "PROCESS_SPANS_SCHEMA",
+    "perfetto_trace_chunks",
+    "process_spans",
+]
 
 _TS = pa.timestamp("ns", tz="+00:00")
 _DICT16 = pa.dictionary(pa.int16(), pa.utf8())
@@ -56,6 +63,13 @@ PERFETTO_CHUNKS_SCHEMA = pa.schema(
     [pa.field("chunk_id", pa.int32(), nullable=False), pa.field("chunk_data", pa.binary(), nullable=False)]
 )
 _SPAN_TYPES = ("thread", "async", "both")
+# What each argument must be, in Micromegas's words (its error texts name them so).
+PROCESS_SPANS_ARGUMENTS = ("a string (the process ID)", "a string ('thread', 'async', or 'both')")
+PERFETTO_CHUNKS_ARGUMENTS = (
+    *PROCESS_SPANS_ARGUMENTS,
+    "a timestamp (start time)",
+    "a timestamp (end time)",
+)
 
 
 def _quote(text: str) -> str:
@@ -63,12 +77,31 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _span_types(value: Any, function: str) -> str:
-    kind = _str_arg(value, function, "span types").lower()
+def _bad_argument(index: int, function: str, arguments: tuple[str, ...], value: Any) -> ValueError:
+    return ValueError(f"{argument_ordinal(index)} argument to {function} must be {arguments[index]}, given {value!r}")
+
+
+def _process_id(value: Any, function: str, arguments: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise _bad_argument(0, function, arguments, value)
+    return value
+
+
+def _span_types(value: Any, function: str, arguments: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise _bad_argument(1, function, arguments, value)
+    kind = value.lower()
     if kind not in _SPAN_TYPES:
-        msg = f"{function}: span types must be 'thread', 'async' or 'both', got {value!r}"
+        msg = f"span_types must be 'thread', 'async', or 'both', given: {value}"
         raise ValueError(msg)
     return kind
+
+
+def _time(value: Any, index: int, function: str, arguments: tuple[str, ...]) -> int:
+    try:
+        return _time_arg(value, function, arguments[index])
+    except ValueError as exc:
+        raise _bad_argument(index, function, arguments, value) from exc
 
 
 def _cpu_streams(ctx: datafusion.SessionContext, env: SqlEnvironment, process_id: str) -> list[tuple[str, str, int]]:
@@ -190,12 +223,12 @@ def process_spans(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Seq
     The range is the request's (headers) unless ``begin`` and ``end`` are given (a Sirius
     extension, for clients that cannot send range headers, e.g. Grafana's upstream plugin).
     """
-    name = "process_spans"
-    process_id = _str_arg(args[0], name, "process_id")
-    kind = _span_types(args[1], name)
+    name, arguments = "process_spans", PERFETTO_CHUNKS_ARGUMENTS  # begin, end: the Sirius extension
+    process_id = _process_id(args[0], name, arguments)
+    kind = _span_types(args[1], name, arguments)
     begin_ns, end_ns = env.begin_ns, env.end_ns
     if len(args) == 4:
-        begin_ns, end_ns = _time_arg(args[2], name, "begin"), _time_arg(args[3], name, "end")
+        begin_ns, end_ns = _time(args[2], 2, name, arguments), _time(args[3], 3, name, arguments)
     parts = [
         _labelled(spans, stream_id, thread_name)
         for stream_id, thread_name, _, spans in _collect_spans(
@@ -230,16 +263,19 @@ def _track(uuid: int, thread_name: str | None, tid: int, spans: pa.Table) -> Per
 
 def perfetto_trace_chunks(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
     """Rows of ``perfetto_trace_chunks(process_id, span_types, begin, end)``: ``chunk_id, chunk_data``."""
-    name = "perfetto_trace_chunks"
-    process_id = _str_arg(args[0], name, "process_id")
-    kind = _span_types(args[1], name)
-    begin_ns, end_ns = _time_arg(args[2], name, "begin"), _time_arg(args[3], name, "end")
+    name, arguments = "perfetto_trace_chunks", PERFETTO_CHUNKS_ARGUMENTS
+    process_id = _process_id(args[0], name, arguments)
+    kind = _span_types(args[1], name, arguments)
+    begin_ns, end_ns = _time(args[2], 2, name, arguments), _time(args[3], 3, name, arguments)
     if end_ns < begin_ns:
         msg = f"{name}: end is before begin"
         raise ValueError(msg)
     exe_sql = f"SELECT exe FROM processes WHERE process_id = {_quote(process_id)} LIMIT 1"  # noqa: S608
     exe_rows = env.collect(ctx, exe_sql)
-    exe = str(exe_rows.column(0)[0].as_py()) if exe_rows.num_rows else process_id
+    if not exe_rows.num_rows:
+        msg = f"Process {process_id} not found"
+        raise ValueError(msg)
+    exe = str(exe_rows.column(0)[0].as_py())
     tracks = []
     for stream_id, thread_name, tid, spans in _collect_spans(
         ctx, env, process_id, kind=kind, begin_ns=begin_ns, end_ns=end_ns

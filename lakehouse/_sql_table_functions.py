@@ -119,6 +119,8 @@ class TableFunction:
         impl: ``impl(ctx, env, args) -> pyarrow.Table``; ``args`` are evaluated Python values.
         arity: accepted argument counts.
         admin_only: expanded only for admin callers.
+        arguments: what each positional argument must be (e.g. ``"a string (the process ID)"``);
+            when given, a call missing some names the first missing one, as Micromegas does.
     """
 
     name: str
@@ -126,6 +128,7 @@ class TableFunction:
     impl: TableImpl
     arity: tuple[int, ...]
     admin_only: bool = False
+    arguments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,12 @@ def expand_table_functions(
         if len(call.args) not in fn.arity:
             expected = " or ".join(str(a) for a in fn.arity)
             msg = f"{fn.name} takes {expected} argument(s), got {len(call.args)}"
+            if len(call.args) < len(fn.arguments):
+                missing = len(call.args)
+                msg = (
+                    f"{argument_ordinal(missing)} argument to {fn.name} must be {fn.arguments[missing]},"
+                    f" given none ({msg})"
+                )
             raise ValueError(msg)
         temp = f"__sirius_tf_{next(_TEMP_NAMES)}"
         if env.schema_only:
@@ -380,6 +389,14 @@ def _time_arg(value: Any, function: str, what: str) -> int:
             raise ValueError(msg) from exc
     msg = f"{function}: {what} must be a time, got {value!r}"
     raise ValueError(msg)
+
+
+_ORDINALS = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth")
+
+
+def argument_ordinal(index: int) -> str:
+    """``"First"``, ``"Second"``… for a 0-based argument index (Micromegas's error wording)."""
+    return _ORDINALS[index] if index < len(_ORDINALS) else f"Argument #{index + 1}:"
 
 
 def _str_arg(value: Any, function: str, what: str) -> str:
@@ -502,7 +519,14 @@ def _parse_block(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequ
 def table_functions() -> dict[str, TableFunction]:
     """The registry of table functions expanded before planning (name → function)."""
     from ._sql_blocks import PARSE_BLOCK_SCHEMA
-    from ._sql_spans import PERFETTO_CHUNKS_SCHEMA, PROCESS_SPANS_SCHEMA, perfetto_trace_chunks, process_spans
+    from ._sql_spans import (
+        PERFETTO_CHUNKS_ARGUMENTS,
+        PERFETTO_CHUNKS_SCHEMA,
+        PROCESS_SPANS_ARGUMENTS,
+        PROCESS_SPANS_SCHEMA,
+        perfetto_trace_chunks,
+        process_spans,
+    )
 
     jsonb_each_schema = pa.schema([("key", pa.utf8()), ("value", DICT_BINARY)])
     functions = [
@@ -521,8 +545,14 @@ def table_functions() -> dict[str, TableFunction]:
         TableFunction("expand_histogram", EXPAND_HISTOGRAM_SCHEMA, _expand_histogram, (1,)),
         TableFunction("jsonb_each", jsonb_each_schema, _jsonb_each, (1,)),
         TableFunction("jsonb_array_elements", pa.schema([("value", DICT_BINARY)]), _jsonb_array_elements, (1,)),
-        TableFunction("process_spans", PROCESS_SPANS_SCHEMA, process_spans, (2, 4)),
-        TableFunction("perfetto_trace_chunks", PERFETTO_CHUNKS_SCHEMA, perfetto_trace_chunks, (4,)),
+        TableFunction("process_spans", PROCESS_SPANS_SCHEMA, process_spans, (2, 4), arguments=PROCESS_SPANS_ARGUMENTS),
+        TableFunction(
+            "perfetto_trace_chunks",
+            PERFETTO_CHUNKS_SCHEMA,
+            perfetto_trace_chunks,
+            (4,),
+            arguments=PERFETTO_CHUNKS_ARGUMENTS,
+        ),
         TableFunction("parse_block", PARSE_BLOCK_SCHEMA, _parse_block, (1,)),
     ]
     return {fn.name: fn for fn in functions}

@@ -200,3 +200,45 @@ def test_information_schema(client) -> None:
     assert list(columns["column_name"])[:3] == ["process_id", "stream_id", "block_id"]
     tables = client.query("SHOW TABLES")
     assert {"log_entries", "measures", "processes", "streams", "blocks", "log_stats"} <= set(tables["table_name"])
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (
+            "SELECT * FROM perfetto_trace_chunks('any-process-id', 'invalid-span-type', "
+            "TIMESTAMP '2024-01-01T00:00:00Z', TIMESTAMP '2024-01-01T01:00:00Z')",
+            "span_types must be 'thread', 'async', or 'both', given: invalid-span-type",
+        ),
+        (
+            "SELECT * FROM perfetto_trace_chunks('process-id', 'both')",
+            "Third argument to perfetto_trace_chunks must be a timestamp (start time), given none",
+        ),
+        (
+            "SELECT * FROM perfetto_trace_chunks('p', 'both', TIMESTAMP '2024-01-01T00:00:00Z', 'soon')",
+            "Fourth argument to perfetto_trace_chunks must be a timestamp (end time), given 'soon'",
+        ),
+        (
+            "SELECT * FROM perfetto_trace_chunks(7, 'both', TIMESTAMP '2024-01-01T00:00:00Z', "
+            "TIMESTAMP '2024-01-01T01:00:00Z')",
+            "First argument to perfetto_trace_chunks must be a string (the process ID), given 7",
+        ),
+        (
+            "SELECT * FROM perfetto_trace_chunks('non-existent-process-id', 'both', "
+            "TIMESTAMP '2024-01-01T00:00:00Z', TIMESTAMP '2024-01-01T01:00:00Z')",
+            "Process non-existent-process-id not found",
+        ),
+        (
+            "SELECT * FROM process_spans('p', 'threads')",
+            "span_types must be 'thread', 'async', or 'both', given: threads",
+        ),
+        (
+            "SELECT * FROM process_spans('p')",
+            "Second argument to process_spans must be a string ('thread', 'async', or 'both'), given none",
+        ),
+    ],
+)
+def test_span_table_function_errors_use_micromegas_texts(client, sql: str, message: str) -> None:
+    with pytest.raises(pa.lib.ArrowInvalid) as raised:
+        client.query(sql)
+    assert message in str(raised.value)
