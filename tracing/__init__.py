@@ -1,8 +1,8 @@
 """Sirius tracing: the native low-overhead tracer, the Micromegas wire format, transit writer and sink.
 
-Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``info/warn/error/debug/trace``,
-``metric(name, value, unit=...)``, ``auto_spans(include=[...])``, ``TracingHandler`` for
-``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``; ``flush_spool`` delivers what
+Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``async with async_span(name)``,
+``info/warn/error/debug/trace``, ``metric(name, value, unit=...)``, ``auto_spans(include=[...])``,
+``TracingHandler`` for ``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``; ``flush_spool`` delivers what
 sinks spooled to disk when the ingestion service was unreachable. The C API is
 ``tracing/native/include/sirius_tracing.h``.
 
@@ -12,7 +12,9 @@ This package imports nothing else of Sirius, so an instrumented application inst
 from __future__ import annotations
 
 from ._api import (
+    AsyncSpan,
     Descriptor,
+    async_span,
     begin_span,
     debug,
     end_span,
@@ -77,6 +79,7 @@ __all__ = [
     "METRICS",
     "STREAM_LAYOUTS",
     "TRANSIT_FORMAT",
+    "AsyncSpan",
     "Block",
     "BlockPayload",
     "Descriptor",
@@ -107,6 +110,7 @@ __all__ = [
     "TransitWriter",
     "UserDefinedType",
     "WireFormatError",
+    "async_span",
     "auto_spans",
     "auto_spans_active",
     "begin_span",

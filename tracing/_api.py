@@ -14,6 +14,9 @@ Spans:
 * ``with span("name"):`` — a thread span; ``span("name")`` is a C function returning the cached
   descriptor (one dict probe), so the idiomatic form costs about what ``S = span("name")`` once
   and ``with S:`` in the loop does.
+* ``async with async_span(f"fetch {url}"):`` — an async span whose name is chosen at run time
+  (``BeginAsyncNamedSpanEvent`` with a ``SpanLocationRecord`` of the call site), parented like
+  the ``async def`` spans; plain ``with`` works too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import sys
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar
 
@@ -37,6 +41,8 @@ _end = _fast.end
 _begin_async = _fast.begin_async
 _end_async = _fast.end_async
 _new_span_id = _fast.new_span_id
+_begin_async_named = _fast.begin_async_named
+_end_async_named = _fast.end_async_named
 _log = _fast.log
 _metric = _fast.metric
 
@@ -47,6 +53,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _span_descs: dict[tuple[str, str], Any] = {}
 _log_descs: dict[tuple[int, str], Any] = {}
 _metric_descs: dict[tuple[str, str, str], Any] = {}
+_location_descs: dict[tuple[str, str, int], Any] = {}
 
 # (span_id, depth) of the innermost async span of the running task; depth -1 = none
 _current_async: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
@@ -233,6 +240,67 @@ begin_span = _begin
 """``begin_span(desc)``: begin a thread span of ``desc`` (from ``span_desc``): one C call."""
 end_span = _end
 """``end_span(desc)``: end the thread span of ``desc`` on the calling thread: one C call."""
+
+
+def _location_desc(target: str, file: str, line: int) -> Any:
+    key = (target, file, line)
+    desc = _location_descs.get(key)
+    if desc is None:
+        desc = _fast.desc(_binding.DESC_LOCATION, "", target, target, file, line, 0, None)
+        _location_descs[key] = desc
+    return desc
+
+
+class AsyncSpan:
+    """An async span named at run time: ``Begin/EndAsyncNamedSpanEvent`` around a ``with`` block.
+
+    Made by :func:`async_span`; parented through the running task's context, like the spans of
+    ``@span`` on an ``async def``. Use each object for one ``with`` (it holds that span's id).
+    """
+
+    __slots__ = ("_location", "_name", "_span")
+
+    def __init__(self, location: Any, name: str) -> None:
+        self._location = location
+        self._name = name
+        self._span: tuple[int, int, int, contextvars.Token[tuple[int, int]]] | None = None
+
+    def __enter__(self) -> AsyncSpan:
+        parent, parent_depth = _current_async.get()
+        span_id = _new_span_id()
+        depth = parent_depth + 1
+        self._span = (span_id, parent, depth, _current_async.set((span_id, depth)))
+        _begin_async_named(self._location, self._name, span_id, parent, depth)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._span is None:
+            return
+        span_id, parent, depth, token = self._span
+        self._span = None
+        _end_async_named(self._location, self._name, span_id, parent, depth)
+        with contextlib.suppress(ValueError):  # left from another context
+            _current_async.reset(token)
+
+    async def __aenter__(self) -> AsyncSpan:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+
+def async_span(name: str, *, target: str | None = None) -> AsyncSpan:
+    """Return an async span called ``name`` (any text, e.g. with an id) for ``async with``.
+
+    The call site (file, line) and ``target`` (default the caller's module) describe it.
+
+    >>> async def fetch(url: str) -> None:
+    ...     async with async_span(f"fetch {url}"):
+    ...         pass
+    """
+    frame = sys._getframe(1)  # the call site
+    module = target or frame.f_globals.get("__name__") or DEFAULT_TARGET
+    return AsyncSpan(_location_desc(str(module), frame.f_code.co_filename, frame.f_lineno), str(name))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from ._exceptions import TracingError, TransitScanError
 from ._native import ffi, lib
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 """ABI version this binding was written for (``sirius_native_abi_version()``)."""
 
 _MESSAGES: dict[int, str] = {

@@ -15,7 +15,7 @@ from sirius.tracing._exceptions import TransitScanError, WireFormatError
 
 
 def test_abi_version():
-    assert abi_version() == 4
+    assert abi_version() == 5
 
 
 def test_scan_queue_splits_records():

@@ -146,6 +146,48 @@ def test_async_generators_get_an_async_span_per_step(tracer_sink):
     assert len({e["span_id"] for e in events}) == 4
 
 
+def test_async_span_names_spans_at_run_time(tracer_sink):
+    async def fetch(url):
+        async with tracing.async_span(f"fetch {url}") as outer:
+            assert isinstance(outer, tracing.AsyncSpan)
+            await asyncio.sleep(0)
+            with tracing.async_span("parse", target="app.parse"):
+                await asyncio.sleep(0)
+
+    @tracing.span
+    async def handler():
+        await asyncio.gather(fetch("/a"), fetch("/b"))
+
+    line = fetch.__code__.co_firstlineno + 1
+    asyncio.run(handler())
+    cpu_events = _flush_and_decode(tracer_sink).tagged_events("cpu")
+    events = [e for e in cpu_events if "span_location" in e]
+    begins = {e["span_id"]: e for e in events if e["type"] == "BeginAsyncNamedSpanEvent"}
+    ends = {e["span_id"]: e for e in events if e["type"] == "EndAsyncNamedSpanEvent"}
+    assert begins.keys() == ends.keys()
+    assert sorted(e["name"] for e in begins.values()) == ["fetch /a", "fetch /b", "parse", "parse"]
+    (handler_begin,) = [
+        e for e in cpu_events if e["type"] == "BeginAsyncSpanEvent" and e["span_desc"]["name"].endswith("handler")
+    ]
+    fetches = {e["name"]: e for e in begins.values() if e["name"].startswith("fetch")}
+    for fetch_begin in fetches.values():
+        assert (fetch_begin["parent_span_id"], fetch_begin["depth"]) == (handler_begin["span_id"], 1)
+        assert fetch_begin["span_location"]["file"] == __file__
+        assert fetch_begin["span_location"]["line"] == line
+        assert fetch_begin["span_location"]["target"] == __name__
+    parses = [e for e in begins.values() if e["name"] == "parse"]
+    assert {(e["parent_span_id"], e["depth"]) for e in parses} == {(f["span_id"], 2) for f in fetches.values()}
+    assert {e["span_location"]["target"] for e in parses} == {"app.parse"}
+    for span_id, begin in begins.items():
+        end = ends[span_id]
+        assert end["time"] >= begin["time"]
+        assert (end["name"], end["parent_span_id"], end["depth"]) == (
+            begin["name"],
+            begin["parent_span_id"],
+            begin["depth"],
+        )
+
+
 def test_logs_levels_targets_and_metrics(tracer_sink):
     tracing.info("hello")
     tracing.warn("careful", target="app.db")

@@ -429,6 +429,33 @@ static PyObject *fast_end_async(PyObject *mod, PyObject *const *args, Py_ssize_t
     return fast_async(args, nargs, 0);
 }
 
+static PyObject *fast_async_named(PyObject *const *args, Py_ssize_t nargs, int begin) {
+    if (check_nargs(begin ? "begin_async_named" : "end_async_named", nargs, 5) < 0) return NULL;
+    const sirius_desc *d = as_desc(args[0]);
+    if (!d) return NULL;
+    Py_ssize_t len;
+    const char *text = PyUnicode_AsUTF8AndSize(args[1], &len);
+    if (!text) return NULL;
+    unsigned long long id = PyLong_AsUnsignedLongLong(args[2]);
+    unsigned long long parent = PyLong_AsUnsignedLongLong(args[3]);
+    unsigned long depth = PyLong_AsUnsignedLong(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    sirius_string name = sirius_intern(text, (size_t)len);
+    if (begin) sirius_async_begin_named(d, name, id, parent, (uint32_t)depth);
+    else sirius_async_end_named(d, name, id, parent, (uint32_t)depth);
+    Py_RETURN_NONE;
+}
+
+static PyObject *fast_begin_async_named(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    return fast_async_named(args, nargs, 1);
+}
+
+static PyObject *fast_end_async_named(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    return fast_async_named(args, nargs, 0);
+}
+
 static PyObject *fast_named(PyObject *const *args, Py_ssize_t nargs, int begin) {
     if (check_nargs(begin ? "begin_named" : "end_named", nargs, 2) < 0) return NULL;
     const sirius_desc *d = as_desc(args[0]);
@@ -746,6 +773,9 @@ static PyMethodDef fast_methods[] = {
     {"metric", FASTCALL(fast_metric), "metric(desc, value): int → integer metric, else float."},
     {"begin_async", FASTCALL(fast_begin_async), "begin_async(desc, span_id, parent_span_id, depth)"},
     {"end_async", FASTCALL(fast_end_async), "end_async(desc, span_id, parent_span_id, depth)"},
+    {"begin_async_named", FASTCALL(fast_begin_async_named),
+     "begin_async_named(location, name, span_id, parent_span_id, depth)"},
+    {"end_async_named", FASTCALL(fast_end_async_named), "end_async_named(location, name, span_id, parent_span_id, depth)"},
     {"begin_named", FASTCALL(fast_begin_named), "begin_named(location, name)"},
     {"end_named", FASTCALL(fast_end_named), "end_named(location, name)"},
     {"new_span_id", fast_new_span_id, METH_NOARGS, "A process-unique async span id."},

@@ -348,6 +348,33 @@ static size_t sr_transcode(sr_thread *t, const uint8_t *p, size_t avail) {
         sr_note_event(cpu, ticks);
         return 40;
     }
+    case SR_EV_ASYNC_NAMED_BEGIN:
+    case SR_EV_ASYNC_NAMED_END: {
+        if (avail < 48) return 0;
+        uint64_t span_id, parent, depth, name;
+        memcpy(&span_id, p + 16, 8);
+        memcpy(&parent, p + 24, 8);
+        memcpy(&depth, p + 32, 8);
+        memcpy(&name, p + 40, 8);
+        const char *text = (const char *)(uintptr_t)name;
+        uint64_t id = sr_dep_desc(cpu, d, SR_ID_LOCATION);
+        uint64_t name_id = sr_dep_string(cpu, text, SR_CPU_DEP_STATIC_STRING);
+        int begin = kind == SR_EV_ASYNC_NAMED_BEGIN;
+        o = sr_obj(cpu, begin ? SR_CPU_OBJ_BEGIN_ASYNC_NAMED_SPAN_EVENT : SR_CPU_OBJ_END_ASYNC_NAMED_SPAN_EVENT,
+                   SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_SIZE);
+        if (o) {
+            sr_put_u64(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_SPAN_LOCATION, id);
+            /* StringId {u64 id; u32 len} */
+            sr_put_u64(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_NAME + SR_UDT_STRING_ID_OFF_ID, name_id);
+            sr_put_u32(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_NAME + 8, (uint32_t)strlen(text ? text : ""));
+            sr_put_u64(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_SPAN_ID, span_id);
+            sr_put_u64(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_PARENT_SPAN_ID, parent);
+            sr_put_u32(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_DEPTH, (uint32_t)depth);
+            sr_put_u64(o, SR_UDT_BEGIN_ASYNC_NAMED_SPAN_EVENT_OFF_TIME, ticks);
+        }
+        sr_note_event(cpu, ticks);
+        return 48;
+    }
     case SR_EV_METRIC_INT:
     case SR_EV_METRIC_FLOAT: {
         if (avail < 24) return 0;

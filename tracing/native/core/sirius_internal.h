@@ -37,6 +37,8 @@ enum {
     SR_EV_METRIC_FLOAT = 8,
     SR_EV_LOG_STATIC = 9,
     SR_EV_LOG_STRING = 10,
+    SR_EV_ASYNC_NAMED_BEGIN = 11,
+    SR_EV_ASYNC_NAMED_END = 12,
 };
 #define SR_KIND_MASK ((uint64_t)15)
 
@@ -45,6 +47,8 @@ enum {
  *   named span begin/end              {tag, ticks, name string id}              24 B
  *   metric int/float                  {tag, ticks, value}                       24 B
  *   async span begin/end              {tag, ticks, span_id, parent, depth+pad}  40 B
+ *   named async span begin/end        {tag, ticks, span_id, parent, depth+pad,
+ *                                      name string id}                           48 B
  *   dynamic log                       {tag, ticks, len, bytes padded to 8}      24 B + len */
 #define SR_MAX_LOG_BYTES 4000
 

@@ -186,6 +186,12 @@ void sirius_span_begin_named(const sirius_desc *location, sirius_string name);
 void sirius_span_end_named(const sirius_desc *location, sirius_string name);
 void sirius_async_begin(const sirius_desc *desc, uint64_t span_id, uint64_t parent_span_id, uint32_t depth);
 void sirius_async_end(const sirius_desc *desc, uint64_t span_id, uint64_t parent_span_id, uint32_t depth);
+/* An async span named at run time (BeginAsyncNamedSpanEvent / EndAsyncNamedSpanEvent): location
+ * is a SIRIUS_DESC_LOCATION descriptor, name an interned string; begin and end pass the same. */
+void sirius_async_begin_named(const sirius_desc *location, sirius_string name, uint64_t span_id,
+                              uint64_t parent_span_id, uint32_t depth);
+void sirius_async_end_named(const sirius_desc *location, sirius_string name, uint64_t span_id,
+                            uint64_t parent_span_id, uint32_t depth);
 void sirius_log_static(const sirius_desc *desc); /* the message is desc->name */
 void sirius_log(const sirius_desc *desc, const char *msg, size_t len); /* UTF-8; long messages are cut */
 void sirius_metric_int(const sirius_desc *desc, int64_t value);
