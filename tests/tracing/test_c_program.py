@@ -100,6 +100,8 @@ EVENT_TYPES = {
     "end_named": "EndThreadNamedSpanEvent",
     "async_begin": "BeginAsyncSpanEvent",
     "async_end": "EndAsyncSpanEvent",
+    "async_begin_named": "BeginAsyncNamedSpanEvent",
+    "async_end_named": "EndAsyncNamedSpanEvent",
 }
 
 
@@ -107,7 +109,7 @@ def test_c_program_events_decode_exactly(program, tmp_path):
     threads, iterations = 4, 150
     stats, items, expected = run_program(program, tmp_path, threads, iterations, 65536)
     assert stats["rc"] == 0
-    assert stats["emitted"] == stats["recorded"] == threads * iterations * 10
+    assert stats["emitted"] == stats["recorded"] == threads * iterations * 12
     assert stats["dropped"] == 0
     assert items[0][0] == "process"  # the process precedes its streams, a stream its blocks
     decoded = decode(items)
@@ -166,7 +168,7 @@ def test_c_program_events_decode_exactly(program, tmp_path):
 def test_c_program_stress_accounts_for_every_event(program, tmp_path):
     threads, iterations = 4, 5000
     stats, items, _ = run_program(program, tmp_path, threads, iterations, 1024)
-    emitted = threads * iterations * 10
+    emitted = threads * iterations * 12
     assert stats["emitted"] == emitted
     decoded = decode(items)
     received = sum(1 for tag in ("cpu", "log", "metrics") for e in decoded.tagged_events(tag) if not is_internal(e))

@@ -4,7 +4,7 @@
  *   emit_threads ITEMS_OUT EXPECTED_OUT THREADS ITERATIONS CHUNK_SIZE
  *
  * THREADS workers each run ITERATIONS times: an outer span, a named span, a static log, a
- * formatted log, an integer and a float metric, an async span. A consumer thread pulls the
+ * formatted log, an integer and a float metric, an async span, a named async span. A consumer thread pulls the
  * ingestion bodies with sirius_next_item and writes them to ITEMS_OUT as
  * [u8 kind][u32 nb_objects][u32 size][body]. EXPECTED_OUT gets one line per emitted event:
  * "tid kind name value wall_ns" (wall clock read just before the call), and stdout the stats. */
@@ -57,10 +57,10 @@ static void *worker(void *arg) {
     snprintf(name, sizeof name, "worker-%d", w->index);
     sirius_set_thread_name(name);
     sirius_string item_names[3];
+    char item_text[3][16];
     for (int k = 0; k < 3; k++) {
-        char text[16];
-        int n = snprintf(text, sizeof text, "item-%d", k);
-        item_names[k] = sirius_intern(text, (size_t)n);
+        int n = snprintf(item_text[k], sizeof item_text[k], "item-%d", k);
+        item_names[k] = sirius_intern(item_text[k], (size_t)n);
     }
     for (int j = 0; j < w->iterations; j++) {
         expect(w, "begin", "outer", "");
@@ -88,6 +88,12 @@ static void *worker(void *arg) {
         sirius_async_begin(&task_desc, id, 0, 1);
         expect(w, "async_end", "task", value);
         sirius_async_end(&task_desc, id, 0, 1);
+        uint64_t named_id = sirius_new_span_id();
+        snprintf(value, sizeof value, "%" PRIu64, named_id);
+        expect(w, "async_begin_named", item_text[j % 3], value);
+        sirius_async_begin_named(&item_location, item_names[j % 3], named_id, 0, 1);
+        expect(w, "async_end_named", item_text[j % 3], value);
+        sirius_async_end_named(&item_location, item_names[j % 3], named_id, 0, 1);
         expect(w, "end", "outer", "");
         sirius_span_end(&outer_desc);
     }
@@ -157,7 +163,7 @@ int main(int argc, char **argv) {
     sirius_get_stats(&s);
     printf("rc %d emitted %lld recorded %" PRIu64 " dropped %" PRIu64 " blocks %" PRIu64 " blocks_dropped %" PRIu64
            " threads %" PRIu64 "\n",
-           rc, (long long)threads * iterations * 10, s.events_recorded, s.events_dropped, s.blocks_produced,
+           rc, (long long)threads * iterations * 12, s.events_recorded, s.events_dropped, s.blocks_produced,
            s.blocks_dropped, s.threads_attached);
     free(workers);
     free(ids);
