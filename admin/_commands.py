@@ -29,6 +29,7 @@ from ..lakehouse import (
 from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._ports import PortClaim, check_ports_free, start_claimed
+from ._self_telemetry import self_telemetry_default
 from ._stack import Stack, StackOptions
 from ._up_banner import client_exports, explore_line, service_lines
 
@@ -148,6 +149,7 @@ async def _up(args: argparse.Namespace) -> int:
         gateway_port=args.gateway_port,
         disable_auth=args.disable_auth,
         durable=not args.fast_unsafe,
+        self_telemetry=args.self_telemetry if args.self_telemetry is not None else self_telemetry_default(True),
     )
     if args.fast_unsafe:
         print("sirius up: --fast-unsafe: durability is off (no fsync); a machine crash can lose data", file=sys.stderr)

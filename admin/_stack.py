@@ -43,6 +43,7 @@ from ._data_dir_lock import DataDirLock
 from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
 from ._exceptions import DataDirInUseError
 from ._ports import PortClaim, check_ports_free, start_claimed
+from ._self_telemetry import SelfTelemetry
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -66,6 +67,8 @@ class StackOptions:
         daemon: run the maintenance daemon (live ETL and retention) in this process.
         durable: the embedded PostgreSQL runs with fsync and synchronous commits (False:
             ``--fast-unsafe``, faster, but a machine crash can lose acknowledged data).
+        self_telemetry: the services trace themselves into this lake as the process ``sirius``
+            (``_self_telemetry``).
     """
 
     data_dir: Path
@@ -80,6 +83,7 @@ class StackOptions:
     object_store_uri: str | None = None
     daemon: bool = True
     durable: bool = True
+    self_telemetry: bool = False
 
     def port_claims(self) -> list[PortClaim]:
         """Each service's port with the ``sirius up`` flag that changes it."""
@@ -111,6 +115,7 @@ class _Resources:
     flight: FlightSqlService | None = None
     otlp: OtlpService | None = None
     gateway: GatewayService | None = None
+    self_telemetry: SelfTelemetry | None = None
 
 
 class Stack:
@@ -142,10 +147,17 @@ class Stack:
         self.lake = DataLake(pool)
         self.lakehouse = Lakehouse(pool, store)
         ingestion = IngestionService(self.lake, store, keys)
-        server = HttpServer(ingestion.make_app(), opts.host, opts.ingestion_port)
+        app = ingestion.make_app()
+        self_telemetry = SelfTelemetry() if opts.self_telemetry else None
+        if self_telemetry is not None:
+            app.middlewares.append(self_telemetry.middleware)
+        server = HttpServer(app, opts.host, opts.ingestion_port)
         port = await self._bind([claims["ingestion"]], server.start)
         self._res.servers.append(server)
-        self.endpoints.append(Endpoint("ingestion", f"http://{_url_host(opts.host)}:{port}"))
+        ingestion_url = f"http://{_url_host(opts.host)}:{port}"
+        self.endpoints.append(Endpoint("ingestion", ingestion_url))
+        if self_telemetry is not None and self_telemetry.start(ingestion_url, keys.keys[0][1] if keys.keys else None):
+            self._res.self_telemetry = self_telemetry
 
         otlp = OtlpService(
             self.lake, store, keys, host=opts.host, grpc_port=opts.otlp_grpc_port, http_port=opts.otlp_http_port
@@ -241,11 +253,19 @@ class Stack:
             raise RuntimeError(msg)
         return self._res.store  # type: ignore[return-value]
 
+    @property
+    def self_telemetry_running(self) -> bool:
+        """Whether this stack traces itself (``StackOptions.self_telemetry`` and the tracer was free)."""
+        return self._res.self_telemetry is not None and self._res.self_telemetry.running
+
     async def stop(self) -> None:
         """Stop services (draining requests), close the pool and the store, stop PostgreSQL."""
         res, self._res = self._res, _Resources()
         if res.daemon is not None:
             await res.daemon.stop()
+        if res.self_telemetry is not None:
+            # Off the loop: delivery goes through this process's own ingestion service.
+            await asyncio.to_thread(res.self_telemetry.stop)
         for server in reversed(res.servers):
             try:
                 await server.stop()

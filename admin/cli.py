@@ -76,6 +76,13 @@ def _add_all_in_one(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="embedded PostgreSQL without fsync: faster, but a machine crash can lose acknowledged data",
     )
     up.add_argument(
+        "--self-telemetry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="trace Sirius's own services into its lake as the process 'sirius' (default on; "
+        "SIRIUS_SELF_TELEMETRY=0 turns the default off)",
+    )
+    up.add_argument(
         "--smoke",
         action="store_true",
         help="start, ingest a sample process through the HTTP service, read it back, and stop",

@@ -39,6 +39,7 @@ import asyncpg
 import datafusion
 import pyarrow as pa
 
+from .. import tracing
 from ..lakehouse import (
     DenyList,
     QueryAuditLog,
@@ -401,6 +402,14 @@ class QueryGovernance:
                     spill_count=spills,
                     deny_rule_id=state.deny_rule_id,
                 )
+            )
+            # Self-telemetry (``sirius up --self-telemetry``): one log line per query, ignored
+            # unless the tracer runs in this process.
+            tracing.info(
+                f"flightsql.query query_id={state.query_id} user={who.principal} "
+                f"status={'error' if error is not None else status or 'ok'} rows={rows} "
+                f"total_ms={total_ms:.1f} bytes_scanned={scanned}",
+                target="sirius.flightsql",
             )
         except Exception:  # noqa: BLE001 - auditing must never fail a query
             _LOG.exception("query audit: record of %s not queued", state.query_id)

@@ -41,6 +41,7 @@ import datafusion
 import pyarrow as pa
 from pyarrow import flight
 
+from .. import tracing
 from ..collector import ApiKeys
 from ..lakehouse._sql_functions import prepare_sql
 from ..lakehouse._sql_hex_ids import plan_sql
@@ -71,6 +72,7 @@ from ._session import Caller, SessionProvider, SessionRequest
 __all__ = ["DEFAULT_FLIGHT_PORT", "FlightSqlConfig", "FlightSqlServer", "FlightSqlService"]
 
 _LOG = logging.getLogger(__name__)
+_QUERY_SPAN = tracing.span_desc("flightsql.query", target="sirius.flightsql")
 T = TypeVar("T")
 
 DEFAULT_FLIGHT_PORT = 50051
@@ -348,6 +350,10 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         """Execute a ticket: a statement (SQL) or a metadata command."""
+        with _QUERY_SPAN:  # self-telemetry: a thread span per query (no-op unless the tracer runs)
+            return self._do_get(context, ticket)
+
+    def _do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         call = self._call_context(context)
         query: _Query | None = None
         try:

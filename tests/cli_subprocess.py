@@ -26,11 +26,18 @@ ZERO_PORTS = [arg for name in SERVICES for arg in (f"--{name}-port", "0")]
 """``sirius up`` flags putting every service on a free port."""
 
 
-def embedded_env(*, keep_otel: bool = True) -> dict[str, str]:
+def embedded_env(*, keep_otel: bool = True, self_telemetry: bool = False) -> dict[str, str]:
     """This environment without ``MICROMEGAS_*``/``SIRIUS_*`` (no DSN, no object-store URI: the
-    embedded default), and without ``OTEL_*`` unless ``keep_otel``."""
+    embedded default), and without ``OTEL_*`` unless ``keep_otel``.
+
+    ``sirius up`` traces itself by default; tests turn that off (``SIRIUS_SELF_TELEMETRY=0``) so
+    the lake holds only what they put there, unless ``self_telemetry``.
+    """
     prefixes = ("MICROMEGAS_", "SIRIUS_") if keep_otel else ("MICROMEGAS_", "SIRIUS_", "OTEL_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    if not self_telemetry:
+        env["SIRIUS_SELF_TELEMETRY"] = "0"
+    return env
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from ._exceptions import SpoolEntryError, TracingError, TransitScanError, WireFo
 from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
 from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
-from ._sink import InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
+from ._sink import HttpTransport, InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
 from ._spool import SpoolConfig, SpoolEntry, decode_spool_entry, encode_spool_entry
 from ._spool_delivery import SpoolDeliveryStats
 from ._spool_flush import flush_spool
@@ -84,6 +84,7 @@ __all__ = [
     "BlockPayload",
     "Descriptor",
     "EncodedSink",
+    "HttpTransport",
     "InMemoryBlockSink",
     "Level",
     "LogMetadata",

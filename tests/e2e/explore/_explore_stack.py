@@ -98,7 +98,8 @@ class ExploreStack:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROMEGAS_", "SIRIUS_", "OTEL_"))}
+    return {**env, "SIRIUS_SELF_TELEMETRY": "0"}  # Explore's services are the test's only
 
 
 def _start_up(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], Path]:

@@ -1,0 +1,159 @@
+"""Self-telemetry: Sirius's own services trace themselves, with the native tracer, into their own lake.
+
+When on, the process runs ``sirius.tracing`` as the process ``sirius`` (exe and property
+``service_name``), delivering through its own ingestion service over loopback HTTP. What it
+records is coarse, never per event: an async span per ingestion request
+(``ingestion.<route>``), a log line per FlightSQL query (``flightsql.query``, from the query
+audit), and the ``sirius`` logger's INFO lines (daemon passes that wrote something, new
+processes, failures) through a ``TracingHandler``.
+
+It never recurses. The sink's posts carry the ``X-Sirius-Self-Telemetry`` header, and the
+ingestion middleware neither traces those requests nor counts them as activity. The daemon's
+pass lines are what Sirius's own blocks would cause next (materialising them), so they are
+recorded only when something other than self-telemetry was ingested since the last one recorded:
+an idle Sirius writes nothing about itself. The sink's queue is small and bounded (blocks past it
+are dropped and counted, never spooled), and every call is non-blocking.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .. import tracing
+from ..tracing import HttpTransport, SinkConfig, TelemetrySink, TracingHandler
+
+__all__ = [
+    "SELF_TELEMETRY_HEADER",
+    "SIRIUS_SELF_TELEMETRY",
+    "SelfTelemetry",
+    "self_telemetry_default",
+]
+
+SIRIUS_SELF_TELEMETRY = "SIRIUS_SELF_TELEMETRY"
+"""Env var: default of ``sirius up --self-telemetry`` (``0``/``false``/``off`` turn it off)."""
+
+SELF_TELEMETRY_HEADER = "X-Sirius-Self-Telemetry"
+"""Marks the self-telemetry sink's ingestion requests (never traced, never counted as activity)."""
+
+SERVICE_NAME = "sirius"
+QUEUE_BYTES = 4 * 1024 * 1024
+_MAX_ROUTES = 32
+_DAEMON_LOGGER = "sirius.lakehouse._maintenance_daemon"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def self_telemetry_default(default: bool) -> bool:
+    """``SIRIUS_SELF_TELEMETRY`` when set, else ``default``."""
+    value = os.environ.get(SIRIUS_SELF_TELEMETRY, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "off", "no")
+
+
+class _MarkedTransport(HttpTransport):
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self._headers[SELF_TELEMETRY_HEADER] = "1"
+
+
+class _ActivityGate(logging.Filter):
+    """Lets the daemon's lines through only after outside activity (no self-feeding loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._activity = 0
+        self._seen = 0
+
+    def note_activity(self) -> None:
+        with self._lock:
+            self._activity += 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != _DAEMON_LOGGER or record.levelno >= logging.WARNING:
+            return True
+        with self._lock:
+            if self._activity == self._seen:
+                return False
+            self._seen = self._activity
+            return True
+
+
+class SelfTelemetry:
+    """The self-telemetry of one ``sirius up`` process (``start`` after the ingestion service binds)."""
+
+    def __init__(self) -> None:
+        self._gate = _ActivityGate()
+        self._handler: TracingHandler | None = None
+        self._routes: dict[str, Callable[[Handler, web.Request], Awaitable[web.StreamResponse]]] = {}
+        self.running = False
+        self._previous_level = logging.NOTSET
+
+    def start(self, ingestion_url: str, api_key: str | None) -> bool:
+        """Start the tracer towards ``ingestion_url``; False (and a warning) if a tracer already runs."""
+        if tracing.is_running():
+            logging.getLogger(__name__).warning("self-telemetry off: sirius.tracing already runs in this process")
+            return False
+        sink = TelemetrySink(
+            SinkConfig(url=ingestion_url, api_key=api_key, max_queue_bytes=QUEUE_BYTES, spool=None),
+            transport_factory=_MarkedTransport,
+        )
+        tracing.init(
+            sink=sink,
+            exe=SERVICE_NAME,
+            properties={"service_name": SERVICE_NAME, "service.name": SERVICE_NAME},
+            max_queue_bytes=QUEUE_BYTES,
+        )
+        handler = TracingHandler(logging.INFO)
+        handler.addFilter(self._gate)
+        logger = logging.getLogger("sirius")
+        logger.addHandler(handler)
+        self._previous_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        self._handler = handler
+        self.running = True
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Remove the log handler and deliver what is left within ``timeout`` (before ingestion stops)."""
+        if self._handler is not None:
+            logger = logging.getLogger("sirius")
+            logger.removeHandler(self._handler)
+            logger.setLevel(self._previous_level)
+            self._handler = None
+        if self.running:
+            self.running = False
+            tracing.shutdown(timeout)
+
+    def _traced(self, route: str) -> Callable[[Handler, web.Request], Awaitable[web.StreamResponse]]:
+        traced = self._routes.get(route)
+        if traced is None:
+
+            async def call(handler: Handler, request: web.Request) -> web.StreamResponse:
+                return await handler(request)
+
+            traced = tracing.span(call, name=f"ingestion.{route}")
+            self._routes[route] = traced
+        return traced
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """An async span per ingestion request, except the self-telemetry sink's own posts."""
+        if not self.running or request.headers.get(SELF_TELEMETRY_HEADER) or request.method != "POST":
+            return await handler(request)
+        self._gate.note_activity()
+        route = request.path.rsplit("/", 1)[-1] or "request"
+        if route not in self._routes and len(self._routes) >= _MAX_ROUTES:
+            route = "other"  # unknown paths share one span name: descriptors stay bounded
+        return await self._traced(route)(handler, request)
+
+    def note_activity(self) -> None:
+        """Something other than self-telemetry arrived (OTLP exports): the next daemon line is recorded."""
+        self._gate.note_activity()

@@ -1,0 +1,221 @@
+"""Self-telemetry: ``sirius up`` traces its own services into its own lake, and never feeds on itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+import pytest
+from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
+
+from sirius.flight import query_table
+
+PRODUCER = """
+import sys
+from sirius import tracing
+tracing.init(sys.argv[1], exe="self-telemetry-producer", spool_dir="off")
+tracing.info("hello from a producer")
+assert tracing.shutdown(30)
+"""
+
+
+def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
+    """Poll ``probe`` until it returns something truthy (a condition with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _produce(ingestion_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PRODUCER, ingestion_url],
+        env=embedded_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _query(uri: str, sql: str) -> pa.Table:
+    return query_table(sql, uri=uri, begin="1h")
+
+
+@pytest.fixture
+def up_dir() -> Iterator[Path]:
+    with reachable_tmp_dir("sirius-self-") as path:
+        yield path / "data"
+
+
+def _up(data_dir: Path, flag: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(
+        [*SIRIUS, "up", "--fast-unsafe", flag, "--data-dir", str(data_dir), *ZERO_PORTS],
+        env=embedded_env(self_telemetry=True),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    return proc, read_up_banner(proc).urls
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
+    proc, urls = _up(up_dir, "--self-telemetry")
+    try:
+        flight = urls["flightsql"]
+        _produce(urls["ingestion"])
+        answered = [_query(flight, f"SELECT {n} AS n") for n in range(3)]
+        assert [t.column("n")[0].as_py() for t in answered] == [0, 1, 2]
+
+        processes = _wait_for(
+            "the sirius process",
+            lambda: _query(
+                flight,
+                "SELECT process_id, exe, property_get(properties, 'service_name') AS service FROM processes "
+                "WHERE exe = 'sirius'",
+            ).to_pylist(),
+        )
+        assert [(p["exe"], p["service"]) for p in processes] == [("sirius", "sirius")]
+        process_id = processes[0]["process_id"]
+
+        lines = _wait_for(
+            "the query log lines of sirius",
+            lambda: _query(
+                flight,
+                f"SELECT target, level, msg FROM log_entries WHERE process_id = '{process_id}' "
+                "AND msg LIKE 'flightsql.query %' AND msg LIKE '%status=ok rows=1 %'",
+            ).to_pylist(),
+        )
+        assert all(line["target"] == "sirius.flightsql" and line["level"] == 4 for line in lines)  # INFO
+        query_id = lines[0]["msg"].split("query_id=", 1)[1].split()[0]
+        assert query_id
+
+        def query_spans() -> list[dict[str, Any]]:
+            streams = _query(
+                flight,
+                f"SELECT stream_id FROM streams WHERE process_id = '{process_id}' AND array_has(tags, 'cpu')",
+            ).to_pylist()
+            spans: list[dict[str, Any]] = []
+            for stream in streams:
+                spans += _query(
+                    flight,
+                    f"SELECT name, target FROM view_instance('thread_spans', '{stream['stream_id']}') "
+                    "WHERE name = 'flightsql.query'",
+                ).to_pylist()
+            return spans
+
+        spans = _wait_for("the flightsql.query spans of sirius", query_spans)
+        assert {(s["name"], s["target"]) for s in spans} == {("flightsql.query", "sirius.flightsql")}
+
+        # An ingestion request span (the producer's posts), as an async span of the sirius process.
+        ingestion_spans = _wait_for(
+            "ingestion request spans",
+            lambda: _query(
+                flight,
+                "SELECT DISTINCT name FROM view_instance('async_events', "
+                f"'{process_id}') WHERE name LIKE 'ingestion.%'",
+            ).to_pylist(),
+        )
+        assert {"ingestion.insert_block"} <= {row["name"] for row in ingestion_spans}
+
+        # The operations page's example finds those lines as written.
+        page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+        section = page.split("## Self-telemetry", 1)[1].split("\n## ", 1)[0]
+        (example,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+        shown = _query(flight, example.strip()).column("msg").to_pylist()
+        assert any(f"query_id={query_id} " in msg for msg in shown), shown
+    finally:
+        _stop(proc)
+
+
+def test_without_self_telemetry_nothing_of_sirius_appears(up_dir: Path) -> None:
+    proc, urls = _up(up_dir, "--no-self-telemetry")
+    try:
+        flight = urls["flightsql"]
+        _produce(urls["ingestion"])
+        _wait_for(
+            "the producer's log line",
+            lambda: _query(flight, "SELECT msg FROM log_entries WHERE msg = 'hello from a producer'").num_rows,
+        )
+        # Queries answered, data ingested and materialised: Sirius recorded nothing of its own.
+        assert _query(flight, "SELECT exe FROM processes").column("exe").to_pylist() == ["self-telemetry-producer"]
+        assert _query(flight, "SELECT count(*) AS n FROM log_entries WHERE exe = 'sirius'").column("n")[0].as_py() == 0
+    finally:
+        _stop(proc)
+
+
+class _PassCounter(logging.Handler):
+    """Counts the daemon's pass summaries (one per pass, DEBUG when idle)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.passes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("second pass over "):
+            self.passes += 1
+
+
+def test_self_telemetry_does_not_feed_on_itself(stack_factory: Any, pg_dsn: str) -> None:
+    daemon_logger = logging.getLogger("sirius.lakehouse._maintenance_daemon")
+    counter = _PassCounter()
+    previous = daemon_logger.level
+    daemon_logger.setLevel(logging.DEBUG)
+    daemon_logger.addHandler(counter)
+    try:
+        stack = stack_factory(self_telemetry=True, durable=False)
+        flight = next(e.url for e in stack.endpoints if e.name == "flightsql")
+        _produce(stack.url)
+        assert _query(flight, "SELECT 1 AS one").column("one")[0].as_py() == 1
+
+        async def sirius_blocks() -> int | None:
+            # Straight from PostgreSQL: a FlightSQL query would itself be traced.
+            conn = await asyncpg.connect(pg_dsn)
+            try:
+                return await conn.fetchval(
+                    "SELECT count(b.block_id) FROM processes p LEFT JOIN blocks b USING (process_id) "
+                    "WHERE p.exe = 'sirius' HAVING count(p.process_id) > 0"
+                )
+            finally:
+                await conn.close()
+
+        def blocks() -> int | None:
+            return asyncio.run(sirius_blocks())
+
+        _wait_for("the first blocks of sirius", blocks)
+
+        def after_passes(n: int) -> int:
+            target = counter.passes + n
+            _wait_for(f"{n} daemon passes", lambda: counter.passes >= target)
+            return blocks() or 0
+
+        # Let what the query and the producer caused settle (their lines, the daemon line they
+        # allow, that line's own materialisation), then idle: Sirius's blocks stay put.
+        settled = after_passes(4)
+        idle = after_passes(8)
+        assert idle - settled <= 2, f"{idle - settled} blocks of sirius while idle"
+        assert stack.stack.self_telemetry_running
+    finally:
+        daemon_logger.removeHandler(counter)
+        daemon_logger.setLevel(previous)
