@@ -4,19 +4,20 @@ When on, the process runs ``sirius.tracing`` as the process ``sirius`` (exe and 
 ``service_name``), delivering through its own ingestion service over loopback HTTP. What it
 records is coarse, never per event: an async span per ingestion request
 (``ingestion.<route>``), a log line per FlightSQL query (``flightsql.query``, from the query
-audit), and the ``sirius`` logger's INFO lines (daemon passes that wrote something, new
-processes, failures) through a ``TracingHandler``.
+audit), an async span per daemon pass (``daemon.<kind>_pass``) and the ``sirius`` logger's INFO
+lines (daemon passes that wrote something, new processes, failures) through a ``TracingHandler``.
 
 It never recurses. The sink's posts carry the ``X-Sirius-Self-Telemetry`` header, and the
-ingestion middleware neither traces those requests nor counts them as activity. The daemon's
-pass lines are what Sirius's own blocks would cause next (materialising them), so they are
-recorded only when something other than self-telemetry was ingested since the last one recorded:
-an idle Sirius writes nothing about itself. The sink's queue is small and bounded (blocks past it
+ingestion middleware neither traces those requests nor counts them as activity. Daemon passes
+are what Sirius's own blocks would cause next (materialising them), so a pass (its span and its
+lines) is recorded only within a couple of passes after something other than self-telemetry was
+ingested: an idle Sirius writes nothing about itself. The sink's queue is small and bounded (blocks past it
 are dropped and counted, never spooled), and every call is non-blocking.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .. import tracing
+from ..lakehouse import PassKind, PassReport
 from ..tracing import HttpTransport, SinkConfig, TelemetrySink, TracingHandler
 
 __all__ = [
@@ -43,6 +45,8 @@ SELF_TELEMETRY_HEADER = "X-Sirius-Self-Telemetry"
 SERVICE_NAME = "sirius"
 QUEUE_BYTES = 4 * 1024 * 1024
 _MAX_ROUTES = 32
+PASS_CREDITS = 2
+"""Passes of each kind traced after outside activity (the one covering it may be the second)."""
 _DAEMON_LOGGER = "sirius.lakehouse._maintenance_daemon"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,27 +66,40 @@ class _MarkedTransport(HttpTransport):
         self._headers[SELF_TELEMETRY_HEADER] = "1"
 
 
+_TRACED_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("sirius_self_traced_pass", default=False)
+
+
 class _ActivityGate(logging.Filter):
-    """Lets the daemon's lines through only after outside activity (no self-feeding loop)."""
+    """Traces daemon passes only after outside activity (no self-feeding loop).
+
+    Outside activity gives each pass kind ``PASS_CREDITS`` traced passes (set, not added: a
+    burst of requests is the same credit); a traced pass spends one. The daemon's INFO lines are
+    recorded only inside a traced pass, so Sirius's own blocks, which are no outside activity,
+    never cause another record of a pass.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._activity = 0
-        self._seen = 0
+        self._credits: dict[str, int] = {}
 
     def note_activity(self) -> None:
         with self._lock:
-            self._activity += 1
+            for kind in PassKind:
+                self._credits[kind.value] = PASS_CREDITS
+
+    def take(self, kind: str) -> bool:
+        with self._lock:
+            left = self._credits.get(kind, 0)
+            if left <= 0:
+                return False
+            self._credits[kind] = left - 1
+            return True
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != _DAEMON_LOGGER or record.levelno >= logging.WARNING:
             return True
-        with self._lock:
-            if self._activity == self._seen:
-                return False
-            self._seen = self._activity
-            return True
+        return _TRACED_PASS.get()
 
 
 class SelfTelemetry:
@@ -92,6 +109,7 @@ class SelfTelemetry:
         self._gate = _ActivityGate()
         self._handler: TracingHandler | None = None
         self._routes: dict[str, Callable[[Handler, web.Request], Awaitable[web.StreamResponse]]] = {}
+        self._passes: dict[str, Callable[[Callable[[], Awaitable[PassReport]]], Awaitable[PassReport]]] = {}
         self.running = False
         self._previous_level = logging.NOTSET
 
@@ -155,5 +173,22 @@ class SelfTelemetry:
         return await self._traced(route)(handler, request)
 
     def note_activity(self) -> None:
-        """Something other than self-telemetry arrived (OTLP exports): the next daemon line is recorded."""
+        """Something other than self-telemetry arrived (OTLP exports): the next passes are traced."""
         self._gate.note_activity()
+
+    async def wrap_pass(self, kind: PassKind, run: Callable[[], Awaitable[PassReport]]) -> PassReport:
+        """The daemon's ``pass_wrapper``: an async span ``daemon.<kind>_pass`` when the gate allows."""
+        if not self.running or not self._gate.take(kind.value):
+            return await run()
+        traced = self._passes.get(kind.value)
+        if traced is None:
+
+            async def call(run: Callable[[], Awaitable[PassReport]]) -> PassReport:
+                return await run()
+
+            traced = self._passes[kind.value] = tracing.span(call, name=f"daemon.{kind.value}_pass")
+        token = _TRACED_PASS.set(True)
+        try:
+            return await traced(run)
+        finally:
+            _TRACED_PASS.reset(token)

@@ -189,7 +189,8 @@ class Stack:
             # so the second pass can take [T-1 s, T) (data queryable ~1 s after insertion)
             # instead of the reference's [T-2 s, T-1 s), which guards multi-host skew.
             daemon_config = DaemonConfig(retention_days=self.config.retention_days, second_pass_delay_ns=0)
-            daemon = MaintenanceDaemon(self.lakehouse, daemon_config)
+            wrapper = self._res.self_telemetry.wrap_pass if self._res.self_telemetry is not None else None
+            daemon = MaintenanceDaemon(self.lakehouse, daemon_config, pass_wrapper=wrapper)
             await daemon.start()
             self._res.daemon = daemon
 

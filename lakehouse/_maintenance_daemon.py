@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,9 @@ _log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 """``asyncio.sleep``-like: wait that many seconds."""
+
+PassWrapper = Callable[["PassKind", Callable[[], Awaitable["PassReport"]]], Awaitable["PassReport"]]
+"""Runs a scheduled pass (the second argument) around something: self-telemetry's pass spans."""
 
 
 class PassKind(StrEnum):
@@ -176,10 +180,19 @@ class MaintenanceDaemon:
         lake: the lakehouse (its clock drives the schedule).
         config: settings.
         sleep: how to wait (inject a fake in tests; the default is ``asyncio.sleep``).
+        pass_wrapper: runs each scheduled pass (e.g. inside a span); None runs it as is.
     """
 
-    def __init__(self, lake: Lakehouse, config: DaemonConfig | None = None, *, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        lake: Lakehouse,
+        config: DaemonConfig | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        pass_wrapper: PassWrapper | None = None,
+    ) -> None:
         self._lake = lake
+        self._pass_wrapper = pass_wrapper
         self.config = config or DaemonConfig()
         self._sleep = sleep
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,7 +273,10 @@ class MaintenanceDaemon:
             if kind is PassKind.SECOND and -wait_ns > self.config.max_second_lateness_ns:
                 due += (-wait_ns // plan.period_ns) * plan.period_ns
             try:
-                await self.run_pass(kind, due)
+                if self._pass_wrapper is None:
+                    await self.run_pass(kind, due)
+                else:
+                    await self._pass_wrapper(kind, functools.partial(self.run_pass, kind, due))
             except Exception:  # noqa: BLE001 - a pass must never kill its schedule (unless stopped)
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():

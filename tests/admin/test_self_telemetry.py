@@ -138,6 +138,16 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
             ).to_pylist(),
         )
         assert {"ingestion.insert_block"} <= {row["name"] for row in ingestion_spans}
+        # The daemon passes after that outside activity, as async spans.
+        _wait_for(
+            "a daemon pass span",
+            lambda: (
+                _query(
+                    flight,
+                    f"SELECT name FROM view_instance('async_events', '{process_id}') WHERE name = 'daemon.second_pass'",
+                ).num_rows
+            ),
+        )
 
         # The operations page's example finds those lines as written.
         page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
