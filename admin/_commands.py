@@ -29,7 +29,7 @@ from ..lakehouse import (
 from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._ports import PortClaim, check_ports_free, start_claimed
-from ._self_telemetry import self_telemetry_default
+from ._self_telemetry import SelfTelemetry, self_telemetry_default
 from ._stack import Stack, StackOptions
 from ._up_banner import client_exports, explore_line, service_lines
 
@@ -205,16 +205,25 @@ async def _ingest(args: argparse.Namespace) -> int:
     pool = await create_pool(config.sql_connection_string)
     store = open_object_store(config.object_store_uri)
     server: HttpServer | None = None
+    telemetry = SelfTelemetry() if self_telemetry_default(False) else None
     try:
         # Micromegas services migrate on start; several replicas doing so at once is safe (advisory lock).
         await migrate(pool)
         await _remove_orphaned_temp_files(store)
         service = IngestionService(DataLake(pool), store, keys)
-        server = HttpServer(service.make_app(), args.host, args.port)
+        app = service.make_app()
+        if telemetry is not None:
+            app.middlewares.append(telemetry.middleware)
+        server = HttpServer(app, args.host, args.port)
         port = await start_claimed(args.host, claims, server.start)
         print(f"ingestion    http://{args.host}:{port}", flush=True)
+        if telemetry is not None:
+            local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            telemetry.start(f"http://{local}:{port}", keys.keys[0][1] if keys.keys else None, service="ingest")
         await _wait_for_stop_signal()
     finally:
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.stop)
         if server is not None:
             await server.stop()
         await store.close()
@@ -222,16 +231,31 @@ async def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_single_service_telemetry(service: str) -> SelfTelemetry | None:
+    """Trace this single service when ``SIRIUS_SELF_TELEMETRY`` is on (off by default).
+
+    It sends to ``MICROMEGAS_TELEMETRY_URL``, as the process ``sirius`` with ``sirius_service``.
+    """
+    if not self_telemetry_default(False):
+        return None
+    telemetry = SelfTelemetry()
+    return telemetry if telemetry.start(None, None, service=service) else None
+
+
 async def _daemon(args: argparse.Namespace) -> int:
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
     lake = await Lakehouse.open(config)  # migrates, like every Micromegas service on start
-    daemon = MaintenanceDaemon(lake, DaemonConfig(retention_days=config.retention_days))
+    telemetry = _start_single_service_telemetry("daemon")
+    wrapper = telemetry.wrap_pass if telemetry is not None else None
+    daemon = MaintenanceDaemon(lake, DaemonConfig(retention_days=config.retention_days), pass_wrapper=wrapper)
     try:
         await daemon.start()
         print("maintenance daemon running (live ETL and retention); Ctrl-C to stop", flush=True)
         await _wait_for_stop_signal()
     finally:
         await daemon.stop()
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.stop)
         await lake.close()
     return 0
 
@@ -256,12 +280,15 @@ async def _flight(args: argparse.Namespace) -> int:
         ),
         loop=asyncio.get_running_loop(),
     )
+    telemetry = _start_single_service_telemetry("flight")
     try:
         port = await start_claimed(args.host, claims, service.start)
         print(f"flightsql    grpc://{args.host}:{port}", flush=True)
         await _wait_for_stop_signal()
     finally:
         await service.stop()
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.stop)
         await lake.close()
     return 0
 

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -113,21 +114,23 @@ class SelfTelemetry:
         self.running = False
         self._previous_level = logging.NOTSET
 
-    def start(self, ingestion_url: str, api_key: str | None) -> bool:
-        """Start the tracer towards ``ingestion_url``; False (and a warning) if a tracer already runs."""
+    def start(self, ingestion_url: str | None, api_key: str | None, *, service: str | None = None) -> bool:
+        """Start the tracer towards ``ingestion_url``; False (and a warning) if a tracer already runs.
+
+        Args:
+            ingestion_url: the ingestion service (None: ``MICROMEGAS_TELEMETRY_URL``, as any producer).
+            api_key: its key (None: ``MICROMEGAS_INGESTION_API_KEY`` when ``ingestion_url`` is None).
+            service: the single service this process runs (property ``sirius_service``), if one.
+        """
         if tracing.is_running():
             logging.getLogger(__name__).warning("self-telemetry off: sirius.tracing already runs in this process")
             return False
-        sink = TelemetrySink(
-            SinkConfig(url=ingestion_url, api_key=api_key, max_queue_bytes=QUEUE_BYTES, spool=None),
-            transport_factory=_MarkedTransport,
-        )
-        tracing.init(
-            sink=sink,
-            exe=SERVICE_NAME,
-            properties={"service_name": SERVICE_NAME, "service.name": SERVICE_NAME},
-            max_queue_bytes=QUEUE_BYTES,
-        )
+        config = SinkConfig.resolve(ingestion_url, api_key, QUEUE_BYTES, spool_dir="off")
+        sink = TelemetrySink(replace(config, spool=None), transport_factory=_MarkedTransport)
+        properties = {"service_name": SERVICE_NAME, "service.name": SERVICE_NAME}
+        if service is not None:
+            properties["sirius_service"] = service
+        tracing.init(sink=sink, exe=SERVICE_NAME, properties=properties, max_queue_bytes=QUEUE_BYTES)
         handler = TracingHandler(logging.INFO)
         handler.addFilter(self._gate)
         logger = logging.getLogger("sirius")

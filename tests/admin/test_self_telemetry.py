@@ -229,3 +229,44 @@ def test_self_telemetry_does_not_feed_on_itself(stack_factory: Any, pg_dsn: str)
     finally:
         daemon_logger.removeHandler(counter)
         daemon_logger.setLevel(previous)
+
+
+def _service(args: list[str], env: dict[str, str], prefix: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a single service; return it and the URL it printed on its ``prefix`` line."""
+    proc = subprocess.Popen([*SIRIUS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return proc, line.split()[1]
+    pytest.fail(f"{args[0]} ended before printing its URL")
+
+
+def test_single_services_trace_themselves_when_asked(pg_dsn: str, tmp_path: Path) -> None:
+    lake = {"MICROMEGAS_SQL_CONNECTION_STRING": pg_dsn, "MICROMEGAS_OBJECT_STORE_URI": tmp_path.as_uri()}
+    base = {**embedded_env(self_telemetry=True), **lake}
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        ingest, ingestion = _service(["ingest", "--host", "127.0.0.1", "--port", "0"], base, "ingestion")
+        procs.append(ingest)  # without SIRIUS_SELF_TELEMETRY: a single service does not trace itself
+        on = {**base, "SIRIUS_SELF_TELEMETRY": "1", "MICROMEGAS_TELEMETRY_URL": ingestion}
+        flight_proc, flight = _service(["flight", "--host", "127.0.0.1", "--port", "0"], on, "flightsql")
+        procs.append(flight_proc)
+        daemon = subprocess.Popen([*SIRIUS, "daemon"], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(daemon)  # type: ignore[arg-type]
+        assert _query(flight, "SELECT 7 AS n").column("n")[0].as_py() == 7
+        rows = _wait_for(
+            "the flight service's process and query line",
+            lambda: _query(
+                flight,
+                "SELECT l.msg, property_get(p.properties, 'sirius_service') AS service "
+                "FROM log_entries l JOIN processes p USING (process_id) "
+                "WHERE p.exe = 'sirius' AND l.msg LIKE 'flightsql.query %rows=1 %'",
+            ).to_pylist(),
+        )
+        assert {row["service"] for row in rows} == {"flight"}
+        # Only the flight service traced itself.
+        assert _query(flight, "SELECT count(*) AS n FROM processes WHERE exe = 'sirius'").column("n")[0].as_py() == 1
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
