@@ -2,9 +2,9 @@
 
 When on, the process runs ``sirius.tracing`` as the process ``sirius`` (exe and property
 ``service_name``), delivering through its own ingestion service over loopback HTTP. What it
-records is coarse, never per event: an async span per ingestion request
-(``ingestion.<route>``), a log line per FlightSQL query (``flightsql.query``, from the query
-audit), an async span per daemon pass (``daemon.<kind>_pass``) and the ``sirius`` logger's INFO
+records is coarse, never per event: an async span per ingestion request (``ingestion.<route>``)
+and per OTLP export (``otlp.<signal>``), a log line per FlightSQL query (``flightsql.query``,
+from the query audit), an async span per daemon pass (``daemon.<kind>_pass``) and the ``sirius`` logger's INFO
 lines (daemon passes that wrote something, new processes, failures) through a ``TracingHandler``.
 
 It never recurses. The sink's posts carry the ``X-Sirius-Self-Telemetry`` header, and the
@@ -28,6 +28,7 @@ from aiohttp import web
 
 from .. import tracing
 from ..lakehouse import PassKind, PassReport
+from ..otel_bridge import SplitRequest
 from ..tracing import HttpTransport, SinkConfig, TelemetrySink, TracingHandler
 
 __all__ = [
@@ -110,6 +111,7 @@ class SelfTelemetry:
         self._gate = _ActivityGate()
         self._handler: TracingHandler | None = None
         self._routes: dict[str, Callable[[Handler, web.Request], Awaitable[web.StreamResponse]]] = {}
+        self._exports: dict[str, Callable[[Callable[[], Awaitable[SplitRequest]]], Awaitable[SplitRequest]]] = {}
         self._passes: dict[str, Callable[[Callable[[], Awaitable[PassReport]]], Awaitable[PassReport]]] = {}
         self.running = False
         self._previous_level = logging.NOTSET
@@ -178,6 +180,20 @@ class SelfTelemetry:
     def note_activity(self) -> None:
         """Something other than self-telemetry arrived (OTLP exports): the next passes are traced."""
         self._gate.note_activity()
+
+    async def wrap_export(self, signal: str, run: Callable[[], Awaitable[SplitRequest]]) -> SplitRequest:
+        """The OTLP writer's ``export_wrapper``: an async span ``otlp.<signal>`` per export."""
+        if not self.running:
+            return await run()
+        self._gate.note_activity()
+        traced = self._exports.get(signal)
+        if traced is None:
+
+            async def call(run: Callable[[], Awaitable[SplitRequest]]) -> SplitRequest:
+                return await run()
+
+            traced = self._exports[signal] = tracing.span(call, name=f"otlp.{signal}")
+        return await traced(run)
 
     async def wrap_pass(self, kind: PassKind, run: Callable[[], Awaitable[PassReport]]) -> PassReport:
         """The daemon's ``pass_wrapper``: an async span ``daemon.<kind>_pass`` when the gate allows."""

@@ -162,6 +162,8 @@ class Stack:
         otlp = OtlpService(
             self.lake, store, keys, host=opts.host, grpc_port=opts.otlp_grpc_port, http_port=opts.otlp_http_port
         )
+        if self._res.self_telemetry is not None:
+            otlp.writer.export_wrapper = self._res.self_telemetry.wrap_export
         otlp_ports = await self._bind([claims["otlp-grpc"], claims["otlp-http"]], otlp.start)
         self._res.otlp = otlp
         self.endpoints.append(Endpoint("otlp-grpc", f"http://{_url_host(opts.host)}:{otlp_ports.grpc}"))

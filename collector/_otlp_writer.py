@@ -11,11 +11,12 @@ The in-flight budget that bounds what the receivers hold in memory lives in ``_a
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..lakehouse import LakehouseError
@@ -30,6 +31,9 @@ from ._exceptions import OtlpUnavailableError
 __all__ = ["OtlpWriter"]
 
 _LOG = logging.getLogger(__name__)
+
+ExportWrapper = Callable[[str, Callable[[], Awaitable[SplitRequest]]], Awaitable[SplitRequest]]
+"""Runs one OTLP export (signal name, the export) around something, e.g. a span."""
 
 
 def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
@@ -84,6 +88,8 @@ class OtlpWriter:
         self._retry_after = retry_after
         self._processes = _Seen(cache_size)
         self._streams = _Seen(cache_size)
+        self.export_wrapper: ExportWrapper | None = None
+        """Runs each export (signal name, the export) around something: self-telemetry's spans."""
 
     async def export(self, signal: Signal, request: Any, *, extra_hash_input: bytes = b"") -> SplitRequest:
         """Store every resource of ``request`` as a block; return the split (for partial success).
@@ -93,6 +99,12 @@ class OtlpWriter:
         Raises:
             OtlpUnavailableError: PostgreSQL or the object store failed (the client should retry).
         """
+        if self.export_wrapper is not None:
+            run = functools.partial(self._export, signal, request, extra_hash_input)
+            return await self.export_wrapper(signal.name, run)
+        return await self._export(signal, request, extra_hash_input)
+
+    async def _export(self, signal: Signal, request: Any, extra_hash_input: bytes) -> SplitRequest:
         split = split_request(
             signal, request, audience=self._audience, clock=self._clock, extra_hash_input=extra_hash_input
         )

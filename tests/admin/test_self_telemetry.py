@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,11 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
     try:
         flight = urls["flightsql"]
         _produce(urls["ingestion"])
+        otlp = urllib.request.Request(
+            f"{urls['otlp-http']}/v1/logs", data=b"", headers={"Content-Type": "application/x-protobuf"}
+        )
+        with urllib.request.urlopen(otlp, timeout=30) as response:  # an empty export: a request all the same
+            assert response.status == 200
         answered = [_query(flight, f"SELECT {n} AS n") for n in range(3)]
         assert [t.column("n")[0].as_py() for t in answered] == [0, 1, 2]
 
@@ -138,6 +144,14 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
             ).to_pylist(),
         )
         assert {"ingestion.insert_block"} <= {row["name"] for row in ingestion_spans}
+        _wait_for(
+            "the OTLP export span",
+            lambda: (
+                _query(
+                    flight, f"SELECT name FROM view_instance('async_events', '{process_id}') WHERE name = 'otlp.logs'"
+                ).num_rows
+            ),
+        )
         # The daemon passes after that outside activity, as async spans.
         _wait_for(
             "a daemon pass span",
