@@ -27,16 +27,16 @@ import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from ..otel_bridge import LOGS, METRICS
 from ._admission import AdmissionTicket, InflightBudget
 from ._auth import BEARER_PREFIX, ApiKeys
 from ._cloudwatch_logs import decode_logs_record, logs_request
 from ._cloudwatch_metrics import decode_metric_stream_records
-from ._exceptions import OtlpInvalidRequestError, OtlpRequestError, OtlpRequestTooLargeError, OtlpUnauthenticatedError
+from ._exceptions import OtlpInvalidRequestError, OtlpRequestError, OtlpUnauthenticatedError
 from ._firehose import HEADER_ACCESS_KEY, HEADER_REQUEST_ID, FirehoseEnvelope, decode_envelope, reply_body
 from ._otlp_codec import decompress
+from ._otlp_http import read_body
 from ._otlp_writer import OtlpWriter
 from ._webhook import (
     HEADER_SERVICE_NAME,
@@ -156,25 +156,11 @@ class IntegrationRoutes:
 
     async def _read(self, request: web.Request, ticket: AdmissionTicket) -> bytes:
         """The body, decompressed, each counted against the budget; 413 past the limit."""
-        declared = request.content_length
-        if declared is not None and declared > self._limit:
-            msg = f"request body of {declared} bytes is larger than {self._limit} bytes"
-            raise OtlpRequestTooLargeError(msg)
-        ticket.reserve(declared or 0)  # before reading: a burst of large bodies is refused, not buffered
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                size += len(chunk)
-                if size > self._limit:
-                    msg = f"request body is larger than {self._limit} bytes"
-                    raise OtlpRequestTooLargeError(msg)
-                chunks.append(chunk)
-        except (RequestPayloadError, ValueError) as exc:  # broken chunked encoding, truncated body
-            msg = f"malformed request body: {exc}"
-            raise OtlpInvalidRequestError(msg) from exc
-        body = b"".join(chunks)
-        ticket.reserve(max(0, len(body) - (declared or 0)))
+        declared = request.content_length or 0
+        # Before reading: a burst of large bodies is refused, not buffered (as OTLP/HTTP does).
+        ticket.reserve(min(declared, self._limit))
+        body = await read_body(request, self._limit)
+        ticket.reserve(max(0, len(body) - declared))
         data = decompress(body, request.headers.get("Content-Encoding"), self._limit)
         if data is not body:
             ticket.reserve(len(data))

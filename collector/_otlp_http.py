@@ -39,7 +39,7 @@ from ._otlp_codec import (
 )
 from ._otlp_writer import OtlpWriter
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpHttpRoutes"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpHttpRoutes", "read_body"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class OtlpHttpRoutes:
                 # burst of large uploads is refused before it is read), then the decompressed data.
                 declared = request.content_length or 0
                 ticket.reserve(min(declared, self._limit))
-                body = await self._read_body(request)
+                body = await read_body(request, self._limit)
                 ticket.reserve(max(0, len(body) - declared))
                 data = decompress(body, request.headers.get("Content-Encoding"), self._limit)
                 if data is not body:
@@ -116,25 +116,6 @@ class OtlpHttpRoutes:
             return web.Response(status=500, body=encode_message(status, encoding), content_type=content_type)
         return web.Response(body=encode_message(export_response(signal, split), encoding), content_type=content_type)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        declared = request.content_length
-        if declared is not None and declared > self._limit:
-            msg = f"request body of {declared} bytes is larger than {self._limit} bytes"
-            raise OtlpRequestTooLargeError(msg)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                size += len(chunk)
-                if size > self._limit:
-                    msg = f"request body is larger than {self._limit} bytes"
-                    raise OtlpRequestTooLargeError(msg)
-                chunks.append(chunk)
-        except (RequestPayloadError, ValueError) as exc:  # broken chunked encoding, truncated body
-            msg = f"malformed request body: {exc}"
-            raise OtlpInvalidRequestError(msg) from exc
-        return b"".join(chunks)
-
     @staticmethod
     def _error(exc: OtlpRequestError, content_type: str, encoding: str) -> web.Response:
         headers: dict[str, str] = {}
@@ -144,3 +125,24 @@ class OtlpHttpRoutes:
             headers["WWW-Authenticate"] = "Bearer"
         body = encode_message(error_status(exc), encoding)
         return web.Response(status=exc.http_status, body=body, content_type=content_type, headers=headers)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw (still compressed) body of ``request``; 413 past ``limit`` bytes, 400 if malformed."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        msg = f"request body of {declared} bytes is larger than {limit} bytes"
+        raise OtlpRequestTooLargeError(msg)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                msg = f"request body is larger than {limit} bytes"
+                raise OtlpRequestTooLargeError(msg)
+            chunks.append(chunk)
+    except (RequestPayloadError, ValueError) as exc:  # broken chunked encoding, truncated body
+        msg = f"malformed request body: {exc}"
+        raise OtlpInvalidRequestError(msg) from exc
+    return b"".join(chunks)
