@@ -62,10 +62,15 @@ def _pairs_to_jsonb(pairs: list[dict[str, Any]] | None) -> bytes | None:
     return encode_properties(mapping)
 
 
-def _lists_to_jsonb(lists: pa.Array) -> pa.DictionaryArray:
-    """JSONB of each property list; identical lists are encoded once."""
-    cache: dict[tuple[tuple[Any, Any], ...], int] = {}
-    values: list[bytes] = []
+_PairsKey = tuple[tuple[Any, Any], ...]
+
+
+def _encode_distinct_lists(
+    lists: pa.Array, encode: Callable[[list[Any], _PairsKey], Any], value_type: pa.DataType
+) -> pa.DictionaryArray:
+    """A dictionary of ``encode(pairs, key)`` per distinct property list (null lists stay null)."""
+    cache: dict[_PairsKey, int] = {}
+    values: list[Any] = []
     indices = np.zeros(len(lists), dtype=np.int32)
     mask = np.zeros(len(lists), dtype=bool)
     for i, pairs in enumerate(lists.to_pylist()):
@@ -76,9 +81,14 @@ def _lists_to_jsonb(lists: pa.Array) -> pa.DictionaryArray:
         index = cache.get(key)
         if index is None:
             index = cache[key] = len(values)
-            values.append(_pairs_to_jsonb(pairs) or b"")
+            values.append(encode(pairs, key))
         indices[i] = index
-    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=mask), pa.array(values, pa.binary()))
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=mask), pa.array(values, value_type))
+
+
+def _lists_to_jsonb(lists: pa.Array) -> pa.DictionaryArray:
+    """JSONB of each property list; identical lists are encoded once."""
+    return _encode_distinct_lists(lists, lambda pairs, _key: _pairs_to_jsonb(pairs) or b"", pa.binary())
 
 
 def as_jsonb_dictionary(array: pa.Array) -> pa.DictionaryArray:
@@ -116,21 +126,7 @@ def properties_to_dict(lists: pa.Array) -> pa.Array:
     """``properties_to_dict(list) → Dictionary(Int32, List<Struct>)``; identical lists share an entry."""
     if pa.types.is_dictionary(lists.type):
         return lists
-    cache: dict[tuple[tuple[Any, Any], ...], int] = {}
-    values: list[list[dict[str, Any]]] = []
-    indices = np.zeros(len(lists), dtype=np.int32)
-    mask = np.zeros(len(lists), dtype=bool)
-    for i, pairs in enumerate(lists.to_pylist()):
-        if pairs is None:
-            mask[i] = True
-            continue
-        key = tuple((p.get("key"), p.get("value")) for p in pairs if p is not None)
-        index = cache.get(key)
-        if index is None:
-            index = cache[key] = len(values)
-            values.append([{"key": k, "value": v} for k, v in key])
-        indices[i] = index
-    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=mask), pa.array(values, PROPERTY_LIST))
+    return _encode_distinct_lists(lists, lambda _pairs, key: [{"key": k, "value": v} for k, v in key], PROPERTY_LIST)
 
 
 def properties_to_array(properties: pa.Array) -> pa.Array:
