@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._sql_table_functions import skip_comment, skip_quoted
+from ._sql_table_functions import skip_text
 
 __all__ = ["ParameterError", "bind_parameters", "sql_literal"]
 
@@ -108,14 +108,11 @@ def bind_parameters(sql: str, parameters: pa.Table | pa.RecordBatch) -> str:
     styles: set[str] = set()
     i = last = 0
     while i < len(sql):
-        ch = sql[i]
-        if ch in "'\"":
-            i = skip_quoted(sql, i, ch)
-            continue
-        skipped = skip_comment(sql, i)
+        skipped = skip_text(sql, i)
         if skipped is not None:
             i = skipped
             continue
+        ch = sql[i]
         dollar = _DOLLAR.match(sql, i) if ch == "$" else None
         if dollar is not None or ch == "?":
             if dollar is not None:

@@ -169,18 +169,23 @@ def skip_comment(sql: str, i: int) -> int | None:
     return None
 
 
+def skip_text(sql: str, i: int) -> int | None:
+    """Index just past the quoted literal/identifier or comment opening at ``i``; None if none does."""
+    ch = sql[i]
+    if ch in "'\"":
+        return skip_quoted(sql, i, ch)
+    return skip_comment(sql, i)
+
+
 def _split_args(sql: str, open_paren: int) -> tuple[tuple[str, ...], int] | None:
     """Top-level comma-separated arguments after ``(`` at ``open_paren``; None if unbalanced."""
     depth, i, start, args = 0, open_paren + 1, open_paren + 1, []
     while i < len(sql):
-        ch = sql[i]
-        if ch in "'\"":
-            i = skip_quoted(sql, i, ch)
-            continue
-        skipped = skip_comment(sql, i)
+        skipped = skip_text(sql, i)
         if skipped is not None:
             i = skipped
             continue
+        ch = sql[i]
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -205,18 +210,14 @@ def find_calls(sql: str, names: set[str]) -> list[SqlCall]:
     calls: list[SqlCall] = []
     i = 0
     while i < len(sql):
-        ch = sql[i]
-        if ch in "'\"":
-            i = skip_quoted(sql, i, ch)
+        skipped = skip_text(sql, i)
+        if skipped is not None:
+            i = skipped
             continue
-        dollar = _DOLLAR_QUOTE.match(sql, i) if ch == "$" else None
+        dollar = _DOLLAR_QUOTE.match(sql, i) if sql[i] == "$" else None
         if dollar is not None:  # $$…$$ / $tag$…$tag$ (the queries of view DDL) are text, not calls
             end = sql.find(dollar.group(), dollar.end())
             i = len(sql) if end < 0 else end + len(dollar.group())
-            continue
-        skipped = skip_comment(sql, i)
-        if skipped is not None:
-            i = skipped
             continue
         match = _WORD.match(sql, i)
         if match is None:
