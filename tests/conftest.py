@@ -21,6 +21,8 @@ import pytest
 # Helper modules of this folder (cli_subprocess) import by name: the suite uses --import-mode=importlib.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from pg_databases import admin_execute, with_database
+
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -65,32 +67,15 @@ def pg_admin_dsn() -> Iterator[str]:
             server.stop()
 
 
-async def _admin_execute(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
 @pytest.fixture
 def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
     """A fresh, empty database for one test; dropped afterwards."""
     name = f"sirius_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_execute(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
     try:
-        yield _with_database(pg_admin_dsn, name)
+        yield with_database(pg_admin_dsn, name)
     finally:
-        asyncio.run(_admin_execute(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_execute(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _chromium import LAUNCH_ARGS, find_chromium
+from waiting import wait_until  # tests/ is on sys.path (tests/conftest.py)
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "test-artifacts" / "explore"
@@ -129,22 +130,6 @@ def _query(flightsql: str, sql: str) -> list[dict[str, Any]]:
 
     end = format_rfc3339_ns(time.time_ns() + 300 * 1_000_000_000)  # the shop's last spans end about now
     return query_table(sql, uri=flightsql, begin="2h", end=end).to_pylist()
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    """Call ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)  # poll interval, not synchronisation: the loop waits on the condition
-    raise AssertionError(f"timed out waiting for {what}; last probe: {last!r}")
 
 
 def _feed_big_trace_and_gauge(otlp_http: str) -> str:

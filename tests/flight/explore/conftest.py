@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _native_worker as native
+from pg_databases import admin_execute, with_database  # tests/ is on sys.path (tests/conftest.py)
+from waiting import wait_until
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -93,39 +95,6 @@ class _StackThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
-
-
-async def _admin_execute(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    """Call ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)  # poll interval of a condition with a deadline
-    raise AssertionError(f"timed out waiting for {what}; last probe: {last!r}")
 
 
 def _resource(name: str) -> Any:
@@ -279,8 +248,8 @@ def explore_lake(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
     from sirius.flight import query_table
 
     name = f"sirius_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
-    dsn = _with_database(pg_admin_dsn, name)
+    asyncio.run(admin_execute(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
+    dsn = with_database(pg_admin_dsn, name)
     data_dir = tmp_path_factory.mktemp("explore-stack")
     ports = dict.fromkeys(("ingestion_port", "otlp_grpc_port", "otlp_http_port", "flight_port", "gateway_port"), 0)
     with pytest.MonkeyPatch.context() as env:
@@ -327,4 +296,4 @@ def explore_lake(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
             yield ExploreLake(gateway=gateway, flightsql=flightsql, fed=fed, stack=stack)
         finally:
             stack.close()
-            asyncio.run(_admin_execute(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(admin_execute(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
