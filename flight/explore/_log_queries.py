@@ -76,17 +76,22 @@ def log_conditions(f: LogFilter) -> list[str]:
     return where
 
 
+def _where_and_limit(f: LogFilter, extra_row: bool, since_ns: int | None = None) -> tuple[str, int]:
+    """The WHERE clause (empty without conditions) and LIMIT shared by both steps of a page."""
+    where = log_conditions(f)
+    if since_ns is not None:
+        where.append(f"time >= {_time_literal(since_ns)}")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return clause, f.limit + 1 if extra_row else f.limit
+
+
 def logs_sql(f: LogFilter, *, extra_row: bool = True, since_ns: int | None = None) -> str:
     """Newest rows first; one row more than ``limit`` when ``extra_row`` (to know a next page exists).
 
     ``since_ns`` (from :func:`log_times_sql`) keeps only rows at or after it, so only the newest
     rows' pages are read whole.
     """
-    where = log_conditions(f)
-    if since_ns is not None:
-        where.append(f"time >= {_time_literal(since_ns)}")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    limit = f.limit + 1 if extra_row else f.limit
+    clause, limit = _where_and_limit(f, extra_row, since_ns)
     return f"SELECT {LOG_COLUMNS} FROM log_entries{clause} ORDER BY time DESC LIMIT {int(limit)}"  # noqa: S608
 
 
@@ -96,9 +101,7 @@ def log_times_sql(f: LogFilter, *, extra_row: bool = True) -> str:
     Sorting whole rows (message, properties) to keep the newest hundred costs far more than
     sorting their times: the oldest of these times then bounds the second step.
     """
-    where = log_conditions(f)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    limit = f.limit + 1 if extra_row else f.limit
+    clause, limit = _where_and_limit(f, extra_row)
     return (
         f"SELECT min(time) AS since, count(*) AS n FROM (SELECT time FROM log_entries{clause} "  # noqa: S608
         f"ORDER BY time DESC LIMIT {int(limit)})"
