@@ -35,7 +35,6 @@ from ._cloudwatch_logs import decode_logs_record, logs_request
 from ._cloudwatch_metrics import decode_metric_stream_records
 from ._exceptions import OtlpInvalidRequestError, OtlpRequestError, OtlpUnauthenticatedError
 from ._firehose import HEADER_ACCESS_KEY, HEADER_REQUEST_ID, FirehoseEnvelope, decode_envelope, reply_body
-from ._otlp_codec import decompress
 from ._otlp_http import read_body
 from ._otlp_writer import OtlpWriter
 from ._webhook import (
@@ -87,7 +86,7 @@ class IntegrationRoutes:
     async def _webhook(self, request: web.Request) -> web.Response:
         try:
             with self._budget.admit() as ticket:
-                data = await self._read(request, ticket)
+                data = await read_body(request, self._limit, ticket)
                 if not data:
                     raise OtlpInvalidRequestError("empty body")
                 raw = request.raw_headers
@@ -113,7 +112,7 @@ class IntegrationRoutes:
         try:
             self._authenticate(request)
             with self._budget.admit() as ticket:
-                envelope = decode_envelope(await self._read(request, ticket))
+                envelope = decode_envelope(await read_body(request, self._limit, ticket))
                 request_id = request_id or envelope.request_id
                 ticket.reserve(sum(len(record) for record in envelope.records))  # held beside the body
                 await store(envelope, ticket)
@@ -151,20 +150,6 @@ class IntegrationRoutes:
         ticket.reserve(self._limit - budget[0])  # the decompressed records are held too
         if messages:
             await self._writer.export(LOGS, logs_request(messages))
-
-    # -- bodies ---------------------------------------------------------------------------
-
-    async def _read(self, request: web.Request, ticket: AdmissionTicket) -> bytes:
-        """The body, decompressed, each counted against the budget; 413 past the limit."""
-        declared = request.content_length or 0
-        # Before reading: a burst of large bodies is refused, not buffered (as OTLP/HTTP does).
-        ticket.reserve(min(declared, self._limit))
-        body = await read_body(request, self._limit)
-        ticket.reserve(max(0, len(body) - declared))
-        data = decompress(body, request.headers.get("Content-Encoding"), self._limit)
-        if data is not body:
-            ticket.reserve(len(data))
-        return data
 
 
 def _retry_after(exc: OtlpRequestError) -> dict[str, str]:

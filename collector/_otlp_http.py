@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from ..otel_bridge import SIGNALS, Signal
-from ._admission import InflightBudget
+from ._admission import AdmissionTicket, InflightBudget
 from ._auth import ApiKeys
 from ._exceptions import (
     CODE_INTERNAL,
@@ -92,16 +92,7 @@ class OtlpHttpRoutes:
                 raise OtlpUnauthenticatedError(msg)
             ticket = self._budget.admit()
             try:
-                # Count what this request holds in memory: the body (declared size up front, so a
-                # burst of large uploads is refused before it is read), then the decompressed data.
-                declared = request.content_length or 0
-                ticket.reserve(min(declared, self._limit))
-                body = await read_body(request, self._limit)
-                ticket.reserve(max(0, len(body) - declared))
-                data = decompress(body, request.headers.get("Content-Encoding"), self._limit)
-                if data is not body:
-                    ticket.reserve(len(data))
-                del body
+                data = await read_body(request, self._limit, ticket)
                 message = parse_request(signal, data, encoding)
                 del data
                 split = await self._writer.export(signal, message)
@@ -127,8 +118,23 @@ class OtlpHttpRoutes:
         return web.Response(status=exc.http_status, body=body, content_type=content_type, headers=headers)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw (still compressed) body of ``request``; 413 past ``limit`` bytes, 400 if malformed."""
+async def read_body(request: web.Request, limit: int, ticket: AdmissionTicket) -> bytes:
+    """The body of ``request``, decompressed; 413 past ``limit`` bytes, 400 if malformed.
+
+    ``ticket`` counts what the request holds in memory: the body (its declared size up front, so
+    a burst of large uploads is refused before it is read), then the decompressed data.
+    """
+    declared = request.content_length or 0
+    ticket.reserve(min(declared, limit))
+    body = await _read_raw(request, limit)
+    ticket.reserve(max(0, len(body) - declared))
+    data = decompress(body, request.headers.get("Content-Encoding"), limit)
+    if data is not body:
+        ticket.reserve(len(data))
+    return data
+
+
+async def _read_raw(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         msg = f"request body of {declared} bytes is larger than {limit} bytes"
