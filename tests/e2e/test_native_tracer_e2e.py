@@ -141,7 +141,9 @@ def test_c_program_blocks_through_the_ingestion_service(stack_factory, tmp_path)
     assert dataclasses.replace(stored_process, start_time_ns=direct_process.start_time_ns) == direct_process
     assert {s.stream_id: s for s in stored.streams.values()} == direct.streams
     assert stored.events == direct.events
-    assert sum(len(e) for e in stored.events.values()) == stats["recorded"] == 3 * 100 * 10
+    assert (
+        sum(len(e) for e in stored.events.values()) == stats["recorded"] == 3 * 100 * 12
+    )  # 12 events per iteration (emit_threads.c)
 
 
 def test_python_process_through_the_ingestion_service(stack_factory):
