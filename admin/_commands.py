@@ -16,6 +16,7 @@ from pathlib import Path
 from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
 from ..lakehouse import (
     DaemonConfig,
+    DataLake,
     Lakehouse,
     LakehouseConfig,
     LakehouseError,
@@ -26,7 +27,6 @@ from ..lakehouse import (
     migrate,
     open_object_store,
 )
-from ..lakehouse._datalake import DataLake
 from ._exceptions import AdminError
 from ._ports import PortClaim, check_ports_free, start_claimed
 from ._self_telemetry import SelfTelemetry, self_telemetry_default

@@ -14,14 +14,22 @@ import uuid
 from dataclasses import dataclass
 
 from ..collector import ApiKeys, block_object_key
-from ..lakehouse._tick_converter import TickConverter
-from ..lakehouse._transit_reader import decode_block
-from ..tracing import Block, StreamInfo, decode_udts, payload_from_cbor
-from ..tracing._process import current_process_info
-from ..tracing._sink import SinkConfig, TelemetrySink
-from ..tracing._transit_layouts import Level
-from ..tracing._transit_writer import LogMetadata, MetricMetadata, SpanMetadata, TransitWriter
-from ..tracing._wire_format import ProcessInfo
+from ..lakehouse import TickConverter, decode_block
+from ..tracing import (
+    Block,
+    Level,
+    LogMetadata,
+    MetricMetadata,
+    ProcessInfo,
+    SinkConfig,
+    SpanMetadata,
+    StreamInfo,
+    TelemetrySink,
+    TransitWriter,
+    current_process_info,
+    decode_udts,
+    payload_from_cbor,
+)
 from ._stack import Stack
 
 _LEVEL_NAMES = {int(level): level.name for level in Level}

@@ -28,6 +28,7 @@ from ..collector import ApiKeys, HttpServer, IngestionService, OtlpService, chec
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
 from ..lakehouse import (
     DaemonConfig,
+    DataLake,
     Lakehouse,
     LakehouseConfig,
     LocalObjectStore,
@@ -38,7 +39,6 @@ from ..lakehouse import (
     open_object_store,
 )
 from ..lakehouse import _environment_variables as lake_env
-from ..lakehouse._datalake import DataLake
 from ._data_dir_lock import DataDirLock
 from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
 from ._exceptions import DataDirInUseError

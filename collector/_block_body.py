@@ -25,8 +25,15 @@ from typing import Any
 
 import cbor2
 
-from ..tracing import Block, BlockPayload, WireFormatError, block_from_cbor, payload_to_cbor
-from ..tracing._wire_format import block_from_fields, payload_from_value
+from ..tracing import (
+    Block,
+    BlockPayload,
+    WireFormatError,
+    block_from_cbor,
+    block_from_fields,
+    payload_from_value,
+    payload_to_cbor,
+)
 
 __all__ = ["DecodedBlock", "decode_block_body"]
 

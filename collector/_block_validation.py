@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ..lakehouse._datalake import StreamRecord
-from ..tracing import Block, WireFormatError, decode_udts
-from ..tracing._binding import scan_queue
-from ..tracing._exceptions import TransitScanError
+from ..lakehouse import StreamRecord
+from ..tracing import Block, TransitScanError, WireFormatError, decode_udts, scan_queue
 from ._lz4_into import decompress_queue_into
 
 

@@ -37,9 +37,7 @@ from typing import TypeVar
 
 from aiohttp import HttpVersion11, hdrs, web
 
-from ..lakehouse import LakehouseError
-from ..lakehouse._datalake import DataLake, StreamRecord
-from ..lakehouse._object_store import ObjectStore
+from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord
 from ..otel_bridge import OTLP_FORMATS, stream_format, validate_otlp_block
 from ..tracing import (
     TRANSIT_FORMAT,

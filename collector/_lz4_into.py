@@ -20,8 +20,7 @@ from typing import Any
 
 import cffi
 
-from ..tracing import WireFormatError, decompress_queue
-from ..tracing._wire_format import MAX_DECOMPRESSED_QUEUE_BYTES
+from ..tracing import MAX_DECOMPRESSED_QUEUE_BYTES, WireFormatError, decompress_queue
 
 __all__ = ["decompress_queue_into"]
 

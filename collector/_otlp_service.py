@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..lakehouse._datalake import DataLake
-from ..lakehouse._object_store import ObjectStore
+from ..lakehouse import DataLake, ObjectStore
 from ._admission import (
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_INFLIGHT_REQUESTS,

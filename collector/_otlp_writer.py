@@ -19,9 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..lakehouse import LakehouseError
-from ..lakehouse._datalake import DataLake
-from ..lakehouse._object_store import ObjectStore
+from ..lakehouse import DataLake, LakehouseError, ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
 from ..tracing import payload_to_cbor
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS

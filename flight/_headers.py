@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..tracing._rfc3339 import parse_rfc3339_ns
+from ..tracing import parse_rfc3339_ns
 from ._exceptions import InvalidQueryError
 
 __all__ = ["RequestOptions", "parse_range", "parse_request_options"]

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..lakehouse._sql_jsonb import decode_jsonb, to_json_text
+from ..lakehouse import decode_jsonb, to_json_text
 
 __all__ = ["JSONB_METADATA_KEY", "embed_json_columns", "is_jsonb_candidate", "jsonb_as_json_text"]
 

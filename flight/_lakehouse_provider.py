@@ -14,8 +14,15 @@ import weakref
 import datafusion
 import pyarrow as pa
 
-from ..lakehouse import Lakehouse, LakehousePartitionAdmin, QueryRange, QuerySession, SessionFactory, SessionSettings
-from ..lakehouse._sql_admin import PartitionAdmin
+from ..lakehouse import (
+    Lakehouse,
+    LakehousePartitionAdmin,
+    PartitionAdmin,
+    QueryRange,
+    QuerySession,
+    SessionFactory,
+    SessionSettings,
+)
 from ._bulk_ingest import bulk_ingest
 from ._query_governance import QueryGovernance
 from ._session import SessionRequest

@@ -17,8 +17,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from datafusion import Table, udtf
 
-from ..lakehouse._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
-from ..lakehouse._sql_functions import new_session_context, register_sql_functions
+from ..lakehouse import (
+    InMemoryPartitionAdmin,
+    PartitionAdmin,
+    ViewSetRecord,
+    new_session_context,
+    register_sql_functions,
+)
 from ._session import SessionRequest
 
 __all__ = ["GLOBAL_VIEWS", "VIEW_SCHEMAS", "InMemoryLake", "InMemorySessionProvider", "range_filter"]

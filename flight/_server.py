@@ -43,10 +43,15 @@ from pyarrow import flight
 
 from .. import tracing
 from ..collector import ApiKeys
-from ..lakehouse._sql_functions import prepare_sql
-from ..lakehouse._sql_hex_ids import plan_sql
-from ..lakehouse._sql_parameters import ParameterError, bind_parameters
-from ..lakehouse._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
+from ..lakehouse import (
+    ParameterError,
+    SqlEnvironment,
+    bind_parameters,
+    expand_table_functions,
+    plan_sql,
+    prepare_sql,
+    table_functions,
+)
 from . import _metadata as meta
 from . import _protocol as proto
 from ._auth import MIDDLEWARE_KEY, CallContext, CallContextFactory, HandshakeHandler
@@ -707,7 +712,7 @@ _METADATA_SCHEMAS: list[tuple[Any, pa.Schema]] = [
 
 def _provider_error(exc: BaseException, query_id: str) -> FlightSqlError:
     """Errors of the session provider: lakehouse view errors are the caller's, the rest internal."""
-    from ..lakehouse._exceptions import LakehouseError, ViewError
+    from ..lakehouse import LakehouseError, ViewError
 
     if isinstance(exc, ViewError):
         return InvalidQueryError(str(exc), query_id)

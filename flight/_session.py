@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import datafusion
 
-from ..lakehouse._sql_admin import PartitionAdmin
+from ..lakehouse import PartitionAdmin
 
 __all__ = ["ANONYMOUS", "Caller", "SessionProvider", "SessionRequest"]
 

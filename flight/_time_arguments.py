@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..tracing._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from ..tracing import format_rfc3339_ns, parse_rfc3339_ns
 
 __all__ = ["TimeArgumentError", "parse_time", "resolve_range"]
 

@@ -44,7 +44,13 @@ from ._query_deny_list import MATCH_COLUMNS, DenyList, DenyRule, MatchExpression
 from ._query_deny_sql import deny_list_table_functions, deny_list_udfs
 from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
+from ._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
 from ._sql_bucket_histograms import histogram_quantile
+from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
+from ._sql_hex_ids import plan_sql
+from ._sql_jsonb import decode_jsonb, to_json_text
+from ._sql_parameters import ParameterError, bind_parameters
+from ._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
 from ._tick_converter import TickConverter, estimate_frequency
 from ._time_range import TimeRange
 from ._transit_dependencies import Dependencies
@@ -76,6 +82,7 @@ __all__ = [
     "Dependencies",
     "EtlStats",
     "InMemoryObjectStore",
+    "InMemoryPartitionAdmin",
     "InstanceKind",
     "Lakehouse",
     "LakehouseConfig",
@@ -90,7 +97,9 @@ __all__ = [
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectStoreError",
+    "ParameterError",
     "Partition",
+    "PartitionAdmin",
     "PassKind",
     "PassReport",
     "ProcessRecord",
@@ -101,6 +110,7 @@ __all__ = [
     "RetentionReport",
     "SessionFactory",
     "SessionSettings",
+    "SqlEnvironment",
     "StreamRecord",
     "TickConverter",
     "TimeRange",
@@ -109,10 +119,13 @@ __all__ = [
     "ViewRegistry",
     "ViewSet",
     "ViewSetInfo",
+    "ViewSetRecord",
     "apply_retention",
+    "bind_parameters",
     "block_object_key",
     "create_pool",
     "decode_block",
+    "decode_jsonb",
     "decode_queues",
     "default_view_sets",
     "delete_expired_temporary_files",
@@ -120,18 +133,25 @@ __all__ = [
     "deny_list_udfs",
     "encode_properties",
     "estimate_frequency",
+    "expand_table_functions",
     "histogram_quantile",
     "jit_update",
     "list_partitions",
     "materialize_partitions",
     "migrate",
+    "new_session_context",
     "open_object_store",
     "partitions_table",
+    "plan_sql",
+    "prepare_sql",
+    "register_sql_functions",
     "retire_partition_by_file",
     "retire_partition_by_metadata",
     "retire_partitions",
     "schema_versions",
     "sql_fingerprint",
+    "table_functions",
+    "to_json_text",
     "update_partition",
     "view_set_infos",
 ]

@@ -23,10 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from ..tracing._exceptions import WireFormatError
-from ..tracing._rfc3339 import datetime_to_ns
-from ..tracing._udt import UserDefinedType, decode_udts
-from ..tracing._wire_format import payload_from_cbor
+from ..tracing import UserDefinedType, WireFormatError, datetime_to_ns, decode_udts, payload_from_cbor
 from ._exceptions import CorruptBlockError
 from ._object_store import ObjectStore
 from ._pool import pg_errors

@@ -17,9 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ..tracing._rfc3339 import datetime_to_ns, ns_to_datetime
-from ..tracing._udt import encode_udts
-from ..tracing._wire_format import TRANSIT_FORMAT, Block, ProcessInfo, StreamInfo
+from ..tracing import TRANSIT_FORMAT, Block, ProcessInfo, StreamInfo, datetime_to_ns, encode_udts, ns_to_datetime
 from ._pool import pg_errors
 
 __all__ = ["BlockRecord", "DataLake", "ProcessRecord", "StreamRecord"]

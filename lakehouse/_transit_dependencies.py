@@ -21,8 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..tracing._binding import scan_queue
-from ..tracing._udt import INTRINSIC_SIZES, Member, UserDefinedType
+from ..tracing import INTRINSIC_SIZES, Member, UserDefinedType, scan_queue
 from ._exceptions import CorruptBlockError
 
 _DTYPES: dict[str, str] = {

@@ -21,10 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..tracing._binding import gather, gather_fixed, scan_queue
-from ..tracing._exceptions import TracingError
-from ..tracing._udt import UserDefinedType
-from ..tracing._wire_format import BlockPayload, decompress_queue
+from ..tracing import BlockPayload, TracingError, UserDefinedType, decompress_queue, gather, gather_fixed, scan_queue
 from ._exceptions import CorruptBlockError
 from ._transit_dependencies import (
     Dependencies,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 import datafusion
 import pyarrow as pa
 
-from ..tracing._wire_format import TRANSIT_FORMAT
+from ..tracing import TRANSIT_FORMAT
 from ._block_source import BlockFilter, SourceBatch, count_source, fetch_source, insert_slices, load_payloads
 from ._exceptions import ViewError
 from ._time_range import NS_PER_HOUR, TimeRange

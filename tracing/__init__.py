@@ -31,10 +31,11 @@ from ._api import (
     warn,
 )
 from ._auto_spans import auto_spans, auto_spans_active, stop_auto_spans
+from ._binding import gather, gather_fixed, scan_queue
 from ._exceptions import SpoolEntryError, TracingError, TransitScanError, WireFormatError
 from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
-from ._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from ._rfc3339 import datetime_to_ns, format_rfc3339_ns, ns_to_datetime, parse_rfc3339_ns
 from ._sink import HttpTransport, InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
 from ._spool import SpoolConfig, SpoolEntry, decode_spool_entry, encode_spool_entry
 from ._spool_delivery import SpoolDeliveryStats
@@ -54,18 +55,21 @@ from ._tracer import (
 )
 from ._transit_layouts import CPU, LOG, METRICS, STREAM_LAYOUTS, Level, StreamLayout, StringCodec, stream_layout
 from ._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
-from ._udt import Member, UserDefinedType, decode_udts, encode_udts
+from ._udt import INTRINSIC_SIZES, Member, UserDefinedType, decode_udts, encode_udts
 from ._wire_format import (
+    MAX_DECOMPRESSED_QUEUE_BYTES,
     TRANSIT_FORMAT,
     Block,
     BlockPayload,
     ProcessInfo,
     StreamInfo,
     block_from_cbor,
+    block_from_fields,
     block_to_cbor,
     compress_queue,
     decompress_queue,
     payload_from_cbor,
+    payload_from_value,
     payload_to_cbor,
     process_info_from_cbor,
     process_info_to_cbor,
@@ -75,7 +79,9 @@ from ._wire_format import (
 
 __all__ = [
     "CPU",
+    "INTRINSIC_SIZES",
     "LOG",
+    "MAX_DECOMPRESSED_QUEUE_BYTES",
     "METRICS",
     "STREAM_LAYOUTS",
     "TRANSIT_FORMAT",
@@ -116,10 +122,12 @@ __all__ = [
     "auto_spans_active",
     "begin_span",
     "block_from_cbor",
+    "block_from_fields",
     "block_to_cbor",
     "compress_queue",
     "current_process",
     "current_process_info",
+    "datetime_to_ns",
     "debug",
     "decode_spool_entry",
     "decode_udts",
@@ -132,6 +140,8 @@ __all__ = [
     "flush",
     "flush_spool",
     "format_rfc3339_ns",
+    "gather",
+    "gather_fixed",
     "info",
     "init",
     "is_running",
@@ -140,13 +150,16 @@ __all__ = [
     "log_desc",
     "metric",
     "metric_desc",
+    "ns_to_datetime",
     "parse_rfc3339_ns",
     "payload_from_cbor",
+    "payload_from_value",
     "payload_to_cbor",
     "process_id",
     "process_info",
     "process_info_from_cbor",
     "process_info_to_cbor",
+    "scan_queue",
     "shutdown",
     "span",
     "span_desc",

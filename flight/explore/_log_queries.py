@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...tracing._rfc3339 import format_rfc3339_ns
+from ...tracing import format_rfc3339_ns
 from ._errors import ExploreError
 from ._sql_literals import like_pattern, parse_hex_id, parse_uuid, sql_text
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...tracing._rfc3339 import format_rfc3339_ns
+from ...tracing import format_rfc3339_ns
 from .._time_arguments import TimeArgumentError, parse_time
 from ._errors import ExploreError
 

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...lakehouse._sql_jsonb import decode_jsonb
-from ...tracing._rfc3339 import format_rfc3339_ns
+from ...lakehouse import decode_jsonb
+from ...tracing import format_rfc3339_ns
 from .._jsonb_text import is_jsonb_candidate
 
 __all__ = ["column_types", "json_value", "render_table", "rfc3339", "table_columns", "table_rows"]
