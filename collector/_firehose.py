@@ -31,7 +31,6 @@ __all__ = [
     "HEADER_REQUEST_ID",
     "FirehoseEnvelope",
     "decode_envelope",
-    "encode_varint",
     "reply_body",
     "split_length_delimited",
 ]
@@ -114,23 +113,6 @@ def reply_body(request_id: str, error_message: str | None = None, *, now_ms: int
     if error_message is not None:
         reply["errorMessage"] = error_message
     return json.dumps(reply).encode()
-
-
-def encode_varint(value: int) -> bytes:
-    r"""Protobuf base-128 varint of a non-negative integer.
-
-    >>> encode_varint(300)
-    b'\xac\x02'
-    """
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def split_length_delimited(data: bytes, where: str = "record") -> list[bytes]:

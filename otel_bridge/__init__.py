@@ -40,7 +40,7 @@ from ._identity import (
     stream_id_for,
 )
 from ._process_identity import bridge_process_info, set_process_info
-from ._prost_encoding import encode_resource
+from ._prost_encoding import encode_resource, encode_varint
 from ._signals import LOGS, METRICS, OTLP_FORMATS, SIGNALS, STREAM_FORMAT_PROPERTY, TRACES, Signal, stream_format
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "block_id_for_payload",
     "bridge_process_info",
     "encode_resource",
+    "encode_varint",
     "is_degenerate_resource",
     "log_record_is_valid",
     "process_id_for_resource",

@@ -62,7 +62,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer (length prefixes, tags)."""
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -100,7 +101,7 @@ def _reorder(buf: bytes, kind: str) -> bytes:
                 chunk = buf[start:pos]
             else:
                 inner = _reorder(buf[body:pos], child)
-                chunk = buf[start:after_tag] + _encode_varint(len(inner)) + inner
+                chunk = buf[start:after_tag] + encode_varint(len(inner)) + inner
         else:  # groups never occur in OTLP; keep the bytes as they are
             chunk = buf[start:]
             pos = end

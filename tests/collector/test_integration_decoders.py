@@ -30,7 +30,7 @@ from sirius.collector import (
     _firehose,
     _webhook,
 )
-from sirius.otel_bridge import LOGS, attribute_map, attribute_text, split_request
+from sirius.otel_bridge import LOGS, attribute_map, attribute_text, encode_varint, split_request
 
 REFUSED = (OtlpInvalidRequestError, OtlpRequestTooLargeError)
 LIMIT = 1 << 20
@@ -69,14 +69,14 @@ def test_envelope_of_any_json_is_decoded_or_refused(value: object) -> None:
 
 @given(st.lists(st.binary(max_size=300), max_size=6))
 def test_length_delimited_round_trip(messages: list[bytes]) -> None:
-    framed = b"".join(_firehose.encode_varint(len(m)) + m for m in messages)
+    framed = b"".join(encode_varint(len(m)) + m for m in messages)
     assert _firehose.split_length_delimited(framed) == messages
 
 
 @given(st.lists(st.binary(max_size=50), min_size=1, max_size=4), st.data())
 def test_truncated_framing_is_refused(messages: list[bytes], data: st.DataObject) -> None:
-    framed = b"".join(_firehose.encode_varint(len(m)) + m for m in messages)
-    last = _firehose.encode_varint(len(messages[-1])) + messages[-1]
+    framed = b"".join(encode_varint(len(m)) + m for m in messages)
+    last = encode_varint(len(messages[-1])) + messages[-1]
     cut = data.draw(st.integers(1, len(last)))  # cut inside the last entry: a prefix or its bytes
     if cut == len(last):  # a cut on the entry's boundary: one message fewer
         assert _firehose.split_length_delimited(framed[:-cut]) == messages[:-1]
@@ -153,7 +153,7 @@ def test_metric_stream_records_of_any_bytes_are_decoded_or_refused(data: list[by
 def test_metric_stream_records_round_trip(scopes: list, rnd: random.Random) -> None:
     message = stream_request(scopes, "arn:x").SerializeToString()
     copies = rnd.randint(1, 3)
-    framed = (_firehose.encode_varint(len(message)) + message) * copies
+    framed = (encode_varint(len(message)) + message) * copies
     decoded = _cloudwatch_metrics.decode_metric_stream_records((framed, b""))
     one = _cloudwatch_metrics.rewrite_metric_streams(ExportMetricsServiceRequest.FromString(message))
     assert list(decoded.resource_metrics) == list(one.resource_metrics) * copies
