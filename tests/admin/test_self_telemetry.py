@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import asyncpg
 import pyarrow as pa
 import pytest
 from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
+from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 
 from sirius.flight import query_table
 
@@ -31,15 +31,7 @@ assert tracing.shutdown(30)
 
 
 def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    """Poll ``probe`` until it returns something truthy (a condition with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return _wait_until_shared(what, probe, timeout)
 
 
 def _produce(ingestion_url: str) -> None:
@@ -178,9 +170,13 @@ def test_without_self_telemetry_nothing_of_sirius_appears(up_dir: Path) -> None:
     try:
         flight = urls["flightsql"]
         _produce(urls["ingestion"])
+        # the daemon's pass may write log_entries before processes: wait for both
         _wait_for(
-            "the producer's log line",
-            lambda: _query(flight, "SELECT msg FROM log_entries WHERE msg = 'hello from a producer'").num_rows,
+            "the producer's log line and process",
+            lambda: (
+                _query(flight, "SELECT msg FROM log_entries WHERE msg = 'hello from a producer'").num_rows
+                and _query(flight, "SELECT exe FROM processes").num_rows
+            ),
         )
         # Queries answered, data ingested and materialised: Sirius recorded nothing of its own.
         assert _query(flight, "SELECT exe FROM processes").column("exe").to_pylist() == ["self-telemetry-producer"]

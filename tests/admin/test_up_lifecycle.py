@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
+from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 
 from sirius.admin._postmaster import PostmasterInfo, process_is_alive, read_postmaster_pid
 from sirius.tracing._process import current_process_info
@@ -46,11 +47,7 @@ def _stop_leftover_postmaster(data_dir: Path) -> None:
 
 
 def _wait_until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    _wait_until_shared(what, condition, deadline_s)
 
 
 def _postmaster(data_dir: Path) -> PostmasterInfo | None:

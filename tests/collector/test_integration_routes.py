@@ -30,6 +30,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 
 from sirius.collector import ApiKeys, HttpServer, IngestionLimits, IngestionService
 from sirius.lakehouse import MaintenanceDaemon, ObjectStoreError, PassKind, QueryRange, SessionFactory
@@ -509,10 +510,7 @@ def test_a_delivery_failing_half_way_is_retried_into_one_copy(ingestion_factory)
 
 
 def wait_until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    _wait_until_shared(what, condition, timeout)
 
 
 def test_firehose_requests_past_the_in_flight_budget_get_429_with_retry_after(ingestion_factory) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import datetime
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +25,7 @@ import pytest
 from adbc_driver_flightsql import dbapi
 from micromegas.flightsql.client import FlightSQLClient
 from pyarrow import flight
+from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 
 from sirius.collector import ApiKeys
 from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
@@ -37,14 +37,7 @@ KEYS = ApiKeys.parse(json.dumps([{"name": "admin", "key": ADMIN_KEY}, {"name": "
 
 
 def _wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return _wait_until_shared(what, condition, timeout)
 
 
 class Lake:
