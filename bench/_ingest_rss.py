@@ -33,7 +33,7 @@ from _postgres import create_database, drop_database
 
 from sirius.tracing import Block, StreamInfo, block_to_cbor, process_info_to_cbor, stream_info_to_cbor
 from sirius.tracing._process import current_process_info
-from sirius.tracing._transit_layouts import CPU
+from sirius.tracing.transit._layouts import CPU
 
 __all__ = ["run_rss_bench"]
 

@@ -51,8 +51,8 @@ from sirius.lakehouse import (
 from sirius.lakehouse._block_source import block_object_key
 from sirius.lakehouse._parquet_files import encode_parquet
 from sirius.lakehouse.views import LOG_ENTRIES_SCHEMA
-from sirius.tracing._transit_writer import LogMetadata, SpanMetadata, TransitWriter
-from sirius.tracing._wire_format import Block, ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._wire_format import Block, ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._writer import LogMetadata, SpanMetadata, TransitWriter
 
 FREQ = 1_000_000_000
 EVENTS_PER_BLOCK = 16_384

@@ -45,7 +45,7 @@ from sirius.tracing import (
     stream_info_to_cbor,
 )
 from sirius.tracing._process import current_process_info
-from sirius.tracing._transit_layouts import CPU
+from sirius.tracing.transit._layouts import CPU
 
 CLIENTS = 8
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 import lz4.frame
 
 from sirius.lakehouse._transit_reader import decode_block
-from sirius.tracing._transit_writer import LogMetadata, SpanMetadata, TransitWriter
-from sirius.tracing._wire_format import Block, ProcessInfo
+from sirius.tracing.transit._wire_format import Block, ProcessInfo
+from sirius.tracing.transit._writer import LogMetadata, SpanMetadata, TransitWriter
 
 TARGET = 1 << 20  # decompressed object-queue bytes per block
 PROCESS = ProcessInfo(uuid.UUID(int=1), "bench", "u", "u", "h", "linux", "cpu", 2_500_000_000, 1_700_000_000 * 10**9, 0)

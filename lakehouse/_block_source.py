@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from ..tracing import UserDefinedType, WireFormatError, datetime_to_ns, decode_udts, payload_from_cbor
+from ..tracing.transit import UserDefinedType, WireFormatError, datetime_to_ns, decode_udts, payload_from_cbor
 from ._exceptions import CorruptBlockError
 from ._object_store import ObjectStore
 from ._pool import pg_errors

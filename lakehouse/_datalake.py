@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from ..tracing import TRANSIT_FORMAT, Block, ProcessInfo, StreamInfo, datetime_to_ns, encode_udts, ns_to_datetime
+from ..tracing.transit import (
+    TRANSIT_FORMAT,
+    Block,
+    ProcessInfo,
+    StreamInfo,
+    datetime_to_ns,
+    encode_udts,
+    ns_to_datetime,
+)
 from ._pool import pg_errors
 
 __all__ = ["BlockRecord", "DataLake", "ProcessRecord", "StreamRecord"]

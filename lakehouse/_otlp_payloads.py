@@ -47,7 +47,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ..tracing import WireFormatError, payload_from_cbor
+from ..tracing.transit import WireFormatError, payload_from_cbor
 from ._block_source import SourceBatch
 from ._property_jsonb import PropertyDictionary
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from ..tracing import datetime_to_ns
+from ..tracing.transit import datetime_to_ns
 from ._pool import pg_errors
 from ._time_range import TimeRange, to_datetime
 

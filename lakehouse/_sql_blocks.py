@@ -32,7 +32,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ..tracing import WireFormatError, decode_udts, payload_from_cbor
+from ..tracing.transit import WireFormatError, decode_udts, payload_from_cbor
 from ._block_source import block_object_key
 from ._exceptions import CorruptBlockError, ObjectNotFoundError
 from ._pool import pg_errors

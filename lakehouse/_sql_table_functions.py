@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import datafusion
 import pyarrow as pa
 
-from ..tracing import parse_rfc3339_ns
+from ..tracing.transit import parse_rfc3339_ns
 from . import _sql_admin as admin
 from ._sql_histograms import EXPAND_HISTOGRAM_SCHEMA, expand_histogram_table
 from ._sql_jsonb import DICT_BINARY, jsonb_array_elements_table, jsonb_each_table

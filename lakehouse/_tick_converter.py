@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..tracing import Block, ProcessInfo
+from ..tracing.transit import Block, ProcessInfo
 from ._exceptions import CorruptBlockError
 
 _NANOS_PER_SEC = 1_000_000_000.0

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..tracing import datetime_to_ns, ns_to_datetime
+from ..tracing.transit import datetime_to_ns, ns_to_datetime
 
 __all__ = ["NS_PER_DAY", "NS_PER_HOUR", "NS_PER_MINUTE", "NS_PER_SECOND", "TimeRange", "to_datetime", "to_ns"]
 

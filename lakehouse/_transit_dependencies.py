@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..tracing import INTRINSIC_SIZES, Member, UserDefinedType, scan_queue
+from ..tracing import scan_queue
+from ..tracing.transit import INTRINSIC_SIZES, Member, UserDefinedType
 from ._exceptions import CorruptBlockError
 
 _DTYPES: dict[str, str] = {

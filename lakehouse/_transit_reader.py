@@ -21,7 +21,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..tracing import BlockPayload, TracingError, UserDefinedType, decompress_queue, gather, gather_fixed, scan_queue
+from ..tracing import gather, gather_fixed, scan_queue
+from ..tracing.transit import BlockPayload, TracingError, UserDefinedType, decompress_queue
 from ._exceptions import CorruptBlockError
 from ._transit_dependencies import (
     Dependencies,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 import datafusion
 import pyarrow as pa
 
-from ..tracing import TRANSIT_FORMAT
+from ..tracing.transit import TRANSIT_FORMAT
 from ._block_source import BlockFilter, SourceBatch, count_source, fetch_source, insert_slices, load_payloads
 from ._exceptions import ViewError
 from ._time_range import NS_PER_HOUR, TimeRange
@@ -145,6 +145,16 @@ class ViewSet(ABC):
     def register_global(self, ctx: datafusion.SessionContext, frame: datafusion.DataFrame) -> None:
         """Register the global instance on ``ctx`` as table ``name``, given its partitions' rows."""
         ctx.register_view(self.name, self.serve(frame))
+
+    async def fresh_global_rows(self, lake: Lakehouse, query_range: TimeRange) -> pa.Table | None:
+        """Rows of the global instance not yet in partitions that a query over ``query_range`` must see.
+
+        Default None: the global instance is what the daemon materialised. DDL-defined views
+        compute the rows inserted since their last partitions (JIT) when their definition allows.
+        Registering the view again on the same context must then replace it.
+        """
+        del lake, query_range
+        return None
 
     def row_filter_bounds(self) -> tuple[str, str]:
         """Columns ``(lo, hi)`` of the query-range row filter ``lo <= end AND hi >= begin``."""

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from sirius.tracing import ProcessInfo, StreamInfo
-from sirius.tracing._transit_layouts import CPU
+from sirius.tracing.transit._layouts import CPU
 
 START_NS = 1_750_000_000_123_456_789
 """The sample process's start time."""

@@ -4,7 +4,9 @@ Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``async with 
 ``info/warn/error/debug/trace``, ``metric(name, value, unit=...)``, ``auto_spans(include=[...])``,
 ``TracingHandler`` for ``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``; ``flush_spool`` delivers what
 sinks spooled to disk when the ingestion service was unreachable. The C API is
-``tracing/native/include/sirius_tracing.h``.
+``tracing/native/include/sirius_tracing.h``. The wire format itself (CBOR bodies, UDT metadata,
+transit layouts and writer, RFC 3339 times) is the subpackage ``sirius.tracing.transit``; its
+names are re-exported here.
 
 This package imports nothing else of Sirius, so an instrumented application installs only it.
 """
@@ -35,7 +37,6 @@ from ._binding import gather, gather_fixed, scan_queue
 from ._exceptions import SpoolEntryError, TracingError, TransitScanError, WireFormatError
 from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
-from ._rfc3339 import datetime_to_ns, format_rfc3339_ns, ns_to_datetime, parse_rfc3339_ns
 from ._sink import HttpTransport, InMemoryBlockSink, SinkConfig, SinkStats, TelemetrySink
 from ._spool import SpoolConfig, SpoolEntry, decode_spool_entry, encode_spool_entry
 from ._spool_delivery import SpoolDeliveryStats
@@ -53,21 +54,39 @@ from ._tracer import (
     shutdown,
     stats,
 )
-from ._transit_layouts import CPU, LOG, METRICS, STREAM_LAYOUTS, Level, StreamLayout, StringCodec, stream_layout
-from ._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
-from ._udt import INTRINSIC_SIZES, Member, UserDefinedType, decode_udts, encode_udts
-from ._wire_format import (
+from .transit import (
+    CPU,
+    INTRINSIC_SIZES,
+    LOG,
     MAX_DECOMPRESSED_QUEUE_BYTES,
+    METRICS,
+    STREAM_LAYOUTS,
     TRANSIT_FORMAT,
     Block,
     BlockPayload,
+    Level,
+    LogMetadata,
+    Member,
+    MetricMetadata,
     ProcessInfo,
+    SpanLocation,
+    SpanMetadata,
     StreamInfo,
+    StreamLayout,
+    StringCodec,
+    TransitWriter,
+    UserDefinedType,
     block_from_cbor,
     block_from_fields,
     block_to_cbor,
     compress_queue,
+    datetime_to_ns,
+    decode_udts,
     decompress_queue,
+    encode_udts,
+    format_rfc3339_ns,
+    ns_to_datetime,
+    parse_rfc3339_ns,
     payload_from_cbor,
     payload_from_value,
     payload_to_cbor,
@@ -75,6 +94,7 @@ from ._wire_format import (
     process_info_to_cbor,
     stream_info_from_cbor,
     stream_info_to_cbor,
+    stream_layout,
 )
 
 __all__ = [

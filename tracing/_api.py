@@ -30,7 +30,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar
 
 from . import _binding
-from ._transit_layouts import Level
+from .transit import Level
 
 _fast = _binding.fast_module()
 Descriptor = _fast.Descriptor

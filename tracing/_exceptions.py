@@ -9,17 +9,15 @@
 
 The telemetry sink never raises into the application: these reach only code that decodes
 wire data (the ingestion service, the lakehouse) or builds it (writers given bad input).
+``TracingError`` and ``WireFormatError`` are defined by the wire format (``sirius.tracing.transit``),
+which the rest of the package builds on; they are the same classes here.
 """
 
 from __future__ import annotations
 
+from .transit import TracingError, WireFormatError
 
-class TracingError(Exception):
-    """Base class of every error raised by ``sirius.tracing``."""
-
-
-class WireFormatError(TracingError):
-    """Bytes that do not follow the Micromegas wire format (CBOR bodies, payloads, metadata)."""
+__all__ = ["SpoolEntryError", "TracingError", "TransitScanError", "WireFormatError"]
 
 
 class TransitScanError(WireFormatError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._wire_format import (
+from .transit import (
     Block,
     ProcessInfo,
     StreamInfo,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._api import log_desc
 from ._binding import fast_module
-from ._transit_layouts import Level
+from .transit import Level
 
 _log = fast_module().log
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 
 from ._environment_variables import MICROMEGAS_PROCESS_PROPERTIES, MICROMEGAS_TELEMETRY_PARENT_PROCESS
-from ._wire_format import ProcessInfo
+from .transit import ProcessInfo
 
 MONOTONIC_FREQUENCY = 1_000_000_000
 

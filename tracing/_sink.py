@@ -34,6 +34,7 @@ import contextlib
 import http.client
 import logging
 import os
+import ssl
 import threading
 import time
 import weakref
@@ -45,12 +46,13 @@ from ._environment_variables import (
     MICROMEGAS_INGESTION_API_KEY,
     MICROMEGAS_TELEMETRY_URL,
     SIRIUS_SINK_MAX_QUEUE_BYTES,
+    SIRIUS_TLS_CA_FILE,
 )
 from ._http_transport import HttpTransport, Transport, TransportResponse
 from ._in_memory_sink import InMemoryBlockSink
 from ._spool import SpoolConfig, SpoolEntry, SpoolWriter
 from ._spool_delivery import SpoolDeliveryStats, deliver_until
-from ._wire_format import (
+from .transit import (
     Block,
     ProcessInfo,
     StreamInfo,
@@ -91,6 +93,8 @@ class SinkConfig:
         max_backoff: longest delay between retries.
         spool: where undelivered bodies are kept on disk (None: dropped, counted).
         spool_timeout: seconds ``shutdown`` may spend writing the spool, beyond its own timeout.
+        ca_file: PEM bundle of the certificate authorities trusted for an ``https://`` URL (None:
+            the system's trust store).
     """
 
     url: str = DEFAULT_URL
@@ -101,6 +105,7 @@ class SinkConfig:
     max_backoff: float = 2.0
     spool: SpoolConfig | None = None
     spool_timeout: float = DEFAULT_SPOOL_TIMEOUT
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -113,6 +118,21 @@ class SinkConfig:
         if not self.spool_timeout >= 0:
             msg = "spool_timeout must be zero or positive"
             raise ValueError(msg)
+        if self.ca_file is not None:
+            self.tls_context()  # a missing or malformed bundle is refused here, not in the worker
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The client context for an ``https://`` URL: ``ca_file``'s CAs, else the system's trust store.
+
+        Raises:
+            ValueError: ``ca_file`` cannot be read or holds no usable certificate.
+        """
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, or no PEM certificate in it
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+            msg = f"cannot use the CA bundle {self.ca_file}: {reason}"
+            raise ValueError(msg) from None
 
     @classmethod
     def resolve(
@@ -123,12 +143,13 @@ class SinkConfig:
         *,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
+        ca_file: str | None = None,
     ) -> SinkConfig:
         """Explicit arguments first, then the environment, then defaults (spooling on).
 
         Variables: ``MICROMEGAS_TELEMETRY_URL``, ``MICROMEGAS_INGESTION_API_KEY``,
         ``SIRIUS_SINK_MAX_QUEUE_BYTES``, ``SIRIUS_SPOOL_DIR`` (``off`` disables the spool),
-        ``SIRIUS_SPOOL_MAX_BYTES``.
+        ``SIRIUS_SPOOL_MAX_BYTES``, ``SIRIUS_TLS_CA_FILE``.
         """
         env = os.environ
         if max_queue_bytes is None:
@@ -139,6 +160,7 @@ class SinkConfig:
             api_key=api_key or env.get(MICROMEGAS_INGESTION_API_KEY) or None,
             max_queue_bytes=max_queue_bytes,
             spool=SpoolConfig.resolve(spool_dir, spool_max_bytes),
+            ca_file=ca_file or env.get(SIRIUS_TLS_CA_FILE, "").strip() or None,
         )
 
 
@@ -181,6 +203,16 @@ _PATHS = {
     "stream": "/ingestion/insert_stream",
     "block": "/ingestion/insert_block",
 }
+
+
+def _unreachable(url: str, exc: BaseException) -> str:
+    """The warning for a failed send: an untrusted certificate says how to trust it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"telemetry sink does not trust the TLS certificate of {url} ({exc.verify_message}): "
+            f"set {SIRIUS_TLS_CA_FILE} to the CA bundle that signed it; retrying"
+        )
+    return f"telemetry sink cannot reach {url}: {exc!r}; retrying"
 
 
 class _OnceLogger:
@@ -538,7 +570,7 @@ class TelemetrySink:
         try:
             response = transport.post(item.path, item.body)
         except (OSError, http.client.HTTPException) as exc:
-            self._log.warn(f"telemetry sink cannot reach {self._config.url}: {exc!r}; retrying")
+            self._log.warn(_unreachable(self._config.url, exc))
             return 0.0
         except Exception as exc:  # noqa: BLE001 - a transport bug must not kill the worker
             self._log.warn(f"telemetry sink transport error: {exc!r}; retrying")

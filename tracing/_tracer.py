@@ -37,7 +37,7 @@ from ._environment_variables import (
 from ._exceptions import TracingError
 from ._process import _cpu_brand, _username, parse_properties
 from ._sink import SinkConfig, TelemetrySink
-from ._wire_format import ProcessInfo, process_info_from_cbor
+from .transit import ProcessInfo, process_info_from_cbor
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 DEFAULT_CHUNKS_PER_THREAD = 16  # 1 MiB a thread: 65 ms at 1 M events/s (see tracer.c)
@@ -283,6 +283,7 @@ def init(
     exe: str | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
     spool_max_bytes: int | None = None,
+    tls_ca_file: str | None = None,
 ) -> uuid.UUID:
     """Start the native tracer and its delivery.
 
@@ -304,6 +305,8 @@ def init(
             (default ``SIRIUS_SPOOL_DIR``, then ``$XDG_CACHE_HOME/sirius/spool`` or
             ``~/.cache/sirius/spool``; ``"off"`` disables it). Ignored when ``sink`` is given.
         spool_max_bytes: cap of the spool in bytes (default ``SIRIUS_SPOOL_MAX_BYTES``, then 256 MiB).
+        tls_ca_file: PEM bundle of the CAs trusted for an ``https://`` url (default
+            ``SIRIUS_TLS_CA_FILE``, then the system's trust store). Ignored when ``sink`` is given.
 
     Returns:
         The process id (shared with the OTel bridge: ``process_info()``).
@@ -329,7 +332,13 @@ def init(
         owns = sink is None
         if sink is None:
             sink = TelemetrySink(
-                SinkConfig.resolve(url=url, api_key=api_key, spool_dir=spool_dir, spool_max_bytes=spool_max_bytes)
+                SinkConfig.resolve(
+                    url=url,
+                    api_key=api_key,
+                    spool_dir=spool_dir,
+                    spool_max_bytes=spool_max_bytes,
+                    ca_file=tls_ca_file,
+                )
             )
         fast = _binding.fast_module()
         fast.set_thread_name_hook(_thread_name)

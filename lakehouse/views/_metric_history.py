@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...tracing import datetime_to_ns
+from ...tracing.transit import datetime_to_ns
 from .._block_source import SourceBatch, SourceBlock, block_object_key
 from .._exceptions import ObjectNotFoundError
 from .._otlp_payloads import OTLP_METRICS_FORMAT

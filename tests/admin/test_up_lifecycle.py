@@ -25,8 +25,8 @@ from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 from sirius.admin._postmaster import PostmasterInfo, process_is_alive, read_postmaster_pid
 from sirius.tracing._process import current_process_info
 from sirius.tracing._sink import SinkConfig, TelemetrySink
-from sirius.tracing._transit_layouts import Level
-from sirius.tracing._transit_writer import LogMetadata, TransitWriter
+from sirius.tracing.transit._layouts import Level
+from sirius.tracing.transit._writer import LogMetadata, TransitWriter
 
 DEADLINE_S = 60.0
 

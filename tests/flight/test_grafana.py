@@ -20,7 +20,7 @@ from _support import API_KEY
 from pyarrow import flight
 
 from sirius.flight import _protocol as proto
-from sirius.tracing._rfc3339 import format_rfc3339_ns
+from sirius.tracing.transit._rfc3339 import format_rfc3339_ns
 
 GRAFANA = Path(__file__).resolve().parents[2] / "compose" / "grafana"
 FROM = format_rfc3339_ns(BEGIN_NS).replace(".000000000", "")

@@ -27,8 +27,8 @@ from sirius.lakehouse import (
     open_object_store,
 )
 from sirius.lakehouse._block_source import block_object_key
-from sirius.tracing._transit_writer import TransitWriter
-from sirius.tracing._wire_format import Block, ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._wire_format import Block, ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._writer import TransitWriter
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
 T0_NS = 1_772_445_600_000_000_000
@@ -188,7 +188,7 @@ async def write_sample(h: Harness, *, at_second: float = 10.25, **process_fields
       metrics: latency 2e9 ticks (→ 2.0 seconds) @1 µs; temp 21.5 C @2 µs; load 0.5 % {core: 1} @3 µs.
       cpu: outer [100, 600] ns ⊃ inner [200, 300], named [400, 500]; async span 7 [700, 800] ns.
     """
-    from sirius.tracing._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata
+    from sirius.tracing.transit._writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata
 
     p = await h.process(**process_fields)
     log = await h.stream(p, "log")

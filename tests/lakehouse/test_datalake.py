@@ -15,8 +15,8 @@ from sirius.lakehouse._datalake import BlockRecord, DataLake, ProcessRecord, Str
 from sirius.lakehouse._exceptions import ConfigurationError, MetadataStoreError
 from sirius.lakehouse._migrations import migrate
 from sirius.lakehouse._pool import create_pool
-from sirius.tracing._udt import Member, UserDefinedType, decode_udts
-from sirius.tracing._wire_format import Block, BlockPayload, ProcessInfo, StreamInfo
+from sirius.tracing.transit._udt import Member, UserDefinedType, decode_udts
+from sirius.tracing.transit._wire_format import Block, BlockPayload, ProcessInfo, StreamInfo
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 NOW_NS = 1_714_564_800_123_456_000

@@ -16,7 +16,7 @@ from sirius.lakehouse import (
     delete_expired_temporary_files,
     list_partitions,
 )
-from sirius.tracing._transit_writer import SpanMetadata
+from sirius.tracing.transit._writer import SpanMetadata
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
 T0_NS = 1_772_445_600_000_000_000

@@ -10,8 +10,8 @@ import pytest
 
 from sirius.lakehouse._exceptions import CorruptBlockError
 from sirius.lakehouse._tick_converter import TickConverter, estimate_frequency
-from sirius.tracing._transit_writer import SpanMetadata, TransitWriter
-from sirius.tracing._wire_format import ProcessInfo
+from sirius.tracing.transit._wire_format import ProcessInfo
+from sirius.tracing.transit._writer import SpanMetadata, TransitWriter
 
 START_NS = 1_700_000_000_123_456_789
 PROCESS = ProcessInfo(uuid.UUID(int=3), "app", "u", "u", "h", "linux", "cpu", 3_000_000_000, START_NS, 10_000)

@@ -16,7 +16,7 @@ import pytest
 from sirius.lakehouse._exceptions import CorruptBlockError
 from sirius.lakehouse._tick_converter import TickConverter
 from sirius.lakehouse._transit_reader import POSITION, decode_block, decode_queues
-from sirius.tracing._transit_layouts import (
+from sirius.tracing.transit._layouts import (
     CPU,
     LOG,
     METRICS,
@@ -26,9 +26,9 @@ from sirius.tracing._transit_layouts import (
     c_struct,
     dynamic,
 )
-from sirius.tracing._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
-from sirius.tracing._udt import Member, UserDefinedType
-from sirius.tracing._wire_format import BlockPayload, ProcessInfo, block_from_cbor, block_to_cbor
+from sirius.tracing.transit._udt import Member, UserDefinedType
+from sirius.tracing.transit._wire_format import BlockPayload, ProcessInfo, block_from_cbor, block_to_cbor
+from sirius.tracing.transit._writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
 
 START_NS = 1_700_000_000_000_000_000
 FREQ = 1_000_000_000  # 1 tick = 1 ns keeps expected times readable

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from sirius.lakehouse._exceptions import CorruptBlockError
 from sirius.lakehouse._transit_reader import decode_block, decode_queues
-from sirius.tracing._transit_layouts import STREAM_LAYOUTS, StreamLayout, dynamic
-from sirius.tracing._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
-from sirius.tracing._udt import INTRINSIC_SIZES, Member, UserDefinedType
-from sirius.tracing._wire_format import BlockPayload, ProcessInfo, decompress_queue
+from sirius.tracing.transit._layouts import STREAM_LAYOUTS, StreamLayout, dynamic
+from sirius.tracing.transit._udt import INTRINSIC_SIZES, Member, UserDefinedType
+from sirius.tracing.transit._wire_format import BlockPayload, ProcessInfo, decompress_queue
+from sirius.tracing.transit._writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
 
 # No deadline: a loaded 2-core CI box must not turn a slow example into a failure; the pytest
 # timeout still catches a reader that would not terminate.

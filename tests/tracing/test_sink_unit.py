@@ -8,7 +8,7 @@ import threading
 import uuid
 
 from sirius.tracing._sink import SinkConfig, TelemetrySink, TransportResponse
-from sirius.tracing._wire_format import Block, BlockPayload, ProcessInfo
+from sirius.tracing.transit._wire_format import Block, BlockPayload, ProcessInfo
 
 
 def _process() -> ProcessInfo:
@@ -152,7 +152,7 @@ def test_bad_input_never_raises_into_the_app() -> None:
 FORK_SCRIPT = """
 import os, threading, uuid
 from sirius.tracing._sink import SinkConfig, TelemetrySink, TransportResponse
-from sirius.tracing._wire_format import Block, BlockPayload, ProcessInfo
+from sirius.tracing.transit._wire_format import Block, BlockPayload, ProcessInfo
 
 class Stuck:
     def __init__(self):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from sirius.tracing._exceptions import WireFormatError
-from sirius.tracing._transit_layouts import CPU, LOG, METRICS, STREAM_LAYOUTS, c_struct, stream_layout
-from sirius.tracing._transit_writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
-from sirius.tracing._wire_format import ProcessInfo, StreamInfo, stream_info_from_cbor, stream_info_to_cbor
+from sirius.tracing.transit._layouts import CPU, LOG, METRICS, STREAM_LAYOUTS, c_struct, stream_layout
+from sirius.tracing.transit._wire_format import ProcessInfo, StreamInfo, stream_info_from_cbor, stream_info_to_cbor
+from sirius.tracing.transit._writer import LogMetadata, MetricMetadata, SpanLocation, SpanMetadata, TransitWriter
 
 START_NS = 1_700_000_000_000_000_000
 PROCESS = ProcessInfo(uuid.UUID(int=7), "app", "me", "Me", "host", "linux", "cpu", 1_000_000, START_NS, 5_000)
@@ -247,7 +247,7 @@ def test_span_location_descriptor_is_interned_once():
 
 
 def test_doctests():
-    from sirius.tracing import _transit_layouts, _transit_writer
+    from sirius.tracing.transit import _layouts, _writer
 
-    for module in (_transit_layouts, _transit_writer):
+    for module in (_layouts, _writer):
         assert doctest.testmod(module).failed == 0

@@ -8,10 +8,10 @@ import cbor2
 import pytest
 
 from sirius.tracing._exceptions import WireFormatError
-from sirius.tracing._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
-from sirius.tracing._transit_layouts import LOG
-from sirius.tracing._udt import decode_udts, encode_udts, udts_to_value
-from sirius.tracing._wire_format import (
+from sirius.tracing.transit._layouts import LOG
+from sirius.tracing.transit._rfc3339 import format_rfc3339_ns, parse_rfc3339_ns
+from sirius.tracing.transit._udt import decode_udts, encode_udts, udts_to_value
+from sirius.tracing.transit._wire_format import (
     Block,
     BlockPayload,
     ProcessInfo,

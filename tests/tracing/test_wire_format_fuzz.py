@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sirius.tracing._exceptions import WireFormatError
-from sirius.tracing._transit_layouts import CPU
-from sirius.tracing._udt import decode_udts, encode_udts
-from sirius.tracing._wire_format import (
+from sirius.tracing.transit._layouts import CPU
+from sirius.tracing.transit._udt import decode_udts, encode_udts
+from sirius.tracing.transit._wire_format import (
     Block,
     BlockPayload,
     ProcessInfo,

@@ -1,7 +1,7 @@
 """Python transit writer: one stream's events → ``StreamInfo`` and LZ4-framed ``Block`` s.
 
 A ``TransitWriter`` is bound to a ``ProcessInfo`` and a stream kind (``log``, ``metrics``,
-``cpu``). Records are packed from the layouts of ``_transit_layouts`` (metadata offsets, never
+``cpu``). Records are packed from the layouts of ``_layouts`` (metadata offsets, never
 hand-written ones), so what it writes is exactly what its ``StreamInfo`` declares. Strings,
 descriptors and property sets get process-lifetime ids, tagged in the high byte so the three
 kinds never collide (the reader has one id space per block); each block's dependency queue
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._exceptions import WireFormatError
-from ._transit_layouts import Level, RecordPacker, StreamLayout, StringCodec, stream_layout
+from ._layouts import Level, RecordPacker, StreamLayout, StringCodec, stream_layout
 from ._udt import UserDefinedType
 from ._wire_format import Block, BlockPayload, ProcessInfo, StreamInfo, compress_queue
 
