@@ -1,0 +1,68 @@
+"""Environment variables read by ``sirius.identity``: one documented constant each.
+
+The names are Micromegas's where Micromegas has one (its server, its web app and its Python
+client read the same variables), so one environment configures both.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MICROMEGAS_ADMINS",
+    "MICROMEGAS_API_KEYS",
+    "MICROMEGAS_API_KEY_CACHE_TTL_SECONDS",
+    "MICROMEGAS_AUTH_REDIRECT_URI",
+    "MICROMEGAS_OIDC_AUDIENCE",
+    "MICROMEGAS_OIDC_CLIENT_ID",
+    "MICROMEGAS_OIDC_CLIENT_SECRET",
+    "MICROMEGAS_OIDC_CONFIG",
+    "MICROMEGAS_OIDC_ISSUER",
+    "MICROMEGAS_OIDC_SCOPE",
+    "MICROMEGAS_SECURE_COOKIES",
+    "MICROMEGAS_STATE_SECRET",
+]
+
+MICROMEGAS_API_KEYS = "MICROMEGAS_API_KEYS"
+"""Server side: JSON list of ``{"name": …, "key": …}`` keys accepted as ``Authorization: Bearer <key>``."""
+
+MICROMEGAS_OIDC_CONFIG = "MICROMEGAS_OIDC_CONFIG"
+"""Server side: JSON ``{"issuers": [{"issuer": …, "audience": …}], …}``, the OIDC issuers whose
+tokens the services accept (unset: OIDC off)."""
+
+MICROMEGAS_ADMINS = "MICROMEGAS_ADMINS"
+"""Server side: JSON list of identities (email or ``sub``) that are admins when they sign in with OIDC."""
+
+MICROMEGAS_AUTH_REDIRECT_URI = "MICROMEGAS_AUTH_REDIRECT_URI"
+"""Explore login: the callback URL registered at the issuer (default: the gateway's own
+``/explore/auth/callback`` as the browser reached it)."""
+
+MICROMEGAS_STATE_SECRET = "MICROMEGAS_STATE_SECRET"  # noqa: S105 - a variable name, not a secret
+"""Explore login: the key signing the login-in-progress cookie (default: random per process, which
+is right for one gateway; replicas behind a load balancer need the same value)."""
+
+MICROMEGAS_SECURE_COOKIES = "MICROMEGAS_SECURE_COOKIES"
+"""Explore login: ``true`` marks the cookies ``Secure`` even when the gateway itself is reached over
+plain HTTP (behind a TLS-terminating proxy); they are always ``Secure`` on HTTPS."""
+
+MICROMEGAS_OIDC_ISSUER = "MICROMEGAS_OIDC_ISSUER"
+"""Client side (client credentials): the issuer whose token endpoint issues the service's tokens."""
+
+MICROMEGAS_OIDC_CLIENT_ID = "MICROMEGAS_OIDC_CLIENT_ID"
+"""Client side (client credentials): the service account's client id."""
+
+MICROMEGAS_OIDC_CLIENT_SECRET = "MICROMEGAS_OIDC_CLIENT_SECRET"  # noqa: S105 - a variable name
+"""Client side (client credentials): the service account's client secret."""
+
+MICROMEGAS_OIDC_AUDIENCE = "MICROMEGAS_OIDC_AUDIENCE"
+"""Client side (client credentials): the ``audience`` to ask for (Auth0, Azure AD); optional."""
+
+MICROMEGAS_OIDC_SCOPE = "MICROMEGAS_OIDC_SCOPE"
+"""Client side (client credentials): the ``scope`` to ask for; optional."""
+
+MICROMEGAS_API_KEYS = "MICROMEGAS_API_KEYS"
+"""Server side: JSON list of ``{"name": …, "key": …}`` (optionally ``"audience"``), the keys every
+service accepts as ``Authorization: Bearer <key>`` besides the database keys."""
+
+MICROMEGAS_API_KEY_CACHE_TTL_SECONDS = "MICROMEGAS_API_KEY_CACHE_TTL_SECONDS"
+"""Server side: the longest a database key change (mint, revocation) can go unseen by a running
+service should PostgreSQL's change notification be lost (default 5 s; notifications make it
+immediate otherwise)."""
