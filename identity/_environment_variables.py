@@ -21,9 +21,6 @@ __all__ = [
     "MICROMEGAS_STATE_SECRET",
 ]
 
-MICROMEGAS_API_KEYS = "MICROMEGAS_API_KEYS"
-"""Server side: JSON list of ``{"name": …, "key": …}`` keys accepted as ``Authorization: Bearer <key>``."""
-
 MICROMEGAS_OIDC_CONFIG = "MICROMEGAS_OIDC_CONFIG"
 """Server side: JSON ``{"issuers": [{"issuer": …, "audience": …}], …}``, the OIDC issuers whose
 tokens the services accept (unset: OIDC off)."""
