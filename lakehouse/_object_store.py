@@ -7,8 +7,8 @@ retried ingestion request never replaces an object another request already ackno
 needs the optional ``minio`` dependency; ``open_object_store`` picks the implementation from a
 ``MICROMEGAS_OBJECT_STORE_URI``.
 
-Keys are ``/``-separated relative paths, validated the same way by every implementation so a key
-that works in unit tests (in memory) also works on disk and in S3.
+Keys are ``/``-separated relative paths, validated the same way by every implementation
+(``_object_keys``) so a key that works in unit tests (in memory) also works on disk and in S3.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
+from ._object_keys import TMP_PREFIX as _TMP_PREFIX
+from ._object_keys import validate_key, validate_prefix
 
 __all__ = [
     "InMemoryObjectStore",
@@ -32,10 +34,6 @@ __all__ = [
     "validate_key",
     "validate_prefix",
 ]
-
-# Temporary files of in-flight local writes carry this prefix; listings skip them and keys may
-# not use it, so a half-written object can never be mistaken for a real one.
-_TMP_PREFIX = ".sirius-tmp-"
 
 
 @runtime_checkable
@@ -105,47 +103,6 @@ class ObjectStore(Protocol):
     async def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
         ...
-
-
-def validate_key(key: str) -> str:
-    """Check that ``key`` is a relative ``/``-separated object key and return it.
-
-    Rejected: empty keys, a leading or doubled ``/``, ``.``/``..`` segments (they would escape
-    the root of a local store), backslashes and NUL (ambiguous on disk), and the prefix reserved
-    for temporary files.
-
-    Raises:
-        ObjectStoreError: the key is malformed.
-    """
-    if not isinstance(key, str) or not key:
-        msg = f"object key must be a non-empty string, got {key!r}"
-        raise ObjectStoreError(msg)
-    if "\\" in key or "\x00" in key:
-        msg = f"object key contains a backslash or NUL: {key!r}"
-        raise ObjectStoreError(msg)
-    for segment in key.split("/"):
-        if segment in ("", ".", "..") or segment.startswith(_TMP_PREFIX):
-            msg = f"malformed object key {key!r}"
-            raise ObjectStoreError(msg)
-    return key
-
-
-def validate_prefix(prefix: str) -> str:
-    """Check a listing prefix (see ``validate_key``) and return it.
-
-    Raises:
-        ObjectStoreError: the prefix is malformed.
-    """
-    # A prefix may end with "/" or stop in the middle of a segment ("blobs/p"): only the complete
-    # segments before the last "/" are checked, and those are what a local store turns into a path.
-    if not isinstance(prefix, str) or prefix.startswith("/") or "\\" in prefix or "\x00" in prefix:
-        msg = f"malformed key prefix {prefix!r}"
-        raise ObjectStoreError(msg)
-    for segment in prefix.split("/")[:-1]:
-        if segment in ("", ".", ".."):
-            msg = f"malformed key prefix {prefix!r}"
-            raise ObjectStoreError(msg)
-    return prefix
 
 
 class InMemoryObjectStore:

@@ -27,7 +27,7 @@ from minio.error import MinioException, S3Error
 
 from . import _environment_variables as env
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
-from ._object_store import validate_key, validate_prefix
+from ._object_keys import validate_key, validate_prefix
 
 __all__ = ["S3Config", "S3ObjectStore"]
 
