@@ -18,6 +18,10 @@ MICROMEGAS_PROCESS_PROPERTIES = "MICROMEGAS_PROCESS_PROPERTIES"
 MICROMEGAS_TELEMETRY_PARENT_PROCESS = "MICROMEGAS_TELEMETRY_PARENT_PROCESS"
 """Process id of the parent process, recorded as ``parent_process_id``."""
 
+SIRIUS_TLS_CA_FILE = "SIRIUS_TLS_CA_FILE"
+"""PEM bundle of the certificate authorities the sink trusts for an ``https://`` ingestion service
+(default: the system's trust store); the spool flush and the in-process OTel exporters use it too."""
+
 SIRIUS_SINK_MAX_QUEUE_BYTES = "SIRIUS_SINK_MAX_QUEUE_BYTES"
 """Byte budget of the sink's queue of unsent blocks (default 64 MiB)."""
 

@@ -59,6 +59,8 @@ class HttpTransport:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._timeout = config.request_timeout
+        # Built once: loading the CA bundle for every reconnection would cost a file read each time.
+        self._tls = config.tls_context() if self._https else None
         self._headers = {"Content-Type": "application/cbor"}
         if config.api_key:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
@@ -67,8 +69,12 @@ class HttpTransport:
     def post(self, path: str, body: bytes) -> TransportResponse:
         """POST over the kept-alive connection; a broken connection is dropped and the error raised."""
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
+            if self._tls is not None:
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=self._tls
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         try:
             self._conn.request("POST", self._prefix + path, body=body, headers=self._headers)
             response = self._conn.getresponse()

@@ -16,6 +16,7 @@ def flush_spool(
     url: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    ca_file: str | None = None,
 ) -> SpoolDeliveryStats:
     """Deliver every spooled body no live process holds, retrying while the service is unreachable.
 
@@ -24,12 +25,14 @@ def flush_spool(
         url: ingestion service (default ``MICROMEGAS_TELEMETRY_URL``, then ``http://127.0.0.1:9000``).
         api_key: Bearer token (default ``MICROMEGAS_INGESTION_API_KEY``).
         timeout: seconds to keep trying while the service is unreachable.
+        ca_file: PEM bundle of the CAs trusted for an ``https://`` url (default ``SIRIUS_TLS_CA_FILE``,
+            then the system's trust store).
 
     Returns:
         What was delivered, rejected, found corrupt, and what remains (``remaining_entries``,
         ``busy_directories``: held by a running process).
     """
-    sink_config = SinkConfig.resolve(url=url, api_key=api_key, spool_dir=spool_dir)
+    sink_config = SinkConfig.resolve(url=url, api_key=api_key, spool_dir=spool_dir, ca_file=ca_file)
     spool = sink_config.spool
     if spool is None:
         return SpoolDeliveryStats()
