@@ -42,13 +42,15 @@ from ._transit_reader import POSITION, DecodedBlock, decode_block
 if TYPE_CHECKING:
     from ._lakehouse import Lakehouse
 
-__all__ = ["PARSE_BLOCK_SCHEMA", "PARSE_BLOCK_TYPE", "block_objects", "fetch_payload", "parse_block"]
+__all__ = ["PARSE_BLOCK_SCHEMA", "PARSE_BLOCK_TYPE", "PARSE_BLOCK_UDF", "block_objects", "fetch_payload", "parse_block"]
 
 PARSE_BLOCK_SCHEMA = pa.schema(
     [("object_index", pa.int64(), False), ("type_name", pa.utf8(), False), ("value", pa.binary(), False)]
 )
 PARSE_BLOCK_TYPE = pa.list_(pa.struct(list(PARSE_BLOCK_SCHEMA)))
 """The rows of ``parse_block`` as one list value (how the internal scalar hands them over)."""
+PARSE_BLOCK_UDF = "__sirius_parse_block"
+"""Scalar behind the ``parse_block`` table function: a block's rows as one list value."""
 
 
 _POINT_TYPES = {

@@ -41,6 +41,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, u
 from . import _sql_blocks as blocks
 from . import _sql_histograms as histograms
 from ._sql_admin import PartitionAdmin
+from ._sql_blocks import PARSE_BLOCK_UDF
 from ._sql_bucket_histograms import bucket_histogram_udfs
 from ._sql_histogram_merge import (
     MERGED_HISTOGRAM_QUANTILE,
@@ -51,7 +52,8 @@ from ._sql_histogram_merge import (
 from ._sql_jsonb import jsonb_udfs
 from ._sql_jsonpath import jsonb_path_udfs
 from ._sql_properties import properties_udfs, variant_udfs
-from ._sql_table_functions import RunAsync, rename_calls_by_arity
+from ._sql_table_functions import RunAsync
+from ._sql_text import rename_calls_by_arity
 from ._sql_visual import visual_udfs
 
 __all__ = [
@@ -153,10 +155,6 @@ def _admin_udfs(partitions: PartitionAdmin, run_async: RunAsync) -> list[datafus
         udf(by_metadata, [*metadata_args, pa.binary()], pa.utf8(), "volatile", "retire_partition_by_metadata"),
         udf(by_metadata, metadata_args, pa.utf8(), "volatile", _RETIRE_BY_METADATA_4),
     ]
-
-
-PARSE_BLOCK_UDF = "__sirius_parse_block"
-"""Scalar behind the ``parse_block`` table function: a block's rows as one list value."""
 
 
 def _block_udfs(lake: Any, run_async: RunAsync) -> list[datafusion.ScalarUDF]:

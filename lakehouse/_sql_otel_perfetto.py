@@ -20,6 +20,7 @@ per-lane stack: Perfetto export is a per-request encoding, not ETL).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import datafusion
 import numpy as np
@@ -28,7 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._sql_perfetto import PerfettoTrack, stable_id
-from ._sql_table_functions import SqlEnvironment
+
+if TYPE_CHECKING:
+    from ._sql_table_functions import SqlEnvironment
 
 __all__ = ["assign_lanes", "otel_tracks"]
 

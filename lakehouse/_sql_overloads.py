@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import datafusion
 
-from ._sql_table_functions import find_calls
+from ._sql_text import find_calls
 
 __all__ = ["OverloadError", "plan_with_overloads"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._sql_table_functions import skip_text
+from ._sql_text import skip_text
 
 __all__ = ["ParameterError", "bind_parameters", "sql_literal"]
 

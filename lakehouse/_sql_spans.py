@@ -19,16 +19,20 @@ and returns the trace in chunks
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datafusion
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._sql_arguments import argument_ordinal
+from ._sql_arguments import time_arg as _time_arg
 from ._sql_otel_perfetto import otel_tracks
 from ._sql_perfetto import PerfettoTrack, chunk_trace, encode_trace, stable_id
-from ._sql_table_functions import SqlEnvironment, _time_arg, argument_ordinal
+
+if TYPE_CHECKING:
+    from ._sql_table_functions import SqlEnvironment
 
 __all__ = [
     "PERFETTO_CHUNKS_ARGUMENTS",

@@ -29,10 +29,23 @@ from typing import Any, TypeVar
 import datafusion
 import pyarrow as pa
 
-from ..tracing.transit import parse_rfc3339_ns
 from . import _sql_admin as admin
+from ._sql_arguments import argument_ordinal
+from ._sql_arguments import int_arg as _int_arg
+from ._sql_arguments import str_arg as _str_arg
+from ._sql_arguments import time_arg as _time_arg
+from ._sql_blocks import PARSE_BLOCK_SCHEMA, PARSE_BLOCK_UDF
 from ._sql_histograms import EXPAND_HISTOGRAM_SCHEMA, expand_histogram_table
 from ._sql_jsonb import DICT_BINARY, jsonb_array_elements_table, jsonb_each_table
+from ._sql_spans import (
+    PERFETTO_CHUNKS_ARGUMENTS,
+    PERFETTO_CHUNKS_SCHEMA,
+    PROCESS_SPANS_ARGUMENTS,
+    PROCESS_SPANS_SCHEMA,
+    perfetto_trace_chunks,
+    process_spans,
+)
+from ._sql_text import SqlCall, find_calls, rename_calls_by_arity, skip_comment, skip_quoted
 from ._view_ddl import ViewDdl, parse_view_ddl
 from ._view_ddl_execution import VIEW_DDL_RESULT_SCHEMA
 from ._view_definitions import LIST_VIEW_SET_DEFINITIONS_SCHEMA
@@ -131,132 +144,7 @@ class TableFunction:
     arguments: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class SqlCall:
-    """One ``name(args)`` occurrence in a SQL text: ``sql[start:end]`` is the whole call."""
-
-    name: str
-    start: int
-    end: int
-    args: tuple[str, ...]
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _TEMP_NAMES = itertools.count()  # unique temporary table names, even when a session is reused
-
-
-def skip_quoted(sql: str, i: int, quote: str) -> int:
-    """Index just past the literal or quoted identifier opening at ``i`` (doubled quotes escape)."""
-    j = i + 1
-    while j < len(sql):
-        if sql[j] == quote:
-            if j + 1 < len(sql) and sql[j + 1] == quote:
-                j += 2
-                continue
-            return j + 1
-        j += 1
-    return len(sql)
-
-
-def skip_comment(sql: str, i: int) -> int | None:
-    if sql.startswith("--", i):
-        end = sql.find("\n", i)
-        return len(sql) if end < 0 else end + 1
-    if sql.startswith("/*", i):
-        end = sql.find("*/", i + 2)
-        return len(sql) if end < 0 else end + 2
-    return None
-
-
-def skip_text(sql: str, i: int) -> int | None:
-    """Index just past the quoted literal/identifier or comment opening at ``i``; None if none does."""
-    ch = sql[i]
-    if ch in "'\"":
-        return skip_quoted(sql, i, ch)
-    return skip_comment(sql, i)
-
-
-def _split_args(sql: str, open_paren: int) -> tuple[tuple[str, ...], int] | None:
-    """Top-level comma-separated arguments after ``(`` at ``open_paren``; None if unbalanced."""
-    depth, i, start, args = 0, open_paren + 1, open_paren + 1, []
-    while i < len(sql):
-        skipped = skip_text(sql, i)
-        if skipped is not None:
-            i = skipped
-            continue
-        ch = sql[i]
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            if depth == 0:
-                text = sql[start:i].strip()
-                if text or args:
-                    args.append(text)
-                return tuple(args), i + 1
-            depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(sql[start:i].strip())
-            start = i + 1
-        i += 1
-    return None
-
-
-def find_calls(sql: str, names: set[str]) -> list[SqlCall]:
-    """Every call of one of ``names`` (lower-case) in ``sql``, outermost first, in text order.
-
-    Calls nested inside another found call's arguments are not reported separately.
-    """
-    calls: list[SqlCall] = []
-    i = 0
-    while i < len(sql):
-        skipped = skip_text(sql, i)
-        if skipped is not None:
-            i = skipped
-            continue
-        dollar = _DOLLAR_QUOTE.match(sql, i) if sql[i] == "$" else None
-        if dollar is not None:  # $$…$$ / $tag$…$tag$ (the queries of view DDL) are text, not calls
-            end = sql.find(dollar.group(), dollar.end())
-            i = len(sql) if end < 0 else end + len(dollar.group())
-            continue
-        match = _WORD.match(sql, i)
-        if match is None:
-            i += 1
-            continue
-        word_end = match.end()
-        preceded_by_dot = i > 0 and sql[i - 1] == "."
-        j = word_end
-        while j < len(sql) and sql[j].isspace():
-            j += 1
-        name = match.group().lower()
-        if name in names and not preceded_by_dot and j < len(sql) and sql[j] == "(":
-            parsed = _split_args(sql, j)
-            if parsed is not None:
-                args, end = parsed
-                calls.append(SqlCall(name, i, end, args))
-                i = end
-                continue
-        i = word_end
-    return calls
-
-
-def rename_calls_by_arity(sql: str, renames: dict[tuple[str, int], str]) -> str:
-    """Rename ``name(…)`` calls by argument count (lets one SQL name have several UDF arities).
-
-    >>> rename_calls_by_arity("SELECT f(1, 2), f(3)", {("f", 1): "f_1"})
-    'SELECT f(1, 2), f_1(3)'
-    """
-    names = {name for name, _ in renames}
-    out, last = [], 0
-    for call in find_calls(sql, names):
-        name_end = call.start + len(call.name)
-        open_paren = sql.index("(", name_end)
-        new_name = renames.get((call.name, len(call.args)), sql[call.start : name_end])
-        args = ", ".join(rename_calls_by_arity(arg, renames) for arg in call.args)
-        out += [sql[last : call.start], new_name, sql[name_end:open_paren], "(", args, ")"]
-        last = call.end
-    out.append(sql[last:])
-    return "".join(out)
 
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -375,45 +263,6 @@ def _view_ddl(ctx: datafusion.SessionContext, env: SqlEnvironment, ddl: ViewDdl)
 # implementations
 
 
-def _time_arg(value: Any, function: str, what: str) -> int:
-    """A time argument as Unix ns: RFC 3339 text, or a timestamp (already ns from ``_evaluate``)."""
-    if isinstance(value, bool) or value is None:
-        msg = f"{function}: {what} must be a time, got {value!r}"
-        raise ValueError(msg)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_rfc3339_ns(value.strip())
-        except ValueError as exc:
-            msg = f"{function}: {what} is not an RFC 3339 time: {value!r}"
-            raise ValueError(msg) from exc
-    msg = f"{function}: {what} must be a time, got {value!r}"
-    raise ValueError(msg)
-
-
-_ORDINALS = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth")
-
-
-def argument_ordinal(index: int) -> str:
-    """``"First"``, ``"Second"``… for a 0-based argument index (Micromegas's error wording)."""
-    return _ORDINALS[index] if index < len(_ORDINALS) else f"Argument #{index + 1}:"
-
-
-def _str_arg(value: Any, function: str, what: str) -> str:
-    if not isinstance(value, str):
-        msg = f"{function}: {what} must be a string, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _int_arg(value: Any, function: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{function}: {what} must be an integer, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
 def _log_table(env: SqlEnvironment, run: Callable[[admin.LogSink], Coroutine[Any, Any, None]]) -> pa.Table:
     times: list[int] = []
     messages: list[str] = []
@@ -498,9 +347,6 @@ def _jsonb_array_elements(_ctx: datafusion.SessionContext, _env: SqlEnvironment,
 
 
 def _parse_block(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequence[Any]) -> pa.Table:
-    from ._sql_blocks import PARSE_BLOCK_SCHEMA
-    from ._sql_functions import PARSE_BLOCK_UDF
-
     block_id = _str_arg(args[0], "parse_block", "block_id")
     literal = "'" + block_id.replace("'", "''") + "'"
     try:
@@ -519,16 +365,6 @@ def _parse_block(ctx: datafusion.SessionContext, env: SqlEnvironment, args: Sequ
 
 def table_functions() -> dict[str, TableFunction]:
     """The registry of table functions expanded before planning (name → function)."""
-    from ._sql_blocks import PARSE_BLOCK_SCHEMA
-    from ._sql_spans import (
-        PERFETTO_CHUNKS_ARGUMENTS,
-        PERFETTO_CHUNKS_SCHEMA,
-        PROCESS_SPANS_ARGUMENTS,
-        PROCESS_SPANS_SCHEMA,
-        perfetto_trace_chunks,
-        process_spans,
-    )
-
     jsonb_each_schema = pa.schema([("key", pa.utf8()), ("value", DICT_BINARY)])
     functions = [
         TableFunction("list_partitions", admin.LIST_PARTITIONS_SCHEMA, _list_partitions, (0,)),

@@ -65,7 +65,7 @@ def test_doctests() -> None:
     import doctest
 
     from sirius.flight import _headers, _query_client
-    from sirius.lakehouse import _sql_jsonb, _sql_table_functions
+    from sirius.lakehouse import _sql_jsonb, _sql_table_functions, _sql_text
 
-    for module in (proto, _headers, _query_client, _sql_jsonb, _sql_table_functions):
+    for module in (proto, _headers, _query_client, _sql_jsonb, _sql_table_functions, _sql_text):
         assert doctest.testmod(module).failed == 0, module.__name__
