@@ -26,6 +26,7 @@ from pyarrow.cffi import ffi
 from ._exceptions import (
     FlightSqlError,
     InvalidQueryError,
+    QueryDeniedError,
     QueryResourcesError,
     QueryTimeoutError,
     UnsupportedCommandError,
@@ -70,7 +71,8 @@ def _errno(error: FlightSqlError) -> int:
         return errno.ENOSYS
     # Timeouts and resource limits reached mid-stream: INVALID_ARGUMENT is the closest status an
     # Arrow C stream can carry (the message says what happened).
-    if isinstance(error, (InvalidQueryError, QueryResourcesError, QueryTimeoutError)):
+    # A denial too: Micromegas's RESOURCE_EXHAUSTED reads as INVALID_ARGUMENT in Arrow clients.
+    if isinstance(error, (InvalidQueryError, QueryResourcesError, QueryTimeoutError, QueryDeniedError)):
         return errno.EINVAL
     return errno.EIO
 

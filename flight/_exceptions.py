@@ -8,7 +8,7 @@
      ├── QueryTimeoutError         the query ran past its timeout and was cancelled → DEADLINE_EXCEEDED
      ├── UnsupportedCommandError   a FlightSQL command or action Sirius does not serve → UNIMPLEMENTED
      ├── ServerBusyError           too many queries running → UNAVAILABLE
-     ├── QueryDeniedError          refused by a query deny rule → PERMISSION_DENIED
+     ├── QueryDeniedError          refused by a deny rule → INVALID_ARGUMENT (Micromegas's RESOURCE_EXHAUSTED, as read)
      └── InternalQueryError        anything else (a bug, a failing dependency) → INTERNAL
 
 Foreign errors (DataFusion's ``Exception``/``ValueError`` with DataFusion's message prefixes,
@@ -92,7 +92,8 @@ class QueryDeniedError(FlightSqlError):
     """An admin's query deny rule matches the query; the message names the rule and its reason.
 
     Micromegas answers RESOURCE_EXHAUSTED, which Arrow C++'s gRPC transport cannot emit (see the
-    module docstring); PERMISSION_DENIED is the clean status that says "refused on purpose".
+    module docstring); pyarrow-based clients (the ``micromegas`` client among them) raise
+    ``ArrowInvalid`` for RESOURCE_EXHAUSTED, so INVALID_ARGUMENT is what they see either way.
     """
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -61,6 +62,7 @@ __all__ = ["Attribution", "AuditState", "QueryGovernance", "attribution"]
 
 _LOG = logging.getLogger(__name__)
 _UNKNOWN = "unknown"
+_AUDIT_TARGET = "flightsql_query_audit"
 _DENY_FUNCTION_CALL = re.compile(r"\b(?:deny_queries|remove_query_denial|list_query_denials)\s*\(", re.IGNORECASE)
 _PEER = re.compile(r"^(?:ipv4:|ipv6:)?\[?(?P<host>[^\]]*?)\]?(?::\d+)?$")
 _MEMORY_GAUGES = ("peak_mem_used", "mem_used", "build_mem_used")
@@ -341,13 +343,20 @@ class QueryGovernance:
             f"query denied by rule {rule.rule_id} (reason: {rule.reason}); "
             f"ask an admin to lift it with remove_query_denial('{rule.rule_id}')"
         )
+        who = state.who
+        # Micromegas's denial line, word for word (operators grep for it), through the ``sirius``
+        # logger (self-telemetry writes it to log_entries).
         _LOG.warning(
-            "query denied rule_id=%s user=%s client=%s client_ip=%s sql_hash=%s query_id=%s",
+            "query denied rule_id=%s reason=%s sql_hash=%s user=%s email=%s client=%s entrypoint=%s "
+            "client_ip=%s query_id=%s",
             rule.rule_id,
-            state.who.user_id,
-            state.who.client,
-            state.who.client_ip,
+            json.dumps(rule.reason),
             state.sql_hash,
+            who.user_id,
+            who.email,
+            who.client,
+            who.entrypoint,
+            who.client_ip,
             state.query_id,
         )
         raise QueryDeniedError(msg, state.query_id)
@@ -365,52 +374,47 @@ class QueryGovernance:
             scanned, peak, spilled, spills = _plan_costs(state.df)
             rows = state.rows() if state.rows is not None else None
             who = state.who
-            self.audit_log.submit(
-                QueryAuditRecord(
-                    query_id=state.query_id,
-                    time=state.started_at,
-                    client_ip=who.client_ip,
-                    client=who.client,
-                    agent=who.agent,
-                    entrypoint=who.entrypoint,
-                    session=who.session,
-                    notebook=who.notebook,
-                    cell=who.cell,
-                    user_id=who.user_id,
-                    email=who.email,
-                    user_name=who.user_name,
-                    service_account=who.service_account,
-                    service_account_name=who.service_account_name,
-                    org_id=who.org_id,
-                    sql=state.sql,
-                    sql_hash=state.sql_hash,
-                    range_begin=_to_datetime(state.begin_ns),
-                    range_end=_to_datetime(state.end_ns),
-                    row_limit=state.limit,
-                    context_init_ms=state.context_init_ms,
-                    planning_ms=state.planning_ms,
-                    execution_ms=state.execution_ms,
-                    setup_ms=state.setup_ms or total_ms,
-                    total_ms=total_ms,
-                    status="error" if error is not None else status or "ok",
-                    error=error.message if error is not None else None,
-                    error_class=_error_class(error) if error is not None else None,
-                    output_rows=rows,
-                    bytes_scanned=scanned,
-                    peak_memory_bytes=peak,
-                    spilled_bytes=spilled,
-                    spill_count=spills,
-                    deny_rule_id=state.deny_rule_id,
-                )
+            record = QueryAuditRecord(
+                query_id=state.query_id,
+                time=state.started_at,
+                client_ip=who.client_ip,
+                client=who.client,
+                agent=who.agent,
+                entrypoint=who.entrypoint,
+                session=who.session,
+                notebook=who.notebook,
+                cell=who.cell,
+                user_id=who.user_id,
+                email=who.email,
+                user_name=who.user_name,
+                service_account=who.service_account,
+                service_account_name=who.service_account_name,
+                org_id=who.org_id,
+                sql=state.sql,
+                sql_hash=state.sql_hash,
+                range_begin=_to_datetime(state.begin_ns),
+                range_end=_to_datetime(state.end_ns),
+                row_limit=state.limit,
+                context_init_ms=state.context_init_ms,
+                planning_ms=state.planning_ms,
+                execution_ms=state.execution_ms,
+                setup_ms=state.setup_ms or total_ms,
+                total_ms=total_ms,
+                status="error" if error is not None else status or "ok",
+                error=error.message if error is not None else None,
+                error_class=_error_class(error) if error is not None else None,
+                output_rows=rows,
+                bytes_scanned=scanned,
+                peak_memory_bytes=peak,
+                spilled_bytes=spilled,
+                spill_count=spills,
+                deny_rule_id=state.deny_rule_id,
             )
-            # Self-telemetry (``sirius up --self-telemetry``): one log line per query, ignored
-            # unless the tracer runs in this process.
-            tracing.info(
-                f"flightsql.query query_id={state.query_id} user={who.principal} "
-                f"status={'error' if error is not None else status or 'ok'} rows={rows} "
-                f"total_ms={total_ms:.1f} bytes_scanned={scanned}",
-                target="sirius.flightsql",
-            )
+            self.audit_log.submit(record)
+            # Self-telemetry (``sirius up --self-telemetry``): the record as one JSON log line under
+            # the ``flightsql_query_audit`` target, as Micromegas emits it (ignored unless the
+            # tracer runs in this process).
+            tracing.info(json.dumps(record.log_fields(), separators=(",", ":")), target=_AUDIT_TARGET)
         except Exception:  # noqa: BLE001 - auditing must never fail a query
             _LOG.exception("query audit: record of %s not queued", state.query_id)
 

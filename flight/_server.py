@@ -42,7 +42,8 @@ import pyarrow as pa
 from pyarrow import flight
 
 from .. import tracing
-from ..collector import ApiKeys
+from ..collector import ServerTls
+from ..identity import Authenticator, as_access_policy
 from ..lakehouse import (
     ParameterError,
     SqlEnvironment,
@@ -104,10 +105,13 @@ class FlightSqlConfig:
         query_memory_limit_bytes: memory pool of each query (None: unbounded).
         max_concurrent_queries: further queries get UNAVAILABLE (retry later).
         max_batch_bytes: larger result batches are sliced (Grafana's client takes ≤ 4 MiB messages).
-        admin_key_names: API key names whose callers may run admin functions; None = every
-            caller (Micromegas's rule when only API keys exist).
+        admin_key_names: when given, exactly the principals of these names may run admin
+            functions; None (the default) lets the access policy decide (``sirius.identity``:
+            ``MICROMEGAS_ADMINS``, the stored ``admins`` group, and every caller in an
+            environment-keys-only deployment, Micromegas's rule).
         session_timeout_seconds: bound on the provider's ``session()`` (JIT ETL included).
         max_ingest_bytes: largest ``bulk_ingest`` upload (Arrow bytes) accepted.
+        tls: serve ``grpc+tls`` with this certificate (None: plain ``grpc``).
     """
 
     host: str = "127.0.0.1"
@@ -119,6 +123,12 @@ class FlightSqlConfig:
     admin_key_names: frozenset[str] | None = None
     session_timeout_seconds: float = 600.0
     max_ingest_bytes: int = DEFAULT_MAX_INGEST_BYTES
+    tls: ServerTls | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``grpc+tls`` when the server serves TLS, else ``grpc`` (the URI scheme clients use)."""
+        return "grpc+tls" if self.tls is not None else "grpc"
 
     def __post_init__(self) -> None:
         if self.query_timeout_seconds <= 0:
@@ -153,13 +163,15 @@ class FlightSqlServer(flight.FlightServerBase):
     def __init__(
         self,
         provider: SessionProvider,
-        keys: ApiKeys,
+        keys: Authenticator | None,
         config: FlightSqlConfig,
         app_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         host = f"[{config.host}]" if ":" in config.host else config.host
+        tls = config.tls
         super().__init__(
-            f"grpc://{host}:{config.port}",
+            f"{config.scheme}://{host}:{config.port}",
+            tls_certificates=[flight.CertKeyPair(tls.certificate_chain, tls.private_key)] if tls is not None else None,
             auth_handler=HandshakeHandler(),
             middleware={MIDDLEWARE_KEY: CallContextFactory(keys, config.admin_key_names)},
         )
@@ -729,9 +741,7 @@ def _error_stream(error: FlightSqlError) -> flight.FlightDataStream:
         raise flight.FlightUnavailableError(str(error))
     if isinstance(error, InternalQueryError):
         raise flight.FlightInternalError(str(error))
-    if isinstance(error, QueryDeniedError):
-        raise flight.FlightUnauthorizedError(str(error))
-    if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError):
+    if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError | QueryDeniedError):
         return flight.RecordBatchStream(export_reader(ErrorSource(error)))
     raise flight.FlightInternalError(str(error))  # pragma: no cover - every kind is handled above
 
@@ -741,7 +751,8 @@ class FlightSqlService:
 
     Args:
         provider: builds the query sessions (the lakehouse's session factory).
-        keys: API keys (``ApiKeys.from_env()``); empty = no authentication.
+        keys: the access policy (``sirius.identity.build_authenticator`` with the analytics
+            role), or bare environment keys; None = no authentication.
         config: bind address, limits.
         loop: the application's event loop, on which ``provider.session()`` and partition
             administration run (it owns the PostgreSQL pool). Default: the loop running
@@ -751,13 +762,13 @@ class FlightSqlService:
     def __init__(
         self,
         provider: SessionProvider,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         config: FlightSqlConfig | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.provider = provider
-        self.keys = keys if keys is not None else ApiKeys()
+        self.keys = as_access_policy(keys)
         self.config = config if config is not None else FlightSqlConfig()
         self._loop = loop
         self.server: FlightSqlServer | None = None

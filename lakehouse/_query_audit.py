@@ -81,6 +81,65 @@ class QueryAuditRecord:
     spill_count: int
     deny_rule_id: str | None
 
+    def log_fields(self) -> dict[str, object]:
+        """The record as Micromegas's JSON audit line spells it (its field names and order).
+
+        Optional fields are left out when unset, as Micromegas's serializer skips them;
+        ``peak_memory_bytes`` is 0 when no operator reported one.
+        """
+        optional = {
+            "session": self.session,
+            "notebook": self.notebook,
+            "cell": self.cell,
+        }
+        out: dict[str, object] = {
+            "query_id": self.query_id,
+            "client_ip": self.client_ip,
+            "client": self.client,
+            "agent": self.agent,
+            "entrypoint": self.entrypoint,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        out.update({"user": self.user_id, "email": self.email})
+        if self.user_name is not None:
+            out["name"] = self.user_name
+        out["service_account"] = self.service_account
+        if self.service_account_name is not None:
+            out["service_account_name"] = self.service_account_name
+        out["sql"] = self.sql
+        if self.range_begin is not None:
+            out["range_begin"] = self.range_begin.isoformat()
+        if self.range_end is not None:
+            out["range_end"] = self.range_end.isoformat()
+        if self.row_limit is not None:
+            out["limit"] = self.row_limit
+        out.update(
+            {
+                "context_init_ms": self.context_init_ms,
+                "planning_ms": self.planning_ms,
+                "execution_ms": self.execution_ms,
+                "setup_ms": self.setup_ms,
+                "total_ms": self.total_ms,
+                "status": self.status,
+            }
+        )
+        if self.error is not None:
+            out["error"] = self.error
+        if self.error_class is not None:
+            out["error_class"] = self.error_class
+        if self.output_rows is not None:
+            out["output_rows"] = self.output_rows
+        out.update(
+            {
+                "bytes_scanned": self.bytes_scanned,
+                "peak_memory_bytes": self.peak_memory_bytes or 0,
+                "spilled_bytes": self.spilled_bytes,
+                "spill_count": self.spill_count,
+                "sql_hash": self.sql_hash,
+            }
+        )
+        return out
+
 
 AUDIT_COLUMNS = tuple(f.name for f in fields(QueryAuditRecord))
 

@@ -7,7 +7,8 @@ admin callers, so others get "table function not found" / "Invalid function", as
 * ``SELECT * FROM list_query_denials()``: every rule (``rule_id``, ``created_at``,
   ``created_by``, ``reason``, ``match_expr``, ``last_hit_at``), oldest first.
 * ``SELECT * FROM deny_queries(match_expr, reason)``: validates the expression (see
-  ``_query_deny_list.py``) and the reason, stores the rule and returns its ``rule_id``; a bad
+  ``_query_deny_list.py``) and the reason, stores the rule and returns its id (``msg``, as
+  Micromegas's log-stream answer, and ``rule_id``); a bad
   argument is an error naming the function and changes nothing.
 * ``SELECT remove_query_denial(rule_id)``: ``SUCCESS: …`` when the rule was removed,
   ``ERROR: …`` when there was none with this id; a malformed id is an error.
@@ -18,6 +19,7 @@ Each service applies its own changes at once; other services within their refres
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import datafusion
@@ -43,8 +45,15 @@ LIST_QUERY_DENIALS_SCHEMA = pa.schema(
 )
 """``list_query_denials()``."""
 
-DENY_QUERIES_SCHEMA = pa.schema([pa.field("rule_id", pa.utf8(), nullable=False)])
-"""``deny_queries(match_expr, reason)``: the new rule's id."""
+DENY_QUERIES_SCHEMA = pa.schema(
+    [
+        pa.field("time", _TS, nullable=False),
+        pa.field("msg", pa.utf8(), nullable=False),
+        pa.field("rule_id", pa.utf8(), nullable=False),
+    ]
+)
+"""``deny_queries(match_expr, reason)``: Micromegas's log-stream shape (``time``, ``msg`` = the new
+rule's id), plus the id again as ``rule_id``."""
 
 RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -92,11 +101,12 @@ def deny_list_table_functions(deny_list: DenyList, created_by: str) -> dict[str,
         except MatchExpressionError as exc:
             msg = f"deny_queries: {exc}"
             raise ValueError(msg) from None
-        return pa.table({"rule_id": [rule.rule_id]}, schema=DENY_QUERIES_SCHEMA)
+        now = datetime.now(UTC)
+        return pa.table({"time": [now], "msg": [rule.rule_id], "rule_id": [rule.rule_id]}, schema=DENY_QUERIES_SCHEMA)
 
     functions = [
         TableFunction("list_query_denials", LIST_QUERY_DENIALS_SCHEMA, list_denials, (0,), admin_only=True),
-        TableFunction("deny_queries", DENY_QUERIES_SCHEMA, deny, (2,), admin_only=True),
+        TableFunction("deny_queries", DENY_QUERIES_SCHEMA, deny, (2,), admin_only=True, mutates=True),
     ]
     return {fn.name: fn for fn in functions}
 

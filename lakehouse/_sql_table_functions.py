@@ -142,6 +142,9 @@ class TableFunction:
     arity: tuple[int, ...]
     admin_only: bool = False
     arguments: tuple[str, ...] = ()
+    mutates: bool = False
+    """Changes state (``deny_queries``): the whole statement is planned first, over an empty
+    result, so a statement that cannot run (an unknown column, say) changes nothing."""
 
 
 _TEMP_NAMES = itertools.count()  # unique temporary table names, even when a session is reused
@@ -211,21 +214,40 @@ def expand_table_functions(
     calls = find_calls(sql, names)
     if not calls:
         return sql
+    for call in calls:
+        _check_arity(registry[call.name], call)
+    if not env.schema_only and any(registry[call.name].mutates for call in calls):
+        # plan (not run) the statement over empty results first: a failure stops it here.
+        ctx.sql(_rewrite(ctx, sql, calls, registry, env, dry=True))
+    return _rewrite(ctx, sql, calls, registry, env, dry=env.schema_only)
+
+
+def _check_arity(fn: TableFunction, call: SqlCall) -> None:
+    if len(call.args) in fn.arity:
+        return
+    expected = " or ".join(str(a) for a in fn.arity)
+    msg = f"{fn.name} takes {expected} argument(s), got {len(call.args)}"
+    if len(call.args) < len(fn.arguments):
+        missing = len(call.args)
+        msg = f"{argument_ordinal(missing)} argument to {fn.name} must be {fn.arguments[missing]}, given none ({msg})"
+    raise ValueError(msg)
+
+
+def _rewrite(
+    ctx: datafusion.SessionContext,
+    sql: str,
+    calls: list[SqlCall],
+    registry: dict[str, TableFunction],
+    env: SqlEnvironment,
+    *,
+    dry: bool,
+) -> str:
+    """Register each call's result (an empty table of its schema when ``dry``) and return the SQL reading them."""
     out, last = [], 0
     for call in calls:
         fn = registry[call.name]
-        if len(call.args) not in fn.arity:
-            expected = " or ".join(str(a) for a in fn.arity)
-            msg = f"{fn.name} takes {expected} argument(s), got {len(call.args)}"
-            if len(call.args) < len(fn.arguments):
-                missing = len(call.args)
-                msg = (
-                    f"{argument_ordinal(missing)} argument to {fn.name} must be {fn.arguments[missing]},"
-                    f" given none ({msg})"
-                )
-            raise ValueError(msg)
         temp = f"__sirius_tf_{next(_TEMP_NAMES)}"
-        if env.schema_only:
+        if dry:
             table = fn.schema.empty_table()
         else:
             args = [_evaluate(ctx, env, arg) for arg in call.args]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import signal
@@ -97,16 +98,21 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
         assert [(p["exe"], p["service"]) for p in processes] == [("sirius", "sirius")]
         process_id = processes[0]["process_id"]
 
-        lines = _wait_for(
-            "the query log lines of sirius",
-            lambda: _query(
+        def audit_lines() -> list[dict[str, Any]]:
+            rows = _query(
                 flight,
                 f"SELECT target, level, msg FROM log_entries WHERE process_id = '{process_id}' "
-                "AND msg LIKE 'flightsql.query %' AND msg LIKE '%status=ok rows=1 %'",
-            ).to_pylist(),
-        )
-        assert all(line["target"] == "sirius.flightsql" and line["level"] == 4 for line in lines)  # INFO
-        query_id = lines[0]["msg"].split("query_id=", 1)[1].split()[0]
+                "AND target = 'flightsql_query_audit'",
+            ).to_pylist()
+            return [row for row in rows if json.loads(row["msg"])["sql"] == "SELECT 1 AS n"]
+
+        lines = _wait_for("the query audit line of sirius (Micromegas's JSON record)", audit_lines)
+        assert all(line["level"] == 4 for line in lines)  # INFO
+        record = json.loads(lines[0]["msg"])
+        assert (record["status"], record["output_rows"], record["client"]) == ("ok", 1, "sirius-cli")
+        assert list(record)[:5] == ["query_id", "client_ip", "client", "agent", "entrypoint"]
+        assert list(record)[-5:] == ["bytes_scanned", "peak_memory_bytes", "spilled_bytes", "spill_count", "sql_hash"]
+        query_id = record["query_id"]
         assert query_id
 
         def query_spans() -> list[dict[str, Any]]:
@@ -160,7 +166,7 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
         section = page.split("## Self-telemetry", 1)[1].split("\n## ", 1)[0]
         (example,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
         shown = _query(flight, example.strip()).column("msg").to_pylist()
-        assert any(f"query_id={query_id} " in msg for msg in shown), shown
+        assert any(json.loads(msg)["query_id"] == query_id for msg in shown), shown
     finally:
         _stop(proc)
 
