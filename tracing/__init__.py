@@ -1,7 +1,8 @@
 """Sirius tracing: the native low-overhead tracer, the Micromegas wire format, transit writer and sink.
 
 Instrumentation: ``init(...)``, ``@span`` / ``with span("name")``, ``async with async_span(name)``,
-``info/warn/error/debug/trace``, ``metric(name, value, unit=...)``, ``auto_spans(include=[...])``,
+``info/warn/error/debug/trace``, ``metric(name, value, unit=...)`` (each with ``properties={...}``
+for per-event properties), ``auto_spans(include=[...])``,
 ``TracingHandler`` for ``logging``, ``flush``, ``shutdown``, ``stats``, ``process_info``; ``flush_spool`` delivers what
 sinks spooled to disk when the ingestion service was unreachable. The C API is
 ``tracing/native/include/sirius_tracing.h``. The wire format itself (CBOR bodies, UDT metadata,
@@ -16,6 +17,7 @@ from __future__ import annotations
 from ._api import (
     AsyncSpan,
     Descriptor,
+    PropertySet,
     async_span,
     begin_span,
     debug,
@@ -27,6 +29,7 @@ from ._api import (
     log_desc,
     metric,
     metric_desc,
+    property_set,
     span,
     span_desc,
     trace,
@@ -117,6 +120,7 @@ __all__ = [
     "Member",
     "MetricMetadata",
     "ProcessInfo",
+    "PropertySet",
     "SinkConfig",
     "SinkStats",
     "SpanLocation",
@@ -179,6 +183,7 @@ __all__ = [
     "process_info",
     "process_info_from_cbor",
     "process_info_to_cbor",
+    "property_set",
     "scan_queue",
     "shutdown",
     "span",

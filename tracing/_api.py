@@ -17,6 +17,12 @@ Spans:
 * ``async with async_span(f"fetch {url}"):`` — an async span whose name is chosen at run time
   (``BeginAsyncNamedSpanEvent`` with a ``SpanLocationRecord`` of the call site), parented like
   the ``async def`` spans; plain ``with`` works too.
+
+Logs and metrics take ``properties={"name": "value", ...}`` (str to str): the event is then a
+tagged one (``TaggedLogString``, ``TaggedIntegerMetricEvent``, ``TaggedFloatMetricEvent``) whose
+properties land in the ``properties`` column of ``log_entries`` / ``measures``. A property set is
+interned once in the tracer (a process-lifetime id) and cached here by its items, so a set that
+recurs costs a dict probe; ``property_set(mapping)`` interns one ahead for the hottest loops.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import contextvars
 import functools
 import inspect
 import sys
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, TypeAlias, TypeVar
 
 from . import _binding
 from .transit import Level
@@ -45,6 +51,10 @@ _begin_async_named = _fast.begin_async_named
 _end_async_named = _fast.end_async_named
 _log = _fast.log
 _metric = _fast.metric
+_log_tagged = _fast.log_tagged
+_metric_tagged = _fast.metric_tagged
+PropertySet = _fast.PropertySet
+"""An interned property set (``sirius.tracing._fast.PropertySet``), made by :func:`property_set`."""
 
 DEFAULT_TARGET = "python"
 
@@ -304,6 +314,48 @@ def async_span(name: str, *, target: str | None = None) -> AsyncSpan:
 
 
 # ---------------------------------------------------------------------------------------------
+# property sets
+
+PROPERTY_SET_CACHE_SIZE = 4096
+"""Property sets remembered by their items; past it the oldest is forgotten (the tracer keeps it)."""
+
+_property_sets: dict[frozenset[tuple[str, str]], Any] = {}
+
+Properties: TypeAlias = Mapping[str, str] | PropertySet
+"""What ``properties=`` takes: a mapping of str to str, or a :data:`PropertySet`."""
+
+
+def property_set(properties: Properties) -> Any:
+    """Return the interned :data:`PropertySet` of ``properties`` (cached by its items).
+
+    Pass the result as ``properties=`` to skip even the cache lookup in a hot loop.
+
+    Raises:
+        TypeError: ``properties`` is not a mapping of str to str.
+        ValueError: more than 1024 properties.
+
+    >>> rule = property_set({"rule_id": "r42"})
+    >>> metric("query_denied", 1, properties=rule)
+    """
+    if type(properties) is PropertySet:
+        return properties
+    try:
+        key = frozenset(properties.items())
+    except (AttributeError, TypeError):
+        msg = f"properties must be a mapping of str to str, got {type(properties).__name__}"
+        raise TypeError(msg) from None
+    interned = _property_sets.get(key)
+    if interned is None:
+        interned = _fast.property_set(dict(properties))  # checks names and values are str
+        if len(_property_sets) >= PROPERTY_SET_CACHE_SIZE:
+            # another thread may evict at the same time: losing that race only costs a re-intern
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del _property_sets[next(iter(_property_sets))]
+        _property_sets[key] = interned
+    return interned
+
+
+# ---------------------------------------------------------------------------------------------
 # logs
 
 
@@ -325,42 +377,75 @@ _DEBUG = log_desc(Level.DEBUG)
 _TRACE = log_desc(Level.TRACE)
 
 
-def log(level: int, msg: object, target: str | None = None) -> None:
-    """Record ``msg`` (``str(msg)``) at ``level`` (``Level``: 1 fatal … 6 trace)."""
-    _log(log_desc(level, target or DEFAULT_TARGET), msg)
+def log(level: int, msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
+    """Record ``msg`` (``str(msg)``) at ``level`` (``Level``: 1 fatal … 6 trace).
+
+    With ``properties``, a ``TaggedLogString``: its properties are queryable per line
+    (``property_get(properties, 'k')`` in ``log_entries``); ``target`` and ``level`` properties
+    override the call's, as in Micromegas.
+    """
+    desc = log_desc(level, target or DEFAULT_TARGET)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def fatal(msg: object, target: str | None = None) -> None:
+def fatal(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record a fatal log entry."""
-    _log(_FATAL if target is None else log_desc(Level.FATAL, target), msg)
+    desc = _FATAL if target is None else log_desc(Level.FATAL, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def error(msg: object, target: str | None = None) -> None:
+def error(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record an error log entry."""
-    _log(_ERROR if target is None else log_desc(Level.ERROR, target), msg)
+    desc = _ERROR if target is None else log_desc(Level.ERROR, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def warn(msg: object, target: str | None = None) -> None:
+def warn(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record a warning log entry."""
-    _log(_WARN if target is None else log_desc(Level.WARN, target), msg)
+    desc = _WARN if target is None else log_desc(Level.WARN, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def info(msg: object, target: str | None = None) -> None:
+def info(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record an info log entry.
 
     >>> info("hello")  # ignored unless the tracer runs
     """
-    _log(_INFO if target is None else log_desc(Level.INFO, target), msg)
+    desc = _INFO if target is None else log_desc(Level.INFO, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def debug(msg: object, target: str | None = None) -> None:
+def debug(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record a debug log entry."""
-    _log(_DEBUG if target is None else log_desc(Level.DEBUG, target), msg)
+    desc = _DEBUG if target is None else log_desc(Level.DEBUG, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
-def trace(msg: object, target: str | None = None) -> None:
+def trace(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
     """Record a trace log entry."""
-    _log(_TRACE if target is None else log_desc(Level.TRACE, target), msg)
+    desc = _TRACE if target is None else log_desc(Level.TRACE, target)
+    if properties is None:
+        _log(desc, msg)
+    else:
+        _log_tagged(desc, property_set(properties), msg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,13 +462,22 @@ def metric_desc(name: str, unit: str = "", target: str = DEFAULT_TARGET) -> Any:
     return desc
 
 
-def metric(name: str, value: float, unit: str = "", target: str | None = None) -> None:
+def metric(
+    name: str, value: float, unit: str = "", target: str | None = None, *, properties: Properties | None = None
+) -> None:
     """Record a metric: an ``int`` → ``IntegerMetricEvent``, anything else → ``FloatMetricEvent``.
 
+    With ``properties``, the tagged events (``TaggedIntegerMetricEvent`` /
+    ``TaggedFloatMetricEvent``): ``property_get(properties, 'k')`` in ``measures``.
+
     >>> metric("queue.length", 3, unit="items")
+    >>> metric("query_denied", 1, properties={"rule_id": "r42"})
     """
     key = (name, unit, target or DEFAULT_TARGET)
     desc = _metric_descs.get(key)
     if desc is None:
         desc = metric_desc(*key)
-    _metric(desc, value)
+    if properties is None:
+        _metric(desc, value)
+    else:
+        _metric_tagged(desc, property_set(properties), value)

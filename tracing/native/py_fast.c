@@ -353,12 +353,15 @@ static int check_nargs(const char *fn, Py_ssize_t nargs, Py_ssize_t want) {
     return -1;
 }
 
-static PyObject *fast_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    (void)mod;
-    if (check_nargs("log", nargs, 2) < 0) return NULL;
-    const sirius_desc *d = as_desc(args[0]);
-    if (!d) return NULL;
-    PyObject *msg = args[1];
+/* One log call, untagged (tagged = 0: folded away, sirius_log as before) or tagged. */
+static inline __attribute__((always_inline)) void emit_log(const sirius_desc *d, int tagged, sirius_property_set ps,
+                                                           const char *text, size_t len) {
+    if (tagged) sirius_log_tagged(d, ps, text, len);
+    else sirius_log(d, text, len);
+}
+
+static inline __attribute__((always_inline)) PyObject *log_message(const sirius_desc *d, int tagged,
+                                                                   sirius_property_set ps, PyObject *msg) {
     Py_ssize_t len;
     const char *text;
     if (PyUnicode_Check(msg)) {
@@ -367,7 +370,7 @@ static PyObject *fast_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
             PyErr_Clear();
             PyObject *b = PyUnicode_AsEncodedString(msg, "utf-8", "replace");
             if (!b) return NULL;
-            sirius_log(d, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+            emit_log(d, tagged, ps, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
             Py_DECREF(b);
             Py_RETURN_NONE;
         }
@@ -375,12 +378,50 @@ static PyObject *fast_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         PyObject *s = PyObject_Str(msg);
         if (!s) return NULL;
         text = PyUnicode_AsUTF8AndSize(s, &len);
-        if (text) sirius_log(d, text, (size_t)len);
+        if (text) emit_log(d, tagged, ps, text, (size_t)len);
         Py_DECREF(s);
         if (!text) return NULL;
         Py_RETURN_NONE;
     }
-    sirius_log(d, text, (size_t)len);
+    emit_log(d, tagged, ps, text, (size_t)len);
+    Py_RETURN_NONE;
+}
+
+static PyObject *fast_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (check_nargs("log", nargs, 2) < 0) return NULL;
+    const sirius_desc *d = as_desc(args[0]);
+    if (!d) return NULL;
+    return log_message(d, 0, 0, args[1]);
+}
+
+/* One metric call: an int that fits i64 → integer event, anything else → float (tagged = 0 is
+ * folded away, leaving the untagged calls as they were). */
+static inline __attribute__((always_inline)) PyObject *metric_value(const sirius_desc *d, int tagged,
+                                                                    sirius_property_set ps, PyObject *v) {
+    if (PyFloat_CheckExact(v)) {
+        if (tagged) sirius_metric_tagged_float(d, ps, PyFloat_AS_DOUBLE(v));
+        else sirius_metric_float(d, PyFloat_AS_DOUBLE(v));
+    } else if (PyLong_Check(v)) {
+        int overflow = 0;
+        long long i = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) {
+            double f = PyLong_AsDouble(v);
+            if (tagged) sirius_metric_tagged_float(d, ps, f);
+            else sirius_metric_float(d, f);
+        } else if (i == -1 && PyErr_Occurred()) {
+            return NULL;
+        } else if (tagged) {
+            sirius_metric_tagged_int(d, ps, (int64_t)i);
+        } else {
+            sirius_metric_int(d, (int64_t)i);
+        }
+    } else {
+        double f = PyFloat_AsDouble(v);
+        if (f == -1.0 && PyErr_Occurred()) return NULL;
+        if (tagged) sirius_metric_tagged_float(d, ps, f);
+        else sirius_metric_float(d, f);
+    }
     Py_RETURN_NONE;
 }
 
@@ -389,21 +430,118 @@ static PyObject *fast_metric(PyObject *mod, PyObject *const *args, Py_ssize_t na
     if (check_nargs("metric", nargs, 2) < 0) return NULL;
     const sirius_desc *d = as_desc(args[0]);
     if (!d) return NULL;
-    PyObject *v = args[1];
-    if (PyFloat_CheckExact(v)) {
-        sirius_metric_float(d, PyFloat_AS_DOUBLE(v));
-    } else if (PyLong_Check(v)) {
-        int overflow = 0;
-        long long i = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow) sirius_metric_float(d, PyLong_AsDouble(v));
-        else if (i == -1 && PyErr_Occurred()) return NULL;
-        else sirius_metric_int(d, (int64_t)i);
-    } else {
-        double f = PyFloat_AsDouble(v);
-        if (f == -1.0 && PyErr_Occurred()) return NULL;
-        sirius_metric_float(d, f);
+    return metric_value(d, 0, 0, args[1]);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * property sets: interned once (property_set(mapping)), then passed by object to tagged calls */
+
+typedef struct {
+    PyObject_HEAD sirius_property_set id;
+    Py_ssize_t count;
+} PropertySetObject;
+
+static PyObject *pset_repr(PyObject *self) {
+    PropertySetObject *p = (PropertySetObject *)self;
+    return PyUnicode_FromFormat("<sirius property set of %zd properties>", p->count);
+}
+
+static Py_ssize_t pset_len(PyObject *self) { return ((PropertySetObject *)self)->count; }
+
+static PySequenceMethods pset_as_sequence = {.sq_length = pset_len};
+
+static PyTypeObject PropertySetType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sirius.tracing._fast.PropertySet",
+    .tp_basicsize = sizeof(PropertySetObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An interned property set (names and values) for tagged metrics and logs.",
+    .tp_repr = pset_repr,
+    .tp_as_sequence = &pset_as_sequence,
+};
+
+/* UTF-8 of a property name or value (lone surrogates repaired, as log messages are). New bytes. */
+static PyObject *property_utf8(PyObject *key, PyObject *text, const char *what) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "property %s must be str, got %.100s (property %R)", what,
+                     Py_TYPE(text)->tp_name, key);
+        return NULL;
     }
-    Py_RETURN_NONE;
+    return PyUnicode_AsEncodedString(text, "utf-8", "replace");
+}
+
+static PyObject *fast_property_set(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    if (!PyDict_Check(arg)) return PyErr_Format(PyExc_TypeError, "property_set() takes a dict of str to str");
+    Py_ssize_t n = PyDict_GET_SIZE(arg);
+    if (n > SIRIUS_MAX_PROPERTIES)
+        return PyErr_Format(PyExc_ValueError, "a property set holds at most %d properties, got %zd",
+                            SIRIUS_MAX_PROPERTIES, n);
+    PyObject *keep = PyList_New(0); /* the UTF-8 copies, alive until the set is interned */
+    const char **kv = PyMem_Calloc((size_t)(2 * n + 1), sizeof(const char *));
+    size_t *lens = PyMem_Calloc((size_t)(2 * n + 1), sizeof(size_t));
+    PyObject *result = NULL;
+    if (!keep || !kv || !lens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(arg, &pos, &key, &value)) {
+        PyObject *texts[2] = {property_utf8(key, key, "name"), NULL};
+        if (texts[0]) texts[1] = property_utf8(key, value, "value");
+        for (int k = 0; k < 2; k++) {
+            if (texts[k] && PyList_Append(keep, texts[k]) == 0) {
+                kv[2 * i + k] = PyBytes_AS_STRING(texts[k]);
+                lens[2 * i + k] = (size_t)PyBytes_GET_SIZE(texts[k]);
+            }
+        }
+        Py_XDECREF(texts[0]);
+        Py_XDECREF(texts[1]);
+        if (PyErr_Occurred()) goto done;
+        i++;
+    }
+    PropertySetObject *p = PyObject_New(PropertySetObject, &PropertySetType);
+    if (!p) goto done;
+    p->id = sirius_property_set_new(kv, lens, (size_t)i); /* 0 past the cap: records as the empty set */
+    p->count = i;
+    result = (PyObject *)p;
+done:
+    PyMem_Free(kv);
+    PyMem_Free(lens);
+    Py_XDECREF(keep);
+    return result;
+}
+
+static inline sirius_property_set as_pset(PyObject *o, int *ok) {
+    if (SR_LIKELY_PY(Py_IS_TYPE(o, &PropertySetType))) {
+        *ok = 1;
+        return ((PropertySetObject *)o)->id;
+    }
+    PyErr_Format(PyExc_TypeError, "expected a sirius property set, got %.100s", Py_TYPE(o)->tp_name);
+    *ok = 0;
+    return 0;
+}
+
+static PyObject *fast_log_tagged(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (check_nargs("log_tagged", nargs, 3) < 0) return NULL;
+    const sirius_desc *d = as_desc(args[0]);
+    if (!d) return NULL;
+    int ok;
+    sirius_property_set ps = as_pset(args[1], &ok);
+    if (!ok) return NULL;
+    return log_message(d, 1, ps, args[2]);
+}
+
+static PyObject *fast_metric_tagged(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    (void)mod;
+    if (check_nargs("metric_tagged", nargs, 3) < 0) return NULL;
+    const sirius_desc *d = as_desc(args[0]);
+    if (!d) return NULL;
+    int ok;
+    sirius_property_set ps = as_pset(args[1], &ok);
+    if (!ok) return NULL;
+    return metric_value(d, 1, ps, args[2]);
 }
 
 static PyObject *fast_async(PyObject *const *args, Py_ssize_t nargs, int begin) {
@@ -771,6 +909,9 @@ static PyMethodDef fast_methods[] = {
     {"end", fast_end, METH_O, "end(desc): end a thread span."},
     {"log", FASTCALL(fast_log), "log(desc, msg): a log entry with a dynamic message."},
     {"metric", FASTCALL(fast_metric), "metric(desc, value): int → integer metric, else float."},
+    {"property_set", fast_property_set, METH_O, "property_set(dict of str to str): an interned PropertySet."},
+    {"log_tagged", FASTCALL(fast_log_tagged), "log_tagged(desc, property_set, msg): a tagged log entry."},
+    {"metric_tagged", FASTCALL(fast_metric_tagged), "metric_tagged(desc, property_set, value): a tagged metric."},
     {"begin_async", FASTCALL(fast_begin_async), "begin_async(desc, span_id, parent_span_id, depth)"},
     {"end_async", FASTCALL(fast_end_async), "end_async(desc, span_id, parent_span_id, depth)"},
     {"begin_async_named", FASTCALL(fast_begin_async_named),
@@ -810,12 +951,13 @@ int sirius_py_fast_init(void) {
         goto done;
     }
     if (PyType_Ready(&DescType) < 0 || PyType_Ready(&WrapperType) < 0 || PyType_Ready(&SpanCallType) < 0 ||
-        PyType_Ready(&SpanSlotType) < 0 || add_span_slots() < 0)
+        PyType_Ready(&SpanSlotType) < 0 || PyType_Ready(&PropertySetType) < 0 || add_span_slots() < 0)
         goto done;
     PyObject *m = PyModule_Create(&fast_module);
     if (!m) goto done;
     if (PyModule_AddObjectRef(m, "Descriptor", (PyObject *)&DescType) < 0 ||
         PyModule_AddObjectRef(m, "SpanWrapper", (PyObject *)&WrapperType) < 0 ||
+        PyModule_AddObjectRef(m, "PropertySet", (PyObject *)&PropertySetType) < 0 ||
         PyModule_AddIntConstant(m, "HAVE_MONITORING", SR_HAVE_MONITORING) < 0 ||
         PyDict_SetItemString(modules, "sirius.tracing._fast", m) < 0) {
         Py_DECREF(m);

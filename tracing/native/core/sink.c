@@ -23,6 +23,7 @@
 #define SR_ID_LOCATION (3ull << 56)
 #define SR_ID_LOG (4ull << 56)
 #define SR_ID_METRIC (5ull << 56)
+#define SR_ID_PROPS (6ull << 56)
 
 enum { SR_STREAM_CPU = 0, SR_STREAM_LOG = 1, SR_STREAM_METRICS = 2 };
 
@@ -252,6 +253,35 @@ static uint64_t sr_dep_desc(sr_builder *b, const sirius_desc *d, uint64_t tag) {
     return id;
 }
 
+/* A PropertySetDependency, its strings first, once per block: [index][u32 size][u64 id]
+ * [u32 count][count x Property {StaticStringRef name; StaticStringRef value}]. Returns its id. */
+static uint64_t sr_dep_props(sr_builder *b, const sr_pset *ps, uint8_t string_index, uint8_t set_index) {
+    if (!ps) ps = &sr_pset_empty;
+    uint64_t id = SR_ID_PROPS | (uint64_t)(uintptr_t)ps;
+    if (!sr_idset_add(&b->ids, id)) return id;
+    for (uint32_t i = 0; i < 2 * ps->count; i++) sr_dep_string(b, ps->kv[i], string_index);
+    uint8_t head[1 + 4 + 8 + 4];
+    head[0] = set_index;
+    sr_put_u32(head, 1, (uint32_t)(8 + 4 + (size_t)ps->count * SR_UDT_PROPERTY_SIZE));
+    sr_put_u64(head, 5, id);
+    sr_put_u32(head, 13, ps->count);
+    sr_buf_put(&b->deps, head, sizeof head);
+    for (uint32_t i = 0; i < ps->count; i++) {
+        uint8_t prop[SR_UDT_PROPERTY_SIZE];
+        memset(prop, 0, sizeof prop);
+        static const size_t member[2] = {SR_UDT_PROPERTY_OFF_NAME, SR_UDT_PROPERTY_OFF_VALUE};
+        for (int k = 0; k < 2; k++) {
+            /* StaticStringRef {u64 id; u32 len; u8 codec} as a Rust producer writes it (UTF-8 = 2) */
+            const char *text = ps->kv[2 * i + k];
+            sr_put_u64(prop, member[k] + SR_UDT_STATIC_STRING_REF_OFF_ID, SR_ID_STRING | (uint64_t)(uintptr_t)text);
+            sr_put_u32(prop, member[k] + 8, (uint32_t)strlen(text));
+            sr_put_u8(prop, member[k] + 12, 2);
+        }
+        sr_buf_put(&b->deps, prop, sizeof prop);
+    }
+    return id;
+}
+
 static void sr_note_event(sr_builder *b, uint64_t ticks) {
     if (b->kind != SR_STREAM_CPU && !b->objs.failed && b->objs.len > b->rec_start) {
         sr_order_entry e = {ticks, b->rec_start, b->objs.len - b->rec_start};
@@ -277,6 +307,67 @@ static void sr_log_string_event(sr_builder *b, const sirius_desc *d, uint64_t ti
     sr_buf_put(&b->objs, head, sizeof head);
     sr_buf_put(&b->objs, msg, len);
     sr_note_event(b, ticks);
+}
+
+static void sr_tagged_log_event(sr_builder *b, const sirius_desc *d, const sr_pset *ps, uint64_t ticks,
+                                const char *msg, size_t len) {
+    uint64_t desc_id = sr_dep_desc(b, d, SR_ID_LOG);
+    uint64_t props_id = sr_dep_props(b, ps, SR_LOG_DEP_STATIC_STRING, SR_LOG_DEP_PROPERTY_SET_DEPENDENCY);
+    /* TaggedLogString: [index][u32 size][u64 desc][u64 properties][i64 time][DynString] */
+    size_t body = 8 + 8 + 8 + 1 + 4 + len;
+    uint8_t head[1 + 4 + 8 + 8 + 8 + 1 + 4];
+    b->rec_start = b->objs.len;
+    head[0] = SR_LOG_OBJ_TAGGED_LOG_STRING;
+    sr_put_u32(head, 1, (uint32_t)body);
+    sr_put_u64(head, 5, desc_id);
+    sr_put_u64(head, 13, props_id);
+    sr_put_u64(head, 21, ticks);
+    head[29] = 2; /* UTF-8 */
+    sr_put_u32(head, 30, (uint32_t)len);
+    sr_buf_put(&b->objs, head, sizeof head);
+    sr_buf_put(&b->objs, msg, len);
+    sr_note_event(b, ticks);
+}
+
+/* The two tagged metric events share one layout: only the value's type differs. */
+_Static_assert(SR_UDT_TAGGED_FLOAT_METRIC_EVENT_SIZE == SR_UDT_TAGGED_INTEGER_METRIC_EVENT_SIZE &&
+                   SR_UDT_TAGGED_FLOAT_METRIC_EVENT_OFF_DESC == SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_DESC &&
+                   SR_UDT_TAGGED_FLOAT_METRIC_EVENT_OFF_PROPERTIES ==
+                       SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_PROPERTIES &&
+                   SR_UDT_TAGGED_FLOAT_METRIC_EVENT_OFF_VALUE == SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_VALUE &&
+                   SR_UDT_TAGGED_FLOAT_METRIC_EVENT_OFF_TIME == SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_TIME,
+               "tagged metric layouts differ");
+
+/* SR_EV_TAGGED: a tagged metric (32 B) or log (32 B + message). Returns the record size, 0 if corrupt. */
+static size_t sr_transcode_tagged(const sirius_desc *d, uint64_t ticks, const uint8_t *p, size_t avail) {
+    if (avail < 32) return 0;
+    uint64_t word, value;
+    memcpy(&word, p + 16, 8);
+    memcpy(&value, p + 24, 8);
+    const sr_pset *ps = (const sr_pset *)(uintptr_t)(word & ~SR_KIND_MASK);
+    unsigned sub = (unsigned)(word & SR_KIND_MASK);
+    if (sub == SR_TAGGED_LOG) {
+        size_t size = 32 + ((value + 7) & ~(uint64_t)7);
+        if (value > SR_MAX_LOG_BYTES || size > avail) return 0;
+        sr_tagged_log_event(sr_g.log, d, ps, ticks, (const char *)p + 32, (size_t)value);
+        return size;
+    }
+    if (sub != SR_TAGGED_INT && sub != SR_TAGGED_FLOAT) return 0;
+    sr_builder *m = sr_g.metrics;
+    uint64_t id = sr_dep_desc(m, d, SR_ID_METRIC);
+    uint64_t props_id = sr_dep_props(m, ps, SR_METRICS_DEP_STATIC_STRING, SR_METRICS_DEP_PROPERTY_SET_DEPENDENCY);
+    uint8_t *o = sr_obj(m,
+                        sub == SR_TAGGED_INT ? SR_METRICS_OBJ_TAGGED_INTEGER_METRIC_EVENT
+                                             : SR_METRICS_OBJ_TAGGED_FLOAT_METRIC_EVENT,
+                        SR_UDT_TAGGED_INTEGER_METRIC_EVENT_SIZE);
+    if (o) {
+        sr_put_u64(o, SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_DESC, id);
+        sr_put_u64(o, SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_PROPERTIES, props_id);
+        sr_put_u64(o, SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_VALUE, value);
+        sr_put_u64(o, SR_UDT_TAGGED_INTEGER_METRIC_EVENT_OFF_TIME, ticks);
+    }
+    sr_note_event(m, ticks);
+    return 32;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -413,6 +504,8 @@ static size_t sr_transcode(sr_thread *t, const uint8_t *p, size_t avail) {
         sr_log_string_event(sr_g.log, d, ticks, (const char *)p + 24, (size_t)len);
         return size;
     }
+    case SR_EV_TAGGED:
+        return sr_transcode_tagged(d, ticks, p, avail);
     default:
         return 0;
     }

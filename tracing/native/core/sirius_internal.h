@@ -39,8 +39,12 @@ enum {
     SR_EV_LOG_STRING = 10,
     SR_EV_ASYNC_NAMED_BEGIN = 11,
     SR_EV_ASYNC_NAMED_END = 12,
+    SR_EV_TAGGED = 13, /* one kind for every tagged event: its sub-kind rides in the property set word */
 };
 #define SR_KIND_MASK ((uint64_t)15)
+
+/* Sub-kinds of SR_EV_TAGGED: the low 4 bits of the property set word (sets are 16-aligned too). */
+enum { SR_TAGGED_INT = 1, SR_TAGGED_FLOAT = 2, SR_TAGGED_LOG = 3 };
 
 /* Native record layouts (8-byte aligned; every record starts with tag, ticks):
  *   span begin/end, static log       {tag, ticks}                              16 B
@@ -51,6 +55,19 @@ enum {
  *                                      name string id}                           48 B
  *   dynamic log                       {tag, ticks, len, bytes padded to 8}      24 B + len */
 #define SR_MAX_LOG_BYTES 4000
+/*   tagged metric int/float          {tag, ticks, property set | sub-kind, value} 32 B
+ *   tagged log                        {tag, ticks, property set | sub-kind, len,
+ *                                      bytes padded to 8}                          32 B + len */
+
+/* An interned property set (property_set.c): immortal, 16-aligned, its address is its id. The
+ * strings are interned (sr_intern), sorted by name, names unique. */
+typedef struct sr_pset {
+    struct sr_pset *next; /* hash chain */
+    uint64_t hash;
+    uint32_t count;
+    const char *kv[]; /* name, value, name, value, ... */
+} __attribute__((aligned(16))) sr_pset;
+extern const sr_pset sr_pset_empty;
 
 enum { SR_CHUNK_FREE = 0, SR_CHUNK_ACTIVE = 1, SR_CHUNK_SEALED = 2 };
 
@@ -225,5 +242,11 @@ int64_t sr_encode_process(void *buf, size_t cap);
 /* tracer.c */
 sr_thread *sr_slow(size_t need);
 void sr_thread_free(sr_thread *t);
+const char *sr_intern_text(const char *s, size_t len);
+
+/* property_set.c (its lock is taken around fork like the others) */
+uint64_t sr_pset_overflows(void);
+void sr_pset_lock_all(void);
+void sr_pset_unlock_all(void);
 
 #endif

@@ -172,6 +172,48 @@ void sirius_log(const sirius_desc *d, const char *msg, size_t len) {
     sr_publish(t, p + size);
 }
 
+/* Tagged events: 32 bytes (or 32 + message) with the property set word, reserved and published
+ * like logs. The NULL-descriptor check is the only extra branch; untagged calls do not pass here. */
+static inline void sr_emit_tagged(const sirius_desc *d, sirius_property_set props, uint64_t sub, uint64_t value) {
+    if (SR_UNLIKELY(!d)) return;
+    sr_thread *t;
+    uint8_t *p = sr_reserve(&t, 32);
+    if (SR_UNLIKELY(!p)) return;
+    uint64_t *w = (uint64_t *)p;
+    w[0] = (uint64_t)(uintptr_t)d | SR_EV_TAGGED;
+    w[1] = sr_clock_ticks();
+    w[2] = (props & ~SR_KIND_MASK) | sub;
+    w[3] = value;
+    sr_publish(t, p + 32);
+}
+
+void sirius_metric_tagged_int(const sirius_desc *d, sirius_property_set props, int64_t v) {
+    sr_emit_tagged(d, props, SR_TAGGED_INT, (uint64_t)v);
+}
+
+void sirius_metric_tagged_float(const sirius_desc *d, sirius_property_set props, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    sr_emit_tagged(d, props, SR_TAGGED_FLOAT, bits);
+}
+
+void sirius_log_tagged(const sirius_desc *d, sirius_property_set props, const char *msg, size_t len) {
+    if (SR_UNLIKELY(!d)) return;
+    if (!msg) len = 0;
+    if (len > SR_MAX_LOG_BYTES) len = SR_MAX_LOG_BYTES;
+    size_t size = 32 + ((len + 7) & ~(size_t)7);
+    sr_thread *t;
+    uint8_t *p = sr_reserve(&t, size);
+    if (SR_UNLIKELY(!p)) return;
+    uint64_t *w = (uint64_t *)p;
+    w[0] = (uint64_t)(uintptr_t)d | SR_EV_TAGGED;
+    w[1] = sr_clock_ticks();
+    w[2] = (props & ~SR_KIND_MASK) | SR_TAGGED_LOG;
+    w[3] = len;
+    if (len) memcpy(p + 32, msg, len);
+    sr_publish(t, p + size);
+}
+
 uint64_t sirius_new_span_id(void) { return atomic_fetch_add_explicit(&sr_g.next_span_id, 1, memory_order_relaxed); }
 
 /* ---------------------------------------------------------------------------------------------
@@ -383,7 +425,7 @@ static uint64_t sr_fnv(const char *s, size_t n) {
 }
 
 /* Returns an immortal NUL-terminated copy (the same pointer for equal strings). */
-static const char *sr_intern_text(const char *s, size_t len) {
+const char *sr_intern_text(const char *s, size_t len) {
     if (!s) return sr_empty;
     uint64_t h = sr_fnv(s, len);
     pthread_mutex_lock(&sr_intern_lock);
@@ -716,7 +758,7 @@ void sirius_get_stats(sirius_stats *s) {
     pthread_mutex_lock(&sr_intern_lock);
     s->strings_interned = sr_intern_count;
     pthread_mutex_unlock(&sr_intern_lock);
-    s->intern_overflows = atomic_load(&sr_intern_overflows);
+    s->intern_overflows = atomic_load(&sr_intern_overflows) + sr_pset_overflows();
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -727,11 +769,13 @@ static void sr_atfork_prepare(void) {
     pthread_mutex_lock(&sr_control);
     pthread_mutex_lock(&sr_g.lock);
     pthread_mutex_lock(&sr_intern_lock);
+    sr_pset_lock_all();
     pthread_mutex_lock(&sr_g.qlock);
 }
 
 static void sr_atfork_parent(void) {
     pthread_mutex_unlock(&sr_g.qlock);
+    sr_pset_unlock_all();
     pthread_mutex_unlock(&sr_intern_lock);
     pthread_mutex_unlock(&sr_g.lock);
     pthread_mutex_unlock(&sr_control);
@@ -743,6 +787,7 @@ static void sr_atfork_child(void) {
      * copies). New process id with the parent's as parent_process_id, new start anchor, new
      * streams; the sink thread is restarted before the locks are released. */
     pthread_mutex_unlock(&sr_g.qlock);
+    sr_pset_unlock_all();
     pthread_mutex_unlock(&sr_intern_lock);
     pthread_mutex_unlock(&sr_g.lock);
     if (atomic_load(&sr_g.state) == SR_RUNNING) {

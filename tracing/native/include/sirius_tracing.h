@@ -17,6 +17,9 @@
  *     SIRIUS_LOG(SIRIUS_LEVEL_INFO, "started");       // static message
  *     SIRIUS_LOGF(SIRIUS_LEVEL_WARN, "slow: %d ms", ms);
  *     SIRIUS_METRIC_INT("requests", "count", 1);
+ *     const char *kv[] = {"rule_id", "r42"};               // interned once, reused by id
+ *     sirius_property_set rule = sirius_property_set_new(kv, NULL, 1);
+ *     SIRIUS_METRIC_TAGGED_INT("query_denied", "count", rule, 1);
  *     ... another thread: while ((n = sirius_next_item(buf, cap, 100, &info)) >= 0) post(info.kind, buf, n);
  *     sirius_shutdown(5000);
  *
@@ -30,7 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h> /* snprintf in SIRIUS_LOGF */
+#include <stdio.h>  /* snprintf in SIRIUS_LOGF */
+#include <string.h> /* strlen in SIRIUS_LOG_TAGGED */
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +77,13 @@ typedef struct sirius_desc {
 
 /* An interned string (sirius_intern): the id of an immortal copy. */
 typedef uint64_t sirius_string;
+
+/* A property set (sirius_property_set_new): the id of an immortal, interned list of (name, value)
+ * strings that a tagged metric or log carries (Micromegas's PropertySet). 0 records as the empty set. */
+typedef uint64_t sirius_property_set;
+
+/* Most properties in one set. */
+#define SIRIUS_MAX_PROPERTIES 1024
 
 /* Tick source. */
 enum {
@@ -131,7 +142,7 @@ typedef struct sirius_stats {
     uint64_t queued_items;     /* items waiting for sirius_next_item */
     uint64_t queued_bytes;
     uint64_t strings_interned;
-    uint64_t intern_overflows; /* sirius_intern calls past the cardinality cap */
+    uint64_t intern_overflows; /* sirius_intern / sirius_property_set_new calls past the cardinality cap */
     uint64_t sink_passes;
     uint64_t items_total;      /* items ever queued (process, stream, block) in this session */
     /* Event accounting (ABI 2). Once the sink has stopped, exactly:
@@ -172,6 +183,13 @@ const sirius_desc *sirius_desc_new(uint32_t kind, const char *name, const char *
 sirius_string sirius_intern(const char *s, size_t len);
 /* Name of the calling thread's stream (before its first event, or it stays the OS name). */
 void sirius_set_thread_name(const char *name);
+/* Intern a property set (mutex-protected, never freed; call once, reuse the id on hot paths).
+ * kv holds 2*count strings: name, value, name, value, ... (UTF-8; a NULL string is ""); lens their
+ * byte lengths, or NULL for NUL-terminated strings. Order does not matter (a set is kept sorted by
+ * name); a repeated name keeps its last value. Equal sets get the same id. count 0 gives the empty
+ * set. Returns 0 when kv is NULL (count > 0), count > SIRIUS_MAX_PROPERTIES, memory runs out, or
+ * past the cardinality cap (counted in intern_overflows); 0 records as the empty set. */
+sirius_property_set sirius_property_set_new(const char *const *kv, const size_t *lens, size_t count);
 /* Mark the calling thread untraced (its events are ignored, not counted): for delivery threads. */
 void sirius_set_thread_untraced(int untraced);
 /* A process-unique id for async spans. */
@@ -196,6 +214,13 @@ void sirius_log_static(const sirius_desc *desc); /* the message is desc->name */
 void sirius_log(const sirius_desc *desc, const char *msg, size_t len); /* UTF-8; long messages are cut */
 void sirius_metric_int(const sirius_desc *desc, int64_t value);
 void sirius_metric_float(const sirius_desc *desc, double value);
+/* Tagged events (TaggedIntegerMetricEvent, TaggedFloatMetricEvent, TaggedLogString): the event also
+ * carries a property set, queryable per event (`property_get(properties, 'name')` in measures and
+ * log_entries). A tagged log's "target" and "level" properties override its descriptor's. A NULL
+ * descriptor records nothing; props 0 records the empty set; a NULL msg records "". */
+void sirius_metric_tagged_int(const sirius_desc *desc, sirius_property_set props, int64_t value);
+void sirius_metric_tagged_float(const sirius_desc *desc, sirius_property_set props, double value);
+void sirius_log_tagged(const sirius_desc *desc, sirius_property_set props, const char *msg, size_t len);
 
 /* ---- convenience macros -------------------------------------------------------------------- */
 
@@ -242,6 +267,32 @@ void sirius_metric_float(const sirius_desc *desc, double value);
                                                         SIRIUS_TARGET, SIRIUS_TARGET, __FILE__,          \
                                                         (metric_unit), 0, 0};                            \
         sirius_metric_float(&sirius_metric_desc_, (value));                                              \
+    } while (0)
+
+#define SIRIUS_METRIC_TAGGED_INT(metric_name, metric_unit, props, value)                                 \
+    do {                                                                                                 \
+        static const sirius_desc sirius_metric_desc_ = {SIRIUS_DESC_METRIC, __LINE__, (metric_name),     \
+                                                        SIRIUS_TARGET, SIRIUS_TARGET, __FILE__,          \
+                                                        (metric_unit), 0, 0};                            \
+        sirius_metric_tagged_int(&sirius_metric_desc_, (props), (value));                                \
+    } while (0)
+
+#define SIRIUS_METRIC_TAGGED_FLOAT(metric_name, metric_unit, props, value)                               \
+    do {                                                                                                 \
+        static const sirius_desc sirius_metric_desc_ = {SIRIUS_DESC_METRIC, __LINE__, (metric_name),     \
+                                                        SIRIUS_TARGET, SIRIUS_TARGET, __FILE__,          \
+                                                        (metric_unit), 0, 0};                            \
+        sirius_metric_tagged_float(&sirius_metric_desc_, (props), (value));                              \
+    } while (0)
+
+/* A tagged log line with a run-time message (NUL-terminated). */
+#define SIRIUS_LOG_TAGGED(lvl, props, msg)                                                               \
+    do {                                                                                                 \
+        static const sirius_desc sirius_log_desc_ = {SIRIUS_DESC_LOG, __LINE__, "", SIRIUS_TARGET,       \
+                                                     SIRIUS_TARGET, __FILE__, NULL, (lvl), 0};           \
+        const char *sirius_log_msg_ = (msg);                                                             \
+        sirius_log_tagged(&sirius_log_desc_, (props), sirius_log_msg_,                                   \
+                          sirius_log_msg_ ? strlen(sirius_log_msg_) : 0);                                \
     } while (0)
 
 /* A span for the rest of the enclosing block (GCC/Clang cleanup attribute). */
