@@ -13,7 +13,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from ..collector import ApiKeys, AuthConfigurationError, HttpServer, IngestionService, check_bind_is_safe
+from ..collector import (
+    ApiKeys,
+    AuthConfigurationError,
+    HttpServer,
+    IngestionService,
+    ServerTls,
+    TlsConfigurationError,
+    check_bind_is_safe,
+    warn_plaintext_bind,
+)
 from ..lakehouse import (
     DaemonConfig,
     DataLake,
@@ -45,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         from ..flight import run_query
 
         return run_query(
-            args.sql, uri=args.uri, begin=args.begin, end=args.end, output_format=args.format, api_key=args.api_key
+            args.sql,
+            uri=args.uri,
+            begin=args.begin,
+            end=args.end,
+            output_format=args.format,
+            api_key=args.api_key,
+            ca_file=args.tls_ca,
         )
     if args.command in _EXPLORE_COMMANDS:
         return _explore_command(args)
@@ -61,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command in _SERVICES:
             return asyncio.run(_serve(handlers[args.command], args))
         return asyncio.run(handlers[args.command](args))
-    except (AdminError, LakehouseError, AuthConfigurationError) as exc:
+    except (AdminError, LakehouseError, AuthConfigurationError, TlsConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)
         return 2
 
@@ -73,7 +88,7 @@ def _explore_command(args: argparse.Namespace) -> int:
     """``sirius trace|tail|services|perfetto``: Explore's terminal companions."""
     from ..flight.explore import TailOptions, run_perfetto, run_services, run_tail, run_trace
 
-    client = {"uri": args.uri, "api_key": args.api_key}
+    client = {"uri": args.uri, "api_key": args.api_key, "ca_file": args.tls_ca}
     if args.command == "trace":
         return run_trace(args.trace_id, begin=args.begin, end=args.end, **client)
     if args.command == "services":
@@ -138,6 +153,18 @@ async def _wait_for_stop_signal() -> None:
         await stop.wait()
 
 
+def _server_tls(args: argparse.Namespace, service: str) -> ServerTls | None:
+    """The command's certificate and key (flags, else environment), checked; warns once if a public bind has none."""
+    tls = ServerTls.resolve(args.tls_cert, args.tls_key)
+    warn_plaintext_bind(service, args.host, tls)
+    return tls
+
+
+def _local_host(host: str) -> str:
+    """The address this process reaches its own listener bound on ``host`` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 async def _up(args: argparse.Namespace) -> int:
     options = StackOptions(
         data_dir=Path(args.data_dir),
@@ -150,6 +177,8 @@ async def _up(args: argparse.Namespace) -> int:
         disable_auth=args.disable_auth,
         durable=not args.fast_unsafe,
         self_telemetry=args.self_telemetry if args.self_telemetry is not None else self_telemetry_default(True),
+        tls=ServerTls.resolve(args.tls_cert, args.tls_key),
+        tls_ca_file=args.tls_ca,
     )
     if args.fast_unsafe:
         print("sirius up: --fast-unsafe: durability is off (no fsync); a machine crash can lose data", file=sys.stderr)
@@ -199,6 +228,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 async def _ingest(args: argparse.Namespace) -> int:
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    tls = _server_tls(args, "ingest")
     claims = [PortClaim("ingestion", args.port, "--port")]
     check_ports_free(args.host, claims)  # before connecting anywhere
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
@@ -214,12 +244,12 @@ async def _ingest(args: argparse.Namespace) -> int:
         app = service.make_app()
         if telemetry is not None:
             app.middlewares.append(telemetry.middleware)
-        server = HttpServer(app, args.host, args.port)
+        server = HttpServer(app, args.host, args.port, tls=tls)
         port = await start_claimed(args.host, claims, server.start)
-        print(f"ingestion    http://{args.host}:{port}", flush=True)
+        print(f"ingestion    {server.scheme}://{args.host}:{port}", flush=True)
         if telemetry is not None:
-            local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-            telemetry.start(f"http://{local}:{port}", keys.keys[0][1] if keys.keys else None, service="ingest")
+            url = f"{server.scheme}://{_local_host(args.host)}:{port}"
+            telemetry.start(url, keys.keys[0][1] if keys.keys else None, service="ingest")
         await _wait_for_stop_signal()
     finally:
         if telemetry is not None:
@@ -265,6 +295,7 @@ async def _flight(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    tls = _server_tls(args, "flight")
     claims = [PortClaim("flightsql", args.port, "--port")]
     check_ports_free(args.host, claims)  # gRPC may share a port (SO_REUSEPORT): probe first
     config = LakehouseConfig.resolve(args.sql_connection_string, args.object_store_uri)
@@ -277,13 +308,14 @@ async def _flight(args: argparse.Namespace) -> int:
             port=args.port,
             query_timeout_seconds=args.query_timeout,
             query_memory_limit_bytes=args.query_memory_limit,
+            tls=tls,
         ),
         loop=asyncio.get_running_loop(),
     )
     telemetry = _start_single_service_telemetry("flight")
     try:
         port = await start_claimed(args.host, claims, service.start)
-        print(f"flightsql    grpc://{args.host}:{port}", flush=True)
+        print(f"flightsql    {service.config.scheme}://{args.host}:{port}", flush=True)
         await _wait_for_stop_signal()
     finally:
         await service.stop()
@@ -298,13 +330,14 @@ async def _gateway(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    tls = _server_tls(args, "gateway")
     claims = [PortClaim("gateway", args.port, "--port")]
     check_ports_free(args.host, claims)
-    gateway = GatewayService(args.flight_uri, keys)
-    server = HttpServer(gateway.make_app(), args.host, args.port)
+    gateway = GatewayService(args.flight_uri, keys, tls_ca_file=args.tls_ca)
+    server = HttpServer(gateway.make_app(), args.host, args.port, tls=tls)
     try:
         port = await start_claimed(args.host, claims, server.start)
-        print(f"gateway      http://{args.host}:{port}/gateway", flush=True)
+        print(f"gateway      {server.scheme}://{args.host}:{port}/gateway", flush=True)
         await _wait_for_stop_signal()
     finally:
         await server.stop()
@@ -317,6 +350,7 @@ async def _otlp(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()
     check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    tls = _server_tls(args, "otlp")
     claims = [
         PortClaim("otlp-grpc", args.grpc_port, "--grpc-port"),
         PortClaim("otlp-http", args.http_port, "--http-port"),
@@ -330,11 +364,12 @@ async def _otlp(args: argparse.Namespace) -> int:
         await migrate(pool)
         await _remove_orphaned_temp_files(store)
         service = OtlpService(
-            DataLake(pool), store, keys, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port
+            DataLake(pool), store, keys, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls
         )
         ports = await start_claimed(args.host, claims, service.start)
-        print(f"otlp-grpc    http://{args.host}:{ports.grpc}", flush=True)
-        print(f"otlp-http    http://{args.host}:{ports.http}", flush=True)
+        scheme = "https" if tls is not None else "http"
+        print(f"otlp-grpc    {scheme}://{args.host}:{ports.grpc}", flush=True)
+        print(f"otlp-http    {scheme}://{args.host}:{ports.http}", flush=True)
         await _wait_for_stop_signal()
     finally:
         if service is not None:

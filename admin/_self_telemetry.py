@@ -116,18 +116,27 @@ class SelfTelemetry:
         self.running = False
         self._previous_level = logging.NOTSET
 
-    def start(self, ingestion_url: str | None, api_key: str | None, *, service: str | None = None) -> bool:
+    def start(
+        self,
+        ingestion_url: str | None,
+        api_key: str | None,
+        *,
+        service: str | None = None,
+        tls_ca_file: str | None = None,
+    ) -> bool:
         """Start the tracer towards ``ingestion_url``; False (and a warning) if a tracer already runs.
 
         Args:
             ingestion_url: the ingestion service (None: ``MICROMEGAS_TELEMETRY_URL``, as any producer).
             api_key: its key (None: ``MICROMEGAS_INGESTION_API_KEY`` when ``ingestion_url`` is None).
             service: the single service this process runs (property ``sirius_service``), if one.
+            tls_ca_file: CA bundle trusted for an ``https://`` ingestion URL (None: ``SIRIUS_TLS_CA_FILE``,
+                else the system's trust store).
         """
         if tracing.is_running():
             logging.getLogger(__name__).warning("self-telemetry off: sirius.tracing already runs in this process")
             return False
-        config = SinkConfig.resolve(ingestion_url, api_key, QUEUE_BYTES, spool_dir="off")
+        config = SinkConfig.resolve(ingestion_url, api_key, QUEUE_BYTES, spool_dir="off", ca_file=tls_ca_file)
         sink = TelemetrySink(replace(config, spool=None), transport_factory=_MarkedTransport)
         properties = {"service_name": SERVICE_NAME, "service.name": SERVICE_NAME}
         if service is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..tracing import SpoolConfig, flush_spool
 
@@ -15,6 +16,9 @@ def add_spool_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     flush.add_argument("--spool-dir", help="the spool (default: $SIRIUS_SPOOL_DIR, else ~/.cache/sirius/spool)")
     flush.add_argument("--url", help="ingestion service (default: $MICROMEGAS_TELEMETRY_URL, else :9000)")
     flush.add_argument("--api-key", help="Bearer key (default: $MICROMEGAS_INGESTION_API_KEY)")
+    flush.add_argument(
+        "--tls-ca", help="CA bundle (PEM) trusted for an https:// service (default: $SIRIUS_TLS_CA_FILE, else system's)"
+    )
     flush.add_argument("--timeout", type=float, default=60.0, help="seconds to retry an unreachable service")
 
 
@@ -24,7 +28,13 @@ def run_spool(args: argparse.Namespace) -> int:
     if spool is None:
         print("sirius spool flush: spooling is disabled (SIRIUS_SPOOL_DIR=off)")
         return 0
-    result = flush_spool(spool.directory, url=args.url, api_key=args.api_key, timeout=args.timeout)
+    try:
+        result = flush_spool(
+            spool.directory, url=args.url, api_key=args.api_key, timeout=args.timeout, ca_file=args.tls_ca
+        )
+    except ValueError as exc:  # a bad URL or CA bundle: nothing was sent
+        print(f"sirius spool flush: {exc}", file=sys.stderr)
+        return 2
     rows = [
         ("spool", str(spool.directory)),
         ("delivered items", result.delivered_items),

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..collector import ApiKeys, HttpServer, IngestionService, OtlpService, check_bind_is_safe
+from ..collector import (
+    ApiKeys,
+    HttpServer,
+    IngestionService,
+    OtlpService,
+    ServerTls,
+    check_bind_is_safe,
+    warn_plaintext_bind,
+)
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
 from ..lakehouse import (
     DaemonConfig,
@@ -69,6 +77,12 @@ class StackOptions:
             ``--fast-unsafe``, faster, but a machine crash can lose acknowledged data).
         self_telemetry: the services trace themselves into this lake as the process ``sirius``
             (``_self_telemetry``).
+        tls: every listener serves TLS with this certificate (None: plain text, warned about
+            once on a non-loopback ``host``).
+        tls_ca_file: CA bundle the stack's own clients (the gateway's FlightSQL connection,
+            self-telemetry) trust when ``tls`` is set (None: ``SIRIUS_TLS_CA_FILE``, else the
+            system's trust store). They connect to ``host`` (127.0.0.1 for a wildcard bind),
+            which the certificate must name.
     """
 
     data_dir: Path
@@ -84,6 +98,8 @@ class StackOptions:
     daemon: bool = True
     durable: bool = True
     self_telemetry: bool = False
+    tls: ServerTls | None = None
+    tls_ca_file: str | None = None
 
     def port_claims(self) -> list[PortClaim]:
         """Each service's port with the ``sirius up`` flag that changes it."""
@@ -142,6 +158,7 @@ class Stack:
         opts = self.options
         keys = ApiKeys.from_env()
         check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
+        warn_plaintext_bind("up", opts.host, opts.tls)
         claims = {claim.service: claim for claim in opts.port_claims()}
         store, pool = await self._open_storage(list(claims.values()))
         self.lake = DataLake(pool)
@@ -151,41 +168,49 @@ class Stack:
         self_telemetry = SelfTelemetry() if opts.self_telemetry else None
         if self_telemetry is not None:
             app.middlewares.append(self_telemetry.middleware)
-        server = HttpServer(app, opts.host, opts.ingestion_port)
+        server = HttpServer(app, opts.host, opts.ingestion_port, tls=opts.tls)
         port = await self._bind([claims["ingestion"]], server.start)
         self._res.servers.append(server)
-        ingestion_url = f"http://{_url_host(opts.host)}:{port}"
+        scheme = server.scheme
+        ingestion_url = f"{scheme}://{_url_host(opts.host)}:{port}"
         self.endpoints.append(Endpoint("ingestion", ingestion_url))
-        if self_telemetry is not None and self_telemetry.start(ingestion_url, keys.keys[0][1] if keys.keys else None):
+        key = keys.keys[0][1] if keys.keys else None
+        if self_telemetry is not None and self_telemetry.start(ingestion_url, key, tls_ca_file=opts.tls_ca_file):
             self._res.self_telemetry = self_telemetry
 
         otlp = OtlpService(
-            self.lake, store, keys, host=opts.host, grpc_port=opts.otlp_grpc_port, http_port=opts.otlp_http_port
+            self.lake,
+            store,
+            keys,
+            host=opts.host,
+            grpc_port=opts.otlp_grpc_port,
+            http_port=opts.otlp_http_port,
+            tls=opts.tls,
         )
         if self._res.self_telemetry is not None:
             otlp.writer.export_wrapper = self._res.self_telemetry.wrap_export
         otlp_ports = await self._bind([claims["otlp-grpc"], claims["otlp-http"]], otlp.start)
         self._res.otlp = otlp
-        self.endpoints.append(Endpoint("otlp-grpc", f"http://{_url_host(opts.host)}:{otlp_ports.grpc}"))
-        self.endpoints.append(Endpoint("otlp-http", f"http://{_url_host(opts.host)}:{otlp_ports.http}"))
+        self.endpoints.append(Endpoint("otlp-grpc", f"{scheme}://{_url_host(opts.host)}:{otlp_ports.grpc}"))
+        self.endpoints.append(Endpoint("otlp-http", f"{scheme}://{_url_host(opts.host)}:{otlp_ports.http}"))
 
         flight = FlightSqlService(
             LakehouseSessionProvider(self.lakehouse),
             keys,
-            FlightSqlConfig(host=opts.host, port=opts.flight_port),
+            FlightSqlConfig(host=opts.host, port=opts.flight_port, tls=opts.tls),
             loop=asyncio.get_running_loop(),
         )
         flight_port = await self._bind([claims["flightsql"]], flight.start)
         self._res.flight = flight
-        flight_uri = f"grpc://{_url_host(opts.host)}:{flight_port}"
+        flight_uri = f"{flight.config.scheme}://{_url_host(opts.host)}:{flight_port}"
         self.endpoints.append(Endpoint("flightsql", flight_uri))
 
-        gateway = GatewayService(flight_uri, keys)
+        gateway = GatewayService(flight_uri, keys, tls_ca_file=opts.tls_ca_file)
         self._res.gateway = gateway
-        gateway_server = HttpServer(gateway.make_app(), opts.host, opts.gateway_port)
+        gateway_server = HttpServer(gateway.make_app(), opts.host, opts.gateway_port, tls=opts.tls)
         gateway_port = await self._bind([claims["gateway"]], gateway_server.start)
         self._res.servers.append(gateway_server)
-        self.endpoints.append(Endpoint("gateway", f"http://{_url_host(opts.host)}:{gateway_port}/gateway"))
+        self.endpoints.append(Endpoint("gateway", f"{scheme}://{_url_host(opts.host)}:{gateway_port}/gateway"))
         if opts.daemon:
             # All in one process: ingestion and daemon share one clock and commits are immediate,
             # so the second pass can take [T-1 s, T) (data queryable ~1 s after insertion)

@@ -38,6 +38,25 @@ def _add_auth_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve TLS with this certificate chain (default: $SIRIUS_TLS_CERT_FILE; needs --tls-key)",
+    )
+    parser.add_argument(
+        "--tls-key", metavar="PEM", help="private key of --tls-cert, unencrypted (default: $SIRIUS_TLS_KEY_FILE)"
+    )
+
+
+def _add_tls_ca_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help=f"CA bundle trusted for {what} over TLS (default: $SIRIUS_TLS_CA_FILE, else the system's trust store)",
+    )
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -88,6 +107,8 @@ def _add_all_in_one(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start, ingest a sample process through the HTTP service, read it back, and stop",
     )
     _add_auth_flag(up)
+    _add_tls_flags(up)
+    _add_tls_ca_flag(up, "its own services (the gateway and self-telemetry connect to them)")
 
     demo = sub.add_parser("demo", help="start the embedded stack, run an instrumented sample app, query it, stop")
     demo.add_argument("--data-dir", default="sirius-data", help="where the embedded database and objects live")
@@ -104,12 +125,14 @@ def _add_services(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ingest.add_argument("--port", type=int, default=DEFAULT_INGESTION_PORT)
     _add_lake_flags(ingest)
     _add_auth_flag(ingest)
+    _add_tls_flags(ingest)
     otlp = sub.add_parser("otlp", help="run the OTLP receivers (gRPC :4317, HTTP :4318)")
     otlp.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     otlp.add_argument("--grpc-port", type=int, default=DEFAULT_OTLP_GRPC_PORT)
     otlp.add_argument("--http-port", type=int, default=DEFAULT_OTLP_HTTP_PORT)
     _add_lake_flags(otlp)
     _add_auth_flag(otlp)
+    _add_tls_flags(otlp)
 
     daemon = sub.add_parser("daemon", help="run the maintenance daemon (live ETL passes and retention)")
     _add_lake_flags(daemon)
@@ -120,12 +143,17 @@ def _add_services(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     flight.add_argument("--query-memory-limit", type=int, default=4 * 1024**3, help="bytes of memory one query may use")
     _add_lake_flags(flight)
     _add_auth_flag(flight)
+    _add_tls_flags(flight)
 
     gateway = sub.add_parser("gateway", help="run the HTTP query gateway (POST /gateway/query)")
     gateway.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     gateway.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT)
-    gateway.add_argument("--flight-uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server")
+    gateway.add_argument(
+        "--flight-uri", default=f"grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT}", help="FlightSQL server (grpc+tls:// for TLS)"
+    )
     _add_auth_flag(gateway)
+    _add_tls_flags(gateway)
+    _add_tls_ca_flag(gateway, "the FlightSQL server")
 
 
 def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -139,6 +167,7 @@ def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+    _add_tls_ca_flag(query, "a grpc+tls:// FlightSQL server")
 
 
 def _add_flight_client_flags(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +176,7 @@ def _add_flight_client_flags(parser: argparse.ArgumentParser) -> None:
         help=f"FlightSQL server (default: $MICROMEGAS_ANALYTICS_URI, else grpc://127.0.0.1:{DEFAULT_FLIGHT_PORT})",
     )
     parser.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+    _add_tls_ca_flag(parser, "a grpc+tls:// FlightSQL server")
 
 
 def _add_explore_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,6 +19,7 @@ from ._exceptions import (
     OtlpUnavailableError,
     OtlpUnsupportedEncodingError,
     OverloadedError,
+    TlsConfigurationError,
 )
 from ._http_server import HttpServer
 from ._ingestion_limits import IngestionLimits
@@ -27,6 +28,7 @@ from ._otlp_grpc import OtlpGrpcServer
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES, OtlpHttpRoutes
 from ._otlp_service import DEFAULT_OTLP_GRPC_PORT, DEFAULT_OTLP_HTTP_PORT, OtlpLimits, OtlpPorts, OtlpService
 from ._otlp_writer import OtlpWriter
+from ._tls import ServerTls, warn_plaintext_bind
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -58,7 +60,10 @@ __all__ = [
     "OtlpUnsupportedEncodingError",
     "OtlpWriter",
     "OverloadedError",
+    "ServerTls",
+    "TlsConfigurationError",
     "block_object_key",
     "check_bind_is_safe",
     "is_loopback",
+    "warn_plaintext_bind",
 ]

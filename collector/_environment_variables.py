@@ -28,6 +28,12 @@ SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS = "SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS
 SIRIUS_INGESTION_MAX_INFLIGHT_BYTES = "SIRIUS_INGESTION_MAX_INFLIGHT_BYTES"
 """Body bytes of the native ingestion requests handled at once (default 256 MiB); past it, 429 with ``Retry-After``."""
 
+SIRIUS_TLS_CERT_FILE = "SIRIUS_TLS_CERT_FILE"
+"""PEM certificate chain (server certificate first) every listener of the process serves TLS with."""
+
+SIRIUS_TLS_KEY_FILE = "SIRIUS_TLS_KEY_FILE"
+"""PEM private key (unencrypted) of ``SIRIUS_TLS_CERT_FILE``; both are set, or neither."""
+
 
 def read_int(name: str) -> int | None:
     """The integer value of the environment variable ``name``; None when it is unset or blank.

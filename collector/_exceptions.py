@@ -4,6 +4,7 @@
 
     CollectorError
      ├── AuthConfigurationError        bad MICROMEGAS_API_KEYS, or an unauthenticated public bind
+     ├── TlsConfigurationError         a TLS certificate or key that cannot be served (missing, unreadable, mismatched)
      ├── OverloadedError               the in-flight budget is full (429 + Retry-After / UNAVAILABLE)
      ├── NativeRequestError            a native ``/ingestion/insert_*`` body refused before decoding
      │    ├── LengthRequiredError             411   no Content-Length (chunked upload)
@@ -40,6 +41,10 @@ class CollectorError(Exception):
 
 class AuthConfigurationError(CollectorError):
     """The authentication settings are malformed or unsafe for the requested bind address."""
+
+
+class TlsConfigurationError(CollectorError):
+    """The TLS certificate and key given to a listener cannot be used; the message says why."""
 
 
 class OverloadedError(CollectorError):

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ._protocol_mismatch import ServerErrorLogger
+from ._tls import ServerTls
 
 _LOG = logging.getLogger(__name__)
 
@@ -27,12 +28,21 @@ class HttpServer:
     reading its body (observed with aiohttp 3.14), which would cut off an upload mid-way.
 
     ``service`` names the port in log lines (e.g. a gRPC client connecting to it by mistake).
+    With ``tls`` the port serves HTTPS only.
     """
 
     def __init__(
-        self, app: web.Application, host: str, port: int, *, grace_seconds: float = 25.0, service: str = "HTTP"
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        grace_seconds: float = 25.0,
+        service: str = "HTTP",
+        tls: ServerTls | None = None,
     ) -> None:
         self._app = app
+        self._ssl_context = tls.ssl_context() if tls is not None else None
         self._service = service
         self._host = host
         self._requested_port = port
@@ -44,6 +54,11 @@ class HttpServer:
         self._idle.set()
         app.middlewares.append(self._track_in_flight)
         self.port: int | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the port serves TLS, else ``http``."""
+        return "https" if self._ssl_context is not None else "http"
 
     @web.middleware
     async def _track_in_flight(
@@ -78,7 +93,7 @@ class HttpServer:
             await runner.cleanup()
             raise
         sock.listen(512)
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self._ssl_context)
         await site.start()
         self._runner = runner
         self._site = site

@@ -27,6 +27,7 @@ from ._exceptions import OtlpRequestError, OtlpUnauthenticatedError
 from ._otlp_codec import PROTOBUF, error_status, export_response, parse_request, retry_info
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES
 from ._otlp_writer import OtlpWriter
+from ._tls import ServerTls
 
 __all__ = ["OtlpGrpcServer"]
 
@@ -50,6 +51,7 @@ class OtlpGrpcServer:
         keys: accepted Bearer keys (empty = no authentication).
         budget: in-flight bound shared with the service's other receivers.
         max_request_bytes: largest (decompressed) message accepted.
+        tls: serve TLS with this certificate (None: plain text).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class OtlpGrpcServer:
         *,
         budget: InflightBudget | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        tls: ServerTls | None = None,
     ) -> None:
         self._writer = writer
+        self._tls = tls
         self._host = host
         self._requested_port = port
         self._keys = keys or ApiKeys()
@@ -85,8 +89,13 @@ class OtlpGrpcServer:
             method = grpc.unary_unary_rpc_method_handler(functools.partial(self._export, signal))
             handlers.append(grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": method}))
         server.add_generic_rpc_handlers(tuple(handlers))
+        address = _host_port(self._host, self._requested_port)
         try:
-            port = server.add_insecure_port(_host_port(self._host, self._requested_port))
+            if self._tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials(((self._tls.private_key, self._tls.certificate_chain),))
+                port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:  # grpcio raises RuntimeError when the bind fails
             msg = f"cannot listen on {_host_port(self._host, self._requested_port)}: {exc}"
             raise OSError(msg) from exc

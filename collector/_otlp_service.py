@@ -30,6 +30,7 @@ from ._http_server import HttpServer
 from ._otlp_grpc import OtlpGrpcServer
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES, OtlpHttpRoutes
 from ._otlp_writer import OtlpWriter
+from ._tls import ServerTls
 
 __all__ = ["DEFAULT_OTLP_GRPC_PORT", "DEFAULT_OTLP_HTTP_PORT", "OtlpLimits", "OtlpPorts", "OtlpService"]
 
@@ -108,6 +109,7 @@ class OtlpService:
         limits: size and concurrency limits (``OtlpLimits.resolve()`` when omitted).
         grace_seconds: how long ``stop`` lets in-flight requests finish.
         clock: Unix-ns wall clock for blocks whose records carry no time.
+        tls: both receivers serve TLS with this certificate (None: plain text).
     """
 
     def __init__(
@@ -122,7 +124,9 @@ class OtlpService:
         limits: OtlpLimits | None = None,
         grace_seconds: float = 25.0,
         clock: Callable[[], int] = time.time_ns,
+        tls: ServerTls | None = None,
     ) -> None:
+        self.tls = tls
         self.limits = limits or OtlpLimits.resolve()
         self.keys = keys or ApiKeys()
         self.host = host
@@ -155,6 +159,7 @@ class OtlpService:
                     self.keys,
                     budget=self.budget,
                     max_request_bytes=self.limits.max_request_bytes,
+                    tls=self.tls,
                 )
                 grpc_port = await grpc_server.start()
                 self._running.grpc = grpc_server
@@ -165,7 +170,7 @@ class OtlpService:
                 )
                 self.http_routes().add_to(app)
                 http_server = HttpServer(
-                    app, self.host, self._http_port, grace_seconds=self._grace, service="OTLP/HTTP"
+                    app, self.host, self._http_port, grace_seconds=self._grace, service="OTLP/HTTP", tls=self.tls
                 )
                 http_port = await http_server.start()
                 self._running.http = http_server

@@ -4,8 +4,9 @@ The library function :func:`run_query` does the work; the CLI parses flags and c
 ``--begin``/``--end`` take RFC 3339 times or durations before now (``90s``, ``15m``, ``1h``,
 ``7d``, ``2w``; :mod:`._time_arguments`); with only ``--begin`` the range ends now. With no
 ``--uri``/``--api-key`` the server and key come from ``MICROMEGAS_ANALYTICS_URI`` and
-``MICROMEGAS_API_KEY``. While a query runs, a progress line on stderr (a terminal only) shows the
-rows and bytes received and the elapsed time.
+``MICROMEGAS_API_KEY``; a ``grpc+tls://`` service is verified against ``--tls-ca`` (or
+``SIRIUS_TLS_CA_FILE``), else the system's trust store. While a query runs, a progress line on
+stderr (a terminal only) shows the rows and bytes received and the elapsed time.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import IO, Any
 import pyarrow as pa
 from pyarrow import flight
 
+from ..collector import TlsConfigurationError
 from . import _environment_variables as env
 from . import _protocol as proto
 from . import _time_arguments
 from ._gateway import _json_value, rows_as_json
 from ._jsonb_text import embed_json_columns, jsonb_as_json_text
+from ._tls_roots import read_ca_bundle, tls_failure_hint
 
 __all__ = [
     "DEFAULT_QUERY_URI",
@@ -135,6 +138,7 @@ def query_table(
     api_key: str | None = None,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
     now_ns: int | None = None,
+    ca_file: str | None = None,
 ) -> pa.Table:
     """Run ``sql`` over FlightSQL (the ``micromegas`` client's ``DoGet``) and return the result.
 
@@ -146,9 +150,11 @@ def query_table(
         api_key: sent as ``Authorization: Bearer <key>``.
         on_batch: called with every batch as it arrives (progress).
         now_ns: "now" for relative times (default the wall clock).
+        ca_file: PEM bundle of the CAs trusted for ``grpc+tls`` (default ``$SIRIUS_TLS_CA_FILE``,
+            else the system's trust store).
 
     Raises:
-        QueryClientError: a bad argument, an unreachable server or a failed query.
+        QueryClientError: a bad argument, an unreachable or untrusted server, or a failed query.
     """
     now = time.time_ns() if now_ns is None else now_ns
     range_begin, range_end = _resolve_range(begin, end, now)
@@ -160,7 +166,11 @@ def query_table(
     location = re.sub(r"^https://", "grpc+tls://", re.sub(r"^http://", "grpc://", uri))
     ticket = flight.Ticket(proto.pack(proto.TicketStatementQuery(statement_handle=sql.encode())))
     try:
-        client = flight.connect(location)
+        roots = read_ca_bundle(ca_file) if location.startswith("grpc+tls://") else None
+    except TlsConfigurationError as exc:
+        raise QueryClientError(str(exc)) from None
+    try:
+        client = flight.connect(location, tls_root_certs=roots) if roots else flight.connect(location)
     except (pa.ArrowException, ValueError) as exc:
         msg = f"cannot use {uri!r}: {exc}"
         raise QueryClientError(msg) from exc
@@ -181,6 +191,9 @@ def query_table(
 def _clean_error(exc: BaseException) -> str:
     text = str(exc).split(". gRPC client debug context", 1)[0]
     text = re.sub(r"^Flight returned [a-z ]+ error, with message: ", "", text)
+    hint = tls_failure_hint(text)
+    if hint is not None:
+        return f"{hint} ({text})"
     if "failed to connect" in text.lower() or "connection refused" in text.lower():
         return f"cannot reach the FlightSQL service ({text})"
     return text
@@ -256,6 +269,7 @@ def run_query(
     err: IO[str] | None = None,
     progress: bool | None = None,
     now_ns: int | None = None,
+    ca_file: str | None = None,
 ) -> int:
     """The whole ``sirius query`` command: run, print, return the exit code.
 
@@ -270,6 +284,7 @@ def run_query(
         err: where errors and progress go (default stderr).
         progress: show progress (default: when ``err`` is a terminal).
         now_ns: "now" for relative times (tests).
+        ca_file: PEM bundle of the CAs trusted for ``grpc+tls`` (default ``$SIRIUS_TLS_CA_FILE``).
 
     Returns:
         0 on success, 2 on a bad argument or a failed query (the reason is printed on ``err``).
@@ -283,7 +298,9 @@ def run_query(
     uri, api_key = query_target(uri, api_key)
     try:
         with _Progress(err, enabled=show) as bar:
-            table = query_table(sql, uri=uri, begin=begin, end=end, api_key=api_key, on_batch=bar.add, now_ns=now_ns)
+            table = query_table(
+                sql, uri=uri, begin=begin, end=end, api_key=api_key, on_batch=bar.add, now_ns=now_ns, ca_file=ca_file
+            )
     except QueryClientError as exc:
         err.write(f"sirius query: {exc}\n")
         return 2

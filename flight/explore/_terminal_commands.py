@@ -43,12 +43,15 @@ __all__ = ["TailOptions", "run_perfetto", "run_services", "run_tail", "run_trace
 class _Target:
     uri: str
     api_key: str | None
+    ca_file: str | None = None
 
     def rows(self, sql: str, window: TimeWindow) -> list[dict]:
         return table_rows(self.table(sql, window))
 
     def table(self, sql: str, window: TimeWindow) -> pa.Table:
-        return query_table(sql, uri=self.uri, begin=window.begin, end=window.end, api_key=self.api_key)
+        return query_table(
+            sql, uri=self.uri, begin=window.begin, end=window.end, api_key=self.api_key, ca_file=self.ca_file
+        )
 
 
 def _fail(err: IO[str], command: str, message: str, code: int = 2) -> int:
@@ -66,6 +69,7 @@ def run_trace(
     *,
     uri: str | None = None,
     api_key: str | None = None,
+    ca_file: str | None = None,
     begin: str | None = None,
     end: str | None = None,
     out: IO[str] | None = None,
@@ -73,7 +77,7 @@ def run_trace(
 ) -> int:
     """Print one trace as an indented waterfall (``begin`` defaults to 30 days ago)."""
     out, err = out or sys.stdout, err or sys.stderr
-    target = _Target(*query_target(uri, api_key))
+    target = _Target(*query_target(uri, api_key), ca_file=ca_file)
     try:
         hex_id = parse_hex_id(trace_id, "trace id", length=32)
         window = parse_window(begin, end, time.time_ns(), default_from="30d")
@@ -92,6 +96,7 @@ def run_services(
     *,
     uri: str | None = None,
     api_key: str | None = None,
+    ca_file: str | None = None,
     begin: str | None = None,
     end: str | None = None,
     out: IO[str] | None = None,
@@ -99,7 +104,7 @@ def run_services(
 ) -> int:
     """Print the RED table of every service seen in the range (``begin`` defaults to 1 h ago)."""
     out, err = out or sys.stdout, err or sys.stderr
-    target = _Target(*query_target(uri, api_key))
+    target = _Target(*query_target(uri, api_key), ca_file=ca_file)
     try:
         window = parse_window(begin, end, time.time_ns())
         bucket = bucket_seconds(window)
@@ -157,13 +162,14 @@ def run_tail(
     *,
     uri: str | None = None,
     api_key: str | None = None,
+    ca_file: str | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Print the newest log rows, then (``follow``) new ones as they arrive."""
     out, err = out or sys.stdout, err or sys.stderr
-    target = _Target(*query_target(uri, api_key))
+    target = _Target(*query_target(uri, api_key), ca_file=ca_file)
     try:
         base = logs.LogFilter(
             text=options.text,
@@ -224,6 +230,7 @@ def run_perfetto(
     *,
     uri: str | None = None,
     api_key: str | None = None,
+    ca_file: str | None = None,
     begin: str | None = None,
     end: str | None = None,
     out: IO[str] | None = None,
@@ -234,7 +241,7 @@ def run_perfetto(
     Without ``begin``/``end`` the trace covers the process's life as seen in the last 30 days.
     """
     out, err = out or sys.stdout, err or sys.stderr
-    target = _Target(*query_target(uri, api_key))
+    target = _Target(*query_target(uri, api_key), ca_file=ca_file)
     try:
         pid = parse_uuid(process_id, "process id")
         search = parse_window(begin, end, time.time_ns(), default_from="30d")
