@@ -162,8 +162,10 @@ def _http_error(exc: BaseException) -> _GatewayError:  # noqa: PLR0911 - one sta
         text = text.removeprefix(prefix)
     if isinstance(exc, flight.FlightUnauthenticatedError):
         return _GatewayError(401, "invalid token")
-    if isinstance(exc, flight.FlightUnauthorizedError):  # a query deny rule matched
+    if isinstance(exc, flight.FlightUnauthorizedError):
         return _GatewayError(403, text)
+    if isinstance(exc, pa.ArrowInvalid) and text.startswith("query denied by rule "):
+        return _GatewayError(403, text)  # a query deny rule matched (INVALID_ARGUMENT on FlightSQL)
     if isinstance(exc, flight.FlightTimedOutError):
         return _GatewayError(504, text)
     if isinstance(exc, flight.FlightUnavailableError):

@@ -738,9 +738,7 @@ def _error_stream(error: FlightSqlError) -> flight.FlightDataStream:
         raise flight.FlightUnavailableError(str(error))
     if isinstance(error, InternalQueryError):
         raise flight.FlightInternalError(str(error))
-    if isinstance(error, QueryDeniedError):
-        raise flight.FlightUnauthorizedError(str(error))
-    if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError):
+    if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError | QueryDeniedError):
         return flight.RecordBatchStream(export_reader(ErrorSource(error)))
     raise flight.FlightInternalError(str(error))  # pragma: no cover - every kind is handled above
 
