@@ -1,7 +1,9 @@
 // api.js — the one way the page talks to the server: same-origin calls to /explore/api/*, the
 // time range of the page URL added to each, the key from sessionStorage sent as a Bearer token,
 // the {data, queries, range} envelope unpacked, and errors turned into ApiError with the
-// server's message. A 401 asks the user for a key once and retries.
+// server's message. A 401 asks the user for a key once and retries; when the gateway has an OIDC
+// issuer, the same dialog offers "Sign in", whose session lives in an httpOnly cookie the
+// browser sends by itself (this script never sees the token).
 
 import { h, rangeParams } from "./dom.js";
 
@@ -16,6 +18,52 @@ export class ApiError extends Error {
     this.queries = queries;
     this.range = range;
   }
+}
+
+const AUTH = "/explore/auth/";
+let authInfo = null;
+
+/** {login, issuer, user: {name, is_admin} | null}: whether a sign-in is offered and who is signed in (asked once). */
+export function authStatus() {
+  if (!authInfo) {
+    authInfo = fetch(AUTH + "me", { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : { login: false, user: null }))
+      .catch(() => ({ login: false, user: null }));
+  }
+  return authInfo;
+}
+
+/** Go through the issuer's sign-in and come back to this page. */
+export function signIn() {
+  location.assign(`${AUTH}login?return_to=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+/** Forget the session (and a key typed in this tab), then reload. */
+export async function signOut() {
+  await fetch(AUTH + "logout", { method: "POST" }).catch(() => null);
+  try {
+    sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    /* storage disabled */
+  }
+  location.reload();
+}
+
+/** The header's account corner: "Sign in", or the signed-in name and "Sign out" (empty without an issuer). */
+export function accountElement() {
+  const element = h("div.account", { "data-testid": "account" });
+  authStatus().then((auth) => {
+    if (!auth.login) return;
+    if (auth.user) {
+      element.append(
+        h("span.account-name", { "data-testid": "account-user", title: auth.user.is_admin ? "admin" : "" }, auth.user.name),
+        h("button.account-button", { type: "button", "data-testid": "sign-out", onclick: signOut }, "Sign out"),
+      );
+    } else {
+      element.append(h("button.account-button", { type: "button", "data-testid": "sign-in", onclick: signIn }, "Sign in"));
+    }
+  });
+  return element;
 }
 
 export function storedKey() {
@@ -155,6 +203,15 @@ let pendingKey = null;
 export function askForKey(reason) {
   if (pendingKey) return pendingKey;
   pendingKey = new Promise((resolve) => {
+    const signInOffer = h("div.sign-in-offer");
+    const heading = h("h2", null, "API key needed");
+    const keyHint = h("p", null, "It is kept in this browser tab's session only.");
+    authStatus().then((auth) => {
+      if (!auth.login) return;
+      heading.textContent = "Sign-in needed";
+      keyHint.textContent = "Or enter an API key (kept in this browser tab's session only):";
+      signInOffer.append(h("button.primary", { type: "button", "data-testid": "dialog-sign-in", onclick: signIn }, `Sign in with ${auth.issuer}`));
+    });
     const input = h("input", { type: "password", name: "key", autocomplete: "off", required: true, "data-testid": "key-input", placeholder: "API key" });
     const dialog = h(
       "dialog.key-dialog",
@@ -176,9 +233,10 @@ export function askForKey(reason) {
             resolve();
           },
         },
-        h("h2", null, "API key needed"),
-        h("p.muted", null, reason || "This Sirius gateway requires an API key."),
-        h("p", null, "It is kept in this browser tab's session only."),
+        heading,
+        h("p.muted", { "data-testid": "auth-reason" }, reason || "This Sirius gateway requires an API key."),
+        signInOffer,
+        keyHint,
         input,
         h("div.actions", null, h("button.primary", { type: "submit", "data-testid": "key-submit" }, "Use key")),
       ),

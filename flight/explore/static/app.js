@@ -3,7 +3,7 @@
 // of a screen: <main id="screen" data-screen data-state>, its SQL panel, its abort signal.
 
 import { h, fill, href, notice, fmtTime } from "./dom.js";
-import { get, ApiError, dropFirst } from "./api.js";
+import { get, ApiError, dropFirst, accountElement } from "./api.js";
 import { SqlPanel } from "./sql-panel.js";
 import { timeRangePicker, DEFAULT_FROM } from "./timerange.js";
 
@@ -216,6 +216,7 @@ function buildHeader() {
       h("input", { type: "search", name: "q", "data-testid": "global-search", placeholder: "trace id, process id or span name…", "aria-label": "search", autocomplete: "off" }),
     ),
     picker.element,
+    accountElement(),
   );
 }
 
