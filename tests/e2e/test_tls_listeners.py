@@ -34,6 +34,7 @@ from tls_certificates import Pki, make_pki
 
 from sirius.collector import ServerTls
 from sirius.flight import run_query
+from sirius.otel_bridge import SiriusSpanExporter
 from sirius.tracing import (
     Level,
     LogMetadata,
@@ -176,6 +177,26 @@ def test_otel_sdk_exporters_over_tls_grpc_and_http(tls_stack, pki: Pki, monkeypa
         pool.fetch("SELECT count(*) AS n FROM blocks JOIN streams USING (stream_id) WHERE streams.format LIKE 'otlp%'")
     )
     assert spans[0]["n"] == 2
+
+
+def test_in_process_sirius_exporter_trusts_the_ca_from_the_environment(
+    tls_stack, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, urls = tls_stack
+    monkeypatch.setenv("MICROMEGAS_TELEMETRY_URL", urls["ingestion"])
+    monkeypatch.setenv("SIRIUS_TLS_CA_FILE", str(pki.ca))
+    exporter = SiriusSpanExporter()  # the shared sink, configured from the environment
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "tls-in-process"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("tls").start_as_current_span("in-process"):
+        pass
+    assert exporter.export(memory.get_finished_spans()).name == "SUCCESS"
+    assert exporter.force_flush(30_000)
+    exporter.shutdown()
+    pool = stack.stack.lake.pool
+    count = "SELECT count(*) AS n FROM blocks JOIN streams USING (stream_id) WHERE streams.format = 'otlp/v1/traces'"
+    assert stack.call(pool.fetch(count))[0]["n"] == 1
 
 
 def test_spool_flush_delivers_over_tls(tls_stack, pki: Pki, tmp_path: Path) -> None:
