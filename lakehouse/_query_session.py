@@ -11,6 +11,8 @@
   or queries while planning (``environment.md`` §5.2), so ``QuerySession.sql`` first finds the
   ``view_instance('…', '…')`` calls in the SQL text, runs their JIT update and builds their
   (filtered) DataFrames, and only then plans; the function hands back the prepared DataFrame;
+* a global view set the SQL names may add rows not yet materialised (``fresh_global_rows``:
+  the DDL-defined views that allow JIT), registered again before planning when a range is given;
 * ``register_sql_functions(ctx, …)`` adds the other SQL functions.
 
 A session is meant for one query (or a few with the same range): the partition list is a
@@ -39,7 +41,7 @@ from ._partitions import Partition, partitions_for_query
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
 from ._time_range import TimeRange, to_ns
-from ._view_ddl import is_view_ddl
+from ._view_ddl import is_view_ddl, sql_identifiers
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
 
 if TYPE_CHECKING:
@@ -183,6 +185,9 @@ class QuerySession:
         self._lake = lake
         self._files = files
         self._instances: dict[tuple[str, str], datafusion.DataFrame] = {}
+        self.global_frames: dict[str, datafusion.DataFrame] = {}
+        """The partitions' rows of each global view (before the range filter), as registered."""
+        self._fresh_checked: set[str] = set()
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
@@ -223,6 +228,26 @@ class QuerySession:
             return
         for view_set, instance in find_view_instance_calls(sql):
             await self.prepare_view_instance(view_set, instance)
+        await self._add_fresh_rows(sql)
+
+    async def _add_fresh_rows(self, sql: str) -> None:
+        """Register again, with their rows not yet materialised, the global views ``sql`` names.
+
+        Only with a query range (it bounds the work) and only views whose name is an identifier
+        of the SQL (one used as a column name too costs a useless check, never a wrong answer).
+        """
+        if self.query_range is None:
+            return
+        words = sql_identifiers(sql)
+        for view in self._lake.views.global_views():
+            if view.name not in words or view.name in self._fresh_checked or view.name not in self.global_frames:
+                continue
+            self._fresh_checked.add(view.name)
+            fresh = await view.fresh_global_rows(self._lake, self.query_range)
+            if fresh is None or fresh.num_rows == 0:
+                continue
+            frame = self.global_frames[view.name].union(self.ctx.from_arrow(fresh.cast(view.schema)))
+            view.register_global(self.ctx, _row_filter(frame, view, self.query_range))
 
     async def sql(self, sql: str) -> datafusion.DataFrame:
         """Plan ``sql`` after the JIT updates it needs; collect the result in a worker thread.
@@ -287,10 +312,11 @@ class SessionFactory:
         found = await partitions_for_query(
             self._lake.pool, [(v.name, v.file_schema_hash) for v in views], GLOBAL_INSTANCE, time_range
         )
+        session = QuerySession(self._lake, ctx, time_range, files)
         for view in views:
             frame = await files.frame(view, found[view.name])
+            session.global_frames[view.name] = frame
             view.register_global(ctx, _row_filter(frame, view, time_range))
-        session = QuerySession(self._lake, ctx, time_range, files)
         context = {**self._function_context, **function_context}
         context.setdefault("partitions", LakehousePartitionAdmin(self._lake))
         register_sql_functions(ctx, lakehouse=self._lake, query_range=time_range, session=session, **context)

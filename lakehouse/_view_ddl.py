@@ -23,7 +23,15 @@ from dataclasses import dataclass
 
 from ._view_definitions import ViewDefinition, ViewOptions
 
-__all__ = ["CreateView", "DropView", "ViewDdl", "is_view_ddl", "parse_time_delta_ns", "parse_view_ddl"]
+__all__ = [
+    "CreateView",
+    "DropView",
+    "ViewDdl",
+    "is_view_ddl",
+    "parse_time_delta_ns",
+    "parse_view_ddl",
+    "sql_identifiers",
+]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT = re.compile(r"[+-]?\d+")
@@ -278,6 +286,16 @@ def _definition(name: str, options: dict[str, str | int], sql: str) -> ViewDefin
         options=view_options,
         definition_sql=sql,
     )
+
+
+def sql_identifiers(sql: str) -> set[str]:
+    """Lower-case identifiers of ``sql`` outside string literals and comments.
+
+    >>> sorted(sql_identifiers("SELECT Level FROM log_entries WHERE msg = 'from measures' -- blocks"))
+    ['from', 'level', 'log_entries', 'msg', 'select', 'where']
+    """
+    text = re.sub(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
+    return {w.lower() for w in _NAME.findall(text)}
 
 
 def is_view_ddl(sql: str) -> bool:

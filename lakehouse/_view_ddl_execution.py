@@ -6,18 +6,26 @@
 * the name: ``^[a-z_][a-z0-9_]{0,254}$``, not ``__…``, not ``source``, not a built-in view set;
 * the placeholders: ``{begin}`` and ``{end}`` in ``count_src_query``, ``{source}`` in
   ``merge_partitions_query``;
-* ``update_group`` is greater than that of every global view the queries name, and they call
-  no volatile function (``now()``, ``random()``…) nor a table function that writes partitions;
-* the extract query plans over the lakehouse (with ``{begin}``/``{end}`` set to now) and its
-  time column(s) are nanosecond timestamps; the count query plans to one integer ``count``.
+* the queries call no volatile function (``now()``, ``random()``…) nor a table function that
+  writes partitions;
+* the three queries plan (``_view_planning.py``: unknown view sets, columns and functions and
+  syntax errors are reported by name), the time column(s) are nanosecond timestamps of the
+  extract query's output, the count query answers one integer ``count`` and the merge query
+  the extract query's columns;
+* the views it reads (planned table scans) are known, and ``update_group`` is greater than
+  each of theirs; none of them reads it, directly or not (no cycle); on ``REPLACE``, every view
+  reading it keeps a greater update group and still plans.
 
-Writers serialise on ``pg_advisory_xact_lock(2)`` (Micromegas's view-DDL key). ``DROP`` retires
-the view's global partitions with its row. The answer is one row ``(view_set_name, status)``,
+``DROP`` of a view that another DDL view reads is refused, naming the readers. Writers
+serialise on ``pg_advisory_xact_lock(2)`` (Micromegas's view-DDL key); the checks against other
+stored definitions are repeated under it. ``DROP`` retires the view's global partitions with
+its row. The answer is one row ``(view_set_name, status)``,
 status ``created``, ``replaced``, ``dropped`` or ``not_found``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -25,7 +33,7 @@ import pyarrow as pa
 
 from ._partition_admin import retire_partitions
 from ._time_range import TimeRange
-from ._view_ddl import CreateView, DropView, ViewDdl
+from ._view_ddl import CreateView, DropView, ViewDdl, sql_identifiers
 from ._view_definitions import ViewDefinition, delete_definition, upsert_definition
 from ._view_set import GLOBAL_INSTANCE
 
@@ -43,7 +51,6 @@ VIEW_DDL_RESULT_SCHEMA = pa.schema(
 """The one-row answer of a view DDL statement."""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,254}")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BANNED_FUNCTIONS = frozenset(
     {
         "now",
@@ -97,46 +104,13 @@ def _check_placeholders(definition: ViewDefinition) -> None:
         raise ValueError(msg)
 
 
-def _words(sql: str) -> set[str]:
-    """Lower-case identifiers of ``sql`` outside string literals and comments."""
-    text = re.sub(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
-    return {w.lower() for w in _WORD.findall(text)}
-
-
-def _check_dependencies(lake: Lakehouse, definition: ViewDefinition) -> None:
-    """The daemon's update groups are the only ordering: read views must come strictly earlier."""
+def _check_functions(definition: ViewDefinition) -> None:
+    """Partitions are rebuilt at every pass that finds new source data: the queries must be repeatable."""
     queries = (definition.extract_query, definition.count_src_query, definition.merge_partitions_query)
-    words = set().union(*(_words(q) for q in queries))
+    words = set().union(*(sql_identifiers(q) for q in queries))
     for banned in sorted(words & _BANNED_FUNCTIONS):
         msg = f"the queries of a view may not call {banned}() (it would run again at every daemon pass)"
         raise ValueError(msg)
-    for view in lake.views.global_views():
-        group = view.update_group or 0
-        if view.name != definition.view_set_name and view.name in words and group >= definition.update_group:
-            msg = (
-                f"update_group {definition.update_group} must be greater than {group}, the update group of "
-                f"{view.name}, which the view reads (the daemon updates views in ascending update groups)"
-            )
-            raise ValueError(msg)
-
-
-async def _check_queries(lake: Lakehouse, definition: ViewDefinition) -> None:
-    from ._sql_view_set import check_count_query, infer_schema
-
-    schema = await infer_schema(lake, definition)
-    for column in {definition.options.min_time_column, definition.options.max_time_column}:
-        if column not in schema.names:
-            msg = f"time column {column!r} is not a column of extract_query (columns: {', '.join(schema.names)})"
-            raise ValueError(msg)
-        kind = schema.field(column).type
-        if not (pa.types.is_timestamp(kind) and kind.unit == "ns"):
-            msg = f"time column {column!r} must be a nanosecond timestamp, got {kind}"
-            raise ValueError(msg)
-    for column in definition.options.merge_sort_order or ():
-        if column not in schema.names:
-            msg = f"merge_sort_order column {column!r} is not a column of extract_query"
-            raise ValueError(msg)
-    await check_count_query(lake, definition)
 
 
 async def execute_view_ddl(lake: Lakehouse, ddl: ViewDdl, updated_by: str | None) -> pa.Table:
@@ -147,12 +121,21 @@ async def execute_view_ddl(lake: Lakehouse, ddl: ViewDdl, updated_by: str | None
             unknown (``DROP`` without ``IF EXISTS``); nothing was changed.
         MetadataStoreError: PostgreSQL failed; nothing was changed.
     """
+    # imported here: both plan with the SQL functions, whose table functions import this module
+    from ._view_dependencies import check_graph, check_stored_graph
+    from ._view_planning import plan_definition
+
+    # the checks below read every stored definition's view: load any another service defined
+    await lake.reload_view_definitions()
+    views = lake.views
+    planned = None
     if isinstance(ddl, CreateView):
         name = ddl.definition.view_set_name
         validate_name(lake, name)
         _check_placeholders(ddl.definition)
-        _check_dependencies(lake, ddl.definition)
-        await _check_queries(lake, ddl.definition)
+        _check_functions(ddl.definition)
+        planned = await asyncio.to_thread(plan_definition, views, ddl.definition)
+        await asyncio.to_thread(check_graph, views, ddl.definition, planned)
     else:
         name = ddl.name
         validate_name(lake, name)
@@ -168,12 +151,14 @@ async def execute_view_ddl(lake: Lakehouse, ddl: ViewDdl, updated_by: str | None
                     raise ValueError(msg)
                 status = "not_found"
             else:
+                await check_stored_graph(conn, views, ddl, None)
                 await delete_definition(conn, name)
                 status = "dropped"
         else:
             if exists and not ddl.or_replace:
                 msg = f"view set {name!r} already exists; use CREATE OR REPLACE MATERIALIZED VIEW"
                 raise ValueError(msg)
+            await check_stored_graph(conn, views, ddl, planned)
             await upsert_definition(conn, ddl.definition, updated_by)
             status = "replaced" if exists else "created"
     if status == "dropped":
