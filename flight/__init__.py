@@ -11,12 +11,13 @@ from ._exceptions import (
     ServerBusyError,
     UnsupportedCommandError,
 )
-from ._gateway import GatewayService
+from ._gateway import GatewayService, register_ui
 from ._lakehouse_provider import LakehouseSessionProvider
 from ._memory_provider import GLOBAL_VIEWS, VIEW_SCHEMAS, InMemoryLake, InMemorySessionProvider
 from ._query_client import DEFAULT_QUERY_URI, QueryClientError, format_table, parse_time, query_table, run_query
 from ._server import DEFAULT_FLIGHT_PORT, FlightSqlConfig, FlightSqlServer, FlightSqlService
 from ._session import ANONYMOUS, Caller, SessionProvider, SessionRequest
+from .explore import mount_explore
 
 __all__ = [
     "ANONYMOUS",
@@ -47,3 +48,6 @@ __all__ = [
     "query_table",
     "run_query",
 ]
+
+# The gateway serves Explore: registered here, above both, because Explore builds on the gateway.
+register_ui(mount_explore)

@@ -16,7 +16,8 @@ with ``x-request-id`` and ``x-client-ip`` added; the attribution headers (``x-cl
 ``x-org-id``) are forwarded as sent, so the FlightSQL server audits and matches deny rules on them.
 
 The same application serves the Explore web UI (``sirius.flight.explore``: ``/``, deep links,
-``/explore/static/*`` and ``/explore/api/*``), whose queries go through :meth:`GatewayService.run_sql`.
+``/explore/static/*`` and ``/explore/api/*``), whose queries go through :meth:`GatewayService.run_sql`;
+Explore is mounted through :func:`register_ui` (``sirius.flight`` registers it).
 
 Values in JSON: timestamps as RFC 3339 UTC text with nanoseconds, binary as hex, JSONB columns
 (properties, span events and links) as nested JSON, nested values as JSON, NaN/±inf as
@@ -49,7 +50,7 @@ from ._jsonb_text import embed_json_columns, jsonb_as_json_text
 from ._time_arguments import TimeArgumentError, resolve_range
 from ._tls_roots import read_ca_bundle, tls_failure_hint
 
-__all__ = ["GatewayError", "GatewayService", "QueryAnswer", "rows_as_json"]
+__all__ = ["GatewayError", "GatewayService", "QueryAnswer", "UiMount", "register_ui", "rows_as_json"]
 
 _LOG = logging.getLogger(__name__)
 _RETRY_AFTER_SECONDS = "1"
@@ -115,6 +116,22 @@ def rows_as_json(batch: pa.RecordBatch) -> Iterator[str]:
     names = batch.schema.names
     for row in zip(*(column.to_pylist() for column in columns), strict=True):
         yield json.dumps({name: _json_value(v) for name, v in zip(names, row, strict=True)}, ensure_ascii=False)
+
+
+UiMount = Callable[[web.Application, "GatewayService"], None]
+"""Adds a web UI's routes to a gateway application; the UI runs its SQL through the service."""
+
+_UI_MOUNTS: list[UiMount] = []
+
+
+def register_ui(mount: UiMount) -> None:
+    """Serve a web UI from every gateway application made after this call.
+
+    ``sirius.flight`` registers Explore when it is imported: Explore builds on this module, so
+    this module takes the UI as a registered callable rather than importing it.
+    """
+    if mount not in _UI_MOUNTS:
+        _UI_MOUNTS.append(mount)
 
 
 class GatewayError(Exception):
@@ -219,9 +236,8 @@ class GatewayService:
         app.router.add_get("/gateway/health", self._health)
         app.router.add_post("/gateway/query", self._query)
         app.on_cleanup.append(self._on_cleanup)
-        from .explore import mount_explore  # the web UI at / and /explore/* (it runs its SQL here)
-
-        mount_explore(app, self)
+        for mount in _UI_MOUNTS:  # the Explore web UI at / and /explore/* (it runs its SQL here)
+            mount(app, self)
         return app
 
     def close(self) -> None:
