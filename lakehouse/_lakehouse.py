@@ -47,7 +47,8 @@ class EtlStats:
         partitions_merged: of those, the ones built by merging existing partitions.
         partitions_up_to_date: partition checks that found nothing to do.
         partitions_retired: partitions removed (replaced, retired or expired).
-        jit_updates: JIT checks of a view instance (one per ``view_instance`` in a query).
+        jit_updates: JIT checks of a view instance (one per ``view_instance`` in a query) and
+            in-memory extractions of a DDL view's rows not yet materialised (one per query).
         blocks_processed: source blocks read to build partitions.
         events_processed: their ``nb_objects``.
         view_failures: views of a daemon pass that failed and were skipped.
