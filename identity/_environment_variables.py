@@ -10,14 +10,12 @@ __all__ = [
     "MICROMEGAS_ADMINS",
     "MICROMEGAS_API_KEYS",
     "MICROMEGAS_API_KEY_CACHE_TTL_SECONDS",
-    "MICROMEGAS_AUTH_REDIRECT_URI",
     "MICROMEGAS_OIDC_AUDIENCE",
     "MICROMEGAS_OIDC_CLIENT_ID",
     "MICROMEGAS_OIDC_CLIENT_SECRET",
     "MICROMEGAS_OIDC_CONFIG",
     "MICROMEGAS_OIDC_ISSUER",
     "MICROMEGAS_OIDC_SCOPE",
-    "MICROMEGAS_SECURE_COOKIES",
     "MICROMEGAS_STATE_SECRET",
 ]
 
@@ -28,17 +26,9 @@ tokens the services accept (unset: OIDC off)."""
 MICROMEGAS_ADMINS = "MICROMEGAS_ADMINS"
 """Server side: JSON list of identities (email or ``sub``) that are admins when they sign in with OIDC."""
 
-MICROMEGAS_AUTH_REDIRECT_URI = "MICROMEGAS_AUTH_REDIRECT_URI"
-"""Explore login: the callback URL registered at the issuer (default: the gateway's own
-``/explore/auth/callback`` as the browser reached it)."""
-
 MICROMEGAS_STATE_SECRET = "MICROMEGAS_STATE_SECRET"  # noqa: S105 - a variable name, not a secret
 """Explore login: the key signing the login-in-progress cookie (default: random per process, which
 is right for one gateway; replicas behind a load balancer need the same value)."""
-
-MICROMEGAS_SECURE_COOKIES = "MICROMEGAS_SECURE_COOKIES"
-"""Explore login: ``true`` marks the cookies ``Secure`` even when the gateway itself is reached over
-plain HTTP (behind a TLS-terminating proxy); they are always ``Secure`` on HTTPS."""
 
 MICROMEGAS_OIDC_ISSUER = "MICROMEGAS_OIDC_ISSUER"
 """Client side (client credentials): the issuer whose token endpoint issues the service's tokens."""
