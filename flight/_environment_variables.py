@@ -13,3 +13,11 @@ MICROMEGAS_API_KEY = "MICROMEGAS_API_KEY"
 SIRIUS_TLS_CA_FILE = "SIRIUS_TLS_CA_FILE"
 """PEM bundle of the certificate authorities ``sirius query``, the Explore terminal commands and the
 gateway trust for a ``grpc+tls://`` FlightSQL service (default: the system's trust store)."""
+
+MICROMEGAS_AUTH_REDIRECT_URI = "MICROMEGAS_AUTH_REDIRECT_URI"
+"""Explore sign-in: the callback URL registered at the OIDC issuer (Micromegas's web app reads the
+same name); default the gateway's own ``/explore/auth/callback`` as the browser reached it."""
+
+MICROMEGAS_SECURE_COOKIES = "MICROMEGAS_SECURE_COOKIES"
+"""Explore sign-in: ``true`` marks the cookies ``Secure`` even when the gateway is reached over plain
+HTTP (TLS ends at a proxy); they are always ``Secure`` over HTTPS."""
