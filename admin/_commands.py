@@ -14,15 +14,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from ..collector import (
-    ApiKeys,
     AuthConfigurationError,
     HttpServer,
     IngestionService,
     ServerTls,
     TlsConfigurationError,
-    check_bind_is_safe,
     warn_plaintext_bind,
 )
+from ..identity import IdentityError, ServiceRole
 from ..lakehouse import (
     DaemonConfig,
     DataLake,
@@ -39,6 +38,7 @@ from ..lakehouse import (
 from ._exceptions import AdminError
 from ._ports import PortClaim, check_ports_free, start_claimed
 from ._self_telemetry import SelfTelemetry, self_telemetry_default
+from ._service_access import close_service_access, first_env_key, optional_dsn, service_access
 from ._stack import Stack, StackOptions
 from ._up_banner import client_exports, explore_line, service_lines
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command in _SERVICES:
             return asyncio.run(_serve(handlers[args.command], args))
         return asyncio.run(handlers[args.command](args))
-    except (AdminError, LakehouseError, AuthConfigurationError, TlsConfigurationError) as exc:
+    except (AdminError, LakehouseError, AuthConfigurationError, IdentityError, TlsConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)
         return 2
 
@@ -144,7 +144,10 @@ def _stop_requested() -> Iterator[asyncio.Event]:
 async def _serve(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
     """Run a long-running command with the stop signals caught for its whole life."""
     with _stop_requested():
-        return await handler(args)
+        try:
+            return await handler(args)
+        finally:
+            await close_service_access()
 
 
 async def _wait_for_stop_signal() -> None:
@@ -226,8 +229,8 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _ingest(args: argparse.Namespace) -> int:
-    keys = ApiKeys.from_env()
-    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    dsn = LakehouseConfig.resolve_dsn(args.sql_connection_string)
+    keys = await service_access(ServiceRole.INGESTION, dsn, args.host, disable_auth=args.disable_auth)
     tls = _server_tls(args, "ingest")
     claims = [PortClaim("ingestion", args.port, "--port")]
     check_ports_free(args.host, claims)  # before connecting anywhere
@@ -249,7 +252,7 @@ async def _ingest(args: argparse.Namespace) -> int:
         print(f"ingestion    {server.scheme}://{args.host}:{port}", flush=True)
         if telemetry is not None:
             url = f"{server.scheme}://{_local_host(args.host)}:{port}"
-            telemetry.start(url, keys.keys[0][1] if keys.keys else None, service="ingest")
+            telemetry.start(url, first_env_key(), service="ingest")
         await _wait_for_stop_signal()
     finally:
         if telemetry is not None:
@@ -293,8 +296,8 @@ async def _daemon(args: argparse.Namespace) -> int:
 async def _flight(args: argparse.Namespace) -> int:
     from ..flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider
 
-    keys = ApiKeys.from_env()
-    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    dsn = LakehouseConfig.resolve_dsn(args.sql_connection_string)
+    keys = await service_access(ServiceRole.ANALYTICS, dsn, args.host, disable_auth=args.disable_auth)
     tls = _server_tls(args, "flight")
     claims = [PortClaim("flightsql", args.port, "--port")]
     check_ports_free(args.host, claims)  # gRPC may share a port (SO_REUSEPORT): probe first
@@ -328,8 +331,9 @@ async def _flight(args: argparse.Namespace) -> int:
 async def _gateway(args: argparse.Namespace) -> int:
     from ..flight import GatewayService
 
-    keys = ApiKeys.from_env()
-    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    # The gateway reads the analytics keys when it can reach the database; FlightSQL checks
+    # every forwarded credential again in any case.
+    keys = await service_access(ServiceRole.ANALYTICS, optional_dsn(), args.host, disable_auth=args.disable_auth)
     tls = _server_tls(args, "gateway")
     claims = [PortClaim("gateway", args.port, "--port")]
     check_ports_free(args.host, claims)
@@ -348,8 +352,8 @@ async def _gateway(args: argparse.Namespace) -> int:
 async def _otlp(args: argparse.Namespace) -> int:
     from ..collector import OtlpService
 
-    keys = ApiKeys.from_env()
-    check_bind_is_safe(args.host, keys, disable_auth=args.disable_auth)
+    dsn = LakehouseConfig.resolve_dsn(args.sql_connection_string)
+    keys = await service_access(ServiceRole.INGESTION, dsn, args.host, disable_auth=args.disable_auth)
     tls = _server_tls(args, "otlp")
     claims = [
         PortClaim("otlp-grpc", args.grpc_port, "--grpc-port"),

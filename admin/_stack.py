@@ -34,6 +34,7 @@ from ..collector import (
     warn_plaintext_bind,
 )
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
+from ..identity import IdentityConfig, KeyStore, ServiceRole, build_authenticator, start_key_store, stop_key_store
 from ..lakehouse import (
     DaemonConfig,
     DataLake,
@@ -132,6 +133,7 @@ class _Resources:
     otlp: OtlpService | None = None
     gateway: GatewayService | None = None
     self_telemetry: SelfTelemetry | None = None
+    key_store: KeyStore | None = None
 
 
 class Stack:
@@ -156,13 +158,20 @@ class Stack:
 
     async def _start(self) -> None:
         opts = self.options
-        keys = ApiKeys.from_env()
-        check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
+        # Read first: a malformed list is refused before anything starts. The bind's safety is
+        # checked once the database keys are read too (they may be what protects it).
+        env_keys = ApiKeys.from_env()
         warn_plaintext_bind("up", opts.host, opts.tls)
         claims = {claim.service: claim for claim in opts.port_claims()}
         store, pool = await self._open_storage(list(claims.values()))
         self.lake = DataLake(pool)
         self.lakehouse = Lakehouse(pool, store)
+        # One access policy per role over one key store: every listener checks credentials alike.
+        identity = IdentityConfig.resolve(self.config.sql_connection_string if self.config else None)
+        self._res.key_store = await asyncio.to_thread(start_key_store, identity)
+        keys = build_authenticator(identity, ServiceRole.INGESTION, self._res.key_store)
+        analytics_keys = build_authenticator(identity, ServiceRole.ANALYTICS, self._res.key_store)
+        check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
         ingestion = IngestionService(self.lake, store, keys)
         app = ingestion.make_app()
         self_telemetry = SelfTelemetry() if opts.self_telemetry else None
@@ -174,7 +183,7 @@ class Stack:
         scheme = server.scheme
         ingestion_url = f"{scheme}://{_url_host(opts.host)}:{port}"
         self.endpoints.append(Endpoint("ingestion", ingestion_url))
-        key = keys.keys[0][1] if keys.keys else None
+        key = env_keys.keys[0][1] if env_keys.keys else None
         if self_telemetry is not None and self_telemetry.start(ingestion_url, key, tls_ca_file=opts.tls_ca_file):
             self._res.self_telemetry = self_telemetry
 
@@ -196,7 +205,7 @@ class Stack:
 
         flight = FlightSqlService(
             LakehouseSessionProvider(self.lakehouse),
-            keys,
+            analytics_keys,
             FlightSqlConfig(host=opts.host, port=opts.flight_port, tls=opts.tls),
             loop=asyncio.get_running_loop(),
         )
@@ -205,7 +214,7 @@ class Stack:
         flight_uri = f"{flight.config.scheme}://{_url_host(opts.host)}:{flight_port}"
         self.endpoints.append(Endpoint("flightsql", flight_uri))
 
-        gateway = GatewayService(flight_uri, keys, tls_ca_file=opts.tls_ca_file)
+        gateway = GatewayService(flight_uri, analytics_keys, tls_ca_file=opts.tls_ca_file)
         self._res.gateway = gateway
         gateway_server = HttpServer(gateway.make_app(), opts.host, opts.gateway_port, tls=opts.tls)
         gateway_port = await self._bind([claims["gateway"]], gateway_server.start)
@@ -315,6 +324,7 @@ class Stack:
             except TimeoutError:
                 _LOG.warning("closing the PostgreSQL pool timed out; terminating its connections")
                 pool.terminate()  # type: ignore[attr-defined]
+        await asyncio.to_thread(stop_key_store, res.key_store)  # None when it was never started
         if res.embedded is not None:
             await asyncio.to_thread(res.embedded.stop)
         if res.lock is not None:

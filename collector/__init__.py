@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._admission import InflightBudget
-from ._auth import ApiKeys, check_bind_is_safe, is_loopback
+from ._auth import PRINCIPAL_KEY, ApiKeys, check_bind_is_safe, is_loopback, request_principal
 from ._exceptions import (
     AuthConfigurationError,
     BodyTooLargeError,
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_OTLP_GRPC_PORT",
     "DEFAULT_OTLP_HTTP_PORT",
     "MAX_BODY_BYTES",
+    "PRINCIPAL_KEY",
     "ApiKeys",
     "AuthConfigurationError",
     "BodyTooLargeError",
@@ -65,5 +66,6 @@ __all__ = [
     "block_object_key",
     "check_bind_is_safe",
     "is_loopback",
+    "request_principal",
     "warn_plaintext_bind",
 ]

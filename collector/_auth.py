@@ -1,79 +1,30 @@
-"""Bearer-key authentication shared by the collector's HTTP (and later gRPC) endpoints."""
+"""Authentication settings of the collector's listeners: the bind-safety check, and the old name of environment keys.
+
+Credentials are checked by ``sirius.identity`` (one :class:`~sirius.identity.AccessPolicy` per
+service, shared by all its listeners). ``ApiKeys`` is kept as the name of
+:class:`sirius.identity.EnvKeys` so code written against it keeps working.
+"""
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import json
-import os
-from dataclasses import dataclass
+from typing import Any, Protocol
 
+from aiohttp import web
+
+from ..identity import ANONYMOUS, BEARER_PREFIX, EnvKeys, Principal
 from ._environment_variables import MICROMEGAS_API_KEYS
 from ._exceptions import AuthConfigurationError
 
-BEARER_PREFIX = "Bearer "
+__all__ = ["BEARER_PREFIX", "PRINCIPAL_KEY", "ApiKeys", "check_bind_is_safe", "is_loopback", "request_principal"]
+
+ApiKeys = EnvKeys
+"""The keys of ``MICROMEGAS_API_KEYS`` (:class:`sirius.identity.EnvKeys`; its former name)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeys:
-    """The accepted keys; an empty set means authentication is off.
-
-    Attributes:
-        keys: ``(name, key)`` pairs.
-    """
-
-    keys: tuple[tuple[str, str], ...] = ()
-
+class _Enforcing(Protocol):
     @property
-    def enabled(self) -> bool:
-        """True when at least one key is configured (requests must then carry one)."""
-        return bool(self.keys)
-
-    @classmethod
-    def parse(cls, text: str | None) -> ApiKeys:
-        """Parse ``MICROMEGAS_API_KEYS`` JSON (``[{"name": …, "key": …}]``).
-
-        Raises:
-            AuthConfigurationError: when the text is not such a list.
-        """
-        if not text or not text.strip():
-            return cls()
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            msg = f"{MICROMEGAS_API_KEYS} is not valid JSON: {exc}"
-            raise AuthConfigurationError(msg) from exc
-        if not isinstance(value, list):
-            msg = f"{MICROMEGAS_API_KEYS} must be a JSON list of {{name, key}} objects"
-            raise AuthConfigurationError(msg)
-        keys = []
-        for item in value:
-            if not (isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]):
-                msg = f"{MICROMEGAS_API_KEYS}: each entry needs a non-empty string 'key'"
-                raise AuthConfigurationError(msg)
-            keys.append((str(item.get("name", "")), item["key"]))
-        return cls(tuple(keys))
-
-    @classmethod
-    def from_env(cls) -> ApiKeys:
-        """Read the keys from ``MICROMEGAS_API_KEYS``."""
-        return cls.parse(os.environ.get(MICROMEGAS_API_KEYS))
-
-    def authenticate(self, authorization: str | None) -> str | None:
-        """Return the key's name when the ``Authorization`` header carries a valid key, else None.
-
-        With authentication off every request is accepted (name ``anonymous``).
-        """
-        if not self.enabled:
-            return "anonymous"
-        if not authorization or not authorization.startswith(BEARER_PREFIX):
-            return None
-        token = authorization[len(BEARER_PREFIX) :].strip().encode()
-        for name, key in self.keys:
-            # constant-time comparison: the key is a secret.
-            if hmac.compare_digest(token, key.encode()):
-                return name
-        return None
+    def enabled(self) -> bool: ...
 
 
 def is_loopback(host: str) -> bool:
@@ -86,13 +37,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind_is_safe(host: str, keys: ApiKeys, *, disable_auth: bool) -> None:
-    """Refuse to serve a non-loopback address without keys unless auth is explicitly disabled.
+def check_bind_is_safe(host: str, keys: _Enforcing, *, disable_auth: bool) -> None:
+    """Refuse to serve a non-loopback address without authentication unless it is explicitly disabled.
+
+    Args:
+        host: the bind address.
+        keys: the service's access policy (or environment keys): ``enabled`` when requests
+            must carry a credential.
+        disable_auth: the operator's ``--disable-auth``.
 
     Raises:
         AuthConfigurationError: when the bind would expose an unauthenticated service.
     """
     if keys.enabled or disable_auth or is_loopback(host):
         return
-    msg = f"refusing to listen on {host} without authentication: set {MICROMEGAS_API_KEYS} or pass --disable-auth"
+    msg = (
+        f"refusing to listen on {host} without authentication: set {MICROMEGAS_API_KEYS}, "
+        "mint a key (sirius keys mint) or pass --disable-auth"
+    )
     raise AuthConfigurationError(msg)
+
+
+# aiohttp before 3.13 has no typed request keys: the plain string works there.
+PRINCIPAL_KEY: Any = web.RequestKey("sirius.principal", Principal) if hasattr(web, "RequestKey") else "sirius.principal"
+"""Where an aiohttp handler finds the request's :class:`~sirius.identity.Principal` (``request[PRINCIPAL_KEY]``)."""
+
+
+def request_principal(request: web.Request) -> Principal:
+    """The principal the service's access policy found for ``request`` (anonymous if none was checked)."""
+    principal = request.get(PRINCIPAL_KEY)
+    return principal if isinstance(principal, Principal) else ANONYMOUS

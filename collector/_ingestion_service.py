@@ -37,6 +37,7 @@ from typing import TypeVar
 
 from aiohttp import HttpVersion11, hdrs, web
 
+from ..identity import AuthenticationError, Authenticator, as_access_policy
 from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord
 from ..otel_bridge import OTLP_FORMATS, stream_format, validate_otlp_block
 from ..tracing import (
@@ -48,7 +49,7 @@ from ..tracing import (
 )
 from ._admission import declared_body_size, read_declared_body
 from ._arrivals import log_new_process
-from ._auth import ApiKeys
+from ._auth import PRINCIPAL_KEY
 from ._block_body import DecodedBlock, decode_block_body
 from ._block_validation import validate_transit_payload
 from ._exceptions import IncompleteBodyError, NativeRequestError, OverloadedError
@@ -103,8 +104,8 @@ def _refused(exc: NativeRequestError | OverloadedError) -> web.Response:
     return web.Response(status=exc.http_status, text=exc.message)
 
 
-def _unauthorized() -> web.Response:
-    return web.Response(status=401, text="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(reason: str) -> web.Response:
+    return web.Response(status=401, text=f"Unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str) -> web.Response:
@@ -126,7 +127,8 @@ class IngestionService:
     Args:
         lake: where process, stream and block rows go.
         store: where block payloads go.
-        keys: accepted Bearer keys (empty = no authentication).
+        keys: the service's access policy (``sirius.identity.build_authenticator``), or bare
+            environment keys; None = no authentication. Every route of the service uses it.
         limits: body size and in-flight limits (``IngestionLimits.resolve()`` when omitted); the
             in-flight budget is shared by the native routes and ``/ingestion/otlp/v1/*``.
         clock: monotonic clock, injected for the readiness cache.
@@ -136,14 +138,14 @@ class IngestionService:
         self,
         lake: DataLake,
         store: ObjectStore,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         *,
         limits: IngestionLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lake = lake
         self._store = store
-        self._keys = keys or ApiKeys()
+        self._keys = as_access_policy(keys)
         self.limits = limits or IngestionLimits.resolve()
         self.budget = self.limits.budget()
         self._clock = clock
@@ -190,8 +192,12 @@ class IngestionService:
         path = request.path
         # OTLP routes answer an OTLP-shaped 401 themselves; Firehose routes check their access key.
         own_auth = path.startswith(OTLP_PREFIX + "/") or path in FIREHOSE_PATHS
-        if path.startswith("/ingestion/") and not own_auth and self._keys.authenticate(authorization) is None:
-            return _unauthorized()
+        if path.startswith("/ingestion/") and not own_auth:
+            try:
+                # The handlers (and their audience checks) find the caller here.
+                request[PRINCIPAL_KEY] = self._keys.require(authorization)
+            except AuthenticationError as exc:
+                return _unauthorized(str(exc))
         return await handler(request)
 
     # -- probes ---------------------------------------------------------------------------
@@ -249,8 +255,10 @@ class IngestionService:
             return None  # HTTP/1.0 has no interim responses (aiohttp's own rule)
         if expect.lower() != "100-continue":
             raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
-        if self._keys.authenticate(request.headers.get("Authorization")) is None:
-            return _unauthorized()
+        try:
+            self._keys.require(request.headers.get("Authorization"))
+        except AuthenticationError as exc:
+            return _unauthorized(str(exc))
         try:
             self.budget.check(declared_body_size(request.content_length, self.limits.max_body_bytes))
         except (NativeRequestError, OverloadedError) as exc:

@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..identity import BEARER_PREFIX, AuthenticationError, Authenticator, as_access_policy, refusal_detail
 from ..otel_bridge import LOGS, METRICS
 from ._admission import AdmissionTicket, InflightBudget
-from ._auth import BEARER_PREFIX, ApiKeys
+from ._auth import PRINCIPAL_KEY
 from ._cloudwatch_logs import decode_logs_record, logs_request
 from ._cloudwatch_metrics import decode_metric_stream_records
 from ._exceptions import OtlpInvalidRequestError, OtlpRequestError, OtlpUnauthenticatedError
@@ -64,14 +65,17 @@ class IntegrationRoutes:
 
     Args:
         writer: stores the resulting OTLP requests.
-        keys: API keys the Firehose access key is checked against (empty = no authentication).
+        keys: the service's access policy: the webhook's Bearer key and the Firehose access key
+            are checked against it (None = no authentication).
         budget: in-flight bound shared with the service's other routes.
         max_request_bytes: limit on a body, before and after decompression (413 past it).
     """
 
-    def __init__(self, writer: OtlpWriter, keys: ApiKeys, *, budget: InflightBudget, max_request_bytes: int) -> None:
+    def __init__(
+        self, writer: OtlpWriter, keys: Authenticator | None, *, budget: InflightBudget, max_request_bytes: int
+    ) -> None:
         self._writer = writer
-        self._keys = keys
+        self._keys = as_access_policy(keys)
         self._budget = budget
         self._limit = max_request_bytes
 
@@ -132,9 +136,11 @@ class IntegrationRoutes:
         if not key:
             msg = f"missing {HEADER_ACCESS_KEY}: set the stream's access key to one of the API keys"
             raise OtlpUnauthenticatedError(msg)
-        if self._keys.authenticate(BEARER_PREFIX + key) is None:
-            msg = f"invalid {HEADER_ACCESS_KEY}"
-            raise OtlpUnauthenticatedError(msg)
+        try:
+            request[PRINCIPAL_KEY] = self._keys.require(BEARER_PREFIX + key)
+        except AuthenticationError as exc:
+            msg = f"invalid {HEADER_ACCESS_KEY}{refusal_detail(exc)}"
+            raise OtlpUnauthenticatedError(msg) from None
 
     async def _store_metrics(self, envelope: FirehoseEnvelope, _ticket: AdmissionTicket) -> None:
         message = decode_metric_stream_records(envelope.records)

@@ -20,9 +20,9 @@ import logging
 import grpc
 import grpc.aio
 
+from ..identity import AuthenticationError, Authenticator, as_access_policy, refusal_detail
 from ..otel_bridge import SIGNALS, Signal
 from ._admission import InflightBudget
-from ._auth import ApiKeys
 from ._exceptions import OtlpRequestError, OtlpUnauthenticatedError
 from ._otlp_codec import PROTOBUF, error_status, export_response, parse_request, retry_info
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES
@@ -48,7 +48,7 @@ class OtlpGrpcServer:
         writer: stores the requests.
         host: bind address.
         port: 0 picks a free port.
-        keys: accepted Bearer keys (empty = no authentication).
+        keys: the service's access policy, or bare environment keys (None = no authentication).
         budget: in-flight bound shared with the service's other receivers.
         max_request_bytes: largest (decompressed) message accepted.
         tls: serve TLS with this certificate (None: plain text).
@@ -59,7 +59,7 @@ class OtlpGrpcServer:
         writer: OtlpWriter,
         host: str,
         port: int,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         *,
         budget: InflightBudget | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -69,7 +69,7 @@ class OtlpGrpcServer:
         self._tls = tls
         self._host = host
         self._requested_port = port
-        self._keys = keys or ApiKeys()
+        self._keys = as_access_policy(keys)
         self._budget = budget or InflightBudget()
         self._limit = max_request_bytes
         self._server: grpc.aio.Server | None = None
@@ -116,9 +116,11 @@ class OtlpGrpcServer:
     async def _export(self, signal: Signal, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         try:
             metadata = dict(context.invocation_metadata() or ())
-            if self._keys.authenticate(_text(metadata.get("authorization"))) is None:
-                msg = "missing or invalid authorization: Bearer key"
-                raise OtlpUnauthenticatedError(msg)
+            try:
+                self._keys.require(_text(metadata.get("authorization")))
+            except AuthenticationError as exc:
+                msg = f"missing or invalid authorization: Bearer key{refusal_detail(exc)}"
+                raise OtlpUnauthenticatedError(msg) from None
             ticket = self._budget.admit()
             try:
                 ticket.reserve(len(request))

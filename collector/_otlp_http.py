@@ -17,9 +17,10 @@ import math
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from ..identity import AuthenticationError, Authenticator, as_access_policy, refusal_detail
 from ..otel_bridge import SIGNALS, Signal
 from ._admission import AdmissionTicket, InflightBudget
-from ._auth import ApiKeys
+from ._auth import PRINCIPAL_KEY
 from ._exceptions import (
     CODE_INTERNAL,
     OtlpInvalidRequestError,
@@ -55,7 +56,7 @@ class OtlpHttpRoutes:
 
     Args:
         writer: stores the requests.
-        keys: accepted Bearer keys (empty = no authentication).
+        keys: the service's access policy, or bare environment keys (None = no authentication).
         budget: in-flight bound shared with the service's other receivers.
         max_request_bytes: limit on the (decompressed) body.
     """
@@ -63,13 +64,13 @@ class OtlpHttpRoutes:
     def __init__(
         self,
         writer: OtlpWriter,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         *,
         budget: InflightBudget | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self._writer = writer
-        self._keys = keys or ApiKeys()
+        self._keys = as_access_policy(keys)
         self._budget = budget or InflightBudget()
         self._limit = max_request_bytes
 
@@ -87,9 +88,11 @@ class OtlpHttpRoutes:
             return self._error(refusal, _PROTOBUF, PROTOBUF)
         content_type, encoding = media
         try:
-            if self._keys.authenticate(request.headers.get("Authorization")) is None:
-                msg = "missing or invalid Authorization: Bearer key"
-                raise OtlpUnauthenticatedError(msg)
+            try:
+                request[PRINCIPAL_KEY] = self._keys.require(request.headers.get("Authorization"))
+            except AuthenticationError as exc:
+                msg = f"missing or invalid Authorization: Bearer key{refusal_detail(exc)}"
+                raise OtlpUnauthenticatedError(msg) from None
             ticket = self._budget.admit()
             try:
                 data = await read_body(request, self._limit, ticket)

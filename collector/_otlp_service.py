@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..identity import AccessPolicy, Authenticator, as_access_policy
 from ..lakehouse import DataLake, ObjectStore
 from ._admission import (
     DEFAULT_MAX_INFLIGHT_BYTES,
@@ -19,7 +20,6 @@ from ._admission import (
     DEFAULT_RETRY_AFTER_SECONDS,
     InflightBudget,
 )
-from ._auth import ApiKeys
 from ._environment_variables import (
     SIRIUS_OTLP_MAX_INFLIGHT_BYTES,
     SIRIUS_OTLP_MAX_INFLIGHT_REQUESTS,
@@ -101,8 +101,9 @@ class OtlpService:
     Args:
         lake: process, stream and block rows.
         store: payload objects.
-        keys: accepted Bearer keys (empty = no authentication; check the bind with
-            ``check_bind_is_safe`` first).
+        keys: the service's access policy (``sirius.identity.build_authenticator``) or bare
+            environment keys; None = no authentication (check the bind with
+            ``check_bind_is_safe`` first). Both receivers use it.
         host: bind address of both receivers.
         grpc_port: gRPC port (0 = any free port, None = no gRPC receiver).
         http_port: HTTP port (0 = any free port, None = no HTTP receiver).
@@ -116,7 +117,7 @@ class OtlpService:
         self,
         lake: DataLake,
         store: ObjectStore,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         *,
         host: str = "127.0.0.1",
         grpc_port: int | None = DEFAULT_OTLP_GRPC_PORT,
@@ -128,7 +129,7 @@ class OtlpService:
     ) -> None:
         self.tls = tls
         self.limits = limits or OtlpLimits.resolve()
-        self.keys = keys or ApiKeys()
+        self.keys: AccessPolicy = as_access_policy(keys)
         self.host = host
         self.writer = OtlpWriter(lake, store, clock=clock, retry_after=self.limits.retry_after_seconds)
         self.budget = self.limits.budget()

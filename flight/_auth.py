@@ -1,7 +1,9 @@
 """Per-call authentication and request headers for the FlightSQL server (a pyarrow server middleware).
 
-* ``Authorization: Bearer <key>`` on every call when ``MICROMEGAS_API_KEYS`` has keys (missing
-  or wrong → UNAUTHENTICATED ``invalid token``); with no keys every call is accepted.
+* ``Authorization: Bearer <credential>`` on every call, checked by the service's access policy
+  (``sirius.identity``: environment keys, analytics database keys, OIDC tokens); missing or
+  wrong → UNAUTHENTICATED ``invalid token`` (with the reason when there is one, e.g. a revoked
+  key). With no credential configured every call is accepted.
 * ``Handshake`` with ``Authorization: Basic base64(name:key)`` (Grafana's username/password,
   ADBC's ``username``/``password``): the key must be valid (the name is informational); the
   response carries ``Authorization: Bearer <key>``, which those clients send on later calls.
@@ -18,7 +20,7 @@ from typing import Any
 
 from pyarrow import flight
 
-from ..collector import ApiKeys
+from ..identity import AuthenticationError, Authenticator, Principal, as_access_policy, refusal_detail
 from ._session import Caller
 
 __all__ = ["MIDDLEWARE_KEY", "CallContext", "CallContextFactory", "HandshakeHandler"]
@@ -64,20 +66,27 @@ class CallContextFactory(flight.ServerMiddlewareFactory):
     """Authenticates each call and creates its :class:`CallContext`.
 
     Args:
-        keys: accepted API keys (none = authentication off).
-        admin_key_names: names of the keys whose callers are admins; None makes every caller an
-            admin, Micromegas's rule for deployments that can never produce an admin principal
-            (API keys only).
+        keys: the service's access policy (``sirius.identity.build_authenticator``), or bare
+            environment keys; None = authentication off. The policy decides who is an admin.
+        admin_key_names: when given, exactly the principals of these names are admins
+            (overrides the policy's decision; kept for embedders that name admin keys).
     """
 
-    def __init__(self, keys: ApiKeys, admin_key_names: frozenset[str] | None = None) -> None:
+    def __init__(self, keys: Authenticator | None, admin_key_names: frozenset[str] | None = None) -> None:
         super().__init__()
-        self._keys = keys
+        self._keys = as_access_policy(keys)
         self._admins = admin_key_names
 
-    def _caller(self, name: str, headers: Mapping[str, str]) -> Caller:
-        is_admin = self._admins is None or name in self._admins
-        return Caller(name, is_admin=is_admin, client_type=headers.get("x-client-type", "unknown") or "unknown")
+    def _caller(self, principal: Principal, headers: Mapping[str, str]) -> Caller:
+        is_admin = principal.is_admin if self._admins is None else principal.name in self._admins
+        client_type = headers.get("x-client-type", "unknown") or "unknown"
+        return Caller(principal.name, is_admin=is_admin, client_type=client_type, principal=principal)
+
+    def _authenticate(self, authorization: str | None, refusal: str = "invalid token") -> Principal:
+        try:
+            return self._keys.require(authorization)
+        except AuthenticationError as exc:
+            raise flight.FlightUnauthenticatedError(refusal + refusal_detail(exc)) from None
 
     def start_call(self, info: flight.CallInfo, headers: Mapping[str, Any]) -> CallContext:
         """Authenticate the call (raises ``FlightUnauthenticatedError``) and capture its headers."""
@@ -85,10 +94,7 @@ class CallContextFactory(flight.ServerMiddlewareFactory):
         authorization = values.get("authorization")
         if info.method == flight.FlightMethod.HANDSHAKE and authorization and authorization.startswith(_BASIC):
             return self._handshake(authorization, values)
-        name = self._keys.authenticate(authorization)
-        if name is None:
-            raise flight.FlightUnauthenticatedError("invalid token")
-        return CallContext(self._caller(name, values), values)
+        return CallContext(self._caller(self._authenticate(authorization), values), values)
 
     def _handshake(self, authorization: str, values: Mapping[str, str]) -> CallContext:
         encoded = authorization[len(_BASIC) :].strip()
@@ -99,10 +105,8 @@ class CallContextFactory(flight.ServerMiddlewareFactory):
             raise flight.FlightUnauthenticatedError("invalid basic credentials") from None
         _, _, password = decoded.partition(":")
         bearer = f"Bearer {password}"
-        name = self._keys.authenticate(bearer)
-        if name is None:
-            raise flight.FlightUnauthenticatedError("invalid username or password")
-        context = CallContext(self._caller(name, values), values)
+        principal = self._authenticate(bearer, "invalid username or password")
+        context = CallContext(self._caller(principal, values), values)
         context.response_headers["authorization"] = bearer
         return context
 

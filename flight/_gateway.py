@@ -44,7 +44,8 @@ import pyarrow.compute as pc
 from aiohttp import web
 from pyarrow import flight
 
-from ..collector import ApiKeys
+from ..collector import PRINCIPAL_KEY
+from ..identity import AuthenticationError, Authenticator, as_access_policy
 from . import _protocol as proto
 from ._jsonb_text import embed_json_columns, jsonb_as_json_text
 from ._time_arguments import TimeArgumentError, resolve_range
@@ -203,7 +204,10 @@ class GatewayService:
 
     Args:
         flight_uri: the FlightSQL service, e.g. ``grpc://127.0.0.1:50051`` or ``grpc+tls://…``.
-        keys: the API keys requests must carry (the same as the FlightSQL server's).
+        keys: the access policy requests must satisfy (``sirius.identity.build_authenticator``
+            with the analytics role, as the FlightSQL server's), or bare environment keys; None
+            = no authentication. The request's ``Authorization`` is forwarded to FlightSQL,
+            which checks it again.
         clock: "now" in Unix ns, for relative ranges (default the wall clock).
         tls_ca_file: PEM bundle of the CAs trusted for a ``grpc+tls`` service (default
             ``$SIRIUS_TLS_CA_FILE``, else the system's trust store).
@@ -215,7 +219,7 @@ class GatewayService:
     def __init__(
         self,
         flight_uri: str,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         *,
         clock: Callable[[], int] = time.time_ns,
         tls_ca_file: str | None = None,
@@ -223,7 +227,7 @@ class GatewayService:
         self.flight_uri = flight_uri
         # Read now: a missing bundle is a start-up error, not a 502 on the first query.
         self._tls_roots = read_ca_bundle(tls_ca_file) if flight_uri.startswith("grpc+tls://") else None
-        self.keys = keys if keys is not None else ApiKeys()
+        self.keys = as_access_policy(keys)
         self._clock = clock
         self._client: flight.FlightClient | None = None
         self._client_lock = threading.Lock()
@@ -302,16 +306,21 @@ class GatewayService:
         return body
 
     def authorize(self, request: web.Request) -> str | None:
-        """The request's ``Authorization`` header once checked against the keys.
+        """The request's ``Authorization`` header once checked by the access policy.
+
+        The principal is kept in ``request[PRINCIPAL_KEY]``.
 
         Raises:
-            GatewayError: 401 when a key is needed and missing or unknown.
+            GatewayError: 401 when a credential is needed and missing, unknown or refused (the
+                reason, e.g. a revoked key).
         """
         authorization = request.headers.get("Authorization")
-        if self.keys.authenticate(authorization) is None:
-            if not (authorization or "").strip():
-                raise GatewayError(401, NO_KEY_MESSAGE)
-            raise GatewayError(401, "invalid token")
+        if not (authorization or "").strip() and self.keys.enabled:
+            raise GatewayError(401, NO_KEY_MESSAGE)
+        try:
+            request[PRINCIPAL_KEY] = self.keys.require(authorization)
+        except AuthenticationError as exc:
+            raise GatewayError(401, str(exc)) from None
         return authorization
 
     async def run_sql(

@@ -42,7 +42,8 @@ import pyarrow as pa
 from pyarrow import flight
 
 from .. import tracing
-from ..collector import ApiKeys, ServerTls
+from ..collector import ServerTls
+from ..identity import Authenticator, as_access_policy
 from ..lakehouse import (
     ParameterError,
     SqlEnvironment,
@@ -104,8 +105,10 @@ class FlightSqlConfig:
         query_memory_limit_bytes: memory pool of each query (None: unbounded).
         max_concurrent_queries: further queries get UNAVAILABLE (retry later).
         max_batch_bytes: larger result batches are sliced (Grafana's client takes ≤ 4 MiB messages).
-        admin_key_names: API key names whose callers may run admin functions; None = every
-            caller (Micromegas's rule when only API keys exist).
+        admin_key_names: when given, exactly the principals of these names may run admin
+            functions; None (the default) lets the access policy decide (``sirius.identity``:
+            ``MICROMEGAS_ADMINS``, the stored ``admins`` group, and every caller in an
+            environment-keys-only deployment, Micromegas's rule).
         session_timeout_seconds: bound on the provider's ``session()`` (JIT ETL included).
         max_ingest_bytes: largest ``bulk_ingest`` upload (Arrow bytes) accepted.
         tls: serve ``grpc+tls`` with this certificate (None: plain ``grpc``).
@@ -160,7 +163,7 @@ class FlightSqlServer(flight.FlightServerBase):
     def __init__(
         self,
         provider: SessionProvider,
-        keys: ApiKeys,
+        keys: Authenticator | None,
         config: FlightSqlConfig,
         app_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -748,7 +751,8 @@ class FlightSqlService:
 
     Args:
         provider: builds the query sessions (the lakehouse's session factory).
-        keys: API keys (``ApiKeys.from_env()``); empty = no authentication.
+        keys: the access policy (``sirius.identity.build_authenticator`` with the analytics
+            role), or bare environment keys; None = no authentication.
         config: bind address, limits.
         loop: the application's event loop, on which ``provider.session()`` and partition
             administration run (it owns the PostgreSQL pool). Default: the loop running
@@ -758,13 +762,13 @@ class FlightSqlService:
     def __init__(
         self,
         provider: SessionProvider,
-        keys: ApiKeys | None = None,
+        keys: Authenticator | None = None,
         config: FlightSqlConfig | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.provider = provider
-        self.keys = keys if keys is not None else ApiKeys()
+        self.keys = as_access_policy(keys)
         self.config = config if config is not None else FlightSqlConfig()
         self._loop = loop
         self.server: FlightSqlServer | None = None

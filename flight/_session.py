@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import datafusion
 
+from ..identity import ANONYMOUS as ANONYMOUS_PRINCIPAL
+from ..identity import Principal
 from ..lakehouse import PartitionAdmin
 
 __all__ = ["ANONYMOUS", "Caller", "SessionProvider", "SessionRequest"]
@@ -29,14 +31,19 @@ class Caller:
     """The authenticated principal behind a request.
 
     Attributes:
-        name: the API key's name (``anonymous`` when authentication is off).
-        is_admin: may run the admin SQL functions (partition retirement, materialisation).
+        name: the principal's name: the key's name, the OIDC identity (``anonymous`` when
+            authentication is off).
+        is_admin: may run the admin SQL functions (partition retirement, materialisation, view
+            DDL, the deny list).
         client_type: the ``x-client-type`` header (``python``, ``grafana``, …; ``unknown`` if absent).
+        principal: the authenticated principal itself (method, audiences, groups), for what
+            the session must restrict to it.
     """
 
     name: str
     is_admin: bool = True
     client_type: str = "unknown"
+    principal: Principal = ANONYMOUS_PRINCIPAL
 
 
 ANONYMOUS = Caller("anonymous")
