@@ -119,20 +119,23 @@ class OidcSettings:
 
 
 def parse_admins(text: str | None) -> frozenset[str]:
-    """``MICROMEGAS_ADMINS``: a JSON list of identities (email or ``sub``).
+    """``MICROMEGAS_ADMINS``: a JSON list of identities (email or ``sub``); a comma-separated list is accepted too.
 
     Raises:
-        IdentityConfigurationError: not a JSON list of strings.
+        IdentityConfigurationError: a JSON value that is not a list of non-empty strings.
     """
     if not text or not text.strip():
         return frozenset()
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return frozenset(name.strip() for name in stripped.split(",") if name.strip())
     try:
-        value = json.loads(text)
+        value = json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise IdentityConfigurationError(f"{MICROMEGAS_ADMINS} is not valid JSON: {exc}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise IdentityConfigurationError(
-            f'{MICROMEGAS_ADMINS} must be a JSON list of strings, e.g. ["alice@example.com"]'
+            f'{MICROMEGAS_ADMINS} must be a JSON list of names, e.g. ["alice@example.com"]'
         )
     return frozenset(value)
 

@@ -190,13 +190,14 @@ def test_bad_configuration_is_refused_at_start(text: str, message: str) -> None:
         OidcSettings.parse(text)
 
 
-def test_bad_admins_list_is_refused() -> None:
-    env = {
-        "MICROMEGAS_OIDC_CONFIG": '{"issuers": [{"issuer": "https://idp", "audience": "a"}]}',
-        "MICROMEGAS_ADMINS": "alice",
-    }
+def test_admins_list_shapes() -> None:
+    config = '{"issuers": [{"issuer": "https://idp", "audience": "a"}]}'
     with pytest.raises(IdentityConfigurationError, match="MICROMEGAS_ADMINS"):
-        OidcSettings.from_env(env)
+        OidcSettings.from_env({"MICROMEGAS_OIDC_CONFIG": config, "MICROMEGAS_ADMINS": '["alice", 3]'})
+    for text in ('["alice", "bob"]', "alice, bob"):
+        settings = OidcSettings.from_env({"MICROMEGAS_OIDC_CONFIG": config, "MICROMEGAS_ADMINS": text})
+        assert settings is not None
+        assert settings.admins == frozenset({"alice", "bob"})
     assert OidcSettings.from_env({}) is None
 
 
