@@ -388,7 +388,7 @@ def log(level: int, msg: object, target: str | None = None, *, properties: Prope
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def fatal(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -397,7 +397,7 @@ def fatal(msg: object, target: str | None = None, *, properties: Properties | No
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def error(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -406,7 +406,7 @@ def error(msg: object, target: str | None = None, *, properties: Properties | No
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def warn(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -415,7 +415,7 @@ def warn(msg: object, target: str | None = None, *, properties: Properties | Non
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def info(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -427,7 +427,7 @@ def info(msg: object, target: str | None = None, *, properties: Properties | Non
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def debug(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -436,7 +436,7 @@ def debug(msg: object, target: str | None = None, *, properties: Properties | No
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 def trace(msg: object, target: str | None = None, *, properties: Properties | None = None) -> None:
@@ -445,7 +445,7 @@ def trace(msg: object, target: str | None = None, *, properties: Properties | No
     if properties is None:
         _log(desc, msg)
     else:
-        _log_tagged(desc, property_set(properties), msg)
+        _log_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), msg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,4 +480,4 @@ def metric(
     if properties is None:
         _metric(desc, value)
     else:
-        _metric_tagged(desc, property_set(properties), value)
+        _metric_tagged(desc, properties if type(properties) is PropertySet else property_set(properties), value)

@@ -155,6 +155,8 @@ class TracerStats:
         events_spooled: events of blocks written to the spool (delivered by a later process).
         events_pending: events not settled yet: in thread buffers' open blocks, queued, in flight.
         blocks_spooled: blocks written to the spool.
+        intern_overflows: strings and property sets interned past the tracer's cardinality caps
+            (recorded as ``<overflow>`` and without properties).
     """
 
     events_recorded: int
@@ -170,6 +172,7 @@ class TracerStats:
     events_spooled: int = 0
     events_pending: int = 0
     blocks_spooled: int = 0
+    intern_overflows: int = 0
 
     @property
     def events_emitted(self) -> int:
@@ -461,6 +464,7 @@ def stats() -> TracerStats:
         events_spooled=spooled,
         events_pending=in_native + (native["events_popped"] - handled) + in_sink,
         blocks_spooled=spooled_blocks,
+        intern_overflows=native["intern_overflows"],
     )
 
 

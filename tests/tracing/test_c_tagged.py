@@ -88,7 +88,13 @@ def _log_tuple(event):
 def test_property_set_api_contract(program, tmp_path):
     report, _items = run_tagged(program, tmp_path, threads=1, iterations=1)
     checks = {k: v for k, v in report.items() if k not in {"rc", "emitted", "recorded", "dropped", "blocks"}}
+    made, refused = checks.pop("cap_sets_made"), checks.pop("cap_sets_refused")
+    # 65,536 distinct sets per process (a few were made before): the rest are 0 and counted
+    assert 65_500 < made < 65_536
+    assert made + refused == 300 * 300
+    assert checks.pop("cap_overflows_counted") == refused
     assert checks == {
+        "cap_keeps_old_sets": 1,
         "same_id_any_order": 1,
         "distinct_sets_differ": 1,
         "repeated_name_keeps_last": 1,

@@ -164,6 +164,7 @@ def test_a_set_recurs_in_later_blocks(tracer_sink):
         ("denied", {"rule_id": "r7"}),
         ("denied again", {"rule_id": "r7"}),
     ]
+    assert tracing.stats().intern_overflows == 0
 
 
 def test_tagged_calls_before_init_are_ignored():

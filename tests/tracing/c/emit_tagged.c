@@ -103,6 +103,30 @@ static sirius_property_set api_checks(sirius_property_set *dup_set) {
     return empty;
 }
 
+/* The cardinality cap: 300 x 300 two-property sets from 600 strings (below the string cap);
+ * past the set cap new sets are 0 and counted, sets made before are still found. */
+static void cap_checks(void) {
+    const char *ab[] = {"a", "1", "b", "2"};
+    sirius_property_set before = sirius_property_set_new(ab, NULL, 2);
+    sirius_stats s0, s1;
+    sirius_get_stats(&s0);
+    int made = 0, refused = 0;
+    char x[8], y[8];
+    for (int i = 0; i < 300; i++) {
+        for (int j = 0; j < 300; j++) {
+            snprintf(x, sizeof x, "x%d", i);
+            snprintf(y, sizeof y, "y%d", j);
+            const char *kv[] = {"cap_x", x, "cap_y", y};
+            if (sirius_property_set_new(kv, NULL, 2)) made++;
+            else refused++;
+        }
+    }
+    sirius_get_stats(&s1);
+    printf("cap_sets_made %d\ncap_sets_refused %d\ncap_overflows_counted %" PRIu64 "\n", made, refused,
+           s1.intern_overflows - s0.intern_overflows);
+    printf("cap_keeps_old_sets %d\n", sirius_property_set_new(ab, NULL, 2) == before && before != 0);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s ITEMS_OUT THREADS ITERATIONS\n", argv[0]);
@@ -136,6 +160,7 @@ int main(int argc, char **argv) {
     memset(long_msg, 'x', 5000);
     sirius_log_tagged(&warn_desc, empty, long_msg, 5000); /* cut at 4000 bytes */
     free(long_msg);
+    cap_checks(); /* last: the sets above were made before the cap */
     int rc = sirius_shutdown(10000);
     pthread_join(consumer_thread, NULL);
     fclose(items_out);
