@@ -208,3 +208,65 @@ def test_daemon_materialises_a_view_reading_a_ddl_view_in_order(lake_flight: Any
     totals = client.query("SELECT level, CAST(sum(count) AS BIGINT) AS n FROM level_totals GROUP BY 1 ORDER BY 1")
     assert totals.to_dict("records") == [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
     assert _levels(client, process_id) == [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
+
+
+def test_jit_looks_back_one_hour_at_most(lake_flight: Any) -> None:
+    stack, uri = lake_flight
+    client = micromegas.connect(uri)
+    assert list(client.query(ddl())["status"]) == ["created"]
+    process_id, _, _ = _send(stack.url)
+    lake = stack.stack.lakehouse
+    real_clock = lake.clock
+    # seen from 2 hours later, the blocks lie before the JIT window: nothing is extracted
+    lake.clock = lambda: real_clock() + datetime.timedelta(hours=2)
+    try:
+        blocks = lake.stats.blocks_processed
+        begin = real_clock() - datetime.timedelta(minutes=10)
+        late = client.query(
+            f"SELECT count(*) AS n FROM level_counts WHERE process_id = '{process_id}'",
+            begin,
+            begin + datetime.timedelta(hours=3),
+        )
+        assert late["n"][0] == 0
+        assert lake.stats.blocks_processed == blocks
+    finally:
+        lake.clock = real_clock
+    assert _levels(client, process_id) == [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
+
+
+def _view(name: str, extract: str, merge: str, group: int, time_column: str) -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW {name} WITH (extract_query = $${extract}$$, count_src_query = $${COUNT}$$, "
+        f"merge_partitions_query = $${merge}$$, update_group = {group}, time_column = '{time_column}')"
+    )
+
+
+def test_jit_goes_through_a_ddl_view_that_allows_it(lake_flight: Any) -> None:
+    stack, uri = lake_flight
+    client = micromegas.connect(uri)
+    rows = _view(
+        "log_rows",
+        "SELECT time, insert_time, level FROM log_entries WHERE insert_time >= '{begin}' AND insert_time < '{end}'",
+        "SELECT * FROM {source}",
+        4000,
+        "time",
+    )
+    per_level = _view(
+        "rows_per_level",
+        "SELECT date_bin('1 minute', time) AS time_bin, level, count(*) AS count FROM log_rows"
+        " WHERE insert_time >= '{begin}' AND insert_time < '{end}' GROUP BY 1, 2",
+        "SELECT time_bin, level, sum(count) AS count FROM {source} GROUP BY 1, 2",
+        5000,
+        "time_bin",
+    )
+    assert list(client.query(rows)["status"]) == ["created"]
+    assert list(client.query(per_level)["status"]) == ["created"]
+    views = {v.name: v for v in stack.stack.lakehouse.views}
+    assert views["rows_per_level"].jit
+    _send(stack.url)
+    sql = "SELECT level, CAST(sum(count) AS BIGINT) AS n FROM rows_per_level GROUP BY 1 ORDER BY 1"
+    expected = [{"level": 2, "n": 2}, {"level": 4, "n": 4}]
+    assert client.query(sql, *_window()).to_dict("records") == expected
+    _daemon_pass(stack)
+    assert client.query(sql, *_window()).to_dict("records") == expected
+    assert client.query(sql).to_dict("records") == expected
