@@ -149,6 +149,15 @@ _GatewayError = GatewayError
 NO_KEY_MESSAGE = "this server needs an API key (send Authorization: Bearer <key>)"
 """The 401 reason when no ``Authorization`` header was sent (a wrong key is ``invalid token``)."""
 
+SESSION_COOKIE = "sirius_session"
+"""Explore's sign-in cookie (httpOnly): the ID token the gateway sends as ``Authorization: Bearer``
+when a request carries no header of its own (``sirius.flight.explore``'s login sets it)."""
+
+
+def _session_bearer(request: web.Request) -> str | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return f"Bearer {token}" if token else None
+
 
 @dataclass(frozen=True, slots=True)
 class QueryAnswer:
@@ -314,7 +323,7 @@ class GatewayService:
             GatewayError: 401 when a credential is needed and missing, unknown or refused (the
                 reason, e.g. a revoked key).
         """
-        authorization = request.headers.get("Authorization")
+        authorization = request.headers.get("Authorization") or _session_bearer(request)
         if not (authorization or "").strip() and self.keys.enabled:
             raise GatewayError(401, NO_KEY_MESSAGE)
         try:

@@ -26,6 +26,7 @@ import pyarrow as pa
 from pyarrow import flight
 
 from ..collector import TlsConfigurationError
+from ..identity import ClientCredentials, IdentityError
 from . import _environment_variables as env
 from . import _protocol as proto
 from . import _time_arguments
@@ -69,6 +70,19 @@ def _resolve_range(begin: str | None, end: str | None, now_ns: int) -> tuple[str
     except _time_arguments.TimeArgumentError as exc:
         raise QueryClientError(str(exc)) from None
     return resolved if resolved is not None else (None, None)
+
+
+def client_credentials_token(environ: Mapping[str, str] | None = None, ca_file: str | None = None) -> str | None:
+    """An access token from ``MICROMEGAS_OIDC_ISSUER`` with ``MICROMEGAS_OIDC_CLIENT_ID``/``_SECRET`` (None when unset).
+
+    The ``micromegas`` client's variable names (``OidcClientCredentialsProvider.from_env``), with
+    its optional ``MICROMEGAS_OIDC_AUDIENCE``.
+
+    Raises:
+        IdentityError: incomplete variables, or the issuer refused the credentials.
+    """
+    credentials = ClientCredentials.from_env(environ, ca_file=ca_file)
+    return None if credentials is None else credentials.token()
 
 
 def query_target(
@@ -279,7 +293,8 @@ def run_query(
         begin: RFC 3339 or a duration before now (``1h``).
         end: RFC 3339 or a duration before now; default now when ``begin`` is given.
         output_format: ``table``, ``csv`` or ``json``.
-        api_key: Bearer key (default ``$MICROMEGAS_API_KEY``).
+        api_key: Bearer key (default ``$MICROMEGAS_API_KEY``, else a token obtained with the
+            client credentials of ``$MICROMEGAS_OIDC_CLIENT_ID``/``_SECRET`` from ``$MICROMEGAS_OIDC_ISSUER``).
         out: where results go (default stdout).
         err: where errors and progress go (default stderr).
         progress: show progress (default: when ``err`` is a terminal).
@@ -296,6 +311,12 @@ def run_query(
         return 2
     show = progress if progress is not None else bool(getattr(err, "isatty", lambda: False)())
     uri, api_key = query_target(uri, api_key)
+    if api_key is None:
+        try:
+            api_key = client_credentials_token(ca_file=ca_file)
+        except IdentityError as exc:
+            err.write(f"sirius query: {exc}\n")
+            return 2
     try:
         with _Progress(err, enabled=show) as bar:
             table = query_table(

@@ -441,8 +441,10 @@ def _body_text(payload: dict[str, Any], name: str) -> str | None:
 
 
 def mount_explore(app: web.Application, gateway: GatewayService) -> None:
-    """Add the Explore API and pages to the gateway's application."""
+    """Add the Explore API, its sign-in routes (with an OIDC issuer configured) and pages to the gateway's app."""
+    from ._login import ExploreLogin, mount_login
     from ._static import add_static_routes
 
     ExploreApi(gateway).add_routes(app)
+    mount_login(app, ExploreLogin.from_env())  # MICROMEGAS_OIDC_CONFIG, read once at start
     add_static_routes(app)
