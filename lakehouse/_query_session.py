@@ -21,23 +21,20 @@ snapshot taken at ``create``.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import datafusion
 import pyarrow as pa
-import pyarrow.parquet as pq
 from datafusion import SessionContext, Table, col, lit, udtf
 
 from ._exceptions import ViewError
 from ._materialize import jit_update
-from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore
 from ._partition_admin import LakehousePartitionAdmin
-from ._partitions import Partition, partitions_for_query
+from ._partition_files import PartitionFiles as _Files
+from ._partitions import partitions_for_query
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
 from ._time_range import TimeRange, to_ns
@@ -115,51 +112,6 @@ def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> S
 
 def _timestamp(ns: int) -> datafusion.Expr:
     return lit(pa.scalar(ns, type=TIMESTAMP))
-
-
-class _Files:
-    """Turns partition files into DataFrames for one store kind."""
-
-    def __init__(self, ctx: SessionContext, store: ObjectStore) -> None:
-        self._ctx = ctx
-        self._store = store
-        self._prefix: str | None = None
-        if isinstance(store, LocalObjectStore):
-            self._prefix = f"{store.root}/"
-        elif not isinstance(store, InMemoryObjectStore):
-            from ._s3_store import S3ObjectStore
-
-            if isinstance(store, S3ObjectStore):
-                from datafusion.object_store import AmazonS3
-
-                cfg = store.config
-                scheme = "https" if cfg.secure else "http"
-                s3 = AmazonS3(
-                    bucket_name=store.bucket,
-                    region=cfg.region,
-                    access_key_id=cfg.access_key,
-                    secret_access_key=cfg.secret_key,
-                    endpoint=f"{scheme}://{cfg.endpoint}",
-                    allow_http=not cfg.secure,
-                )
-                ctx.register_object_store("s3://", s3, store.bucket)
-                self._prefix = f"s3://{store.bucket}/{store.key_prefix}"
-
-    async def frame(self, view: ViewSet, partitions: Sequence[Partition]) -> datafusion.DataFrame:
-        keys = [p.file_path for p in partitions if p.file_path]
-        if not keys:
-            return self._ctx.from_arrow(view.schema.empty_table())
-        if self._prefix is None:  # in-memory store: load the files (tests, demos)
-            blobs = await asyncio.gather(*(self._store.get(k) for k in keys))
-            tables = [pq.read_table(pa.BufferReader(b)).cast(view.schema) for b in blobs]
-            return self._ctx.from_arrow(pa.concat_tables(tables))
-        frames = [self._ctx.read_parquet(self._prefix + k, schema=view.schema) for k in keys]
-        # Balanced unions keep the plan shallow for views with many partitions.
-        while len(frames) > 1:
-            frames = [
-                frames[i].union(frames[i + 1]) if i + 1 < len(frames) else frames[i] for i in range(0, len(frames), 2)
-            ]
-        return frames[0]
 
 
 def _row_filter(df: datafusion.DataFrame, view: ViewSet, query_range: TimeRange | None) -> datafusion.DataFrame:

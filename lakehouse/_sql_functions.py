@@ -32,7 +32,7 @@ registered here: the query server expands them (``expand_table_functions``), see
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datafusion
 import pyarrow as pa
@@ -52,9 +52,11 @@ from ._sql_histogram_merge import (
 from ._sql_jsonb import jsonb_udfs
 from ._sql_jsonpath import jsonb_path_udfs
 from ._sql_properties import properties_udfs, variant_udfs
-from ._sql_table_functions import RunAsync
 from ._sql_text import rename_calls_by_arity
 from ._sql_visual import visual_udfs
+
+if TYPE_CHECKING:
+    from ._sql_table_functions import RunAsync
 
 __all__ = [
     "ARITY_RENAMES",

@@ -37,6 +37,7 @@ import pyarrow as pa
 from datafusion import col
 
 from ._exceptions import ViewError
+from ._partition_files import PartitionFiles as _Files
 from ._partitions import Partition, find_overlapping
 from ._sql_functions import new_session_context, register_sql_functions
 from ._time_range import NS_PER_HOUR, TimeRange, to_datetime
@@ -76,8 +77,6 @@ async def _etl_context(
     ``only`` restricts it to some views; ``fresh`` adds to each the rows of the parts of
     ``insert_range`` that its partitions do not cover, computed in memory (JIT).
     """
-    from ._query_session import _Files
-
     ctx = new_session_context()
     register_sql_functions(ctx, is_admin=False)
     files = _Files(ctx, lake.store)

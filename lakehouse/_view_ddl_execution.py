@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ._partition_admin import retire_partitions
+from ._partition_retirement import retire_partitions
 from ._time_range import TimeRange
 from ._view_ddl import CreateView, DropView, ViewDdl, sql_identifiers
 from ._view_definitions import ViewDefinition, delete_definition, upsert_definition
