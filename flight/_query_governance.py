@@ -345,7 +345,7 @@ class QueryGovernance:
         )
         who = state.who
         # Micromegas's denial line, word for word (operators grep for it), through the ``sirius``
-        # logger (self-telemetry writes it to log_entries).
+        # logger (self-telemetry writes it to log_entries), and the ``query_denied`` measure.
         _LOG.warning(
             "query denied rule_id=%s reason=%s sql_hash=%s user=%s email=%s client=%s entrypoint=%s "
             "client_ip=%s query_id=%s",
@@ -359,6 +359,7 @@ class QueryGovernance:
             who.client_ip,
             state.query_id,
         )
+        tracing.metric("query_denied", 1, unit="count", target=_AUDIT_TARGET, properties={"rule_id": rule.rule_id})
         raise QueryDeniedError(msg, state.query_id)
 
     def audited(self, source: Any, state: AuditState) -> _AuditedSource:

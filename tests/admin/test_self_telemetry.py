@@ -20,7 +20,7 @@ import pytest
 from cli_subprocess import SIRIUS, ZERO_PORTS, embedded_env, reachable_tmp_dir, read_up_banner
 from waiting import wait_until as _wait_until_shared  # tests/ is on sys.path
 
-from sirius.flight import query_table
+from sirius.flight import QueryClientError, query_table
 
 PRODUCER = """
 import sys
@@ -114,6 +114,32 @@ def test_sirius_up_traces_itself_into_its_lake(up_dir: Path) -> None:
         assert list(record)[-5:] == ["bytes_scanned", "peak_memory_bytes", "spilled_bytes", "spill_count", "sql_hash"]
         query_id = record["query_id"]
         assert query_id
+
+        # A denied query: Micromegas's warning line and the query_denied measure tagged by rule.
+        rule_id = _query(flight, "SELECT msg FROM deny_queries('sql LIKE ''%denied_marker%''', 'telemetry test')")
+        rule_id = rule_id.column("msg")[0].as_py()
+        with pytest.raises(QueryClientError, match=f"query denied by rule {rule_id}"):
+            _query(flight, "SELECT 1 AS denied_marker")
+        _query(flight, f"SELECT remove_query_denial('{rule_id}')")
+        warning = _wait_for(
+            "the denial warning",
+            lambda: _query(
+                flight,
+                f"SELECT level, msg FROM log_entries WHERE process_id = '{process_id}' "
+                f"AND msg LIKE 'query denied rule_id={rule_id} %'",
+            ).to_pylist(),
+        )
+        assert warning[0]["level"] == 3  # WARN
+        assert 'reason="telemetry test"' in warning[0]["msg"]
+        denied = _wait_for(
+            "the query_denied measure",
+            lambda: _query(
+                flight,
+                "SELECT value FROM measures WHERE name = 'query_denied' "
+                f"AND property_get(properties, 'rule_id') = '{rule_id}'",
+            ).to_pylist(),
+        )
+        assert [row["value"] for row in denied] == [1.0]
 
         def query_spans() -> list[dict[str, Any]]:
             streams = _query(
@@ -276,7 +302,7 @@ def test_single_services_trace_themselves_when_asked(pg_dsn: str, tmp_path: Path
                 flight,
                 "SELECT l.msg, property_get(p.properties, 'sirius_service') AS service "
                 "FROM log_entries l JOIN processes p USING (process_id) "
-                "WHERE p.exe = 'sirius' AND l.msg LIKE 'flightsql.query %rows=1 %'",
+                "WHERE p.exe = 'sirius' AND l.target = 'flightsql_query_audit' AND l.msg LIKE '%\"output_rows\":1,%'",
             ).to_pylist(),
         )
         assert {row["service"] for row in rows} == {"flight"}
