@@ -161,7 +161,8 @@ def query_table(
         uri: FlightSQL service (``grpc://host:port``, ``grpc+tls://…``; ``http(s)://`` accepted).
         begin: range start, RFC 3339 or a duration before now.
         end: range end (default now when ``begin`` is given).
-        api_key: sent as ``Authorization: Bearer <key>``.
+        api_key: sent as ``Authorization: Bearer <key>``; without one, a token obtained with the
+            ``MICROMEGAS_OIDC_*`` client credentials when they are set (:func:`client_credentials_token`).
         on_batch: called with every batch as it arrives (progress).
         now_ns: "now" for relative times (default the wall clock).
         ca_file: PEM bundle of the CAs trusted for ``grpc+tls`` (default ``$SIRIUS_TLS_CA_FILE``,
@@ -172,6 +173,11 @@ def query_table(
     """
     now = time.time_ns() if now_ns is None else now_ns
     range_begin, range_end = _resolve_range(begin, end, now)
+    if not api_key:
+        try:
+            api_key = client_credentials_token(ca_file=ca_file)
+        except IdentityError as exc:
+            raise QueryClientError(str(exc)) from None
     headers = [(b"x-client-type", b"sirius-cli")]
     if api_key:
         headers.append((b"authorization", f"Bearer {api_key}".encode()))
@@ -311,12 +317,6 @@ def run_query(
         return 2
     show = progress if progress is not None else bool(getattr(err, "isatty", lambda: False)())
     uri, api_key = query_target(uri, api_key)
-    if api_key is None:
-        try:
-            api_key = client_credentials_token(ca_file=ca_file)
-        except IdentityError as exc:
-            err.write(f"sirius query: {exc}\n")
-            return 2
     try:
         with _Progress(err, enabled=show) as bar:
             table = query_table(

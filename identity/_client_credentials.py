@@ -10,6 +10,7 @@ optional ``MICROMEGAS_OIDC_AUDIENCE``; ``MICROMEGAS_OIDC_SCOPE`` is optional too
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -39,6 +40,18 @@ class _Settings:
     client_secret: str
     audience: str | None
     scope: str | None
+
+
+@functools.lru_cache(maxsize=16)
+def _shared(cls: type[ClientCredentials], settings: _Settings, ca_file: str | None) -> ClientCredentials:
+    return cls(
+        settings.issuer,
+        settings.client_id,
+        settings.client_secret,
+        audience=settings.audience,
+        scope=settings.scope,
+        ca_file=ca_file,
+    )
 
 
 class ClientCredentials:
@@ -78,6 +91,9 @@ class ClientCredentials:
     def from_env(cls, environ: Mapping[str, str] | None = None, ca_file: str | None = None) -> ClientCredentials | None:
         """Credentials from the ``MICROMEGAS_OIDC_*`` variables; None when no client id is set.
 
+        The same variables give the same instance within a process, so commands that query
+        repeatedly (``sirius tail``) reuse one token until it is about to expire.
+
         Raises:
             IdentityConfigurationError: a client id without its issuer or secret.
         """
@@ -90,14 +106,10 @@ class ClientCredentials:
         for name, value in ((MICROMEGAS_OIDC_ISSUER, issuer), (MICROMEGAS_OIDC_CLIENT_SECRET, secret)):
             if not value:
                 raise IdentityConfigurationError(f"{MICROMEGAS_OIDC_CLIENT_ID} is set but {name} is not")
-        return cls(
-            issuer,
-            client_id,
-            secret,
-            audience=env.get(MICROMEGAS_OIDC_AUDIENCE) or None,
-            scope=env.get(MICROMEGAS_OIDC_SCOPE) or None,
-            ca_file=ca_file,
+        settings = _Settings(
+            issuer, client_id, secret, env.get(MICROMEGAS_OIDC_AUDIENCE) or None, env.get(MICROMEGAS_OIDC_SCOPE) or None
         )
+        return _shared(cls, settings, ca_file)
 
     def token(self) -> str:
         """A current access token, fetched when none is cached or it is about to expire.

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _issuer import LocalIssuer, new_rsa
 
 from sirius.flight import run_query
+from sirius.flight.explore import run_services
 
 
 @pytest.fixture
@@ -161,6 +162,11 @@ def test_sirius_query_uses_client_credentials(
     )
     assert json.loads(out.getvalue()) == [{"five": 5}]
     assert issuer.token_requests[-1]["grant_type"] == "client_credentials"
+    fetched = len(issuer.token_requests)
+    # the Explore terminal commands query the same way; the token is reused, not fetched again
+    out, err = io.StringIO(), io.StringIO()
+    assert run_services(uri=oidc_stack.flight, begin="1h", out=out, err=err) == 0, err.getvalue()
+    assert len(issuer.token_requests) == fetched
 
     monkeypatch.setenv("MICROMEGAS_OIDC_CLIENT_SECRET", "wrong")
     out, err = io.StringIO(), io.StringIO()
