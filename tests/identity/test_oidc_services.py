@@ -226,3 +226,12 @@ def test_key_rotation_mid_test(issuer: LocalIssuer, oidc_stack: OidcStack) -> No
     status, body = _gateway_query(oidc_stack, f"Bearer {issuer.mint(old_key, jti='late')}")
     assert status == 401
     assert "unknown signing key id (kid) 'rsa-1'" in body["error"]
+
+
+def test_admins_named_by_email_run_admin_functions(issuer: LocalIssuer, oidc_stack: OidcStack) -> None:
+    admin_sql = "SELECT count(*) AS n FROM list_query_denials()"
+    alice = FlightSQLClient(oidc_stack.flight, auth_provider=StaticTokenAuthProvider(issuer.mint()))
+    assert alice.query(admin_sql)["n"].tolist() == [0]  # alice@example.com is in MICROMEGAS_ADMINS
+    bob = StaticTokenAuthProvider(issuer.mint(email="bob@example.com", sub="user-2"))
+    with pytest.raises(Exception, match="list_query_denials is reserved to lakehouse administrators"):
+        FlightSQLClient(oidc_stack.flight, auth_provider=bob).query(admin_sql)  # PERMISSION_DENIED
