@@ -36,6 +36,8 @@ from ..collector import (
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
 from ..identity import IdentityConfig, KeyStore, ServiceRole, build_authenticator, start_key_store, stop_key_store
 from ..lakehouse import (
+    MICROMEGAS_OBJECT_STORE_URI,
+    MICROMEGAS_SQL_CONNECTION_STRING,
     DaemonConfig,
     DataLake,
     Lakehouse,
@@ -47,7 +49,6 @@ from ..lakehouse import (
     migrate,
     open_object_store,
 )
-from ..lakehouse import _environment_variables as lake_env
 from ._data_dir_lock import DataDirLock
 from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
 from ._exceptions import DataDirInUseError
@@ -234,8 +235,8 @@ class Stack:
         """Lock the data directory if used, check ports, start PostgreSQL, migrate, open the store."""
         opts = self.options
         started_at = time.time()  # temporary files older than this start are orphans
-        dsn = opts.sql_connection_string or os.environ.get(lake_env.MICROMEGAS_SQL_CONNECTION_STRING)
-        uri = opts.object_store_uri or os.environ.get(lake_env.MICROMEGAS_OBJECT_STORE_URI)
+        dsn = opts.sql_connection_string or os.environ.get(MICROMEGAS_SQL_CONNECTION_STRING)
+        uri = opts.object_store_uri or os.environ.get(MICROMEGAS_OBJECT_STORE_URI)
         uses_data_dir = not dsn or not uri
         if uses_data_dir and opts.data_dir.exists():
             self._lock_data_dir()  # first: "in use by PID n" says more than the port it holds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._block_source import BlockFilter, block_object_key
 from ._config import LakehouseConfig
 from ._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
+from ._environment_variables import MICROMEGAS_OBJECT_STORE_URI, MICROMEGAS_SQL_CONNECTION_STRING
 from ._exceptions import (
     ConfigurationError,
     CorruptBlockError,
@@ -63,6 +64,8 @@ __all__ = [
     "GLOBAL_INSTANCE",
     "LAKEHOUSE_SCHEMA_VERSION",
     "MATCH_COLUMNS",
+    "MICROMEGAS_OBJECT_STORE_URI",
+    "MICROMEGAS_SQL_CONNECTION_STRING",
     "OTLP_LOGS_FORMAT",
     "OTLP_METRICS_FORMAT",
     "OTLP_TRACES_FORMAT",
