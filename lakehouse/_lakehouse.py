@@ -23,8 +23,10 @@ from ._environment_variables import MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS
 from ._migrations import migrate
 from ._object_store import ObjectStore, open_object_store
 from ._pool import create_pool
+from ._sql_view_set import load_view_sets
 from ._time_range import NS_PER_DAY, NS_PER_HOUR, to_ns
 from ._view_set import ViewRegistry
+from .views import default_view_sets
 
 __all__ = ["Clock", "EtlStats", "Lakehouse", "LakehouseSettings"]
 
@@ -141,8 +143,6 @@ class Lakehouse:
         settings: LakehouseSettings | None = None,
     ) -> None:
         if views is None:
-            from .views import default_view_sets
-
             views = default_view_sets()
         self.pool = pool
         self.store = store
@@ -173,8 +173,6 @@ class Lakehouse:
         Raises:
             MetadataStoreError: the definitions could not be read (``views`` is unchanged).
         """
-        from ._sql_view_set import load_view_sets
-
         async with self._views_lock:
             self._views = await load_view_sets(self)
             self._views_loaded_at = time.monotonic()

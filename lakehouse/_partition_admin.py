@@ -20,6 +20,7 @@ from ._partition_retirement import retire_partition_by_file, retire_partition_by
 from ._partitions import Partition, list_partitions
 from ._time_range import NS_PER_SECOND, TimeRange
 from ._view_ddl_execution import execute_view_ddl
+from ._view_definitions import definitions_table, list_definitions
 from ._view_set import TIMESTAMP, ViewSetInfo
 
 if TYPE_CHECKING:
@@ -130,8 +131,6 @@ class LakehousePartitionAdmin:
 
     async def list_view_set_definitions(self) -> pa.Table:
         """The stored view DDL definitions (``list_view_set_definitions()``)."""
-        from ._view_definitions import definitions_table, list_definitions
-
         return definitions_table(await list_definitions(self._lake.pool))
 
     async def execute_view_ddl(self, ddl: ViewDdl, updated_by: str | None) -> pa.Table:

@@ -35,6 +35,8 @@ from ._partition_retirement import retire_partitions
 from ._time_range import TimeRange
 from ._view_ddl import CreateView, DropView, ViewDdl, sql_identifiers
 from ._view_definitions import ViewDefinition, delete_definition, upsert_definition
+from ._view_dependencies import check_graph, check_stored_graph
+from ._view_planning import plan_definition
 from ._view_set import GLOBAL_INSTANCE
 
 if TYPE_CHECKING:
@@ -121,10 +123,6 @@ async def execute_view_ddl(lake: Lakehouse, ddl: ViewDdl, updated_by: str | None
             unknown (``DROP`` without ``IF EXISTS``); nothing was changed.
         MetadataStoreError: PostgreSQL failed; nothing was changed.
     """
-    # imported here: both plan with the SQL functions, whose table functions import this module
-    from ._view_dependencies import check_graph, check_stored_graph
-    from ._view_planning import plan_definition
-
     # the checks below read every stored definition's view: load any another service defined
     await lake.reload_view_definitions()
     views = lake.views
