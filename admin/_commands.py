@@ -36,6 +36,7 @@ from ..lakehouse import (
     open_object_store,
 )
 from ._exceptions import AdminError
+from ._keys_command import keys_command
 from ._ports import PortClaim, check_ports_free, start_claimed
 from ._self_telemetry import SelfTelemetry, self_telemetry_default
 from ._service_access import close_service_access, first_env_key, optional_dsn, service_access
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     handlers["gateway"] = _gateway
     handlers["otlp"] = _otlp
     handlers["demo"] = _demo
+    handlers["keys"] = keys_command
     try:
         if args.command in _SERVICES:
             return asyncio.run(_serve(handlers[args.command], args))

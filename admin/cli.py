@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(sub)
     _add_spool(sub)
     _add_explore_commands(sub)
+    _add_keys(sub)
     return parser
 
 
@@ -220,6 +221,12 @@ def _add_spool(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     from ._spool_command import add_spool_parser
 
     add_spool_parser(sub)
+
+
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._keys_command import add_keys_parser
+
+    add_keys_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@
 
     FlightSqlError                 base; carries the query id (None outside a query)
      ├── InvalidQueryError         bad SQL, unknown view or function, bad header/ticket/command → INVALID_ARGUMENT
+     │    └── AdminOnlyError       admin function (retirement, view DDL, deny list) by a non-admin → PERMISSION_DENIED
      ├── QueryResourcesError       the query hit its memory limit (or another DataFusion resource limit)
      ├── QueryTimeoutError         the query ran past its timeout and was cancelled → DEADLINE_EXCEEDED
      ├── UnsupportedCommandError   a FlightSQL command or action Sirius does not serve → UNIMPLEMENTED
@@ -32,6 +33,7 @@ import logging
 import re
 
 __all__ = [
+    "AdminOnlyError",
     "FlightSqlError",
     "InternalQueryError",
     "InvalidQueryError",
@@ -95,6 +97,10 @@ class QueryDeniedError(FlightSqlError):
     module docstring); pyarrow-based clients (the ``micromegas`` client among them) raise
     ``ArrowInvalid`` for RESOURCE_EXHAUSTED, so INVALID_ARGUMENT is what they see either way.
     """
+
+
+class AdminOnlyError(InvalidQueryError):
+    """A caller who is not an admin called an admin function; the message names the function."""
 
 
 class InternalQueryError(FlightSqlError):

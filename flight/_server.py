@@ -43,7 +43,7 @@ from pyarrow import flight
 
 from .. import tracing
 from ..collector import ServerTls
-from ..identity import Authenticator, as_access_policy
+from ..identity import Authenticator, PermissionDeniedError, as_access_policy
 from ..lakehouse import (
     ParameterError,
     SqlEnvironment,
@@ -59,6 +59,7 @@ from ._auth import MIDDLEWARE_KEY, CallContext, CallContextFactory, HandshakeHan
 from ._bulk_ingest import DEFAULT_MAX_INGEST_BYTES, serve_ingest
 from ._c_stream import ErrorSource, export_reader
 from ._exceptions import (
+    AdminOnlyError,
     FlightSqlError,
     InternalQueryError,
     InvalidQueryError,
@@ -345,6 +346,8 @@ class FlightSqlServer(flight.FlightServerBase):
             df = plan_sql(ctx, expanded)  # hex strings compared with trace_id/span_id work
         except FlightSqlError:
             raise
+        except PermissionDeniedError as exc:  # an admin function called by a non-admin
+            raise AdminOnlyError(str(exc), query.query_id) from None
         except TimeoutError:
             msg = "query cancelled: it ran longer than its timeout"
             raise QueryTimeoutError(msg, query.query_id) from None
@@ -741,6 +744,8 @@ def _error_stream(error: FlightSqlError) -> flight.FlightDataStream:
         raise flight.FlightUnavailableError(str(error))
     if isinstance(error, InternalQueryError):
         raise flight.FlightInternalError(str(error))
+    if isinstance(error, AdminOnlyError):
+        raise flight.FlightUnauthorizedError(str(error))
     if isinstance(error, QueryResourcesError | InvalidQueryError | UnsupportedCommandError | QueryDeniedError):
         return flight.RecordBatchStream(export_reader(ErrorSource(error)))
     raise flight.FlightInternalError(str(error))  # pragma: no cover - every kind is handled above

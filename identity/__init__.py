@@ -8,7 +8,26 @@ from ._access import ADMINS_GROUP, AccessPolicy, as_access_policy, refusal_detai
 from ._authenticator_config import IdentityConfig, ServiceRole, build_authenticator, start_key_store, stop_key_store
 from ._client_credentials import ClientCredentials
 from ._env_keys import BEARER_PREFIX, EnvKeys, bearer_token
-from ._exceptions import AuthenticationError, IdentityConfigurationError, IdentityError, PermissionDeniedError
+from ._exceptions import (
+    AuthenticationError,
+    IdentityConfigurationError,
+    IdentityError,
+    KeyManagementError,
+    PermissionDeniedError,
+)
+from ._key_admin import (
+    ImportedKey,
+    KeyInfo,
+    MintedKey,
+    add_group_member,
+    generate_secret,
+    import_key,
+    list_group_members,
+    list_keys,
+    mint_key,
+    remove_group_member,
+    revoke_key,
+)
 from ._key_store import DatabaseKeys, KeyKind, KeyStore, hash_secret
 from ._oidc import OidcAuthenticator
 from ._oidc_config import OidcIssuerSettings, OidcSettings
@@ -29,9 +48,13 @@ __all__ = [
     "IdentityConfig",
     "IdentityConfigurationError",
     "IdentityError",
+    "ImportedKey",
+    "KeyInfo",
     "KeyKind",
+    "KeyManagementError",
     "KeyStore",
     "LoginResult",
+    "MintedKey",
     "OidcAuthenticator",
     "OidcIssuerSettings",
     "OidcLogin",
@@ -39,11 +62,19 @@ __all__ = [
     "PermissionDeniedError",
     "Principal",
     "ServiceRole",
+    "add_group_member",
     "as_access_policy",
     "bearer_token",
     "build_authenticator",
+    "generate_secret",
     "hash_secret",
+    "import_key",
+    "list_group_members",
+    "list_keys",
+    "mint_key",
     "refusal_detail",
+    "remove_group_member",
+    "revoke_key",
     "start_key_store",
     "stop_key_store",
 ]

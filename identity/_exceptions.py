@@ -6,12 +6,19 @@
      ├── AuthenticationError      401 / UNAUTHENTICATED: missing, unknown, expired or forged credentials
      ├── PermissionDeniedError    403 / PERMISSION_DENIED: authenticated, but not allowed (not an admin,
      │                            another audience's process)
-     └── IdentityConfigurationError   bad keys, issuer or TLS configuration, found at start
+     ├── IdentityConfigurationError   bad keys, issuer or TLS configuration, found at start
+     └── KeyManagementError   a refused key or group change (bad name or audience, unknown key id)
 """
 
 from __future__ import annotations
 
-__all__ = ["AuthenticationError", "IdentityConfigurationError", "IdentityError", "PermissionDeniedError"]
+__all__ = [
+    "AuthenticationError",
+    "IdentityConfigurationError",
+    "IdentityError",
+    "KeyManagementError",
+    "PermissionDeniedError",
+]
 
 
 class IdentityError(Exception):
@@ -28,3 +35,7 @@ class PermissionDeniedError(IdentityError):
 
 class IdentityConfigurationError(IdentityError):
     """The identity configuration (keys, issuers, certificates) is unusable."""
+
+
+class KeyManagementError(IdentityError):
+    """A key or group change was refused; nothing was changed. The message says why."""

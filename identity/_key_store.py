@@ -119,6 +119,7 @@ class KeyStore:
         self._first_error: BaseException | None = None
         self.reloads = 0
         """Snapshots loaded so far (tests and logs)."""
+        self._reloaded = threading.Condition()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -206,7 +207,9 @@ class KeyStore:
         )
         members = await _fetch(conn, "SELECT group_name, member FROM sirius_group_members")
         self._snapshot = _build_snapshot(keys, members)
-        self.reloads += 1
+        with self._reloaded:
+            self.reloads += 1
+            self._reloaded.notify_all()
         self._first_load.set()
 
     async def _flush_last_used(self, conn: asyncpg.Connection) -> None:
@@ -218,6 +221,12 @@ class KeyStore:
         for kind in KeyKind:
             # A column-specific trigger ignores these updates: no reload storm from usage stamps.
             await conn.execute(f"UPDATE {kind.table} SET last_used_at = now() WHERE key_id = ANY($1::uuid[])", ids)  # noqa: S608 - constant table
+
+    def wait_for_reload(self, timeout: float) -> bool:
+        """Block until the next snapshot is loaded (True) or ``timeout`` seconds pass (False)."""
+        with self._reloaded:
+            seen = self.reloads
+            return self._reloaded.wait_for(lambda: self.reloads > seen, timeout)
 
     # -- queries ----------------------------------------------------------------------------
 

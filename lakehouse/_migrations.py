@@ -8,10 +8,11 @@ schema      version table           lock key latest
 =========== ======================= ======== ======
 data lake   ``migration``           0        7
 lakehouse   ``lakehouse_migration`` 1        10
-sirius      ``sirius_migration``    SIRI     1
+sirius      ``sirius_migration``    SIRI     2
 =========== ======================= ======== ======
 
-The third schema holds Sirius's own tables (the query audit log), which Micromegas does not have.
+The third schema holds Sirius's own tables (the query audit log; the audiences of analytics keys
+and the stored groups, ``admins`` among them), which Micromegas does not have.
 
 Protocol (§7.4): read the version without the lock; if it is behind, take
 ``pg_advisory_xact_lock(key)`` in a transaction on one connection and hold it for the whole
@@ -447,11 +448,46 @@ CREATE TABLE sirius_migration(version INTEGER);
 INSERT INTO sirius_migration VALUES(1);
 """
 
+# v2: what Sirius's keys carry beyond Micromegas's key tables (the audiences of analytics keys,
+# stored groups with the reserved ``admins``), and a NOTIFY on every change to who may call, so
+# running services drop a revoked key at once (``sirius.identity``'s key store LISTENs). The
+# triggers on Micromegas's tables fire on the columns that matter only: ``last_used_at`` stamps
+# stay silent. Micromegas's own tools changing its tables notify the services the same way.
+_SIRIUS_V2 = """
+CREATE TABLE sirius_api_key_audiences(
+    key_id UUID NOT NULL,
+    audience VARCHAR(255) NOT NULL CHECK (audience ~ '^[A-Za-z0-9_-]+$'),
+    PRIMARY KEY (key_id, audience));
+CREATE TABLE sirius_group_members(
+    group_name VARCHAR(255) NOT NULL CHECK (group_name ~ '^[A-Za-z0-9_.-]+$'),
+    member VARCHAR(255) NOT NULL CHECK (member <> ''),
+    created_at TIMESTAMPTZ NOT NULL,
+    created_by VARCHAR(255) NOT NULL,
+    PRIMARY KEY (group_name, member));
+CREATE FUNCTION sirius_identity_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('sirius_identity', TG_TABLE_NAME);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER sirius_identity_changed
+    AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF key_hash, name, audience, revoked_at ON ingestion_api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION sirius_identity_changed();
+CREATE TRIGGER sirius_identity_changed
+    AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF key_hash, name, revoked_at ON analytics_api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION sirius_identity_changed();
+CREATE TRIGGER sirius_identity_changed
+    AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON sirius_api_key_audiences
+    FOR EACH STATEMENT EXECUTE FUNCTION sirius_identity_changed();
+CREATE TRIGGER sirius_identity_changed
+    AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON sirius_group_members
+    FOR EACH STATEMENT EXECUTE FUNCTION sirius_identity_changed();
+"""
+
 _SIRIUS = _Schema(
     name="sirius",
     version_table="sirius_migration",
     lock_key=0x53495249,  # "SIRI": clear of Micromegas's keys 0 and 1
-    steps=(_sql_step(1, "sirius_migration", _SIRIUS_V1),),
+    steps=(_sql_step(1, "sirius_migration", _SIRIUS_V1), _sql_step(2, "sirius_migration", _SIRIUS_V2)),
 )
 
 DATA_LAKE_SCHEMA_VERSION = _DATA_LAKE.latest
@@ -461,7 +497,8 @@ LAKEHOUSE_SCHEMA_VERSION = _LAKEHOUSE.latest
 """Latest lakehouse schema version (10: ``lakehouse_view_set_definitions``)."""
 
 SIRIUS_SCHEMA_VERSION = _SIRIUS.latest
-"""Latest version of Sirius's own tables (1: ``flightsql_query_audit``), in ``sirius_migration``."""
+"""Latest version of Sirius's own tables (1: ``flightsql_query_audit``; 2: key audiences, stored groups
+and the identity change notification), in ``sirius_migration``."""
 
 
 # ---------------------------------------------------------------------------------------------

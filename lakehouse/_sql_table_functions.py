@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import datafusion
 import pyarrow as pa
 
+from ..identity import PermissionDeniedError
 from . import _sql_admin as admin
 from ._sql_arguments import argument_ordinal
 from ._sql_arguments import int_arg as _int_arg
@@ -205,11 +206,14 @@ def expand_table_functions(
     Raises:
         ValueError: wrong number of arguments, a bad argument value, or a failing function
             (the message names the function).
+        PermissionDeniedError: a non-admin calls an admin function or runs view DDL.
     """
     ddl = parse_view_ddl(sql)
     if ddl is not None:
         return _view_ddl(ctx, env, ddl)
     registry = functions if functions is not None else table_functions()
+    if not env.is_admin:
+        _refuse_admin_only(sql, registry)
     names = {name for name, fn in registry.items() if env.is_admin or not fn.admin_only}
     calls = find_calls(sql, names)
     if not calls:
@@ -220,6 +224,33 @@ def expand_table_functions(
         # plan (not run) the statement over empty results first: a failure stops it here.
         ctx.sql(_rewrite(ctx, sql, calls, registry, env, dry=True))
     return _rewrite(ctx, sql, calls, registry, env, dry=env.schema_only)
+
+
+# Admin-only scalar functions (registered on admins' sessions only, by _sql_functions and the deny
+# list): named so that a non-admin calling one is told it is reserved, not that it does not exist.
+# ``__4`` is the arity-renamed form ``prepare_sql`` gives the four-argument call.
+_ADMIN_ONLY_SCALAR_FUNCTIONS = frozenset(
+    {
+        "remove_query_denial",
+        "retire_partition_by_file",
+        "retire_partition_by_metadata",
+        "retire_partition_by_metadata__4",
+    }
+)
+
+
+def _refuse_admin_only(sql: str, registry: dict[str, TableFunction]) -> None:
+    """Refuse a non-admin's call to an admin function (partition retirement, deny list, …).
+
+    Raises:
+        PermissionDeniedError: naming the first such function.
+    """
+    reserved = {name for name, fn in registry.items() if fn.admin_only} | _ADMIN_ONLY_SCALAR_FUNCTIONS
+    calls = find_calls(sql, reserved)
+    if calls:
+        name = calls[0].name.split("__", 1)[0]
+        msg = f"permission denied: {name} is reserved to lakehouse administrators"
+        raise PermissionDeniedError(msg)
 
 
 def _check_arity(fn: TableFunction, call: SqlCall) -> None:
@@ -267,7 +298,7 @@ def _view_ddl(ctx: datafusion.SessionContext, env: SqlEnvironment, ddl: ViewDdl)
     verb = "DROP MATERIALIZED VIEW" if hasattr(ddl, "if_exists") else "CREATE MATERIALIZED VIEW"
     if not env.is_admin:
         msg = f"permission denied: {verb} is reserved to lakehouse administrators"
-        raise ValueError(msg)
+        raise PermissionDeniedError(msg)
     temp = f"__sirius_tf_{next(_TEMP_NAMES)}"
     if env.schema_only:
         table = VIEW_DDL_RESULT_SCHEMA.empty_table()

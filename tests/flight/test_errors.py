@@ -171,7 +171,7 @@ def test_memory_limit_stops_the_query(flight_factory) -> None:
     assert_serving(running.port)
 
 
-def test_admin_functions_are_hidden_from_non_admin_callers(sample, flight_factory) -> None:
+def test_admin_functions_are_refused_to_non_admin_callers(sample, flight_factory) -> None:
     running = flight_factory(keys=ApiKeys.parse(KEYS_JSON), admin_key_names=frozenset({"someone-else"}))
     auth = [("authorization", f"Bearer {API_KEY}")]
     code, message = do_get(
@@ -181,12 +181,13 @@ def test_admin_functions_are_hidden_from_non_admin_callers(sample, flight_factor
         ),
         auth,
     )
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "retire_partitions" in message
-    assert "not found" in message
-    code, message = do_get(running.port, statement_ticket("SELECT retire_partition_by_file('x')"), auth)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "retire_partition_by_file" in message
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert message.startswith("permission denied: retire_partitions is reserved to lakehouse administrators")
+    for call in ("retire_partition_by_file('x')", "retire_partition_by_metadata('a', 'b', now(), now())"):
+        code, message = do_get(running.port, statement_ticket(f"SELECT {call}"), auth)
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        name = call.split("(", 1)[0]
+        assert message.startswith(f"permission denied: {name} is reserved to lakehouse administrators")
     # non-admin table functions still work
     assert do_get(running.port, statement_ticket("SELECT * FROM list_view_sets()"), auth) == (grpc.StatusCode.OK, "")
 

@@ -485,14 +485,16 @@ def test_unreachable_database_is_a_migration_error() -> None:
 
 
 def test_sirius_tables_live_outside_the_micromegas_numbering(pg_dsn: str) -> None:
-    """The audit table comes with its own version table; Micromegas's two versions are untouched."""
+    """The audit and identity tables come with their own version table; Micromegas's two versions are untouched."""
 
     async def scenario() -> None:
         await migrate(pg_dsn)
         conn = await asyncpg.connect(pg_dsn)
         try:
-            assert SIRIUS_SCHEMA_VERSION == 1
-            assert await conn.fetch("TABLE sirius_migration") == [(1,)]
+            assert SIRIUS_SCHEMA_VERSION == 2
+            assert await conn.fetch("TABLE sirius_migration") == [(2,)]
+            for table in ("sirius_api_key_audiences", "sirius_group_members"):
+                assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
             assert await conn.fetch("TABLE lakehouse_migration") == [(LAKEHOUSE_SCHEMA_VERSION,)]
             names = [c[0] for c in await columns(conn, "flightsql_query_audit")]
             assert names == list(AUDIT_COLUMNS)
