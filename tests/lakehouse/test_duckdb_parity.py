@@ -1,0 +1,95 @@
+"""Our engine and DuckDB give the same answers to the observability query set on the same Parquet.
+
+The lake is built as ``bench/aggregates.py`` builds its 10 M-row one, only smaller: transit
+log and metrics blocks of several processes and executables and OTLP spans of several services,
+stored through the data lake, then materialised into one-minute global partitions by the
+daemon's batch update (``materialize_partitions``) on a local object store. Every query of
+``bench/_query_set.py`` (the one copy the benchmark uses too) runs through ``SessionFactory`` and
+through DuckDB reading the partition files; results compare as multisets unless the query orders
+them, floats with a relative tolerance of 1e-9 (sums and means depend on the order of additions),
+percentiles (``percentile_cont … WITHIN GROUP`` in both) with 2e-6: DataFusion truncates the
+interpolation fraction to six decimals (see ``bench/_query_set.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+
+from sirius.lakehouse import SessionFactory
+
+from .conftest import Harness, LakeEnv
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    """A bench module by path (the benchmarks import each other by bare name, as scripts)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+query_set = _load("_query_set")
+observability_lake = _load("_observability_lake")
+
+SMALL = observability_lake.LakeShape(
+    processes=6, exes=3, log_events=700, metric_events=500, services=4, traces=400, minutes=3
+)
+
+
+def test_query_set_covers_the_issue_shapes() -> None:
+    names = [q.name for q in query_set.QUERIES]
+    assert len(names) >= 12
+    assert len(set(names)) == len(names)
+    text = " ".join(q.sql for q in query_set.QUERIES)
+    for shape in ("GROUP BY level", "LIKE", "{time_bin}", "count(DISTINCT", "percentile_cont", "ORDER BY time DESC"):
+        assert shape in text, shape
+    assert "property_get(" in text
+    assert "{trace_id}" in text
+
+
+def test_every_query_equals_duckdb(local_lake_env: LakeEnv) -> None:
+    async def scenario(h: Harness) -> dict[str, Any]:
+        built = await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
+        assert all(len(built.files[v]) >= 2 for v in query_set.VIEWS), built.files
+        factory = SessionFactory(h.lake)
+        results: dict[str, tuple[pa.Table, pa.Table]] = {}
+        duck = query_set.duckdb_connection(built.files)
+        for query in query_set.QUERIES:
+            session = await factory.create()
+            ours = (await session.sql(query_set.render(query, "sirius", built.parameters))).to_arrow_table()
+            theirs = duck.sql(query_set.render(query, "duckdb", built.parameters)).to_arrow_table()
+            results[query.name] = (ours, theirs)
+        return {"rows": built.rows, "results": results}
+
+    out = local_lake_env(scenario)
+    assert out["rows"] == {"log_entries": 6 * 700, "measures": 6 * 500, "otel_spans": 400 * 3 * 2}
+    problems = {}
+    for query in query_set.QUERIES:
+        ours, theirs = out["results"][query.name]
+        assert ours.num_rows > 0, f"{query.name}: empty result proves nothing"
+        found = query_set.compare_tables(ours, theirs, ordered=query.ordered, rel=query.tolerance)
+        if found:
+            problems[query.name] = found
+    assert not problems, problems
+
+
+def test_comparison_notices_a_difference() -> None:
+    a = pa.table({"k": pa.array(["x", "y"]).dictionary_encode(), "v": [1.0, 2.0]})
+    same = pa.table({"k": ["y", "x"], "v": [2.0 + 1e-13, 1.0]})
+    other = pa.table({"k": ["y", "x"], "v": [2.5, 1.0]})
+    assert query_set.compare_tables(a, same, ordered=False) == []
+    assert query_set.compare_tables(a, same, ordered=True) != []
+    assert query_set.compare_tables(a, other, ordered=False) != []
