@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._admission import InflightBudget
 from ._auth import PRINCIPAL_KEY, ApiKeys, check_bind_is_safe, is_loopback, request_principal
 from ._exceptions import (
+    AudienceOwnershipError,
     AuthConfigurationError,
     BodyTooLargeError,
     CollectorError,
@@ -13,6 +14,7 @@ from ._exceptions import (
     NativeRequestError,
     OtlpInvalidRequestError,
     OtlpOverloadedError,
+    OtlpPermissionDeniedError,
     OtlpRequestError,
     OtlpRequestTooLargeError,
     OtlpUnauthenticatedError,
@@ -37,6 +39,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "PRINCIPAL_KEY",
     "ApiKeys",
+    "AudienceOwnershipError",
     "AuthConfigurationError",
     "BodyTooLargeError",
     "CollectorError",
@@ -52,6 +55,7 @@ __all__ = [
     "OtlpInvalidRequestError",
     "OtlpLimits",
     "OtlpOverloadedError",
+    "OtlpPermissionDeniedError",
     "OtlpPorts",
     "OtlpRequestError",
     "OtlpRequestTooLargeError",

@@ -6,6 +6,7 @@
      ├── AuthConfigurationError        bad MICROMEGAS_API_KEYS, or an unauthenticated public bind
      ├── TlsConfigurationError         a TLS certificate or key that cannot be served (missing, unreadable, mismatched)
      ├── OverloadedError               the in-flight budget is full (429 + Retry-After / UNAVAILABLE)
+     ├── AudienceOwnershipError        a write to another audience's process (403 / PERMISSION_DENIED)
      ├── NativeRequestError            a native ``/ingestion/insert_*`` body refused before decoding
      │    ├── LengthRequiredError             411   no Content-Length (chunked upload)
      │    ├── BodyTooLargeError               413   Content-Length over the body limit
@@ -15,6 +16,7 @@
           ├── OtlpUnauthenticatedError        401 · UNAUTHENTICATED     missing or unknown Bearer key
           ├── OtlpRequestTooLargeError        413 · RESOURCE_EXHAUSTED  over the limit after decompression
           ├── OtlpUnsupportedEncodingError    415 · INVALID_ARGUMENT    unknown Content-Encoding
+          ├── OtlpPermissionDeniedError       403 · PERMISSION_DENIED   another audience's process
           ├── OtlpOverloadedError             429 · UNAVAILABLE         in-flight budget full (Retry-After);
           │                                                             also an OverloadedError
           └── OtlpUnavailableError            503 · UNAVAILABLE         storage failing (Retry-After)
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 # google.rpc.Code values (the numeric gRPC status codes), so this module needs no grpc import.
 CODE_INVALID_ARGUMENT = 3
+CODE_PERMISSION_DENIED = 7
 CODE_RESOURCE_EXHAUSTED = 8
 CODE_INTERNAL = 13
 CODE_UNAVAILABLE = 14
@@ -45,6 +48,10 @@ class AuthConfigurationError(CollectorError):
 
 class TlsConfigurationError(CollectorError):
     """The TLS certificate and key given to a listener cannot be used; the message says why."""
+
+
+class AudienceOwnershipError(CollectorError):
+    """A write to a process of another audience; the message says which process (never whose)."""
 
 
 class OverloadedError(CollectorError):
@@ -141,6 +148,13 @@ class OtlpUnsupportedMediaTypeError(OtlpRequestError):
 
     http_status = 415
     grpc_code = CODE_INVALID_ARGUMENT
+
+
+class OtlpPermissionDeniedError(OtlpRequestError):
+    """The request writes to a process of another audience (permanent: nothing was stored for it)."""
+
+    http_status = 403
+    grpc_code = CODE_PERMISSION_DENIED
 
 
 class OtlpOverloadedError(OtlpRequestError, OverloadedError):

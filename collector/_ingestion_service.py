@@ -20,7 +20,10 @@ Contract (``micromegas-wire.md`` §1-3 and DESIGN.md):
 * ``/ingestion/webhook`` and the Firehose routes (``_integration_routes.py``) store through the
   same OTLP writer; the Firehose routes check ``X-Amz-Firehose-Access-Key`` themselves;
 * a stream registered with the property ``sirius.format = otlp/v1/…`` (the in-process OTel
-  exporters) is stored with that ``streams.format``; its blocks must hold one resource message.
+  exporters) is stored with that ``streams.format``; its blocks must hold one resource message;
+* processes and streams are stamped with the caller's write audience (``micromegas.audience``),
+  and a stream or block for a process of another audience is refused with 403, storing nothing
+  (``_ownership.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import TypeVar
 
 from aiohttp import HttpVersion11, hdrs, web
 
-from ..identity import AuthenticationError, Authenticator, as_access_policy
+from ..identity import AuthenticationError, Authenticator, Principal, as_access_policy, write_audience
 from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord
 from ..otel_bridge import OTLP_FORMATS, stream_format, validate_otlp_block
 from ..tracing import (
@@ -49,14 +52,15 @@ from ..tracing import (
 )
 from ._admission import declared_body_size, read_declared_body
 from ._arrivals import log_new_process
-from ._auth import PRINCIPAL_KEY
+from ._auth import PRINCIPAL_KEY, request_principal
 from ._block_body import DecodedBlock, decode_block_body
 from ._block_validation import validate_transit_payload
-from ._exceptions import IncompleteBodyError, NativeRequestError, OverloadedError
+from ._exceptions import AudienceOwnershipError, IncompleteBodyError, NativeRequestError, OverloadedError
 from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
 from ._integration_routes import FIREHOSE_PATHS, IntegrationRoutes
 from ._otlp_http import OtlpHttpRoutes
 from ._otlp_writer import OtlpWriter
+from ._ownership import ProcessOwnership
 
 _LOG = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ _STREAM_CACHE_SIZE = 10_000
 OTLP_PREFIX = "/ingestion/otlp"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-NativeRoute = Callable[[bytearray], Awaitable[web.Response]]
+NativeRoute = Callable[[bytearray, Principal], Awaitable[web.Response]]
 
 _T = TypeVar("_T")
 
@@ -106,6 +110,10 @@ def _refused(exc: NativeRequestError | OverloadedError) -> web.Response:
 
 def _unauthorized(reason: str) -> web.Response:
     return web.Response(status=401, text=f"Unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(exc: AudienceOwnershipError) -> web.Response:
+    return web.Response(status=403, text=f"Forbidden: {exc}")
 
 
 def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str) -> web.Response:
@@ -153,6 +161,7 @@ class IngestionService:
         self._ready_lock = asyncio.Lock()
         # Stream rows never change once inserted, so a bounded cache saves a query per block.
         self._streams: OrderedDict[uuid.UUID, StreamRecord] = OrderedDict()
+        self._ownership = ProcessOwnership(lake)
         writer = OtlpWriter(lake, store)
         self._otlp = OtlpHttpRoutes(writer, self._keys, budget=self.budget)
         self._integrations = IntegrationRoutes(
@@ -239,7 +248,7 @@ class IngestionService:
                 size = declared_body_size(request.content_length, self.limits.max_body_bytes)
                 with self.budget.admit() as ticket:
                     ticket.reserve(size)
-                    return await route(await read_declared_body(request.content, size))
+                    return await route(await read_declared_body(request.content, size), request_principal(request))
             except (NativeRequestError, OverloadedError) as exc:
                 return _refused(exc)
 
@@ -269,19 +278,21 @@ class IngestionService:
 
     # -- routes ---------------------------------------------------------------------------
 
-    async def _insert_process(self, body: bytearray) -> web.Response:
+    async def _insert_process(self, body: bytearray, principal: Principal) -> web.Response:
         info = _decode(body, process_info_from_cbor)
         if isinstance(info, web.Response):
             return info
         try:
-            new = await self._lake.insert_process(info)
+            new = await self._ownership.register(info, write_audience(principal))
+        except AudienceOwnershipError as exc:
+            return _forbidden(exc)
         except LakehouseError as exc:
             return _store_failed("insert_process", info.process_id, exc, "metadata store error")
         if new:
             log_new_process(info, "the ingestion service (native)")
         return web.Response()
 
-    async def _insert_stream(self, body: bytearray) -> web.Response:
+    async def _insert_stream(self, body: bytearray, principal: Principal) -> web.Response:
         info = _decode(body, stream_info_from_cbor)
         if isinstance(info, web.Response):
             return info
@@ -289,27 +300,30 @@ class IngestionService:
             format_ = stream_format(info.properties, TRANSIT_FORMAT)
         except ValueError as exc:
             return _bad_request(str(exc))
+        audience = write_audience(principal)
         try:
-            if await self._lake.get_process(info.process_id) is None:
+            if not await self._ownership.check(info.process_id, audience):
                 return _bad_request(f"unknown process {info.process_id}: insert_process first")
-            await self._lake.insert_stream(info, format=format_)
+            await self._lake.insert_stream(info, format=format_, audience=audience)
+        except AudienceOwnershipError as exc:
+            return _forbidden(exc)
         except LakehouseError as exc:
             return _store_failed("insert_stream", info.stream_id, exc, "metadata store error")
         return web.Response()
 
-    async def _insert_block(self, body: bytearray) -> web.Response:
+    async def _insert_block(self, body: bytearray, principal: Principal) -> web.Response:
         decoded = _decode(body, decode_block_body)
         if isinstance(decoded, web.Response):
             return decoded
         try:
-            return await self._store_block(decoded)
+            return await self._store_block(decoded, write_audience(principal))
         finally:
             # The object store's worker thread drops its reference to the payload view a moment
             # after the put returns (measured: under CPU load, bodies outlived their admission).
             # Released views no longer pin the body: its memory goes when its budget share does.
             decoded.release()
 
-    async def _store_block(self, decoded: DecodedBlock) -> web.Response:
+    async def _store_block(self, decoded: DecodedBlock, audience: str | None) -> web.Response:
         block = decoded.block
         try:
             stream = await self._stream(block.stream_id)
@@ -318,6 +332,13 @@ class IngestionService:
         problem = self._check_block(block, stream)
         if problem:
             return _bad_request(problem)
+        try:
+            # The stream is the block's process's (checked above); the process must be the writer's.
+            await self._ownership.check(block.process_id, audience)
+        except AudienceOwnershipError as exc:
+            return _forbidden(exc)
+        except LakehouseError as exc:
+            return _store_failed("process lookup", block.process_id, exc, "metadata store error")
         payload = decoded.stored_payload  # usually a view of the body: the block is held once
         key = block_object_key(block.process_id, block.stream_id, block.block_id)
         try:

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..identity import BEARER_PREFIX, AuthenticationError, Authenticator, as_access_policy, refusal_detail
+from ..identity import BEARER_PREFIX, AuthenticationError, Authenticator, Principal, as_access_policy, refusal_detail
 from ..otel_bridge import LOGS, METRICS
 from ._admission import AdmissionTicket, InflightBudget
-from ._auth import PRINCIPAL_KEY
+from ._auth import PRINCIPAL_KEY, request_principal
 from ._cloudwatch_logs import decode_logs_record, logs_request
 from ._cloudwatch_metrics import decode_metric_stream_records
 from ._exceptions import OtlpInvalidRequestError, OtlpRequestError, OtlpUnauthenticatedError
@@ -57,7 +57,7 @@ LOGS_FIREHOSE_PATH = "/ingestion/cloudwatch/v1/logs/firehose"
 FIREHOSE_PATHS = frozenset({METRICS_FIREHOSE_PATH, LOGS_FIREHOSE_PATH})
 """Routes that check their own credential (not ``Authorization``)."""
 
-Store = Callable[[FirehoseEnvelope, AdmissionTicket], Awaitable[None]]
+Store = Callable[[FirehoseEnvelope, AdmissionTicket, Principal], Awaitable[None]]
 
 
 class IntegrationRoutes:
@@ -101,7 +101,9 @@ class IntegrationRoutes:
                     data,
                 )
                 del data
-                await self._writer.export(LOGS, message, extra_hash_input=canonical_headers(raw))
+                await self._writer.export(
+                    LOGS, message, extra_hash_input=canonical_headers(raw), principal=request_principal(request)
+                )
         except OtlpRequestError as exc:
             return web.Response(status=exc.http_status, text=exc.message, headers=_retry_after(exc))
         except Exception:  # noqa: BLE001 - a bug answers 500 and the service keeps serving
@@ -119,7 +121,7 @@ class IntegrationRoutes:
                 envelope = decode_envelope(await read_body(request, self._limit, ticket))
                 request_id = request_id or envelope.request_id
                 ticket.reserve(sum(len(record) for record in envelope.records))  # held beside the body
-                await store(envelope, ticket)
+                await store(envelope, ticket, request_principal(request))
         except OtlpRequestError as exc:
             if exc.http_status >= 500:
                 _LOG.warning("Firehose request %s to %s failed: %s", request_id, request.path, exc.message)
@@ -142,11 +144,11 @@ class IntegrationRoutes:
             msg = f"invalid {HEADER_ACCESS_KEY}{refusal_detail(exc)}"
             raise OtlpUnauthenticatedError(msg) from None
 
-    async def _store_metrics(self, envelope: FirehoseEnvelope, _ticket: AdmissionTicket) -> None:
+    async def _store_metrics(self, envelope: FirehoseEnvelope, _ticket: AdmissionTicket, principal: Principal) -> None:
         message = decode_metric_stream_records(envelope.records)
-        await self._writer.export(METRICS, message)
+        await self._writer.export(METRICS, message, principal=principal)
 
-    async def _store_logs(self, envelope: FirehoseEnvelope, ticket: AdmissionTicket) -> None:
+    async def _store_logs(self, envelope: FirehoseEnvelope, ticket: AdmissionTicket, principal: Principal) -> None:
         budget = [self._limit]
         messages = []
         for index, record in enumerate(envelope.records):
@@ -155,7 +157,7 @@ class IntegrationRoutes:
                 messages.append(decoded)
         ticket.reserve(self._limit - budget[0])  # the decompressed records are held too
         if messages:
-            await self._writer.export(LOGS, logs_request(messages))
+            await self._writer.export(LOGS, logs_request(messages), principal=principal)
 
 
 def _retry_after(exc: OtlpRequestError) -> dict[str, str]:

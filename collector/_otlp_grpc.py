@@ -117,7 +117,7 @@ class OtlpGrpcServer:
         try:
             metadata = dict(context.invocation_metadata() or ())
             try:
-                self._keys.require(_text(metadata.get("authorization")))
+                principal = self._keys.require(_text(metadata.get("authorization")))
             except AuthenticationError as exc:
                 msg = f"missing or invalid authorization: Bearer key{refusal_detail(exc)}"
                 raise OtlpUnauthenticatedError(msg) from None
@@ -125,7 +125,7 @@ class OtlpGrpcServer:
             try:
                 ticket.reserve(len(request))
                 message = parse_request(signal, request, PROTOBUF)
-                split = await self._writer.export(signal, message)
+                split = await self._writer.export(signal, message, principal=principal)
             finally:
                 ticket.release()
         except OtlpRequestError as exc:

@@ -98,7 +98,7 @@ class OtlpHttpRoutes:
                 data = await read_body(request, self._limit, ticket)
                 message = parse_request(signal, data, encoding)
                 del data
-                split = await self._writer.export(signal, message)
+                split = await self._writer.export(signal, message, principal=request[PRINCIPAL_KEY])
             finally:
                 ticket.release()
         except OtlpRequestError as exc:

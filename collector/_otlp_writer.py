@@ -6,6 +6,10 @@ the stream row (``ON CONFLICT DO NOTHING``; remembered in a bounded cache so a b
 costs one block insert per request), then the payload object create-only, then the block row.
 A retried request therefore finds the same ids and changes nothing: one object, one row.
 
+Each export is the writer's: its process and stream rows are stamped with the caller's write
+audience (which also scopes the derived ids), and a block for a process of another audience is
+refused with 403 / PERMISSION_DENIED before anything of it is stored (``_ownership.py``).
+
 The in-flight budget that bounds what the receivers hold in memory lives in ``_admission.py``.
 """
 
@@ -19,12 +23,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..identity import Principal, write_audience
 from ..lakehouse import DataLake, LakehouseError, ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
 from ..tracing import payload_to_cbor
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
 from ._arrivals import log_new_process
-from ._exceptions import OtlpUnavailableError
+from ._exceptions import AudienceOwnershipError, OtlpPermissionDeniedError, OtlpUnavailableError
+from ._ownership import ProcessOwnership
 
 __all__ = ["OtlpWriter"]
 
@@ -39,19 +45,19 @@ def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID
 
 
 class _Seen:
-    """A bounded set of ids already written (least recently used evicted)."""
+    """A bounded set of ids (or id, audience pairs) already written (least recently used evicted)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._ids: OrderedDict[object, None] = OrderedDict()
 
-    def __contains__(self, key: uuid.UUID) -> bool:
+    def __contains__(self, key: object) -> bool:
         if key in self._ids:
             self._ids.move_to_end(key)
             return True
         return False
 
-    def add(self, key: uuid.UUID) -> None:
+    def add(self, key: object) -> None:
         self._ids[key] = None
         if len(self._ids) > self._size:
             self._ids.popitem(last=False)
@@ -63,7 +69,7 @@ class OtlpWriter:
     Args:
         lake: process, stream and block rows.
         store: payload objects.
-        audience: a bound write audience (per-audience ids); None for none.
+        audience: the write audience of exports made without a principal; None for none.
         clock: Unix-ns wall clock for blocks whose records carry no time.
         retry_after: seconds clients are asked to wait when storage fails.
         cache_size: how many process and stream ids to remember as already registered.
@@ -84,45 +90,54 @@ class OtlpWriter:
         self._audience = audience
         self._clock = clock
         self._retry_after = retry_after
-        self._processes = _Seen(cache_size)
+        self._ownership = ProcessOwnership(lake, cache_size)
+        self._processes = _Seen(cache_size)  # (process id, audience) pairs registered and owned
         self._streams = _Seen(cache_size)
         self.export_wrapper: ExportWrapper | None = None
         """Runs each export (signal name, the export) around something: self-telemetry's spans."""
 
-    async def export(self, signal: Signal, request: Any, *, extra_hash_input: bytes = b"") -> SplitRequest:
+    async def export(
+        self, signal: Signal, request: Any, *, extra_hash_input: bytes = b"", principal: Principal | None = None
+    ) -> SplitRequest:
         """Store every resource of ``request`` as a block; return the split (for partial success).
 
-        ``extra_hash_input`` is folded into the block ids (the webhook route's canonical headers).
+        ``extra_hash_input`` is folded into the block ids (the webhook route's canonical headers);
+        ``principal`` is the authenticated writer, whose write audience the rows are stamped with.
 
         Raises:
             OtlpUnavailableError: PostgreSQL or the object store failed (the client should retry).
+            OtlpPermissionDeniedError: a resource's process belongs to another audience.
         """
+        audience = self._audience if principal is None else write_audience(principal)
         if self.export_wrapper is not None:
-            run = functools.partial(self._export, signal, request, extra_hash_input)
+            run = functools.partial(self._export, signal, request, extra_hash_input, audience)
             return await self.export_wrapper(signal.name, run)
-        return await self._export(signal, request, extra_hash_input)
+        return await self._export(signal, request, extra_hash_input, audience)
 
-    async def _export(self, signal: Signal, request: Any, extra_hash_input: bytes) -> SplitRequest:
-        split = split_request(
-            signal, request, audience=self._audience, clock=self._clock, extra_hash_input=extra_hash_input
-        )
+    async def _export(
+        self, signal: Signal, request: Any, extra_hash_input: bytes, audience: str | None
+    ) -> SplitRequest:
+        split = split_request(signal, request, audience=audience, clock=self._clock, extra_hash_input=extra_hash_input)
         for item in split.blocks:
             try:
-                await self._write(item)
+                await self._write(item, audience)
+            except AudienceOwnershipError as exc:
+                raise OtlpPermissionDeniedError(str(exc)) from None
             except LakehouseError as exc:
                 _LOG.warning("storing OTLP %s block %s failed: %s", signal.name, item.block.block_id, exc)
                 msg = f"storage unavailable: {exc}"
                 raise OtlpUnavailableError(msg, retry_after=self._retry_after) from exc
         return split
 
-    async def _write(self, item: OtlpBlock) -> None:
+    async def _write(self, item: OtlpBlock, audience: str | None) -> None:
         process, stream, block = item.process, item.stream, item.block
-        if process.process_id not in self._processes:
-            if await self._lake.insert_process(process):
+        owned = (process.process_id, audience)
+        if owned not in self._processes:
+            if await self._ownership.register(process, audience):
                 log_new_process(process, f"OTLP {item.signal.name.lower()}")
-            self._processes.add(process.process_id)
+            self._processes.add(owned)
         if stream.stream_id not in self._streams:
-            await self._lake.insert_stream(stream, format=item.signal.format)
+            await self._lake.insert_stream(stream, format=item.signal.format, audience=audience)
             self._streams.add(stream.stream_id)
         payload = payload_to_cbor(block.payload)
         # Object first, create-only, then the row: a crash in between leaves an object that the

@@ -5,6 +5,7 @@ Credentials (environment keys, database keys, OIDC tokens) become a :class:`Prin
 """
 
 from ._access import ADMINS_GROUP, AccessPolicy, as_access_policy, refusal_detail
+from ._audiences import PUBLIC_AUDIENCE, AudienceGrants, read_audiences, write_audience
 from ._authenticator_config import IdentityConfig, ServiceRole, build_authenticator, start_key_store, stop_key_store
 from ._client_credentials import ClientCredentials
 from ._env_keys import BEARER_PREFIX, EnvKeys, bearer_token
@@ -38,7 +39,9 @@ __all__ = [
     "ADMINS_GROUP",
     "ANONYMOUS",
     "BEARER_PREFIX",
+    "PUBLIC_AUDIENCE",
     "AccessPolicy",
+    "AudienceGrants",
     "AuthenticationError",
     "Authenticator",
     "AuthenticatorChain",
@@ -72,9 +75,11 @@ __all__ = [
     "list_group_members",
     "list_keys",
     "mint_key",
+    "read_audiences",
     "refusal_detail",
     "remove_group_member",
     "revoke_key",
     "start_key_store",
     "stop_key_store",
+    "write_audience",
 ]

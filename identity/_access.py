@@ -10,7 +10,10 @@ in order (environment keys, database keys, OIDC issuers), then completes the pri
   environment keys are in use: no admin list, no admins group, no database key, no OIDC issuer),
   every caller is an admin: Micromegas's rule for API-key-only deployments, kept so such a
   deployment can still retire partitions or edit views. As soon as a database key exists, or an
-  admin is named, callers are admins only when named.
+  admin is named, callers are admins only when named. A key bound to an audience is never an
+  admin by that rule: it belongs to one tenant, and admins read every audience;
+* **audiences** (``_audiences.py``): a key bound to one audience writes to it; the read
+  grants of ``MICROMEGAS_AUDIENCE_GRANTS`` matching the principal add read audiences.
 
 When nothing is configured at all (no environment key, no database key ever minted, no issuer),
 authentication is off and every request is the anonymous principal, as before identity existed.
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from ._audiences import AudienceGrants
 from ._exceptions import AuthenticationError
 from ._principal import ANONYMOUS, Authenticator, AuthenticatorChain, Principal
 
@@ -31,6 +35,10 @@ MISSING_CREDENTIALS = "missing credentials"
 INVALID_TOKEN = "invalid token"  # noqa: S105 - a message, not a secret
 
 ADMINS_GROUP = "admins"
+
+# Credentials whose single audience is bound to them (Micromegas: ingestion keys); an OIDC
+# identity's claimed audiences are read audiences only.
+_BOUND_METHODS = frozenset({"db_key", "env_key"})
 """The reserved group whose members (principal names) are admins."""
 
 
@@ -67,6 +75,7 @@ class AccessPolicy:
             is empty.
         admin_possible: True when a configured authenticator can name admins by itself (OIDC
             with ``MICROMEGAS_ADMINS``); False for environment keys alone.
+        grants: ``MICROMEGAS_AUDIENCE_GRANTS``, the read grants of audiences.
     """
 
     def __init__(
@@ -77,7 +86,9 @@ class AccessPolicy:
         directory: GroupDirectory | None = None,
         always_enforced: bool = False,
         admin_possible: bool = False,
+        grants: AudienceGrants | None = None,
     ) -> None:
+        self._grants = grants or AudienceGrants()
         self._chain = AuthenticatorChain(authenticators)
         self._admins = admins
         self._directory = directory
@@ -130,9 +141,14 @@ class AccessPolicy:
             principal.is_admin
             or principal.name in self._admins
             or ADMINS_GROUP in groups
-            or not self.admin_principal_possible
+            or (not self.admin_principal_possible and not principal.audiences)
         )
-        return replace(principal, groups=groups, is_admin=is_admin)
+        write_audience = principal.write_audience
+        if write_audience is None and principal.method in _BOUND_METHODS and len(principal.audiences) == 1:
+            (write_audience,) = principal.audiences  # the key's bound audience
+        completed = replace(principal, groups=groups, is_admin=is_admin, write_audience=write_audience)
+        granted = self._grants.granted(completed)
+        return replace(completed, audiences=completed.audiences | granted) if granted else completed
 
 
 def as_access_policy(authenticator: Authenticator | None) -> AccessPolicy:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ._access import AccessPolicy
+from ._audiences import AudienceGrants
 from ._env_keys import EnvKeys
 from ._environment_variables import (
     MICROMEGAS_ADMINS,
     MICROMEGAS_API_KEY_CACHE_TTL_SECONDS,
     MICROMEGAS_API_KEYS,
+    MICROMEGAS_AUDIENCE_GRANTS,
     MICROMEGAS_OIDC_CONFIG,
 )
 from ._exceptions import IdentityConfigurationError
@@ -74,6 +76,7 @@ class IdentityConfig:
         key_cache_ttl_seconds: ``MICROMEGAS_API_KEY_CACHE_TTL_SECONDS``: the longest a key
             change can go unseen if PostgreSQL's notification is lost.
         oidc: ``MICROMEGAS_OIDC_CONFIG``: the OIDC issuers whose tokens are accepted (None: none).
+        grants: ``MICROMEGAS_AUDIENCE_GRANTS``: read grants of audiences.
     """
 
     env_keys: EnvKeys = field(default_factory=EnvKeys)
@@ -81,6 +84,7 @@ class IdentityConfig:
     sql_connection_string: str | None = None
     key_cache_ttl_seconds: float = DEFAULT_KEY_CACHE_TTL_SECONDS
     oidc: OidcSettings | None = None
+    grants: AudienceGrants = field(default_factory=AudienceGrants)
 
     @classmethod
     def resolve(
@@ -107,6 +111,7 @@ class IdentityConfig:
             oidc=OidcSettings.parse(oidc_text, admins) if oidc_text.strip() else None,
             sql_connection_string=sql_connection_string or None,
             key_cache_ttl_seconds=_positive_float(env, MICROMEGAS_API_KEY_CACHE_TTL_SECONDS),
+            grants=AudienceGrants.parse(env.get(MICROMEGAS_AUDIENCE_GRANTS)),
         )
 
 
@@ -164,12 +169,20 @@ def stop_key_store(store: KeyStore | None) -> None:
         store.stop()
 
 
-def build_authenticator(config: IdentityConfig, role: ServiceRole, key_store: KeyStore | None = None) -> AccessPolicy:
+def build_authenticator(
+    config: IdentityConfig,
+    role: ServiceRole,
+    key_store: KeyStore | None = None,
+    *,
+    internal: Sequence[Authenticator] = (),
+) -> AccessPolicy:
     """The access policy of a service of ``role``: every listener of the service uses it.
 
     Members, in order: ``MICROMEGAS_API_KEYS`` (when set), then the database keys of the role's
     table (when ``key_store`` is given). Further authenticators (OIDC issuers) are appended to
-    ``members`` the same way, each with whether it can name admins by itself.
+    ``members`` the same way, each with whether it can name admins by itself. ``internal``
+    authenticators come last: credentials of the process's own clients (``sirius up`` tracing
+    itself), accepted but never what turns authentication on.
     """
     members: list[Authenticator] = []
     always_enforced = False  # a credential configured outside the database: requests need one
@@ -184,10 +197,12 @@ def build_authenticator(config: IdentityConfig, role: ServiceRole, key_store: Ke
         members.append(oidc)
         always_enforced = True
         admin_possible = oidc.can_grant_admin
+    members.extend(internal)
     return AccessPolicy(
         members,
         admins=config.admins,
         directory=key_store,
         always_enforced=always_enforced,
         admin_possible=admin_possible,
+        grants=config.grants,
     )

@@ -10,6 +10,7 @@ __all__ = [
     "MICROMEGAS_ADMINS",
     "MICROMEGAS_API_KEYS",
     "MICROMEGAS_API_KEY_CACHE_TTL_SECONDS",
+    "MICROMEGAS_AUDIENCE_GRANTS",
     "MICROMEGAS_OIDC_AUDIENCE",
     "MICROMEGAS_OIDC_CLIENT_ID",
     "MICROMEGAS_OIDC_CLIENT_SECRET",
@@ -53,3 +54,7 @@ MICROMEGAS_API_KEY_CACHE_TTL_SECONDS = "MICROMEGAS_API_KEY_CACHE_TTL_SECONDS"
 """Server side: the longest a database key change (mint, revocation) can go unseen by a running
 service should PostgreSQL's change notification be lost (default 5 s; notifications make it
 immediate otherwise)."""
+
+MICROMEGAS_AUDIENCE_GRANTS = "MICROMEGAS_AUDIENCE_GRANTS"
+"""Server side: JSON object granting read access to audiences, ``{"team-alpha": ["group:eng",
+"user:alice@example.com"], "ops": ["*"]}`` (Micromegas's name and shape)."""

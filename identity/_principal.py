@@ -29,6 +29,8 @@ class Principal:
             which only an admin (or authentication off) turns into "all".
         is_admin: may run the admin functions (partition retirement, DDL views, keys, deny list).
         groups: group names carried by the credential (OIDC ``groups`` claim, stored groups).
+        write_audience: the audience stamped on what it writes (``micromegas.audience``): the
+            bound audience of its key; None writes unstamped data (``_audiences.py``).
     """
 
     name: str
@@ -36,6 +38,7 @@ class Principal:
     audiences: frozenset[str] = field(default_factory=frozenset)
     is_admin: bool = False
     groups: frozenset[str] = field(default_factory=frozenset)
+    write_audience: str | None = None
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", is_admin=True)

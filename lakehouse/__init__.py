@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from ._audience_scope import (
+    AUDIENCE_PROPERTY,
+    PUBLIC_AUDIENCE,
+    ReadScope,
+    SessionAudience,
+    audience_of_session,
+    unstamped_audience_from_env,
+)
 from ._block_source import BlockFilter, block_object_key
 from ._config import LakehouseConfig
 from ._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
@@ -60,6 +68,7 @@ from ._view_set import GLOBAL_INSTANCE, BlockViewSet, InstanceKind, ViewRegistry
 from .views import default_view_sets
 
 __all__ = [
+    "AUDIENCE_PROPERTY",
     "DATA_LAKE_SCHEMA_VERSION",
     "GLOBAL_INSTANCE",
     "LAKEHOUSE_SCHEMA_VERSION",
@@ -70,6 +79,7 @@ __all__ = [
     "OTLP_METRICS_FORMAT",
     "OTLP_TRACES_FORMAT",
     "POSITION",
+    "PUBLIC_AUDIENCE",
     "SIRIUS_SCHEMA_VERSION",
     "Action",
     "BlockFilter",
@@ -110,7 +120,9 @@ __all__ = [
     "QueryAuditRecord",
     "QueryRange",
     "QuerySession",
+    "ReadScope",
     "RetentionReport",
+    "SessionAudience",
     "SessionFactory",
     "SessionSettings",
     "SqlEnvironment",
@@ -124,6 +136,7 @@ __all__ = [
     "ViewSetInfo",
     "ViewSetRecord",
     "apply_retention",
+    "audience_of_session",
     "bind_parameters",
     "block_object_key",
     "create_pool",
@@ -155,6 +168,7 @@ __all__ = [
     "sql_fingerprint",
     "table_functions",
     "to_json_text",
+    "unstamped_audience_from_env",
     "update_partition",
     "view_set_infos",
 ]

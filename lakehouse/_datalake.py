@@ -28,12 +28,26 @@ from ..tracing.transit import (
 )
 from ._pool import pg_errors
 
-__all__ = ["BlockRecord", "DataLake", "ProcessRecord", "StreamRecord"]
+__all__ = ["AUDIENCE_PROPERTY", "BlockRecord", "DataLake", "ProcessRecord", "StreamRecord"]
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC ``datetime`` (``insert_time`` of new rows)."""
 
 _RESERVED_PROPERTY_PREFIX = "micromegas."
+
+AUDIENCE_PROPERTY = "micromegas.audience"
+"""The reserved process and stream property holding the writer's audience (server-written only)."""
+
+# The audience of a processes row (NULL when unstamped), as a PostgreSQL expression.
+AUDIENCE_OF_ROW = f"(SELECT p.value FROM unnest(properties) AS p WHERE p.key = '{AUDIENCE_PROPERTY}' LIMIT 1)"  # noqa: S608
+
+
+def _server_properties(properties: Mapping[str, str], audience: str | None) -> dict[str, str]:
+    """The client's properties without the reserved namespace, stamped with ``audience`` when given."""
+    kept = {k: v for k, v in properties.items() if not k.startswith(_RESERVED_PROPERTY_PREFIX)}
+    if audience is not None:
+        kept[AUDIENCE_PROPERTY] = audience
+    return kept
 
 
 def _utc_now() -> datetime:
@@ -121,16 +135,16 @@ class DataLake:
         """The underlying pool (shared with other stores of the same service)."""
         return self._pool
 
-    async def insert_process(self, info: ProcessInfo) -> bool:
+    async def insert_process(self, info: ProcessInfo, audience: str | None = None) -> bool:
         """Register a process; a second registration of the same id is ignored.
 
-        Client-supplied ``micromegas.*`` properties are dropped: that namespace is the server's
-        (it stamps ``micromegas.audience`` there).
+        Client-supplied ``micromegas.*`` properties are dropped: that namespace is the server's,
+        which stamps ``micromegas.audience`` there with ``audience`` (the writer's, when it has one).
 
         Returns:
             True when this call created the row (the process is new), False when it existed.
         """
-        properties = {k: v for k, v in info.properties.items() if not k.startswith(_RESERVED_PROPERTY_PREFIX)}
+        properties = _server_properties(info.properties, audience)
         with pg_errors(f"inserting process {info.process_id}"):
             status = await self._pool.execute(
                 "INSERT INTO processes VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
@@ -151,12 +165,13 @@ class DataLake:
             )
         return status == "INSERT 0 1"  # asyncpg status: 0 rows when the id existed
 
-    async def insert_stream(self, info: StreamInfo, format: str = TRANSIT_FORMAT) -> None:
+    async def insert_stream(self, info: StreamInfo, format: str = TRANSIT_FORMAT, audience: str | None = None) -> None:
         """Register a stream; a second registration of the same id is ignored.
 
         Args:
             info: the stream; its UDT arrays are stored re-encoded as CBOR.
             format: ``streams.format`` (``micromegas-transit``, ``otlp/v1/logs`` …).
+            audience: stamped as ``micromegas.audience`` (client ``micromegas.*`` properties dropped).
         """
         with pg_errors(f"inserting stream {info.stream_id}"):
             await self._pool.execute(
@@ -168,7 +183,7 @@ class DataLake:
                 encode_udts(info.dependencies_metadata),
                 encode_udts(info.objects_metadata),
                 list(info.tags),
-                _to_sql_properties(info.properties),
+                _to_sql_properties(_server_properties(info.properties, audience)),
                 self._clock(),
                 format,
             )
@@ -195,6 +210,15 @@ class DataLake:
                 payload_size,
                 self._clock(),
             )
+
+    async def process_audience(self, process_id: uuid.UUID) -> tuple[bool, str | None]:
+        """Whether the process exists, and its stamped audience (None when unstamped)."""
+        with pg_errors(f"reading the audience of process {process_id}"):
+            row = await self._pool.fetchrow(
+                f"SELECT {AUDIENCE_OF_ROW} AS audience FROM processes WHERE process_id = $1",  # noqa: S608 - constant
+                process_id,
+            )
+        return (False, None) if row is None else (True, row["audience"])
 
     async def get_process(self, process_id: uuid.UUID) -> ProcessRecord | None:
         """Return the process, or None if it was never registered."""

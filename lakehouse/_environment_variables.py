@@ -31,3 +31,7 @@ MICROMEGAS_VIEW_DEFINITION_REFRESH_SECONDS = "MICROMEGAS_VIEW_DEFINITION_REFRESH
 
 MICROMEGAS_QUERY_DENY_MAX_RULES = "MICROMEGAS_QUERY_DENY_MAX_RULES"
 """Most query deny rules in force at once (default 100; Micromegas's name)."""
+
+MICROMEGAS_UNSTAMPED_AUDIENCE = "MICROMEGAS_UNSTAMPED_AUDIENCE"
+"""Audience of processes written without one, for audience-restricted readers (default ``public``;
+empty: such processes are visible to admins only). Micromegas's name."""

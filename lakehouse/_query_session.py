@@ -13,7 +13,10 @@
   (filtered) DataFrames, and only then plans; the function hands back the prepared DataFrame;
 * a global view set the SQL names may add rows not yet materialised (``fresh_global_rows``:
   the DDL-defined views that allow JIT), registered again before planning when a range is given;
-* ``register_sql_functions(ctx, …)`` adds the other SQL functions.
+* ``register_sql_functions(ctx, …)`` adds the other SQL functions;
+* a caller restricted to some audiences (``scope``, ``_audience_scope.py``) sees only the rows
+  of its audiences' processes: every table is restricted where it is registered (here, and
+  nowhere else), and ``view_instance`` of another audience's process is empty, without JIT.
 
 A session is meant for one query (or a few with the same range): the partition list is a
 snapshot taken at ``create``.
@@ -30,6 +33,7 @@ import datafusion
 import pyarrow as pa
 from datafusion import SessionContext, Table, col, lit, udtf
 
+from ._audience_scope import ReadScope, SessionAudience
 from ._exceptions import ViewError
 from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
@@ -131,9 +135,18 @@ class QuerySession:
         query_range: the range in ns, or None.
     """
 
-    def __init__(self, lake: Lakehouse, ctx: SessionContext, query_range: TimeRange | None, files: _Files) -> None:
+    def __init__(
+        self,
+        lake: Lakehouse,
+        ctx: SessionContext,
+        query_range: TimeRange | None,
+        files: _Files,
+        audience: SessionAudience | None = None,
+    ) -> None:
         self.ctx = ctx
         self.query_range = query_range
+        self.audience = audience
+        """The caller's restriction to its audiences' processes; None when it sees everything."""
         self._lake = lake
         self._files = files
         self._instances: dict[tuple[str, str], datafusion.DataFrame] = {}
@@ -163,6 +176,11 @@ class QuerySession:
         key = (view_set, instance)
         if key not in self._instances:
             view = self._lake.views.get(view_set)
+            view.check_instance(instance)
+            if self.audience is not None and not await self.audience.sees_instance(view, instance):
+                # Another audience's (or no) process: no rows, and no work done on its behalf.
+                self._instances[key] = self.ctx.from_arrow(view.schema.empty_table())
+                return self._instances[key]
             await jit_update(self._lake, view_set, instance, self.query_range)
             found = await partitions_for_query(
                 self._lake.pool, [(view.name, view.file_schema_hash)], instance, self.query_range
@@ -199,7 +217,17 @@ class QuerySession:
             if fresh is None or fresh.num_rows == 0:
                 continue
             frame = self.global_frames[view.name].union(self.ctx.from_arrow(fresh.cast(view.schema)))
-            view.register_global(self.ctx, _row_filter(frame, view, self.query_range))
+            await self.register_global(view, frame)
+
+    async def register_global(self, view: ViewSet, frame: datafusion.DataFrame) -> None:
+        """Register the global instance of ``view`` from its rows: range filter, then the caller's audiences.
+
+        The one place a session registers a view's rows, so no table escapes the restriction.
+        """
+        frame = _row_filter(frame, view, self.query_range)
+        if self.audience is not None:
+            frame = await self.audience.restrict(self.ctx, view, frame)
+        view.register_global(self.ctx, frame)
 
     async def sql(self, sql: str) -> datafusion.DataFrame:
         """Plan ``sql`` after the JIT updates it needs; collect the result in a worker thread.
@@ -245,9 +273,12 @@ class SessionFactory:
         query_range: QueryRange | TimeRange | None = None,
         *,
         memory_limit_bytes: int | None = None,
+        scope: ReadScope | None = None,
         **function_context: Any,
     ) -> QuerySession:
         """A session whose global views hold the partitions overlapping ``query_range``.
+
+        ``scope`` restricts it to the processes of some audiences (None: everything).
 
         ``memory_limit_bytes`` bounds the query's memory pool (exceeding it fails the query with
         DataFusion's "Resources exhausted"); None leaves it unbounded.
@@ -264,11 +295,12 @@ class SessionFactory:
         found = await partitions_for_query(
             self._lake.pool, [(v.name, v.file_schema_hash) for v in views], GLOBAL_INSTANCE, time_range
         )
-        session = QuerySession(self._lake, ctx, time_range, files)
+        audience = await SessionAudience.resolve(self._lake.pool, scope, ctx) if scope is not None else None
+        session = QuerySession(self._lake, ctx, time_range, files, audience)
         for view in views:
             frame = await files.frame(view, found[view.name])
             session.global_frames[view.name] = frame
-            view.register_global(ctx, _row_filter(frame, view, time_range))
+            await session.register_global(view, frame)
         context = {**self._function_context, **function_context}
         context.setdefault("partitions", LakehousePartitionAdmin(self._lake))
         register_sql_functions(ctx, lakehouse=self._lake, query_range=time_range, session=session, **context)

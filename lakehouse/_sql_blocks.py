@@ -40,6 +40,7 @@ from ._sql_jsonb import encode_jsonb
 from ._transit_reader import POSITION, DecodedBlock, decode_block
 
 if TYPE_CHECKING:
+    from ._audience_scope import SessionAudience
     from ._lakehouse import Lakehouse
 
 __all__ = ["PARSE_BLOCK_SCHEMA", "PARSE_BLOCK_TYPE", "PARSE_BLOCK_UDF", "block_objects", "fetch_payload", "parse_block"]
@@ -70,26 +71,37 @@ def _uuid(value: str, function: str, what: str) -> uuid.UUID:
         raise ValueError(msg) from None
 
 
-async def fetch_payload(lake: Lakehouse, process_id: str, stream_id: str, block_id: str) -> bytes:
+async def fetch_payload(
+    lake: Lakehouse, process_id: str, stream_id: str, block_id: str, audience: SessionAudience | None = None
+) -> bytes:
     """The stored payload of a block.
 
+    ``audience`` restricts the caller to its audiences' processes: another audience's block is
+    answered as a missing one (the payload's key holds its process id, so no other is reachable).
+
     Raises:
-        ValueError: an id is not a UUID, or no payload is stored under them.
+        ValueError: an id is not a UUID, or no payload is stored under them (that it may read).
     """
+    process = _uuid(process_id, "get_payload", "process id")
     key = block_object_key(
-        _uuid(process_id, "get_payload", "process id"),
+        process,
         _uuid(stream_id, "get_payload", "stream id"),
         _uuid(block_id, "get_payload", "block id"),
     )
+    missing = f"get_payload: no payload for block {block_id} of stream {stream_id}, process {process_id}"
+    if audience is not None and not audience.sees_process(process):
+        raise ValueError(missing)
     try:
         return await lake.store.get(key)
     except ObjectNotFoundError:
-        msg = f"get_payload: no payload for block {block_id} of stream {stream_id}, process {process_id}"
-        raise ValueError(msg) from None
+        raise ValueError(missing) from None
 
 
-async def parse_block(lake: Lakehouse, block_id: str) -> pa.Table:
+async def parse_block(lake: Lakehouse, block_id: str, audience: SessionAudience | None = None) -> pa.Table:
     """The objects of block ``block_id`` (rows of :data:`PARSE_BLOCK_SCHEMA`).
+
+    ``audience`` restricts the caller to its audiences' processes: another audience's block is
+    answered as a missing one.
 
     Raises:
         ValueError: not a UUID, no such block, or its payload cannot be decoded.
@@ -101,7 +113,7 @@ async def parse_block(lake: Lakehouse, block_id: str) -> pa.Table:
             " s.format FROM blocks b JOIN streams s ON s.stream_id = b.stream_id WHERE b.block_id = $1",
             ident,
         )
-    if row is None:
+    if row is None or (audience is not None and not audience.sees_process(row["process_id"])):
         msg = f"parse_block: block '{block_id}' not found"
         raise ValueError(msg)
     try:

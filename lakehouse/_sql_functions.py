@@ -40,6 +40,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, u
 
 from . import _sql_blocks as blocks
 from . import _sql_histograms as histograms
+from ._audience_scope import SessionAudience, audience_of_session
 from ._sql_admin import PartitionAdmin
 from ._sql_blocks import PARSE_BLOCK_UDF
 from ._sql_bucket_histograms import bucket_histogram_udfs
@@ -159,17 +160,20 @@ def _admin_udfs(partitions: PartitionAdmin, run_async: RunAsync) -> list[datafus
     ]
 
 
-def _block_udfs(lake: Any, run_async: RunAsync) -> list[datafusion.ScalarUDF]:
+def _block_udfs(lake: Any, run_async: RunAsync, audience: SessionAudience | None) -> list[datafusion.ScalarUDF]:
+    # ``audience``: the session's restriction to its caller's audiences (None: sees everything).
     def get_payload(process_ids: pa.Array, stream_ids: pa.Array, block_ids: pa.Array) -> pa.Array:
         rows = zip(process_ids.to_pylist(), stream_ids.to_pylist(), block_ids.to_pylist(), strict=True)
         return pa.array(
-            [None if None in row else run_async(blocks.fetch_payload(lake, *row)) for row in rows], pa.binary()
+            [None if None in row else run_async(blocks.fetch_payload(lake, *row, audience)) for row in rows],
+            pa.binary(),
         )
 
     def parse(block_ids: pa.Array) -> pa.Array:
         out = []
         for block_id in block_ids.to_pylist():
-            out.append(None if block_id is None else run_async(blocks.parse_block(lake, block_id)).to_pylist())
+            parsed = None if block_id is None else run_async(blocks.parse_block(lake, block_id, audience))
+            out.append(None if parsed is None else parsed.to_pylist())
         return pa.array(out, blocks.PARSE_BLOCK_TYPE)
 
     utf8 = pa.utf8()
@@ -217,7 +221,7 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
     run_async = context.get("run_async")
     lake = context.get("lakehouse")
     if lake is not None and run_async is not None:
-        for block_udf in _block_udfs(lake, run_async):
+        for block_udf in _block_udfs(lake, run_async, audience_of_session(ctx)):
             ctx.register_udf(block_udf)
     if context.get("is_admin", True) and partitions is not None and run_async is not None:
         for admin_udf in _admin_udfs(partitions, run_async):

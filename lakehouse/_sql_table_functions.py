@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from ..identity import PermissionDeniedError
 from . import _sql_admin as admin
+from ._audience_scope import audience_of_session
 from ._sql_arguments import argument_ordinal
 from ._sql_arguments import int_arg as _int_arg
 from ._sql_arguments import str_arg as _str_arg
@@ -331,11 +332,13 @@ def _log_table(env: SqlEnvironment, run: Callable[[admin.LogSink], Coroutine[Any
     )
 
 
-def _list_partitions(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
+def _list_partitions(ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
     store = env.partitions
     if store is None:
         return admin.LIST_PARTITIONS_SCHEMA.empty_table()
-    return env.call_async(store.list_partitions())
+    table = env.call_async(store.list_partitions())
+    audience = audience_of_session(ctx)  # a caller restricted to its audiences lists their partitions only
+    return table if audience is None else env.call_async(audience.filter_partitions(table))
 
 
 def _list_view_sets(_ctx: datafusion.SessionContext, env: SqlEnvironment, _args: Sequence[Any]) -> pa.Table:
