@@ -18,7 +18,9 @@ Each pass updates the global views in ascending update group (``blocks`` → ``l
 ``measures``, ``processes``, ``streams`` → ``log_stats``); a view that fails is logged, counted
 and skipped. Every pass is idempotent (``update_partition``), several daemons can run at once
 (advisory locks), and one killed mid-pass leaves either the old or the new partitions, so the
-next pass over the same range finishes the work.
+next pass over the same range finishes the work. A pass runs under its kind's lease
+(``_pass_lease``): while one daemon holds it, the others skip that pass at once instead of
+waiting on partition locks with a connection held, and take over when it dies.
 
 ``run_pass(kind, scheduled)`` runs one pass deterministically; ``run_due(now)`` runs what a
 clock at ``now`` makes due. ``start()`` runs the four schedules as asyncio tasks with the
@@ -41,10 +43,12 @@ from typing import TYPE_CHECKING
 from ._exceptions import LakehouseError
 from ._materialize import materialize_partitions
 from ._partition_update import Action, UpdateResult
+from ._pass_lease import pass_lease
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._time_range import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, TimeRange, to_datetime, to_ns
 
 if TYPE_CHECKING:
+    from ._iceberg_publisher import IcebergPublisher, PublishReport
     from ._lakehouse import Lakehouse
 
 __all__ = ["DaemonConfig", "MaintenanceDaemon", "PassKind", "PassReport"]
@@ -128,6 +132,8 @@ class PassReport:
         failures: per failed view, the error message.
         retention: the retention report (hourly pass only).
         elapsed_seconds: how long the pass took.
+        skipped: another daemon held this kind's lease; this one did nothing.
+        iceberg: what publishing the views as Iceberg tables did (None: no publisher).
     """
 
     kind: PassKind
@@ -137,6 +143,8 @@ class PassReport:
     failures: dict[str, str] = field(default_factory=dict)
     retention: RetentionReport | None = None
     elapsed_seconds: float = 0.0
+    skipped: bool = False
+    iceberg: PublishReport | None = None
 
     @property
     def written(self) -> list[UpdateResult]:
@@ -156,6 +164,8 @@ class PassReport:
         """
         begin, end = to_datetime(self.insert_range.begin_ns), to_datetime(self.insert_range.end_ns)
         span = f"{begin:%Y-%m-%dT%H:%M:%S}Z..{end:%H:%M:%S}Z"
+        if self.skipped:
+            return f"{self.kind.value} pass over {span}: skipped, another daemon holds the lease"
         written = self.written
         if written:
             views = sorted({r.partition.view_set_name for r in written if r.partition is not None})
@@ -181,6 +191,7 @@ class MaintenanceDaemon:
         config: settings.
         sleep: how to wait (inject a fake in tests; the default is ``asyncio.sleep``).
         pass_wrapper: runs each scheduled pass (e.g. inside a span); None runs it as is.
+        publisher: publishes the global views as Iceberg tables after each pass (None: not).
     """
 
     def __init__(
@@ -190,18 +201,22 @@ class MaintenanceDaemon:
         *,
         sleep: Sleep = asyncio.sleep,
         pass_wrapper: PassWrapper | None = None,
+        publisher: IcebergPublisher | None = None,
     ) -> None:
         self._lake = lake
+        self._publisher = publisher
         self._pass_wrapper = pass_wrapper
         self.config = config or DaemonConfig()
         self._sleep = sleep
         self._tasks: list[asyncio.Task[None]] = []
         self._next_due: dict[PassKind, int] = {}
+        self._standby: dict[PassKind, bool] = {}
 
     async def run_pass(self, kind: PassKind, scheduled: datetime | int) -> PassReport:
         """Run one pass as if scheduled at ``scheduled`` (deterministic; no lateness check).
 
-        Views run in update-group order; one failing is logged and skipped.
+        Views run in update-group order; one failing is logged and skipped. When another daemon
+        holds this kind's lease the pass is skipped (``PassReport.skipped``).
         """
         plan = _PLANS[kind]
         scheduled_ns = to_ns(scheduled)
@@ -212,6 +227,32 @@ class MaintenanceDaemon:
             insert_range = TimeRange(start - NS_PER_SECOND - delay, start - delay)
         report = PassReport(kind, to_datetime(scheduled_ns), insert_range)
         started = time.monotonic()
+        async with pass_lease(self._lake.pool, kind.value) as held:
+            self._note_lease(kind, held)
+            if not held:
+                report.skipped = True
+                _log.debug("%s", report.summary())
+                return report
+            await self._work(kind, plan, report)
+        report.elapsed_seconds = time.monotonic() - started
+        # INFO when the pass wrote or failed something ("did my data arrive?"); idle passes,
+        # every second, stay at DEBUG so the console is quiet when nothing arrives.
+        _log.log(logging.INFO if report.written or report.failures else logging.DEBUG, "%s", report.summary())
+        return report
+
+    def _note_lease(self, kind: PassKind, held: bool) -> None:
+        """Log once when this daemon becomes a standby for ``kind`` and once when it takes over."""
+        if self._standby.get(kind, False) == (not held):
+            return
+        self._standby[kind] = not held
+        if held:
+            _log.info("%s passes: lease taken, this daemon runs them", kind.value)
+        else:
+            _log.info("%s passes: another daemon holds the lease; standing by (skipping them)", kind.value)
+
+    async def _work(self, kind: PassKind, plan: _Plan, report: PassReport) -> None:
+        """The pass itself, under its lease: retention (hourly), then every global view."""
+        insert_range = report.insert_range
         if kind is PassKind.HOUR:
             try:
                 report.retention = await apply_retention(
@@ -233,11 +274,18 @@ class MaintenanceDaemon:
                 self._lake.stats.view_failures += 1
                 report.failures[view.name] = str(exc)
                 _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
-        report.elapsed_seconds = time.monotonic() - started
-        # INFO when the pass wrote or failed something ("did my data arrive?"); idle passes,
-        # every second, stay at DEBUG so the console is quiet when nothing arrives.
-        _log.log(logging.INFO if report.written or report.failures else logging.DEBUG, "%s", report.summary())
-        return report
+        if self._publisher is not None:
+            # After the views: the tables then list what this pass committed. A failure leaves
+            # the tables behind the views until a later pass reconciles them.
+            try:
+                report.iceberg = await self._publisher.publish(self._lake)
+            except LakehouseError as exc:
+                report.failures["iceberg"] = str(exc)
+                _log.exception("%s pass: publishing Iceberg tables failed", kind.value)
+            else:
+                for view_name, error in report.iceberg.failures.items():
+                    report.failures[f"iceberg:{view_name}"] = error
+                    _log.error("%s pass: Iceberg table of %s not published: %s", kind.value, view_name, error)
 
     async def run_due(self, now: datetime | int | None = None) -> list[PassReport]:
         """Run, in order, every pass due at ``now`` (default: the clock) and advance the schedule.
