@@ -34,7 +34,17 @@ from ..collector import (
     warn_plaintext_bind,
 )
 from ..flight import FlightSqlConfig, FlightSqlService, GatewayService, LakehouseSessionProvider
-from ..identity import IdentityConfig, KeyStore, ServiceRole, build_authenticator, start_key_store, stop_key_store
+from ..identity import (
+    AccessPolicy,
+    EnvKeys,
+    IdentityConfig,
+    KeyStore,
+    ServiceRole,
+    build_authenticator,
+    generate_secret,
+    start_key_store,
+    stop_key_store,
+)
 from ..lakehouse import (
     MICROMEGAS_OBJECT_STORE_URI,
     MICROMEGAS_SQL_CONNECTION_STRING,
@@ -57,6 +67,7 @@ from ._self_telemetry import SelfTelemetry
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_SELF_TELEMETRY_PRINCIPAL = "sirius-self-telemetry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,18 +172,13 @@ class Stack:
         opts = self.options
         # Read first: a malformed list is refused before anything starts. The bind's safety is
         # checked once the database keys are read too (they may be what protects it).
-        env_keys = ApiKeys.from_env()
+        ApiKeys.from_env()
         warn_plaintext_bind("up", opts.host, opts.tls)
         claims = {claim.service: claim for claim in opts.port_claims()}
         store, pool = await self._open_storage(list(claims.values()))
         self.lake = DataLake(pool)
         self.lakehouse = Lakehouse(pool, store)
-        # One access policy per role over one key store: every listener checks credentials alike.
-        identity = IdentityConfig.resolve(self.config.sql_connection_string if self.config else None)
-        self._res.key_store = await asyncio.to_thread(start_key_store, identity)
-        keys = build_authenticator(identity, ServiceRole.INGESTION, self._res.key_store)
-        analytics_keys = build_authenticator(identity, ServiceRole.ANALYTICS, self._res.key_store)
-        check_bind_is_safe(opts.host, keys, disable_auth=opts.disable_auth)
+        keys, analytics_keys, self_key = await self._access_policies()
         ingestion = IngestionService(self.lake, store, keys)
         app = ingestion.make_app()
         self_telemetry = SelfTelemetry() if opts.self_telemetry else None
@@ -184,7 +190,7 @@ class Stack:
         scheme = server.scheme
         ingestion_url = f"{scheme}://{_url_host(opts.host)}:{port}"
         self.endpoints.append(Endpoint("ingestion", ingestion_url))
-        key = env_keys.keys[0][1] if env_keys.keys else None
+        key = self_key
         if self_telemetry is not None and self_telemetry.start(ingestion_url, key, tls_ca_file=opts.tls_ca_file):
             self._res.self_telemetry = self_telemetry
 
@@ -230,6 +236,25 @@ class Stack:
             daemon = MaintenanceDaemon(self.lakehouse, daemon_config, pass_wrapper=wrapper)
             await daemon.start()
             self._res.daemon = daemon
+
+    async def _access_policies(self) -> tuple[AccessPolicy, AccessPolicy, str]:
+        """The ingestion and analytics policies over one key store, and the self-telemetry key.
+
+        One policy per role: every listener of a role checks credentials alike. The stack's own
+        self-telemetry gets a key of its own, valid in this process only, so it keeps reaching
+        ingestion once database keys turn authentication on.
+
+        Raises:
+            AuthConfigurationError: a public bind that no credential protects.
+        """
+        identity = IdentityConfig.resolve(self.config.sql_connection_string if self.config else None)
+        self._res.key_store = await asyncio.to_thread(start_key_store, identity)
+        self_key = generate_secret()
+        internal = EnvKeys(((_SELF_TELEMETRY_PRINCIPAL, self_key),))
+        keys = build_authenticator(identity, ServiceRole.INGESTION, self._res.key_store, internal=[internal])
+        analytics_keys = build_authenticator(identity, ServiceRole.ANALYTICS, self._res.key_store)
+        check_bind_is_safe(self.options.host, keys, disable_auth=self.options.disable_auth)
+        return keys, analytics_keys, self_key
 
     async def _open_storage(self, claims: list[PortClaim]) -> tuple[ObjectStore, Any]:
         """Lock the data directory if used, check ports, start PostgreSQL, migrate, open the store."""
