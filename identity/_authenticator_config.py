@@ -198,7 +198,6 @@ def build_authenticator(
         always_enforced = True
         admin_possible = oidc.can_grant_admin
     members.extend(internal)
-    members.extend(internal)
     return AccessPolicy(
         members,
         admins=config.admins,
