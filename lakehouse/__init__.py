@@ -13,10 +13,16 @@ from ._audience_scope import (
 from ._block_source import BlockFilter, block_object_key
 from ._config import LakehouseConfig
 from ._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
-from ._environment_variables import MICROMEGAS_OBJECT_STORE_URI, MICROMEGAS_SQL_CONNECTION_STRING
+from ._environment_variables import (
+    MICROMEGAS_OBJECT_STORE_URI,
+    MICROMEGAS_SQL_CONNECTION_STRING,
+    SIRIUS_ICEBERG,
+    SIRIUS_ICEBERG_NAMESPACE,
+)
 from ._exceptions import (
     ConfigurationError,
     CorruptBlockError,
+    IcebergError,
     LakehouseError,
     MetadataStoreError,
     MigrationError,
@@ -24,6 +30,8 @@ from ._exceptions import (
     ObjectStoreError,
     ViewError,
 )
+from ._iceberg_catalog import IcebergConfig, TableSummary, table_summaries
+from ._iceberg_publisher import IcebergPublisher, PublishReport, TablePublish
 from ._lakehouse import EtlStats, Lakehouse, LakehouseSettings
 from ._maintenance_daemon import DaemonConfig, MaintenanceDaemon, PassKind, PassReport
 from ._materialize import jit_update, materialize_partitions
@@ -80,6 +88,8 @@ __all__ = [
     "OTLP_TRACES_FORMAT",
     "POSITION",
     "PUBLIC_AUDIENCE",
+    "SIRIUS_ICEBERG",
+    "SIRIUS_ICEBERG_NAMESPACE",
     "SIRIUS_SCHEMA_VERSION",
     "Action",
     "BlockFilter",
@@ -94,6 +104,9 @@ __all__ = [
     "DenyRule",
     "Dependencies",
     "EtlStats",
+    "IcebergConfig",
+    "IcebergError",
+    "IcebergPublisher",
     "InMemoryObjectStore",
     "InMemoryPartitionAdmin",
     "InstanceKind",
@@ -116,6 +129,7 @@ __all__ = [
     "PassKind",
     "PassReport",
     "ProcessRecord",
+    "PublishReport",
     "QueryAuditLog",
     "QueryAuditRecord",
     "QueryRange",
@@ -127,6 +141,8 @@ __all__ = [
     "SessionSettings",
     "SqlEnvironment",
     "StreamRecord",
+    "TablePublish",
+    "TableSummary",
     "TickConverter",
     "TimeRange",
     "UpdateResult",
@@ -167,6 +183,7 @@ __all__ = [
     "schema_versions",
     "sql_fingerprint",
     "table_functions",
+    "table_summaries",
     "to_json_text",
     "unstamped_audience_from_env",
     "update_partition",

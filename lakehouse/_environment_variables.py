@@ -35,3 +35,9 @@ MICROMEGAS_QUERY_DENY_MAX_RULES = "MICROMEGAS_QUERY_DENY_MAX_RULES"
 MICROMEGAS_UNSTAMPED_AUDIENCE = "MICROMEGAS_UNSTAMPED_AUDIENCE"
 """Audience of processes written without one, for audience-restricted readers (default ``public``;
 empty: such processes are visible to admins only). Micromegas's name."""
+
+SIRIUS_ICEBERG = "SIRIUS_ICEBERG"
+"""``0`` turns off publishing the global views as Iceberg tables in the daemon (default ``1``: on)."""
+
+SIRIUS_ICEBERG_NAMESPACE = "SIRIUS_ICEBERG_NAMESPACE"
+"""Iceberg namespace of the published tables (default ``sirius``)."""

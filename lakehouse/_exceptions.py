@@ -9,7 +9,8 @@
      ├── MetadataStoreError     PostgreSQL failed (connection, query)
      │    └── MigrationError    the schema could not be brought to the latest version
      ├── CorruptBlockError      a block or its stream metadata cannot be decoded
-     └── ViewError              an unknown view set, a bad instance id, a missing query range
+     ├── ViewError              an unknown view set, a bad instance id, a missing query range
+     └── IcebergError           publishing a view as an Iceberg table failed (catalog, commit, file IO)
 
 Foreign errors (asyncpg, minio/urllib3, OSError, lz4) are mapped to these at the module that
 talks to the foreign library, with ``raise … from exc``.
@@ -48,3 +49,7 @@ class CorruptBlockError(LakehouseError):
 
 class ViewError(LakehouseError):
     """A view set or instance cannot be served: unknown name, malformed id, or a range it needs."""
+
+
+class IcebergError(LakehouseError):
+    """Publishing a view as an Iceberg table failed: catalog, commit or file IO (retried next pass)."""
