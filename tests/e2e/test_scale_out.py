@@ -356,3 +356,106 @@ def test_two_of_each_service_share_the_database_and_the_store(deployment: Deploy
     finally:
         replica_a.close()
         replica_b.close()
+
+
+# --- JIT on two FlightSQL servers at once ------------------------------------------------------
+
+JIT_PROCESSES = 3
+JIT_BLOCKS = 4
+JIT_EVENTS_PER_BLOCK = 16_384
+JIT_QUERIES_PER_SERVER = 3
+
+
+@pytest.fixture
+def two_flight_servers(pg_dsn: str, tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
+    env = embedded_env(keep_otel=False)
+    env["MICROMEGAS_SQL_CONNECTION_STRING"] = pg_dsn
+    objects = tmp_path / "objects"
+    env["MICROMEGAS_OBJECT_STORE_URI"] = objects.as_uri()
+    started: list[subprocess.Popen[str]] = []
+    try:
+        uris = []
+        for _ in range(2):
+            proc, urls = _start(["flight", "--host", "127.0.0.1", "--port", "0"], env, ("flightsql",))
+            started.append(proc)
+            uris += urls
+        yield uris, objects
+    finally:
+        for proc in started:
+            proc.terminate()
+        for proc in started:
+            proc.wait(30)
+
+
+async def _write_processes(dsn: str, objects: Path) -> list[str]:
+    """JIT_PROCESSES processes with JIT_BLOCKS log blocks each, stored as the ingestion service does."""
+    from sirius.lakehouse import DataLake, LocalObjectStore, block_object_key, create_pool
+    from sirius.tracing import payload_to_cbor
+
+    pool = await create_pool(dsn)
+    store = LocalObjectStore(objects)
+    datalake = DataLake(pool)
+    pids = []
+    try:
+        desc = LogMetadata("{}", target="jit.race")
+        for _ in range(JIT_PROCESSES):
+            process = current_process_info({"test": "jit-race"})
+            await datalake.insert_process(process)
+            log = TransitWriter(process, "log")
+            await datalake.insert_stream(log.stream_info())
+            ticks = process.start_ticks
+            for block in range(JIT_BLOCKS):
+                for event in range(JIT_EVENTS_PER_BLOCK):
+                    ticks += 1_000
+                    log.log_string(desc, f"block {block} event {event}", ticks=ticks)
+                sealed = log.seal()
+                payload = payload_to_cbor(sealed.payload)
+                await store.put_if_absent(
+                    block_object_key(sealed.process_id, sealed.stream_id, sealed.block_id), payload
+                )
+                await datalake.insert_block(sealed, len(payload))
+            pids.append(str(process.process_id))
+    finally:
+        await store.close()
+        await pool.close()
+    return pids
+
+
+def test_jit_of_one_process_on_two_servers_at_once_builds_one_partition(
+    two_flight_servers: tuple[list[str], Path], pg_dsn: str
+) -> None:
+    uris, objects = two_flight_servers
+    pids = asyncio.run(_write_processes(pg_dsn, objects))
+    expected = JIT_BLOCKS * JIT_EVENTS_PER_BLOCK
+    for pid in pids:
+        sql = f"SELECT count(*) AS n FROM view_instance('log_entries', '{pid}')"
+        clients = [uri for uri in uris for _ in range(JIT_QUERIES_PER_SERVER)]
+        barrier = threading.Barrier(len(clients))
+        answers: list[object] = [None] * len(clients)
+
+        def ask(i: int, uri: str, query: str = sql, gate: threading.Barrier = barrier, out: list = answers) -> None:
+            client = FlightSQLClient(uri)
+            gate.wait(60)  # every query leaves at once, half of them to each server
+            try:
+                out[i] = client.query(query)["n"][0]
+            except Exception as exc:  # reported below with the others
+                out[i] = exc
+
+        threads = [threading.Thread(target=ask, args=(i, uri)) for i, uri in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert answers == [expected] * len(clients)
+
+        # One partition, one file: nobody built it twice (a second build would have written a
+        # second file and retired the first into temporary_files).
+        rows = _pg(
+            pg_dsn,
+            "SELECT begin_insert_time, file_path, num_rows FROM lakehouse_partitions"
+            f" WHERE view_set_name = 'log_entries' AND view_instance_id = '{pid}'",
+        )
+        assert [r["num_rows"] for r in rows] == [expected]
+        files = [p for p in (objects / "views" / "log_entries" / pid).rglob("*") if p.is_file()]
+        assert [str(p.relative_to(objects)) for p in files] == [rows[0]["file_path"]]
+    assert _pg(pg_dsn, "SELECT file_path FROM temporary_files") == []
