@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from sirius.lakehouse import decode_jsonb
 
 __all__ = [
+    "PREAGGREGATED",
     "QUERIES",
     "VIEWS",
     "Query",
@@ -147,6 +148,24 @@ QUERIES: tuple[Query, ...] = (
         " WHERE property_get(properties, 'http.route') = '{route}' GROUP BY service_name",
     ),
 )
+
+
+PREAGGREGATED: tuple[Query, ...] = (
+    Query("count by level", "SELECT level, sum(count) AS n FROM log_stats GROUP BY level"),
+    Query("by process+level", "SELECT process_id, level, sum(count) AS n FROM log_stats GROUP BY process_id, level"),
+    Query(
+        "top error targets in window",
+        "SELECT target, sum(count) AS errors FROM log_stats"
+        " WHERE level <= 2 AND time_bin >= '{window_begin}' AND time_bin < '{window_end}'"
+        " GROUP BY target ORDER BY errors DESC, target LIMIT 5",
+        ordered=True,
+    ),
+    Query("minute histogram by level", "SELECT time_bin AS bin, level, sum(count) AS n FROM log_stats GROUP BY 1, 2"),
+)
+"""The ``log_entries`` questions of ``QUERIES`` (same names) answered from ``log_stats``, our
+per-minute pre-aggregate (counts per minute, process, level and target): same answers, since the
+window bounds are whole minutes. Ours only — DuckDB has no such view; its side stays the
+``log_entries`` query."""
 
 
 def render(query: Query, engine: str, parameters: QueryParameters) -> str:
