@@ -34,8 +34,10 @@ from ..lakehouse import (
     create_pool,
     migrate,
     open_object_store,
+    publisher_from_env,
 )
 from ._exceptions import AdminError
+from ._iceberg_command import iceberg_command
 from ._keys_command import keys_command
 from ._ports import PortClaim, check_ports_free, start_claimed
 from ._self_telemetry import SelfTelemetry, self_telemetry_default
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     handlers["otlp"] = _otlp
     handlers["demo"] = _demo
     handlers["keys"] = keys_command
+    handlers["iceberg"] = iceberg_command
     try:
         if args.command in _SERVICES:
             return asyncio.run(_serve(handlers[args.command], args))
@@ -282,7 +285,10 @@ async def _daemon(args: argparse.Namespace) -> int:
     lake = await Lakehouse.open(config)  # migrates, like every Micromegas service on start
     telemetry = _start_single_service_telemetry("daemon")
     wrapper = telemetry.wrap_pass if telemetry is not None else None
-    daemon = MaintenanceDaemon(lake, DaemonConfig(retention_days=config.retention_days), pass_wrapper=wrapper)
+    publisher = publisher_from_env(config.sql_connection_string, config.object_store_uri)
+    daemon = MaintenanceDaemon(
+        lake, DaemonConfig(retention_days=config.retention_days), pass_wrapper=wrapper, publisher=publisher
+    )
     try:
         await daemon.start()
         print("maintenance daemon running (live ETL and retention); Ctrl-C to stop", flush=True)

@@ -58,6 +58,7 @@ from ..lakehouse import (
     create_pool,
     migrate,
     open_object_store,
+    publisher_from_env,
 )
 from ._data_dir_lock import DataDirLock
 from ._embedded_postgres import EmbeddedPostgres, live_embedded_postmaster
@@ -233,7 +234,9 @@ class Stack:
             # instead of the reference's [T-2 s, T-1 s), which guards multi-host skew.
             daemon_config = DaemonConfig(retention_days=self.config.retention_days, second_pass_delay_ns=0)
             wrapper = self._res.self_telemetry.wrap_pass if self._res.self_telemetry is not None else None
-            daemon = MaintenanceDaemon(self.lakehouse, daemon_config, pass_wrapper=wrapper)
+            # Iceberg tables of the views, on unless SIRIUS_ICEBERG=0 (docs/iceberg.md).
+            publisher = publisher_from_env(self.config.sql_connection_string, self.lakehouse.store.uri)
+            daemon = MaintenanceDaemon(self.lakehouse, daemon_config, pass_wrapper=wrapper, publisher=publisher)
             await daemon.start()
             self._res.daemon = daemon
 

@@ -137,6 +137,8 @@ def _add_services(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     daemon = sub.add_parser("daemon", help="run the maintenance daemon (live ETL passes and retention)")
     _add_lake_flags(daemon)
+    iceberg = sub.add_parser("iceberg", help="print the Iceberg catalog of the views and its tables")
+    _add_lake_flags(iceberg)
     flight = sub.add_parser("flight", help="run the FlightSQL server (micromegas client, Grafana, ADBC)")
     flight.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     flight.add_argument("--port", type=int, default=DEFAULT_FLIGHT_PORT)

@@ -31,7 +31,7 @@ from ._exceptions import (
     ViewError,
 )
 from ._iceberg_catalog import IcebergConfig, TableSummary, table_summaries
-from ._iceberg_publisher import IcebergPublisher, PublishReport, TablePublish
+from ._iceberg_publisher import IcebergPublisher, PublishReport, TablePublish, publisher_from_env
 from ._lakehouse import EtlStats, Lakehouse, LakehouseSettings
 from ._maintenance_daemon import DaemonConfig, MaintenanceDaemon, PassKind, PassReport
 from ._materialize import jit_update, materialize_partitions
@@ -176,6 +176,7 @@ __all__ = [
     "partitions_table",
     "plan_sql",
     "prepare_sql",
+    "publisher_from_env",
     "register_sql_functions",
     "retire_partition_by_file",
     "retire_partition_by_metadata",

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
+import logging
 import struct
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -49,7 +51,9 @@ if TYPE_CHECKING:
 
     from ._lakehouse import Lakehouse
 
-__all__ = ["IcebergPublisher", "PublishReport", "TablePublish", "publish_lock_key"]
+__all__ = ["IcebergPublisher", "PublishReport", "TablePublish", "publish_lock_key", "publisher_from_env"]
+
+_log = logging.getLogger(__name__)
 
 _PUBLISHED_BY = "sirius.published-by"
 _EXPIRY_INTERVAL_SECONDS = 60.0
@@ -278,6 +282,28 @@ class IcebergPublisher:
             self._known.pop(view, None)
             dropped.append(".".join(identifier))
         return dropped
+
+
+def publisher_from_env(
+    sql_connection_string: str, object_store_uri: str, environ: Mapping[str, str] | None = None
+) -> IcebergPublisher | None:
+    """The daemon's publisher: on unless ``SIRIUS_ICEBERG=0``; None when off or impossible.
+
+    Impossible means a store no outside reader can open (the in-memory store) or pyiceberg not
+    installed; either is logged once as a warning, and the daemon runs without publishing.
+
+    Raises:
+        ConfigurationError: ``SIRIUS_ICEBERG`` or ``SIRIUS_ICEBERG_NAMESPACE`` is malformed.
+    """
+    if not IcebergConfig.enabled_from_env(environ):
+        return None
+    if importlib.util.find_spec("pyiceberg") is None:
+        _log.warning("Iceberg tables not published: pyiceberg is not installed (pip install 'sirius[iceberg]')")
+        return None
+    if object_store_uri.startswith("memory:"):
+        _log.warning("Iceberg tables not published: the in-memory object store is not readable from outside")
+        return None
+    return IcebergPublisher(IcebergConfig.resolve(sql_connection_string, object_store_uri, environ))
 
 
 def _guard(what: str, fn: Any, *args: Any) -> Any:
