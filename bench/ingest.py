@@ -5,6 +5,9 @@ For 16 KiB and 1 MiB blocks it sends N valid transit blocks through ``POST /inge
 object store and PostgreSQL from the process (8 concurrent tasks). The ratio is the service's
 overhead: HTTP, CBOR decoding, payload validation and the handler.
 
+``--replicas 1,2`` compares one and two ``sirius ingest`` processes over one database and store
+(``_ingest_replicas.py``): the same client load spread over the replicas.
+
 ``--rss`` measures memory instead (``_ingest_rss.py``): a flood of large blocks against
 ``sirius ingest`` in its own process, RSS growth per byte admitted in flight, bounded budget vs.
 unbounded baseline.
@@ -136,8 +139,19 @@ def main() -> None:
     parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
     parser.add_argument("--rss-block-mib", type=int, default=16, help="--rss: block size")
     parser.add_argument("--rss-budget-mib", type=int, default=256, help="--rss: in-flight byte budget")
+    parser.add_argument(
+        "--replicas",
+        help="compare sirius ingest processes over one database and store instead, e.g. 1,2 (_ingest_replicas.py)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
+        if args.replicas:
+            from _ingest_replicas import run_replicas_bench
+
+            counts = [int(n) for n in args.replicas.split(",")]
+            sizes = [("16 KiB", 16 * 1024, args.small_count), ("1 MiB", 1024 * 1024, args.large_count)]
+            asyncio.run(run_replicas_bench(admin_dsn, Path(tmp), counts, sizes, cpu_block))
+            return
         if args.rss:
             from _ingest_rss import run_rss_bench
 
