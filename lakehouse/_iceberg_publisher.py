@@ -146,6 +146,8 @@ class IcebergPublisher:
         # manifests again.
         self._known: dict[str, tuple[int | None, frozenset[str]]] = {}
         self._last_expiry: dict[str, float] = {}
+        # Per table: the metadata file this publisher last left it at (or found it at).
+        self._locations: dict[str, str] = {}
 
     async def publish(self, lake: Lakehouse) -> PublishReport:
         """Reconcile every global view's table with the view's committed partitions.
@@ -165,18 +167,65 @@ class IcebergPublisher:
             found = await partitions_for_query(
                 lake.pool, [(v.name, v.file_schema_hash) for v in views], GLOBAL_INSTANCE, None
             )
+            locations = await self._metadata_locations(lake.pool)
+            pending = []
             for view in views:
                 want = {self.config.file_uri(p.file_path): p for p in found[view.name] if p.file_path}
-                try:
-                    report.tables[view.name] = await asyncio.to_thread(self._reconcile, view.name, view.schema, want)
-                except LakehouseError as exc:
-                    report.failures[view.name] = str(exc)
+                unchanged = self._unchanged(view.name, want, locations.get(view.name))
+                if unchanged is not None:
+                    report.tables[view.name] = unchanged
+                else:
+                    pending.append((view, want))
             try:
-                report.dropped = await asyncio.to_thread(self._drop_stale, {v.name for v in views})
+                if pending:
+                    await asyncio.to_thread(self._open)
+                # Tables are independent: their commits run side by side.
+                results = await asyncio.gather(
+                    *(asyncio.to_thread(self._reconcile, v.name, v.schema, want) for v, want in pending),
+                    return_exceptions=True,
+                )
             except LakehouseError as exc:
-                report.failures["(dropping old tables)"] = str(exc)
+                results = [exc] * len(pending)
+            for (view, _), result in zip(pending, results, strict=True):
+                if isinstance(result, LakehouseError):
+                    report.failures[view.name] = str(result)
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    report.tables[view.name] = result
+            if set(locations) - {v.name for v in views}:
+                try:
+                    report.dropped = await asyncio.to_thread(self._drop_stale, {v.name for v in views})
+                except LakehouseError as exc:
+                    report.failures["(dropping old tables)"] = str(exc)
         report.elapsed_seconds = time.monotonic() - started
         return report
+
+    async def _metadata_locations(self, pool: asyncpg.Pool) -> dict[str, str]:
+        """Current metadata file of each table of the namespace, straight from the catalog's rows.
+
+        One query tells which tables another writer changed since this publisher last saw them.
+        """
+        try:
+            with pg_errors("reading the Iceberg catalog"):
+                rows = await pool.fetch(
+                    "SELECT table_name, metadata_location FROM iceberg_tables"
+                    " WHERE catalog_name = $1 AND table_namespace = $2",
+                    self.config.catalog_name,
+                    self.config.namespace,
+                )
+        except LakehouseError as exc:
+            if isinstance(exc.__cause__, asyncpg.UndefinedTableError):
+                return {}  # no catalog yet: the first publish creates it
+            raise
+        return {r["table_name"]: r["metadata_location"] for r in rows}
+
+    def _unchanged(self, name: str, want: Mapping[str, Partition], location: str | None) -> TablePublish | None:
+        """The result of a publish that has nothing to do, when that is known without pyiceberg."""
+        known = self._known.get(name)
+        if location is None or known is None or self._locations.get(name) != location or known[1] != want.keys():
+            return None
+        return TablePublish(self.config.table_identifier(name), 0, 0, len(known[1]), known[0])
 
     # -- blocking part (runs in a worker thread, one at a time) ----------------------------------
 
@@ -235,6 +284,7 @@ class IcebergPublisher:
             adds = sorted(want.keys() - have)
             removes = sorted(have - want.keys())
             if not adds and not removes:
+                self._locations[name] = table.metadata_location
                 return TablePublish(identifier, 0, 0, len(have), _snapshot_id(table), attempt - 1, created)
             for uri in adds:
                 if uri not in built:
@@ -252,6 +302,7 @@ class IcebergPublisher:
             have = (have - set(removes)) | set(adds)
             self._known[name] = (_snapshot_id(table), have)
             self._expire(name, table)
+            self._locations[name] = table.metadata_location
             return TablePublish(identifier, len(adds), len(removes), len(have), _snapshot_id(table), attempt, created)
         msg = f"{identifier}: {self._max_attempts} commits lost to concurrent writers; retrying next pass"
         raise IcebergError(msg)
