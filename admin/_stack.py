@@ -69,6 +69,9 @@ from ._self_telemetry import SelfTelemetry
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SELF_TELEMETRY_PRINCIPAL = "sirius-self-telemetry"
+# Sirius's own telemetry holds every caller's queries (the audit lines) and new processes' names:
+# stamped with its own audience, it is the admins' (or whom MICROMEGAS_AUDIENCE_GRANTS grants it).
+_SELF_TELEMETRY_AUDIENCE = "sirius"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +256,9 @@ class Stack:
         identity = IdentityConfig.resolve(self.config.sql_connection_string if self.config else None)
         self._res.key_store = await asyncio.to_thread(start_key_store, identity)
         self_key = generate_secret()
-        internal = EnvKeys(((_SELF_TELEMETRY_PRINCIPAL, self_key),))
+        internal = EnvKeys(
+            ((_SELF_TELEMETRY_PRINCIPAL, self_key),), ((_SELF_TELEMETRY_PRINCIPAL, _SELF_TELEMETRY_AUDIENCE),)
+        )
         keys = build_authenticator(identity, ServiceRole.INGESTION, self._res.key_store, internal=[internal])
         analytics_keys = build_authenticator(identity, ServiceRole.ANALYTICS, self._res.key_store)
         check_bind_is_safe(self.options.host, keys, disable_auth=self.options.disable_auth)

@@ -41,7 +41,9 @@ def test_self_telemetry_is_delivered_once_database_keys_require_credentials(
 ) -> None:
     urls, env = up
     minted = subprocess.run(
-        [*SIRIUS, "keys", "mint", "--kind", "analytics", "--name", "reader", "--secret-only"],
+        # an admin: the stack's own telemetry (every caller's audit lines) is stamped with the
+        # audience ``sirius``, which other readers do not see
+        [*SIRIUS, "keys", "mint", "--kind", "analytics", "--name", "reader", "--admin", "--secret-only"],
         env=env,
         capture_output=True,
         text=True,
