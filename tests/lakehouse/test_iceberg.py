@@ -275,3 +275,56 @@ def test_bad_configuration_is_refused() -> None:
         IcebergConfig.enabled_from_env({"SIRIUS_ICEBERG": "maybe"})
     assert IcebergConfig.enabled_from_env({}) is True
     assert IcebergConfig.enabled_from_env({"SIRIUS_ICEBERG": "0"}) is False
+
+
+LEVEL_COUNTS_DDL = """CREATE MATERIALIZED VIEW level_counts WITH (
+  extract_query = $$SELECT date_bin('1 minute', time) AS time_bin, process_id, level, count(*) AS count
+    FROM log_entries WHERE insert_time >= '{begin}' AND insert_time < '{end}' GROUP BY 1, 2, 3$$,
+  count_src_query = $$SELECT sum(nb_objects) AS count FROM blocks
+    WHERE array_has("streams.tags", 'log') AND insert_time >= '{begin}' AND insert_time < '{end}'$$,
+  merge_partitions_query = $$SELECT time_bin, process_id, level, sum(count) AS count FROM {source} GROUP BY 1, 2, 3$$,
+  update_group = 4000,
+  time_column = 'time_bin')"""
+
+
+def test_otel_views_and_a_ddl_view_are_published_then_a_dropped_view_loses_its_table(
+    local_lake_env: Any, pg_dsn: str
+) -> None:
+    import numpy as np
+
+    from sirius.lakehouse._view_ddl import parse_view_ddl
+    from sirius.lakehouse._view_ddl_execution import execute_view_ddl
+    from sirius.otel_bridge import METRICS, TRACES
+
+    from .test_otel_views import frontend_spans, sdk_exponential_request, store, trace_request
+
+    async def scenario(h: Any) -> None:
+        config = _config(pg_dsn, h.lake)
+        await h.sample(at_second=10.25)
+        await store(h, TRACES, trace_request("frontend", frontend_spans()), at_second=10.3)
+        await store(h, METRICS, sdk_exponential_request(np.arange(1, 501, dtype=np.float64)), at_second=10.4)
+        ddl = parse_view_ddl(LEVEL_COUNTS_DDL)
+        assert ddl is not None
+        await execute_view_ddl(h.lake, ddl, "test")
+        daemon = MaintenanceDaemon(h.lake, publisher=IcebergPublisher(config))
+        report = await daemon.run_pass(PassKind.SECOND, at(12.5))
+        assert report.iceberg is not None
+        assert not report.failures, report.failures
+        counts = await assert_tables_equal_views(h.lake, config)
+        assert counts["otel_spans"] >= 2
+        assert counts["histograms"] == 1
+        level_counts = await view_table(h.lake, "level_counts")
+        assert level_counts.num_rows > 0
+        published = iceberg_table(config, "level_counts").scan().to_arrow()
+        assert rows(published) == rows(level_counts)
+        # the view's definition is dropped: its table goes on the next pass
+        drop = parse_view_ddl("DROP MATERIALIZED VIEW level_counts")
+        assert drop is not None
+        await execute_view_ddl(h.lake, drop, "test")
+        report = await daemon.run_pass(PassKind.SECOND, at(13.5))
+        assert report.iceberg is not None
+        assert report.iceberg.dropped == ["sirius.level_counts"]
+        summaries = await asyncio.to_thread(table_summaries, config)
+        assert "sirius.level_counts" not in {s.identifier for s in summaries}
+
+    local_lake_env(scenario)
