@@ -70,6 +70,18 @@ def test_self_telemetry_is_delivered_once_database_keys_require_credentials(
 
     wait_until("the stack's self-telemetry to deliver with authentication on", audited, timeout=90)
 
+    # A reader that is not an admin does not see Sirius's own telemetry (other callers' queries).
+    other = subprocess.run(
+        [*SIRIUS, "keys", "mint", "--kind", "analytics", "--name", "team-reader", "--audience", "team-a",
+         "--secret-only"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    team = FlightSQLClient(urls["flightsql"], auth_provider=StaticTokenAuthProvider(other))
+    wait_until("the team reader's key to work", lambda: not _refused(team), timeout=10)
+    sirius_rows = "SELECT count(*) AS n FROM log_entries WHERE exe = 'sirius'"
+    assert client.query(sirius_rows)["n"].tolist()[0] > 0
+    assert team.query(sirius_rows)["n"].tolist() == [0]
+
 
 def _refused(client: FlightSQLClient) -> bool:
     try:
