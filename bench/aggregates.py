@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import shutil
@@ -155,7 +157,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                 target.mkdir(parents=True, exist_ok=True)
                 for i, path in enumerate(paths):
                     shutil.copy(path, target / f"{i:04d}.parquet")
-            (Path(args.keep) / "parameters.txt").write_text(repr(built.parameters))
+            (Path(args.keep) / "parameters.json").write_text(json.dumps(dataclasses.asdict(built.parameters)))
         print(f"cores {os.cpu_count()}, load average {os.getloadavg()}, runs {args.runs} (median)", flush=True)
         await run_set(lake, built, args.runs)
         print(f"load average after: {os.getloadavg()}")
