@@ -15,7 +15,7 @@ class LakehouseConfig:
 
     Attributes:
         sql_connection_string: PostgreSQL URI (``postgresql://…``).
-        object_store_uri: ``file:///path`` or ``s3://bucket/prefix``.
+        object_store_uri: ``file:///path``, ``s3://``, ``gs://`` or ``az://`` + ``bucket/prefix``.
         retention_days: how long data is kept.
     """
 
@@ -27,8 +27,11 @@ class LakehouseConfig:
         if not self.sql_connection_string.startswith(("postgres://", "postgresql://")):
             msg = f"{env.MICROMEGAS_SQL_CONNECTION_STRING} must be a postgresql:// URI"
             raise ConfigurationError(msg)
-        if not self.object_store_uri.startswith(("file://", "s3://")):
-            msg = f"{env.MICROMEGAS_OBJECT_STORE_URI} must start with file:// or s3://, got {self.object_store_uri!r}"
+        if not self.object_store_uri.startswith(("file://", "s3://", "gs://", "az://")):
+            msg = (
+                f"{env.MICROMEGAS_OBJECT_STORE_URI} must start with file://, s3://, gs:// or az://, "
+                f"got {self.object_store_uri!r}"
+            )
             raise ConfigurationError(msg)
         if self.retention_days <= 0:
             msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be positive"

@@ -6,7 +6,7 @@ MICROMEGAS_SQL_CONNECTION_STRING = "MICROMEGAS_SQL_CONNECTION_STRING"
 """PostgreSQL URI of the data lake and lakehouse metadata."""
 
 MICROMEGAS_OBJECT_STORE_URI = "MICROMEGAS_OBJECT_STORE_URI"
-"""Object-store root: ``file:///path`` or ``s3://bucket/prefix``."""
+"""Object-store root: ``file:///path``, ``s3://bucket/prefix``, ``gs://bucket/prefix`` or ``az://container/prefix``."""
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 """S3 endpoint for MinIO or another S3-protocol server (default: AWS)."""
@@ -19,6 +19,36 @@ AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name,
 
 AWS_REGION = "AWS_REGION"
 """S3 region (default ``us-east-1``)."""
+
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
+"""S3 session token of temporary credentials (with the access key)."""
+
+STORAGE_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
+"""GCS emulator (``http://host:port``), the Google client libraries' convention: no credentials used."""
+
+GOOGLE_APPLICATION_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
+"""Path of a GCS service-account JSON file (Application Default Credentials)."""
+
+GOOGLE_SERVICE_ACCOUNT = "GOOGLE_SERVICE_ACCOUNT"
+"""Path of a GCS service-account JSON file (``object_store``'s name; wins over the above)."""
+
+GOOGLE_SERVICE_ACCOUNT_KEY = "GOOGLE_SERVICE_ACCOUNT_KEY"
+"""A GCS service-account key as JSON text (instead of a file)."""
+
+AZURE_STORAGE_ACCOUNT_NAME = "AZURE_STORAGE_ACCOUNT_NAME"
+"""Azure storage account of ``az://`` stores."""
+
+AZURE_STORAGE_ACCOUNT_KEY = "AZURE_STORAGE_ACCOUNT_KEY"
+"""Azure storage account key (shared-key auth)."""
+
+AZURE_STORAGE_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105 - a variable name, not a secret
+"""Azure SAS token (``sv=…&sig=…``), instead of the account key."""
+
+AZURE_STORAGE_USE_EMULATOR = "AZURE_STORAGE_USE_EMULATOR"
+"""``true``: talk to Azurite (its well-known account and key unless set) over HTTP."""
+
+AZURITE_BLOB_STORAGE_URL = "AZURITE_BLOB_STORAGE_URL"
+"""Azurite's blob endpoint (default ``http://127.0.0.1:10000``)."""
 
 MICROMEGAS_RETENTION_DAYS = "MICROMEGAS_RETENTION_DAYS"
 """Days of data kept by the retention pass (default 90)."""

@@ -12,7 +12,7 @@
      ├── ViewError              an unknown view set, a bad instance id, a missing query range
      └── IcebergError           publishing a view as an Iceberg table failed (catalog, commit, file IO)
 
-Foreign errors (asyncpg, minio/urllib3, OSError, lz4) are mapped to these at the module that
+Foreign errors (asyncpg, obstore, OSError, lz4) are mapped to these at the module that
 talks to the foreign library, with ``raise … from exc``.
 """
 

@@ -63,7 +63,12 @@ def _io_properties(object_store_uri: str, environ: Mapping[str, str]) -> dict[st
         props = {key: environ[var] for key, var in pairs.items() if environ.get(var)}
         props.setdefault("s3.region", "us-east-1")
     elif scheme == "gs" and environ.get("STORAGE_EMULATOR_HOST"):
-        props = {"gcs.service.host": environ["STORAGE_EMULATOR_HOST"], "gcs.oauth2.token": "anonymous"}
+        # pyarrow's GcsFileSystem takes a static token only with its expiry (here: far away).
+        props = {
+            "gcs.service.host": environ["STORAGE_EMULATOR_HOST"],
+            "gcs.oauth2.token": "anonymous",
+            "gcs.oauth2.token-expires-at": str(4_102_444_800_000),  # 2100-01-01, in ms
+        }
     return props
 
 

@@ -3,8 +3,8 @@
 Blocks live at ``blobs/{process_id}/{stream_id}/{block_id}`` and Parquet partitions under
 ``views/…`` (DESIGN.md, Storage). Block writes are **create-only** (``put_if_absent``) so that a
 retried ingestion request never replaces an object another request already acknowledged
-(``micromegas-wire.md`` §3). The S3/MinIO implementation lives in ``_s3_store.py`` because it
-needs the optional ``minio`` dependency; ``open_object_store`` picks the implementation from a
+(``micromegas-wire.md`` §3). The cloud stores (S3/MinIO, GCS, Azure) live in ``_cloud_store.py``
+and its per-cloud modules, on ``obstore``; ``open_object_store`` picks the implementation from a
 ``MICROMEGAS_OBJECT_STORE_URI``.
 
 Keys are ``/``-separated relative paths, validated the same way by every implementation
@@ -425,13 +425,15 @@ def open_object_store(uri: str) -> ObjectStore:
     """Open the store named by a ``MICROMEGAS_OBJECT_STORE_URI``.
 
     Args:
-        uri: ``file:///absolute/path`` (created if missing) or ``s3://bucket[/prefix]``. S3
-            endpoint and credentials come from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
-            ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION``. The bucket must already exist; this
+        uri: ``file:///absolute/path`` (created if missing), ``s3://bucket[/prefix]``,
+            ``gs://bucket[/prefix]`` or ``az://container[/prefix]``. S3 endpoint and credentials
+            come from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+            ``AWS_REGION``; GCS's from the Google variables (``STORAGE_EMULATOR_HOST`` for an
+            emulator); Azure's from ``AZURE_STORAGE_*``. The bucket must already exist; this
             function makes no network call, so call ``await store.probe()`` to check it.
 
     Returns:
-        A ``LocalObjectStore`` or an ``S3ObjectStore``.
+        A ``LocalObjectStore``, an ``S3ObjectStore``, a ``GCSObjectStore`` or an ``AzureObjectStore``.
 
     Raises:
         ConfigurationError: the URI is malformed or its scheme unsupported.
@@ -456,5 +458,16 @@ def open_object_store(uri: str) -> ObjectStore:
         from ._s3_store import S3ObjectStore
 
         return S3ObjectStore.from_uri(uri)
-    msg = f"unsupported object store URI {uri!r}: expected file:///path or s3://bucket/prefix"
+    if parts.scheme == "gs":
+        from ._gcs_store import GCSObjectStore
+
+        return GCSObjectStore.from_uri(uri)
+    if parts.scheme == "az":
+        from ._azure_store import AzureObjectStore
+
+        return AzureObjectStore.from_uri(uri)
+    msg = (
+        f"unsupported object store URI {uri!r}: expected file:///path, s3://bucket/prefix, "
+        "gs://bucket/prefix or az://container/prefix"
+    )
     raise ConfigurationError(msg)

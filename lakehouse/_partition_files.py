@@ -1,9 +1,10 @@
 """Partition files as DataFrames: how a session reads a view's Parquet partitions from its store.
 
-A local directory and S3/MinIO are read by DataFusion itself (the S3 bucket registered as an
-object store of the session); the in-memory store of tests and demos has no path DataFusion can
-read, so its files are loaded and concatenated. Query sessions and the ETL sessions of SQL-defined
-views both read partitions this way.
+A local directory and the cloud stores (S3/MinIO, GCS, Azure) are read by DataFusion itself (the
+bucket registered as an object store of the session by the store that knows its credentials);
+the in-memory store of tests and demos has no path DataFusion can read, so its files are loaded
+and concatenated. Query sessions and the ETL sessions of SQL-defined views both read partitions
+this way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datafusion import SessionContext
 
-from ._object_store import InMemoryObjectStore, LocalObjectStore, ObjectStore
+from ._cloud_store import CloudObjectStore
+from ._object_store import LocalObjectStore, ObjectStore
 
 if TYPE_CHECKING:
     from ._partitions import Partition
@@ -35,24 +37,9 @@ class PartitionFiles:
         self._prefix: str | None = None
         if isinstance(store, LocalObjectStore):
             self._prefix = f"{store.root}/"
-        elif not isinstance(store, InMemoryObjectStore):
-            from ._s3_store import S3ObjectStore
-
-            if isinstance(store, S3ObjectStore):
-                from datafusion.object_store import AmazonS3
-
-                cfg = store.config
-                scheme = "https" if cfg.secure else "http"
-                s3 = AmazonS3(
-                    bucket_name=store.bucket,
-                    region=cfg.region,
-                    access_key_id=cfg.access_key,
-                    secret_access_key=cfg.secret_key,
-                    endpoint=f"{scheme}://{cfg.endpoint}",
-                    allow_http=not cfg.secure,
-                )
-                ctx.register_object_store("s3://", s3, store.bucket)
-                self._prefix = f"s3://{store.bucket}/{store.key_prefix}"
+        elif isinstance(store, CloudObjectStore):
+            store.register_on(ctx)
+            self._prefix = store.parquet_url_prefix
 
     async def frame(self, view: ViewSet, partitions: Sequence[Partition]) -> datafusion.DataFrame:
         keys = [p.file_path for p in partitions if p.file_path]

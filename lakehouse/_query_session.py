@@ -5,7 +5,7 @@
 * every global view set is registered as a plain table (``log_entries``, ``measures``,
   ``processes``, ``streams``, ``blocks``, ``log_stats``): its partitions of the current schema
   whose event times overlap the query range (one PostgreSQL query for all views, §7), read by
-  DataFusion's own Parquet reader (local files, or S3 through a registered ``AmazonS3`` store)
+  DataFusion's own Parquet reader (local files, or a bucket through a registered cloud store)
   with predicate pushdown, and wrapped in the view's row filter when a range is given;
 * ``view_instance(view_set, id)`` is a table function. DataFusion-python cannot run async work
   or queries while planning (``environment.md`` §5.2), so ``QuerySession.sql`` first finds the

