@@ -13,7 +13,8 @@ in order (environment keys, database keys, OIDC issuers), then completes the pri
   admin is named, callers are admins only when named. A key bound to an audience is never an
   admin by that rule: it belongs to one tenant, and admins read every audience;
 * **audiences** (``_audiences.py``): a key bound to one audience writes to it; the read
-  grants of ``MICROMEGAS_AUDIENCE_GRANTS`` matching the principal add read audiences.
+  grants of ``MICROMEGAS_AUDIENCE_GRANTS`` and of the stored ``audience_grants`` table
+  matching the principal add read audiences.
 
 When nothing is configured at all (no environment key, no database key ever minted, no issuer),
 authentication is off and every request is the anonymous principal, as before identity existed.
@@ -57,6 +58,11 @@ class GroupDirectory(Protocol):
     @property
     def in_use(self) -> bool:
         """True once a database key exists (live or revoked): authentication is then enforced."""
+        ...
+
+    @property
+    def read_grants(self) -> AudienceGrants:
+        """The read grants stored in PostgreSQL (``audience_grants``)."""
         ...
 
 
@@ -148,6 +154,8 @@ class AccessPolicy:
             (write_audience,) = principal.audiences  # the key's bound audience
         completed = replace(principal, groups=groups, is_admin=is_admin, write_audience=write_audience)
         granted = self._grants.granted(completed)
+        if self._directory is not None:
+            granted |= self._directory.read_grants.granted(completed)
         return replace(completed, audiences=completed.audiences | granted) if granted else completed
 
 

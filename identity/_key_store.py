@@ -3,7 +3,9 @@
 Keys live in Micromegas's tables ``ingestion_api_keys`` and ``analytics_api_keys`` (data-lake
 schema v5/v6), which hold only the SHA-256 of each secret. Sirius adds, in its own schema,
 ``sirius_api_key_audiences`` (the audiences of analytics keys, which Micromegas's table lacks)
-and ``sirius_group_members`` (stored groups, the reserved ``admins`` among them).
+and ``sirius_group_members`` (stored groups, the reserved ``admins`` among them). The snapshot
+also holds the read grants of Micromegas's ``audience_grants`` table (v7), which no trigger
+notifies: they are seen within the TTL.
 
 Rather than query PostgreSQL on every request (the listeners call authenticators from event
 loops and gRPC threads, where a round trip would stall other requests), a :class:`KeyStore`
@@ -34,11 +36,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import asyncpg
 
+from ._audiences import AudienceGrants
 from ._env_keys import bearer_token
 from ._exceptions import AuthenticationError, IdentityConfigurationError
 from ._principal import Principal
@@ -89,6 +92,7 @@ class _Snapshot:
     has_admins: bool = False
     in_use: bool = False
     loaded_at: float = float("-inf")
+    read_grants: AudienceGrants = field(default_factory=AudienceGrants)
 
 
 class KeyStore:
@@ -206,7 +210,9 @@ class KeyStore:
             " revoked_at IS NOT NULL AS revoked FROM analytics_api_keys",
         )
         members = await _fetch(conn, "SELECT group_name, member FROM sirius_group_members")
-        self._snapshot = _build_snapshot(keys, members)
+        # Micromegas's stored grants (read axis); no trigger notifies them: seen within the TTL.
+        grants = await _fetch(conn, "SELECT audience, selector FROM audience_grants WHERE axis = 'read'")
+        self._snapshot = replace(_build_snapshot(keys, members), read_grants=_read_grants(grants))
         with self._reloaded:
             self.reloads += 1
             self._reloaded.notify_all()
@@ -251,6 +257,11 @@ class KeyStore:
         """The stored groups ``name`` belongs to."""
         return self._snapshot.groups.get(name, frozenset())
 
+    @property
+    def read_grants(self) -> AudienceGrants:
+        """The read grants stored in ``audience_grants`` (Micromegas's table)."""
+        return self._snapshot.read_grants
+
     def lookup(self, secret: str) -> KeyRecord | None:
         """The key whose hash is that of ``secret`` (revoked ones included), else None.
 
@@ -275,6 +286,13 @@ async def _fetch(conn: asyncpg.Connection, sql: str, fallback: str | None = None
         if fallback is None:
             return []
         return await _fetch(conn, fallback)
+
+
+def _read_grants(rows: Iterable[asyncpg.Record]) -> AudienceGrants:
+    read: dict[str, set[str]] = {}
+    for row in rows:
+        read.setdefault(row["audience"], set()).add(row["selector"])
+    return AudienceGrants({audience: frozenset(selectors) for audience, selectors in read.items()})
 
 
 def _build_snapshot(keys: Iterable[asyncpg.Record], members: Iterable[asyncpg.Record]) -> _Snapshot:

@@ -1,10 +1,11 @@
-"""Audiences beyond a key's own: unstamped data, and read grants (``MICROMEGAS_AUDIENCE_GRANTS``).
+"""Audiences beyond a key's own: unstamped data, and read grants (``MICROMEGAS_AUDIENCE_GRANTS``, ``audience_grants``).
 
 Micromegas's rules, on a real stack: data written with a credential bound to no audience (an
 environment key without ``"audience"``) is unstamped and counts as ``MICROMEGAS_UNSTAMPED_AUDIENCE``
 (default ``public``, which every authenticated principal reads; empty: admins only). A grant
 ``{"team-b": ["user:<name>", "group:<g>"]}`` lets a principal read ``team-b`` by name or by a
-stored group (``sirius keys group add``), without re-stamping anything.
+stored group (``sirius keys group add``), without re-stamping anything; so does a row of
+Micromegas's ``audience_grants`` table (read axis), seen by running services within the key TTL.
 """
 
 from __future__ import annotations
@@ -81,6 +82,26 @@ def test_read_grants_add_audiences_by_name_and_by_stored_group(
     wait_until(
         "the stored group to grant team-a to reader-team-b",
         lambda: _processes(lake, reader_b) == process_ids & (team_a | team_b),
+        timeout=10,
+    )
+
+
+def test_read_grants_stored_in_postgresql_are_seen_by_running_services(
+    stack_factory: Any, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = build(stack_factory, pg_dsn, capsys)
+    daemon_pass(lake.stack)
+    reader_a, _, admin = lake.readers
+    team_a, team_b = _native_ids(lake, "team-a"), _native_ids(lake, "team-b")
+    process_ids = _processes(lake, admin)
+    assert _processes(lake, reader_a) == process_ids & team_a
+
+    # Micromegas's audience_grants table (read axis), as its web app writes it
+    grant = "INSERT INTO audience_grants VALUES ('team-b', 'read', 'user:reader-team-a', now(), 'test')"
+    lake.stack.call(lake.stack.stack.lake.pool.execute(grant))
+    wait_until(
+        "the stored grant to reach the running services",
+        lambda: _processes(lake, reader_a) == process_ids & (team_a | team_b),
         timeout=10,
     )
 
