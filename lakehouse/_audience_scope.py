@@ -9,7 +9,10 @@ property counting as ``unstamped_audience`` (``MICROMEGAS_UNSTAMPED_AUDIENCE``, 
 
 A query session resolves the scope once, in PostgreSQL (the origin of the property: no
 dependence on the daemon having materialised the ``processes`` view), into a
-:class:`SessionAudience` holding the visible process ids. The session then restricts every table
+:class:`SessionAudience` holding the visible process ids. A process's audience never changes, so
+:class:`VisibleProcesses` remembers each scope's ids and later sessions read only the processes
+inserted since (by ``insert_time``, with an overlap for clock skew and commits in flight), with a
+full scan every ten minutes to forget processes deleted by retention. The session then restricts every table
 it registers (:meth:`SessionAudience.restrict`): the rows are semi-joined on ``process_id`` with
 the visible processes (rows, not partitions: a global partition holds every audience's rows); a
 view without ``process_id`` but with ``stream_id`` is joined on the visible processes' streams;
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 import datafusion
@@ -45,6 +51,7 @@ __all__ = [
     "PUBLIC_AUDIENCE",
     "ReadScope",
     "SessionAudience",
+    "VisibleProcesses",
     "audience_of_session",
     "unstamped_audience_from_env",
 ]
@@ -100,6 +107,67 @@ class ReadScope:
         return effective is not None and effective in self.audiences
 
 
+_VISIBLE_SQL = f"SELECT process_id::text AS id FROM processes WHERE COALESCE({_AUDIENCE_OF}, $2) = ANY($1::text[])"  # noqa: S608
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    ids: frozenset[str]
+    since: datetime
+    full_at: float
+
+
+class VisibleProcesses:
+    """The visible process ids of each read scope, kept current incrementally.
+
+    Args:
+        overlap: how far before the last scan the next one looks again (ingesting hosts' clock
+            skew, inserts committed after the scan began).
+        rescan_seconds: how often a scope is scanned in full (drops processes retention deleted).
+        max_scopes: scopes remembered (least recently scanned forgotten first).
+    """
+
+    def __init__(
+        self,
+        *,
+        overlap: timedelta = timedelta(minutes=5),
+        rescan_seconds: float = 600.0,
+        max_scopes: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._overlap = overlap
+        self._rescan = rescan_seconds
+        self._max = max_scopes
+        self._clock = clock
+        self._known: OrderedDict[tuple[frozenset[str], str | None], _Known] = OrderedDict()
+
+    async def of(self, pool: asyncpg.Pool, scope: ReadScope) -> frozenset[str]:
+        """The process ids ``scope`` sees (it must be restricted).
+
+        Raises:
+            MetadataStoreError: PostgreSQL failed.
+        """
+        assert scope.audiences is not None  # noqa: S101 - callers pass restricted scopes only
+        key = (scope.audiences, scope.unstamped_audience)
+        known = self._known.get(key)
+        full = known is None or self._clock() - known.full_at > self._rescan
+        args = (sorted(scope.audiences), scope.unstamped_audience)
+        with pg_errors("resolving the audiences of the query's caller"):
+            now = await pool.fetchval("SELECT now()")  # before the scan: what it misses is newer
+            if full:
+                rows = await pool.fetch(_VISIBLE_SQL, *args)
+            else:
+                rows = await pool.fetch(_VISIBLE_SQL + " AND insert_time >= $3", *args, known.since)
+        found = frozenset(r["id"] for r in rows)
+        ids = found if full or known is None else known.ids | found
+        full_at = self._clock() if full or known is None else known.full_at
+        self._known[key] = _Known(ids, now - self._overlap, full_at)
+        self._known.move_to_end(key)
+        while len(self._known) > self._max:
+            self._known.popitem(last=False)
+        return ids
+
+
 _SESSIONS: weakref.WeakKeyDictionary[datafusion.SessionContext, SessionAudience] = weakref.WeakKeyDictionary()
 
 
@@ -125,22 +193,22 @@ class SessionAudience:
 
     @classmethod
     async def resolve(
-        cls, pool: asyncpg.Pool, scope: ReadScope, ctx: datafusion.SessionContext
+        cls,
+        pool: asyncpg.Pool,
+        scope: ReadScope,
+        ctx: datafusion.SessionContext,
+        visible: VisibleProcesses | None = None,
     ) -> SessionAudience | None:
         """The visible processes of ``scope`` for the session ``ctx``; None when unrestricted.
+
+        ``visible`` remembers scopes between sessions (None: a full scan).
 
         Raises:
             MetadataStoreError: PostgreSQL failed.
         """
         if scope.audiences is None:
             return None
-        with pg_errors("resolving the audiences of the query's caller"):
-            rows = await pool.fetch(
-                f"SELECT process_id::text AS id FROM processes WHERE COALESCE({_AUDIENCE_OF}, $2) = ANY($1::text[])",  # noqa: S608 - constant
-                sorted(scope.audiences),
-                scope.unstamped_audience,
-            )
-        audience = cls(pool, scope, frozenset(r["id"] for r in rows))
+        audience = cls(pool, scope, await (visible or VisibleProcesses()).of(pool, scope))
         _SESSIONS[ctx] = audience
         return audience
 

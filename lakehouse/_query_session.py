@@ -33,7 +33,7 @@ import datafusion
 import pyarrow as pa
 from datafusion import SessionContext, Table, col, lit, udtf
 
-from ._audience_scope import ReadScope, SessionAudience
+from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses
 from ._exceptions import ViewError
 from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
@@ -275,6 +275,7 @@ class SessionFactory:
         self._lake = lake
         self._settings = settings or SessionSettings()
         self._function_context = function_context
+        self._visible = VisibleProcesses()  # audience-restricted callers' processes, across sessions
 
     async def create(
         self,
@@ -303,7 +304,9 @@ class SessionFactory:
         found = await partitions_for_query(
             self._lake.pool, [(v.name, v.file_schema_hash) for v in views], GLOBAL_INSTANCE, time_range
         )
-        audience = await SessionAudience.resolve(self._lake.pool, scope, ctx) if scope is not None else None
+        audience = None
+        if scope is not None:
+            audience = await SessionAudience.resolve(self._lake.pool, scope, ctx, self._visible)
         session = QuerySession(self._lake, ctx, time_range, files, audience)
         for view in views:
             frame = await files.frame(view, found[view.name])
