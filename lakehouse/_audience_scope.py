@@ -239,16 +239,6 @@ class SessionAudience:
             return await self.sees_stream(instance)
         return self.sees_process(instance)
 
-    async def sees_block(self, block_id: object) -> bool:
-        """Whether ``block_id`` is a block of a visible process."""
-        ident = _canonical(block_id)
-        if ident is None:
-            return False
-        with pg_errors("resolving a block's process"):
-            sql = "SELECT process_id FROM blocks WHERE block_id = $1"
-            process_id = await self._pool.fetchval(sql, uuid.UUID(ident))
-        return process_id is not None and self.sees_process(process_id)
-
     async def restrict(
         self, ctx: datafusion.SessionContext, view: ViewSet, frame: datafusion.DataFrame
     ) -> datafusion.DataFrame:
