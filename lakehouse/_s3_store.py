@@ -61,6 +61,13 @@ class S3Config:
             msg = f"set both {env.AWS_ACCESS_KEY_ID} and {env.AWS_SECRET_ACCESS_KEY}, or neither"
             raise ConfigurationError(msg)
 
+    @property
+    def custom_endpoint(self) -> str | None:
+        """``http(s)://host[:port]`` of a server other than AWS's default endpoint, else None."""
+        if self.secure and self.endpoint == _DEFAULT_ENDPOINT.removeprefix("https://"):
+            return None
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Config:
         """Read ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``.
@@ -102,11 +109,12 @@ class S3ObjectStore(CloudObjectStore):
         prefix = check_location("S3", bucket, prefix)
         self._config = config if config is not None else S3Config.from_env()
         cfg = self._config
-        options: dict[str, object] = {
-            "endpoint": f"{'https' if cfg.secure else 'http'}://{cfg.endpoint}",
-            "region": cfg.region,
-            "virtual_hosted_style_request": False,
-        }
+        options: dict[str, object] = {"region": cfg.region}
+        if cfg.custom_endpoint is not None:
+            # MinIO and other S3-protocol servers: path-style requests to the given address. On
+            # AWS itself object_store builds the regional endpoint (https://s3.<region>.amazonaws.com).
+            options["endpoint"] = cfg.custom_endpoint
+            options["virtual_hosted_style_request"] = False
         if cfg.access_key is not None and cfg.secret_key is not None:
             options["access_key_id"] = cfg.access_key
             options["secret_access_key"] = cfg.secret_key
@@ -151,7 +159,7 @@ class S3ObjectStore(CloudObjectStore):
             access_key_id=cfg.access_key,
             secret_access_key=cfg.secret_key,
             session_token=(os.environ.get(env.AWS_SESSION_TOKEN) or None) if cfg.access_key else None,
-            endpoint=f"{'https' if cfg.secure else 'http'}://{cfg.endpoint}",
+            endpoint=cfg.custom_endpoint,
             allow_http=not cfg.secure,
         )
         ctx.register_object_store("s3://", s3, self.bucket)
