@@ -94,17 +94,18 @@ class SessionSettings:
         batch_size: rows per record batch.
         pushdown_filters: evaluate filters while decoding Parquet. Off by default:
             ``bench/aggregates.py`` measured it slower on the observability queries that filter
-            (with the page index, 2.2x slower for errors in a time window and 5x for the latest
-            errors by time, 10 M rows, DataFusion 55); row-group and page pruning on statistics
-            do not need it.
-        page_index: read the Parquet page index (column index and offset index the partitions
-            carry) to skip pages whose statistics exclude the filter, e.g. a time window.
+            (10 M rows, DataFusion 55: errors in a time window 1.6x slower with it, the latest
+            errors by time 5x slower); row-group pruning on statistics does not need it. It
+            does help a lookup by id whose row groups statistics cannot prune (a trace in a
+            small unsorted file: about 4x), which the sorted ``otel_spans`` layout makes rare.
+        page_index: read the Parquet page index the partitions carry, to skip pages whose
+            statistics exclude a filter. Off: no measured gain on the query set.
     """
 
     target_partitions: int | None = None
     batch_size: int = 8192
     pushdown_filters: bool = False
-    page_index: bool = True
+    page_index: bool = False
 
 
 def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
