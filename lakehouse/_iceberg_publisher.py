@@ -227,7 +227,14 @@ class IcebergPublisher:
             return None
         return TablePublish(self.config.table_identifier(name), 0, 0, len(known[1]), known[0])
 
-    # -- blocking part (runs in a worker thread, one at a time) ----------------------------------
+    async def close(self) -> None:
+        """Close the catalog's database connections (the publisher reopens them if used again)."""
+        async with self._lock:
+            catalog, self._catalog = self._catalog, None
+            if catalog is not None:
+                await asyncio.to_thread(catalog.engine.dispose)
+
+    # -- blocking part: worker threads, one table per thread, one publish at a time --------------
 
     def _open(self) -> SqlCatalog:
         if self._catalog is None:

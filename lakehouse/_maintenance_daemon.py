@@ -346,13 +346,15 @@ class MaintenanceDaemon:
         ]
 
     async def stop(self) -> None:
-        """Cancel the passes (a pass in progress is rolled back) and wait for them to end."""
+        """Cancel the passes (a pass in progress is rolled back), wait for them to end, close the publisher."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._publisher is not None:
+            await self._publisher.close()
 
     @property
     def running(self) -> bool:
