@@ -1,9 +1,10 @@
 """The Google Cloud Storage object store (``gs://bucket/prefix``), through ``obstore``.
 
 Credentials, resolved once into ``GCSConfig``: a service-account JSON file named by
-``GOOGLE_SERVICE_ACCOUNT`` or ``GOOGLE_APPLICATION_CREDENTIALS``, or its text in
-``GOOGLE_SERVICE_ACCOUNT_KEY``; with none of them, ``object_store`` uses the gcloud application
-default credentials, then the metadata server of the VM the service runs on.
+``GOOGLE_SERVICE_ACCOUNT`` or ``GOOGLE_APPLICATION_CREDENTIALS`` (which may also name a user's
+``authorized_user`` login file), or the key's text in ``GOOGLE_SERVICE_ACCOUNT_KEY``; with none of
+them, ``object_store`` uses gcloud's application default credentials, then the metadata server of
+the VM the service runs on.
 
 ``STORAGE_EMULATOR_HOST`` (the Google client libraries' convention) points every part of Sirius
 at an emulator instead: the services' store and DataFusion's reader get a service-account JSON
@@ -53,11 +54,14 @@ class GCSConfig:
         emulator_url: ``http(s)://host:port`` of an emulator, or None for Google's service.
         service_account_path: a service-account JSON file, or None.
         service_account_key: a service-account JSON text (kept out of ``repr``), or None.
+        user_credentials_path: an ``authorized_user`` credentials file (``gcloud auth
+            application-default login``) named by ``GOOGLE_APPLICATION_CREDENTIALS``, or None.
     """
 
     emulator_url: str | None = None
     service_account_path: str | None = None
     service_account_key: str | None = field(default=None, repr=False)
+    user_credentials_path: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GCSConfig:
@@ -76,11 +80,20 @@ class GCSConfig:
                 msg = f"{env.STORAGE_EMULATOR_HOST} must be http(s)://host:port, got {emulator!r}"
                 raise ConfigurationError(msg)
             emulator = f"{parts.scheme}://{parts.netloc}"
-        path = environ.get(env.GOOGLE_SERVICE_ACCOUNT) or environ.get(env.GOOGLE_APPLICATION_CREDENTIALS) or None
+        path = environ.get(env.GOOGLE_SERVICE_ACCOUNT) or None
+        user_path = None
+        adc = environ.get(env.GOOGLE_APPLICATION_CREDENTIALS) or None
+        if path is None and adc is not None:
+            # Application Default Credentials are a service-account key or a user's login.
+            if _credential_type(adc) == "authorized_user":
+                user_path = adc
+            else:
+                path = adc
         return cls(
             emulator_url=emulator,
             service_account_path=path,
             service_account_key=environ.get(env.GOOGLE_SERVICE_ACCOUNT_KEY) or None,
+            user_credentials_path=user_path,
         )
 
     def emulator_credentials(self) -> str | None:
@@ -97,6 +110,16 @@ class GCSConfig:
             "private_key_id": "",
         }
         return json.dumps(fields, sort_keys=True)
+
+
+def _credential_type(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as source:
+            kind = json.load(source).get("type")
+    except (OSError, ValueError, AttributeError) as exc:
+        msg = f"{env.GOOGLE_APPLICATION_CREDENTIALS}: cannot read a JSON credentials file at {path!r}: {exc}"
+        raise ConfigurationError(msg) from exc
+    return kind if isinstance(kind, str) else None
 
 
 def _credentials_file(text: str) -> str:
@@ -135,6 +158,8 @@ class GCSObjectStore(CloudObjectStore):
             options["service_account_key"] = cfg.service_account_key
         elif cfg.service_account_path is not None:
             options["service_account"] = cfg.service_account_path
+        elif cfg.user_credentials_path is not None:
+            options["application_credentials"] = cfg.user_credentials_path
         allow_http = cfg.emulator_url is not None and cfg.emulator_url.startswith("http://")
         try:
             store = GCSStore(
@@ -171,6 +196,9 @@ class GCSObjectStore(CloudObjectStore):
         from datafusion.object_store import GoogleCloud
 
         cfg = self._config
+        # DataFusion's GoogleCloud takes a service-account file or nothing; with nothing it
+        # finds gcloud's own login file and then the metadata server, not a user file named by
+        # GOOGLE_APPLICATION_CREDENTIALS elsewhere (docs/configuration.md says so).
         path = cfg.service_account_path
         text = cfg.emulator_credentials() or cfg.service_account_key
         if text is not None:

@@ -385,3 +385,41 @@ def test_probe_fails_on_missing_bucket(kind: str, request: pytest.FixtureRequest
     match = "does not exist" if kind == "azure" else "no-such-bucket-here"
     with pytest.raises(ObjectStoreError, match=match):
         asyncio.run(store.probe())
+
+
+def test_gcs_config_from_env(tmp_path: Path) -> None:
+    from sirius.lakehouse._gcs_store import GCSConfig
+
+    service = tmp_path / "sa.json"
+    service.write_text('{"type": "service_account", "client_email": "x", "private_key": "k"}')
+    user = tmp_path / "adc.json"
+    user.write_text('{"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "t"}')
+    assert GCSConfig.from_env({}) == GCSConfig()
+    assert GCSConfig.from_env({"STORAGE_EMULATOR_HOST": "127.0.0.1:4443"}).emulator_url == "http://127.0.0.1:4443"
+    assert GCSConfig.from_env({"GOOGLE_APPLICATION_CREDENTIALS": str(service)}).service_account_path == str(service)
+    by_user = GCSConfig.from_env({"GOOGLE_APPLICATION_CREDENTIALS": str(user)})
+    assert (by_user.service_account_path, by_user.user_credentials_path) == (None, str(user))
+    keyed = GCSConfig.from_env({"GOOGLE_SERVICE_ACCOUNT_KEY": '{"secret": 1}'})
+    assert "secret" not in repr(keyed)
+    with pytest.raises(ConfigurationError, match="GOOGLE_APPLICATION_CREDENTIALS"):
+        GCSConfig.from_env({"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")})
+
+
+def test_azure_config_from_env() -> None:
+    from sirius.lakehouse._azure_store import AzureConfig
+
+    config = AzureConfig.from_env(
+        {
+            "AZURE_STORAGE_ACCOUNT_NAME": "acct",
+            "AZURE_STORAGE_ACCOUNT_KEY": "very-secret",
+            "AZURE_STORAGE_SAS_TOKEN": "?sv=1",
+        }
+    )
+    assert (config.account, config.access_key, config.sas_token, config.use_emulator) == (
+        "acct",
+        "very-secret",
+        "sv=1",
+        False,
+    )
+    assert "very-secret" not in repr(config)
+    assert AzureConfig.from_env({"AZURE_STORAGE_USE_EMULATOR": "true"}).use_emulator
