@@ -84,6 +84,7 @@ class IcebergConfig:
         snapshot_retention_seconds: snapshots older than this are expired (the files a merge
             retired are deleted after a while, so old snapshots would name missing files).
         catalog_name: the SQL catalog's name (rows of other names are other catalogs).
+        expiry_interval_seconds: how often, at most, each table's old snapshots are expired.
     """
 
     catalog_uri: str
@@ -92,6 +93,7 @@ class IcebergConfig:
     io_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
     snapshot_retention_seconds: float = 600.0
     catalog_name: str = CATALOG_NAME
+    expiry_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.namespace.replace("_", "").isalnum():
@@ -100,8 +102,8 @@ class IcebergConfig:
         if urlsplit(self.object_store_uri).scheme in ("", "memory"):
             msg = f"Iceberg tables need an object store readers can reach, not {self.object_store_uri!r}"
             raise ConfigurationError(msg)
-        if self.snapshot_retention_seconds <= 0:
-            msg = "snapshot_retention_seconds must be positive"
+        if self.snapshot_retention_seconds <= 0 or self.expiry_interval_seconds <= 0:
+            msg = "snapshot_retention_seconds and expiry_interval_seconds must be positive"
             raise ConfigurationError(msg)
 
     @property

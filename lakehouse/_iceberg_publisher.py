@@ -56,7 +56,6 @@ __all__ = ["IcebergPublisher", "PublishReport", "TablePublish", "publish_lock_ke
 _log = logging.getLogger(__name__)
 
 _PUBLISHED_BY = "sirius.published-by"
-_EXPIRY_INTERVAL_SECONDS = 60.0
 
 
 def publish_lock_key() -> int:
@@ -146,6 +145,8 @@ class IcebergPublisher:
         # manifests again.
         self._known: dict[str, tuple[int | None, frozenset[str]]] = {}
         self._last_expiry: dict[str, float] = {}
+        # Per snapshot (immutable): the metadata files it names, its manifest list first.
+        self._snapshot_files: dict[int, frozenset[str]] = {}
         # Per table: the metadata file this publisher last left it at (or found it at).
         self._locations: dict[str, str] = {}
 
@@ -315,16 +316,48 @@ class IcebergPublisher:
         raise IcebergError(msg)
 
     def _expire(self, name: str, table: Table) -> None:
-        """Expire old snapshots, at most once a minute per table."""
+        """Expire old snapshots (at most once per ``expiry_interval_seconds`` per table) and their files.
+
+        Iceberg's expiry only edits the metadata; the manifest lists of the expired snapshots and
+        the manifests no remaining snapshot names are deleted here, or every publish would leave
+        a few files in the store forever. Data files are the lakehouse's and are never touched.
+        Best effort: a failure leaves old snapshots or files for the next expiry.
+        """
         now = time.monotonic()
-        if now - self._last_expiry.get(name, 0.0) < _EXPIRY_INTERVAL_SECONDS:
+        if now - self._last_expiry.get(name, 0.0) < self.config.expiry_interval_seconds:
             return
         self._last_expiry[name] = now
         horizon = datetime.now(UTC) - timedelta(seconds=self.config.snapshot_retention_seconds)
-        # Best effort: a failure only leaves old snapshots for the next try.
-        with contextlib.suppress(Exception):
+        before = list(table.metadata.snapshots)
+        try:
             table.maintenance.expire_snapshots().older_than(horizon).commit()
-            self._known[name] = (_snapshot_id(table), self._known.get(name, (None, frozenset()))[1])
+        except Exception:  # noqa: BLE001 - best effort, see above
+            _log.debug("expiring snapshots of %s failed", name, exc_info=True)
+            return
+        remaining = {s.snapshot_id for s in table.metadata.snapshots}
+        expired = [s for s in before if s.snapshot_id not in remaining]
+        if not expired:
+            return
+        try:
+            keep = frozenset().union(*(self._metadata_files(table, s) for s in table.metadata.snapshots))
+            drop = frozenset().union(*(self._metadata_files(table, s) for s in expired))
+        except Exception:  # noqa: BLE001 - best effort: without the full picture, delete nothing
+            _log.debug("listing the metadata files of %s failed", name, exc_info=True)
+            return
+        for path in sorted(drop - keep):
+            with contextlib.suppress(Exception):
+                table.io.delete(path)
+        for snapshot in expired:
+            self._snapshot_files.pop(snapshot.snapshot_id, None)
+
+    def _metadata_files(self, table: Table, snapshot: Any) -> frozenset[str]:
+        """The manifest list of ``snapshot`` and the manifests it names (read once, then cached)."""
+        files = self._snapshot_files.get(snapshot.snapshot_id)
+        if files is None:
+            manifests = [m.manifest_path for m in snapshot.manifests(io=table.io)]
+            files = frozenset([snapshot.manifest_list, *manifests])
+            self._snapshot_files[snapshot.snapshot_id] = files
+        return files
 
     def _drop_stale(self, names: set[str]) -> list[str]:
         catalog = self._open()

@@ -328,3 +328,32 @@ def test_otel_views_and_a_ddl_view_are_published_then_a_dropped_view_loses_its_t
         assert "sirius.level_counts" not in {s.identifier for s in summaries}
 
     local_lake_env(scenario)
+
+
+def test_expired_snapshots_take_their_metadata_files_with_them(local_lake_env: Any, pg_dsn: str) -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    async def scenario(h: Any) -> None:
+        # Expire everything but the current snapshot after every commit.
+        config = replace(_config(pg_dsn, h.lake), snapshot_retention_seconds=1e-6, expiry_interval_seconds=1e-6)
+        daemon = MaintenanceDaemon(h.lake, publisher=IcebergPublisher(config))
+        for second in (10, 11, 12, 13):
+            h.clock.set(at(second))
+            await h.sample(at_second=second + 0.25)
+            await daemon.run_pass(PassKind.SECOND, at(second + 2.5))
+        h.clock.set(at(150))
+        await daemon.run_pass(PassKind.MINUTE, at(150))  # the merge: an overwrite snapshot
+        await assert_tables_equal_views(h.lake, config)
+        for name in ("log_entries", "blocks"):
+            table = iceberg_table(config, name)
+            named = set()
+            for snapshot in table.metadata.snapshots:
+                named.add(snapshot.manifest_list)
+                named.update(m.manifest_path for m in snapshot.manifests(io=table.io))
+            metadata_dir = Path(table.location().removeprefix("file://")) / "metadata"
+            on_disk = {p.as_uri() for p in metadata_dir.glob("*.avro")}
+            assert len(table.metadata.snapshots) == 1, name
+            assert on_disk == named, name  # nothing left behind, nothing named is missing
+
+    local_lake_env(scenario)
