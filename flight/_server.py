@@ -51,6 +51,7 @@ from ..lakehouse import (
     expand_table_functions,
     plan_sql,
     prepare_sql,
+    read_only_sql,
     table_functions,
 )
 from . import _metadata as meta
@@ -295,7 +296,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
         def collect(ctx: datafusion.SessionContext, sql: str) -> pa.Table:
             self._prepare_views(query, ctx, sql)
-            df = ctx.sql(sql)
+            df = read_only_sql(ctx, sql)
             schema = df.schema()  # DataFusion's own types: the outer query converts its results
             execution = QueryExecution(
                 df,

@@ -60,6 +60,7 @@ from ._query_audit import QueryAuditLog, QueryAuditRecord
 from ._query_deny_list import MATCH_COLUMNS, DenyList, DenyRule, MatchExpressionError, sql_fingerprint
 from ._query_deny_sql import deny_list_table_functions, deny_list_udfs
 from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
+from ._read_only_sql import read_only_sql
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
 from ._sql_bucket_histograms import histogram_quantile
@@ -177,6 +178,7 @@ __all__ = [
     "plan_sql",
     "prepare_sql",
     "publisher_from_env",
+    "read_only_sql",
     "register_sql_functions",
     "retire_partition_by_file",
     "retire_partition_by_metadata",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import datafusion
 
+from ._read_only_sql import read_only_sql
 from ._sql_text import find_calls
 
 __all__ = ["OverloadError", "plan_with_overloads"]
@@ -130,7 +131,7 @@ def plan_with_overloads(
     families = set(variants)
     sites = _sites(sql, families)
     if not sites:
-        return ctx.sql(sql)
+        return read_only_sql(ctx, sql)
     try:
         return run(ctx, sql)
     except Exception as exc:  # noqa: BLE001 - DataFusion's planning errors are plain exceptions
@@ -187,6 +188,6 @@ def _name_at(sites: Iterable[_Site], start: int) -> str:
 
 
 def _plan(ctx: datafusion.SessionContext, sql: str) -> datafusion.DataFrame:
-    df = ctx.sql(sql)
+    df = read_only_sql(ctx, sql)
     df.optimized_logical_plan()  # type coercion of WHERE/ORDER BY runs here
     return df

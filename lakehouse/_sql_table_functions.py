@@ -32,6 +32,7 @@ import pyarrow as pa
 from ..identity import PermissionDeniedError
 from . import _sql_admin as admin
 from ._audience_scope import audience_of_session
+from ._read_only_sql import read_only_sql
 from ._sql_arguments import argument_ordinal
 from ._sql_arguments import int_arg as _int_arg
 from ._sql_arguments import str_arg as _str_arg
@@ -72,7 +73,7 @@ RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]
 
 def collect_table(ctx: datafusion.SessionContext, sql: str) -> pa.Table:
     """Run ``sql`` on ``ctx`` and return the whole result (the default :attr:`SqlEnvironment.collect`)."""
-    return ctx.sql(sql).to_arrow_table()
+    return read_only_sql(ctx, sql).to_arrow_table()
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def expand_table_functions(
         _check_arity(registry[call.name], call)
     if not env.schema_only and any(registry[call.name].mutates for call in calls):
         # plan (not run) the statement over empty results first: a failure stops it here.
-        ctx.sql(_rewrite(ctx, sql, calls, registry, env, dry=True))
+        read_only_sql(ctx, _rewrite(ctx, sql, calls, registry, env, dry=True))
     return _rewrite(ctx, sql, calls, registry, env, dry=env.schema_only)
 
 

@@ -39,6 +39,7 @@ from datafusion import col
 from ._exceptions import ViewError
 from ._partition_files import PartitionFiles as _Files
 from ._partitions import Partition, find_overlapping
+from ._read_only_sql import read_only_sql
 from ._sql_functions import new_session_context, register_sql_functions
 from ._time_range import NS_PER_HOUR, TimeRange, to_datetime
 from ._view_ddl import parse_time_delta_ns
@@ -135,7 +136,7 @@ def _collect(
 ) -> pa.Table:
     """Run ``sql``; a failure (the definition no longer fits its sources) is a ``ViewError``."""
     try:
-        frame = ctx.sql(sql)
+        frame = read_only_sql(ctx, sql)
         if order:
             frame = frame.sort(*(col(c).sort(ascending=True) for c in order))
         return frame.to_arrow_table()
@@ -234,7 +235,8 @@ class SqlViewSet(ViewSet):
             if ctx.table_exist(name):
                 ctx.deregister_table(name)
         ctx.register_view(partitions, frame)
-        ctx.register_view(self.name, ctx.sql(self.definition.merge_partitions_query.replace("{source}", partitions)))
+        merge = self.definition.merge_partitions_query.replace("{source}", partitions)
+        ctx.register_view(self.name, read_only_sql(ctx, merge))
 
 
 async def load_view_sets(lake: Lakehouse) -> ViewRegistry:

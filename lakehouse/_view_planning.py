@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import datafusion
 import pyarrow as pa
 
+from ._read_only_sql import read_only_sql
 from ._sql_functions import new_session_context, register_sql_functions
 from ._view_definitions import ViewDefinition
 from ._view_set import ViewRegistry
@@ -97,7 +98,7 @@ def _explain(exc: Exception) -> str:
 
 def _plan(ctx: datafusion.SessionContext, sql: str, what: str) -> datafusion.DataFrame:
     try:
-        return ctx.sql(sql)
+        return read_only_sql(ctx, sql)
     except Exception as exc:  # noqa: BLE001 - DataFusion raises plain Exceptions; reported as ValueError
         msg = f"{what} does not plan: {_explain(exc)}"
         raise ValueError(msg) from None

@@ -84,6 +84,12 @@ def assert_clean(message: str) -> None:
         ("SELECT color_scale('nope', 0.5, 1.0)", "color_scale(): unknown colormap 'nope'"),
         ("SELECT * FROM process_spans('x')", "process_spans takes 2 or 4 argument(s), got 1"),
         ("SELECT 1/0", "Divide by zero"),
+        # read-only: no statement reads a server file as a table, writes one or changes settings
+        ("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/hostname'", "DDL not supported"),
+        ("COPY (SELECT 1 AS a) TO '/tmp/sirius-copy-refused.csv'", "DML not supported: COPY"),
+        ("CREATE TABLE t AS SELECT 1", "DDL not supported"),
+        ("SET datafusion.execution.target_partitions = 1", "Statement not supported"),
+        ("EXPLAIN COPY (SELECT 1 AS a) TO '/tmp/sirius-copy-refused.csv'", "DML not supported"),
     ],
 )
 def test_query_errors_are_invalid_argument(flight_server, sql: str, expected: str) -> None:
