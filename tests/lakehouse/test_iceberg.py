@@ -357,3 +357,45 @@ def test_expired_snapshots_take_their_metadata_files_with_them(local_lake_env: A
             assert on_disk == named, name  # nothing left behind, nothing named is missing
 
     local_lake_env(scenario)
+
+
+def test_schema_mapping_of_nested_and_refused_types() -> None:
+    from pyiceberg.types import (
+        BinaryType,
+        FixedType,
+        IntegerType,
+        ListType,
+        LongType,
+        StringType,
+        StructType,
+        TimestamptzType,
+    )
+
+    from sirius.lakehouse import ViewError
+    from sirius.lakehouse._iceberg_schema import iceberg_schema
+
+    arrow = pa.schema(
+        [
+            pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
+            pa.field("properties", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
+            pa.field("jsonb", pa.dictionary(pa.int32(), pa.binary()), nullable=False),
+            pa.field("name", pa.dictionary(pa.int32(), pa.string())),
+            pa.field("trace_id", pa.binary(16)),
+            pa.field("depth", pa.uint32()),
+            pa.field("level", pa.int32()),
+        ]
+    )
+    schema = iceberg_schema(arrow)
+    types = {f.name: f.field_type for f in schema.fields}
+    assert types["time"] == TimestamptzType()
+    assert schema.find_field("time").required
+    assert isinstance(types["properties"], ListType)
+    element = types["properties"].element_type
+    assert isinstance(element, StructType)
+    assert [(f.name, f.field_type) for f in element.fields] == [("key", StringType()), ("value", StringType())]
+    assert (types["jsonb"], types["name"], types["trace_id"]) == (BinaryType(), StringType(), FixedType(16))
+    assert (types["depth"], types["level"]) == (LongType(), IntegerType())
+    ids = [f.field_id for f in schema.fields] + [f.field_id for f in element.fields]
+    assert len(ids) == len(set(ids))  # every field, nested ones too, has its own id
+    with pytest.raises(ViewError, match="'m': Arrow type map<string, string>"):
+        iceberg_schema(pa.schema([pa.field("m", pa.map_(pa.string(), pa.string()))]))
