@@ -36,10 +36,12 @@ SCHEDULED = T0 + dt.timedelta(seconds=12.5)  # the second pass over [10 s, 11 s)
 STUCK_DAEMON = Path(__file__).with_name("stuck_daemon.py")
 EXPECTED = {"log_entries": 5, "measures": 3, "blocks": 3, "processes": 1, "streams": 3, "log_stats": 4}
 
-# Which session holds an advisory lock with this 64-bit key (PostgreSQL splits it in two oids).
+# Which session of this database holds an advisory lock with this 64-bit key (PostgreSQL splits
+# it in two oids). Advisory locks are per database: other tests' daemons hold the same key in theirs.
 LEASE_HOLDERS = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
@@ -91,13 +93,13 @@ def test_a_standby_daemon_skips_the_pass_and_holds_no_connection_while_another_r
         await h.sample(at_second=10.25)
         holder_pool = await create_pool(pg_dsn, application_name="daemon-holder")
         standby_pool = await create_pool(pg_dsn, max_size=8, application_name="daemon-standby")
+        held_view = _HeldLogEntries()
+        views = default_view_sets().with_view(held_view)
+        holder = MaintenanceDaemon(Lakehouse(holder_pool, h.store, clock=h.clock, views=views))
+        running = asyncio.create_task(holder.run_pass(PassKind.SECOND, SCHEDULED))
         try:
-            held_view = _HeldLogEntries()
-            views = default_view_sets().with_view(held_view)
-            holder = MaintenanceDaemon(Lakehouse(holder_pool, h.store, clock=h.clock, views=views))
             standby_lake = Lakehouse(standby_pool, h.store, clock=h.clock)
             standby = MaintenanceDaemon(standby_lake)
-            running = asyncio.create_task(holder.run_pass(PassKind.SECOND, SCHEDULED))
             await asyncio.wait_for(held_view.entered.wait(), 60)  # the holder is inside its pass
 
             report = await standby.run_pass(PassKind.SECOND, SCHEDULED)
@@ -124,6 +126,8 @@ def test_a_standby_daemon_skips_the_pass_and_holds_no_connection_while_another_r
             assert not again.skipped
             assert again.written == []
         finally:
+            held_view.release.set()  # a failed assertion must not leave the holder's pass (and its pool) open
+            await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 60)
             await holder_pool.close()
             await standby_pool.close()
         assert await _counts(h.lake) == EXPECTED
