@@ -210,7 +210,7 @@ class MaintenanceDaemon:
         self._sleep = sleep
         self._tasks: list[asyncio.Task[None]] = []
         self._next_due: dict[PassKind, int] = {}
-        self._standby: dict[PassKind, bool] = {}
+        self._leased_elsewhere: set[PassKind] = set()
 
     async def run_pass(self, kind: PassKind, scheduled: datetime | int) -> PassReport:
         """Run one pass as if scheduled at ``scheduled`` (deterministic; no lateness check).
@@ -241,14 +241,18 @@ class MaintenanceDaemon:
         return report
 
     def _note_lease(self, kind: PassKind, held: bool) -> None:
-        """Log once when this daemon becomes a standby for ``kind`` and once when it takes over."""
-        if self._standby.get(kind, False) == (not held):
-            return
-        self._standby[kind] = not held
-        if held:
-            _log.info("%s passes: lease taken, this daemon runs them", kind.value)
-        else:
-            _log.info("%s passes: another daemon holds the lease; standing by (skipping them)", kind.value)
+        """Say, once per pass kind, that another daemon is running such passes (then at DEBUG).
+
+        Daemons on the same schedule race for each pass, so which one runs it changes from pass
+        to pass: an INFO line per change would flap every second.
+        """
+        if held or kind in self._leased_elsewhere:
+            return  # each skipped pass's summary is logged at DEBUG by run_pass
+        self._leased_elsewhere.add(kind)
+        _log.info(
+            "%s passes: another daemon is running one; this daemon skips the passes it finds leased (said once)",
+            kind.value,
+        )
 
     async def _work(self, kind: PassKind, plan: _Plan, report: PassReport) -> None:
         """The pass itself, under its lease: retention (hourly), then every global view."""
