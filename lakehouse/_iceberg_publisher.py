@@ -258,11 +258,14 @@ class IcebergPublisher:
                 raise
         else:
             if schema_shape(table.schema()) == schema_shape(expected):
+                wanted = table_properties(expected)
+                stale = {k: v for k, v in wanted.items() if k != "format-version" and table.properties.get(k) != v}
+                if stale:  # a table of an older Sirius: bring its properties up to date
+                    _guard(f"updating the properties of {identifier}", _set_properties, table, stale)
                 return table, False
             _guard(f"dropping table {identifier} (schema changed)", catalog.drop_table, identifier)
             self._known.pop(name, None)
         properties = table_properties(expected)
-        properties[_PUBLISHED_BY] = "sirius"
         try:
             created = catalog.create_table(identifier, schema=expected, properties=properties)
         except Exception as exc:  # another publisher created it first, or the catalog failed
@@ -421,6 +424,11 @@ def _entries(table: Table) -> dict[str, DataFile]:
         }
 
     return _guard(f"listing the files of {'.'.join(table.name())}", read)  # type: ignore[no-any-return]
+
+
+def _set_properties(table: Table, properties: dict[str, str]) -> None:
+    with table.transaction() as tx:
+        tx.set_properties(properties)
 
 
 def _snapshot_id(table: Table) -> int | None:

@@ -129,8 +129,11 @@ def table_properties(schema: Schema) -> dict[str, str]:
         "schema.name-mapping.default": create_mapping_from_schema(schema).model_dump_json(),
         # Every pass appends: merge small manifests so planning stays a few reads.
         "commit.manifest-merge.enabled": "true",
+        # No retry inside pyiceberg: it would replay an append on top of a concurrent commit
+        # (the same file twice). The publisher retries itself, recomputing what to add and remove.
+        "commit.retry.num-retries": "0",
         # A commit per pass would otherwise leave one metadata file per pass forever.
         "write.metadata.delete-after-commit.enabled": "true",
         "write.metadata.previous-versions-max": "20",
-        "sirius.published-by": "sirius maintenance daemon",
+        "sirius.published-by": "sirius",  # tables the publisher may drop when their view goes
     }

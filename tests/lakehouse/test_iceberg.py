@@ -129,10 +129,17 @@ def test_tables_equal_views_after_daemon_passes(lake_env: Any, pg_dsn: str) -> N
         counts = await assert_tables_equal_views(h.lake, config)
         assert counts["log_entries"] == 10
         assert counts["processes"] == 2
-        # an idle pass commits nothing
-        report = await daemon.run_pass(PassKind.SECOND, at(23.5))
+        # an idle pass commits nothing, even for a publisher that knows nothing yet
+        locations = {n: iceberg_table(config, n).metadata_location for n in VIEWS}
+        report = await MaintenanceDaemon(h.lake, publisher=IcebergPublisher(config)).run_pass(PassKind.SECOND, at(23.5))
         assert report.iceberg is not None
         assert not report.iceberg.changed
+        assert {n: iceberg_table(config, n).metadata_location for n in VIEWS} == locations
+        from pyiceberg.table.name_mapping import create_mapping_from_schema
+
+        for name in VIEWS:  # each name mapping names the table's own field ids
+            table = iceberg_table(config, name)
+            assert table.name_mapping() == create_mapping_from_schema(table.schema()), name
         summaries = {s.identifier: s for s in await asyncio.to_thread(table_summaries, config)}
         assert summaries["sirius.log_entries"].rows == 10
         assert summaries["sirius.log_entries"].data_files == 2
@@ -399,3 +406,52 @@ def test_schema_mapping_of_nested_and_refused_types() -> None:
     assert len(ids) == len(set(ids))  # every field, nested ones too, has its own id
     with pytest.raises(ViewError, match="'m': Arrow type map<string, string>"):
         iceberg_schema(pa.schema([pa.field("m", pa.map_(pa.string(), pa.string()))]))
+
+
+def test_a_commit_that_loses_the_race_is_retried_on_the_new_table(
+    local_lake_env: Any, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two publishers past the lock (as two processes could be without it) commit the same change.
+
+    Both load the table, then meet at a barrier before committing: the catalog accepts one
+    commit; the other fails its optimistic check, reloads, finds its work done and commits nothing.
+    """
+    import threading
+
+    import sirius.lakehouse._iceberg_publisher as publisher_module
+
+    async def scenario(h: Any) -> None:
+        config = _config(pg_dsn, h.lake)
+        await h.sample(at_second=10.25)
+        await MaintenanceDaemon(h.lake).run_pass(PassKind.SECOND, at(12.5))
+        first, second = IcebergPublisher(config), IcebergPublisher(config)
+        await first.publish(h.lake)  # tables exist, empty of the next pass's files
+        h.clock.set(at(20))
+        await h.sample(at_second=20.25)
+        await MaintenanceDaemon(h.lake).run_pass(PassKind.SECOND, at(22.5))
+
+        barrier = threading.Barrier(2, timeout=30)
+        real_commit = publisher_module._commit
+        met: set[int] = set()
+
+        def commit_after_both_loaded(table: Any, adds: Any, removes: Any) -> None:
+            if threading.get_ident() not in met:  # only the first commit of each thread waits
+                met.add(threading.get_ident())
+                barrier.wait()
+            real_commit(table, adds, removes)
+
+        monkeypatch.setattr(publisher_module, "_commit", commit_after_both_loaded)
+        want = {
+            config.file_uri(p.file_path): p for p in await list_partitions(h.lake.pool, "log_entries") if p.file_path
+        }
+        schema = h.lake.views.get("log_entries").schema
+        results = await asyncio.gather(
+            asyncio.to_thread(first._reconcile, "log_entries", schema, want),
+            asyncio.to_thread(second._reconcile, "log_entries", schema, want),
+        )
+        assert sorted(r.added for r in results) == [0, 1]  # one commit won, the other found it done
+        assert all(r.data_files == 2 for r in results)
+        files = table_files(config, "log_entries")
+        assert sorted(files) == sorted(set(files)) == sorted(want)
+
+    local_lake_env(scenario)
