@@ -20,7 +20,8 @@ if TRACING_TESTS not in sys.path:
     sys.path.insert(0, TRACING_TESTS)
 
 from auto_sample import work  # noqa: E402
-from test_c_program import build_static_library, decode, run_program  # noqa: E402
+from c_programs import build_program  # noqa: E402
+from test_c_program import decode, run_emit_threads  # noqa: E402
 from tracer_helpers import decode_items, span_name, summary  # noqa: E402
 
 from sirius import tracing  # noqa: E402
@@ -106,24 +107,8 @@ def _lake_contents(stack):
 
 
 def test_c_program_blocks_through_the_ingestion_service(stack_factory, tmp_path):
-    library = build_static_library(tmp_path / "lib")
-    exe = tmp_path / "emit_threads"
-    native = Path(TRACING_TESTS).parents[1] / "tracing" / "native"
-    subprocess.run(
-        [
-            "cc",
-            "-O2",
-            "-pthread",
-            f"-I{native / 'include'}",
-            str(Path(TRACING_TESTS) / "c" / "emit_threads.c"),
-            f"-L{library.parent}",
-            "-lsirius_tracing",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
-    stats, items, _expected = run_program(exe, tmp_path, threads=3, iterations=100, chunk=65536)
+    exe = build_program("emit_threads", tmp_path)
+    stats, items, _expected = run_emit_threads(exe, tmp_path, threads=3, iterations=100, chunk=65536)
     assert stats["dropped"] == 0
     direct = decode(items)
     stack = stack_factory()

@@ -6,7 +6,6 @@ the values and properties recorded, from a Python process and from a C program."
 from __future__ import annotations
 
 import collections
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,8 +13,8 @@ TRACING_TESTS = str(Path(__file__).resolve().parents[1] / "tracing")
 if TRACING_TESTS not in sys.path:
     sys.path.insert(0, TRACING_TESTS)
 
-from test_c_program import build_static_library  # noqa: E402
-from test_c_tagged import PROGRAM, expected_worker_events, run_tagged  # noqa: E402
+from c_programs import build_program  # noqa: E402
+from test_c_tagged import expected_worker_events, run_tagged  # noqa: E402
 
 from sirius import tracing  # noqa: E402
 from sirius.lakehouse import MaintenanceDaemon, PassKind, QueryRange, SessionFactory  # noqa: E402
@@ -99,23 +98,7 @@ def test_python_tagged_events_are_queryable_by_property(stack_factory):
 
 
 def test_c_program_tagged_events_are_queryable_by_property(stack_factory, tmp_path):
-    library = build_static_library(tmp_path / "lib")
-    exe = tmp_path / "emit_tagged"
-    native = Path(TRACING_TESTS).parents[1] / "tracing" / "native"
-    subprocess.run(
-        [
-            "cc",
-            "-O2",
-            "-pthread",
-            f"-I{native / 'include'}",
-            str(PROGRAM),
-            f"-L{library.parent}",
-            "-lsirius_tracing",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    exe = build_program("emit_tagged", tmp_path)
     threads, iterations = 3, 100
     report, items = run_tagged(exe, tmp_path, threads, iterations)
     assert report["dropped"] == 0

@@ -5,80 +5,24 @@ blocks decode with the lakehouse transit reader to exactly the events it emitted
 from __future__ import annotations
 
 import collections
-import struct
-import subprocess
 from pathlib import Path
 
 import pytest
+from c_programs import build_program, run_program
 from tracer_helpers import decode_items, is_internal, span_name
 
 from sirius.tracing import block_from_cbor, process_info_from_cbor, stream_info_from_cbor
 
-ROOT = Path(__file__).resolve().parents[2]
-NATIVE = ROOT / "tracing" / "native"
-PROGRAM = Path(__file__).resolve().parent / "c" / "emit_threads.c"
-KINDS = {1: "process", 2: "stream", 3: "block"}
-
-
-def build_static_library(out: Path) -> Path:
-    """The README's build: compile tracing/native/core/*.c, archive them (warnings are errors)."""
-    out.mkdir(parents=True, exist_ok=True)
-    sources = sorted((NATIVE / "core").glob("*.c"))
-    cflags = ["-O2", "-std=gnu11", "-pthread", "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{NATIVE / 'include'}"]
-    objects = []
-    for source in sources:
-        obj = out / (source.stem + ".o")
-        subprocess.run(["cc", *cflags, "-c", str(source), "-o", str(obj)], check=True)
-        objects.append(str(obj))
-    library = out / "libsirius_tracing.a"
-    subprocess.run(["ar", "rcs", str(library), *objects], check=True)
-    return library
-
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cbuild")
-    library = build_static_library(out)
-    exe = out / "emit_threads"
-    subprocess.run(
-        [
-            "cc",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pthread",
-            f"-I{NATIVE / 'include'}",
-            str(PROGRAM),
-            f"-L{library.parent}",
-            "-lsirius_tracing",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
-    return exe
+    return build_program("emit_threads", tmp_path_factory.mktemp("cbuild"))
 
 
-def run_program(exe: Path, tmp_path: Path, threads: int, iterations: int, chunk: int):
-    items_path, expected_path = tmp_path / "items.bin", tmp_path / "expected.tsv"
-    result = subprocess.run(
-        [str(exe), str(items_path), str(expected_path), str(threads), str(iterations), str(chunk)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    words = result.stdout.split()
-    stats = {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
-    items = []
-    data = items_path.read_bytes()
-    pos = 0
-    while pos < len(data):
-        kind, nb_objects, size = struct.unpack_from("<BII", data, pos)
-        pos += 9
-        items.append((KINDS[kind], nb_objects, data[pos : pos + size]))
-        pos += size
+def run_emit_threads(exe: Path, tmp_path: Path, threads: int, iterations: int, chunk: int):
+    """Run emit_threads; return its stats, the items it pulled and the events it says it emitted."""
+    expected_path = tmp_path / "expected.tsv"
+    stats, items = run_program(exe, tmp_path / "items.bin", expected_path, threads, iterations, chunk)
     expected = [line.split("\t") for line in expected_path.read_text().splitlines()]
     return stats, items, expected
 
@@ -107,7 +51,7 @@ EVENT_TYPES = {
 
 def test_c_program_events_decode_exactly(program, tmp_path):
     threads, iterations = 4, 150
-    stats, items, expected = run_program(program, tmp_path, threads, iterations, 65536)
+    stats, items, expected = run_emit_threads(program, tmp_path, threads, iterations, 65536)
     assert stats["rc"] == 0
     assert stats["emitted"] == stats["recorded"] == threads * iterations * 12
     assert stats["dropped"] == 0
@@ -167,7 +111,7 @@ def test_c_program_events_decode_exactly(program, tmp_path):
 
 def test_c_program_stress_accounts_for_every_event(program, tmp_path):
     threads, iterations = 4, 5000
-    stats, items, _ = run_program(program, tmp_path, threads, iterations, 1024)
+    stats, items, _ = run_emit_threads(program, tmp_path, threads, iterations, 1024)
     emitted = threads * iterations * 12
     assert stats["emitted"] == emitted
     decoded = decode(items)

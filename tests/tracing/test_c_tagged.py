@@ -6,61 +6,21 @@ blocks decode with the lakehouse transit reader to exactly those events and prop
 from __future__ import annotations
 
 import collections
-import struct
-import subprocess
 from pathlib import Path
 
 import pytest
-from test_c_program import KINDS, NATIVE, build_static_library, decode
-
-PROGRAM = Path(__file__).resolve().parent / "c" / "emit_tagged.c"
+from c_programs import build_program, run_program
+from test_c_program import decode
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ctagged")
-    library = build_static_library(out)
-    exe = out / "emit_tagged"
-    subprocess.run(
-        [
-            "cc",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pthread",
-            f"-I{NATIVE / 'include'}",
-            str(PROGRAM),
-            f"-L{library.parent}",
-            "-lsirius_tracing",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
-    return exe
+    return build_program("emit_tagged", tmp_path_factory.mktemp("ctagged"))
 
 
 def run_tagged(exe: Path, tmp_path: Path, threads: int, iterations: int):
     """Run the program; return its stdout pairs and the items it pulled."""
-    items_path = tmp_path / "items.bin"
-    result = subprocess.run(
-        [str(exe), str(items_path), str(threads), str(iterations)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    words = result.stdout.split()
-    report = {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
-    data = items_path.read_bytes()
-    items, pos = [], 0
-    while pos < len(data):
-        kind, nb_objects, size = struct.unpack_from("<BII", data, pos)
-        pos += 9
-        items.append((KINDS[kind], nb_objects, data[pos : pos + size]))
-        pos += size
-    return report, items
+    return run_program(exe, tmp_path / "items.bin", threads, iterations)
 
 
 def expected_worker_events(threads: int, iterations: int):

@@ -18,8 +18,8 @@
 
 #define SIRIUS_TARGET "emit_tagged"
 #include "sirius_tracing.h"
+#include "item_writer.h"
 
-static FILE *items_out;
 static int iterations;
 
 static const sirius_desc denied_desc = {SIRIUS_DESC_METRIC, 1, "query_denied", "emit_tagged", "emit_tagged",
@@ -51,31 +51,6 @@ static void *worker(void *arg) {
         int n = snprintf(msg, sizeof msg, "denied %d %d", index, j);
         sirius_log_tagged(&warn_desc, logs[j % 2], msg, (size_t)n);
     }
-    return NULL;
-}
-
-static void *consumer(void *arg) {
-    (void)arg;
-    size_t cap = 1 << 20;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        sirius_item_info info;
-        int64_t n = sirius_next_item(buf, cap, 100, &info);
-        if (n == SIRIUS_E_CLOSED) break;
-        if (n == SIRIUS_E_TOO_SMALL) {
-            cap = info.size * 2;
-            buf = realloc(buf, cap);
-            continue;
-        }
-        if (n <= 0) continue;
-        uint8_t kind = (uint8_t)info.kind;
-        uint32_t nb = info.nb_objects, size = (uint32_t)n;
-        fwrite(&kind, 1, 1, items_out);
-        fwrite(&nb, 4, 1, items_out);
-        fwrite(&size, 4, 1, items_out);
-        fwrite(buf, 1, (size_t)n, items_out);
-    }
-    free(buf);
     return NULL;
 }
 
@@ -134,14 +109,14 @@ int main(int argc, char **argv) {
     }
     int threads = atoi(argv[2]);
     iterations = atoi(argv[3]);
-    items_out = fopen(argv[1], "wb");
+    FILE *items_out = fopen(argv[1], "wb");
     if (!items_out) return 2;
     sirius_config cfg;
     sirius_config_default(&cfg);
     cfg.block_size = 1024; /* small blocks: each one carries the sets its events use */
     if (sirius_init(&cfg) != 0) return 3;
     pthread_t consumer_thread;
-    pthread_create(&consumer_thread, NULL, consumer, NULL);
+    pthread_create(&consumer_thread, NULL, write_items, items_out);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, worker, (void *)(intptr_t)i);
     for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);

@@ -19,6 +19,7 @@
 
 #define SIRIUS_TARGET "emit_threads"
 #include "sirius_tracing.h"
+#include "item_writer.h"
 
 typedef struct {
     int index;
@@ -26,8 +27,6 @@ typedef struct {
     char *log;
     size_t len, cap;
 } worker_t;
-
-static FILE *items_out;
 
 static int64_t wall_ns(void) {
     struct timespec ts;
@@ -100,38 +99,13 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static void *consumer(void *arg) {
-    (void)arg;
-    size_t cap = 1 << 20;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        sirius_item_info info;
-        int64_t n = sirius_next_item(buf, cap, 100, &info);
-        if (n == SIRIUS_E_CLOSED) break;
-        if (n == SIRIUS_E_TOO_SMALL) {
-            cap = info.size * 2;
-            buf = realloc(buf, cap);
-            continue;
-        }
-        if (n <= 0) continue;
-        uint8_t kind = (uint8_t)info.kind;
-        uint32_t nb = info.nb_objects, size = (uint32_t)n;
-        fwrite(&kind, 1, 1, items_out);
-        fwrite(&nb, 4, 1, items_out);
-        fwrite(&size, 4, 1, items_out);
-        fwrite(buf, 1, (size_t)n, items_out);
-    }
-    free(buf);
-    return NULL;
-}
-
 int main(int argc, char **argv) {
     if (argc != 6) {
         fprintf(stderr, "usage: %s ITEMS_OUT EXPECTED_OUT THREADS ITERATIONS CHUNK_SIZE\n", argv[0]);
         return 2;
     }
     int threads = atoi(argv[3]), iterations = atoi(argv[4]);
-    items_out = fopen(argv[1], "wb");
+    FILE *items_out = fopen(argv[1], "wb");
     FILE *expected = fopen(argv[2], "w");
     if (!items_out || !expected) return 2;
     static const char *const properties[] = {"test", "c-program", NULL};
@@ -142,7 +116,7 @@ int main(int argc, char **argv) {
     cfg.properties = properties;
     if (sirius_init(&cfg) != 0) return 3;
     pthread_t consumer_thread;
-    pthread_create(&consumer_thread, NULL, consumer, NULL);
+    pthread_create(&consumer_thread, NULL, write_items, items_out);
     worker_t *workers = calloc((size_t)threads, sizeof *workers);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     for (int i = 0; i < threads; i++) {
