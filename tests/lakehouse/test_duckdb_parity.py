@@ -104,3 +104,32 @@ def test_comparison_notices_a_difference() -> None:
     assert query_set.compare_tables(a, same, ordered=False) == []
     assert query_set.compare_tables(a, same, ordered=True) != []
     assert query_set.compare_tables(a, other, ordered=False) != []
+
+
+def test_id_lookups_push_filters_down_and_aggregates_do_not(local_lake_env: LakeEnv) -> None:
+    """Sessions scan without Parquet filter pushdown, except for a statement looking up an id."""
+
+    def pruned_by_pushdown(plan: pa.Table) -> int:
+        text = " ".join(str(v) for v in plan.column(1).to_pylist())
+        counts = [
+            part.split("=", 1)[1] for part in text.replace("]", ",").split(", ") if "pushdown_rows_pruned=" in part
+        ]
+        return sum(float(c.replace(" K", "e3").replace(" M", "e6")) for c in counts)
+
+    async def scenario(h: Harness) -> tuple[float, float, float, int]:
+        built = await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
+        session = await SessionFactory(h.lake).create()
+        trace = built.parameters.trace_id
+        lookup = f"EXPLAIN ANALYZE SELECT span_id FROM otel_spans WHERE trace_id = X'{trace}'"
+        aggregate = "EXPLAIN ANALYZE SELECT count(*) FROM otel_spans WHERE status = 'ERROR'"
+        first = pruned_by_pushdown((await session.sql(lookup)).to_arrow_table())
+        then = pruned_by_pushdown((await session.sql(aggregate)).to_arrow_table())
+        again = pruned_by_pushdown((await session.sql(lookup)).to_arrow_table())
+        rows = (await session.sql(lookup.removeprefix("EXPLAIN ANALYZE "))).to_arrow_table().num_rows
+        return first, then, again, rows
+
+    first, then, again, rows = local_lake_env(scenario)
+    assert rows == 6
+    assert first > 0
+    assert again == first
+    assert then == 0
