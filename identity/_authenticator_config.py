@@ -17,7 +17,6 @@ no ``MICROMEGAS_SQL_CONNECTION_STRING``) has no database keys.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from ._environment_variables import (
 from ._exceptions import IdentityConfigurationError
 from ._key_store import DatabaseKeys, KeyKind, KeyStore
 from ._oidc import OidcAuthenticator
-from ._oidc_config import OidcSettings
+from ._oidc_config import OidcSettings, parse_admins
 from ._principal import Authenticator
 
 __all__ = [
@@ -113,28 +112,6 @@ class IdentityConfig:
             key_cache_ttl_seconds=_positive_float(env, MICROMEGAS_API_KEY_CACHE_TTL_SECONDS),
             grants=AudienceGrants.parse(env.get(MICROMEGAS_AUDIENCE_GRANTS)),
         )
-
-
-def parse_admins(text: str | None) -> frozenset[str]:
-    """``MICROMEGAS_ADMINS``: a JSON list of names (a comma-separated list is accepted too).
-
-    Raises:
-        IdentityConfigurationError: neither shape.
-    """
-    if not text or not text.strip():
-        return frozenset()
-    stripped = text.strip()
-    if not stripped.startswith("["):
-        return frozenset(name.strip() for name in stripped.split(",") if name.strip())
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError as exc:
-        msg = f"{MICROMEGAS_ADMINS} is not valid JSON: {exc}"
-        raise IdentityConfigurationError(msg) from exc
-    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
-        msg = f"{MICROMEGAS_ADMINS} must be a JSON list of non-empty strings (emails, subjects or key names)"
-        raise IdentityConfigurationError(msg)
-    return frozenset(value)
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float:

@@ -119,7 +119,7 @@ class OidcSettings:
 
 
 def parse_admins(text: str | None) -> frozenset[str]:
-    """``MICROMEGAS_ADMINS``: a JSON list of identities (email or ``sub``); a comma-separated list is accepted too.
+    """``MICROMEGAS_ADMINS``: a JSON list of names (email, ``sub`` or key name); a comma-separated list is accepted too.
 
     Raises:
         IdentityConfigurationError: a JSON value that is not a list of non-empty strings.
@@ -135,7 +135,8 @@ def parse_admins(text: str | None) -> frozenset[str]:
         raise IdentityConfigurationError(f"{MICROMEGAS_ADMINS} is not valid JSON: {exc}") from None
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise IdentityConfigurationError(
-            f'{MICROMEGAS_ADMINS} must be a JSON list of names, e.g. ["alice@example.com"]'
+            f"{MICROMEGAS_ADMINS} must be a JSON list of non-empty strings (emails, subjects or key names),"
+            ' e.g. ["alice@example.com"]'
         )
     return frozenset(value)
 
