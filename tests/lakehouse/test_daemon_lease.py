@@ -185,3 +185,31 @@ def test_a_daemon_killed_mid_pass_frees_its_lease_and_another_takes_over(
         await _assert_each_partition_once(h.lake)
 
     local_lake_env(scenario)
+
+
+def test_partition_writers_racing_without_the_lease_still_write_each_partition_once(
+    local_lake_env: Any, pg_dsn: str
+) -> None:
+    # The lease keeps daemons from racing, but JIT queries and the admin functions still race
+    # the daemon (and each other) on partitions: their own advisory locks must suffice.
+    from sirius.lakehouse import TimeRange, materialize_partitions
+
+    async def scenario(h: Any) -> None:
+        await h.sample(at_second=10.25)
+        other_pool = await create_pool(pg_dsn, max_size=8)
+        try:
+            twin = Lakehouse(other_pool, h.store, clock=h.clock)
+            second = TimeRange(h.T0_NS + 10 * 1_000_000_000, h.T0_NS + 11 * 1_000_000_000)
+            for view in h.lake.views.global_views():
+                await asyncio.gather(
+                    materialize_partitions(h.lake, view.name, second, 1_000_000_000),
+                    materialize_partitions(twin, view.name, second, 1_000_000_000),
+                )
+            written = h.lake.stats.partitions_written + twin.stats.partitions_written
+            assert written == len(h.lake.views.global_views())
+        finally:
+            await other_pool.close()
+        assert await _counts(h.lake) == EXPECTED
+        await _assert_each_partition_once(h.lake)
+
+    local_lake_env(scenario)
