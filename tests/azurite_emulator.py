@@ -13,8 +13,6 @@ import base64
 import email.utils
 import hashlib
 import hmac
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -24,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from npm_packages import installed_node_modules
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's documented development key: public, the same in every installation.
@@ -33,30 +31,8 @@ NPM_DIR = Path(__file__).resolve().parent / "azurite"
 
 
 def _installed() -> Path:
-    npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        pytest.fail("Node.js and npm are needed for the Azurite emulator: apt-get install nodejs npm")
-    files = [NPM_DIR / "package.json", NPM_DIR / "package-lock.json"]
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sirius-tests"
-    target = root / f"azurite-{digest}"
-    if not (target / "node_modules" / ".sirius-complete").exists():
-        staging = root / f"azurite-{digest}.tmp{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for f in files:
-            shutil.copy(f, staging / f.name)
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=staging,
-            check=True,
-            timeout=600,
-            capture_output=True,
-        )
-        (staging / "node_modules" / ".sirius-complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    return target / "node_modules" / ".bin" / "azurite-blob"
+    modules = installed_node_modules(NPM_DIR, "azurite", "the Azurite emulator")
+    return modules / ".bin" / "azurite-blob"
 
 
 @contextmanager

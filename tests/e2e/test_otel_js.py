@@ -8,15 +8,14 @@ Node.js ≥ 18 and npm; later runs reuse the install.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import micromegas
 import pytest
+from npm_packages import installed_node_modules
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
@@ -28,36 +27,9 @@ from sirius.tracing import payload_from_cbor
 JS_DIR = Path(__file__).resolve().parent / "otel_js"
 
 
-def _node_modules() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("Node.js and npm are needed for the OTel JS peer: apt-get install nodejs npm")
-    files = [JS_DIR / "package.json", JS_DIR / "package-lock.json"]
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sirius-tests"
-    target = root / f"otel-js-{digest}"
-    if not (target / "node_modules" / ".sirius-complete").exists():
-        staging = root / f"otel-js-{digest}.tmp{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for f in files:
-            shutil.copy(f, staging / f.name)
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=staging,
-            check=True,
-            timeout=600,
-            capture_output=True,
-        )
-        (staging / "node_modules" / ".sirius-complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    return target / "node_modules"
-
-
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    return _node_modules()
+    return installed_node_modules(JS_DIR, "otel-js", "the OTel JS peer")
 
 
 def _run_peer(node_modules: Path, base: str, protocol: str, service: str) -> dict:
