@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e" / "explore"))
 
-from _chromium import LAUNCH_ARGS
+from _chromium import chromium_context
 from _explore_stack import ARTIFACTS, chromium_path  # fixture: Debian's Chromium, installed on first use
 from _issuer import LocalIssuer
 
@@ -67,21 +67,9 @@ def gateway(issuer: LocalIssuer, stack_factory: Any, monkeypatch: pytest.MonkeyP
 def browser_context(gateway: str, chromium_path: Path, tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium with a fresh profile, started after the stack (Playwright's sync API
     runs an event loop in this thread, so the database fixtures must be set up before it)."""
-    from playwright.sync_api import sync_playwright
-
     del gateway
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(chromium_path),
-            args=list(LAUNCH_ARGS),
-            headless=True,
-            viewport={"width": 1280, "height": 800},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(chromium_path, tmp_path / "profile") as context:
+        yield context
 
 
 def _me(gateway: str, cookie: str | None = None) -> dict[str, Any]:

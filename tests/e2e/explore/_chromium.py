@@ -5,16 +5,20 @@ through ``executable_path`` (``playwright install`` would download a browser bui
 project never does). Order: ``/usr/bin/chromium`` (or ``SIRIUS_TEST_CHROMIUM``) when present;
 otherwise, as root with apt, ``apt-get install chromium`` under a file lock (parallel sessions
 on one machine install it once); otherwise a clear failure — these tests never skip.
+:func:`chromium_context` launches it the one way the tests use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHROMIUM_ENV = "SIRIUS_TEST_CHROMIUM"
 DEFAULT_CHROMIUM = Path("/usr/bin/chromium")
@@ -89,3 +93,25 @@ def find_chromium() -> Path:
         raise ChromiumUnavailableError(f"apt-get installed chromium but {DEFAULT_CHROMIUM} is still missing")
     _say(f"using {found}")
     return found
+
+
+@contextlib.contextmanager
+def chromium_context(chromium: Path, profile: Path) -> Iterator[Any]:
+    """A headless Chromium at ``chromium`` with the profile folder ``profile``, 1280x800, closed on exit.
+
+    Playwright's sync API runs an event loop in this thread while the context is open.
+    """
+    from playwright.sync_api import sync_playwright  # a dev extra: imported where a browser is needed
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(chromium),
+            args=list(LAUNCH_ARGS),
+            headless=True,
+            viewport={"width": 1280, "height": 800},
+        )
+        try:
+            yield context
+        finally:
+            context.close()

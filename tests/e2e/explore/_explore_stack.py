@@ -32,7 +32,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _chromium import LAUNCH_ARGS, find_chromium
+from _chromium import chromium_context, find_chromium
 from waiting import wait_until  # tests/ is on sys.path (tests/conftest.py)
 
 REPO = Path(__file__).resolve().parents[3]
@@ -303,21 +303,8 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="module")
 def browser_context(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium for the module, with a fresh profile, 1280x800."""
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(chromium_path),
-            args=list(LAUNCH_ARGS),
-            headless=True,
-            viewport={"width": 1280, "height": 800},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(chromium_path, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture
