@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from npm_packages import installed_node_modules
+from waiting import wait_for_server
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's documented development key: public, the same in every installation.
@@ -47,15 +47,12 @@ def running_azurite(workdir: Path) -> Iterator[str]:
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Azurite did not start on {url}") from None
-                time.sleep(0.05)  # polling the emulator's port, with a deadline
+        wait_for_server(
+            server,
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close(),
+            f"Azurite on {url}",
+            timeout=60,
+        )
         yield url
     finally:
         server.terminate()

