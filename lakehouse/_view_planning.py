@@ -104,6 +104,25 @@ def _plan(ctx: datafusion.SessionContext, sql: str, what: str) -> datafusion.Dat
         raise ValueError(msg) from None
 
 
+def _plan_source_query(
+    ctx: datafusion.SessionContext, definition: ViewDefinition, query: str, what: str
+) -> datafusion.DataFrame:
+    """Plan one of the queries that read the sources (its time placeholders bound to a dummy time).
+
+    Raises:
+        ValueError: it does not plan; naming the view being defined says it reads itself.
+    """
+    sql = substitute_placeholders(query, _PLACEHOLDER_TIME, _PLACEHOLDER_TIME)
+    try:
+        return _plan(ctx, sql, what)
+    except ValueError as exc:
+        # the view being defined is not in the planning context: reading it plans as an unknown view set
+        if f"unknown view set {definition.view_set_name!r}" in str(exc):
+            msg = f"{what} reads {definition.view_set_name}, the view being defined: a view cannot read itself"
+            raise ValueError(msg) from None
+        raise
+
+
 def _scans(frame: datafusion.DataFrame) -> frozenset[str]:
     """The tables a plan scans; ``__<name>__partitions`` counts as reading ``name``."""
     names = set()
@@ -157,24 +176,10 @@ def plan_definition(views: ViewRegistry, definition: ViewDefinition) -> PlannedD
             count query does not answer one integer ``count``, or the merge query changes columns.
     """
     ctx = planning_context(views, definition.view_set_name)
-    extract_sql = substitute_placeholders(definition.extract_query, _PLACEHOLDER_TIME, _PLACEHOLDER_TIME)
-    try:
-        extract = _plan(ctx, extract_sql, "extract_query")
-    except ValueError as exc:
-        if f"unknown view set {definition.view_set_name!r}" in str(exc):
-            msg = f"extract_query reads {definition.view_set_name}, the view being defined: a view cannot read itself"
-            raise ValueError(msg) from None
-        raise
+    extract = _plan_source_query(ctx, definition, definition.extract_query, "extract_query")
     schema = extract.schema().remove_metadata()
     _check_time_columns(definition, schema)
-    count_sql = substitute_placeholders(definition.count_src_query, _PLACEHOLDER_TIME, _PLACEHOLDER_TIME)
-    try:
-        count = _plan(ctx, count_sql, "count_src_query")
-    except ValueError as exc:
-        if f"unknown view set {definition.view_set_name!r}" in str(exc):
-            msg = f"count_src_query reads {definition.view_set_name}, the view being defined: a view cannot read itself"
-            raise ValueError(msg) from None
-        raise
+    count = _plan_source_query(ctx, definition, definition.count_src_query, "count_src_query")
     count_schema = count.schema()
     if count_schema.names != ["count"] or not pa.types.is_integer(count_schema.field(0).type):
         msg = f"count_src_query must return one integer column named count, got ({', '.join(map(str, count_schema))})"
