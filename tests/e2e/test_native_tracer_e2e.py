@@ -20,7 +20,7 @@ if TRACING_TESTS not in sys.path:
     sys.path.insert(0, TRACING_TESTS)
 
 from auto_sample import work  # noqa: E402
-from c_programs import build_program  # noqa: E402
+from c_programs import build_program, send_items  # noqa: E402
 from test_c_program import decode, run_emit_threads  # noqa: E402
 from tracer_helpers import decode_items, span_name, summary  # noqa: E402
 
@@ -29,9 +29,7 @@ from sirius.collector import block_object_key  # noqa: E402
 from sirius.tracing import (  # noqa: E402
     Block,
     ProcessInfo,
-    SinkConfig,
     StreamInfo,
-    TelemetrySink,
     decode_udts,
     payload_from_cbor,
 )
@@ -112,12 +110,7 @@ def test_c_program_blocks_through_the_ingestion_service(stack_factory, tmp_path)
     assert stats["dropped"] == 0
     direct = decode(items)
     stack = stack_factory()
-    sink = TelemetrySink(SinkConfig(url=stack.url))
-    for kind, _nb, body in items:
-        assert sink.send_encoded(kind, body)
-    assert sink.flush(timeout=60)
-    assert sink.stats().rejected_items == 0
-    assert sink.shutdown(5)
+    send_items(stack.url, items)
     stored = decode_items(*_lake_contents(stack))
     (stored_process,) = stored.processes
     (direct_process,) = direct.processes

@@ -13,12 +13,12 @@ TRACING_TESTS = str(Path(__file__).resolve().parents[1] / "tracing")
 if TRACING_TESTS not in sys.path:
     sys.path.insert(0, TRACING_TESTS)
 
-from c_programs import build_program  # noqa: E402
+from c_programs import build_program, send_items  # noqa: E402
 from test_c_tagged import expected_worker_events, run_tagged  # noqa: E402
 
 from sirius import tracing  # noqa: E402
 from sirius.lakehouse import MaintenanceDaemon, PassKind, QueryRange, SessionFactory  # noqa: E402
-from sirius.tracing import SinkConfig, TelemetrySink, process_info_from_cbor  # noqa: E402
+from sirius.tracing import process_info_from_cbor  # noqa: E402
 
 DENIED = [("r1", 1), ("r2", 2), ("r1", 3), ("r3", 40)]
 
@@ -103,12 +103,7 @@ def test_c_program_tagged_events_are_queryable_by_property(stack_factory, tmp_pa
     report, items = run_tagged(exe, tmp_path, threads, iterations)
     assert report["dropped"] == 0
     stack = stack_factory(daemon=False)
-    sink = TelemetrySink(SinkConfig(url=stack.url))
-    for kind, _nb, body in items:
-        assert sink.send_encoded(kind, body)
-    assert sink.flush(timeout=60)
-    assert sink.stats().rejected_items == 0
-    assert sink.shutdown(5)
+    send_items(stack.url, items)
     (process_id,) = [process_info_from_cbor(body).process_id for kind, _nb, body in items if kind == "process"]
 
     measures = stack.call(

@@ -1,12 +1,15 @@
 """The C test programs of tests/tracing/c: build the static library the way tracing/native/README.md
 documents, compile a program against it and the public header, run it, and read back the ingestion
-items its consumer thread wrote (c/item_writer.h) along with its stdout "name value" pairs."""
+items its consumer thread wrote (c/item_writer.h) along with its stdout "name value" pairs, and
+send those items to an ingestion service."""
 
 from __future__ import annotations
 
 import struct
 import subprocess
 from pathlib import Path
+
+from sirius.tracing import SinkConfig, TelemetrySink
 
 NATIVE = Path(__file__).resolve().parents[2] / "tracing" / "native"
 PROGRAMS = Path(__file__).resolve().parent / "c"
@@ -73,3 +76,14 @@ def run_program(exe: Path, items_path: Path, *args: object) -> tuple[dict[str, i
         items.append((KINDS[kind], nb_objects, data[pos : pos + size]))
         pos += size
     return report, items
+
+
+def send_items(url: str, items: list[Item]) -> None:
+    """Send the items as they are through a native sink to the ingestion service at ``url`` and
+    wait until every one is delivered (none rejected)."""
+    sink = TelemetrySink(SinkConfig(url=url))
+    for kind, _nb, body in items:
+        assert sink.send_encoded(kind, body)
+    assert sink.flush(timeout=60)
+    assert sink.stats().rejected_items == 0
+    assert sink.shutdown(5)
