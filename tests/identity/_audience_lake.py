@@ -12,6 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from sirius.tracing import (
     Level,
     LogMetadata,
     MetricMetadata,
+    ProcessInfo,
     SinkConfig,
     SpanMetadata,
     TelemetrySink,
@@ -97,6 +99,19 @@ def native_status(urls: dict[str, str], key: str, route: str, body: bytes) -> tu
         return exc.code, exc.read().decode()
 
 
+def deliver(url: str, key: str, process: ProcessInfo, writers: Sequence[TransitWriter]) -> None:
+    """Register ``process`` and the writers' streams through the native sink with ``key``, send each
+    writer's sealed block, and wait until the sink has delivered them."""
+    sink = TelemetrySink(SinkConfig(url=url, api_key=key))
+    sink.register_process(process)
+    for writer in writers:
+        sink.register_stream(writer.stream_info())
+    for writer in writers:
+        sink.send_block(writer.seal())
+    assert sink.flush(timeout=60)
+    assert sink.shutdown(timeout=5)
+
+
 def send_native(url: str, key: str, audience: str) -> str:
     """A process of ``audience`` through the native sink: log, metrics and cpu streams; its id."""
     process = current_process_info({"test": "audiences", "team": audience, AUDIENCE_PROPERTY: "forged-by-client"})
@@ -112,20 +127,14 @@ def send_native(url: str, key: str, audience: str) -> str:
         metrics.metric_float(MetricMetadata("latency", unit="ms", target="app"), float(i), ticks=now())
     cpu.end_async_span(span, 7, 0, depth=0, ticks=now())
     cpu.end_thread_span(span, ticks=now())
-    sink = TelemetrySink(SinkConfig(url=url, api_key=key))
-    sink.register_process(process)
-    for writer in (log, metrics, cpu):
-        sink.register_stream(writer.stream_info())
-    for writer in (log, metrics, cpu):
-        sink.send_block(writer.seal())
-    assert sink.flush(timeout=60)
-    assert sink.shutdown(timeout=5)
+    deliver(url, key, process, (log, metrics, cpu))
     return str(process.process_id)
 
 
-def export_spans(urls: dict[str, str], key: str, service: str, transport: str) -> str:
-    """``SUCCESS`` or ``FAILURE`` of the OTel SDK exporter sending two spans of ``service``."""
-    headers = {"authorization": f"Bearer {key}"}
+def export_spans(urls: dict[str, str], key: str | None, service: str, transport: str) -> str:
+    """``SUCCESS`` or ``FAILURE`` of the OTel SDK exporter sending two spans of ``service`` (``key``
+    in its headers; None: no credential)."""
+    headers = {"authorization": f"Bearer {key}"} if key is not None else {}
     if transport == "grpc":
         exporter: Any = GrpcSpanExporter(
             endpoint=urls["otlp-grpc"].removeprefix("http://"), insecure=True, headers=tuple(headers.items())

@@ -50,7 +50,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e" / "explore"))
 
-from _audience_lake import daemon_pass, explore_get, mint
+from _audience_lake import daemon_pass, deliver, explore_get, mint
 from _chromium import LAUNCH_ARGS
 from _explore_stack import ARTIFACTS, chromium_path  # fixture: Debian's Chromium, installed on first use
 from waiting import wait_until
@@ -60,9 +60,7 @@ from sirius.tracing import (
     Level,
     LogMetadata,
     MetricMetadata,
-    SinkConfig,
     SpanMetadata,
-    TelemetrySink,
     TransitWriter,
     current_process_info,
 )
@@ -196,14 +194,7 @@ def _send_native(url: str, key: str, team: Team) -> str:
         log.log_string(LogMetadata("{}", target="app", level=Level.INFO), f"{team.native_log} {i}", ticks=now())
         metrics.metric_float(MetricMetadata(team.native_metric, unit="ms", target="app"), float(i), ticks=now())
     cpu.end_thread_span(span, ticks=now())
-    sink = TelemetrySink(SinkConfig(url=url, api_key=key))
-    sink.register_process(process)
-    for writer in (log, metrics, cpu):
-        sink.register_stream(writer.stream_info())
-    for writer in (log, metrics, cpu):
-        sink.send_block(writer.seal())
-    assert sink.flush(timeout=60)
-    assert sink.shutdown(timeout=5)
+    deliver(url, key, process, (log, metrics, cpu))
     return str(process.process_id)
 
 

@@ -11,23 +11,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # _audience_lake, a helper of this folder
+
+from _audience_lake import export_spans
 from micromegas.auth import StaticTokenAuthProvider
 from micromegas.flightsql.client import FlightSQLClient
 from native_samples import sample_process
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pyarrow import flight
 from waiting import wait_until
 
@@ -85,26 +85,6 @@ def _native(urls: dict[str, str], key: str | None) -> int:
         return exc.code
 
 
-def _otlp(urls: dict[str, str], key: str | None, transport: str) -> str:
-    """``SUCCESS`` or ``FAILURE``: one span exported by the OTel SDK exporter with the key in its headers."""
-    headers = {"authorization": f"Bearer {key}"} if key is not None else {}
-    if transport == "grpc":
-        exporter: Any = GrpcSpanExporter(
-            endpoint=urls["otlp-grpc"].removeprefix("http://"), insecure=True, headers=tuple(headers.items())
-        )
-    else:
-        exporter = HttpSpanExporter(endpoint=f"{urls['otlp-http']}/v1/traces", headers=headers)
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": f"keys-{transport}"}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    with provider.get_tracer("keys").start_as_current_span("span"):
-        pass
-    try:
-        return exporter.export(memory.get_finished_spans()).name
-    finally:
-        exporter.shutdown()
-
-
 def _flight(urls: dict[str, str], key: str | None, sql: str = "SELECT 1 AS one") -> Any:
     """The ``micromegas`` client's answer to ``sql``, or the error it raised."""
     provider = StaticTokenAuthProvider(key) if key is not None else None
@@ -148,8 +128,8 @@ def test_minted_keys_work_on_their_own_services_and_nowhere_else(stack_factory, 
 
     # The ingestion key writes through every ingestion listener ...
     assert _native(urls, writer) == 200
-    assert _otlp(urls, writer, "http") == "SUCCESS"
-    assert _otlp(urls, writer, "grpc") == "SUCCESS"
+    assert export_spans(urls, writer, "keys-http", "http") == "SUCCESS"
+    assert export_spans(urls, writer, "keys-grpc", "grpc") == "SUCCESS"
     # ... and reads nothing.
     assert _unauthenticated(_flight(urls, writer), "'collector-a' is an ingestion key")
     assert _gateway(urls, writer)[0] == 401
@@ -158,13 +138,13 @@ def test_minted_keys_work_on_their_own_services_and_nowhere_else(stack_factory, 
     assert _flight(urls, reader)["one"].tolist() == [1]
     assert _gateway(urls, reader) == (200, [{"one": 1}])
     assert _native(urls, reader) == 401
-    assert _otlp(urls, reader, "http") == "FAILURE"
-    assert _otlp(urls, reader, "grpc") == "FAILURE"
+    assert export_spans(urls, reader, "keys-http", "http") == "FAILURE"
+    assert export_spans(urls, reader, "keys-grpc", "grpc") == "FAILURE"
 
     # A made-up key and no key are refused everywhere.
     forged = "mmk_" + "A" * 43
     assert _native(urls, forged) == 401
-    assert _otlp(urls, None, "http") == "FAILURE"
+    assert export_spans(urls, None, "keys-http", "http") == "FAILURE"
     assert _unauthenticated(_flight(urls, forged), "invalid token")
     assert _unauthenticated(_flight(urls, None), "invalid token")
     status, body = _gateway(urls, None)
@@ -198,7 +178,7 @@ def test_a_revoked_key_is_refused_by_every_running_service_within_the_stated_del
     wait_until("every service to refuse the revoked keys", refused_everywhere, timeout=STATED_DELAY_SECONDS)
     elapsed = time.monotonic() - revoked_at
     assert elapsed < STATED_DELAY_SECONDS
-    assert _otlp(first, writer, "grpc") == "FAILURE"
+    assert export_spans(first, writer, "keys-grpc", "grpc") == "FAILURE"
     status, body = _gateway(second, reader)
     assert status == 401
     assert "revoked" in body["error"]
@@ -237,7 +217,7 @@ def test_environment_keys_keep_working_beside_database_keys(
     wait_until("the database key to work", lambda: not isinstance(_flight(urls, reader), Exception), timeout=10)
     # The environment key still works on both sides, as before database keys existed.
     assert _native(urls, "legacy-secret") == 200
-    assert _otlp(urls, "legacy-secret", "grpc") == "SUCCESS"
+    assert export_spans(urls, "legacy-secret", "keys-grpc", "grpc") == "SUCCESS"
     assert _flight(urls, "legacy-secret")["one"].tolist() == [1]
     assert _gateway(urls, "legacy-secret")[0] == 200
     # Once database keys exist the deployment is no longer environment-keys-only: the legacy key
