@@ -1,6 +1,7 @@
 """The global views published as Iceberg tables by the daemon, read back by pyiceberg and DuckDB.
 
-Real PostgreSQL (the SQL catalog lives in the test's database), the local store and moto S3.
+Real PostgreSQL (the SQL catalog lives in the test's database); the local store, moto S3 and
+fake-gcs-server (``lake_env``'s stores).
 Each table is compared with the view read through a query session: the same rows, as many times.
 Iceberg v2 has microsecond timestamps, so the view's nanosecond times are compared truncated to
 microseconds (what pyiceberg returns); the data files themselves keep nanoseconds, which DuckDB
