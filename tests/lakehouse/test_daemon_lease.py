@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from held_view import HeldLogEntries
 
 from sirius.lakehouse import (
     Action,
@@ -29,7 +30,7 @@ from sirius.lakehouse import (
     create_pool,
     list_partitions,
 )
-from sirius.lakehouse.views import LogEntriesView, default_view_sets
+from sirius.lakehouse.views import default_view_sets
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
 SCHEDULED = T0 + dt.timedelta(seconds=12.5)  # the second pass over [10 s, 11 s), where the sample lies
@@ -73,19 +74,6 @@ async def _assert_each_partition_once(lake: Lakehouse) -> None:
     assert set(await lake.store.list_keys("views/")) == live | pending
 
 
-class _HeldLogEntries(LogEntriesView):
-    """log_entries whose build waits until released (the holder pauses mid-pass)."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def build(self, lake: Any, instance: str, insert_range: Any) -> Any:
-        self.entered.set()
-        await self.release.wait()
-        return await super().build(lake, instance, insert_range)
-
-
 def test_a_standby_daemon_skips_the_pass_and_holds_no_connection_while_another_runs_it(
     local_lake_env: Any, pg_dsn: str
 ) -> None:
@@ -93,7 +81,7 @@ def test_a_standby_daemon_skips_the_pass_and_holds_no_connection_while_another_r
         await h.sample(at_second=10.25)
         holder_pool = await create_pool(pg_dsn, application_name="daemon-holder")
         standby_pool = await create_pool(pg_dsn, max_size=8, application_name="daemon-standby")
-        held_view = _HeldLogEntries()
+        held_view = HeldLogEntries()
         views = default_view_sets().with_view(held_view)
         holder = MaintenanceDaemon(Lakehouse(holder_pool, h.store, clock=h.clock, views=views))
         running = asyncio.create_task(holder.run_pass(PassKind.SECOND, SCHEDULED))

@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from held_view import HeldLogEntries
 
 from sirius.lakehouse import (
     DaemonConfig,
@@ -210,23 +211,10 @@ def _range(h: Any, begin_s: int, end_s: int) -> Any:
     return TimeRange(h.T0_NS + begin_s * 1_000_000_000, h.T0_NS + end_s * 1_000_000_000)
 
 
-class _BlockingLogEntries(LogEntriesView):
-    """log_entries whose build waits until released (to kill a pass in the middle)."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def build(self, lake: Any, instance: str, insert_range: Any) -> Any:
-        self.entered.set()
-        await self.release.wait()
-        return await super().build(lake, instance, insert_range)
-
-
 def test_a_daemon_killed_mid_pass_recovers_on_restart(local_lake_env: Any) -> None:
     async def scenario(h: Any) -> None:
         await h.sample(at_second=10.25)
-        blocking = _BlockingLogEntries()
+        blocking = HeldLogEntries()
         doomed = Lakehouse(h.lake.pool, h.lake.store, clock=h.clock, views=default_view_sets().with_view(blocking))
         task = asyncio.create_task(MaintenanceDaemon(doomed).run_pass(PassKind.SECOND, at(12.5)))
         await asyncio.wait_for(blocking.entered.wait(), 30)
