@@ -153,9 +153,11 @@ def export_spans(urls: dict[str, str], key: str | None, service: str, transport:
         exporter.shutdown()
 
 
-def gateway_query(urls: dict[str, str], key: str, sql: str) -> tuple[int, Any]:
-    """Status and JSON answer of the gateway's ``/query``."""
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+def gateway_query(urls: dict[str, str], key: str | None, sql: str = "SELECT 1 AS one") -> tuple[int, Any]:
+    """Status and JSON answer of the gateway's ``/query`` with ``key`` (None: no credential)."""
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(f"{urls['gateway']}/query", json.dumps({"sql": sql}).encode(), headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

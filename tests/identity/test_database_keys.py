@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # _audience_lake, a helper of this folder
 
-from _audience_lake import export_spans
+from _audience_lake import export_spans, gateway_query
 from micromegas.auth import StaticTokenAuthProvider
 from micromegas.flightsql.client import FlightSQLClient
 from native_samples import sample_process
@@ -94,18 +94,6 @@ def _flight(urls: dict[str, str], key: str | None, sql: str = "SELECT 1 AS one")
         return exc
 
 
-def _gateway(urls: dict[str, str], key: str | None, sql: str = "SELECT 1 AS one") -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(f"{urls['gateway']}/query", json.dumps({"sql": sql}).encode(), headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def _unauthenticated(result: Any, reason: str = "") -> bool:
     return isinstance(result, flight.FlightUnauthenticatedError) and reason in str(result)
 
@@ -132,11 +120,11 @@ def test_minted_keys_work_on_their_own_services_and_nowhere_else(stack_factory, 
     assert export_spans(urls, writer, "keys-grpc", "grpc") == "SUCCESS"
     # ... and reads nothing.
     assert _unauthenticated(_flight(urls, writer), "'collector-a' is an ingestion key")
-    assert _gateway(urls, writer)[0] == 401
+    assert gateway_query(urls, writer)[0] == 401
 
     # The analytics key reads (FlightSQL and the gateway) and writes nothing.
     assert _flight(urls, reader)["one"].tolist() == [1]
-    assert _gateway(urls, reader) == (200, [{"one": 1}])
+    assert gateway_query(urls, reader) == (200, [{"one": 1}])
     assert _native(urls, reader) == 401
     assert export_spans(urls, reader, "keys-http", "http") == "FAILURE"
     assert export_spans(urls, reader, "keys-grpc", "grpc") == "FAILURE"
@@ -147,7 +135,7 @@ def test_minted_keys_work_on_their_own_services_and_nowhere_else(stack_factory, 
     assert export_spans(urls, None, "keys-http", "http") == "FAILURE"
     assert _unauthenticated(_flight(urls, forged), "invalid token")
     assert _unauthenticated(_flight(urls, None), "invalid token")
-    status, body = _gateway(urls, None)
+    status, body = gateway_query(urls, None)
     assert status == 401
     assert "needs an API key" in body["error"]
 
@@ -179,7 +167,7 @@ def test_a_revoked_key_is_refused_by_every_running_service_within_the_stated_del
     elapsed = time.monotonic() - revoked_at
     assert elapsed < STATED_DELAY_SECONDS
     assert export_spans(first, writer, "keys-grpc", "grpc") == "FAILURE"
-    status, body = _gateway(second, reader)
+    status, body = gateway_query(second, reader)
     assert status == 401
     assert "revoked" in body["error"]
 
@@ -219,7 +207,7 @@ def test_environment_keys_keep_working_beside_database_keys(
     assert _native(urls, "legacy-secret") == 200
     assert export_spans(urls, "legacy-secret", "keys-grpc", "grpc") == "SUCCESS"
     assert _flight(urls, "legacy-secret")["one"].tolist() == [1]
-    assert _gateway(urls, "legacy-secret")[0] == 200
+    assert gateway_query(urls, "legacy-secret")[0] == 200
     # Once database keys exist the deployment is no longer environment-keys-only: the legacy key
     # is not an admin unless named.
     refused = _flight(urls, "legacy-secret", "SELECT * FROM list_query_denials()")
@@ -246,7 +234,7 @@ def test_admin_functions_are_refused_to_non_admins_with_permission_denied(
         refused = _flight(urls, viewer, sql)
         assert isinstance(refused, flight.FlightUnauthorizedError), (name, refused)  # PERMISSION_DENIED
         assert f"permission denied: {name} is reserved to lakehouse administrators" in str(refused)
-    status, body = _gateway(urls, viewer, admin_sql["list_query_denials"])
+    status, body = gateway_query(urls, viewer, admin_sql["list_query_denials"])
     assert status == 403
     assert "reserved to lakehouse administrators" in body["error"]
     # Ordinary queries are the viewer's as before.
