@@ -56,6 +56,8 @@ __all__ = ["IcebergPublisher", "PublishReport", "TablePublish", "publish_lock_ke
 _log = logging.getLogger(__name__)
 
 _PUBLISHED_BY = "sirius.published-by"
+_PUBLISHABLE_SCHEMES = ("file", "s3", "gs")
+"""Store schemes pyiceberg's Arrow file IO writes (``az://`` is not one: Azure stores are skipped)."""
 
 
 def publish_lock_key() -> int:
@@ -261,7 +263,8 @@ class IcebergPublisher:
                 wanted = table_properties(expected)
                 stale = {k: v for k, v in wanted.items() if k != "format-version" and table.properties.get(k) != v}
                 if stale:  # a table of an older Sirius: bring its properties up to date
-                    _guard(f"updating the properties of {identifier}", _set_properties, table, stale)
+                    update = table.transaction().set_properties(stale)
+                    _guard(f"updating the properties of {identifier}", update.commit_transaction)
                 return table, False
             _guard(f"dropping table {identifier} (schema changed)", catalog.drop_table, identifier)
             self._known.pop(name, None)
@@ -383,8 +386,9 @@ def publisher_from_env(
 ) -> IcebergPublisher | None:
     """The daemon's publisher: on unless ``SIRIUS_ICEBERG=0``; None when off or impossible.
 
-    Impossible means a store no outside reader can open (the in-memory store) or pyiceberg not
-    installed; either is logged once as a warning, and the daemon runs without publishing.
+    Impossible means a store no outside reader can open (the in-memory store), one pyiceberg
+    cannot write (``az://``), or pyiceberg not installed; each is logged once as a warning, and
+    the daemon runs without publishing.
 
     Raises:
         ConfigurationError: ``SIRIUS_ICEBERG`` or ``SIRIUS_ICEBERG_NAMESPACE`` is malformed.
@@ -394,8 +398,12 @@ def publisher_from_env(
     if importlib.util.find_spec("pyiceberg") is None:
         _log.warning("Iceberg tables not published: pyiceberg is not installed (pip install 'sirius[iceberg]')")
         return None
-    if object_store_uri.startswith("memory:"):
+    scheme = object_store_uri.split(":", 1)[0]
+    if scheme == "memory":
         _log.warning("Iceberg tables not published: the in-memory object store is not readable from outside")
+        return None
+    if scheme not in _PUBLISHABLE_SCHEMES:
+        _log.warning("Iceberg tables not published: pyiceberg cannot write %s:// locations", scheme)
         return None
     return IcebergPublisher(IcebergConfig.resolve(sql_connection_string, object_store_uri, environ))
 
@@ -424,11 +432,6 @@ def _entries(table: Table) -> dict[str, DataFile]:
         }
 
     return _guard(f"listing the files of {'.'.join(table.name())}", read)  # type: ignore[no-any-return]
-
-
-def _set_properties(table: Table, properties: dict[str, str]) -> None:
-    with table.transaction() as tx:
-        tx.set_properties(properties)
 
 
 def _snapshot_id(table: Table) -> int | None:

@@ -456,3 +456,18 @@ def test_a_commit_that_loses_the_race_is_retried_on_the_new_table(
         assert sorted(files) == sorted(set(files)) == sorted(want)
 
     local_lake_env(scenario)
+
+
+def test_a_table_of_an_older_build_gets_its_properties_back(local_lake_env: Any, pg_dsn: str) -> None:
+    async def scenario(h: Any) -> None:
+        config = _config(pg_dsn, h.lake)
+        await h.sample(at_second=10.25)
+        await MaintenanceDaemon(h.lake, publisher=IcebergPublisher(config)).run_pass(PassKind.SECOND, at(12.5))
+        table = iceberg_table(config, "log_entries")
+        table.transaction().set_properties({"commit.retry.num-retries": "4"}).commit_transaction()
+        report = await IcebergPublisher(config).publish(h.lake)
+        assert not report.failures
+        assert iceberg_table(config, "log_entries").properties["commit.retry.num-retries"] == "0"
+        await assert_tables_equal_views(h.lake, config)
+
+    local_lake_env(scenario)

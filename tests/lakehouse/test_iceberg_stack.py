@@ -98,3 +98,4 @@ def test_publishing_is_on_by_default_and_off_with_sirius_iceberg_0(pg_dsn: str) 
     assert publisher_from_env(pg_dsn, "file:///tmp/lake", {}) is not None
     assert publisher_from_env(pg_dsn, "file:///tmp/lake", {"SIRIUS_ICEBERG": "0"}) is None
     assert publisher_from_env(pg_dsn, "memory://", {}) is None  # nothing outside could read it
+    assert publisher_from_env(pg_dsn, "az://container/lake", {}) is None  # pyiceberg has no az:// IO
