@@ -40,7 +40,7 @@ from ._partition_admin import LakehousePartitionAdmin
 from ._partition_files import PartitionFiles as _Files
 from ._partitions import partitions_for_query
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
-from ._sql_hex_ids import plan_sql
+from ._sql_hex_ids import PUSHDOWN_OPTION, is_id_lookup, plan_sql
 from ._time_range import TimeRange, to_ns
 from ._view_ddl import is_view_ddl, sql_identifiers
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["QueryRange", "QuerySession", "SessionFactory", "SessionSettings", "find_view_instance_calls"]
 
-_ID_LOOKUP = re.compile(r"\b(?:trace_id|span_id|parent_span_id)\s*=\s*(?:[xX]?'|from_hex\s*\()", re.IGNORECASE)
-_PUSHDOWN_OPTION = "datafusion.execution.parquet.pushdown_filters"
 _CALL = re.compile(r"\bview_instance\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
 _FAR_FUTURE_NS = 2**62
 
@@ -66,17 +64,6 @@ def find_view_instance_calls(sql: str) -> list[tuple[str, str]]:
     for match in _CALL.finditer(sql):
         seen[(match.group(1).replace("''", "'"), match.group(2).replace("''", "'"))] = None
     return list(seen)
-
-
-def is_id_lookup(sql: str) -> bool:
-    """Whether ``sql`` compares a trace or span id column with a literal (a lookup by id).
-
-    >>> is_id_lookup("SELECT * FROM otel_spans WHERE trace_id = X'00ff'")
-    True
-    >>> is_id_lookup("SELECT level, count(*) FROM log_entries GROUP BY level")
-    False
-    """
-    return _ID_LOOKUP.search(sql) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +166,7 @@ class QuerySession:
         """The partitions' rows of each global view (before the range filter), as registered."""
         self._fresh_checked: set[str] = set()
         self._pushdown_default = pushdown_filters
-        self._pushdown = pushdown_filters
+        self._lookup_planned = False
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
@@ -264,16 +251,12 @@ class QuerySession:
             Exception: DataFusion's planning errors, unchanged.
         """
         await self.prepare(sql)
-        self._set_pushdown(self._pushdown_default or is_id_lookup(sql))
+        if self._lookup_planned and not self._pushdown_default:
+            # plan_sql switched filter pushdown on for the previous statement, a lookup by id;
+            # back to the session's setting (read when a scan is planned).
+            self.ctx.sql(f"SET {PUSHDOWN_OPTION} = false").collect()
+        self._lookup_planned = is_id_lookup(sql)
         return plan_sql(self.ctx, prepare_sql(sql))
-
-    def _set_pushdown(self, wanted: bool) -> None:
-        # Filter pushdown slows the scans of most observability queries but speeds a lookup by
-        # id (only the matching rows of a row group are decoded): on for lookups only
-        # (``SessionSettings.pushdown_filters``). The option is read when the scan is planned.
-        if wanted != self._pushdown:
-            self.ctx.sql(f"SET {_PUSHDOWN_OPTION} = {str(wanted).lower()}").collect()
-            self._pushdown = wanted
 
 
 def _literal(expr: Any) -> str:
