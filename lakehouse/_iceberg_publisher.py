@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
     from ._lakehouse import Lakehouse
+    from ._view_set import ViewSet
 
 __all__ = ["IcebergPublisher", "PublishReport", "TablePublish", "publish_lock_key", "publisher_from_env"]
 
@@ -142,10 +143,10 @@ class IcebergPublisher:
         self._max_attempts = max_commit_attempts
         self._catalog: SqlCatalog | None = None
         self._lock = asyncio.Lock()
-        # Per table: the snapshot whose file list we know, and that list (file URIs): an
-        # unchanged table, or one only this publisher changed, is compared without reading its
-        # manifests again.
+        # Per table: the snapshot whose file list (URIs) we know, that list, and the view's schema
+        # hash when last published: an unchanged table is compared without pyiceberg.
         self._known: dict[str, tuple[int | None, frozenset[str]]] = {}
+        self._schema_hashes: dict[str, bytes] = {}
         self._last_expiry: dict[str, float] = {}
         # Per snapshot (immutable): the metadata files it names, its manifest list first.
         self._snapshot_files: dict[int, frozenset[str]] = {}
@@ -174,7 +175,7 @@ class IcebergPublisher:
             pending = []
             for view in views:
                 want = {self.config.file_uri(p.file_path): p for p in found[view.name] if p.file_path}
-                unchanged = self._unchanged(view.name, want, locations.get(view.name))
+                unchanged = self._unchanged(view, want, locations.get(view.name))
                 if unchanged is not None:
                     report.tables[view.name] = unchanged
                 else:
@@ -196,6 +197,7 @@ class IcebergPublisher:
                     raise result
                 else:
                     report.tables[view.name] = result
+                    self._schema_hashes[view.name] = view.file_schema_hash
             if set(locations) - {v.name for v in views}:
                 try:
                     report.dropped = await asyncio.to_thread(self._drop_stale, {v.name for v in views})
@@ -205,10 +207,7 @@ class IcebergPublisher:
         return report
 
     async def _metadata_locations(self, pool: asyncpg.Pool) -> dict[str, str]:
-        """Current metadata file of each table of the namespace, straight from the catalog's rows.
-
-        One query tells which tables another writer changed since this publisher last saw them.
-        """
+        """Each table's current metadata file, from the catalog's rows: one query tells what changed."""
         try:
             with pg_errors("reading the Iceberg catalog"):
                 rows = await pool.fetch(
@@ -223,11 +222,13 @@ class IcebergPublisher:
             raise
         return {r["table_name"]: r["metadata_location"] for r in rows}
 
-    def _unchanged(self, name: str, want: Mapping[str, Partition], location: str | None) -> TablePublish | None:
+    def _unchanged(self, view: ViewSet, want: Mapping[str, Partition], location: str | None) -> TablePublish | None:
         """The result of a publish that has nothing to do, when that is known without pyiceberg."""
-        known = self._known.get(name)
+        known, name = self._known.get(view.name), view.name
         if location is None or known is None or self._locations.get(name) != location or known[1] != want.keys():
             return None
+        if self._schema_hashes.get(name) != view.file_schema_hash:
+            return None  # a redefined view: its table may need the new schema
         return TablePublish(self.config.table_identifier(name), 0, 0, len(known[1]), known[0])
 
     async def close(self) -> None:

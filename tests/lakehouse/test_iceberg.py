@@ -325,6 +325,21 @@ def test_otel_views_and_a_ddl_view_are_published_then_a_dropped_view_loses_its_t
         assert level_counts.num_rows > 0
         published = iceberg_table(config, "level_counts").scan().to_arrow()
         assert rows(published) == rows(level_counts)
+        # redefined with another column: the next pass publishes a table of the new schema
+        replaced = LEVEL_COUNTS_DDL.replace("CREATE", "CREATE OR REPLACE", 1)
+        replaced = replaced.replace("count(*) AS count\n", "count(*) AS count, max(msg) AS last_msg\n", 1)
+        replaced = replaced.replace(
+            "sum(count) AS count FROM", "sum(count) AS count, max(last_msg) AS last_msg FROM", 1
+        )
+        ddl = parse_view_ddl(replaced)
+        assert ddl is not None
+        await execute_view_ddl(h.lake, ddl, "test")
+        report = await daemon.run_pass(PassKind.SECOND, at(12.5))
+        assert report.iceberg is not None
+        assert report.iceberg.tables["level_counts"].created, report.iceberg
+        published = iceberg_table(config, "level_counts").scan().to_arrow()
+        assert "last_msg" in published.column_names
+        assert rows(published) == rows(await view_table(h.lake, "level_counts"))
         # the view's definition is dropped: its table goes on the next pass
         drop = parse_view_ddl("DROP MATERIALIZED VIEW level_counts")
         assert drop is not None
