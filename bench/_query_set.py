@@ -169,13 +169,17 @@ window bounds are whole minutes. Ours only — DuckDB has no such view; its side
 
 
 def render(query: Query, engine: str, parameters: QueryParameters) -> str:
-    """The SQL of ``query`` for ``engine`` (``sirius`` or ``duckdb``)."""
-    if engine not in ("sirius", "duckdb"):
+    """The SQL of ``query`` for ``engine`` (``sirius``, ``duckdb``, or ``sail``: Spark SQL on Sail)."""
+    if engine not in ("sirius", "duckdb", "sail"):
         raise ValueError(f"unknown engine {engine!r}")
-    ours = engine == "sirius"
+    time_bin = {
+        "sirius": "date_bin(INTERVAL '1 minute', time)",
+        "duckdb": "time_bucket(INTERVAL '1 minute', time)",
+        "sail": "date_trunc('MINUTE', time)",  # Spark SQL: one-minute bins on whole minutes too
+    }[engine]
     fragments = {
-        "time_bin": ("date_bin" if ours else "time_bucket") + "(INTERVAL '1 minute', time)",
-        "trace_id": f"X'{parameters.trace_id}'" if ours else f"from_hex('{parameters.trace_id}')",
+        "time_bin": time_bin,
+        "trace_id": f"from_hex('{parameters.trace_id}')" if engine == "duckdb" else f"X'{parameters.trace_id}'",
         "window_begin": parameters.window_begin,
         "window_end": parameters.window_end,
         "route": parameters.route,

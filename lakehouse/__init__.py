@@ -53,20 +53,27 @@ from ._partition_admin import (
     view_set_infos,
 )
 from ._partition_update import Action, UpdateResult, update_partition
-from ._partitions import Partition, list_partitions
+from ._partitions import Partition, list_partitions, partitions_for_query
 from ._pool import create_pool
 from ._property_jsonb import encode_properties
 from ._query_audit import QueryAuditLog, QueryAuditRecord
 from ._query_deny_list import MATCH_COLUMNS, DenyList, DenyRule, MatchExpressionError, sql_fingerprint
 from ._query_deny_sql import deny_list_table_functions, deny_list_udfs
-from ._query_session import QueryRange, QuerySession, SessionFactory, SessionSettings
+from ._query_session import (
+    QueryRange,
+    QuerySession,
+    SessionFactory,
+    SessionSettings,
+    find_view_instance_calls,
+    substitute_view_instance_calls,
+)
 from ._read_only_sql import read_only_sql
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
 from ._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
 from ._sql_bucket_histograms import histogram_quantile
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
-from ._sql_jsonb import decode_jsonb, to_json_text
+from ._sql_jsonb import decode_jsonb, jsonb_each_table, jsonb_udfs, to_json_text
 from ._sql_parameters import ParameterError, bind_parameters
 from ._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
 from ._tick_converter import TickConverter, estimate_frequency
@@ -167,13 +174,17 @@ __all__ = [
     "encode_properties",
     "estimate_frequency",
     "expand_table_functions",
+    "find_view_instance_calls",
     "histogram_quantile",
     "jit_update",
+    "jsonb_each_table",
+    "jsonb_udfs",
     "list_partitions",
     "materialize_partitions",
     "migrate",
     "new_session_context",
     "open_object_store",
+    "partitions_for_query",
     "partitions_table",
     "plan_sql",
     "prepare_sql",
@@ -185,6 +196,7 @@ __all__ = [
     "retire_partitions",
     "schema_versions",
     "sql_fingerprint",
+    "substitute_view_instance_calls",
     "table_functions",
     "table_summaries",
     "to_json_text",

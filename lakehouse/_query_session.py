@@ -48,7 +48,14 @@ from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
 if TYPE_CHECKING:
     from ._lakehouse import Lakehouse
 
-__all__ = ["QueryRange", "QuerySession", "SessionFactory", "SessionSettings", "find_view_instance_calls"]
+__all__ = [
+    "QueryRange",
+    "QuerySession",
+    "SessionFactory",
+    "SessionSettings",
+    "find_view_instance_calls",
+    "substitute_view_instance_calls",
+]
 
 _CALL = re.compile(r"\bview_instance\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
 _FAR_FUTURE_NS = 2**62
@@ -64,6 +71,21 @@ def find_view_instance_calls(sql: str) -> list[tuple[str, str]]:
     for match in _CALL.finditer(sql):
         seen[(match.group(1).replace("''", "'"), match.group(2).replace("''", "'"))] = None
     return list(seen)
+
+
+def substitute_view_instance_calls(sql: str, names: dict[tuple[str, str], str]) -> str:
+    """``sql`` with each ``view_instance('set', 'id')`` call replaced by ``names[(set, id)]``.
+
+    Engines without table functions (Sail's Spark SQL) read an instance from a view of that name.
+
+    >>> substitute_view_instance_calls("SELECT * FROM view_instance('a', 'b')", {("a", "b"): "v1"})
+    'SELECT * FROM v1'
+    """
+
+    def name(match: re.Match[str]) -> str:
+        return names[(match.group(1).replace("''", "'"), match.group(2).replace("''", "'"))]
+
+    return _CALL.sub(name, sql)
 
 
 @dataclass(frozen=True, slots=True)

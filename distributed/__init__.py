@@ -1,0 +1,40 @@
+"""Distributed queries on Sail: a Spark Connect server with DataFusion execution on its workers.
+
+* ``SailCluster`` / ``SailClusterConfig``: a Sail server in ``local-cluster`` mode on loopback;
+* ``SailEngine``: a statement (Spark SQL) over the lakehouse's views on a cluster, with the same
+  partition selection as the DataFusion sessions and the JSONB functions ported
+  (``SAIL_FUNCTIONS``; ``UNAVAILABLE_ON_SAIL`` lists what is not);
+* ``SIRIUS_SAIL_CLUSTER``: the cluster the FlightSQL server sends ``x-sirius-engine: sail``
+  statements to.
+
+Needs the ``distributed`` extra (``pysail``, ``pyspark-client``).
+"""
+
+from __future__ import annotations
+
+from ._environment_variables import SIRIUS_SAIL_CLUSTER, SIRIUS_SAIL_WORKERS
+from ._exceptions import ClusterError, DistributedError, EngineUnavailableError, UnreadableStoreError
+from ._sail_engine import SailEngine, check_cluster_url
+from ._sail_functions import SAIL_FUNCTIONS, UNAVAILABLE_ON_SAIL, register_sail_functions
+from ._sail_server import SailCluster, SailClusterConfig
+from ._sail_views import SailPlan, SailView, plan_on_sail, register_plan
+
+__all__ = [
+    "SAIL_FUNCTIONS",
+    "SIRIUS_SAIL_CLUSTER",
+    "SIRIUS_SAIL_WORKERS",
+    "UNAVAILABLE_ON_SAIL",
+    "ClusterError",
+    "DistributedError",
+    "EngineUnavailableError",
+    "SailCluster",
+    "SailClusterConfig",
+    "SailEngine",
+    "SailPlan",
+    "SailView",
+    "UnreadableStoreError",
+    "check_cluster_url",
+    "plan_on_sail",
+    "register_plan",
+    "register_sail_functions",
+]

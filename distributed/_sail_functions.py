@@ -1,0 +1,107 @@
+"""Our SQL functions on Sail: the lakehouse's Arrow kernels behind Spark's pandas UDF and UDTF APIs.
+
+Sail runs Python UDFs on its workers with the PySpark protocol: a pandas UDF gets each argument
+as a pandas Series per Arrow batch. Each one here turns its Series back into an Arrow array and
+calls the same kernel as the DataFusion sessions (``sirius.lakehouse.jsonb_udfs``), so a JSONB
+property set is decoded by the same code whichever engine runs the query. Spark has no dictionary
+type: JSONB arrives as ``binary`` (the Parquet column the views write) and dictionary results are
+returned as their plain values.
+
+Available: ``property_get`` and ``properties_length`` over JSONB property sets (the views'
+shape), ``jsonb_parse``, ``jsonb_get``, ``jsonb_format_json``, ``jsonb_as_string``,
+``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length``, and the table
+function ``jsonb_each``. Not available on Sail (``UNAVAILABLE_ON_SAIL``): the legacy
+``List<Struct>`` property shape, the histogram functions, the Perfetto/span/admin table
+functions and ``view_instance`` as a function (its instances are registered as views instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from sirius.lakehouse import jsonb_each_table, jsonb_udfs
+
+__all__ = ["SAIL_FUNCTIONS", "UNAVAILABLE_ON_SAIL", "register_sail_functions"]
+
+UNAVAILABLE_ON_SAIL = (
+    "property_get over List<Struct<key, value>> (legacy property lists)",
+    "properties_to_jsonb, properties_to_dict, properties_to_array",
+    "make_histogram, sum_histograms, quantile_from_histogram and the other histogram functions",
+    "table functions other than jsonb_each (view_instance is replaced by a registered view)",
+)
+"""What the DataFusion sessions offer and Sail sessions do not (docs/scaling-out.md lists it)."""
+
+
+def _spark_type(arrow: pa.DataType) -> str:
+    if pa.types.is_dictionary(arrow):
+        return _spark_type(arrow.value_type)
+    if pa.types.is_list(arrow):
+        return f"array<{_spark_type(arrow.value_type)}>"
+    names = {pa.utf8(): "string", pa.binary(): "binary", pa.float64(): "double", pa.int64(): "bigint"}
+    names[pa.int32()] = "int"
+    if arrow not in names:
+        raise TypeError(f"no Spark type for {arrow}")
+    return names[arrow]
+
+
+def _arrow_input(series: pd.Series, arrow: pa.DataType) -> pa.Array:
+    plain = arrow.value_type if pa.types.is_dictionary(arrow) else arrow
+    values = pa.array(series.tolist(), type=plain)
+    return values.dictionary_encode().cast(arrow) if pa.types.is_dictionary(arrow) else values
+
+
+def _pandas_output(result: pa.Array) -> pd.Series:
+    if pa.types.is_dictionary(result.type):
+        result = result.cast(result.type.value_type)
+    return pd.Series(result.to_pylist(), dtype=object)
+
+
+def _pandas_udf(name: str, kernel: Callable[..., pa.Array], inputs: list[pa.DataType], output: pa.DataType) -> Any:
+    from pyspark.sql.functions import pandas_udf
+
+    # pandas_udf reads its kind from the type hints, so each arity gets a function of its own.
+    if len(inputs) == 1:
+
+        def one(first: pd.Series) -> pd.Series:
+            return _pandas_output(kernel(_arrow_input(first, inputs[0])))
+
+        body: Callable[..., pd.Series] = one
+    elif len(inputs) == 2:
+
+        def two(first: pd.Series, second: pd.Series) -> pd.Series:
+            return _pandas_output(kernel(_arrow_input(first, inputs[0]), _arrow_input(second, inputs[1])))
+
+        body = two
+    else:  # pragma: no cover - every JSONB kernel takes one or two arguments
+        raise TypeError(f"{name}: {len(inputs)} arguments")
+    body.__name__ = name
+    return pandas_udf(body, _spark_type(output))  # type: ignore[call-overload]
+
+
+def _jsonb_each() -> Any:
+    from pyspark.sql.functions import udtf
+
+    class JsonbEach:
+        """``jsonb_each(jsonb)``: one row per key of a JSONB object (none otherwise)."""
+
+        def eval(self, value: bytes | None) -> Any:
+            table = jsonb_each_table(None if value is None else bytes(value))
+            values = table.column("value").cast(pa.binary()).to_pylist()
+            yield from zip(table.column("key").to_pylist(), values, strict=True)
+
+    return udtf(JsonbEach, returnType="key: string, value: binary")
+
+
+SAIL_FUNCTIONS = (*(name for name, *_ in jsonb_udfs()), "jsonb_each")
+"""Names of the functions ``register_sail_functions`` adds."""
+
+
+def register_sail_functions(spark: Any) -> None:
+    """Register the ported functions on a Spark Connect session (temporary functions)."""
+    for name, kernel, inputs, output in jsonb_udfs():
+        spark.udf.register(name, _pandas_udf(name, kernel, inputs, output))
+    spark.udtf.register("jsonb_each", _jsonb_each())
