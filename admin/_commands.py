@@ -287,7 +287,10 @@ async def _daemon(args: argparse.Namespace) -> int:
     wrapper = telemetry.wrap_pass if telemetry is not None else None
     publisher = publisher_from_env(config.sql_connection_string, config.object_store_uri)
     daemon = MaintenanceDaemon(
-        lake, DaemonConfig(retention_days=config.retention_days), pass_wrapper=wrapper, publisher=publisher
+        lake,
+        DaemonConfig(retention_days=config.retention_days, retention_days_by_view=config.retention_days_by_view),
+        pass_wrapper=wrapper,
+        publisher=publisher,
     )
     try:
         await daemon.start()

@@ -235,7 +235,11 @@ class Stack:
             # All in one process: ingestion and daemon share one clock and commits are immediate,
             # so the second pass can take [T-1 s, T) (data queryable ~1 s after insertion)
             # instead of the reference's [T-2 s, T-1 s), which guards multi-host skew.
-            daemon_config = DaemonConfig(retention_days=self.config.retention_days, second_pass_delay_ns=0)
+            daemon_config = DaemonConfig(
+                retention_days=self.config.retention_days,
+                retention_days_by_view=self.config.retention_days_by_view,
+                second_pass_delay_ns=0,
+            )
             wrapper = self._res.self_telemetry.wrap_pass if self._res.self_telemetry is not None else None
             # Iceberg tables of the views, on unless SIRIUS_ICEBERG=0 (docs/iceberg.md).
             publisher = publisher_from_env(self.config.sql_connection_string, self.lakehouse.store.uri)

@@ -105,7 +105,7 @@ _INSERTS = {
     " ON CONFLICT (process_id) DO NOTHING",
     "streams": "INSERT INTO streams (stream_id, process_id, dependencies_metadata, objects_metadata, tags,"
     " properties, insert_time, format) VALUES($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (stream_id) DO NOTHING",
-    "blocks": "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (block_id) DO NOTHING",
+    "blocks": "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
 }
 
 

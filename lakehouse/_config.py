@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from . import _environment_variables as env
 from ._exceptions import ConfigurationError
+from ._retention_policy import RetentionPolicy, parse_retention_by_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,11 +18,13 @@ class LakehouseConfig:
         sql_connection_string: PostgreSQL URI (``postgresql://…``).
         object_store_uri: ``file:///path``, ``s3://``, ``gs://`` or ``az://`` + ``bucket/prefix``.
         retention_days: how long data is kept.
+        retention_days_by_view: per-view-set overrides of ``retention_days`` (``SIRIUS_RETENTION_DAYS_BY_VIEW``).
     """
 
     sql_connection_string: str
     object_store_uri: str
     retention_days: int = 90
+    retention_days_by_view: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sql_connection_string.startswith(("postgres://", "postgresql://")):
@@ -33,9 +36,12 @@ class LakehouseConfig:
                 f"got {self.object_store_uri!r}"
             )
             raise ConfigurationError(msg)
-        if self.retention_days <= 0:
-            msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be positive"
-            raise ConfigurationError(msg)
+        self.retention_policy  # noqa: B018 - validates the days (ConfigurationError)
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        """The retention of every kind of data (default and per view set)."""
+        return RetentionPolicy(self.retention_days, self.retention_days_by_view)
 
     @staticmethod
     def resolve_dsn(sql_connection_string: str | None = None) -> str:
@@ -74,4 +80,5 @@ class LakehouseConfig:
             except ValueError as exc:
                 msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be an integer, got {raw!r}"
                 raise ConfigurationError(msg) from exc
-        return cls(dsn, uri, retention_days)
+        by_view = parse_retention_by_view(os.environ.get(env.SIRIUS_RETENTION_DAYS_BY_VIEW, ""))
+        return cls(dsn, uri, retention_days, by_view)

@@ -2,7 +2,8 @@
 
 Writes mirror the Rust ingestion service (``rust/ingestion/src/web_ingestion_service.rs``,
 ``micromegas-wire.md`` §3): positional ``VALUES`` in the exact column order of §7.1,
-``ON CONFLICT … DO NOTHING`` so retried requests are idempotent, ``insert_time`` taken from the
+``ON CONFLICT … DO NOTHING`` so retried requests are idempotent (for ``blocks`` without a target:
+the partitioned table keeps ``block_id`` unique with a trigger, ``_block_partitions``), ``insert_time`` taken from the
 ingesting host's clock, and properties stored as ``micromegas_property[]``. Reads return small
 frozen records for the collector, the transit reader and the views.
 """
@@ -197,7 +198,7 @@ class DataLake:
         """
         with pg_errors(f"inserting block {block.block_id}"):
             await self._pool.execute(
-                "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (block_id) DO NOTHING",
+                "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
                 block.block_id,
                 block.stream_id,
                 block.process_id,

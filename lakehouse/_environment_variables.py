@@ -53,6 +53,10 @@ AZURITE_BLOB_STORAGE_URL = "AZURITE_BLOB_STORAGE_URL"
 MICROMEGAS_RETENTION_DAYS = "MICROMEGAS_RETENTION_DAYS"
 """Days of data kept by the retention pass (default 90)."""
 
+SIRIUS_RETENTION_DAYS_BY_VIEW = "SIRIUS_RETENTION_DAYS_BY_VIEW"
+"""Per-view-set retention overriding ``MICROMEGAS_RETENTION_DAYS`` for those views' partitions:
+``log_entries=7,measures=365``; raw blocks are kept as long as the longest of all."""
+
 MICROMEGAS_QUERY_DENY_REFRESH_SECONDS = "MICROMEGAS_QUERY_DENY_REFRESH_SECONDS"
 """How often each query service reloads the query deny list (default 10; Micromegas's name)."""
 

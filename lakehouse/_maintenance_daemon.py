@@ -7,7 +7,7 @@ pass   runs at       insert range       partition  extra
 ====== ============= ================== ========== =========================================
 second T + 0.5 s     [T - 2 s, T - 1 s) 1 s        skipped when more than 10 s late
 minute T + 30 s      [T - 2 min, T - 1) 1 min
-hour   T + 10 min    [T - 2 h, T)       1 h        first: retention and temporary files
+hour   T + 10 min    [T - 2 h, T)       1 h        first: blocks partitions ahead, retention, temporary files
 day    T + 4 h       [T - 2 d, T)       1 day
 ====== ============= ================== ========== =========================================
 
@@ -40,11 +40,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from ._exceptions import LakehouseError
+import asyncpg
+
+from ._block_partitions import ensure_block_partitions
+from ._exceptions import LakehouseError, MetadataStoreError
 from ._materialize import materialize_partitions
 from ._partition_update import Action, UpdateResult
 from ._pass_lease import pass_lease
+from ._pool import pg_errors
 from ._retention import RetentionReport, apply_retention, delete_expired_temporary_files
+from ._retention_policy import RetentionPolicy
 from ._time_range import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, TimeRange, to_datetime, to_ns
 
 if TYPE_CHECKING:
@@ -94,6 +99,8 @@ class DaemonConfig:
 
     Attributes:
         retention_days: data older than this is deleted by the hourly pass (``MICROMEGAS_RETENTION_DAYS``).
+        retention_days_by_view: per-view-set days for those views' partitions
+            (``SIRIUS_RETENTION_DAYS_BY_VIEW``); raw blocks are kept for the longest of all.
         retention_batch_size: rows deleted per statement.
         max_second_lateness_ns: a second pass later than this is skipped (the minute pass
             covers its range).
@@ -106,6 +113,7 @@ class DaemonConfig:
     """
 
     retention_days: int = 90
+    retention_days_by_view: tuple[tuple[str, int], ...] = ()
     retention_batch_size: int = 1000
     max_second_lateness_ns: int = 10 * NS_PER_SECOND
     second_pass_delay_ns: int = NS_PER_SECOND
@@ -118,6 +126,12 @@ class DaemonConfig:
         if not 0 <= self.second_pass_delay_ns <= 10 * NS_PER_SECOND:
             msg = "second_pass_delay_ns must lie between 0 and 10 s"
             raise ValueError(msg)
+        self.retention_policy  # noqa: B018 - validates the overrides (ConfigurationError)
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        """The days kept, by default and per view set."""
+        return RetentionPolicy(self.retention_days, self.retention_days_by_view)
 
 
 @dataclass(slots=True)
@@ -257,10 +271,12 @@ class MaintenanceDaemon:
     async def _work(self, kind: PassKind, plan: _Plan, report: PassReport) -> None:
         """The pass itself, under its lease: retention (hourly), then every global view."""
         insert_range = report.insert_range
+        await self._lake.refresh_view_definitions()  # before retention: it checks the overrides' names
         if kind is PassKind.HOUR:
+            await self._ensure_block_partitions(report)
             try:
                 report.retention = await apply_retention(
-                    self._lake, self.config.retention_days, batch_size=self.config.retention_batch_size
+                    self._lake, self.config.retention_policy, batch_size=self.config.retention_batch_size
                 )
                 report.retention.temporary_files = await delete_expired_temporary_files(
                     self._lake, batch_size=self.config.retention_batch_size
@@ -268,7 +284,6 @@ class MaintenanceDaemon:
             except LakehouseError as exc:
                 _log.exception("retention failed")
                 report.failures["retention"] = str(exc)
-        await self._lake.refresh_view_definitions()
         for view in self._lake.views.global_views():
             try:
                 report.results[view.name] = await materialize_partitions(
@@ -290,6 +305,18 @@ class MaintenanceDaemon:
                 for view_name, error in report.iceberg.failures.items():
                     report.failures[f"iceberg:{view_name}"] = error
                     _log.error("%s pass: Iceberg table of %s not published: %s", kind.value, view_name, error)
+
+    async def _ensure_block_partitions(self, report: PassReport) -> None:
+        """Today's and the next days' ``blocks`` partitions; a busy ``blocks`` is retried next hour."""
+        try:
+            with pg_errors("creating the blocks partitions"):
+                await ensure_block_partitions(self._lake.pool, self._lake.now_ns())
+        except MetadataStoreError as exc:
+            if isinstance(exc.__cause__, asyncpg.LockNotAvailableError):
+                _log.warning("blocks partitions not created now (blocks is busy); retried next hour")
+                return
+            _log.exception("creating the blocks partitions failed")
+            report.failures["blocks partitions"] = str(exc)
 
     async def run_due(self, now: datetime | int | None = None) -> list[PassReport]:
         """Run, in order, every pass due at ``now`` (default: the clock) and advance the schedule.

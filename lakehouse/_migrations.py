@@ -8,7 +8,7 @@ schema      version table           lock key latest
 =========== ======================= ======== ======
 data lake   ``migration``           0        7
 lakehouse   ``lakehouse_migration`` 1        10
-sirius      ``sirius_migration``    SIRI     2
+sirius      ``sirius_migration``    SIRI     3
 =========== ======================= ======== ======
 
 The third schema holds Sirius's own tables (the query audit log; the audiences of analytics keys
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ._block_partitions import ensure_block_partitions, partition_blocks_table
 from ._exceptions import MigrationError
 from ._pool import pg_errors
 
@@ -483,11 +485,18 @@ CREATE TRIGGER sirius_identity_changed
     FOR EACH STATEMENT EXECUTE FUNCTION sirius_identity_changed();
 """
 
+
+async def _sirius_v3(conn: asyncpg.Connection) -> None:
+    """v3: ``blocks`` partitioned by day of ``insert_time`` (``_block_partitions``), rows moved in one transaction."""
+    await partition_blocks_table(conn, time.time_ns())
+    await conn.execute("UPDATE sirius_migration SET version = 3")
+
+
 _SIRIUS = _Schema(
     name="sirius",
     version_table="sirius_migration",
     lock_key=0x53495249,  # "SIRI": clear of Micromegas's keys 0 and 1
-    steps=(_sql_step(1, "sirius_migration", _SIRIUS_V1), _sql_step(2, "sirius_migration", _SIRIUS_V2)),
+    steps=(_sql_step(1, "sirius_migration", _SIRIUS_V1), _sql_step(2, "sirius_migration", _SIRIUS_V2), _sirius_v3),
 )
 
 DATA_LAKE_SCHEMA_VERSION = _DATA_LAKE.latest
@@ -498,7 +507,7 @@ LAKEHOUSE_SCHEMA_VERSION = _LAKEHOUSE.latest
 
 SIRIUS_SCHEMA_VERSION = _SIRIUS.latest
 """Latest version of Sirius's own tables (1: ``flightsql_query_audit``; 2: key audiences, stored groups
-and the identity change notification), in ``sirius_migration``."""
+and the identity change notification; 3: ``blocks`` partitioned by day), in ``sirius_migration``."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,6 +617,22 @@ async def migrate(dsn_or_pool: str | asyncpg.Pool) -> None:
         await _migrate_schema(conns, _DATA_LAKE)
         await _migrate_schema(conns, _LAKEHOUSE)
         await _migrate_schema(conns, _SIRIUS)
+    await _ensure_block_partitions(dsn_or_pool)
+
+
+async def _ensure_block_partitions(dsn_or_pool: str | asyncpg.Pool) -> None:
+    """Today's and the next days' ``blocks`` partitions, at every start (``_block_partitions``)."""
+    pool = dsn_or_pool if isinstance(dsn_or_pool, asyncpg.Pool) else None
+    with pg_errors("creating the blocks partitions", MigrationError):
+        try:
+            if pool is not None:
+                await ensure_block_partitions(pool, time.time_ns())
+                return
+            async with asyncpg.create_pool(dsn_or_pool, min_size=1, max_size=1) as own:
+                await ensure_block_partitions(own, time.time_ns())
+        except asyncpg.LockNotAvailableError:
+            # Busy readers of blocks: the default partition takes the rows until a later try.
+            _log.warning("blocks partitions not created now (blocks is busy); the daemon's hourly pass retries")
 
 
 async def schema_versions(dsn_or_pool: str | asyncpg.Pool) -> tuple[int, int]:

@@ -141,7 +141,9 @@ INDEXES = {
         "stream_insert_time": (False, "(insert_time)"),
     },
     "blocks": {
-        "blocks_block_id_unique": (True, "(block_id)"),
+        # Sirius v3 partitions blocks by insert_time: the unique index must hold the partition key;
+        # block_id alone stays unique through the blocks_block_id_once trigger (test_block_partitions).
+        "blocks_block_id_unique": (True, "(block_id, insert_time)"),
         "block_stream_id": (False, "(stream_id)"),
         "block_begin_time": (False, "(begin_time)"),
         "block_end_time": (False, "(end_time)"),
@@ -325,10 +327,12 @@ def test_constraints_behave_like_micromegas(pg_dsn: str) -> None:
             ]:
                 with pytest.raises(asyncpg.CheckViolationError):
                     await conn.execute(grant, audience, axis, selector)
-            one_block = "INSERT INTO blocks (block_id) VALUES('00000000-0000-0000-0000-000000000001')"
-            await conn.execute(one_block)
-            with pytest.raises(asyncpg.UniqueViolationError):
-                await conn.execute(one_block)
+            one_block = "INSERT INTO blocks (block_id, insert_time) VALUES('00000000-0000-0000-0000-000000000001', $1)"
+            assert await conn.execute(one_block, t0) == "INSERT 0 1"
+            # a second row with the id is skipped, whatever its insert_time (the dedup trigger)
+            assert await conn.execute(one_block, t0) == "INSERT 0 0"
+            assert await conn.execute(one_block, t0 + hour * 48) == "INSERT 0 0"
+            assert await conn.fetchval("SELECT count(*) FROM blocks") == 1
         finally:
             await conn.close()
 
@@ -491,8 +495,8 @@ def test_sirius_tables_live_outside_the_micromegas_numbering(pg_dsn: str) -> Non
         await migrate(pg_dsn)
         conn = await asyncpg.connect(pg_dsn)
         try:
-            assert SIRIUS_SCHEMA_VERSION == 2
-            assert await conn.fetch("TABLE sirius_migration") == [(2,)]
+            assert SIRIUS_SCHEMA_VERSION == 3
+            assert await conn.fetch("TABLE sirius_migration") == [(3,)]
             for table in ("sirius_api_key_audiences", "sirius_group_members"):
                 assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
             assert await conn.fetch("TABLE lakehouse_migration") == [(LAKEHOUSE_SCHEMA_VERSION,)]
