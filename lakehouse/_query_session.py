@@ -6,7 +6,8 @@
   ``processes``, ``streams``, ``blocks``, ``log_stats``): its partitions of the current schema
   whose event times overlap the query range (one PostgreSQL query for all views, §7), read by
   DataFusion's own Parquet reader (local files, or a bucket through a registered cloud store)
-  with predicate pushdown, and wrapped in the view's row filter when a range is given;
+  pruning row groups on their statistics (filters are pushed into the decoding only for lookups
+  by id, ``SessionSettings``), and wrapped in the view's row filter when a range is given;
 * ``view_instance(view_set, id)`` is a table function. DataFusion-python cannot run async work
   or queries while planning (``environment.md`` §5.2), so ``QuerySession.sql`` first finds the
   ``view_instance('…', '…')`` calls in the SQL text, runs their JIT update and builds their
