@@ -37,6 +37,7 @@ COPY lakehouse/ lakehouse/
 COPY flight/ flight/
 COPY admin/ admin/
 COPY identity/ identity/
+COPY distributed/ distributed/
 
 # Wheels of the project and of everything it needs (extras server + s3), resolved under the
 # project's constraints (environment.md §2); any sdist-only dependency is compiled here too.

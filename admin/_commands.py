@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             output_format=args.format,
             api_key=args.api_key,
             ca_file=args.tls_ca,
+            engine=args.engine,
+            cluster=args.cluster,
         )
     if args.command in _EXPLORE_COMMANDS:
         return _explore_command(args)

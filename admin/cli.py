@@ -170,6 +170,17 @@ def _add_query(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--api-key", help="Bearer key for the FlightSQL server (default: $MICROMEGAS_API_KEY)")
+    query.add_argument(
+        "--engine",
+        choices=("datafusion", "sail"),
+        default="datafusion",
+        help="sail: Spark SQL on a Sail cluster (the server's SIRIUS_SAIL_CLUSTER, or --cluster)",
+    )
+    query.add_argument(
+        "--cluster",
+        help="with --engine sail: run on this Sail cluster (sc://host:port) from here, reading the lakehouse "
+        "of $MICROMEGAS_SQL_CONNECTION_STRING and $MICROMEGAS_OBJECT_STORE_URI",
+    )
     _add_tls_ca_flag(query, "a grpc+tls:// FlightSQL server")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._environment_variables import SIRIUS_SAIL_CLUSTER, SIRIUS_SAIL_WORKERS
 from ._exceptions import ClusterError, DistributedError, EngineUnavailableError, UnreadableStoreError
-from ._sail_engine import SailEngine, check_cluster_url
+from ._sail_engine import SailEngine, check_cluster_url, query_cluster
 from ._sail_functions import SAIL_FUNCTIONS, UNAVAILABLE_ON_SAIL, register_sail_functions
 from ._sail_server import SailCluster, SailClusterConfig
 from ._sail_views import SailPlan, SailView, plan_on_sail, register_plan
@@ -35,6 +35,7 @@ __all__ = [
     "UnreadableStoreError",
     "check_cluster_url",
     "plan_on_sail",
+    "query_cluster",
     "register_plan",
     "register_sail_functions",
 ]

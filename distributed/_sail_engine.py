@@ -23,7 +23,7 @@ from ._sail_views import SailPlan, plan_on_sail, register_plan
 if TYPE_CHECKING:
     from sirius.lakehouse import Lakehouse, TimeRange
 
-__all__ = ["SailEngine", "check_cluster_url"]
+__all__ = ["SailEngine", "check_cluster_url", "query_cluster"]
 
 _URL = re.compile(r"^sc://[^/\s:]+:\d{1,5}(/.*)?$")
 
@@ -82,6 +82,34 @@ class SailEngine:
                 raise ClusterError(f"cannot reach the Sail cluster at {self.url}: {exc}") from exc
             raise
         return spark
+
+
+def query_cluster(sql: str, url: str, query_range: TimeRange | None = None) -> pa.Table:
+    """``sql`` on the cluster at ``url`` over the lakehouse the environment names (``sirius query --cluster``).
+
+    The lakehouse is ``MICROMEGAS_SQL_CONNECTION_STRING`` and ``MICROMEGAS_OBJECT_STORE_URI``, as
+    for the services; it is opened for this one statement.
+
+    Raises:
+        ValueError: a malformed URL.
+        ConfigurationError: the environment names no lakehouse.
+        DistributedError, ViewError, MetadataStoreError: as ``SailEngine.query``.
+    """
+    from sirius.lakehouse import Lakehouse, LakehouseConfig, create_pool, open_object_store
+
+    engine = SailEngine(url)
+    config = LakehouseConfig.resolve()
+
+    async def run() -> pa.Table:
+        pool = await create_pool(config.sql_connection_string, max_size=2)
+        store = open_object_store(config.object_store_uri)
+        try:
+            return await engine.query(Lakehouse(pool, store), sql, query_range)
+        finally:
+            await store.close()
+            await pool.close()
+
+    return asyncio.run(run())
 
 
 def _is_spark_error(exc: BaseException) -> bool:

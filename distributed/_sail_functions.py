@@ -18,12 +18,14 @@ functions and ``view_instance`` as a function (its instances are registered as v
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 
 from sirius.lakehouse import jsonb_each_table, jsonb_udfs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SAIL_FUNCTIONS", "UNAVAILABLE_ON_SAIL", "register_sail_functions"]
 
@@ -55,27 +57,33 @@ def _arrow_input(series: pd.Series, arrow: pa.DataType) -> pa.Array:
 
 
 def _pandas_output(result: pa.Array) -> pd.Series:
+    import pandas as pd
+
     if pa.types.is_dictionary(result.type):
         result = result.cast(result.type.value_type)
     return pd.Series(result.to_pylist(), dtype=object)
 
 
 def _pandas_udf(name: str, kernel: Callable[..., pa.Array], inputs: list[pa.DataType], output: pa.DataType) -> Any:
+    import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
-    # pandas_udf reads its kind from the type hints, so each arity gets a function of its own.
+    # pandas_udf reads its kind from the type hints, so each arity gets a function of its own
+    # (hints set as objects: pandas is imported here only, so the package loads without it).
     if len(inputs) == 1:
 
         def one(first: pd.Series) -> pd.Series:
             return _pandas_output(kernel(_arrow_input(first, inputs[0])))
 
         body: Callable[..., pd.Series] = one
+        one.__annotations__ = {"first": pd.Series, "return": pd.Series}
     elif len(inputs) == 2:
 
         def two(first: pd.Series, second: pd.Series) -> pd.Series:
             return _pandas_output(kernel(_arrow_input(first, inputs[0]), _arrow_input(second, inputs[1])))
 
         body = two
+        two.__annotations__ = {"first": pd.Series, "second": pd.Series, "return": pd.Series}
     else:  # pragma: no cover - every JSONB kernel takes one or two arguments
         raise TypeError(f"{name}: {len(inputs)} arguments")
     body.__name__ = name

@@ -21,3 +21,8 @@ same name); default the gateway's own ``/explore/auth/callback`` as the browser 
 MICROMEGAS_SECURE_COOKIES = "MICROMEGAS_SECURE_COOKIES"
 """Explore sign-in: ``true`` marks the cookies ``Secure`` even when the gateway is reached over plain
 HTTP (TLS ends at a proxy); they are always ``Secure`` over HTTPS."""
+
+SIRIUS_SAIL_CLUSTER = "SIRIUS_SAIL_CLUSTER"
+"""Spark Connect URL (``sc://127.0.0.1:50071``) of the Sail cluster on which the FlightSQL server runs
+statements sent with ``x-sirius-engine: sail`` (read once when the server starts; unset: such
+statements are refused). ``sirius.distributed`` names the same variable."""

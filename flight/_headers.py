@@ -5,6 +5,8 @@
   validated, then ignored, as in Micromegas. Unparsable, or begin after end → INVALID_ARGUMENT.
 * ``limit``: decimal row limit wrapped around the plan (Grafana's auto-limit).
 * ``preserve_dictionary``: ``true`` (any case) keeps dictionary-encoded columns.
+* ``x-sirius-engine``: ``datafusion`` (the default) or ``sail``: run the statement (Spark SQL) on
+  the server's Sail cluster (``SIRIUS_SAIL_CLUSTER``; docs/scaling-out.md).
 
 Unknown headers are ignored.
 """
@@ -23,6 +25,8 @@ BEGIN_HEADER = "query_range_begin"
 END_HEADER = "query_range_end"
 LIMIT_HEADER = "limit"
 PRESERVE_DICTIONARY_HEADER = "preserve_dictionary"
+ENGINE_HEADER = "x-sirius-engine"
+ENGINES = ("datafusion", "sail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +38,14 @@ class RequestOptions:
         end_ns: range end (Unix ns) or None; set together with ``begin_ns``.
         limit: row limit or None.
         preserve_dictionary: keep dictionary encoding in results.
+        engine: ``datafusion`` (this server's sessions) or ``sail`` (its Sail cluster).
     """
 
     begin_ns: int | None = None
     end_ns: int | None = None
     limit: int | None = None
     preserve_dictionary: bool = False
+    engine: str = "datafusion"
 
 
 def _time(name: str, value: str) -> int:
@@ -81,4 +87,8 @@ def parse_request_options(headers: Mapping[str, str]) -> RequestOptions:
             raise InvalidQueryError(msg)
         limit = int(raw_limit)
     preserve = (headers.get(PRESERVE_DICTIONARY_HEADER) or "").strip().lower() == "true"
-    return RequestOptions(begin_ns, end_ns, limit, preserve)
+    engine = (headers.get(ENGINE_HEADER) or "datafusion").strip().lower()
+    if engine not in ENGINES:
+        msg = f"invalid {ENGINE_HEADER} header {engine!r}: expected one of {', '.join(ENGINES)}"
+        raise InvalidQueryError(msg)
+    return RequestOptions(begin_ns, end_ns, limit, preserve, engine)

@@ -14,6 +14,7 @@ credential, so they are restricted alike.
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import datafusion
@@ -33,6 +34,8 @@ from ..lakehouse import (
     unstamped_audience_from_env,
 )
 from ._bulk_ingest import bulk_ingest
+from ._environment_variables import SIRIUS_SAIL_CLUSTER
+from ._exceptions import InvalidQueryError
 from ._query_governance import QueryGovernance
 from ._session import Caller, SessionRequest
 
@@ -56,15 +59,26 @@ class LakehouseSessionProvider:
         settings: DataFusion tunables of the sessions.
         unstamped_audience: the audience of processes written without one
             (``MICROMEGAS_UNSTAMPED_AUDIENCE``, read once when omitted).
+        sail_cluster: Spark Connect URL of the Sail cluster for ``x-sirius-engine: sail``
+            statements (``SIRIUS_SAIL_CLUSTER``, read once when omitted; unset: refused).
 
     Each session gets the request's per-query memory pool. Its :attr:`governance` (query audit
     log and deny list, in the lakehouse's PostgreSQL) is picked up by the FlightSQL server.
     """
 
     def __init__(
-        self, lake: Lakehouse, settings: SessionSettings | None = None, *, unstamped_audience: str | None = ""
+        self,
+        lake: Lakehouse,
+        settings: SessionSettings | None = None,
+        *,
+        unstamped_audience: str | None = "",
+        sail_cluster: str | None = "",
     ) -> None:
         self._lake = lake
+        if sail_cluster == "":
+            sail_cluster = os.environ.get(SIRIUS_SAIL_CLUSTER, "").strip() or None
+        self.sail_cluster = sail_cluster
+        """The Sail cluster of ``x-sirius-engine: sail`` statements, or None."""
         self._unstamped = unstamped_audience_from_env() if unstamped_audience == "" else unstamped_audience
         self._factory = SessionFactory(lake, settings)
         self._partitions = LakehousePartitionAdmin(lake)
@@ -90,6 +104,28 @@ class LakehouseSessionProvider:
         if request.sql:
             await session.prepare(request.sql)
         return session.ctx
+
+    async def run_on_sail(self, request: SessionRequest) -> pa.Table:
+        """The result of ``request.sql`` (Spark SQL) on the Sail cluster, over the same partitions.
+
+        Raises:
+            InvalidQueryError: no cluster is configured, or the caller is restricted to some
+                audiences (the Sail views are not restricted: such callers stay on DataFusion).
+            DistributedError: the cluster is unreachable or failed the statement.
+        """
+        if self.sail_cluster is None:
+            msg = f"no Sail cluster is configured on this server (set {SIRIUS_SAIL_CLUSTER}=sc://host:port)"
+            raise InvalidQueryError(msg, request.query_id)
+        if read_scope(request.caller, self._unstamped) is not None:
+            msg = "the Sail engine serves callers who may read every process; this key is restricted to some audiences"
+            raise InvalidQueryError(msg, request.query_id)
+        from ..distributed import DistributedError, SailEngine  # the distributed extra: needed only here
+
+        time_range = QueryRange(request.begin_ns, request.end_ns).to_time_range()
+        try:
+            return await SailEngine(self.sail_cluster).query(self._lake, request.sql, time_range)
+        except DistributedError as exc:  # Spark SQL errors, an unreachable cluster: said as they are
+            raise InvalidQueryError(str(exc), request.query_id) from None
 
     async def bulk_ingest(self, table: str, data: pa.Table) -> int:
         """Write a ``bulk_ingest`` upload into the lakehouse (``_bulk_ingest.py``); the rows received."""

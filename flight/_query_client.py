@@ -153,6 +153,7 @@ def query_table(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
     now_ns: int | None = None,
     ca_file: str | None = None,
+    engine: str = "datafusion",
 ) -> pa.Table:
     """Run ``sql`` over FlightSQL (the ``micromegas`` client's ``DoGet``) and return the result.
 
@@ -167,6 +168,8 @@ def query_table(
         now_ns: "now" for relative times (default the wall clock).
         ca_file: PEM bundle of the CAs trusted for ``grpc+tls`` (default ``$SIRIUS_TLS_CA_FILE``,
             else the system's trust store).
+        engine: ``datafusion``, or ``sail`` (header ``x-sirius-engine``: the server runs the
+            statement, in Spark SQL, on its Sail cluster).
 
     Raises:
         QueryClientError: a bad argument, an unreachable or untrusted server, or a failed query.
@@ -179,6 +182,8 @@ def query_table(
         except IdentityError as exc:
             raise QueryClientError(str(exc)) from None
     headers = [(b"x-client-type", b"sirius-cli")]
+    if engine != "datafusion":
+        headers.append((b"x-sirius-engine", engine.encode()))
     if api_key:
         headers.append((b"authorization", f"Bearer {api_key}".encode()))
     if range_begin and range_end:
@@ -290,6 +295,8 @@ def run_query(
     progress: bool | None = None,
     now_ns: int | None = None,
     ca_file: str | None = None,
+    engine: str = "datafusion",
+    cluster: str | None = None,
 ) -> int:
     """The whole ``sirius query`` command: run, print, return the exit code.
 
@@ -306,6 +313,10 @@ def run_query(
         progress: show progress (default: when ``err`` is a terminal).
         now_ns: "now" for relative times (tests).
         ca_file: PEM bundle of the CAs trusted for ``grpc+tls`` (default ``$SIRIUS_TLS_CA_FILE``).
+        engine: ``datafusion`` or ``sail`` (Spark SQL on the FlightSQL server's Sail cluster).
+        cluster: with ``engine="sail"``, run on this Sail cluster (``sc://host:port``) from here,
+            reading the lakehouse named by ``MICROMEGAS_SQL_CONNECTION_STRING`` and
+            ``MICROMEGAS_OBJECT_STORE_URI``, instead of asking the FlightSQL server.
 
     Returns:
         0 on success, 2 on a bad argument or a failed query (the reason is printed on ``err``).
@@ -315,16 +326,46 @@ def run_query(
     if output_format not in FORMATS:
         err.write(f"sirius query: --format must be one of {', '.join(FORMATS)}\n")
         return 2
+    if engine not in ("datafusion", "sail") or (cluster is not None and engine != "sail"):
+        err.write("sirius query: --engine must be datafusion or sail; --cluster goes with --engine sail\n")
+        return 2
     show = progress if progress is not None else bool(getattr(err, "isatty", lambda: False)())
     uri, api_key = query_target(uri, api_key)
     try:
-        with _Progress(err, enabled=show) as bar:
-            table = query_table(
-                sql, uri=uri, begin=begin, end=end, api_key=api_key, on_batch=bar.add, now_ns=now_ns, ca_file=ca_file
-            )
+        if cluster is not None:
+            table = _on_cluster(sql, cluster, begin, end, now_ns)
+        else:
+            with _Progress(err, enabled=show) as bar:
+                table = query_table(
+                    sql,
+                    uri=uri,
+                    begin=begin,
+                    end=end,
+                    api_key=api_key,
+                    on_batch=bar.add,
+                    now_ns=now_ns,
+                    ca_file=ca_file,
+                    engine=engine,
+                )
     except QueryClientError as exc:
         err.write(f"sirius query: {exc}\n")
         return 2
     out.write(_format(table, output_format) + "\n")
     out.flush()
     return 0
+
+
+def _on_cluster(sql: str, cluster: str, begin: str | None, end: str | None, now_ns: int | None) -> pa.Table:
+    """``sirius query --engine sail --cluster sc://…``: the statement on that cluster, from this process."""
+    from ..distributed import DistributedError, query_cluster  # the distributed extra: needed only here
+    from ..lakehouse import LakehouseError, TimeRange, ViewError
+
+    now = time.time_ns() if now_ns is None else now_ns
+    range_begin, range_end = _resolve_range(begin, end, now)
+    time_range = None
+    if range_begin and range_end:
+        time_range = TimeRange(parse_time(range_begin, now), parse_time(range_end, now))
+    try:
+        return query_cluster(sql, cluster, time_range)
+    except (DistributedError, LakehouseError, ViewError, ValueError) as exc:
+        raise QueryClientError(str(exc)) from None

@@ -420,6 +420,8 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def _statement_stream(self, query: _Query, sql: str) -> flight.FlightDataStream:
         _LOG.debug("query %s from %s: %s", query.query_id, query.caller.name, sql)
+        if query.options.engine == "sail":
+            return self._sail_stream(query, sql)
         _, df = self._plan(query, sql)
         schema = output_schema(df.schema(), self._types(query))
         started = time.perf_counter()
@@ -446,6 +448,36 @@ class FlightSqlServer(flight.FlightServerBase):
             audit.setup_ms = audit.elapsed_ms()
             source = self._governance.audited(source, audit)
         return flight.RecordBatchStream(export_reader(source))
+
+    def _sail_stream(self, query: _Query, sql: str) -> flight.FlightDataStream:
+        """``x-sirius-engine: sail``: the statement (Spark SQL) runs on the provider's Sail cluster."""
+        run_on_sail = getattr(self._provider, "run_on_sail", None)
+        if run_on_sail is None:
+            msg = "this server has no lakehouse to run statements on Sail"
+            raise InvalidQueryError(msg, query.query_id)
+        request = SessionRequest(
+            sql=sql,
+            begin_ns=query.options.begin_ns,
+            end_ns=query.options.end_ns,
+            caller=query.caller,
+            query_id=query.query_id,
+        )
+        try:
+            table = self._run_app(run_on_sail(request), query.deadline - time.monotonic())
+        except TimeoutError:
+            msg = "query cancelled: it ran longer than its timeout on the Sail cluster"
+            raise QueryTimeoutError(msg, query.query_id) from None
+        except FlightSqlError:
+            raise
+        except Exception as exc:  # a cluster or view failure becomes a classified query error
+            raise _provider_error(exc, query.query_id) from exc
+        finally:
+            self._release(query)
+        if query.options.limit is not None:
+            table = table.slice(0, query.options.limit)
+        if query.audit is not None and self._governance is not None:
+            self._governance.finish(query.audit)
+        return flight.RecordBatchStream(table)
 
     # -- metadata ------------------------------------------------------------------------------
 
