@@ -290,7 +290,11 @@ async def _daemon(args: argparse.Namespace) -> int:
     publisher = publisher_from_env(config.sql_connection_string, config.object_store_uri)
     daemon = MaintenanceDaemon(
         lake,
-        DaemonConfig(retention_days=config.retention_days, retention_days_by_view=config.retention_days_by_view),
+        DaemonConfig(
+            retention_days=config.retention_days,
+            retention_days_by_view=config.retention_days_by_view,
+            retention_exact=config.retention_exact,
+        ),
         pass_wrapper=wrapper,
         publisher=publisher,
     )

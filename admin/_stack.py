@@ -238,6 +238,7 @@ class Stack:
             daemon_config = DaemonConfig(
                 retention_days=self.config.retention_days,
                 retention_days_by_view=self.config.retention_days_by_view,
+                retention_exact=self.config.retention_exact,
                 second_pass_delay_ns=0,
             )
             wrapper = self._res.self_telemetry.wrap_pass if self._res.self_telemetry is not None else None

@@ -8,8 +8,12 @@ partition takes (a NULL ``insert_time``, a day not created yet), so an insert ne
 A partitioned table's unique index must contain the partition key, so ``blocks_block_id_unique``
 covers ``(block_id, insert_time)``. Global ``block_id`` uniqueness, which retried inserts rely on,
 is kept by the ``BEFORE INSERT`` trigger ``blocks_block_id_once``: under a transaction advisory
-lock on the id, a row whose ``block_id`` is already in any partition is skipped, whatever its
-``insert_time`` -- the retried block keeps its first row. Writers therefore say
+lock on the id, a row whose ``block_id`` is already stored is skipped, whatever its
+``insert_time`` -- the retried block keeps its first row. The lookup visits only the partitions
+from a day before ``least(end_time, insert_time)``: the first row was inserted after the block
+ended, so older partitions cannot hold it, and the probe stays a few index lookups however many
+days are kept. It misses only when the producer's clock ran more than a day ahead of the
+server's at the first insert *and* the retry comes more than a day later. Writers therefore say
 ``ON CONFLICT DO NOTHING`` without a target (``ON CONFLICT (block_id)`` names an index a
 partitioned table cannot have).
 
@@ -75,6 +79,11 @@ _MAINTENANCE_LOCK_KEY = _maintenance_lock_key()
 
 _DEDUP_FUNCTION = """
 CREATE OR REPLACE FUNCTION sirius_blocks_block_id_once() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    -- The first row of this block was inserted after the block ended (its end_time, give or take
+    -- a day of clock skew) and before now: partitions older than that cannot hold it, and
+    -- skipping them keeps the probe to a few partitions however many days are kept.
+    since timestamptz := least(NEW.end_time, NEW.insert_time) - interval '1 day';
 BEGIN
     IF NEW.block_id IS NULL THEN
         RETURN NEW;
@@ -82,7 +91,11 @@ BEGIN
     -- Serialise inserts of one id: the second waits for the first to commit, then sees its row
     -- (READ COMMITTED takes a new snapshot per statement of a volatile function).
     PERFORM pg_advisory_xact_lock(21314, hashtext(NEW.block_id::text));
-    IF EXISTS (SELECT 1 FROM blocks WHERE block_id = NEW.block_id) THEN
+    IF since IS NULL THEN
+        IF EXISTS (SELECT 1 FROM blocks WHERE block_id = NEW.block_id) THEN
+            RETURN NULL;
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM blocks WHERE block_id = NEW.block_id AND insert_time >= since) THEN
         RETURN NULL;
     END IF;
     RETURN NEW;

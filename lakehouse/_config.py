@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import _environment_variables as env
 from ._exceptions import ConfigurationError
-from ._retention_policy import RetentionPolicy, parse_retention_by_view
+from ._retention_policy import RetentionPolicy, parse_retention_by_view, parse_retention_exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,12 +19,14 @@ class LakehouseConfig:
         object_store_uri: ``file:///path``, ``s3://``, ``gs://`` or ``az://`` + ``bucket/prefix``.
         retention_days: how long data is kept.
         retention_days_by_view: per-view-set overrides of ``retention_days`` (``SIRIUS_RETENTION_DAYS_BY_VIEW``).
+        retention_exact: row-delete the expired rows of the boundary day too (``SIRIUS_RETENTION_EXACT``).
     """
 
     sql_connection_string: str
     object_store_uri: str
     retention_days: int = 90
     retention_days_by_view: tuple[tuple[str, int], ...] = ()
+    retention_exact: bool = False
 
     def __post_init__(self) -> None:
         if not self.sql_connection_string.startswith(("postgres://", "postgresql://")):
@@ -41,7 +43,7 @@ class LakehouseConfig:
     @property
     def retention_policy(self) -> RetentionPolicy:
         """The retention of every kind of data (default and per view set)."""
-        return RetentionPolicy(self.retention_days, self.retention_days_by_view)
+        return RetentionPolicy(self.retention_days, self.retention_days_by_view, self.retention_exact)
 
     @staticmethod
     def resolve_dsn(sql_connection_string: str | None = None) -> str:
@@ -81,4 +83,5 @@ class LakehouseConfig:
                 msg = f"{env.MICROMEGAS_RETENTION_DAYS} must be an integer, got {raw!r}"
                 raise ConfigurationError(msg) from exc
         by_view = parse_retention_by_view(os.environ.get(env.SIRIUS_RETENTION_DAYS_BY_VIEW, ""))
-        return cls(dsn, uri, retention_days, by_view)
+        exact = parse_retention_exact(os.environ.get(env.SIRIUS_RETENTION_EXACT, ""))
+        return cls(dsn, uri, retention_days, by_view, exact)

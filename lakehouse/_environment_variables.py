@@ -57,6 +57,10 @@ SIRIUS_RETENTION_DAYS_BY_VIEW = "SIRIUS_RETENTION_DAYS_BY_VIEW"
 """Per-view-set retention overriding ``MICROMEGAS_RETENTION_DAYS`` for those views' partitions:
 ``log_entries=7,measures=365``; raw blocks are kept as long as the longest of all."""
 
+SIRIUS_RETENTION_EXACT = "SIRIUS_RETENTION_EXACT"
+"""``1``: retention also row-deletes the expired rows of the ``blocks`` day partition the cutoff falls
+in (default ``0``: whole days are dropped once past the cutoff, rows kept up to a day longer)."""
+
 MICROMEGAS_QUERY_DENY_REFRESH_SECONDS = "MICROMEGAS_QUERY_DENY_REFRESH_SECONDS"
 """How often each query service reloads the query deny list (default 10; Micromegas's name)."""
 

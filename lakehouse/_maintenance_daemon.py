@@ -101,6 +101,8 @@ class DaemonConfig:
         retention_days: data older than this is deleted by the hourly pass (``MICROMEGAS_RETENTION_DAYS``).
         retention_days_by_view: per-view-set days for those views' partitions
             (``SIRIUS_RETENTION_DAYS_BY_VIEW``); raw blocks are kept for the longest of all.
+        retention_exact: also row-delete the expired rows of the ``blocks`` day the cutoff falls in
+            (``SIRIUS_RETENTION_EXACT``; by default whole days are dropped once past the cutoff).
         retention_batch_size: rows deleted per statement.
         max_second_lateness_ns: a second pass later than this is skipped (the minute pass
             covers its range).
@@ -114,6 +116,7 @@ class DaemonConfig:
 
     retention_days: int = 90
     retention_days_by_view: tuple[tuple[str, int], ...] = ()
+    retention_exact: bool = False
     retention_batch_size: int = 1000
     max_second_lateness_ns: int = 10 * NS_PER_SECOND
     second_pass_delay_ns: int = NS_PER_SECOND
@@ -131,7 +134,7 @@ class DaemonConfig:
     @property
     def retention_policy(self) -> RetentionPolicy:
         """The days kept, by default and per view set."""
-        return RetentionPolicy(self.retention_days, self.retention_days_by_view)
+        return RetentionPolicy(self.retention_days, self.retention_days_by_view, self.retention_exact)
 
 
 @dataclass(slots=True)

@@ -8,10 +8,14 @@ Order as in Micromegas (``micromegas-query.md`` §8), raw data kept for ``Retent
    ``blocks_retired_p…`` in one short transaction (its rows leave ``blocks`` at once), then its
    objects are deleted in batches, then the table is dropped: no row DELETE, no dead tuples, no
    vacuum, and never a visible row whose object is gone; a crash leaves the retired table, which
-   the next run finishes. The rest -- the partition the cutoff falls in, the default partition,
-   partitions Sirius did not create, or a plain Micromegas table -- is deleted row by row in
-   batches: payload objects deleted, then the rows, in one transaction (a crash in between
-   leaves expired rows whose objects are gone, which the next run deletes);
+   the next run finishes. The day the cutoff falls in waits until it is wholly past (rows kept up
+   to a day longer), unless ``RetentionPolicy.exact``: then its expired rows are deleted row by
+   row (every hour, so nearly every row -- the cost partitioning avoids; see
+   ``_retention_policy``). The default partition, partitions Sirius did not create, and a plain
+   Micromegas table are deleted row by row in batches: payload objects deleted, then the rows, in
+   one transaction (a crash in between leaves expired rows whose objects are gone, which the next
+   run deletes: the rows are expired already, and the other order would leak objects nothing
+   lists);
 2. streams with no blocks left and ``insert_time <= cutoff``;
 3. processes with no streams left and ``insert_time <= cutoff``;
 4. partitions (every instance) of each view set with ``end_insert_time`` before that view set's
@@ -140,7 +144,9 @@ async def _finish_retired_table(lake: Lakehouse, table: str, batch_size: int) ->
     return count
 
 
-async def _delete_blocks(lake: Lakehouse, cutoff_ns: int, batch_size: int, report: RetentionReport) -> None:
+async def _delete_blocks(
+    lake: Lakehouse, cutoff_ns: int, batch_size: int, report: RetentionReport, *, exact: bool
+) -> None:
     with pg_errors("listing the blocks partitions"):
         partitioned = await blocks_partitioned(lake.pool)
         partitions = await list_block_partitions(lake.pool) if partitioned else []
@@ -162,15 +168,15 @@ async def _delete_blocks(lake: Lakehouse, cutoff_ns: int, batch_size: int, repor
         report.block_partitions_dropped += 1
         report.blocks += rows
     for partition in partitions:
-        if _needs_row_deletes(partition, cutoff_ns):
+        if _needs_row_deletes(partition, cutoff_ns, exact=exact):
             report.blocks += await _delete_block_rows(lake, partition.name, cutoff_ns, batch_size)
 
 
-def _needs_row_deletes(partition: BlockPartition, cutoff_ns: int) -> bool:
-    """The default partition, foreign partitions, and the day partition the cutoff falls in."""
+def _needs_row_deletes(partition: BlockPartition, cutoff_ns: int, *, exact: bool) -> bool:
+    """The default partition, foreign partitions, and (``exact``) the day partition the cutoff falls in."""
     if partition.name == DEFAULT_PARTITION or partition.begin_ns is None or partition.end_ns is None:
         return True
-    return partition.begin_ns <= cutoff_ns < partition.end_ns
+    return exact and partition.begin_ns <= cutoff_ns < partition.end_ns
 
 
 async def _delete_orphans(lake: Lakehouse, sql: str, cutoff_ns: int, batch_size: int, what: str) -> int:
@@ -244,7 +250,7 @@ async def apply_retention(
     raw_cutoff = now - policy.raw_days * NS_PER_DAY
     default_cutoff = now - policy.default_days * NS_PER_DAY
     report = RetentionReport()
-    await _delete_blocks(lake, raw_cutoff, batch_size, report)
+    await _delete_blocks(lake, raw_cutoff, batch_size, report, exact=policy.exact)
     report.streams = await _delete_orphans(lake, _EMPTY_STREAMS, raw_cutoff, batch_size, "streams")
     report.processes = await _delete_orphans(lake, _EMPTY_PROCESSES, raw_cutoff, batch_size, "processes")
     report.partitions = await _retire_partitions(lake, default_cutoff, batch_size, policy.overridden, only=False)

@@ -9,6 +9,13 @@ Raw data (``blocks`` rows and their objects, then streams and processes left wit
 is kept for the longest of the default and every override, because any view may be rebuilt
 from it (a JIT ``view_instance`` query, ``materialize_partitions`` after an upgrade): shortening
 one view's retention frees that view's Parquet partitions, never blocks another view still needs.
+
+``blocks`` partitioned by day (``_block_partitions``) loses whole days: a day goes once all of it
+is past the cutoff, so its rows stay up to a day longer than the retention. ``SIRIUS_RETENTION_EXACT=1``
+also deletes, row by row, the expired rows of the day the cutoff falls in. Retention runs every
+hour, so in exact mode nearly every row ends up deleted row by row before its day is dropped: the
+dead tuples, WAL and vacuum that partitioning avoids come back. Use it only where a row must not
+outlive the retention by an hour.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ._environment_variables import MICROMEGAS_RETENTION_DAYS, SIRIUS_RETENTION_DAYS_BY_VIEW
+from ._environment_variables import MICROMEGAS_RETENTION_DAYS, SIRIUS_RETENTION_DAYS_BY_VIEW, SIRIUS_RETENTION_EXACT
 from ._exceptions import ConfigurationError
 
-__all__ = ["RetentionPolicy", "parse_retention_by_view"]
+__all__ = ["RetentionPolicy", "parse_retention_by_view", "parse_retention_exact"]
 
 _VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -51,9 +58,26 @@ def parse_retention_by_view(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(overrides.items())
 
 
+def parse_retention_exact(text: str) -> bool:
+    """Parse ``SIRIUS_RETENTION_EXACT``: ``1``/``true``/``on``/``yes`` or ``0``/``false``/``off``/``no``/empty.
+
+    Raises:
+        ConfigurationError: any other value.
+    """
+    value = text.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("", "0", "false", "off", "no"):
+        return False
+    msg = f"{SIRIUS_RETENTION_EXACT} must be 1 or 0, got {text!r}"
+    raise ConfigurationError(msg)
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     """Days kept: ``default_days`` unless a view set has its own entry in ``by_view``.
+
+    ``exact``: also row-delete the expired rows of the ``blocks`` day partition the raw cutoff falls in.
 
     >>> p = RetentionPolicy(30, (("log_entries", 7), ("measures", 90)))
     >>> p.days_for("log_entries"), p.days_for("processes"), p.raw_days
@@ -62,6 +86,7 @@ class RetentionPolicy:
 
     default_days: int = 90
     by_view: tuple[tuple[str, int], ...] = ()
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.default_days <= 0:

@@ -9,6 +9,7 @@ in every partition, so a row delete in a dropped partition would be recorded), a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -182,6 +183,14 @@ def test_retried_block_inserts_stay_idempotent_across_partitions(pg_dsn: str) ->
             assert [(r["part"], r["insert_time"]) for r in rows] == [
                 ("blocks_p20260302", dt.datetime(2026, 3, 2, 23, 59, 59, tzinfo=dt.UTC))
             ]
+            # a producer clock 30 days behind: the lookup reaches back to the block's end, still one row
+            behind = dataclasses.replace(
+                _block(uuid.uuid4(), uuid.uuid4(), uuid.uuid4()), end_time_ns=_ns(now[0] - 30 * DAY)
+            )
+            await lake.insert_block(behind, 100)
+            now[0] += 10 * DAY
+            await lake.insert_block(behind, 100)
+            assert await pool.fetchval("SELECT count(*) FROM blocks WHERE block_id = $1", behind.block_id) == 1
             # eight concurrent first inserts of one block, on eight connections: one row
             racing = _block(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
             await asyncio.gather(*(lake.insert_block(racing, 100) for _ in range(8)))
@@ -227,7 +236,7 @@ CREATE TRIGGER test_log_block_delete AFTER DELETE ON blocks FOR EACH ROW EXECUTE
 """
 
 
-def test_retention_drops_whole_partitions_and_deletes_the_boundary_by_rows(local_lake_env: Any) -> None:
+def test_retention_drops_whole_day_partitions_and_the_boundary_day_in_exact_mode(local_lake_env: Any) -> None:
     now = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
     midnight = now.replace(hour=0)
 
@@ -261,7 +270,7 @@ def test_retention_drops_whole_partitions_and_deletes_the_boundary_by_rows(local
 
         assert report.block_partitions_dropped == 3
         assert report.blocks_in_dropped_partitions == 6
-        assert report.blocks == len(expired)
+        assert report.blocks == 6 + 1  # the whole days, and the default partition's expired row
         attached = await _attached(pool)
         for n in (6, 5, 4):
             assert _name(midnight - n * DAY) not in attached
@@ -270,11 +279,19 @@ def test_retention_drops_whole_partitions_and_deletes_the_boundary_by_rows(local
         # the dropped days are gone from pg_class, not only detached; the others stay
         assert await _tables_like(pool, "blocks\\_p%") == sorted(set(day_tables) - dropped)
         assert await _tables_like(pool, "blocks\\_retired%") == []
-        # row deletes happened in the boundary day and the default partition only, one each
+        # the one row delete was in the default partition; the day the cutoff falls in waits whole
+        logged = await pool.fetch("SELECT part, block_id FROM test_block_deletes ORDER BY part")
+        assert [(r["part"], r["block_id"]) for r in logged] == [("blocks_default", expired[7].block_id)]
+        boundary = expired[6]
+        assert await pool.fetchval("SELECT count(*) FROM blocks WHERE block_id = $1", boundary.block_id) == 1
+
+        # exact mode: the expired rows of the boundary day go too, row by row
+        exact = await apply_retention(lake, RetentionPolicy(3, exact=True), batch_size=1)
+        assert (exact.blocks, exact.block_partitions_dropped) == (1, 0)
         logged = await pool.fetch("SELECT part, block_id FROM test_block_deletes ORDER BY part")
         assert [(r["part"], r["block_id"]) for r in logged] == [
             ("blocks_default", expired[7].block_id),
-            (_name(midnight - 3 * DAY), expired[6].block_id),
+            (_name(midnight - 3 * DAY), boundary.block_id),
         ]
 
         async def stats() -> dict[str, int]:
@@ -291,7 +308,7 @@ def test_retention_drops_whole_partitions_and_deletes_the_boundary_by_rows(local
         remaining = {r[0] for r in await pool.fetch("SELECT block_id FROM blocks")}
         assert remaining == {b.block_id for b in kept}
         # the next run finds nothing more to do
-        again = await apply_retention(lake, 3, batch_size=1)
+        again = await apply_retention(lake, RetentionPolicy(3, exact=True), batch_size=1)
         assert (again.blocks, again.block_partitions_dropped) == (0, 0)
 
     local_lake_env(scenario)
@@ -376,6 +393,13 @@ def test_retention_overrides_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
         30,
         365,
     )
+    assert not config.retention_policy.exact
+    monkeypatch.setenv("SIRIUS_RETENTION_EXACT", "1")
+    assert LakehouseConfig.resolve("postgresql://postgres@127.0.0.1/x", "file:///tmp/lake").retention_policy.exact
+    monkeypatch.setenv("SIRIUS_RETENTION_EXACT", "maybe")
+    with pytest.raises(ConfigurationError, match="SIRIUS_RETENTION_EXACT must be 1 or 0"):
+        LakehouseConfig.resolve("postgresql://postgres@127.0.0.1/x", "file:///tmp/lake")
+    monkeypatch.setenv("SIRIUS_RETENTION_EXACT", "0")
     monkeypatch.setenv("SIRIUS_RETENTION_DAYS_BY_VIEW", "log_entries=-1")
     with pytest.raises(ConfigurationError, match="SIRIUS_RETENTION_DAYS_BY_VIEW"):
         LakehouseConfig.resolve("postgresql://postgres@127.0.0.1/x", "file:///tmp/lake")
