@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("admin", "collector", "flight", "identity", "lakehouse", "otel_bridge", "tracing")
+PACKAGES = ("admin", "collector", "distributed", "flight", "identity", "lakehouse", "otel_bridge", "tracing")
 
 
 def _module_files() -> dict[str, Path]:

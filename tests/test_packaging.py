@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = ("otel_bridge", "tracing", "collector", "lakehouse", "flight", "admin", "identity")
+FOLDERS = ("otel_bridge", "tracing", "collector", "lakehouse", "flight", "admin", "identity", "distributed")
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
