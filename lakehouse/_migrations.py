@@ -603,7 +603,8 @@ async def migrate(dsn_or_pool: str | asyncpg.Pool) -> None:
     """Bring the data-lake and lakehouse schemas, and Sirius's own tables, to their latest versions.
 
     Safe to call from every service at start-up, concurrently and repeatedly: an up-to-date
-    database costs two cheap reads and no lock.
+    database costs a few cheap reads and no lock. Then makes sure today's and the next two days'
+    ``blocks`` partitions exist (``_block_partitions``; a busy ``blocks`` is left to the daemon).
 
     Args:
         dsn_or_pool: a ``postgresql://`` DSN, or a pool with at least two connections.

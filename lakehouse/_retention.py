@@ -122,7 +122,7 @@ async def _finish_retired_table(lake: Lakehouse, table: str, batch_size: int) ->
             if after is None:
                 rows = await lake.pool.fetch(
                     f"SELECT block_id, stream_id, process_id, insert_time FROM {quoted}"  # noqa: S608 - quoted catalog name
-                    " ORDER BY block_id, insert_time LIMIT $1",
+                    " WHERE block_id IS NOT NULL ORDER BY block_id, insert_time LIMIT $1",
                     batch_size,
                 )
             else:
@@ -137,7 +137,7 @@ async def _finish_retired_table(lake: Lakehouse, table: str, batch_size: int) ->
         await lake.store.delete_many(_object_keys(rows))
         count += len(rows)
         after = (rows[-1]["block_id"], rows[-1]["insert_time"])
-    # Rows with a NULL block_id sort last and have no object; they go with the table.
+    # Rows with a NULL block_id have no object (and no place in the keyset); they go with the table.
     with pg_errors(f"dropping {table}"):
         count += await lake.pool.fetchval(f"SELECT count(*) FROM {quoted} WHERE block_id IS NULL")  # noqa: S608
         await lake.pool.execute(f"DROP TABLE IF EXISTS {quoted}")
