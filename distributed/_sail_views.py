@@ -101,7 +101,11 @@ async def plan_on_sail(lake: Lakehouse, sql: str, query_range: TimeRange | None)
     """
     prefix = _location_prefix(lake)
     await lake.refresh_view_definitions()
-    named = [v for v in lake.views.global_views() if _named(sql, v.name)]
+    calls = find_view_instance_calls(sql)
+    names = {call: f"view_instance_{number}" for number, call in enumerate(calls)}
+    rewritten = substitute_view_instance_calls(sql, names)
+    # Names outside the view_instance calls (whose first argument names a view set too).
+    named = [v for v in lake.views.global_views() if _named(rewritten, v.name)]
     found = await partitions_for_query(
         lake.pool, [(v.name, v.file_schema_hash) for v in named], GLOBAL_INSTANCE, query_range
     )
@@ -114,16 +118,14 @@ async def plan_on_sail(lake: Lakehouse, sql: str, query_range: TimeRange | None)
         )
         for v in named
     ]
-    names: dict[tuple[str, str], str] = {}
-    for number, (view_set, instance) in enumerate(find_view_instance_calls(sql)):
+    for (view_set, instance), name in names.items():
         view = lake.views.get(view_set)
         view.check_instance(instance)
         await jit_update(lake, view_set, instance, query_range)
         selected = await partitions_for_query(lake.pool, [(view.name, view.file_schema_hash)], instance, query_range)
-        names[(view_set, instance)] = name = f"view_instance_{number}"
         paths = tuple(prefix + p.file_path for p in selected[view.name] if p.file_path)
         views.append(SailView(name, paths, view.schema, _row_filter(view, query_range)))
-    return SailPlan(substitute_view_instance_calls(sql, names), tuple(views))
+    return SailPlan(rewritten, tuple(views))
 
 
 def _spark_schema(schema: pa.Schema) -> Any:

@@ -200,3 +200,33 @@ def test_a_failing_statement_is_a_cluster_error(local_lake_env: LakeEnv, sail: S
             await SailEngine(sail.url).query(h.lake, "SELECT no_such_column FROM log_entries")
 
     local_lake_env(scenario)
+
+
+def test_sail_reads_partitions_on_s3(request: pytest.FixtureRequest, pg_dsn: str, tmp_path: Path) -> None:
+    """A lake on S3 (moto): Sail reads the partitions at their s3:// URLs with the store's settings."""
+    from .conftest import _make_env, write_sample
+
+    s3 = _make_env("s3", pg_dsn, tmp_path, request)
+    endpoint = request.getfixturevalue("s3_endpoint")
+    settings = {"AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "testing"}
+    settings |= {"AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+    with SailCluster(SailClusterConfig(workers=2, environment=settings)) as cluster:
+
+        async def scenario(h: Harness) -> tuple[pa.Table, pa.Table, tuple[str, ...]]:
+            assert h.store.uri.startswith("s3://")  # type: ignore[attr-defined]
+            sample = await write_sample(h)
+            sql = (
+                "SELECT target, level, count(*) AS n, max(time) AS last"
+                f" FROM view_instance('log_entries', '{sample.process_id}') GROUP BY target, level"
+            )
+            from sirius.distributed import plan_on_sail
+
+            plan = await plan_on_sail(h.lake, sql, None)
+            ours = await _datafusion(h, sql)
+            return ours, await SailEngine(cluster.url).query(h.lake, sql), plan.views[0].paths
+
+        ours, theirs, paths = s3(scenario)
+    assert paths, paths
+    assert all(p.startswith("s3://") for p in paths), paths
+    assert ours.num_rows > 0
+    assert query_set.compare_tables(_micros(ours), theirs, ordered=False) == []
