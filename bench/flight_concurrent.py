@@ -72,13 +72,17 @@ def client(port: int) -> None:
     conn = micromegas.connect(f"grpc://127.0.0.1:{port}")
     print("ready", flush=True)
     sys.stdin.readline()
-    start = time.time()
-    rows = nbytes = batches = 0
+    start, cpu = time.time(), _cpu_seconds()
+    rows = nbytes = 0
     for batch in conn.query_stream("SELECT * FROM bench"):
         rows += batch.num_rows
         nbytes += batch.nbytes
-        batches += 1
-    print(json.dumps({"start": start, "end": time.time(), "rows": rows, "bytes": nbytes, "batches": batches}))
+    _report(start, cpu, rows, nbytes)
+
+
+def _report(start: float, cpu: float, rows: int, nbytes: int) -> None:
+    """A child's figures as one JSON line: wall-clock start/end, rows, Arrow bytes, CPU seconds."""
+    print(json.dumps({"start": start, "end": time.time(), "rows": rows, "bytes": nbytes, "cpu": _cpu_seconds() - cpu}))
 
 
 def reader(directory: str) -> None:
@@ -86,14 +90,20 @@ def reader(directory: str) -> None:
     files = sorted(Path(directory).glob("*.parquet"))
     print("ready", flush=True)
     sys.stdin.readline()
-    start = time.time()
-    rows = nbytes = batches = 0
+    start, cpu = time.time(), _cpu_seconds()
+    rows = nbytes = 0
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
             rows += batch.num_rows
             nbytes += batch.nbytes
-            batches += 1
-    print(json.dumps({"start": start, "end": time.time(), "rows": rows, "bytes": nbytes, "batches": batches}))
+    _report(start, cpu, rows, nbytes)
+
+
+def _cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU time of a process (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -111,21 +121,22 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
         self.samples: list[tuple[float, int]] = []
+        self.file_kib = 0  # peak RssFile: file-backed pages (mapped files), shared between streams
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         t0 = time.time()
         while not self._stop_event.is_set():
             self.samples.append((time.time() - t0, rss_kib(self.pid)))
+            self.file_kib = max(self.file_kib, rss_kib(self.pid, "RssFile"))
             self._stop_event.wait(self.period)
 
-    def stop(self) -> list[tuple[float, int]]:
+    def stop(self) -> None:
         self._stop_event.set()
         self.join()
-        return self.samples
 
 
-def run_group(commands: list[list[str]], sample_pid: int | None = None) -> tuple[list[dict], list[tuple[float, int]]]:
+def run_group(commands: list[list[str]], sample_pid: int | None = None) -> tuple[list[dict], RssSampler | None]:
     """Start the processes, release them together once all are ready, collect their JSON lines."""
     procs = [subprocess.Popen(c, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for c in commands]
     for p in procs:
@@ -143,17 +154,21 @@ def run_group(commands: list[list[str]], sample_pid: int | None = None) -> tuple
         if p.returncode != 0:
             raise SystemExit(f"a child failed (exit {p.returncode})")
         results.append(json.loads(out.strip().splitlines()[-1]))
-    return results, (sampler.stop() if sampler is not None else [])
+    if sampler is not None:
+        sampler.stop()
+    return results, sampler
 
 
-def summary(label: str, results: list[dict]) -> tuple[float, float, float]:
+def summary(label: str, results: list[dict], server_cpu: float | None = None) -> tuple[float, float, float]:
     rows = sum(r["rows"] for r in results)
     nbytes = sum(r["bytes"] for r in results)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     slowest = max(r["end"] - r["start"] for r in results)
+    server = f", server {server_cpu:.1f}" if server_cpu else ""
     print(
         f"{label:34} {len(results):3} procs  {rows / 1e6:7.0f} M rows  {wall:7.2f} s  "
-        f"{rows / wall / 1e6:7.2f} M rows/s  {nbytes / wall / 1e6:7.0f} MB/s  (slowest process {slowest:.2f} s)",
+        f"{rows / wall / 1e6:7.2f} M rows/s  {nbytes / wall / 1e6:7.0f} MB/s  (slowest process {slowest:.2f} s; "
+        f"CPU s: processes {sum(r['cpu'] for r in results):.1f}{server})",
         flush=True,
     )
     return wall, rows / wall, nbytes / wall
@@ -218,14 +233,19 @@ def measure(args: argparse.Namespace) -> None:
                 port = int(server.stdout.readline())  # type: ignore[union-attr]
                 run_group([[*me, "--client", str(port)]])  # warm-up: one full stream
                 idle = rss_kib(server.pid)
-                results, samples = run_group([[*me, "--client", str(port)] for _ in range(count)], server.pid)
+                cpu = _cpu_seconds(server.pid)
+                results, sampler = run_group([[*me, "--client", str(port)] for _ in range(count)], server.pid)
+                assert sampler is not None
+                samples = sampler.samples
                 assert all(r["rows"] == args.rows for r in results), results
-                summary(f"FlightSQL, {count} clients", results)
+                summary(f"FlightSQL, {count} clients", results, _cpu_seconds(server.pid) - cpu)
                 peak = max(kib for _, kib in samples)
                 print(
                     f"  server RSS: idle after warm-up {idle / 1024:.0f} MiB, peak while streaming "
                     f"{peak / 1024:.0f} MiB (+{(peak - idle) / 1024:.0f} MiB, "
-                    f"{(peak - idle) / 1024 / count:.0f} MiB per stream), {len(samples)} samples"
+                    f"{(peak - idle) / 1024 / count:.0f} MiB per stream), {len(samples)} samples; "
+                    f"RssFile idle {rss_kib(server.pid, 'RssFile') / 1024:.0f} MiB, "
+                    f"peak {sampler.file_kib / 1024:.0f} MiB"
                 )
                 step = max(1, len(samples) // 12)
                 print("  RSS timeline (s: MiB): " + ", ".join(f"{t:.1f}: {k / 1024:.0f}" for t, k in samples[::step]))
