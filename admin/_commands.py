@@ -69,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.command in _EXPLORE_COMMANDS:
         return _explore_command(args)
-    if args.command == "spool":
-        from ._spool_command import run_spool
-
-        return run_spool(args)
+    if args.command in ("spool", "sail"):
+        return _blocking_command(args)
     handlers = {"up": _up, "migrate": _migrate, "ingest": _ingest, "daemon": _daemon, "flight": _flight}
     handlers["gateway"] = _gateway
     handlers["otlp"] = _otlp
@@ -89,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 _EXPLORE_COMMANDS = frozenset({"trace", "tail", "services", "perfetto"})
+
+
+def _blocking_command(args: argparse.Namespace) -> int:
+    """``sirius spool`` and ``sirius sail``: commands that run without an event loop."""
+    if args.command == "sail":
+        from ..distributed import run_sail_command
+
+        return run_sail_command(args.workers, args.host, args.port)
+    from ._spool_command import run_spool
+
+    return run_spool(args)
 
 
 def _explore_command(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._environment_variables import SIRIUS_SAIL_CLUSTER, SIRIUS_SAIL_WORKERS
 from ._exceptions import ClusterError, DistributedError, EngineUnavailableError, UnreadableStoreError
+from ._sail_command import default_workers, run_sail_command
 from ._sail_engine import SailEngine, check_cluster_url, query_cluster
 from ._sail_functions import SAIL_FUNCTIONS, UNAVAILABLE_ON_SAIL, register_sail_functions
 from ._sail_server import SailCluster, SailClusterConfig
@@ -34,8 +35,10 @@ __all__ = [
     "SailView",
     "UnreadableStoreError",
     "check_cluster_url",
+    "default_workers",
     "plan_on_sail",
     "query_cluster",
     "register_plan",
     "register_sail_functions",
+    "run_sail_command",
 ]

@@ -9,4 +9,4 @@ SIRIUS_SAIL_CLUSTER = "SIRIUS_SAIL_CLUSTER"
 runs statements sent with the ``x-sirius-engine: sail`` header; unset, such statements are refused."""
 
 SIRIUS_SAIL_WORKERS = "SIRIUS_SAIL_WORKERS"
-"""Workers of the Sail ``local-cluster`` that ``sirius sail`` starts (default 2)."""
+"""Workers of the Sail ``local-cluster`` that ``sirius sail`` starts when ``--workers`` is not given (default 2)."""
