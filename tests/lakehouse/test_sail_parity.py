@@ -7,7 +7,9 @@ network namespace). Every query of ``bench/_query_set.py`` runs through ``Sessio
 through ``SailEngine`` (Spark SQL rendering of the same query); results compare as in the DuckDB
 parity test (multisets unless ordered; floats 1e-9 relative, percentiles 2e-6). Spark timestamps
 are microseconds, so DataFusion's nanosecond timestamps are truncated to microseconds before the
-comparison (the one documented difference of the Sail views).
+comparison (the one documented difference of the Sail views). The JSONB functions, ``jsonb_each``,
+a ``view_instance`` and a query range are compared the same way, and a lake on moto S3 is read by
+a Sail server given object_store's ``AWS_*`` settings.
 """
 
 from __future__ import annotations
