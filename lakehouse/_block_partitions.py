@@ -10,10 +10,11 @@ covers ``(block_id, insert_time)``. Global ``block_id`` uniqueness, which retrie
 is kept by the ``BEFORE INSERT`` trigger ``blocks_block_id_once``: under a transaction advisory
 lock on the id, a row whose ``block_id`` is already stored is skipped, whatever its
 ``insert_time`` -- the retried block keeps its first row. The lookup visits only the partitions
-from a day before ``least(end_time, insert_time)``: the first row was inserted after the block
-ended, so older partitions cannot hold it, and the probe stays a few index lookups however many
-days are kept. It misses only when the producer's clock ran more than a day ahead of the
-server's at the first insert *and* the retry comes more than a day later. Writers therefore say
+from a day before ``least(end_time, insert_time)`` (all of them for a row without ``end_time``):
+the first row was inserted after the block ended, so older partitions cannot hold it, and the
+probe stays a few index lookups however many days are kept. It misses only when the producer's
+clock ran more than a day ahead of the server's at the first insert *and* the retry comes more
+than a day later. Writers therefore say
 ``ON CONFLICT DO NOTHING`` without a target (``ON CONFLICT (block_id)`` names an index a
 partitioned table cannot have).
 
@@ -82,8 +83,10 @@ CREATE OR REPLACE FUNCTION sirius_blocks_block_id_once() RETURNS trigger LANGUAG
 DECLARE
     -- The first row of this block was inserted after the block ended (its end_time, give or take
     -- a day of clock skew) and before now: partitions older than that cannot hold it, and
-    -- skipping them keeps the probe to a few partitions however many days are kept.
-    since timestamptz := least(NEW.end_time, NEW.insert_time) - interval '1 day';
+    -- skipping them keeps the probe to a few partitions however many days are kept. Without an
+    -- end_time (a foreign writer's row) every partition is looked at.
+    since timestamptz := CASE WHEN NEW.end_time IS NOT NULL
+                              THEN least(NEW.end_time, NEW.insert_time) - interval '1 day' END;
 BEGIN
     IF NEW.block_id IS NULL THEN
         RETURN NEW;
