@@ -15,40 +15,14 @@ answer over ``log_entries``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
 
 from sirius.lakehouse import SessionFactory
 
+from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name: str) -> ModuleType:
-    """A bench module by path (the benchmarks import each other by bare name, as scripts)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-query_set = _load("_query_set")
-observability_lake = _load("_observability_lake")
-
-SMALL = observability_lake.LakeShape(
-    processes=6, exes=3, log_events=700, metric_events=500, services=4, traces=400, minutes=3
-)
 
 
 def test_query_set_covers_the_issue_shapes() -> None:

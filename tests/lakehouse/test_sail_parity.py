@@ -14,13 +14,10 @@ a Sail server given object_store's ``AWS_*`` settings.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
@@ -36,29 +33,8 @@ from sirius.distributed import (
 )
 from sirius.lakehouse import InMemoryObjectStore, Lakehouse, QueryRange, SessionFactory, decode_jsonb
 
+from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-query_set = _load("_query_set")
-observability_lake = _load("_observability_lake")
-
-SMALL = observability_lake.LakeShape(
-    processes=6, exes=3, log_events=700, metric_events=500, services=4, traces=400, minutes=3
-)
 
 
 @pytest.fixture(scope="module")
