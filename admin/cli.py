@@ -26,7 +26,7 @@ def _add_lake_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--object-store-uri",
-        help="file:///path or s3://bucket/prefix (default: $MICROMEGAS_OBJECT_STORE_URI)",
+        help="file:///path, s3://, gs:// or az://bucket/prefix (default: $MICROMEGAS_OBJECT_STORE_URI)",
     )
 
 
