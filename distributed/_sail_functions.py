@@ -9,10 +9,12 @@ returned as their plain values.
 
 Available: ``property_get`` and ``properties_length`` over JSONB property sets (the views'
 shape), ``jsonb_parse``, ``jsonb_get``, ``jsonb_format_json``, ``jsonb_as_string``,
-``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length``, and the table
-function ``jsonb_each``. Not available on Sail (``UNAVAILABLE_ON_SAIL``): the legacy
-``List<Struct>`` property shape, the histogram functions, the Perfetto/span/admin table
-functions and ``view_instance`` as a function (its instances are registered as views instead).
+``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length``, the table
+function ``jsonb_each``, and the histogram functions of ``_sail_histograms`` (``make_histogram``,
+``sum_histograms`` and their readers). Not available on Sail (``UNAVAILABLE_ON_SAIL``): the legacy
+``List<Struct>`` property shape, ``expand_histogram`` and the OTel ``merge_histograms`` /
+``histogram_quantile``, the Perfetto/span/admin table functions and ``view_instance`` as a
+function (its instances are registered as views instead).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pyarrow as pa
 
 from sirius.lakehouse import jsonb_each_table, jsonb_udfs
 
+from ._sail_histograms import HISTOGRAM_FUNCTIONS, register_histogram_functions
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -32,7 +36,9 @@ __all__ = ["SAIL_FUNCTIONS", "UNAVAILABLE_ON_SAIL", "register_sail_functions"]
 UNAVAILABLE_ON_SAIL = (
     "property_get over List<Struct<key, value>> (legacy property lists)",
     "properties_to_jsonb, properties_to_dict, properties_to_array",
-    "make_histogram, sum_histograms, quantile_from_histogram and the other histogram functions",
+    "expand_histogram, merge_histograms and histogram_quantile (OTel bucket histograms)",
+    "a histogram as a column is array<double> [start, end, min, max, sum, sum_sq, count, bins...],"
+    " not DataFusion's struct",
     "table functions other than jsonb_each (view_instance is replaced by a registered view)",
 )
 """What the DataFusion sessions offer and Sail sessions do not (docs/scaling-out.md lists it)."""
@@ -104,7 +110,7 @@ def _jsonb_each() -> Any:
     return udtf(JsonbEach, returnType="key: string, value: binary")
 
 
-SAIL_FUNCTIONS = (*(name for name, *_ in jsonb_udfs()), "jsonb_each")
+SAIL_FUNCTIONS = (*(name for name, *_ in jsonb_udfs()), "jsonb_each", *HISTOGRAM_FUNCTIONS)
 """Names of the functions ``register_sail_functions`` adds."""
 
 
@@ -113,3 +119,4 @@ def register_sail_functions(spark: Any) -> None:
     for name, kernel, inputs, output in jsonb_udfs():
         spark.udf.register(name, _pandas_udf(name, kernel, inputs, output))
     spark.udtf.register("jsonb_each", _jsonb_each())
+    register_histogram_functions(spark)

@@ -73,6 +73,7 @@ from ._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
 from ._sql_bucket_histograms import histogram_quantile
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
+from ._sql_histograms import HISTOGRAM_TYPE, HistogramAccumulator, SumHistogramsAccumulator, histogram_scalar_udfs
 from ._sql_jsonb import decode_jsonb, jsonb_each_table, jsonb_udfs, to_json_text
 from ._sql_parameters import ParameterError, bind_parameters
 from ._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
@@ -87,6 +88,7 @@ __all__ = [
     "AUDIENCE_PROPERTY",
     "DATA_LAKE_SCHEMA_VERSION",
     "GLOBAL_INSTANCE",
+    "HISTOGRAM_TYPE",
     "LAKEHOUSE_SCHEMA_VERSION",
     "MATCH_COLUMNS",
     "MICROMEGAS_OBJECT_STORE_URI",
@@ -112,6 +114,7 @@ __all__ = [
     "DenyRule",
     "Dependencies",
     "EtlStats",
+    "HistogramAccumulator",
     "IcebergConfig",
     "IcebergError",
     "IcebergPublisher",
@@ -149,6 +152,7 @@ __all__ = [
     "SessionSettings",
     "SqlEnvironment",
     "StreamRecord",
+    "SumHistogramsAccumulator",
     "TablePublish",
     "TableSummary",
     "TickConverter",
@@ -176,6 +180,7 @@ __all__ = [
     "expand_table_functions",
     "find_view_instance_calls",
     "histogram_quantile",
+    "histogram_scalar_udfs",
     "jit_update",
     "jsonb_each_table",
     "jsonb_udfs",

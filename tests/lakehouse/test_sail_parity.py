@@ -143,6 +143,40 @@ def test_functions_instances_and_ranges_equal_datafusion(local_lake_env: LakeEnv
     assert 0 < ranged < out["all"]
 
 
+def test_histograms_equal_datafusion(local_lake_env: LakeEnv, sail: SailCluster) -> None:
+    """make_histogram, sum_histograms and the readers give DataFusion's answers on 2 workers."""
+    engine = SailEngine(sail.url)
+    histogram = "make_histogram(0.0, 100.0, 50, value)"
+    # Each histogram is made once (in a subquery): Sail refuses the same aggregate twice in a SELECT.
+    by_name = (
+        "SELECT name, quantile_from_histogram(h, 0.5) AS p50, quantile_from_histogram(h, 0.99) AS p99,"
+        " count_from_histogram(h) AS n, sum_from_histogram(h) AS total"
+        f" FROM (SELECT name, {histogram} AS h FROM measures GROUP BY name)"
+    )
+    # Sail runs a grouped-aggregate pandas UDF only beside others of its kind: count(*) on its own.
+    rows = "SELECT name, count(*) AS n FROM measures GROUP BY name"
+    summed = (
+        "SELECT name, quantile_from_histogram(s, 0.9) AS p90, count_from_histogram(s) AS n,"
+        " variance_from_histogram(s) AS var FROM (SELECT name, sum_histograms(h) AS s"
+        f" FROM (SELECT name, exe, {histogram} AS h FROM measures GROUP BY name, exe) GROUP BY name)"
+    )
+
+    async def scenario(h: Harness) -> tuple[dict[str, tuple[pa.Table, pa.Table]], pa.Table]:
+        await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
+        out = {sql: (await _datafusion(h, sql), await engine.query(h.lake, sql)) for sql in (by_name, summed)}
+        return out, await _datafusion(h, rows)
+
+    out, counted = local_lake_env(scenario)
+    for sql, (ours, theirs) in out.items():
+        assert ours.num_rows > 1, sql
+        # The bins are integers, so quantiles match the percentile tolerance of the query set; the
+        # float sums differ only by the order of additions.
+        assert query_set.compare_tables(ours, theirs, ordered=False, rel=2e-6) == [], sql
+    ours = out[by_name][0].to_pydict()
+    assert dict(zip(ours["name"], ours["n"], strict=True)) == dict(zip(*counted.to_pydict().values(), strict=True))
+    assert len({round(p, 6) for p in ours["p50"] if p is not None}) > 1, ours["p50"]
+
+
 def _key_counts(objects: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for obj in objects:
