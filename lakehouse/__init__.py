@@ -73,10 +73,17 @@ from ._sql_admin import InMemoryPartitionAdmin, PartitionAdmin, ViewSetRecord
 from ._sql_bucket_histograms import histogram_quantile
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import plan_sql
-from ._sql_histograms import HISTOGRAM_TYPE, HistogramAccumulator, SumHistogramsAccumulator, histogram_scalar_udfs
-from ._sql_jsonb import decode_jsonb, jsonb_each_table, jsonb_udfs, to_json_text
+from ._sql_histogram_merge import MergeHistogramsAccumulator
+from ._sql_histograms import (
+    HISTOGRAM_TYPE,
+    HistogramAccumulator,
+    SumHistogramsAccumulator,
+    expand_histogram_table,
+    histogram_scalar_udfs,
+)
+from ._sql_jsonb import decode_jsonb, jsonb_array_elements_table, jsonb_each_table, jsonb_udfs, to_json_text
 from ._sql_parameters import ParameterError, bind_parameters
-from ._sql_table_functions import SqlEnvironment, expand_table_functions, table_functions
+from ._sql_table_functions import SqlEnvironment, expand_table_functions, find_calls, table_functions
 from ._tick_converter import TickConverter, estimate_frequency
 from ._time_range import TimeRange
 from ._transit_dependencies import Dependencies
@@ -129,6 +136,7 @@ __all__ = [
     "LocalObjectStore",
     "MaintenanceDaemon",
     "MatchExpressionError",
+    "MergeHistogramsAccumulator",
     "MetadataStoreError",
     "MigrationError",
     "ObjectNotFoundError",
@@ -177,11 +185,14 @@ __all__ = [
     "deny_list_udfs",
     "encode_properties",
     "estimate_frequency",
+    "expand_histogram_table",
     "expand_table_functions",
+    "find_calls",
     "find_view_instance_calls",
     "histogram_quantile",
     "histogram_scalar_udfs",
     "jit_update",
+    "jsonb_array_elements_table",
     "jsonb_each_table",
     "jsonb_udfs",
     "list_partitions",
