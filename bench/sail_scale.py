@@ -10,6 +10,9 @@ the functions, runs and collects: the whole cost a user sees). DataFusion and Sa
 (``--runs`` each, median kept) so a loaded machine slows both alike; every Sail answer is compared
 with DataFusion's (timestamps at microseconds, as the Sail views have them).
 
+``--rows`` takes several sizes (``--rows 10000000,100000000``): each gets its own database and
+store, built and measured in turn, so the scale curve comes from one invocation.
+
 Run: ``.venv/bin/python bench/sail_scale.py [--rows 10000000] [--workers 1,2] [--runs 5]``
 """
 
@@ -55,7 +58,7 @@ def _micros(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
+async def _bench(admin_dsn: str, tmp: Path, rows: int, args: argparse.Namespace) -> None:
     dsn = await create_database(admin_dsn)
     pool = await create_pool(dsn, max_size=12)
     try:
@@ -66,7 +69,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         shape = LakeShape(
             processes=PROCESSES,
             exes=10,
-            log_events=args.rows // PROCESSES,
+            log_events=rows // PROCESSES,
             metric_events=1,
             services=1,
             traces=1,
@@ -105,7 +108,8 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                     a, b = statistics.median(ours), statistics.median(theirs)
                     per_row = (b - a) / built.rows["log_entries"] * 1e9
                     print(
-                        f"  {workers} worker(s)  {query.name:26} DataFusion {a * 1e3:8.1f} ms   Sail {b * 1e3:8.1f} ms"
+                        f"  {rows:>11,} rows  {workers} worker(s)  {query.name:26}"
+                        f" DataFusion {a * 1e3:8.1f} ms   Sail {b * 1e3:8.1f} ms"
                         f"   {b / a:5.2f}x   overhead {per_row:+.1f} ns/row   load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
@@ -117,12 +121,21 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
-    parser.add_argument("--rows", type=int, default=10_000_000, help="log_entries rows")
+    parser.add_argument(
+        "--rows",
+        default=[10_000_000],
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="log_entries rows; several sizes comma-separated, each measured on its own lake",
+    )
     parser.add_argument("--workers", default="1,2", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--runs", type=int, default=5, help="runs of each query per engine (median kept)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sirius-sail-bench-") as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin:
-        asyncio.run(_bench(admin, Path(tmp), args))
+    for rows in args.rows:
+        with (
+            tempfile.TemporaryDirectory(prefix="sirius-sail-bench-") as tmp,
+            maintenance_dsn(args.dsn, Path(tmp)) as admin,
+        ):
+            asyncio.run(_bench(admin, Path(tmp), rows, args))
 
 
 if __name__ == "__main__":
