@@ -2,4 +2,4 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["tracing/_native_build.py:ffibuilder"])
+setup(cffi_modules=["tracing/_native_build.py:ffibuilder", "otel_bridge/_wire_native_build.py:ffibuilder"])
