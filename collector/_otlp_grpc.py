@@ -24,7 +24,7 @@ from ..identity import AuthenticationError, Authenticator, as_access_policy, ref
 from ..otel_bridge import SIGNALS, Signal
 from ._admission import InflightBudget
 from ._exceptions import OtlpRequestError, OtlpUnauthenticatedError
-from ._otlp_codec import PROTOBUF, error_status, export_response, parse_request, retry_info
+from ._otlp_codec import error_status, export_response, retry_info
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES
 from ._otlp_writer import OtlpWriter
 from ._tls import ServerTls
@@ -124,8 +124,7 @@ class OtlpGrpcServer:
             ticket = self._budget.admit()
             try:
                 ticket.reserve(len(request))
-                message = parse_request(signal, request, PROTOBUF)
-                split = await self._writer.export(signal, message, principal=principal)
+                split = await self._writer.export_protobuf(signal, request, principal=principal)
             finally:
                 ticket.release()
         except OtlpRequestError as exc:

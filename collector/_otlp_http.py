@@ -96,9 +96,13 @@ class OtlpHttpRoutes:
             ticket = self._budget.admit()
             try:
                 data = await read_body(request, self._limit, ticket)
-                message = parse_request(signal, data, encoding)
-                del data
-                split = await self._writer.export(signal, message, principal=request[PRINCIPAL_KEY])
+                principal = request[PRINCIPAL_KEY]
+                if encoding == PROTOBUF:  # the payloads are views of ``data``: no parse, no copy
+                    split = await self._writer.export_protobuf(signal, data, principal=principal)
+                else:
+                    message = parse_request(signal, data, encoding)
+                    del data
+                    split = await self._writer.export(signal, message, principal=principal)
             finally:
                 ticket.release()
         except OtlpRequestError as exc:

@@ -25,14 +25,14 @@ from typing import Any
 
 from ..identity import Principal, write_audience
 from ..lakehouse import DataLake, LakehouseError, ObjectStore
-from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request
-from ..tracing import payload_to_cbor
+from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request, split_request_bytes
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
 from ._arrivals import log_new_process
 from ._exceptions import AudienceOwnershipError, OtlpPermissionDeniedError, OtlpUnavailableError
+from ._otlp_codec import PROTOBUF, parse_request
 from ._ownership import ProcessOwnership
 
-__all__ = ["OtlpWriter"]
+__all__ = ["OtlpWriter", "otlp_payload_cbor"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +42,27 @@ ExportWrapper = Callable[[str, Callable[[], Awaitable[SplitRequest]]], Awaitable
 
 def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
     return f"blobs/{process_id}/{stream_id}/{block_id}"
+
+
+# ``cbor2.dumps({"dependencies": b"", "objects": objects})`` (``payload_to_cbor``) is this head,
+# the byte-string head of ``objects`` (RFC 8949 §3.1, major type 2), then ``objects``: framing
+# it here costs one copy of the payload where cbor2 needs ``bytes`` first (two copies).
+_CBOR_PAYLOAD_HEAD = b"\xa2\x6cdependencies\x40\x67objects"
+
+
+def _cbor_byte_string_head(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 | length,))
+    for marker, width in ((0x58, 1), (0x59, 2), (0x5A, 4), (0x5B, 8)):
+        if length < 1 << (8 * width):
+            return bytes((marker,)) + length.to_bytes(width, "big")
+    msg = f"payload of {length} bytes is too large for CBOR"
+    raise ValueError(msg)
+
+
+def otlp_payload_cbor(objects: bytes | memoryview) -> bytes:
+    """The stored object of an OTLP block: ``payload_to_cbor`` of ``{dependencies: b"", objects}``."""
+    return b"".join((_CBOR_PAYLOAD_HEAD, _cbor_byte_string_head(len(objects)), objects))
 
 
 class _Seen:
@@ -114,10 +135,31 @@ class OtlpWriter:
             return await self.export_wrapper(signal.name, run)
         return await self._export(signal, request, extra_hash_input, audience)
 
+    async def export_protobuf(self, signal: Signal, data: bytes, *, principal: Principal | None = None) -> SplitRequest:
+        """``export`` of a request still in its protobuf bytes (the receivers' path).
+
+        The C wire scanner splits it without parsing it when it can (``split_request_bytes``);
+        otherwise upb parses it, with the usual ``OtlpInvalidRequestError`` when it is malformed.
+        """
+        audience = self._audience if principal is None else write_audience(principal)
+        if self.export_wrapper is not None:
+            run = functools.partial(self._export_protobuf, signal, data, audience)
+            return await self.export_wrapper(signal.name, run)
+        return await self._export_protobuf(signal, data, audience)
+
+    async def _export_protobuf(self, signal: Signal, data: bytes, audience: str | None) -> SplitRequest:
+        split = split_request_bytes(signal, data, audience=audience, clock=self._clock)
+        if split is None:
+            split = split_request(signal, parse_request(signal, data, PROTOBUF), audience=audience, clock=self._clock)
+        return await self._store_split(signal, split, audience)
+
     async def _export(
         self, signal: Signal, request: Any, extra_hash_input: bytes, audience: str | None
     ) -> SplitRequest:
         split = split_request(signal, request, audience=audience, clock=self._clock, extra_hash_input=extra_hash_input)
+        return await self._store_split(signal, split, audience)
+
+    async def _store_split(self, signal: Signal, split: SplitRequest, audience: str | None) -> SplitRequest:
         for item in split.blocks:
             try:
                 await self._write(item, audience)
@@ -139,7 +181,7 @@ class OtlpWriter:
         if stream.stream_id not in self._streams:
             await self._lake.insert_stream(stream, format=item.signal.format, audience=audience)
             self._streams.add(stream.stream_id)
-        payload = payload_to_cbor(block.payload)
+        payload = otlp_payload_cbor(block.payload.objects)
         # Object first, create-only, then the row: a crash in between leaves an object that the
         # retried request finds and keeps (micromegas-wire.md §3).
         await self._store.put_if_absent(_object_key(block.process_id, block.stream_id, block.block_id), payload)

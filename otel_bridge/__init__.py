@@ -42,6 +42,7 @@ from ._identity import (
 from ._process_identity import bridge_process_info, set_process_info
 from ._prost_encoding import encode_resource, encode_varint
 from ._signals import LOGS, METRICS, OTLP_FORMATS, SIGNALS, STREAM_FORMAT_PROPERTY, TRACES, Signal, stream_format
+from ._wire_split import split_request_bytes
 
 __all__ = [
     "DELTA_PREFERRED_TEMPORALITY",
@@ -77,6 +78,7 @@ __all__ = [
     "set_process_info",
     "span_is_valid",
     "split_request",
+    "split_request_bytes",
     "stream_format",
     "stream_id_for",
     "validate_otlp_block",

@@ -52,10 +52,13 @@ from ._signals import LOGS, METRICS, OTLP_FORMATS, STREAM_FORMAT_PROPERTY, TRACE
 
 __all__ = [
     "OTLP_TICKS_PER_SECOND",
+    "REJECTION_REASONS",
     "OtlpBlock",
     "SplitRequest",
+    "block_id_prefix",
     "log_record_is_valid",
     "process_info_for_resource",
+    "resource_block",
     "span_is_valid",
     "split_request",
     "validate_otlp_block",
@@ -72,6 +75,8 @@ _REASON_SPAN_IDS = "spans need a 16-byte trace_id, an 8-byte span_id and an empt
 _REASON_SPAN_TIMES = "spans need non-zero start and end times"
 _REASON_LOG_IDS = "log records need an empty or 16-byte trace_id and an empty or 8-byte span_id"
 _REASON_POINT_TIME = "data points need a non-zero time_unix_nano"
+REJECTION_REASONS = (_REASON_SPAN_IDS, _REASON_SPAN_TIMES, _REASON_LOG_IDS, _REASON_POINT_TIME)
+"""The reasons of rejected items, in the order of the wire scanner's reason bits (1, 2, 4, 8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +294,71 @@ def _relative_ticks(process: ProcessInfo, time_ns: int) -> int:
     return round(delta_ns * process.tsc_frequency / OTLP_TICKS_PER_SECOND)
 
 
+def block_id_prefix(audience: str | None, extra_hash_input: bytes, process: ProcessInfo | None = None) -> bytes:
+    """What ``split_request`` hashes before each payload for the block id (``micromegas-wire.md`` §9.3)."""
+    prefix = audience_prefix(audience) + extra_hash_input
+    if process is not None:
+        prefix += f"process{SEPARATOR}{process.process_id}{SEPARATOR}".encode()
+    return prefix
+
+
+def resource_block(
+    signal: Signal,
+    payload: bytes | memoryview,
+    attributes: Sequence[KeyValue],
+    *,
+    stats: tuple[int, int, int, int, int],
+    prefix: bytes,
+    audience: str | None,
+    process: ProcessInfo | None = None,
+) -> OtlpBlock:
+    """The block of one non-empty resource, its process and its stream.
+
+    Args:
+        signal: the request's signal.
+        payload: the resource's prost-order encoding (stored as is, hashed for the block id).
+        attributes: the resource's attributes (its process identity when ``process`` is None).
+        stats: (items, nb_objects, begin_ns, end_ns, rejected); begin/end already defaulted to
+            the arrival time when no record carries one.
+        prefix: ``block_id_prefix(...)`` of the request.
+        audience: the bound write audience, or None.
+        process: the running process for in-process exporters; None derives one from ``attributes``.
+    """
+    count, nb_objects, begin_ns, end_ns, bad = stats
+    if process is None:
+        attrs = attribute_map(attributes)
+        process_id = process_id_for_resource(attrs, audience)
+        info = process_info_for_resource(attributes, process_id, begin_ns, attrs)
+        begin_ticks, end_ticks = begin_ns, end_ns  # absolute Unix ns, as the Rust ingester writes
+        properties: dict[str, str] = {}
+    else:
+        info = process
+        begin_ticks, end_ticks = _relative_ticks(info, begin_ns), _relative_ticks(info, end_ns)
+        properties = {STREAM_FORMAT_PROPERTY: signal.format}
+    stream_id = stream_id_for(info.process_id, signal.name)
+    stream = StreamInfo(
+        process_id=info.process_id,
+        stream_id=stream_id,
+        dependencies_metadata=(),
+        objects_metadata=(),
+        tags=(signal.tag,),
+        properties=properties,
+    )
+    block = Block(
+        block_id=block_id_for_payload(payload, prefix),
+        stream_id=stream_id,
+        process_id=info.process_id,
+        begin_time_ns=begin_ns,
+        begin_ticks=begin_ticks,
+        end_time_ns=end_ns,
+        end_ticks=end_ticks,
+        payload=BlockPayload(dependencies=b"", objects=payload),
+        object_offset=0,
+        nb_objects=nb_objects,
+    )
+    return OtlpBlock(signal, info, stream, block, count, bad)
+
+
 def split_request(
     signal: Signal,
     request: Any,
@@ -313,9 +383,7 @@ def split_request(
         The blocks and the request's item counts.
     """
     stats_of = _STATS[signal.name]
-    prefix = audience_prefix(audience) + extra_hash_input
-    if process is not None:
-        prefix += f"process{SEPARATOR}{process.process_id}{SEPARATOR}".encode()
+    prefix = block_id_prefix(audience, extra_hash_input, process)
     blocks: list[OtlpBlock] = []
     items = rejected = 0
     reasons: set[str] = set()
@@ -328,39 +396,12 @@ def split_request(
             continue  # a resource with no records yields no block
         if begin_ns == 0 and end_ns == 0:
             begin_ns = end_ns = clock()
+        stats = (count, nb_objects, begin_ns, end_ns, bad)
         payload = encode_resource(resource)
-        if process is None:
-            attrs = attribute_map(resource.resource.attributes)
-            process_id = process_id_for_resource(attrs, audience)
-            info = process_info_for_resource(resource.resource.attributes, process_id, begin_ns, attrs)
-            begin_ticks, end_ticks = begin_ns, end_ns  # absolute Unix ns, as the Rust ingester writes
-            properties: dict[str, str] = {}
-        else:
-            info = process
-            begin_ticks, end_ticks = _relative_ticks(info, begin_ns), _relative_ticks(info, end_ns)
-            properties = {STREAM_FORMAT_PROPERTY: signal.format}
-        stream_id = stream_id_for(info.process_id, signal.name)
-        stream = StreamInfo(
-            process_id=info.process_id,
-            stream_id=stream_id,
-            dependencies_metadata=(),
-            objects_metadata=(),
-            tags=(signal.tag,),
-            properties=properties,
+        attributes = resource.resource.attributes
+        blocks.append(
+            resource_block(signal, payload, attributes, stats=stats, prefix=prefix, audience=audience, process=process)
         )
-        block = Block(
-            block_id=block_id_for_payload(payload, prefix),
-            stream_id=stream_id,
-            process_id=info.process_id,
-            begin_time_ns=begin_ns,
-            begin_ticks=begin_ticks,
-            end_time_ns=end_ns,
-            end_ticks=end_ticks,
-            payload=BlockPayload(dependencies=b"", objects=payload),
-            object_offset=0,
-            nb_objects=nb_objects,
-        )
-        blocks.append(OtlpBlock(signal, info, stream, block, count, bad))
     return SplitRequest(tuple(blocks), items, rejected, tuple(sorted(reasons)))
 
 

@@ -97,7 +97,8 @@ def generate_header() -> str:
     for message in messages:
         oneofs = [o for o in message.oneofs if len(o.fields) > 1]  # proto3 `optional` = one-field oneof
         lines.append(f"    /* {message.full_name} */")
-        lines.append(f"    [{index[message.full_name]}] = {{ .role = {_ROLES.get(message.full_name, 'ROLE_NONE')}, .fields = {{")
+        role = _ROLES.get(message.full_name, "ROLE_NONE")
+        lines.append(f"    [{index[message.full_name]}] = {{ .role = {role}, .fields = {{")
         for field in sorted(message.fields, key=lambda f: f.number):
             flags = []
             if field.label == _T.LABEL_REPEATED:
