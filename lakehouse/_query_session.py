@@ -36,10 +36,11 @@ from datafusion import SessionContext, Table, col, lit, udtf
 
 from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses
 from ._exceptions import ViewError
+from ._log_stats_rewrite import LogStatsRewriter, log_stats_covers
 from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
 from ._partition_files import PartitionFiles as _Files
-from ._partitions import partitions_for_query
+from ._partitions import Partition, find_overlapping, partitions_for_query
 from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
 from ._sql_hex_ids import PUSHDOWN_OPTION, is_id_lookup, plan_sql
 from ._time_range import TimeRange, to_ns
@@ -124,12 +125,16 @@ class SessionSettings:
             trace among small one-row-group partitions: 19 ms with it, 77 ms without).
         page_index: read the Parquet page index the partitions carry, to skip pages whose
             statistics exclude a filter. Off: no measured gain on the query set.
+        log_stats_rewrite: plan counting questions over ``log_entries`` over ``log_stats``
+            when it answers them exactly (``_log_stats_rewrite.py``; 0.01-0.5x of DuckDB
+            over ``log_entries`` instead of 1.6-4x in ``bench/aggregates.py``).
     """
 
     target_partitions: int | None = None
     batch_size: int = 8192
     pushdown_filters: bool = False
     page_index: bool = False
+    log_stats_rewrite: bool = True
 
 
 def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
@@ -177,6 +182,8 @@ class QuerySession:
         audience: SessionAudience | None = None,
         *,
         pushdown_filters: bool = False,
+        partitions: dict[str, list[Partition]] | None = None,
+        log_stats_rewrite: bool = True,
     ) -> None:
         self.ctx = ctx
         self.query_range = query_range
@@ -190,6 +197,8 @@ class QuerySession:
         self._fresh_checked: set[str] = set()
         self._pushdown_default = pushdown_filters
         self._lookup_planned = False
+        self._partitions = partitions or {}
+        self._log_stats = LogStatsRewriter(ctx, query_range, self._log_stats_covers) if log_stats_rewrite else None
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
@@ -262,6 +271,8 @@ class QuerySession:
         The one place a session registers a view's rows, so no table escapes the restriction.
         """
         frame = _row_filter(frame, view, self.query_range)
+        if self._log_stats is not None and view.name == "log_entries":
+            self._log_stats.source_changed()
         if self.audience is not None:
             frame = await self.audience.restrict(self.ctx, view, frame)
         view.register_global(self.ctx, frame)
@@ -279,7 +290,30 @@ class QuerySession:
             # back to the session's setting (read when a scan is planned).
             self.ctx.sql(f"SET {PUSHDOWN_OPTION} = false").collect()
         self._lookup_planned = is_id_lookup(sql)
-        return plan_sql(self.ctx, prepare_sql(sql))
+        df = plan_sql(self.ctx, prepare_sql(sql))
+        if self._log_stats is not None and self.audience is None:
+            df = await self._log_stats.rewrite(df)
+        return df
+
+    @property
+    def log_stats_rewrites(self) -> int:
+        """Statements of this session planned over ``log_stats`` instead of ``log_entries``."""
+        return 0 if self._log_stats is None else self._log_stats.rewrites
+
+    async def _log_stats_covers(self) -> bool:
+        """Whether the session's ``log_stats`` partitions count exactly its ``log_entries`` rows."""
+        entries, stats = self._partitions.get("log_entries"), self._partitions.get("log_stats")
+        if entries is None or stats is None:
+            return False
+        stored: list[Partition] = list(entries)
+        if self.query_range is not None and stats:
+            # Partitions without events in the range are not in the session but were counted.
+            source = self._lake.views.get("log_entries")
+            span = TimeRange(min(p.begin_insert_ns for p in stats), max(p.end_insert_ns for p in stats))
+            stored = await find_overlapping(
+                self._lake.pool, source.name, GLOBAL_INSTANCE, source.file_schema_hash, span
+            )
+        return log_stats_covers(entries, stats, stored)
 
 
 def _literal(expr: Any) -> str:
@@ -342,7 +376,14 @@ class SessionFactory:
         if scope is not None:
             audience = await SessionAudience.resolve(self._lake.pool, scope, ctx, self._visible)
         session = QuerySession(
-            self._lake, ctx, time_range, files, audience, pushdown_filters=self._settings.pushdown_filters
+            self._lake,
+            ctx,
+            time_range,
+            files,
+            audience,
+            pushdown_filters=self._settings.pushdown_filters,
+            partitions=found,
+            log_stats_rewrite=self._settings.log_stats_rewrite,
         )
         for view in views:
             frame = await files.frame(view, found[view.name])

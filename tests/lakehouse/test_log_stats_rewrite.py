@@ -1,0 +1,251 @@
+"""Counting questions over ``log_entries`` planned over ``log_stats``: same answers, and only when exact.
+
+On the small lake of the DuckDB parity test (the daemon's batch update into one-minute
+partitions, then ``log_stats``): a session with the rewrite and one without give equal results
+for every counting shape of the query set and a few more, and the rewritten plan reads
+``log_stats``. Statements ``log_stats`` cannot answer exactly (a bound inside a minute, a column
+it lacks, a distinct count, a subquery named like the view) and sessions whose data it does not
+match (a stale or missing ``log_stats`` partition, a range cutting a minute) are planned as
+written. A property test checks, on in-memory tables, that whatever the time bounds and
+filters, the answer with the rewrite equals the answer without it, and that a rewrite happens
+exactly when every bound falls on a whole minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sirius.lakehouse import SessionFactory, SessionSettings, TimeRange
+from sirius.lakehouse._log_stats_rewrite import LogStatsRewriter, minute_aligned_range
+from sirius.lakehouse._sql_functions import new_session_context
+
+from .bench_query_set import SMALL, observability_lake, query_set
+from .conftest import Harness, LakeEnv
+
+MINUTE = 60_000_000_000
+BASE_NS = int(observability_lake.BASE.timestamp()) * 1_000_000_000
+
+
+def _iso(ns: int) -> str:
+    moment = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+    fraction = ns % 1_000_000_000
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{fraction:09d}Z" if fraction else f"{text}Z"
+
+
+REWRITTEN = [
+    "SELECT level, count(*) AS n FROM log_entries GROUP BY level",
+    "SELECT process_id, level, count(*) AS n FROM log_entries GROUP BY process_id, level",
+    "SELECT date_bin(INTERVAL '1 minute', time) AS bin, level, count(*) AS n FROM log_entries GROUP BY 1, 2",
+    "SELECT date_bin(INTERVAL '2 minutes', time) AS bin, count(1) AS n FROM log_entries GROUP BY 1",
+    "SELECT date_trunc('hour', time) AS h, target, count(*) FROM log_entries GROUP BY 1, 2",
+    "SELECT count(*) FROM log_entries",
+    f"SELECT count(*) FROM log_entries WHERE time >= '{_iso(BASE_NS + 5 * MINUTE)}'",
+    f"SELECT level, count(*) AS n FROM log_entries WHERE time > '{_iso(BASE_NS + MINUTE - 1)}'"
+    f" AND time <= '{_iso(BASE_NS + 2 * MINUTE - 1)}' GROUP BY level HAVING count(*) > 1 ORDER BY n DESC, level LIMIT 3",
+    "SELECT target, count(*) AS n FROM log_entries WHERE level IN (1, 2) OR target = 'x' GROUP BY target",
+]
+"""Shapes ``log_stats`` answers exactly (besides the query set's own)."""
+
+NOT_REWRITTEN = [
+    f"SELECT count(*) FROM log_entries WHERE time >= '{_iso(BASE_NS + MINUTE + 30_000_000_000)}'",
+    f"SELECT count(*) FROM log_entries WHERE time <= '{_iso(BASE_NS + 2 * MINUTE)}'",
+    "SELECT exe, count(*) FROM log_entries GROUP BY exe",
+    "SELECT level, count(*) FROM log_entries WHERE msg LIKE '%a%' GROUP BY level",
+    "SELECT level, count(DISTINCT process_id) FROM log_entries GROUP BY level",
+    "SELECT level, count(*), min(time) FROM log_entries GROUP BY level",
+    "SELECT date_bin(INTERVAL '30 seconds', time), count(*) FROM log_entries GROUP BY 1",
+    "SELECT level, count(*) FROM (SELECT * FROM log_entries WHERE level < 3) AS log_entries GROUP BY level",
+    "SELECT level, count(*) FROM log_entries WHERE time = time GROUP BY level",
+]
+"""Shapes it does not answer exactly: planned over ``log_entries``."""
+
+
+def _counting_queries() -> list[str]:
+    params = _parameters()
+    names = {q.name for q in query_set.PREAGGREGATED}
+    return [query_set.render(q, "sirius", params) for q in query_set.QUERIES if q.name in names]
+
+
+def _parameters() -> Any:
+    return query_set.QueryParameters(
+        window_begin=_iso(BASE_NS + 2 * MINUTE), window_end=_iso(BASE_NS + 5 * MINUTE), trace_id="00", route="/"
+    )
+
+
+async def _answers(
+    factory: SessionFactory, sql: str, query_range: TimeRange | None = None
+) -> tuple[pa.Table, int, str]:
+    session = await factory.create(query_range)
+    df = await session.sql(sql)
+    return df.to_arrow_table(), session.log_stats_rewrites, str(df.logical_plan())
+
+
+def _same(a: pa.Table, b: pa.Table, ordered: bool) -> bool:
+    return query_set.compare_tables(a, b, ordered=ordered) == []
+
+
+def test_counting_questions_are_answered_from_log_stats(local_lake_env: LakeEnv) -> None:
+    async def scenario(h: Harness) -> dict[str, Any]:
+        await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
+        on, off = SessionFactory(h.lake), SessionFactory(h.lake, SessionSettings(log_stats_rewrite=False))
+        out: dict[str, Any] = {}
+        for sql in [*_counting_queries(), *REWRITTEN, *NOT_REWRITTEN]:
+            ours, rewrites, plan = await _answers(on, sql)
+            plain, none, _ = await _answers(off, sql)
+            out[sql] = (ours, plain, rewrites, none, plan)
+        aligned = TimeRange(BASE_NS + MINUTE, BASE_NS + 4 * MINUTE - 1)
+        cut = TimeRange(BASE_NS + MINUTE, BASE_NS + 4 * MINUTE)
+        for label, query_range in (("aligned", aligned), ("cut", cut)):
+            sql = "SELECT level, count(*) AS n FROM log_entries GROUP BY level"
+            ours, rewrites, _ = await _answers(on, sql, query_range)
+            plain, _, _ = await _answers(off, sql, query_range)
+            out[label] = (ours, plain, rewrites)
+        return out
+
+    out = local_lake_env(scenario)
+    for sql in [*_counting_queries(), *REWRITTEN]:
+        ours, plain, rewrites, none, plan = out[sql]
+        assert (rewrites, none) == (1, 0), sql
+        assert "log_stats" in plan, sql
+        assert plain.num_rows > 0, sql
+        assert ours.column_names == plain.column_names, sql
+        assert _same(ours, plain, ordered="LIMIT" in sql), (sql, ours, plain)
+    for sql in NOT_REWRITTEN:
+        ours, plain, rewrites, _, plan = out[sql]
+        assert rewrites == 0, sql
+        assert "log_stats" not in plan, sql
+        assert _same(ours, plain, ordered=False), sql
+    ours, plain, rewrites = out["aligned"]
+    assert rewrites == 1
+    assert plain.num_rows > 0
+    assert _same(ours, plain, ordered=False)
+    ours, plain, rewrites = out["cut"]
+    assert rewrites == 0
+    assert _same(ours, plain, ordered=False)
+
+
+def test_stale_or_missing_log_stats_is_not_used(local_lake_env: LakeEnv) -> None:
+    sql = "SELECT level, count(*) AS n FROM log_entries GROUP BY level"
+
+    async def scenario(h: Harness) -> dict[str, Any]:
+        await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
+        factory = SessionFactory(h.lake)
+        truth, rewrites, _ = await _answers(factory, sql)
+        out: dict[str, Any] = {"fresh": (truth, rewrites)}
+        # A log_stats partition counted one row fewer than log_entries now holds in its range.
+        await h.lake.pool.execute(
+            "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = 'log_stats'"
+            " AND begin_insert_time = (SELECT min(begin_insert_time) FROM lakehouse_partitions"
+            " WHERE view_set_name = 'log_stats')",
+            (2).to_bytes(8, "little", signed=True),
+        )
+        out["stale"] = await _answers(factory, sql)
+        # A log_entries partition no log_stats partition covers.
+        await h.lake.pool.execute(
+            "DELETE FROM lakehouse_partitions WHERE view_set_name = 'log_stats'"
+            " AND begin_insert_time = (SELECT max(begin_insert_time) FROM lakehouse_partitions"
+            " WHERE view_set_name = 'log_stats')"
+        )
+        out["missing"] = await _answers(factory, sql)
+        return out
+
+    out = local_lake_env(scenario)
+    truth, rewrites = out["fresh"]
+    assert rewrites == 1
+    for label in ("stale", "missing"):
+        ours, rewrites, plan = out[label]
+        assert rewrites == 0, label
+        assert "log_stats" not in plan, label
+        assert _same(ours, truth, ordered=False), label
+
+
+def test_minute_aligned_range() -> None:
+    assert minute_aligned_range(None)
+    assert minute_aligned_range(TimeRange(0, 2**62))
+    assert minute_aligned_range(TimeRange(MINUTE, 3 * MINUTE - 1))
+    assert not minute_aligned_range(TimeRange(MINUTE + 1, 3 * MINUTE - 1))
+    assert not minute_aligned_range(TimeRange(MINUTE, 3 * MINUTE))
+
+
+# ---------------------------------------------------------------------------------------------
+# property: the rewrite never changes an answer, and happens exactly when the bounds are whole minutes
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_TS = pa.timestamp("ns", tz="UTC")
+
+
+def _tables(seed: int, rows: int) -> tuple[pa.Table, pa.Table]:
+    rng = np.random.default_rng(seed)
+    times = BASE_NS + rng.integers(0, 6 * MINUTE, rows)
+    entries = pa.table(
+        {
+            "process_id": pa.array(rng.choice(["p1", "p2", "p3"], rows)).cast(_DICT),
+            "time": pa.array(times, _TS),
+            "target": pa.array(rng.choice(["a", "b"], rows)).cast(_DICT),
+            "level": pa.array(rng.integers(1, 7, rows), pa.int32()),
+            "msg": pa.array(["m"] * rows),
+        }
+    )
+    keyed = pa.table(
+        {
+            "time_bin": pa.array(times - times % MINUTE, _TS),
+            "process_id": entries["process_id"],
+            "level": entries["level"],
+            "target": entries["target"],
+        }
+    )
+    stats = keyed.group_by(["time_bin", "process_id", "level", "target"]).aggregate([([], "count_all")])
+    stats = stats.rename_columns(["time_bin", "process_id", "level", "target", "count"])
+    return entries, stats
+
+
+_BOUND = st.tuples(
+    st.sampled_from([">=", ">", "<", "<="]),
+    st.integers(0, 7),
+    st.sampled_from([0, -1, 1, 30_000_000_000]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    rows=st.integers(0, 300),
+    bounds=st.lists(_BOUND, max_size=3),
+    level=st.one_of(st.none(), st.integers(1, 6)),
+    group=st.sampled_from(["level", "process_id, target", "date_bin(INTERVAL '1 minute', time)", ""]),
+)
+def test_rewrite_never_changes_the_answer(
+    seed: int, rows: int, bounds: list[tuple[str, int, int]], level: int | None, group: str
+) -> None:
+    import asyncio
+
+    entries, stats = _tables(seed, rows)
+    ctx = new_session_context()
+    ctx.register_view("log_entries", ctx.from_arrow(entries))
+    ctx.register_view("log_stats", ctx.from_arrow(stats))
+
+    async def covered() -> bool:
+        return True
+
+    conditions = [f"time {op} '{_iso(BASE_NS + minute * MINUTE + shift)}'" for op, minute, shift in bounds]
+    if level is not None:
+        conditions.append(f"level <= {level}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    keys = f"{group}, " if group else ""
+    sql = f"SELECT {keys}count(*) AS n FROM log_entries{where}" + (f" GROUP BY {group}" if group else "")
+    rewriter = LogStatsRewriter(ctx, None, covered)
+    df = ctx.sql(sql)
+    rewritten = asyncio.run(rewriter.rewrite(df))
+
+    def exact(op: str, shift: int) -> bool:
+        return shift == 0 if op in (">=", "<") else shift == -1
+
+    assert rewriter.rewrites == int(all(exact(op, shift) for op, _, shift in bounds))
+    assert _same(rewritten.to_arrow_table(), df.to_arrow_table(), ordered=False), sql
