@@ -2,8 +2,9 @@
 
 * ``SailCluster`` / ``SailClusterConfig``: a Sail server in ``local-cluster`` mode on loopback;
 * ``SailEngine``: a statement (Spark SQL) over the lakehouse's views on a cluster, with the same
-  partition selection as the DataFusion sessions and the JSONB functions ported
-  (``SAIL_FUNCTIONS``; ``UNAVAILABLE_ON_SAIL`` lists what is not);
+  partition selection as the DataFusion sessions and our functions ported (``SAIL_FUNCTIONS``:
+  JSONB, histograms, OTel histograms, table functions; ``UNAVAILABLE_ON_SAIL`` lists what is not);
+* ``pack_merged`` / ``unpack_merged``: the ``array<double>`` form of a ``merge_histograms`` result;
 * ``SIRIUS_SAIL_CLUSTER``: the cluster the FlightSQL server sends ``x-sirius-engine: sail``
   statements to.
 
@@ -17,7 +18,9 @@ from ._exceptions import ClusterError, DistributedError, EngineUnavailableError,
 from ._sail_command import default_workers, run_sail_command
 from ._sail_engine import SailEngine, check_cluster_url, query_cluster
 from ._sail_functions import SAIL_FUNCTIONS, UNAVAILABLE_ON_SAIL, register_sail_functions
+from ._sail_otel_histograms import pack_merged, unpack_merged
 from ._sail_server import SailCluster, SailClusterConfig
+from ._sail_table_functions import SailTable
 from ._sail_views import SailPlan, SailView, plan_on_sail, register_plan
 
 __all__ = [
@@ -32,13 +35,16 @@ __all__ = [
     "SailClusterConfig",
     "SailEngine",
     "SailPlan",
+    "SailTable",
     "SailView",
     "UnreadableStoreError",
     "check_cluster_url",
     "default_workers",
+    "pack_merged",
     "plan_on_sail",
     "query_cluster",
     "register_plan",
     "register_sail_functions",
     "run_sail_command",
+    "unpack_merged",
 ]

@@ -9,12 +9,12 @@ returned as their plain values.
 
 Available: ``property_get`` and ``properties_length`` over JSONB property sets (the views'
 shape), ``jsonb_parse``, ``jsonb_get``, ``jsonb_format_json``, ``jsonb_as_string``,
-``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length``, the table
-function ``jsonb_each``, and the histogram functions of ``_sail_histograms`` (``make_histogram``,
-``sum_histograms`` and their readers). Not available on Sail (``UNAVAILABLE_ON_SAIL``): the legacy
-``List<Struct>`` property shape, ``expand_histogram`` and the OTel ``merge_histograms`` /
-``histogram_quantile``, the Perfetto/span/admin table functions and ``view_instance`` as a
-function (its instances are registered as views instead).
+``jsonb_as_f64``, ``jsonb_as_i64``, ``jsonb_object_keys``, ``jsonb_array_length``; the histogram
+functions of ``_sail_histograms`` (``make_histogram``, ``sum_histograms`` and their readers) and
+of ``_sail_otel_histograms`` (``merge_histograms``, ``histogram_quantile`` with 2 or 3
+arguments); the table functions of ``_sail_table_functions`` (``expand_histogram``,
+``jsonb_each``, ``jsonb_array_elements`` as UDTFs; ``list_partitions`` and ``list_view_sets``
+computed before the statement). ``UNAVAILABLE_ON_SAIL`` lists the rest.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from sirius.lakehouse import jsonb_each_table, jsonb_udfs
+from sirius.lakehouse import jsonb_udfs
 
 from ._sail_histograms import HISTOGRAM_FUNCTIONS, register_histogram_functions
+from ._sail_otel_histograms import OTEL_HISTOGRAM_FUNCTIONS, register_otel_histogram_functions
+from ._sail_table_functions import METADATA_TABLE_FUNCTIONS, ROW_TABLE_FUNCTIONS, register_row_table_functions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,10 +38,17 @@ __all__ = ["SAIL_FUNCTIONS", "UNAVAILABLE_ON_SAIL", "register_sail_functions"]
 UNAVAILABLE_ON_SAIL = (
     "property_get over List<Struct<key, value>> (legacy property lists)",
     "properties_to_jsonb, properties_to_dict, properties_to_array",
-    "expand_histogram, merge_histograms and histogram_quantile (OTel bucket histograms)",
     "a histogram as a column is array<double> [start, end, min, max, sum, sum_sq, count, bins...],"
-    " not DataFusion's struct",
-    "table functions other than jsonb_each (view_instance is replaced by a registered view)",
+    " not DataFusion's struct; a merge_histograms result is array<double> [bounds..., counts...],"
+    " not DataFusion's {bounds, counts} struct",
+    "the admin table functions (retire_partitions, materialize_partitions, regenerate_partitions,"
+    " list_view_set_definitions), view DDL and the deny list functions: they run under the FlightSQL"
+    " server's admin checks",
+    "process_spans, perfetto_trace_chunks and parse_block: one process's or one block's sequential"
+    " work, nothing to distribute",
+    "view_instance as a table function: each call is replaced by a registered view of its partitions",
+    "jsonb_path_query, jsonb_path_query_first, the chart functions (rgba, lerp_color, color_scale,"
+    " bin_center, lerp, unlerp), get_payload",
 )
 """What the DataFusion sessions offer and Sail sessions do not (docs/scaling-out.md lists it)."""
 
@@ -96,27 +105,23 @@ def _pandas_udf(name: str, kernel: Callable[..., pa.Array], inputs: list[pa.Data
     return pandas_udf(body, _spark_type(output))  # type: ignore[call-overload]
 
 
-def _jsonb_each() -> Any:
-    from pyspark.sql.functions import udtf
-
-    class JsonbEach:
-        """``jsonb_each(jsonb)``: one row per key of a JSONB object (none otherwise)."""
-
-        def eval(self, value: bytes | None) -> Any:
-            table = jsonb_each_table(None if value is None else bytes(value))
-            values = table.column("value").cast(pa.binary()).to_pylist()
-            yield from zip(table.column("key").to_pylist(), values, strict=True)
-
-    return udtf(JsonbEach, returnType="key: string, value: binary")
-
-
-SAIL_FUNCTIONS = (*(name for name, *_ in jsonb_udfs()), "jsonb_each", *HISTOGRAM_FUNCTIONS)
+SAIL_FUNCTIONS = (
+    *(name for name, *_ in jsonb_udfs()),
+    *HISTOGRAM_FUNCTIONS,
+    *OTEL_HISTOGRAM_FUNCTIONS,
+    *ROW_TABLE_FUNCTIONS,
+    *METADATA_TABLE_FUNCTIONS,
+)
 """Names of the functions ``register_sail_functions`` adds."""
 
 
 def register_sail_functions(spark: Any) -> None:
-    """Register the ported functions on a Spark Connect session (temporary functions)."""
+    """Register the ported functions on a Spark Connect session (temporary functions).
+
+    The metadata table functions are not functions there: ``plan_on_sail`` computes their rows.
+    """
     for name, kernel, inputs, output in jsonb_udfs():
         spark.udf.register(name, _pandas_udf(name, kernel, inputs, output))
-    spark.udtf.register("jsonb_each", _jsonb_each())
     register_histogram_functions(spark)
+    register_otel_histogram_functions(spark)
+    register_row_table_functions(spark)

@@ -26,7 +26,7 @@ from sirius.lakehouse import HISTOGRAM_TYPE, HistogramAccumulator, SumHistograms
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTOGRAM_FUNCTIONS", "SAIL_HISTOGRAM_TYPE", "register_histogram_functions"]
+__all__ = ["HISTOGRAM_FUNCTIONS", "SAIL_HISTOGRAM_TYPE", "register_histogram_functions", "unpack_histogram"]
 
 SAIL_HISTOGRAM_TYPE = "array<double>"
 """The Spark type of a histogram on Sail (see the module docstring for its layout)."""
@@ -42,7 +42,7 @@ def _pack(histogram: dict[str, Any] | None) -> list[float] | None:
     return header + [float(b) for b in histogram["bins"]]
 
 
-def _unpack(packed: Sequence[float] | None) -> dict[str, Any] | None:
+def unpack_histogram(packed: Sequence[float] | None) -> dict[str, Any] | None:
     """The lakehouse struct (as a dict) of one Sail histogram."""
     if packed is None or len(packed) <= len(_HEADER):
         return None
@@ -58,7 +58,7 @@ def _unpack(packed: Sequence[float] | None) -> dict[str, Any] | None:
 
 
 def _histograms(series: pd.Series) -> pa.Array:
-    return pa.array([_unpack(None if v is None else list(v)) for v in series], HISTOGRAM_TYPE)
+    return pa.array([unpack_histogram(None if v is None else list(v)) for v in series], HISTOGRAM_TYPE)
 
 
 def _doubles(series: pd.Series) -> pa.Array:

@@ -4,7 +4,8 @@
 with the query sessions' own selection (``partitions_for_query``: current schema, event times
 overlapping the range), the partition files of each global view the SQL names, and, for each
 ``view_instance('set', 'id')`` call, runs the JIT update first and selects that instance's
-partitions; the call is replaced by the name of a view (``view_instance_<n>``). The result, a
+partitions; the call is replaced by the name of a view (``view_instance_<n>``); so is each ``list_partitions()``
+/ ``list_view_sets()`` call, by a view of its rows (``_sail_table_functions``). The result, a
 ``SailPlan``, is registered on a Spark Connect session by ``register_plan`` (blocking calls:
 run it in a worker thread).
 
@@ -35,6 +36,7 @@ from sirius.lakehouse import (
 )
 
 from ._exceptions import UnreadableStoreError
+from ._sail_table_functions import SailTable, plan_metadata_tables, register_tables
 
 if TYPE_CHECKING:
     from sirius.lakehouse import Lakehouse, ViewSet
@@ -54,10 +56,11 @@ class SailView:
 
 @dataclass(frozen=True, slots=True)
 class SailPlan:
-    """The statement for Sail (``view_instance`` calls replaced) and the views it reads."""
+    """The statement for Sail (``view_instance`` and metadata table function calls replaced) and what it reads."""
 
     sql: str
     views: tuple[SailView, ...]
+    tables: tuple[SailTable, ...] = ()
 
 
 def _location_prefix(lake: Lakehouse) -> str:
@@ -97,13 +100,14 @@ async def plan_on_sail(lake: Lakehouse, sql: str, query_range: TimeRange | None)
     Raises:
         UnreadableStoreError: the store is in memory.
         ViewError: an unknown view set or a bad instance id in a ``view_instance`` call.
+        ValueError: a metadata table function called with arguments.
         MetadataStoreError: PostgreSQL failed.
     """
     prefix = _location_prefix(lake)
     await lake.refresh_view_definitions()
     calls = find_view_instance_calls(sql)
     names = {call: f"view_instance_{number}" for number, call in enumerate(calls)}
-    rewritten = substitute_view_instance_calls(sql, names)
+    rewritten, tables = await plan_metadata_tables(lake, substitute_view_instance_calls(sql, names))
     # Names outside the view_instance calls (whose first argument names a view set too).
     named = [v for v in lake.views.global_views() if _named(rewritten, v.name)]
     found = await partitions_for_query(
@@ -125,38 +129,50 @@ async def plan_on_sail(lake: Lakehouse, sql: str, query_range: TimeRange | None)
         selected = await partitions_for_query(lake.pool, [(view.name, view.file_schema_hash)], instance, query_range)
         paths = tuple(prefix + p.file_path for p in selected[view.name] if p.file_path)
         views.append(SailView(name, paths, view.schema, _row_filter(view, query_range)))
-    return SailPlan(rewritten, tuple(views))
+    return SailPlan(rewritten, tuple(views), tables)
+
+
+_SIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(), pa.uint64(): pa.int64()}
+
+
+def _spark_arrow(t: pa.DataType) -> pa.DataType:
+    """The Arrow type Spark can represent for ``t`` (Spark has no dictionary, no unsigned integer)."""
+    if pa.types.is_dictionary(t):
+        return _spark_arrow(t.value_type)
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz=t.tz)
+    if pa.types.is_fixed_size_binary(t):
+        return pa.binary()
+    if pa.types.is_list(t):
+        return pa.list_(_spark_arrow(t.value_type))
+    return _SIGNED.get(t, t)
 
 
 def _spark_schema(schema: pa.Schema) -> Any:
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    def plain(t: pa.DataType) -> pa.DataType:
-        if pa.types.is_dictionary(t):
-            return plain(t.value_type)
-        if pa.types.is_timestamp(t):
-            return pa.timestamp("us", tz=t.tz)
-        return t
-
-    return from_arrow_schema(pa.schema([pa.field(f.name, plain(f.type)) for f in schema]))
+    return from_arrow_schema(pa.schema([pa.field(f.name, _spark_arrow(f.type)) for f in schema]))
 
 
 def _spark_cast(arrow: pa.DataType) -> str | None:
-    """The Spark type a column is cast to in its view, when Sail cannot hand its Arrow type to Spark."""
-    if pa.types.is_dictionary(arrow):
-        return _spark_cast(arrow.value_type) or str(
-            _spark_schema(pa.schema([("v", arrow.value_type)]))[0].dataType.simpleString()
-        )
+    """The Spark type a column is cast to in its view, when Sail cannot hand its Arrow type to Spark.
+
+    Unsigned integers become the next signed type (``bigint`` for ``uint64``: the views' counts
+    stay far below 2^63); the Python UDF workers cannot read unsigned Arrow columns at all.
+    """
     if pa.types.is_timestamp(arrow):
         return "timestamp"
-    if pa.types.is_fixed_size_binary(arrow):
-        return "binary"
-    return None
+    target = _spark_arrow(arrow)
+    if target == arrow:
+        return None
+    return str(_spark_schema(pa.schema([("v", target)]))[0].dataType.simpleString())
 
 
 def register_plan(spark: Any, plan: SailPlan) -> None:
     """Create the plan's temporary views on a Spark Connect session."""
     from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+
+    register_tables(spark, plan.tables)
 
     for view in plan.views:
         if view.paths:
