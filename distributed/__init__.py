@@ -14,7 +14,7 @@ Needs the ``distributed`` extra (``pysail``, ``pyspark-client``).
 from __future__ import annotations
 
 from ._environment_variables import SIRIUS_SAIL_CLUSTER, SIRIUS_SAIL_WORKERS
-from ._exceptions import ClusterError, DistributedError, EngineUnavailableError, UnreadableStoreError
+from ._exceptions import ClusterError, DistributedError, EngineUnavailableError, StatementError, UnreadableStoreError
 from ._sail_command import default_workers, run_sail_command
 from ._sail_engine import SailEngine, check_cluster_url, query_cluster
 from ._sail_functions import SAIL_FUNCTIONS, UNAVAILABLE_ON_SAIL, register_sail_functions
@@ -37,6 +37,7 @@ __all__ = [
     "SailPlan",
     "SailTable",
     "SailView",
+    "StatementError",
     "UnreadableStoreError",
     "check_cluster_url",
     "default_workers",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ClusterError", "DistributedError", "EngineUnavailableError", "UnreadableStoreError"]
+__all__ = ["ClusterError", "DistributedError", "EngineUnavailableError", "StatementError", "UnreadableStoreError"]
 
 
 class DistributedError(Exception):
@@ -19,3 +19,7 @@ class ClusterError(DistributedError):
 
 class UnreadableStoreError(DistributedError):
     """The lakehouse's store has no location Sail can read (the in-memory store of tests and demos)."""
+
+
+class StatementError(DistributedError, ValueError):
+    """The statement calls one of our functions wrongly (found before it reaches the cluster)."""

@@ -48,6 +48,7 @@ class SailEngine:
             EngineUnavailableError: pyspark-client / pysail are not installed.
             UnreadableStoreError: the lakehouse keeps its files in memory.
             ClusterError: the cluster is unreachable or the statement failed there.
+            StatementError: a ported table function called wrongly (before the cluster sees it).
             ViewError, MetadataStoreError: as for a DataFusion session.
         """
         plan = await plan_on_sail(lake, sql, query_range)

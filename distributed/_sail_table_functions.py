@@ -39,6 +39,7 @@ from sirius.lakehouse import (
     jsonb_each_table,
 )
 
+from ._exceptions import StatementError
 from ._sail_histograms import unpack_histogram
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ async def plan_metadata_tables(lake: Lakehouse, sql: str) -> tuple[str, tuple[Sa
     """``sql`` with each metadata table function call replaced by a view name, and those views' rows.
 
     Raises:
-        ValueError: a call with arguments (these functions take none).
+        StatementError: a call with arguments (these functions take none).
         MetadataStoreError: PostgreSQL failed.
     """
     calls = find_calls(sql, set(METADATA_TABLE_FUNCTIONS))
@@ -83,7 +84,7 @@ async def plan_metadata_tables(lake: Lakehouse, sql: str) -> tuple[str, tuple[Sa
     out, tables, last = [], [], 0
     for call in calls:
         if call.args:
-            raise ValueError(f"{call.name} takes 0 argument(s), got {len(call.args)}")
+            raise StatementError(f"{call.name} takes 0 argument(s), got {len(call.args)}")
         rows = await (admin.list_partitions() if call.name == "list_partitions" else admin.list_view_sets())
         name = f"sirius_{call.name}_{next(_NAMES)}"
         tables.append(SailTable(name, _microseconds(rows)))

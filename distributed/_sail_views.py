@@ -100,7 +100,7 @@ async def plan_on_sail(lake: Lakehouse, sql: str, query_range: TimeRange | None)
     Raises:
         UnreadableStoreError: the store is in memory.
         ViewError: an unknown view set or a bad instance id in a ``view_instance`` call.
-        ValueError: a metadata table function called with arguments.
+        StatementError: a metadata table function called with arguments.
         MetadataStoreError: PostgreSQL failed.
     """
     prefix = _location_prefix(lake)
