@@ -291,6 +291,19 @@ class FlightSqlServer(flight.FlightServerBase):
         except Exception as exc:  # any provider failure becomes a classified query error
             raise _provider_error(exc, query.query_id) from exc
 
+    def _rewrite_plan(
+        self, query: _Query, ctx: datafusion.SessionContext, df: datafusion.DataFrame
+    ) -> datafusion.DataFrame:
+        """The provider's rewrite of a planned statement (e.g. onto a pre-aggregated view), if it has one."""
+        rewrite = getattr(self._provider, "rewrite", None)
+        if rewrite is None:
+            return df
+        try:
+            return self._run_app(rewrite(ctx, df), query.deadline - time.monotonic())
+        except TimeoutError:
+            msg = "query cancelled: planning it took longer than its timeout"
+            raise QueryTimeoutError(msg, query.query_id) from None
+
     def _collector(self, query: _Query) -> Callable[[datafusion.SessionContext, str], pa.Table]:
         """Nested queries of table functions, bounded by the query's deadline."""
 
@@ -345,6 +358,7 @@ class FlightSqlServer(flight.FlightServerBase):
             expanded = expand_table_functions(ctx, prepare_sql(sql), env, functions)
             self._prepare_views(query, ctx, expanded)
             df = plan_sql(ctx, expanded)  # hex strings compared with trace_id/span_id work
+            df = self._rewrite_plan(query, ctx, df)
         except FlightSqlError:
             raise
         except PermissionDeniedError as exc:  # an admin function called by a non-admin

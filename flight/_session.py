@@ -86,7 +86,12 @@ class SessionProvider(Protocol):
 
     awaited on the application's loop before ``sql`` is planned on ``ctx`` (the statement after
     table-function expansion, and every nested query of a table function), e.g. to run the JIT
-    updates of its ``view_instance`` calls.
+    updates of its ``view_instance`` calls; and::
+
+        async def rewrite(self, ctx: datafusion.SessionContext, df: datafusion.DataFrame) -> datafusion.DataFrame
+
+    awaited on the same loop with the statement's plan, whose result is executed instead (the
+    lakehouse answers counting questions over ``log_entries`` from ``log_stats`` this way).
     """
 
     @property

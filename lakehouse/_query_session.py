@@ -290,10 +290,16 @@ class QuerySession:
             # back to the session's setting (read when a scan is planned).
             self.ctx.sql(f"SET {PUSHDOWN_OPTION} = false").collect()
         self._lookup_planned = is_id_lookup(sql)
-        df = plan_sql(self.ctx, prepare_sql(sql))
-        if self._log_stats is not None and self.audience is None:
-            df = await self._log_stats.rewrite(df)
-        return df
+        return await self.rewrite(plan_sql(self.ctx, prepare_sql(sql)))
+
+    async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
+        """``df`` (planned on ``ctx``) over ``log_stats`` when that answers it exactly, else ``df``.
+
+        ``sql`` calls it; FlightSQL, which plans on ``ctx`` itself, calls it through its provider.
+        """
+        if self._log_stats is None or self.audience is not None:
+            return df
+        return await self._log_stats.rewrite(df)
 
     @property
     def log_stats_rewrites(self) -> int:
