@@ -9,9 +9,11 @@ median kept), so a loaded machine slows them alike.
 
 Variants are ``+``-joined parts: ``push`` / ``nopush`` (Parquet filter pushdown), ``pageidx`` /
 ``nopageidx`` (page index), ``utf8`` (dictionary string columns read as plain Utf8), ``tpN``
-(target partitions), ``bsN`` (batch size), ``D:PATH`` (another copy of the files, e.g. rewritten
-with ``--rewrite``). ``--rewrite OUT`` first writes a copy of DIR whose ``log_entries`` rows are
-sorted by ``time`` (same encoder as the lakehouse: zstd, dictionary columns, page index).
+(target partitions), ``bsN`` (batch size), ``view`` (dictionary strings read as Utf8View),
+``opt:KEY=VALUE`` (any DataFusion option, ``datafusion.`` optional), ``D:PATH`` (another copy of
+the files, e.g. rewritten with ``--rewrite``). ``--rewrite OUT`` first writes a copy of DIR whose
+``log_entries`` rows are sorted by ``time`` (same encoder as the lakehouse: zstd, dictionary
+columns, page index).
 
 The ``property_get`` query is left out (it needs the lakehouse's functions).
 
@@ -39,12 +41,15 @@ from sirius.lakehouse.views import LOG_ENTRIES_SCHEMA, MEASURES_SCHEMA, OTEL_SPA
 SCHEMAS = {"log_entries": LOG_ENTRIES_SCHEMA, "measures": MEASURES_SCHEMA, "otel_spans": OTEL_SPANS_SCHEMA}
 
 
-def _plain_strings(schema: pa.Schema) -> pa.Schema:
+_UTF8 = pa.utf8()
+
+
+def _plain_strings(schema: pa.Schema, to: pa.DataType = _UTF8) -> pa.Schema:
     fields = []
     for f in schema:
         t = f.type
         if pa.types.is_dictionary(t) and t.value_type == pa.utf8():
-            t = pa.utf8()
+            t = to
         fields.append(pa.field(f.name, t, f.nullable))
     return pa.schema(fields)
 
@@ -74,6 +79,11 @@ def variant_context(spec: str, directory: str) -> SessionContext:
             options["datafusion.execution.parquet.enable_page_index"] = str(part == "pageidx").lower()
         elif part == "utf8":
             schema_of = lambda view: _plain_strings(SCHEMAS[view])  # noqa: E731
+        elif part == "view":
+            schema_of = lambda view: _plain_strings(SCHEMAS[view], pa.string_view())  # noqa: E731
+        elif part.startswith("opt:"):
+            key, _, value = part[4:].partition("=")
+            options[key if key.startswith("datafusion.") else f"datafusion.{key}"] = value
         elif part.startswith("tp"):
             options["datafusion.execution.target_partitions"] = part[2:]
         elif part.startswith("bs"):
