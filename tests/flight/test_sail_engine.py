@@ -4,8 +4,8 @@ A real stack (ingestion, PostgreSQL, a local object store) and a Sail ``local-cl
 workers on loopback. An app's log entries are sent through the ingestion service; the same
 ``view_instance`` statement (JIT first) is answered by the server's DataFusion session, by the
 server's Sail cluster (header), and by the CLI running on the cluster itself (``--cluster``):
-the three answers are equal. Bad engine names, a server without a cluster and ``--cluster``
-without ``--engine sail`` are refused with clear messages.
+the three answers are equal; so are ``list_view_sets()``'s rows on both engines. Bad engine names, a server without a cluster and ``--cluster``
+without ``--engine sail`` and a table function called wrongly are refused with clear messages.
 """
 
 from __future__ import annotations
@@ -90,6 +90,14 @@ def test_header_and_cluster_flag_give_datafusions_answer(
             query_table(sql, uri=bare_uri, engine="sail")
         with pytest.raises(QueryClientError, match="Sail failed the statement"):
             query_table("SELECT no_such_column FROM log_entries", uri=uri, engine="sail")
+        # The metadata table functions run on both engines; called wrongly, a clear error, not an internal one.
+        view_sets = "SELECT view_set_name, has_view_maker FROM list_view_sets()"
+        listed = _rows(query_table(view_sets, uri=uri))
+        assert ("log_entries", True) in listed
+        assert _rows(query_table(view_sets, uri=uri, engine="sail")) == listed
+        with pytest.raises(QueryClientError, match=r"list_partitions takes 0 argument\(s\), got 1") as refused:
+            query_table("SELECT * FROM list_partitions('x')", uri=uri, engine="sail")
+        assert "internal" not in str(refused.value).lower()
         err = io.StringIO()
         assert cli_query(sql, cluster=sail.url, out=io.StringIO(), err=err) == 2
         assert "--cluster goes with --engine sail" in err.getvalue()
