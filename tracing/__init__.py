@@ -36,7 +36,7 @@ from ._api import (
     warn,
 )
 from ._auto_spans import auto_spans, auto_spans_active, stop_auto_spans
-from ._binding import gather, gather_fixed, scan_queue
+from ._binding import count_queue_records, gather, gather_fixed, scan_queue
 from ._exceptions import SpoolEntryError, TracingError, TransitScanError, WireFormatError
 from ._logging_handler import TracingHandler, level_from_python
 from ._process import current_process_info
@@ -149,6 +149,7 @@ __all__ = [
     "block_from_fields",
     "block_to_cbor",
     "compress_queue",
+    "count_queue_records",
     "current_process",
     "current_process_info",
     "datetime_to_ns",
