@@ -299,10 +299,14 @@ async def _daemon(args: argparse.Namespace) -> int:
     publisher = publisher_from_env(config.sql_connection_string, config.object_store_uri)
     daemon = MaintenanceDaemon(
         lake,
+        # The reference's guarded second [S-2 s, S-1 s) (producers' clocks may be skewed), with
+        # provisional slices up to the present every 500 ms: rows queryable well under 1.5 s.
         DaemonConfig(
             retention_days=config.retention_days,
             retention_days_by_view=config.retention_days_by_view,
             retention_exact=config.retention_exact,
+            second_pass_period_ns=500_000_000,
+            provisional_slices=True,
         ),
         pass_wrapper=wrapper,
         publisher=publisher,

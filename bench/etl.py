@@ -284,7 +284,7 @@ async def bench_aggregate(lake: Lakehouse, datalake: DataLake, clock: Clock) -> 
         print(f"{name:24} ours {a * 1000:7.1f} ms  duckdb {b * 1000:7.1f} ms  ratio {a / b:5.2f}x", flush=True)
 
 
-async def bench_lag(lake: Lakehouse, dsn: str, seconds: int, config: DaemonConfig, label: str) -> None:
+async def bench_lag(lake: Lakehouse, dsn: str, seconds: int, config: DaemonConfig, label: str) -> float:
     print(f"== daemon lag at 50 k events/s for {seconds} s (real clock), {label} ==", flush=True)
     pool = await create_pool(dsn, max_size=12)
     real = Lakehouse(pool, lake.store)
@@ -348,6 +348,7 @@ async def bench_lag(lake: Lakehouse, dsn: str, seconds: int, config: DaemonConfi
         f"  p99 {lags[int(0.99 * len(lags))]:.2f} s  max {lags[-1]:.2f} s",
         flush=True,
     )
+    return statistics.median(lags)
 
 
 def otlp_sizes(events: int) -> tuple[float, float]:
@@ -434,8 +435,21 @@ async def _bench(admin_dsn: str, tmp: Path, lag_seconds: int) -> None:
     await bench_sizes(lake, jit)
     await bench_aggregate(lake, datalake, clock)
     await pool.close()
-    await bench_lag(lake, dsn, lag_seconds, DaemonConfig(), "reference window [T-2 s, T-1 s)")
-    await bench_lag(lake, dsn, lag_seconds, DaemonConfig(second_pass_delay_ns=0), "second_pass_delay_ns=0: [T-1 s, T)")
+    lag_runs = (
+        ("reference window [T-2 s, T-1 s)", DaemonConfig()),
+        ("second_pass_delay_ns=0: [T-1 s, T)", DaemonConfig(second_pass_delay_ns=0)),
+        (
+            "sirius daemon: guarded [S-2 s, S-1 s) + provisional slices every 500 ms",
+            DaemonConfig(second_pass_period_ns=500_000_000, provisional_slices=True),
+        ),
+        (
+            "sirius up: guarded [S-1 s, S) + provisional slices every 250 ms",
+            DaemonConfig(second_pass_delay_ns=0, second_pass_period_ns=250_000_000, provisional_slices=True),
+        ),
+    )
+    medians = [await bench_lag(lake, dsn, lag_seconds, config, label) for label, config in lag_runs]
+    for (label, _), median in zip(lag_runs[2:], medians[2:], strict=True):
+        print(f"lag p50 ratio to the reference window, {label.split(':')[0]}: {median / medians[0]:.2f}", flush=True)
     await drop_database(admin_dsn, dsn)
 
 

@@ -14,6 +14,18 @@ day    T + 4 h       [T - 2 d, T)       1 day
 ``DaemonConfig.second_pass_delay_ns = 0`` moves the second pass to ``[T - 1 s, T)`` for fresher
 data (the reference keeps a 1 s margin for late commits; the minute pass heals either way).
 
+Fresher data without giving up that margin (``DaemonConfig.provisional_slices``, which ``sirius
+daemon`` and ``sirius up`` turn on): the second pass runs every ``second_pass_period_ns`` (a
+divisor of 1 s), at ``T + period / 2`` with ``T`` on that grid, and processes, besides its
+*guarded* second ``[S - 1 s - delay, S - delay)`` (``S`` = ``T`` truncated to the second), every
+insert time after it up to ``T``, in 1 s slices the last of which ends at ``T``. Those later
+slices are provisional: each following pass checks them again (``update_partition`` compares the
+source count) and rebuilds one that a late row joined, until the slice becomes the guarded second
+and is checked for the last time no earlier than the reference schedule would have built it. So
+no row is left out that the reference would have included, rows are queryable about
+``period / 2 + period`` after insertion instead of 1.5-2.5 s, and a partition is rebuilt only when
+rows arrived in its range since it was last built (the current second's grows pass after pass).
+
 Each pass updates the global views in ascending update group (``blocks`` → ``log_entries``,
 ``measures``, ``processes``, ``streams`` → ``log_stats``); a view that fails is logged, counted
 and skipped. Every pass is idempotent (``update_partition``), several daemons can run at once
@@ -93,6 +105,10 @@ _PLANS: dict[PassKind, _Plan] = {
 }
 
 
+_MIN_SECOND_PERIOD_NS = 50_000_000
+"""Shortest second-pass period: each pass costs a few PostgreSQL round trips per view and slice."""
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """Daemon settings.
@@ -111,6 +127,11 @@ class DaemonConfig:
             0 processes ``[T - 1 s, T)``: 0.5-1.5 s, at the cost of leaving to the minute pass
             any block whose row commits more than 0.5 s after its ``insert_time`` (clock skew
             between ingestion hosts and the daemon, very slow commits).
+        second_pass_period_ns: how often the second pass runs (a divisor of 1 s, at least
+            50 ms); it runs at half a period past each multiple of it.
+        provisional_slices: also materialise, at each second pass, the insert times after its
+            guarded second up to its scheduled time (see the module docstring); off = the
+            reference schedule.
         passes: which passes run (all by default).
     """
 
@@ -120,6 +141,8 @@ class DaemonConfig:
     retention_batch_size: int = 1000
     max_second_lateness_ns: int = 10 * NS_PER_SECOND
     second_pass_delay_ns: int = NS_PER_SECOND
+    second_pass_period_ns: int = NS_PER_SECOND
+    provisional_slices: bool = False
     passes: frozenset[PassKind] = field(default_factory=lambda: frozenset(PassKind))
 
     def __post_init__(self) -> None:
@@ -128,6 +151,10 @@ class DaemonConfig:
             raise ValueError(msg)
         if not 0 <= self.second_pass_delay_ns <= 10 * NS_PER_SECOND:
             msg = "second_pass_delay_ns must lie between 0 and 10 s"
+            raise ValueError(msg)
+        period = self.second_pass_period_ns
+        if not _MIN_SECOND_PERIOD_NS <= period <= NS_PER_SECOND or NS_PER_SECOND % period:
+            msg = f"second_pass_period_ns must divide 1 s and be at least 50 ms, got {period} ns"
             raise ValueError(msg)
         self.retention_policy  # noqa: B018 - validates the overrides (ConfigurationError)
 
@@ -194,8 +221,7 @@ class PassReport:
         return f"{self.kind.value} pass over {span}: {what}{failed}, {self.elapsed_seconds:.3f} s"
 
 
-def _first_due(kind: PassKind, now_ns: int) -> int:
-    plan = _PLANS[kind]
+def _first_due(plan: _Plan, now_ns: int) -> int:
     due = now_ns - now_ns % plan.period_ns + plan.offset_ns
     return due if due >= now_ns else due + plan.period_ns
 
@@ -235,13 +261,20 @@ class MaintenanceDaemon:
         Views run in update-group order; one failing is logged and skipped. When another daemon
         holds this kind's lease the pass is skipped (``PassReport.skipped``).
         """
-        plan = _PLANS[kind]
+        plan = self._plan(kind)
         scheduled_ns = to_ns(scheduled)
         start = scheduled_ns - scheduled_ns % plan.period_ns
         insert_range = TimeRange(start + plan.range_from, start + plan.range_to)
+        until_ns: int | None = None
         if kind is PassKind.SECOND:
             delay = self.config.second_pass_delay_ns
-            insert_range = TimeRange(start - NS_PER_SECOND - delay, start - delay)
+            second = start - start % NS_PER_SECOND
+            insert_range = TimeRange(second - NS_PER_SECOND - delay, second - delay)
+            # Provisional slices never pass the present: one built before its end would look
+            # complete. The guarded second is processed as in the reference schedule.
+            head = min(start, self._lake.now_ns())
+            if self.config.provisional_slices and head > insert_range.end_ns:
+                insert_range, until_ns = TimeRange(insert_range.begin_ns, head), head
         report = PassReport(kind, to_datetime(scheduled_ns), insert_range)
         started = time.monotonic()
         async with pass_lease(self._lake.pool, kind.value) as held:
@@ -250,7 +283,7 @@ class MaintenanceDaemon:
                 report.skipped = True
                 _log.debug("%s", report.summary())
                 return report
-            await self._work(kind, plan, report)
+            await self._work(kind, plan, report, until_ns)
         report.elapsed_seconds = time.monotonic() - started
         # INFO when the pass wrote or failed something ("did my data arrive?"); idle passes,
         # every second, stay at DEBUG so the console is quiet when nothing arrives.
@@ -271,7 +304,14 @@ class MaintenanceDaemon:
             kind.value,
         )
 
-    async def _work(self, kind: PassKind, plan: _Plan, report: PassReport) -> None:
+    def _plan(self, kind: PassKind) -> _Plan:
+        plan = _PLANS[kind]
+        if kind is PassKind.SECOND and self.config.second_pass_period_ns != plan.period_ns:
+            period = self.config.second_pass_period_ns
+            return _Plan(period, period // 2, plan.range_from, plan.range_to, plan.partition_ns)
+        return plan
+
+    async def _work(self, kind: PassKind, plan: _Plan, report: PassReport, until_ns: int | None = None) -> None:
         """The pass itself, under its lease: retention (hourly), then every global view."""
         insert_range = report.insert_range
         await self._lake.refresh_view_definitions()  # before retention: it checks the overrides' names
@@ -290,7 +330,7 @@ class MaintenanceDaemon:
         for view in self._lake.views.global_views():
             try:
                 report.results[view.name] = await materialize_partitions(
-                    self._lake, view.name, insert_range, plan.partition_ns
+                    self._lake, view.name, insert_range, plan.partition_ns, until_ns=until_ns
                 )
             except (LakehouseError, ValueError, OSError) as exc:
                 self._lake.stats.view_failures += 1
@@ -332,10 +372,10 @@ class MaintenanceDaemon:
         for kind in PassKind:
             if kind not in self.config.passes:
                 continue
-            due = self._next_due.setdefault(kind, _first_due(kind, now_ns))
+            due = self._next_due.setdefault(kind, _first_due(self._plan(kind), now_ns))
             if due > now_ns:
                 continue
-            period = _PLANS[kind].period_ns
+            period = self._plan(kind).period_ns
             if kind is PassKind.SECOND and now_ns - due > self.config.max_second_lateness_ns:
                 skipped = (now_ns - due) // period
                 _log.warning("second pass %d s late: skipping %d passes", (now_ns - due) // NS_PER_SECOND, skipped)
@@ -345,8 +385,8 @@ class MaintenanceDaemon:
         return reports
 
     async def _loop(self, kind: PassKind) -> None:
-        plan = _PLANS[kind]
-        due = _first_due(kind, self._lake.now_ns())
+        plan = self._plan(kind)
+        due = _first_due(plan, self._lake.now_ns())
         while True:
             wait_ns = due - self._lake.now_ns()
             if wait_ns > 0:

@@ -53,6 +53,7 @@ async def materialize_partitions(
     log: LogSink = _ignore,
     force: bool = False,
     until_now: bool = False,
+    until_ns: int | None = None,
 ) -> list[UpdateResult]:
     """Bring the global partitions of ``view_set`` over ``insert_range`` up to date.
 
@@ -65,6 +66,8 @@ async def materialize_partitions(
         force: rebuild every partition from source (``regenerate_partitions``).
         until_now: cut the range at the lakehouse clock's present, saying so in ``log``: no
             partition reaches into the future (the admin functions, ``sirius demo``).
+        until_ns: cut the range there instead, silently (the daemon's provisional slices end
+            at the pass's scheduled time, or at the clock's present when that is earlier).
 
     Returns:
         One result per partition, in time order (none when the range lies in the future).
@@ -83,6 +86,8 @@ async def materialize_partitions(
     targets = list(insert_range.slices(delta))
     if until_now:
         targets = _until(targets, lake.now_ns(), view_set, log)
+    elif until_ns is not None:
+        targets = _until(targets, until_ns, view_set, _ignore)
     results = []
     for target in targets:
         result = await update_partition(lake, view, GLOBAL_INSTANCE, target, force=force)
