@@ -4,7 +4,9 @@ A 200 promises the block is readable later, so the collector verifies what is ch
 both queues are valid LZ4 frames, every record's type index exists in the stream's metadata,
 no record runs past its buffer, and the object count matches ``nb_objects``. The walk is the
 native scanner (C), not a Python loop over events. Queues are decompressed straight into one
-buffer (``_lz4_into.py``), so checking a block costs its decompressed size once.
+buffer (``_lz4_into.py``), so checking a block costs its decompressed size once; a queue of up to
+4 MiB goes into a reused scratch buffer (no mapping, no page faults per block), and the scanner
+only counts the records, without building its per-record arrays.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..lakehouse import StreamRecord
-from ..tracing import Block, TransitScanError, WireFormatError, decode_udts, scan_queue
-from ._lz4_into import decompress_queue_into
+from ..tracing import Block, TransitScanError, WireFormatError, count_queue_records, decode_udts
+from ._lz4_into import decompressed_queue
 
 
 @lru_cache(maxsize=4096)
@@ -27,10 +29,13 @@ def validate_transit_payload(block: Block, stream: StreamRecord) -> str | None:
         object_sizes = _type_sizes(stream.objects_metadata)
         dependency_sizes = _type_sizes(stream.dependencies_metadata)
         # One queue at a time: each decompressed buffer is dropped before the next is made.
-        types, _, _ = scan_queue(decompress_queue_into(block.payload.objects), object_sizes)  # type: ignore[arg-type]
-        scan_queue(decompress_queue_into(block.payload.dependencies), dependency_sizes)  # type: ignore[arg-type]
+        # The scanner only counts (no per-record arrays) and keeps nothing of the decompressed view.
+        with decompressed_queue(block.payload.objects) as objects:
+            count = count_queue_records(objects, object_sizes)  # type: ignore[arg-type]
+        with decompressed_queue(block.payload.dependencies) as dependencies:
+            count_queue_records(dependencies, dependency_sizes)  # type: ignore[arg-type]
     except (WireFormatError, TransitScanError) as exc:
         return str(exc)
-    if len(types) != block.nb_objects:
-        return f"nb_objects is {block.nb_objects} but the objects queue holds {len(types)} records"
+    if count != block.nb_objects:
+        return f"nb_objects is {block.nb_objects} but the objects queue holds {count} records"
     return None
