@@ -1,8 +1,8 @@
-"""OTLP receiver throughput: spans/s and log records/s accepted over gRPC and HTTP/protobuf.
+"""OTLP receiver throughput: spans, log records and data points per second over gRPC and HTTP/protobuf.
 
 The OTLP service (``sirius.collector.OtlpService``) runs in this process over PostgreSQL and a
 local object store. Concurrent real OTel Python exporters (``OTLPSpanExporter`` /
-``OTLPLogExporter``, gRPC and HTTP/protobuf: their channels/sessions, retries and compression
+``OTLPLogExporter`` / ``OTLPMetricExporter``, gRPC and HTTP/protobuf: their channels/sessions, retries and compression
 settings) run as threads of one separate client process and send distinct batches of 512 items
 (the ``BatchSpanProcessor`` default). The SDK's protobuf *encoding* is done before the clock
 starts: in Python it costs more than the receiver (printed as ``SDK encode`` for reference) and
@@ -33,14 +33,21 @@ from _postgres import create_database, drop_database, maintenance_dsn
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sirius.collector import OtlpLimits, OtlpService
 from sirius.lakehouse import create_pool, migrate, open_object_store
 from sirius.lakehouse._datalake import DataLake
+from sirius.otel_bridge import SIGNALS, split_request_bytes
 
 BATCH = 512
 CLIENT_THREADS = 8
+REQUEST_TYPES = {
+    "traces": ExportTraceServiceRequest,
+    "logs": ExportLogsServiceRequest,
+    "metrics": ExportMetricsServiceRequest,
+}
 
 
 # -- request bodies (built by the real SDK, before timing) ------------------------------------
@@ -95,19 +102,55 @@ def _log_requests(count: int, seed: int) -> list[bytes]:
     return bodies
 
 
+def _metric_requests(count: int, seed: int) -> list[bytes]:
+    """Delta collections of 256 counter points and 256 histogram points (512 data points each)."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": "bench", "service.instance.id": f"m-{seed}"}), metric_readers=[reader]
+    )
+    meter = provider.get_meter("bench.meter", "1.0")
+    orders = meter.create_counter("orders", unit="1")
+    latency = meter.create_histogram("latency", unit="ms")
+    bodies = []
+    for n in range(count):
+        for i in range(BATCH // 2):
+            attributes = {"route": f"/api/r{i}", "region": "eu-west-1"}
+            orders.add(1 + (n + i) % 7, attributes)
+            latency.record((n * 31 + i) % 97 + 0.5, attributes)
+        request = encode_metrics(reader.get_metrics_data())
+        points = sum(
+            len(getattr(m, m.WhichOneof("data")).data_points)
+            for r in request.resource_metrics
+            for s in r.scope_metrics
+            for m in s.metrics
+        )
+        assert points == BATCH, points
+        bodies.append(request.SerializeToString())
+    provider.shutdown()
+    return bodies
+
+
 # -- clients (separate process) ----------------------------------------------------------------
 
 
 def _client_run(transport: str, signal: str, port: int, bodies: list[bytes]) -> tuple[float, int]:
     """Send ``bodies`` with CLIENT_THREADS real exporters; return (elapsed seconds, failures)."""
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
-    message_type = ExportTraceServiceRequest if signal == "traces" else ExportLogsServiceRequest
+    message_type = REQUEST_TYPES[signal]
     if transport == "grpc":
-        cls = GrpcSpans if signal == "traces" else GrpcLogs
+        cls = {"traces": GrpcSpans, "logs": GrpcLogs, "metrics": GrpcMetrics}[signal]
 
         class Exporter(cls):  # type: ignore[misc,valid-type]
             def _translate_data(self, data):  # already an Export*ServiceRequest
@@ -124,7 +167,7 @@ def _client_run(transport: str, signal: str, port: int, bodies: list[bytes]) -> 
 
         bodies = [message_type.FromString(b) for b in bodies]  # gRPC serialises the message itself
     else:
-        cls = HttpSpans if signal == "traces" else HttpLogs
+        cls = {"traces": HttpSpans, "logs": HttpLogs, "metrics": HttpMetrics}[signal]
 
         def make():
             return cls(endpoint=f"http://127.0.0.1:{port}/v1/{signal}")
@@ -164,7 +207,7 @@ def _cpu() -> float:
 
 
 def _parse_rate(signal: str, bodies: list[bytes]) -> float:
-    message_type = ExportTraceServiceRequest if signal == "traces" else ExportLogsServiceRequest
+    message_type = REQUEST_TYPES[signal]
     start = time.perf_counter()
     for body in bodies:
         message_type.FromString(body)
@@ -194,12 +237,16 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         print(f"SDK encode (spans created + encode_spans, reference): {encode_rate:,.0f} spans/s")
         print(header)
         seed = 0
-        for signal in ("traces", "logs"):
+        builders = {"traces": _span_requests, "logs": _log_requests, "metrics": _metric_requests}
+        for signal in args.signals.split(","):
             for transport in ("grpc", "http"):
                 seed += 1
-                build = _span_requests if signal == "traces" else _log_requests
+                build = builders[signal]
                 with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
                     bodies = await asyncio.wrap_future(executor.submit(build, args.requests, seed))
+                    scanned = sum(split_request_bytes(SIGNALS[signal], body) is not None for body in bodies)
+                    if scanned != len(bodies):  # the receivers would take the upb path: say so
+                        print(f"{signal}: {len(bodies) - scanned} of {len(bodies)} requests need the upb path")
                     blocks_before = await pool.fetchval("SELECT count(*) FROM blocks")
                     cpu_before = _cpu()
                     elapsed, failures = await asyncio.wrap_future(
@@ -231,6 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--requests", type=int, default=200, help="requests of 512 items per run")
+    parser.add_argument("--signals", default="traces,logs,metrics", help="comma-separated signals to measure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:
         asyncio.run(_bench(admin_dsn, Path(tmp), args))
