@@ -23,6 +23,7 @@ __all__ = [
     "PROCESS_PROPERTIES_FIELD",
     "SERVICE_NAME_FIELD",
     "BlockRows",
+    "concat_dictionary_strings",
     "concat_strings",
     "dictionary_strings",
     "service_name_of",
@@ -75,6 +76,13 @@ def dictionary_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_dictionary(values.type):
         return values.cast(DICT_STR)
     return values.cast(pa.string()).dictionary_encode()
+
+
+def concat_dictionary_strings(parts: Sequence[pa.Array]) -> pa.DictionaryArray:
+    """String or dictionary arrays as one ``DictStr`` array: dictionaries unified, no text copied per row."""
+    if not parts:
+        return pa.array([], pa.string()).dictionary_encode()
+    return pa.concat_arrays([dictionary_strings(p) for p in parts])
 
 
 def concat_strings(parts: Sequence[pa.Array]) -> pa.Array:

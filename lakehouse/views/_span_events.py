@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,7 +82,7 @@ class SpanEvents:
         position: index in the block's object queue.
         ticks: absolute ticks.
         is_begin: begin (True) or end event.
-        name, target, filename: per-event strings.
+        name, target, filename: per-event strings (dictionary arrays).
         line: u32 line.
         hash: u32 span hash.
         span_id, parent_span_id, depth: async events only (zeros for thread events).
@@ -122,15 +123,16 @@ def _descriptor_columns(
 ) -> tuple[pa.Array, pa.Array, pa.Array, npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
     """name, target, filename, line, hash of events given descriptor ids (and name string ids)."""
     deps = decoded.dependencies
-    # Distinct (descriptor, name) pairs through 1-D uniques (np.unique(axis=0) sorts row by row).
-    ref_values, ref_codes = np.unique(refs, return_inverse=True)
+    # Distinct (descriptor, name) pairs through 1-D hash encodings (a block repeats a few pairs;
+    # sorting every event, as np.unique does, cost more than the rest of the block).
+    ref_values, ref_codes = _factorize(refs)
     if names is None:
-        name_values, name_codes = np.zeros(1, np.uint64), np.zeros(refs.size, np.int64)
+        name_values = np.zeros(1, np.uint64)
+        unique_keys, inverse = np.arange(ref_values.size, dtype=np.int64), ref_codes
     else:
-        name_values, name_codes = np.unique(names, return_inverse=True)
-    keys = ref_codes.reshape(-1).astype(np.int64) * name_values.size + name_codes.reshape(-1)
-    unique_keys, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
+        name_values, name_codes = _factorize(names)
+        keys = ref_codes * name_values.size + name_codes
+        unique_keys, inverse = _factorize(keys)
     uniques = zip(
         ref_values[unique_keys // name_values.size].tolist(),
         name_values[unique_keys % name_values.size].tolist(),
@@ -149,14 +151,31 @@ def _descriptor_columns(
         u_file.append(filename)
         u_line.append(line & _M32)
         u_hash.append(span_hash(name, filename, target, line))
-    take = pa.array(inverse)
+    codes = inverse.astype(np.int32)
     return (
-        pa.array(u_name, pa.string()).take(take),
-        pa.array(u_target, pa.string()).take(take),
-        pa.array(u_file, pa.string()).take(take),
+        _coded(u_name, codes),
+        _coded(u_target, codes),
+        _coded(u_file, codes),
         np.array(u_line, dtype=np.uint32)[inverse],
         np.array(u_hash, dtype=np.uint32)[inverse],
     )
+
+
+def _factorize(values: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """``(distinct values in first-seen order, code of each value)``, by hashing."""
+    encoded = pa.array(values).dictionary_encode()
+    return encoded.dictionary.to_numpy(), encoded.indices.to_numpy().astype(np.int64)
+
+
+def _coded(values: list[str], codes: npt.NDArray[np.int32]) -> pa.DictionaryArray:
+    """Per-event strings as a dictionary array: ``values[codes]`` without copying any text.
+
+    Events repeat a few descriptors: gathering int32 codes (and unifying the small per-block
+    dictionaries when blocks are concatenated) is what keeps a million span events cheap.
+    """
+    distinct, remap = np.unique(np.array(values, dtype=object), return_inverse=True)
+    indices = remap.reshape(-1).astype(np.int32)[codes]
+    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(distinct.tolist(), pa.string()))
 
 
 def span_events(decoded: DecodedBlock, kind: str) -> SpanEvents:
@@ -192,7 +211,7 @@ def span_events(decoded: DecodedBlock, kind: str) -> SpanEvents:
         texts.append((name, target, filename))
     if not parts:
         empty = np.empty(0, np.int64)
-        no_text = pa.array([], pa.string())
+        no_text = pa.array([], pa.string()).dictionary_encode()
         return SpanEvents(
             empty, empty, np.empty(0, bool), no_text, no_text, no_text,
             np.empty(0, np.uint32), np.empty(0, np.uint32), empty, empty, np.empty(0, np.uint32),

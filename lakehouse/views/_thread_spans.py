@@ -27,7 +27,7 @@ from .._exceptions import ViewError
 from .._partitions import find_overlapping
 from .._time_range import TimeRange
 from .._view_set import DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
-from ._columns import concat_strings, dictionary_strings, timestamps
+from ._columns import concat_dictionary_strings, dictionary_strings, timestamps
 from ._span_events import SpanEvents, span_events
 
 if TYPE_CHECKING:
@@ -81,17 +81,18 @@ def pair_spans(is_begin: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], 
     delta = np.where(events, 1, -1).astype(np.int64)
     after = np.cumsum(delta)
     level = np.where(events, after - 1, after)
-    order = np.lexsort((np.arange(events.size), level))
+    # Events by level, then position: a stable sort (radix for 16-bit keys, as nesting is shallow).
+    narrow = level.astype(np.uint16) if level.size and int(level.max()) < 2**16 else level
+    order = np.argsort(narrow, kind="stable")
     begins, ends = order[0::2], order[1::2]
     span_level = level[begins]
-    # Parent: the latest begin one level up, before this begin (keys sort by level then position).
+    # Parent: the latest begin one level up, before this begin. Within a level, events alternate
+    # begin, end: ``begins`` is already sorted by (level, position), and so are these keys.
     keys = span_level * (events.size + 1) + begins
-    key_order = np.argsort(keys)
-    sorted_keys = keys[key_order]
     probe = (span_level - 1) * (events.size + 1) + begins
-    slot = np.searchsorted(sorted_keys, probe, side="left") - 1
+    slot = np.searchsorted(keys, probe, side="left") - 1
     valid = (span_level > 0) & (slot >= 0)
-    parent = np.where(valid, key_order[np.clip(slot, 0, None)], -1)
+    parent = np.where(valid, slot, -1)
     return original[begins], original[ends], span_level, parent
 
 
@@ -186,9 +187,9 @@ def _concat(events: list[SpanEvents]) -> SpanEvents:
         position=cat("position"),
         ticks=cat("ticks"),
         is_begin=cat("is_begin").astype(bool),
-        name=concat_strings([e.name for e in events]),
-        target=concat_strings([e.target for e in events]),
-        filename=concat_strings([e.filename for e in events]),
+        name=concat_dictionary_strings([e.name for e in events]),
+        target=concat_dictionary_strings([e.target for e in events]),
+        filename=concat_dictionary_strings([e.filename for e in events]),
         line=cat("line").astype(np.uint32),
         hash=cat("hash").astype(np.uint32),
         span_id=cat("span_id"),
