@@ -1,8 +1,9 @@
 """Ingestion throughput: HTTP service with 8 concurrent clients vs. the same stores written in-process.
 
 For 16 KiB and 1 MiB blocks it sends N valid transit blocks through ``POST /ingestion/insert_block``
-(8 keep-alive client threads in a separate process) and, as the baseline, writes the same blocks straight into the
-object store and PostgreSQL from the process (8 concurrent tasks). The ratio is the service's
+(8 keep-alive client threads in a separate process, ``_lean_http_client.py``) and, as the baseline,
+writes the same blocks straight into the object store and PostgreSQL from the process (8
+concurrent tasks). The ratio is the service's
 overhead: HTTP, CBOR decoding, payload validation and the handler.
 
 ``--replicas 1,2`` compares one and two ``sirius ingest`` processes over one database and store
@@ -24,13 +25,13 @@ import http.client
 import multiprocessing
 import os
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _lean_http_client import post_all
 from _postgres import create_database, drop_database, maintenance_dsn
 
 from sirius.admin._stack import Stack, StackOptions
@@ -76,31 +77,9 @@ def _blocks(process_id: uuid.UUID, stream_id: uuid.UUID, payload_bytes: int, cou
     return [cpu_block(process_id, stream_id, payload_bytes, i) for i in range(count)]
 
 
-def _http_run(url: str, bodies: list[bytes]) -> float:
-    host, port = url.removeprefix("http://").split(":")
-    chunks = [bodies[i::CLIENTS] for i in range(CLIENTS)]
-    errors: list[int] = []
-
-    def client(mine: list[bytes]) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        for body in mine:
-            conn.request("POST", "/ingestion/insert_block", body=body, headers={"Content-Type": "application/cbor"})
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors.append(response.status)
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"HTTP errors: {errors[:5]}")
-    return elapsed
+def _http_run(url: str, bodies: list[bytes], client: str = "lean") -> tuple[float, float]:
+    """POST the bodies from CLIENTS keep-alive threads; (seconds, client CPU seconds)."""
+    return post_all(url, "/ingestion/insert_block", bodies, CLIENTS, client)
 
 
 async def _in_process_run(lake: DataLake, store_uri: str, blocks: list[Block]) -> float:
@@ -135,6 +114,12 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--small-count", type=int, default=2000, help="16 KiB blocks per run")
     parser.add_argument("--large-count", type=int, default=96, help="1 MiB blocks per run")
+    parser.add_argument(
+        "--client",
+        choices=("lean", "stdlib"),
+        default="lean",
+        help="HTTP client of the load generator: lean (_lean_http_client.py) or http.client (before 2026-12-07)",
+    )
     parser.add_argument("--rss", action="store_true", help="measure RSS per admitted byte instead (_ingest_rss.py)")
     parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
     parser.add_argument("--rss-block-mib", type=int, default=16, help="--rss: block size")
@@ -168,7 +153,17 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     http_objects.mkdir()
     direct_objects.mkdir()
     stack = Stack(
-        StackOptions(data_dir=tmp, ingestion_port=0, sql_connection_string=dsn, object_store_uri=http_objects.as_uri())
+        StackOptions(
+            data_dir=tmp,
+            # every port free-picked: the other services must not collide with a running stack
+            ingestion_port=0,
+            otlp_grpc_port=0,
+            otlp_http_port=0,
+            flight_port=0,
+            gateway_port=0,
+            sql_connection_string=dsn,
+            object_store_uri=http_objects.as_uri(),
+        )
     )
     endpoints = await stack.start()
     url = endpoints[0].url
@@ -183,7 +178,10 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         )
         await asyncio.to_thread(_post, url, "/ingestion/insert_process", process_info_to_cbor(process))
         await asyncio.to_thread(_post, url, "/ingestion/insert_stream", stream_info_to_cbor(stream))
-        print(f"{'block size':>10} {'path':>10} {'blocks/s':>10} {'MB/s':>8}  ratio (in-process / HTTP)")
+        print(
+            f"{'block size':>10} {'path':>10} {'blocks/s':>10} {'MB/s':>8}  ratio (in-process / HTTP)"
+            f"; {args.client} client"
+        )
         for label, size, count in (("16 KiB", 16 * 1024, args.small_count), ("1 MiB", 1024 * 1024, args.large_count)):
             http_blocks = _blocks(process.process_id, stream.stream_id, size, count)
             direct_blocks = _blocks(process.process_id, stream.stream_id, size, count)
@@ -191,10 +189,13 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
             megabytes = sum(len(payload_to_cbor(b.payload)) for b in http_blocks) / 1e6
             # The clients run in another process so they do not compete with the service for the GIL.
             with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                t_http = await asyncio.wrap_future(pool.submit(_http_run, url, bodies))
+                t_http, client_cpu = await asyncio.wrap_future(pool.submit(_http_run, url, bodies, args.client))
             assert stack.lake is not None
             t_direct = await _in_process_run(stack.lake, direct_objects.as_uri(), direct_blocks)
-            print(f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}")
+            print(
+                f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}"
+                f"  (client CPU {client_cpu / count * 1e6:.0f} us/block)"
+            )
             print(
                 f"{label:>10} {'in-proc':>10} {count / t_direct:>10.0f} {megabytes / t_direct:>8.1f}"
                 f"  {t_http / t_direct:.2f}x"
