@@ -24,6 +24,7 @@ import asyncio
 import http.client
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -120,6 +121,7 @@ def main() -> None:
         default="lean",
         help="HTTP client of the load generator: lean (_lean_http_client.py) or http.client (before 2026-12-07)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved HTTP / in-process rounds per block size")
     parser.add_argument("--rss", action="store_true", help="measure RSS per admitted byte instead (_ingest_rss.py)")
     parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
     parser.add_argument("--rss-block-mib", type=int, default=16, help="--rss: block size")
@@ -146,12 +148,43 @@ def main() -> None:
         asyncio.run(_bench(admin_dsn, Path(tmp), args))
 
 
+async def _round(
+    stack: Stack,
+    url: str,
+    pool: ProcessPoolExecutor,
+    *,
+    process_id: uuid.UUID,
+    stream_id: uuid.UUID,
+    args: argparse.Namespace,
+    label: str,
+    size: int,
+    count: int,
+) -> float:
+    """One HTTP and one in-process run of ``count`` fresh blocks; print both, return HTTP / in-process throughput."""
+    http_blocks = _blocks(process_id, stream_id, size, count)
+    direct_blocks = _blocks(process_id, stream_id, size, count)
+    bodies = [block_to_cbor(b) for b in http_blocks]
+    megabytes = sum(len(payload_to_cbor(b.payload)) for b in http_blocks) / 1e6
+    t_http, client_cpu = await asyncio.wrap_future(pool.submit(_http_run, url, bodies, args.client))
+    assert stack.lake is not None
+    t_direct = await _in_process_run(stack.lake, Path(args.direct_objects).as_uri(), direct_blocks)
+    print(
+        f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}"
+        f"  (client CPU {client_cpu / count * 1e6:.0f} us/block)"
+    )
+    print(
+        f"{label:>10} {'in-proc':>10} {count / t_direct:>10.0f} {megabytes / t_direct:>8.1f}  {t_http / t_direct:.2f}x"
+    )
+    return t_direct / t_http
+
+
 async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     dsn = await create_database(admin_dsn)
     http_objects = tmp / "http-objects"
     direct_objects = tmp / "direct-objects"
     http_objects.mkdir()
     direct_objects.mkdir()
+    args.direct_objects = str(direct_objects)
     stack = Stack(
         StackOptions(
             data_dir=tmp,
@@ -182,24 +215,32 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
             f"{'block size':>10} {'path':>10} {'blocks/s':>10} {'MB/s':>8}  ratio (in-process / HTTP)"
             f"; {args.client} client"
         )
-        for label, size, count in (("16 KiB", 16 * 1024, args.small_count), ("1 MiB", 1024 * 1024, args.large_count)):
-            http_blocks = _blocks(process.process_id, stream.stream_id, size, count)
-            direct_blocks = _blocks(process.process_id, stream.stream_id, size, count)
-            bodies = [block_to_cbor(b) for b in http_blocks]
-            megabytes = sum(len(payload_to_cbor(b.payload)) for b in http_blocks) / 1e6
-            # The clients run in another process so they do not compete with the service for the GIL.
-            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                t_http, client_cpu = await asyncio.wrap_future(pool.submit(_http_run, url, bodies, args.client))
-            assert stack.lake is not None
-            t_direct = await _in_process_run(stack.lake, direct_objects.as_uri(), direct_blocks)
-            print(
-                f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}"
-                f"  (client CPU {client_cpu / count * 1e6:.0f} us/block)"
-            )
-            print(
-                f"{label:>10} {'in-proc':>10} {count / t_direct:>10.0f} {megabytes / t_direct:>8.1f}"
-                f"  {t_http / t_direct:.2f}x"
-            )
+        # The clients run in another process so they do not compete with the service for the GIL.
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for label, size, count in (
+                ("16 KiB", 16 * 1024, args.small_count),
+                ("1 MiB", 1024 * 1024, args.large_count),
+            ):
+                ratios = []
+                for _ in range(args.repeat):  # interleaved: a load change on a shared machine hits both paths
+                    ratios.append(
+                        await _round(
+                            stack,
+                            url,
+                            pool,
+                            process_id=process.process_id,
+                            stream_id=stream.stream_id,
+                            args=args,
+                            label=label,
+                            size=size,
+                            count=count,
+                        )
+                    )
+                if args.repeat > 1:
+                    print(
+                        f"{label:>10} median HTTP / in-process throughput over {args.repeat} rounds:"
+                        f" {statistics.median(ratios):.2f}"
+                    )
     finally:
         await stack.stop()
         await drop_database(admin_dsn, dsn)
