@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -179,6 +179,27 @@ class SourceBatch:
     def subset(self, blocks: Sequence[SourceBlock], payloads: Sequence[bytes]) -> SourceBatch:
         """The same streams and processes over a subset of the blocks."""
         return SourceBatch(list(blocks), self.streams, self.processes, list(payloads), {}, self._metadata, self.context)
+
+    def chunks(self, max_objects: int) -> Iterator[SourceBatch]:
+        """Consecutive sub-batches of at most ``max_objects`` objects (at least one block each).
+
+        Blocks already decoded move to their sub-batch (each block is decoded once).
+        """
+        start, total = 0, 0
+        for index, block in enumerate(self.blocks):
+            if index > start and total + block.nb_objects > max_objects:
+                yield self._part(start, index)
+                start, total = index, 0
+            total += block.nb_objects
+        if start < len(self.blocks):
+            yield self._part(start, len(self.blocks))
+
+    def _part(self, begin: int, end: int) -> SourceBatch:
+        decoded = {i - begin: self._decoded.pop(i) for i in range(begin, end) if i in self._decoded}
+        payloads = self.payloads[begin:end]
+        return SourceBatch(
+            self.blocks[begin:end], self.streams, self.processes, payloads, decoded, self._metadata, self.context
+        )
 
     def decode_all(self, workers: int = _DECODE_WORKERS) -> None:
         """Decode every block ahead of ``decode`` calls, on a few threads.

@@ -9,8 +9,12 @@ setting: ``bench/etl.py`` measures LZ4_RAW against zstd on the same partitions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +27,7 @@ from ._time_range import to_datetime
 
 __all__ = [
     "MAX_ROW_GROUP_ROWS",
+    "ParquetStream",
     "dictionary_columns",
     "encode_parquet",
     "event_time_bounds",
@@ -71,6 +76,20 @@ _LOW_CARDINALITY_TEXT = frozenset(
 )
 
 
+def _row_group_size(row_group_rows: int | None) -> int:
+    return min(row_group_rows or MAX_ROW_GROUP_ROWS, MAX_ROW_GROUP_ROWS)
+
+
+def _writer_options(schema: pa.Schema, compression: str) -> dict[str, Any]:
+    return {
+        "version": "2.6",
+        "compression": compression,
+        "use_dictionary": dictionary_columns(schema),
+        "write_statistics": True,
+        "write_page_index": True,
+    }
+
+
 def encode_parquet(table: pa.Table, compression: str, row_group_rows: int | None = None) -> bytes:
     """Serialise ``table`` as one Parquet file (blocking; call from a worker thread).
 
@@ -81,16 +100,70 @@ def encode_parquet(table: pa.Table, compression: str, row_group_rows: int | None
     """
     sink = pa.BufferOutputStream()
     pq.write_table(
-        table,
-        sink,
-        version="2.6",
-        compression=compression,
-        row_group_size=min(row_group_rows or MAX_ROW_GROUP_ROWS, MAX_ROW_GROUP_ROWS),
-        use_dictionary=dictionary_columns(table.schema),
-        write_statistics=True,
-        write_page_index=True,
+        table, sink, row_group_size=_row_group_size(row_group_rows), **_writer_options(table.schema, compression)
     )
     return sink.getvalue().to_pybytes()
+
+
+class ParquetStream:
+    """One Parquet file encoded on its own thread while its rows are still being computed.
+
+    ``write`` hands over a chunk of rows and returns at once; the thread writes each chunk as
+    row groups of at most ``row_group_rows`` (pyarrow releases the GIL while encoding), so a
+    view's transform and the encoding of its earlier chunks use both cores. ``finish`` returns
+    the file; ``abort`` drops it. The writer options are ``encode_parquet``'s.
+    """
+
+    def __init__(self, schema: pa.Schema, compression: str, row_group_rows: int | None = None) -> None:
+        self._schema = schema
+        self._compression = compression
+        self._row_group_size = _row_group_size(row_group_rows)
+        self._chunks: queue.SimpleQueue[pa.Table | None] = queue.SimpleQueue()
+        self._sink = pa.BufferOutputStream()
+        self._error: BaseException | None = None
+        self.num_rows = 0
+        self._thread = threading.Thread(target=self._run, name="sirius-parquet", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        writer: pq.ParquetWriter | None = None
+        try:
+            writer = pq.ParquetWriter(self._sink, self._schema, **_writer_options(self._schema, self._compression))
+            while (chunk := self._chunks.get()) is not None:
+                if self._error is None:
+                    writer.write_table(chunk, row_group_size=self._row_group_size)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of finish()
+            self._error = exc
+            while self._chunks.get() is not None:  # drain until the caller says it is done
+                pass
+        finally:
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+
+    def write(self, chunk: pa.Table) -> None:
+        """Queue rows (in the stream's schema) for encoding."""
+        if chunk.num_rows:
+            self.num_rows += chunk.num_rows
+            self._chunks.put(chunk)
+
+    def finish(self) -> bytes:
+        """Wait for the encoding and return the file (blocking; call from a worker thread).
+
+        Raises:
+            Whatever pyarrow raised while encoding.
+        """
+        self._chunks.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sink.getvalue().to_pybytes()
+
+    def abort(self) -> None:
+        """Stop encoding and drop the file (after a failed transform)."""
+        self._error = self._error or RuntimeError("aborted")
+        self._chunks.put(None)
+        self._thread.join()
 
 
 def event_time_bounds(table: pa.Table, columns: tuple[str, str]) -> tuple[int | None, int | None]:

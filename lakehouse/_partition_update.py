@@ -99,9 +99,10 @@ def decide(view: ViewSet, existing: list[Partition], target: TimeRange, source_c
 
 
 async def _write_file(
-    lake: Lakehouse, view: ViewSet, instance: str, target: TimeRange, table: pa.Table
+    lake: Lakehouse, view: ViewSet, instance: str, target: TimeRange, table: pa.Table, *, data: bytes | None
 ) -> tuple[str, int]:
-    data = await asyncio.to_thread(encode_parquet, table, lake.settings.parquet_compression, view.row_group_rows)
+    if data is None:
+        data = await asyncio.to_thread(encode_parquet, table, lake.settings.parquet_compression, view.row_group_rows)
     key = partition_file_key(view.name, instance, target.begin_ns)
     # Registered (and committed) before the upload: if we die before the row commits, the
     # temporary-file cleanup deletes the orphan.
@@ -170,13 +171,14 @@ async def update_partition(
                 ranges = ", ".join(str(p.insert_range) for p in blocking)
                 message = f"{label}: existing partition {ranges} sticks out of the range; left alone"
                 return UpdateResult(action, None, message, blocking)
+            data: bytes | None = None  # the file, when the view encoded it while building
             if action is Action.MERGE:
                 merged = await read_partition_files(lake.store, existing, view.schema)
                 table = await asyncio.to_thread(view.merge, [merged])
                 count = sum(p.source_count or 0 for p in existing)
             else:
-                table, count = await view.build(lake, instance, target)
-            partition = await _commit(lake, conn, view, instance, target, table, count, existing, allowed)
+                table, count, data = await view.build_file(lake, instance, target)
+            partition = await _commit(lake, conn, view, instance, target, table, count, existing, allowed, data=data)
             await tx.commit()
         except BaseException:
             # A failed rollback (the connection broke, or a cancelled COMMIT left the transaction
@@ -206,11 +208,13 @@ async def _commit(  # noqa: PLR0917 - private step of update_partition
     count: int,
     existing: list[Partition],
     allowed: set[tuple[int, int, str | None]],
+    *,
+    data: bytes | None = None,
 ) -> Partition | None:
     key: str | None = None
     size = 0
     if table.num_rows:
-        key, size = await _write_file(lake, view, instance, target, table)
+        key, size = await _write_file(lake, view, instance, target, table, data=data)
     low, high = event_time_bounds(table, view.event_time_columns)
     partition = Partition(
         view_set_name=view.name,

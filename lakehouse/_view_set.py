@@ -34,6 +34,7 @@ import pyarrow as pa
 from ..tracing.transit import TRANSIT_FORMAT
 from ._block_source import BlockFilter, SourceBatch, count_source, fetch_source, insert_slices, load_payloads
 from ._exceptions import ViewError
+from ._parquet_files import ParquetStream
 from ._time_range import NS_PER_HOUR, TimeRange
 
 if TYPE_CHECKING:
@@ -171,6 +172,17 @@ class ViewSet(ABC):
         The count may exceed an earlier ``source_count`` when data arrived in between.
         """
 
+    async def build_file(
+        self, lake: Lakehouse, instance: str, insert_range: TimeRange
+    ) -> tuple[pa.Table, int, bytes | None]:
+        """``build``, plus the rows already encoded as the partition's Parquet file (or None).
+
+        Default: no file (``update_partition`` encodes the table). Block views encode while
+        they transform (``BlockViewSet.transform_chunks``).
+        """
+        table, count = await self.build(lake, instance, insert_range)
+        return table, count, None
+
     def merge(self, tables: list[pa.Table]) -> pa.Table:
         """Rows of several partitions as one (default: concatenation in insert order)."""
         if not tables:
@@ -247,6 +259,46 @@ class BlockViewSet(ViewSet):
         lake.stats.events_processed += batch.nb_objects
         table = await asyncio.to_thread(self.transform_batch, batch)
         return table, len(batch.blocks) if self.counts_blocks else batch.nb_objects
+
+    async def build_file(
+        self, lake: Lakehouse, instance: str, insert_range: TimeRange
+    ) -> tuple[pa.Table, int, bytes | None]:
+        """Fetch and transform the source blocks, encoding each chunk of rows as soon as it is made.
+
+        The encoding thread works on one chunk while the transform computes the next: the file
+        is ready about when the last chunk is (``ParquetStream``), rather than one encoding
+        after the whole transform. Same file options as ``encode_parquet``. A subclass that
+        overrides ``build`` gets it called instead (no file: ``update_partition`` encodes).
+        """
+        if type(self).build is not BlockViewSet.build:
+            return await super().build_file(lake, instance, insert_range)
+        batch = await fetch_source(lake.pool, self.block_filter(instance), insert_range)
+        if self.needs_payloads:
+            await load_payloads(lake.store, batch)
+            await self.prepare_batch(lake, batch)
+        lake.stats.blocks_processed += len(batch.blocks)
+        lake.stats.events_processed += batch.nb_objects
+        count = len(batch.blocks) if self.counts_blocks else batch.nb_objects
+        stream = ParquetStream(self.schema, lake.settings.parquet_compression, self.row_group_rows)
+
+        def transform() -> pa.Table:
+            chunks = []
+            for chunk in self.transform_chunks(batch):
+                chunks.append(chunk.cast(self.schema))
+                stream.write(chunks[-1])
+            return pa.concat_tables(chunks) if chunks else self.schema.empty_table()
+
+        try:
+            table = await asyncio.to_thread(transform)
+        except BaseException:
+            await asyncio.to_thread(stream.abort)
+            raise
+        data = await asyncio.to_thread(stream.finish)
+        return table, count, data if table.num_rows else None
+
+    def transform_chunks(self, batch: SourceBatch) -> Iterator[pa.Table]:
+        """The rows of ``batch`` as consecutive chunks, in order (default: one ``transform_batch``)."""
+        yield self.transform_batch(batch)
 
     def transform_batch(self, batch: SourceBatch) -> pa.Table:
         """Dispatch blocks by stream format and concatenate the results."""

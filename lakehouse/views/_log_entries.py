@@ -15,7 +15,7 @@ events of spans of ``otlp/v1/traces`` streams (tag ``trace``, read as well). Sir
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -25,8 +25,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...tracing.transit import TRANSIT_FORMAT
 from .._block_source import SourceBatch
 from .._otlp_payloads import OTLP_LOGS_FORMAT, OTLP_TRACES_FORMAT
+from .._parquet_files import MAX_ROW_GROUP_ROWS
 from .._property_jsonb import PropertyDictionary
 from .._time_range import NS_PER_HOUR
 from .._transit_reader import POSITION, DecodedBlock
@@ -160,6 +162,16 @@ class LogEntriesView(BlockViewSet):
         OTLP_LOGS_FORMAT: partial(otlp_log_entries, schema=LOG_ENTRIES_SCHEMA),
         OTLP_TRACES_FORMAT: partial(exception_log_entries, schema=LOG_ENTRIES_SCHEMA),
     }
+
+    def transform_chunks(self, batch: SourceBatch) -> Iterator[pa.Table]:
+        """Rows of transit blocks a row group at a time, so the file is encoded while they are made."""
+        formats = {batch.streams[b.stream_id].format for b in batch.blocks}
+        if not batch.blocks or not formats <= {TRANSIT_FORMAT}:
+            yield self.transform_batch(batch)
+            return
+        batch.decode_all()
+        for part in batch.chunks(MAX_ROW_GROUP_ROWS):
+            yield self.transform(part)
 
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Rows of the transit log blocks of ``batch``."""
