@@ -121,6 +121,9 @@ def main() -> None:
         default="lean",
         help="HTTP client of the load generator: lean (_lean_http_client.py) or http.client (before 2026-12-07)",
     )
+    parser.add_argument(
+        "--daemon", action="store_true", help="run the maintenance daemon in the service's process (as sirius up)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="interleaved HTTP / in-process rounds per block size")
     parser.add_argument("--rss", action="store_true", help="measure RSS per admitted byte instead (_ingest_rss.py)")
     parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
@@ -196,6 +199,9 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
             gateway_port=0,
             sql_connection_string=dsn,
             object_store_uri=http_objects.as_uri(),
+            # As `sirius ingest` runs: no maintenance daemon (live ETL every 250 ms) in the process
+            # under test, unless asked for (the rows before 2026-12-07 ran with it).
+            daemon=args.daemon,
         )
     )
     endpoints = await stack.start()
