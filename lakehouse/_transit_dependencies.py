@@ -206,6 +206,38 @@ class Dependencies:
             raise corrupt(f"a referenced descriptor has no field {field!r}")
         return result
 
+    def record_indices(self, ids: npt.ArrayLike, what: str) -> npt.NDArray[np.intp]:
+        """Positions of descriptor ids among the block's records, for ``field_of_records``.
+
+        Raises:
+            CorruptBlockError: an id that is no record of the block.
+        """
+        sorted_ids, _ = self._table("records")
+        return _lookup(sorted_ids, ids, f"descriptor reference ({what})")
+
+    def field_of_records(self, index: npt.NDArray[np.intp], field: str) -> pa.Array:
+        """``resolve_field`` given ``record_indices``; a text field comes back dictionary-encoded.
+
+        Events repeat a few descriptors: int32 codes into the distinct texts replace a copy of
+        the text per event.
+
+        Raises:
+            CorruptBlockError: a referenced record without ``field``.
+        """
+        _, values = self._table("records")
+        column = [v.get(field) for v in values]
+        if not all(isinstance(v, str) for v in column if v is not None):
+            result = _column(column, field).take(pa.array(index))
+            if result.null_count:
+                raise corrupt(f"a referenced descriptor has no field {field!r}")
+            return result
+        texts = sorted({v for v in column if v is not None})
+        code_of = {text: code for code, text in enumerate(texts)}
+        codes = np.array([-1 if v is None else code_of[v] for v in column], dtype=np.int32)[index]
+        if codes.size and int(codes.min()) < 0:
+            raise corrupt(f"a referenced descriptor has no field {field!r}")
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(texts, pa.string()))
+
     def resolve_property_sets(self, ids: npt.ArrayLike) -> pa.Array:
         """Vectorised property-set id → ``map<string, string>``."""
         sorted_ids, values = self._table("props")

@@ -38,8 +38,8 @@ from ._columns import (
     PROCESS_PROPERTIES_FIELD,
     SERVICE_NAME_FIELD,
     BlockRows,
+    concat_dictionary_strings,
     concat_strings,
-    dictionary_strings,
     timestamps,
 )
 from ._otel_logs import exception_log_entries, otlp_log_entries
@@ -115,14 +115,15 @@ def _rows_of_block(decoded: DecodedBlock, props: PropertyDictionary) -> _Pieces:
         refs = set(decoded.reference_columns.get(name, ()))
         n = table.num_rows
         if "desc" in table.column_names:
-            desc = table.column("desc").to_numpy()
-            level = deps.resolve_field(desc, "level").cast(pa.int32()).to_numpy(zero_copy_only=False)
-            target = deps.resolve_field(desc, "target")
+            # One lookup for every field; targets stay codes into the descriptors' few texts.
+            records = deps.record_indices(table.column("desc").to_numpy(), "desc")
+            level = deps.field_of_records(records, "level").cast(pa.int32()).to_numpy(zero_copy_only=False)
+            target = deps.field_of_records(records, "target")
         else:
             level = table.column("level").to_numpy().astype(np.int32)
             target = deps.resolve_strings(table.column("target").to_numpy())
         if "msg" not in table.column_names:
-            msg = deps.resolve_field(table.column("desc").to_numpy(), "fmt_str")
+            msg = deps.field_of_records(records, "fmt_str")
         elif "msg" in refs:
             msg = deps.resolve_strings(table.column("msg").to_numpy())
         else:
@@ -138,7 +139,7 @@ def _rows_of_block(decoded: DecodedBlock, props: PropertyDictionary) -> _Pieces:
         pieces.position.append(table.column(POSITION).to_numpy())
         pieces.ticks.append(table.column("time").to_numpy().astype(np.int64))
         pieces.level.append(np.asarray(level, dtype=np.int32))
-        pieces.target.append(target.cast(pa.string()))
+        pieces.target.append(target)
         pieces.msg.append(msg.cast(pa.string()))
         pieces.props.append(prop_index)
     return pieces
@@ -192,7 +193,7 @@ class LogEntriesView(BlockViewSet):
             ticks = np.concatenate(pieces.ticks)[order]
             times.append(batch.processes[block.process_id].converter().ticks_to_ns(ticks))
             levels.append(np.concatenate(pieces.level)[order])
-            targets.append(concat_strings(pieces.target).take(take))
+            targets.append(concat_dictionary_strings(pieces.target).take(take))
             msgs.append(concat_strings(pieces.msg).take(take))
             prop_indices.append(np.concatenate(pieces.props)[order])
             counts.append(order.size)
@@ -202,7 +203,7 @@ class LogEntriesView(BlockViewSet):
             [
                 *rows.context_columns(),
                 timestamps(np.concatenate(times) if times else np.empty(0, np.int64)),
-                dictionary_strings(concat_strings(targets)),
+                concat_dictionary_strings(targets),
                 pa.array(np.concatenate(levels) if levels else empty_i32, pa.int32()),
                 concat_strings(msgs),
                 props.column(np.concatenate(prop_indices) if prop_indices else empty_i32),
