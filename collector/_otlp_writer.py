@@ -28,6 +28,7 @@ from ..lakehouse import DataLake, LakehouseError, ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request, split_request_bytes
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
 from ._arrivals import log_new_process
+from ._block_rows import BlockRowBatcher
 from ._exceptions import AudienceOwnershipError, OtlpPermissionDeniedError, OtlpUnavailableError
 from ._otlp_codec import PROTOBUF, parse_request
 from ._ownership import ProcessOwnership
@@ -114,6 +115,7 @@ class OtlpWriter:
         self._ownership = ProcessOwnership(lake, cache_size)
         self._processes = _Seen(cache_size)  # (process id, audience) pairs registered and owned
         self._streams = _Seen(cache_size)
+        self._rows = BlockRowBatcher(lake)
         self.export_wrapper: ExportWrapper | None = None
         """Runs each export (signal name, the export) around something: self-telemetry's spans."""
 
@@ -185,4 +187,4 @@ class OtlpWriter:
         # Object first, create-only, then the row: a crash in between leaves an object that the
         # retried request finds and keeps (micromegas-wire.md §3).
         await self._store.put_if_absent(_object_key(block.process_id, block.stream_id, block.block_id), payload)
-        await self._lake.insert_block(block, len(payload))
+        await self._rows.insert(block, len(payload))

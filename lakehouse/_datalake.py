@@ -212,6 +212,36 @@ class DataLake:
                 self._clock(),
             )
 
+    async def insert_blocks(self, blocks: Sequence[tuple[Block, int]]) -> None:
+        """``insert_block`` of several (block, payload size) pairs in one round trip and one transaction.
+
+        Rows go in ``block_id`` order, so two batches sharing ids take the dedup trigger's
+        per-id locks in the same order (no deadlock between concurrent writers).
+        """
+        if not blocks:
+            return
+        insert_time = self._clock()
+        rows = [
+            (
+                block.block_id,
+                block.stream_id,
+                block.process_id,
+                ns_to_datetime(block.begin_time_ns),
+                block.begin_ticks,
+                ns_to_datetime(block.end_time_ns),
+                block.end_ticks,
+                block.nb_objects,
+                block.object_offset,
+                payload_size,
+                insert_time,
+            )
+            for block, payload_size in sorted(blocks, key=lambda item: item[0].block_id.bytes)
+        ]
+        with pg_errors(f"inserting {len(rows)} blocks"):
+            await self._pool.executemany(
+                "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING", rows
+            )
+
     async def process_audience(self, process_id: uuid.UUID) -> tuple[bool, str | None]:
         """Whether the process exists, and its stamped audience (None when unstamped)."""
         with pg_errors(f"reading the audience of process {process_id}"):
