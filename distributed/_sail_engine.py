@@ -59,7 +59,7 @@ class SailEngine:
         spark = self._connect()
         try:
             register_plan(spark, plan)
-            register_sail_functions(spark)
+            register_sail_functions(spark, plan.sql)
             return spark.sql(plan.sql).toArrow()
         except Exception as exc:
             if _is_spark_error(exc):

@@ -19,6 +19,7 @@ computed before the statement). ``UNAVAILABLE_ON_SAIL`` lists the rest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -115,13 +116,23 @@ SAIL_FUNCTIONS = (
 """Names of the functions ``register_sail_functions`` adds."""
 
 
-def register_sail_functions(spark: Any) -> None:
+def _calls(sql: str) -> Callable[[str], bool]:
+    """Whether ``sql`` may call a function of that name (a name followed by ``(``, any case)."""
+    named = {m.lower() for m in re.findall(r"(?<![\w.])`?([A-Za-z_]\w*)`?\s*\(", sql)}
+    return lambda name: name in named
+
+
+def register_sail_functions(spark: Any, sql: str | None = None) -> None:
     """Register the ported functions on a Spark Connect session (temporary functions).
 
+    With ``sql``, only the functions it names in a call: each registration is a round trip that
+    ships the pickled function (about 90 ms for all of them, most of a small statement's cost).
     The metadata table functions are not functions there: ``plan_on_sail`` computes their rows.
     """
+    wanted = (lambda _: True) if sql is None else _calls(sql)
     for name, kernel, inputs, output in jsonb_udfs():
-        spark.udf.register(name, _pandas_udf(name, kernel, inputs, output))
-    register_histogram_functions(spark)
-    register_otel_histogram_functions(spark)
-    register_row_table_functions(spark)
+        if wanted(name):
+            spark.udf.register(name, _pandas_udf(name, kernel, inputs, output))
+    register_histogram_functions(spark, wanted)
+    register_otel_histogram_functions(spark, wanted)
+    register_row_table_functions(spark, wanted)

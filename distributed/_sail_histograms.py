@@ -131,9 +131,11 @@ HISTOGRAM_FUNCTIONS = ("make_histogram", "sum_histograms", *(name for name, *_ i
 """Names of the functions ``register_histogram_functions`` adds."""
 
 
-def register_histogram_functions(spark: Any) -> None:
-    """Register the histogram aggregates and readers on a Spark Connect session."""
+def register_histogram_functions(spark: Any, wanted: Callable[[str], bool] = lambda _: True) -> None:
+    """Register the histogram aggregates and readers (those ``wanted`` by name) on a Spark Connect session."""
     for name, aggregate in _aggregates().items():
-        spark.udf.register(name, aggregate)
+        if wanted(name):
+            spark.udf.register(name, aggregate)
     for name, kernel, inputs, output in histogram_scalar_udfs():
-        spark.udf.register(name, _reader(name, kernel, inputs, output))
+        if wanted(name):
+            spark.udf.register(name, _reader(name, kernel, inputs, output))

@@ -18,6 +18,7 @@ per histogram except to build the Arrow input from pandas' object Series.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,7 +129,8 @@ OTEL_HISTOGRAM_FUNCTIONS = ("merge_histograms", "histogram_quantile")
 """Names of the functions ``register_otel_histogram_functions`` adds."""
 
 
-def register_otel_histogram_functions(spark: Any) -> None:
-    """Register ``merge_histograms`` and ``histogram_quantile`` on a Spark Connect session."""
+def register_otel_histogram_functions(spark: Any, wanted: Callable[[str], bool] = lambda _: True) -> None:
+    """Register ``merge_histograms`` and ``histogram_quantile`` (those ``wanted``) on a Spark Connect session."""
     for name, function in _udfs().items():
-        spark.udf.register(name, function)
+        if wanted(name):
+            spark.udf.register(name, function)

@@ -25,7 +25,7 @@ on the DataFusion engine.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +146,8 @@ def _udtfs() -> dict[str, Any]:
     }
 
 
-def register_row_table_functions(spark: Any) -> None:
-    """Register the UDTFs (``ROW_TABLE_FUNCTIONS``) on a Spark Connect session."""
+def register_row_table_functions(spark: Any, wanted: Callable[[str], bool] = lambda _: True) -> None:
+    """Register the UDTFs (``ROW_TABLE_FUNCTIONS``, those ``wanted``) on a Spark Connect session."""
     for name, function in _udtfs().items():
-        spark.udtf.register(name, function)
+        if wanted(name):
+            spark.udtf.register(name, function)
