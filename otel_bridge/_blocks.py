@@ -311,6 +311,7 @@ def resource_block(
     prefix: bytes,
     audience: str | None,
     process: ProcessInfo | None = None,
+    derived: ProcessInfo | None = None,
 ) -> OtlpBlock:
     """The block of one non-empty resource, its process and its stream.
 
@@ -323,12 +324,16 @@ def resource_block(
         prefix: ``block_id_prefix(...)`` of the request.
         audience: the bound write audience, or None.
         process: the running process for in-process exporters; None derives one from ``attributes``.
+        derived: the process derived from ``attributes`` when the caller already has it
+            (``process_info_for_resource`` with this block's begin time as fallback start).
     """
     count, nb_objects, begin_ns, end_ns, bad = stats
     if process is None:
-        attrs = attribute_map(attributes)
-        process_id = process_id_for_resource(attrs, audience)
-        info = process_info_for_resource(attributes, process_id, begin_ns, attrs)
+        if derived is None:
+            attrs = attribute_map(attributes)
+            process_id = process_id_for_resource(attrs, audience)
+            derived = process_info_for_resource(attributes, process_id, begin_ns, attrs)
+        info = derived
         begin_ticks, end_ticks = begin_ns, end_ns  # absolute Unix ns, as the Rust ingester writes
         properties: dict[str, str] = {}
     else:

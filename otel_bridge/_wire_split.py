@@ -14,12 +14,23 @@ which accepts it or refuses it with its usual error.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from ._blocks import REJECTION_REASONS, OtlpBlock, SplitRequest, block_id_prefix, resource_block
+from ..tracing import ProcessInfo
+from ._blocks import (
+    REJECTION_REASONS,
+    OtlpBlock,
+    SplitRequest,
+    block_id_prefix,
+    process_info_for_resource,
+    resource_block,
+)
+from ._identity import attribute_map, process_id_for_resource
 from ._signals import LOGS, METRICS, TRACES, Signal
 from ._wire_native import ffi, lib
 
@@ -27,6 +38,12 @@ __all__ = ["WireResource", "scan_request", "split_request_bytes"]
 
 _SIGNAL_CODES = {TRACES.name: 0, LOGS.name: 1, METRICS.name: 2}
 _FIRST_CAPACITY = 8  # resources per request: one for nearly every exporter
+_IDENTITY_CACHE_SIZE = 4096
+
+# (Resource bytes, audience) -> (the derived process, whether its start is the block's begin time
+# because the resource names no usable start). A producer sends the same resource in every
+# request; this spares its parse and the uuid5 key per request.
+_identities: dict[tuple[bytes, str | None], tuple[ProcessInfo, bool]] = {}
 
 WireResource = tuple[int, int, int, int, int, int, int, int, int, int]
 """(offset, length, resource offset, resource length or -1, items, nb_objects, begin_ns, end_ns,
@@ -94,9 +111,32 @@ def split_request_bytes(
             stats = (count, nb_objects, now, now, bad)
         else:
             stats = (count, nb_objects, begin_ns, end_ns, bad)
-        resource = Resource.FromString(view[res_offset : res_offset + res_length]) if res_length >= 0 else Resource()
+        resource_bytes = bytes(view[res_offset : res_offset + res_length]) if res_length >= 0 else b""
+        derived = _derived_process(resource_bytes, audience, stats[2])
         payload = view[offset : offset + length]
-        attributes = resource.attributes
-        blocks.append(resource_block(signal, payload, attributes, stats=stats, prefix=prefix, audience=audience))
+        blocks.append(
+            resource_block(signal, payload, (), stats=stats, prefix=prefix, audience=audience, derived=derived)
+        )
     reasons = tuple(sorted(r for bit, r in enumerate(REJECTION_REASONS) if reason_bits & (1 << bit)))
     return SplitRequest(tuple(blocks), items, rejected, reasons)
+
+
+def _derived_process(resource_bytes: bytes, audience: str | None, begin_ns: int) -> ProcessInfo:
+    """``process_info_for_resource`` of a serialised ``Resource``, its attribute work cached."""
+    key = (resource_bytes, audience)
+    cached = _identities.get(key)
+    if cached is None:
+        attributes = Resource.FromString(resource_bytes).attributes
+        attrs = attribute_map(attributes)
+        process_id: uuid.UUID = process_id_for_resource(attrs, audience)
+        info = process_info_for_resource(attributes, process_id, 0, attrs)
+        # A parsed start cannot be both 0 and 1: these two tell a fallback start apart.
+        other = process_info_for_resource(attributes, process_id, 1, attrs)
+        uses_fallback = info.start_time_ns == 0 and other.start_time_ns == 1
+        if len(_identities) >= _IDENTITY_CACHE_SIZE:
+            _identities.clear()  # producers come and go; a full reset is simpler than LRU order
+        cached = _identities[key] = (info, uses_fallback)
+    info, uses_fallback = cached
+    if uses_fallback:
+        return dataclasses.replace(info, start_time_ns=begin_ns, start_ticks=begin_ns)
+    return info

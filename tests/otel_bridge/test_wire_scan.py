@@ -74,7 +74,14 @@ def values(depth: int = 2) -> st.SearchStrategy[AnyValue]:
 def key_values(value: st.SearchStrategy[AnyValue] | None = None) -> st.SearchStrategy[KeyValue]:
     keys = st.sampled_from(["service.name", "host.name", "process.pid", "service.instance.id", "k", ""])
     value = values(1) if value is None else value
-    return st.one_of(st.builds(KeyValue, key=keys, value=value), st.builds(KeyValue, key=keys))
+    start = st.builds(
+        KeyValue,
+        key=st.sampled_from(["process.creation.time", "process.start_time"]),
+        value=st.builds(
+            AnyValue, string_value=st.sampled_from(["2025-06-15T12:00:00.5Z", "1969-12-31T23:59:59Z", "?"])
+        ),
+    )
+    return st.one_of(st.builds(KeyValue, key=keys, value=value), st.builds(KeyValue, key=keys), start)
 
 
 ATTRS = st.lists(key_values(), max_size=3)
