@@ -12,9 +12,10 @@ The plan must be, from the top:
 
 * any chain of ``Projection``, ``Filter`` (HAVING), ``Sort`` and ``Limit`` over
 * one ``Aggregate`` whose aggregates are all ``count(*)`` (``count(Int64(1))``, no DISTINCT,
-  FILTER or ORDER BY), whose group keys use only ``process_id``, ``level`` and ``target``
-  (columns, literals, operators) and ``time`` inside ``date_bin(<whole minutes>, time)`` or
-  ``date_trunc('<minute or coarser>', time)``, over
+  FILTER or ORDER BY) or ``count(DISTINCT k)``, ``min(k)``, ``max(k)`` of a key ``k``, whose
+  group keys use only ``process_id``, ``level`` and ``target`` (columns, literals, operators)
+  and ``time`` inside ``date_bin(<whole minutes>, time)`` or ``date_trunc('<minute or
+  coarser>', time)``, over
 * an optional ``Filter`` using those key columns and ``time`` only in comparisons with a
   literal whose bound falls on a whole minute (``time >= '12:03'``, ``time < '12:05'``), over
 * ``log_entries`` itself (the registered view, not a subquery or CTE of that name).
@@ -22,7 +23,8 @@ The plan must be, from the top:
 Such a comparison or time bin has the same value for every row of one minute, so it is a
 function of ``time_bin``: the statement is re-planned over a ``log_entries``-shaped projection
 of ``log_stats`` (``time_bin AS time``) reusing DataFusion's expressions unchanged, with
-``count(*)`` as ``coalesce(sum(count), 0)`` under the same output name.
+``count(*)`` as ``coalesce(sum(count), 0)`` under the same output name (the aggregates of keys
+as written).
 
 The data must match too: the rewrite is taken only when every ``log_entries`` partition of the
 session lies inside a ``log_stats`` partition's insert range, each of those ``log_stats``
@@ -213,6 +215,21 @@ def _is_count_star(expr: datafusion.Expr) -> bool:
     return variant.aggregate_type() == "count" and not variant.is_distinct()
 
 
+def _is_key_aggregate(expr: datafusion.Expr) -> bool:
+    """``count(DISTINCT key)``, ``min(key)`` or ``max(key)``: same over the per-minute rows.
+
+    Every ``log_stats`` row stands for at least one ``log_entries`` row with its keys, so the
+    set of key values of a group is the same on both. The name is compared whole, so a FILTER
+    or ORDER BY clause (which would show in it) keeps the statement as written.
+    """
+    if expr.variant_name() != "AggregateFunction":
+        return False
+    name = expr.schema_name()
+    return any(
+        name in (f"count(DISTINCT {_SOURCE}.{key})", f"min({_SOURCE}.{key})", f"max({_SOURCE}.{key})") for key in _KEYS
+    )
+
+
 class LogStatsRewriter:
     """Decides, per statement of one session, whether to plan it over ``log_stats``.
 
@@ -277,7 +294,7 @@ class LogStatsRewriter:
 
     def _check_aggregate(self, aggregate: Any, node: datafusion.LogicalPlan) -> Any | None:
         """Raise unless the Aggregate node has the shape; return its input Filter's predicate."""
-        if not all(_is_count_star(e) for e in aggregate.aggregate_exprs()):
+        if not all(_is_count_star(e) or _is_key_aggregate(e) for e in aggregate.aggregate_exprs()):
             raise _NotExactError("aggregates")
         for expr in aggregate.group_by_exprs():
             _check_group_expr(expr)
@@ -306,8 +323,11 @@ class LogStatsRewriter:
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
         # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows).
+        # The other aggregates (of keys) are computed as written.
         counts = [
             f.coalesce(f.sum(datafusion.col("count")), lit(0)).alias(e.schema_name())
+            if _is_count_star(e)
+            else Expr(e).alias(e.schema_name())
             for e in aggregate.aggregate_exprs()
         ]
         frame = frame.aggregate([Expr(e) for e in aggregate.group_by_exprs()], counts)

@@ -13,6 +13,7 @@ exactly when every bound falls on a whole minute.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -50,6 +51,8 @@ REWRITTEN = [
     f"SELECT level, count(*) AS n FROM log_entries WHERE time > '{_iso(BASE_NS + MINUTE - 1)}'"
     f" AND time <= '{_iso(BASE_NS + 2 * MINUTE - 1)}' GROUP BY level HAVING count(*) > 1 ORDER BY n DESC, level LIMIT 3",
     "SELECT target, count(*) AS n FROM log_entries WHERE level IN (1, 2) OR target = 'x' GROUP BY target",
+    "SELECT level, count(DISTINCT process_id) AS p, min(target) AS lo, max(process_id), count(*) FROM log_entries"
+    " GROUP BY level",
 ]
 """Shapes ``log_stats`` answers exactly (besides the query set's own)."""
 
@@ -58,7 +61,10 @@ NOT_REWRITTEN = [
     f"SELECT count(*) FROM log_entries WHERE time <= '{_iso(BASE_NS + 2 * MINUTE)}'",
     "SELECT exe, count(*) FROM log_entries GROUP BY exe",
     "SELECT level, count(*) FROM log_entries WHERE msg LIKE '%a%' GROUP BY level",
-    "SELECT level, count(DISTINCT process_id) FROM log_entries GROUP BY level",
+    "SELECT exe, count(DISTINCT process_id) FROM log_entries GROUP BY exe",
+    "SELECT level, count(DISTINCT process_id) FILTER (WHERE msg <> '') FROM log_entries GROUP BY level",
+    "SELECT level, count(process_id) FILTER (WHERE target = 'x') FROM log_entries GROUP BY level",
+    "SELECT level, sum(level) FROM log_entries GROUP BY level",
     "SELECT level, count(*), min(time) FROM log_entries GROUP BY level",
     "SELECT date_bin(INTERVAL '30 seconds', time), count(*) FROM log_entries GROUP BY 1",
     "SELECT level, count(*) FROM (SELECT * FROM log_entries WHERE level < 3) AS log_entries GROUP BY level",
@@ -220,12 +226,13 @@ _BOUND = st.tuples(
     bounds=st.lists(_BOUND, max_size=3),
     level=st.one_of(st.none(), st.integers(1, 6)),
     group=st.sampled_from(["level", "process_id, target", "date_bin(INTERVAL '1 minute', time)", ""]),
+    aggregates=st.lists(
+        st.sampled_from(["count(*)", "count(DISTINCT process_id)", "min(target)", "max(level)"]), min_size=1, max_size=3
+    ),
 )
 def test_rewrite_never_changes_the_answer(
-    seed: int, rows: int, bounds: list[tuple[str, int, int]], level: int | None, group: str
+    *, seed: int, rows: int, bounds: list[tuple[str, int, int]], level: int | None, group: str, aggregates: list[str]
 ) -> None:
-    import asyncio
-
     entries, stats = _tables(seed, rows)
     ctx = new_session_context()
     ctx.register_view("log_entries", ctx.from_arrow(entries))
@@ -239,7 +246,8 @@ def test_rewrite_never_changes_the_answer(
         conditions.append(f"level <= {level}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     keys = f"{group}, " if group else ""
-    sql = f"SELECT {keys}count(*) AS n FROM log_entries{where}" + (f" GROUP BY {group}" if group else "")
+    selected = ", ".join(f"{a} AS a{i}" for i, a in enumerate(aggregates))
+    sql = f"SELECT {keys}{selected} FROM log_entries{where}" + (f" GROUP BY {group}" if group else "")
     rewriter = LogStatsRewriter(ctx, None, covered)
     df = ctx.sql(sql)
     rewritten = asyncio.run(rewriter.rewrite(df))
