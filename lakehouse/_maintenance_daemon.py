@@ -27,10 +27,10 @@ no row is left out that the reference would have included, rows are queryable ab
 rows arrived in its range since it was last built (the current second's grows pass after pass).
 
 Each pass updates the global views in ascending update group (``blocks`` → ``log_entries``,
-``measures``, ``processes``, ``streams`` → ``log_stats``); a view that fails is logged, counted
-and skipped. Every pass is idempotent (``update_partition``), several daemons can run at once
-(advisory locks), and one killed mid-pass leaves either the old or the new partitions, so the
-next pass over the same range finishes the work. A pass runs under its kind's lease
+``measures``, ``processes``, ``streams`` → ``log_stats``), the views of one group concurrently;
+a view that fails is logged, counted and skipped. Every pass is idempotent (``update_partition``),
+several daemons can run at once (advisory locks), and one killed mid-pass leaves either the old
+or the new partitions, so the next pass over the same range finishes the work. A pass runs under its kind's lease
 (``_pass_lease``): while one daemon holds it, the others skip that pass at once instead of
 waiting on partition locks with a connection held, and take over when it dies.
 
@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,7 @@ from ._time_range import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND, 
 if TYPE_CHECKING:
     from ._iceberg_publisher import IcebergPublisher, PublishReport
     from ._lakehouse import Lakehouse
+    from ._view_set import ViewSet
 
 __all__ = ["DaemonConfig", "MaintenanceDaemon", "PassKind", "PassReport"]
 
@@ -327,15 +329,31 @@ class MaintenanceDaemon:
             except LakehouseError as exc:
                 _log.exception("retention failed")
                 report.failures["retention"] = str(exc)
-        for view in self._lake.views.global_views():
-            try:
-                report.results[view.name] = await materialize_partitions(
-                    self._lake, view.name, insert_range, plan.partition_ns, until_ns=until_ns
-                )
-            except (LakehouseError, ValueError, OSError) as exc:
-                self._lake.stats.view_failures += 1
-                report.failures[view.name] = str(exc)
-                _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
+        # Views of one update group depend on none of each other: they run concurrently, each
+        # holding at most two connections (its partition lock and a read), so at most half the
+        # pool is taken and every task can get its second connection.
+        limit = asyncio.Semaphore(max(1, (self._lake.pool.get_max_size() - 1) // 2))
+
+        async def update(view: ViewSet) -> None:
+            async with limit:
+                try:
+                    results[view.name] = await materialize_partitions(
+                        self._lake, view.name, insert_range, plan.partition_ns, until_ns=until_ns
+                    )
+                except (LakehouseError, ValueError, OSError) as exc:
+                    self._lake.stats.view_failures += 1
+                    report.failures[view.name] = str(exc)
+                    _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
+
+        views = self._lake.views.global_views()
+        results: dict[str, list[UpdateResult]] = {}
+        for _, group in itertools.groupby(views, key=lambda v: v.update_group):
+            # Unexpected errors end the pass as before, once the group's other views are done.
+            outcomes = await asyncio.gather(*(update(view) for view in group), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        report.results.update((v.name, results[v.name]) for v in views if v.name in results)
         if self._publisher is not None:
             # After the views: the tables then list what this pass committed. A failure leaves
             # the tables behind the views until a later pass reconciles them.

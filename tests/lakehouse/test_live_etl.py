@@ -222,9 +222,11 @@ def test_a_daemon_killed_mid_pass_recovers_on_restart(local_lake_env: Any) -> No
         with pytest.raises(asyncio.CancelledError):
             await task
         views = {p.view_set_name for p in await list_partitions(h.lake.pool)}
-        # group 1000 committed; in group 2000 histograms (before log_entries by name) committed,
-        # log_entries rolled back, the rest never ran
-        assert views == {"blocks", "histograms"}
+        # group 1000 committed; group 2000's views run concurrently: log_entries rolled back,
+        # the others committed or not depending on how far they got; group 3000 never ran
+        assert "blocks" in views
+        assert "log_entries" not in views
+        assert "log_stats" not in views
         await second_pass(h.lake, 10)  # the restarted daemon
         assert await counts(h.lake) == {
             "log_entries": 5, "measures": 3, "blocks": 3, "processes": 1, "streams": 3, "log_stats": 4,
