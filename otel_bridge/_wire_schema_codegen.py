@@ -33,6 +33,7 @@ _ROLES = {
     "opentelemetry.proto.metrics.v1.SummaryDataPoint": "ROLE_SUMMARY_POINT",
     "opentelemetry.proto.metrics.v1.Exemplar": "ROLE_EXEMPLAR",
 }
+_RESOURCE = "opentelemetry.proto.resource.v1.Resource"  # its range is reported for the process identity
 _ROOTS = (ResourceSpans.DESCRIPTOR, ResourceLogs.DESCRIPTOR, ResourceMetrics.DESCRIPTOR)
 
 _T = FieldDescriptor
@@ -54,6 +55,22 @@ _KINDS = {
     _T.TYPE_STRING: "K_STRING",
     _T.TYPE_BYTES: "K_BYTES",
     _T.TYPE_MESSAGE: "K_MESSAGE",
+}
+
+
+# Wire type of each kind (packed repeated fields are 2). Tables hold it plus one, so that the
+# zero-initialised entries of absent field numbers match no tag (otlp_scan.c).
+_WIRE = {
+    "K_INT32": 0,
+    "K_UINT32": 0,
+    "K_SINT32": 0,
+    "K_VARINT64": 0,
+    "K_BOOL": 0,
+    "K_FIXED64": 1,
+    "K_FIXED32": 5,
+    "K_STRING": 2,
+    "K_BYTES": 2,
+    "K_MESSAGE": 2,
 }
 
 
@@ -107,10 +124,14 @@ def generate_header() -> str:
                     flags.append("F_PACKED")
             elif field.has_presence:
                 flags.append("F_PRESENCE")
+            if field.message_type is not None and field.message_type.full_name in _RESOURCE:
+                flags.append("F_RESOURCE")
             oneof = next((i + 1 for i, o in enumerate(oneofs) if field.containing_oneof is o), 0)
             child = index[field.message_type.full_name] if field.message_type is not None else -1
+            kind = _KINDS[field.type]
+            wire1 = 1 + (2 if "F_PACKED" in flags else _WIRE[kind])
             lines.append(
-                f"        [{field.number}] = {{ .kind = {_KINDS[field.type]}, .flags = {'|'.join(flags) or '0'}, "
+                f"        [{field.number}] = {{ .kind = {kind}, .wire1 = {wire1}, .flags = {'|'.join(flags) or '0'}, "
                 f".oneof = {oneof}, .child = {child} }}, /* {field.name} */"
             )
         lines.append("    } },")

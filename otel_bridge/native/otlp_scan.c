@@ -17,7 +17,7 @@
 #include "otlp_scan.h"
 
 enum { K_NONE = 0, K_INT32, K_UINT32, K_SINT32, K_VARINT64, K_BOOL, K_FIXED64, K_FIXED32, K_STRING, K_BYTES, K_MESSAGE };
-enum { F_REPEATED = 1, F_PACKED = 2, F_PRESENCE = 4 };
+enum { F_REPEATED = 1, F_PACKED = 2, F_PRESENCE = 4, F_RESOURCE = 8 };
 enum {
     ROLE_NONE = 0,
     ROLE_RESOURCE,
@@ -29,10 +29,11 @@ enum {
     ROLE_EXEMPLAR
 };
 
-#define FIELD_SLOTS 32
+#define FIELD_SLOTS 32 /* field numbers a table can hold; OTLP_MAX_FIELD must stay below */
 
 typedef struct {
     uint8_t kind;
+    uint8_t wire1; /* expected wire type + 1; 0 (no field) matches no tag */
     uint8_t flags;
     uint8_t oneof;
     int8_t child;
@@ -251,7 +252,7 @@ static int scan_message(scan_ctx *c, const uint8_t *p, const uint8_t *end, int m
     if (depth > MAX_DEPTH)
         return 0;
     const otlp_message *m = &OTLP_MESSAGES[msg];
-    uint64_t val[FIELD_SLOTS];
+    uint64_t val[OTLP_MAX_FIELD + 1];
     uint32_t seen = 0, oneofs = 0, prev = 0;
     if (m->role != ROLE_NONE)
         memset(val, 0, sizeof val);
@@ -260,14 +261,13 @@ static int scan_message(scan_ctx *c, const uint8_t *p, const uint8_t *end, int m
         if (!read_varint(&p, end, &tag))
             return 0;
         uint64_t number = tag >> 3;
-        uint32_t wire = (uint32_t)(tag & 7);
-        if (number == 0 || number > OTLP_MAX_FIELD)
+        if (number > OTLP_MAX_FIELD)
             return 0;
-        const otlp_field *f = &m->fields[number];
-        if (f->kind == K_NONE)
-            return 0;
-        if (number < prev || (number == prev && (!(f->flags & F_REPEATED) || (f->flags & F_PACKED))))
-            return 0;
+        const otlp_field *f = &m->fields[number]; /* number 0 has no field */
+        if ((tag & 7) + 1 != f->wire1)
+            return 0; /* unknown field, or not the wire type upb writes */
+        if (number <= prev && (number < prev || (f->flags & (F_REPEATED | F_PACKED)) != F_REPEATED))
+            return 0; /* out of order, or a second occurrence of a field written once */
         prev = (uint32_t)number;
         if (f->oneof) {
             if (oneofs & (1u << f->oneof))
@@ -275,62 +275,69 @@ static int scan_message(scan_ctx *c, const uint8_t *p, const uint8_t *end, int m
             oneofs |= 1u << f->oneof;
         }
         seen |= 1u << number;
-        uint64_t v = 0;
-        if (f->flags & F_PACKED) {
-            uint64_t len;
-            if (wire != 2 || !read_varint(&p, end, &len) || len > (uint64_t)(end - p))
-                return 0;
-            if (!packed_ok(f->kind, p, p + len))
-                return 0;
-            p += len;
-            continue;
-        }
+        uint64_t v;
         switch (f->kind) {
         case K_FIXED64:
-            if (wire != 1 || end - p < 8)
+            if (f->flags & F_PACKED)
+                goto packed;
+            if (end - p < 8)
                 return 0;
             memcpy(&v, p, 8);
             p += 8;
-            break;
+            goto scalar;
         case K_FIXED32: {
             uint32_t v32;
-            if (wire != 5 || end - p < 4)
+            if (f->flags & F_PACKED)
+                goto packed;
+            if (end - p < 4)
                 return 0;
             memcpy(&v32, p, 4);
             v = v32;
             p += 4;
-            break;
+            goto scalar;
         }
         case K_STRING:
         case K_BYTES:
-        case K_MESSAGE: {
-            if (wire != 2 || !read_varint(&p, end, &v) || v > (uint64_t)(end - p))
-                return 0;
-            if (f->kind == K_STRING && !valid_utf8(p, p + v))
+        case K_MESSAGE:
+            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p))
                 return 0;
             if (f->kind == K_MESSAGE) {
-                if (OTLP_MESSAGES[f->child].role == ROLE_RESOURCE) {
+                if (f->flags & F_RESOURCE) {
                     c->cur->resource_offset = (uint64_t)(p - c->base);
                     c->cur->resource_length = v;
                     c->cur->has_resource = 1;
                 }
                 if (!scan_message(c, p, p + v, f->child, depth + 1))
                     return 0;
-            } else if (v == 0 && !(f->flags & (F_PRESENCE | F_REPEATED))) {
-                return 0; /* an empty implicit-presence string is not written back */
+            } else {
+                if (v == 0 && !(f->flags & (F_PRESENCE | F_REPEATED)))
+                    return 0; /* an empty implicit-presence string is not written back */
+                if (f->kind == K_STRING && !valid_utf8(p, p + v))
+                    return 0;
             }
             p += v;
             break;
-        }
-        default:
-            if (!is_varint_kind(f->kind) || wire != 0 || !read_varint(&p, end, &v) || !canonical_value(f->kind, v))
+        default: /* varint kinds */
+            if (f->flags & F_PACKED)
+                goto packed;
+            if (!read_varint(&p, end, &v) || !canonical_value(f->kind, v))
                 return 0;
-            break;
+            goto scalar;
         }
-        if (v == 0 && f->kind != K_STRING && f->kind != K_BYTES && f->kind != K_MESSAGE &&
-            !(f->flags & F_PRESENCE))
+        val[number] = v;
+        continue;
+    scalar:
+        if (v == 0 && !(f->flags & F_PRESENCE))
             return 0; /* an implicit-presence zero is not written back */
         val[number] = v;
+        continue;
+    packed: {
+        uint64_t len;
+        if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p) || !packed_ok(f->kind, p, p + len))
+            return 0;
+        p += len;
+        continue;
+    }
     }
     if (m->role != ROLE_NONE)
         record(c, m->role, val, seen);

@@ -11,244 +11,244 @@
 static const otlp_message OTLP_MESSAGES[OTLP_NB_MESSAGES] = {
     /* opentelemetry.proto.trace.v1.ResourceSpans */
     [0] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 1 }, /* resource */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 7 }, /* scope_spans */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE|F_RESOURCE, .oneof = 0, .child = 1 }, /* resource */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 7 }, /* scope_spans */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.resource.v1.Resource */
     [1] = { .role = ROLE_RESOURCE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [2] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
-        [3] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 6 }, /* entity_refs */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [2] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [3] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 6 }, /* entity_refs */
     } },
     /* opentelemetry.proto.common.v1.KeyValue */
     [2] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* key */
-        [2] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 3 }, /* value */
-        [3] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* key_strindex */
+        [1] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* key */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 3 }, /* value */
+        [3] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* key_strindex */
     } },
     /* opentelemetry.proto.common.v1.AnyValue */
     [3] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_STRING, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* string_value */
-        [2] = { .kind = K_BOOL, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* bool_value */
-        [3] = { .kind = K_VARINT64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* int_value */
-        [4] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* double_value */
-        [5] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 4 }, /* array_value */
-        [6] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 5 }, /* kvlist_value */
-        [7] = { .kind = K_BYTES, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* bytes_value */
-        [8] = { .kind = K_INT32, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* string_value_strindex */
+        [1] = { .kind = K_STRING, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* string_value */
+        [2] = { .kind = K_BOOL, .wire1 = 1, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* bool_value */
+        [3] = { .kind = K_VARINT64, .wire1 = 1, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* int_value */
+        [4] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* double_value */
+        [5] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 4 }, /* array_value */
+        [6] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 5 }, /* kvlist_value */
+        [7] = { .kind = K_BYTES, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* bytes_value */
+        [8] = { .kind = K_INT32, .wire1 = 1, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* string_value_strindex */
     } },
     /* opentelemetry.proto.common.v1.ArrayValue */
     [4] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 3 }, /* values */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 3 }, /* values */
     } },
     /* opentelemetry.proto.common.v1.KeyValueList */
     [5] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* values */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* values */
     } },
     /* opentelemetry.proto.common.v1.EntityRef */
     [6] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
-        [2] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* type */
-        [3] = { .kind = K_STRING, .flags = F_REPEATED, .oneof = 0, .child = -1 }, /* id_keys */
-        [4] = { .kind = K_STRING, .flags = F_REPEATED, .oneof = 0, .child = -1 }, /* description_keys */
+        [1] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [2] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* type */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = -1 }, /* id_keys */
+        [4] = { .kind = K_STRING, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = -1 }, /* description_keys */
     } },
     /* opentelemetry.proto.trace.v1.ScopeSpans */
     [7] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 9 }, /* spans */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 9 }, /* spans */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.common.v1.InstrumentationScope */
     [8] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* name */
-        [2] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* version */
-        [3] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [4] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [1] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* name */
+        [2] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* version */
+        [3] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [4] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
     } },
     /* opentelemetry.proto.trace.v1.Span */
     [9] = { .role = ROLE_SPAN, .fields = {
-        [1] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
-        [2] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* trace_state */
-        [4] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* parent_span_id */
-        [5] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* name */
-        [6] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* kind */
-        [7] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
-        [8] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* end_time_unix_nano */
-        [9] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [10] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
-        [11] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 10 }, /* events */
-        [12] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_events_count */
-        [13] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 11 }, /* links */
-        [14] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_links_count */
-        [15] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 12 }, /* status */
-        [16] = { .kind = K_FIXED32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [1] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
+        [2] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_state */
+        [4] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* parent_span_id */
+        [5] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* name */
+        [6] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* kind */
+        [7] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
+        [8] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* end_time_unix_nano */
+        [9] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [10] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [11] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 10 }, /* events */
+        [12] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_events_count */
+        [13] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 11 }, /* links */
+        [14] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_links_count */
+        [15] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 12 }, /* status */
+        [16] = { .kind = K_FIXED32, .wire1 = 6, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
     } },
     /* opentelemetry.proto.trace.v1.Span.Event */
     [10] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [2] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* name */
-        [3] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [4] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [1] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [2] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* name */
+        [3] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [4] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
     } },
     /* opentelemetry.proto.trace.v1.Span.Link */
     [11] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
-        [2] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* trace_state */
-        [4] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [5] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
-        [6] = { .kind = K_FIXED32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [1] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
+        [2] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_state */
+        [4] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [5] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [6] = { .kind = K_FIXED32, .wire1 = 6, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
     } },
     /* opentelemetry.proto.trace.v1.Status */
     [12] = { .role = ROLE_NONE, .fields = {
-        [2] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* message */
-        [3] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* code */
+        [2] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* message */
+        [3] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* code */
     } },
     /* opentelemetry.proto.logs.v1.ResourceLogs */
     [13] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 1 }, /* resource */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 14 }, /* scope_logs */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE|F_RESOURCE, .oneof = 0, .child = 1 }, /* resource */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 14 }, /* scope_logs */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.logs.v1.ScopeLogs */
     [14] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 15 }, /* log_records */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 15 }, /* log_records */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.logs.v1.LogRecord */
     [15] = { .role = ROLE_LOG_RECORD, .fields = {
-        [1] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [2] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* severity_number */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* severity_text */
-        [5] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 3 }, /* body */
-        [6] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [7] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
-        [8] = { .kind = K_FIXED32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
-        [9] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
-        [10] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
-        [11] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* observed_time_unix_nano */
-        [12] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* event_name */
+        [1] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [2] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* severity_number */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* severity_text */
+        [5] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 3 }, /* body */
+        [6] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [7] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* dropped_attributes_count */
+        [8] = { .kind = K_FIXED32, .wire1 = 6, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [9] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
+        [10] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
+        [11] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* observed_time_unix_nano */
+        [12] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* event_name */
     } },
     /* opentelemetry.proto.metrics.v1.ResourceMetrics */
     [16] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 1 }, /* resource */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 17 }, /* scope_metrics */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE|F_RESOURCE, .oneof = 0, .child = 1 }, /* resource */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 17 }, /* scope_metrics */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.metrics.v1.ScopeMetrics */
     [17] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
-        [2] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 18 }, /* metrics */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 8 }, /* scope */
+        [2] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 18 }, /* metrics */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* schema_url */
     } },
     /* opentelemetry.proto.metrics.v1.Metric */
     [18] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* name */
-        [2] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* description */
-        [3] = { .kind = K_STRING, .flags = 0, .oneof = 0, .child = -1 }, /* unit */
-        [5] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 19 }, /* gauge */
-        [7] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 22 }, /* sum */
-        [9] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 23 }, /* histogram */
-        [10] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 25 }, /* exponential_histogram */
-        [11] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 1, .child = 28 }, /* summary */
-        [12] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* metadata */
+        [1] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* name */
+        [2] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* description */
+        [3] = { .kind = K_STRING, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* unit */
+        [5] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 19 }, /* gauge */
+        [7] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 22 }, /* sum */
+        [9] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 23 }, /* histogram */
+        [10] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 25 }, /* exponential_histogram */
+        [11] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 1, .child = 28 }, /* summary */
+        [12] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* metadata */
     } },
     /* opentelemetry.proto.metrics.v1.Gauge */
     [19] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 20 }, /* data_points */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 20 }, /* data_points */
     } },
     /* opentelemetry.proto.metrics.v1.NumberDataPoint */
     [20] = { .role = ROLE_NUMBER_POINT, .fields = {
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
-        [3] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [4] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_double */
-        [5] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
-        [6] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_int */
-        [7] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [8] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
+        [3] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [4] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_double */
+        [5] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
+        [6] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_int */
+        [7] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [8] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
     } },
     /* opentelemetry.proto.metrics.v1.Exemplar */
     [21] = { .role = ROLE_EXEMPLAR, .fields = {
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [3] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_double */
-        [4] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
-        [5] = { .kind = K_BYTES, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
-        [6] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_int */
-        [7] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* filtered_attributes */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [3] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_double */
+        [4] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* span_id */
+        [5] = { .kind = K_BYTES, .wire1 = 3, .flags = 0, .oneof = 0, .child = -1 }, /* trace_id */
+        [6] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 1, .child = -1 }, /* as_int */
+        [7] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* filtered_attributes */
     } },
     /* opentelemetry.proto.metrics.v1.Sum */
     [22] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 20 }, /* data_points */
-        [2] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
-        [3] = { .kind = K_BOOL, .flags = 0, .oneof = 0, .child = -1 }, /* is_monotonic */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 20 }, /* data_points */
+        [2] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
+        [3] = { .kind = K_BOOL, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* is_monotonic */
     } },
     /* opentelemetry.proto.metrics.v1.Histogram */
     [23] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 24 }, /* data_points */
-        [2] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 24 }, /* data_points */
+        [2] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
     } },
     /* opentelemetry.proto.metrics.v1.HistogramDataPoint */
     [24] = { .role = ROLE_POINT, .fields = {
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
-        [3] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [4] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* count */
-        [5] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* sum */
-        [6] = { .kind = K_FIXED64, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* bucket_counts */
-        [7] = { .kind = K_FIXED64, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* explicit_bounds */
-        [8] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
-        [9] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [10] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
-        [11] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* min */
-        [12] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* max */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
+        [3] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [4] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* count */
+        [5] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* sum */
+        [6] = { .kind = K_FIXED64, .wire1 = 3, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* bucket_counts */
+        [7] = { .kind = K_FIXED64, .wire1 = 3, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* explicit_bounds */
+        [8] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
+        [9] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [10] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [11] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* min */
+        [12] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* max */
     } },
     /* opentelemetry.proto.metrics.v1.ExponentialHistogram */
     [25] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 26 }, /* data_points */
-        [2] = { .kind = K_INT32, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 26 }, /* data_points */
+        [2] = { .kind = K_INT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* aggregation_temporality */
     } },
     /* opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint */
     [26] = { .role = ROLE_POINT, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
-        [3] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [4] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* count */
-        [5] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* sum */
-        [6] = { .kind = K_SINT32, .flags = 0, .oneof = 0, .child = -1 }, /* scale */
-        [7] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* zero_count */
-        [8] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 27 }, /* positive */
-        [9] = { .kind = K_MESSAGE, .flags = F_PRESENCE, .oneof = 0, .child = 27 }, /* negative */
-        [10] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
-        [11] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
-        [12] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* min */
-        [13] = { .kind = K_FIXED64, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* max */
-        [14] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* zero_threshold */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
+        [3] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [4] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* count */
+        [5] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* sum */
+        [6] = { .kind = K_SINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* scale */
+        [7] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* zero_count */
+        [8] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 27 }, /* positive */
+        [9] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_PRESENCE, .oneof = 0, .child = 27 }, /* negative */
+        [10] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [11] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 21 }, /* exemplars */
+        [12] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* min */
+        [13] = { .kind = K_FIXED64, .wire1 = 2, .flags = F_PRESENCE, .oneof = 0, .child = -1 }, /* max */
+        [14] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* zero_threshold */
     } },
     /* opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint.Buckets */
     [27] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_SINT32, .flags = 0, .oneof = 0, .child = -1 }, /* offset */
-        [2] = { .kind = K_VARINT64, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* bucket_counts */
+        [1] = { .kind = K_SINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* offset */
+        [2] = { .kind = K_VARINT64, .wire1 = 3, .flags = F_REPEATED|F_PACKED, .oneof = 0, .child = -1 }, /* bucket_counts */
     } },
     /* opentelemetry.proto.metrics.v1.Summary */
     [28] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 29 }, /* data_points */
+        [1] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 29 }, /* data_points */
     } },
     /* opentelemetry.proto.metrics.v1.SummaryDataPoint */
     [29] = { .role = ROLE_SUMMARY_POINT, .fields = {
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
-        [3] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
-        [4] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* count */
-        [5] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* sum */
-        [6] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 30 }, /* quantile_values */
-        [7] = { .kind = K_MESSAGE, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
-        [8] = { .kind = K_UINT32, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* start_time_unix_nano */
+        [3] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* time_unix_nano */
+        [4] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* count */
+        [5] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* sum */
+        [6] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 30 }, /* quantile_values */
+        [7] = { .kind = K_MESSAGE, .wire1 = 3, .flags = F_REPEATED, .oneof = 0, .child = 2 }, /* attributes */
+        [8] = { .kind = K_UINT32, .wire1 = 1, .flags = 0, .oneof = 0, .child = -1 }, /* flags */
     } },
     /* opentelemetry.proto.metrics.v1.SummaryDataPoint.ValueAtQuantile */
     [30] = { .role = ROLE_NONE, .fields = {
-        [1] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* quantile */
-        [2] = { .kind = K_FIXED64, .flags = 0, .oneof = 0, .child = -1 }, /* value */
+        [1] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* quantile */
+        [2] = { .kind = K_FIXED64, .wire1 = 2, .flags = 0, .oneof = 0, .child = -1 }, /* value */
     } },
 };
 
