@@ -58,6 +58,8 @@ _FIELDS = frozenset(
     )
 )
 """The ``Block`` fields other than ``payload``; other keys are skipped undecoded (serde ignores them)."""
+_KEYS = {cbor2.dumps(name): name for name in (*_FIELDS, "payload")}
+"""Each field's key as ``cbor2`` and serde write it (shortest-form text), matched without decoding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +158,41 @@ class _Walker:
             raise _TooComplexError
         entries: list[tuple[int, int, int]] = []
         for _ in range(count):
-            value = self.skip(pos, 1)
-            end = self.skip(value, 1)
+            value = self._skip_entry_item(pos)
+            end = self._skip_entry_item(value)
             entries.append((pos, value, end))
             pos = end
         return entries
+
+    def _skip_entry_item(self, pos: int) -> int:
+        """``skip(pos, 1)``, with the scalars a block's keys and values are (text, integers) read inline.
+
+        The walk is the cost of decoding a small block: one call per item instead of two.
+        """
+        self.items_left -= 1
+        if self.items_left < 0:
+            raise _TooComplexError
+        buf = self.buf
+        size = len(buf)
+        if pos >= size:
+            raise _fail("truncated")
+        initial = buf[pos]
+        major, info = initial >> 5, initial & 0x1F
+        if major in (_ARRAY, _MAP, _TAG) or info > 27:  # containers, indefinite or reserved: the general walk
+            self.items_left += 1
+            return self.skip(pos, 1)
+        if info < 24:
+            argument, pos = info, pos + 1
+        else:
+            end = pos + 1 + (1 << (info - 24))
+            if end > size:
+                raise _fail("truncated")
+            argument, pos = int.from_bytes(buf[pos + 1 : end], "big"), end
+        if major in (_BYTES, _TEXT):
+            pos += argument
+            if pos > size:
+                raise _fail("truncated")
+        return pos  # integers, simple values and floats: the head was the whole item
 
 
 def _loads(buf: memoryview) -> Any:
@@ -175,6 +207,11 @@ def _text_key(buf: memoryview, start: int, end: int) -> str | None:
         return None
     key = _loads(buf[start:end])
     return key if isinstance(key, str) else None
+
+
+def _array_head(count: int) -> bytes:
+    """The head of an array of ``count`` items (fewer than 2**16: the walk stops at ``_MAX_WALKED_ITEMS``)."""
+    return bytes([0x80 | count]) if count < 24 else bytes([0x99]) + count.to_bytes(2, "big")
 
 
 def _bytes_head(size: int) -> bytes:
@@ -230,17 +267,25 @@ def decode_block_body(body: bytes | bytearray | memoryview) -> DecodedBlock:
 
 def _decode_walked(buf: memoryview) -> DecodedBlock:
     entries = _Walker(buf).entries()  # bytes after the map are ignored, as by cbor2 and ciborium
-    fields: dict[Any, Any] = {}
+    names: list[str] = []
+    values: list[memoryview] = []
     payload_span: tuple[int, int] | None = None
     for key_start, value_start, value_end in entries:
-        key = _text_key(buf, key_start, value_start)
+        # Keys as every producer writes them are matched as raw bytes; any other key is decoded.
+        key = _KEYS.get(bytes(buf[key_start:value_start])) if value_start - key_start <= _MAX_KEY_BYTES else None
+        if key is None:
+            key = _text_key(buf, key_start, value_start)
         if key == "payload":
             payload_span = (value_start, value_end)
         elif key in _FIELDS:
-            fields[key] = _loads(buf[value_start:value_end])
+            names.append(key)
+            values.append(buf[value_start:value_end])
     if payload_span is None:
         msg = f"{_WHAT}: missing field 'payload'"
         raise WireFormatError(msg)
+    # The small values in one decoder call: an array of the walked items (each one whole item).
+    decoded = _loads(memoryview(_array_head(len(values)) + b"".join(values)))
+    fields: dict[Any, Any] = dict(zip(names, decoded, strict=True))  # a repeated key: the last one wins
     views = _canonical_payload(buf, *payload_span)
     if views is not None:
         payload, stored = views
