@@ -201,6 +201,32 @@ class SourceBatch:
             self.blocks[begin:end], self.streams, self.processes, payloads, decoded, self._metadata, self.context
         )
 
+    def decoded_chunks(self, max_objects: int, workers: int = _DECODE_WORKERS) -> Iterator[SourceBatch]:
+        """``chunks`` with their blocks decoded, decoding ahead while the caller uses a chunk.
+
+        Every block is queued at once on ``workers`` threads, in order: the first chunk is ready
+        soonest, and later ones decode while the caller transforms the earlier ones. Blocking;
+        call from a worker thread.
+
+        Raises:
+            CorruptBlockError: a block cannot be decoded.
+        """
+        for stream_id in {b.stream_id for b in self.blocks}:
+            self.metadata(stream_id)  # decode shared metadata once, before the threads
+        parts = list(self.chunks(max_objects))
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sirius-decode")
+        try:
+            futures = [
+                {i: pool.submit(part._decode_uncached, i) for i in range(len(part.blocks)) if i not in part._decoded}
+                for part in parts
+            ]
+            for part, pending in zip(parts, futures, strict=True):
+                for index, future in pending.items():
+                    part._decoded[index] = future.result()
+                yield part
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def decode_all(self, workers: int = _DECODE_WORKERS) -> None:
         """Decode every block ahead of ``decode`` calls, on a few threads.
 

@@ -170,8 +170,7 @@ class LogEntriesView(BlockViewSet):
         if not batch.blocks or not formats <= {TRANSIT_FORMAT}:
             yield self.transform_batch(batch)
             return
-        batch.decode_all()
-        for part in batch.chunks(MAX_ROW_GROUP_ROWS):
+        for part in batch.decoded_chunks(MAX_ROW_GROUP_ROWS):
             yield self.transform(part)
 
     def transform(self, batch: SourceBatch) -> pa.Table:
