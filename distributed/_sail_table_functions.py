@@ -105,8 +105,14 @@ def _microseconds(table: pa.Table) -> pa.Table:
 
 def register_tables(spark: Any, tables: tuple[SailTable, ...]) -> None:
     """Create the temporary views of precomputed rows on a Spark Connect session."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     for table in tables:
-        spark.createDataFrame(table.table).createOrReplaceTempView(table.name)
+        if table.table.num_rows:
+            frame = spark.createDataFrame(table.table)
+        else:  # Spark cannot infer a schema from no rows: give it the table's
+            frame = spark.createDataFrame([], schema=from_arrow_schema(table.table.schema))
+        frame.createOrReplaceTempView(table.name)
 
 
 def _bytes(value: Any) -> bytes | None:

@@ -243,6 +243,10 @@ def test_metadata_table_function_with_arguments_is_refused(local_lake_env: LakeE
         # the engine keeps serving: the next statement runs
         table = await SailEngine(sail.url).query(h.lake, "SELECT count(*) AS n FROM list_view_sets()")
         assert table.column("n")[0].as_py() > 0
+        # a lake without partitions: an empty view of list_partitions' columns
+        empty = await SailEngine(sail.url).query(h.lake, "SELECT * FROM list_partitions()")
+        assert empty.num_rows == 0
+        assert "file_path" in empty.column_names
 
     local_lake_env(scenario)
 
