@@ -1,8 +1,10 @@
 """Storing OTLP export requests: process, stream and block rows plus the payload objects.
 
-Each request is split by ``sirius.otel_bridge.split_request`` (one block per resource, uuid5 ids
-of ``micromegas-wire.md`` §9). For each block, as the Rust ingester does: the process row and
-the stream row (``ON CONFLICT DO NOTHING``; remembered in a bounded cache so a busy producer
+Each request is split into one block per resource with uuid5 ids (``micromegas-wire.md`` §9):
+a protobuf request straight from its bytes by ``sirius.otel_bridge.split_request_bytes`` (the C
+wire scanner) when it vouches for them, else parsed by upb and split by ``split_request``.
+For each block, as the Rust ingester does: the process row and the stream row (``ON CONFLICT DO
+NOTHING``; remembered in a bounded cache so a busy producer
 costs one block insert per request), then the payload object create-only, then the block row.
 A retried request therefore finds the same ids and changes nothing: one object, one row.
 
@@ -11,10 +13,18 @@ audience (which also scopes the derived ids), and a block for a process of anoth
 refused with 403 / PERMISSION_DENIED before anything of it is stored (``_ownership.py``).
 
 The in-flight budget that bounds what the receivers hold in memory lives in ``_admission.py``.
+
+Block rows of concurrent exports are inserted together (``BlockRowBatcher``): once the request
+is no longer parsed in Python, a row's PostgreSQL round trip (socket writes and reads, wake-ups)
+is the largest server-side cost of a 512-item request. Exports that reach their row while an
+insert is in flight queue theirs; one task inserts the queue with ``DataLake.insert_blocks`` (one
+transaction) and wakes each export, which answers only once its own row is committed. A failed
+batch fails every export in it (each client retries; rows and objects are idempotent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -26,14 +36,14 @@ from typing import Any
 from ..identity import Principal, write_audience
 from ..lakehouse import DataLake, LakehouseError, ObjectStore
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request, split_request_bytes
+from ..tracing import Block
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
 from ._arrivals import log_new_process
-from ._block_rows import BlockRowBatcher
 from ._exceptions import AudienceOwnershipError, OtlpPermissionDeniedError, OtlpUnavailableError
 from ._otlp_codec import PROTOBUF, parse_request
 from ._ownership import ProcessOwnership
 
-__all__ = ["OtlpWriter", "otlp_payload_cbor"]
+__all__ = ["BlockRowBatcher", "OtlpWriter", "otlp_payload_cbor"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -83,6 +93,54 @@ class _Seen:
         self._ids[key] = None
         if len(self._ids) > self._size:
             self._ids.popitem(last=False)
+
+
+class BlockRowBatcher:
+    """Coalesces ``insert_block`` calls made while a batch is being inserted.
+
+    Args:
+        lake: where the rows go.
+        max_batch: most rows in one statement batch.
+    """
+
+    def __init__(self, lake: DataLake, max_batch: int = 256) -> None:
+        self._lake = lake
+        self._max_batch = max_batch
+        self._pending: list[tuple[Block, int, asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def insert(self, block: Block, payload_size: int) -> None:
+        """Insert the row of ``block`` (its object already stored); return once it is committed.
+
+        Raises:
+            LakehouseError: PostgreSQL failed (the whole batch is rolled back).
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((block, payload_size, done))
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                try:
+                    await self._lake.insert_blocks([(block, size) for block, size, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting export
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._drainer = None
+            for _, _, done in self._pending:  # only left when the drainer itself was cancelled
+                if not done.done():
+                    done.cancel()
+            self._pending = []
 
 
 class OtlpWriter:

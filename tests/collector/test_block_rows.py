@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from sirius.collector._block_rows import BlockRowBatcher
+from sirius.collector._otlp_writer import BlockRowBatcher
 from sirius.lakehouse import DataLake, LakehouseError, create_pool, migrate
 from sirius.tracing import Block, BlockPayload
 
