@@ -33,6 +33,7 @@ new for every run (``_process_identity``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -279,6 +280,7 @@ def process_id_for_resource(attrs: Mapping[str, AnyValue | None], audience: str 
     return uuid.uuid5(namespace, process_key(attrs))
 
 
+@functools.lru_cache(maxsize=4096)  # one per (process, signal): receivers ask for it on every request
 def stream_id_for(process_id: uuid.UUID, signal: str) -> uuid.UUID:
     """``uuid5(NS_OTEL_STREAM_V1, f"{process_id}␟{signal}")`` (␟ = U+001F); signal is logs, metrics or traces."""
     return uuid.uuid5(NS_OTEL_STREAM_V1, f"{process_id}{SEPARATOR}{signal}")
