@@ -115,7 +115,8 @@ def encode_parquet(table: pa.Table, compression: str, row_group_rows: int | None
 class ParquetStream:
     """One Parquet file encoded on its own thread while its rows are still being computed.
 
-    ``write`` hands over a chunk of rows and returns at once; the thread writes each chunk as
+    ``write`` hands over a chunk of rows and returns at once; the thread (started by the first
+    rows; ``finish`` returns no bytes when there were none) writes each chunk as
     row groups of at most ``row_group_rows`` (pyarrow releases the GIL while encoding), so a
     view's transform and the encoding of its earlier chunks use both cores. ``finish`` returns
     the file; ``abort`` drops it. The writer options are ``encode_parquet``'s.
@@ -129,8 +130,8 @@ class ParquetStream:
         self._sink = pa.BufferOutputStream()
         self._error: BaseException | None = None
         self.num_rows = 0
-        self._thread = threading.Thread(target=self._run, name="sirius-parquet", daemon=True)
-        self._thread.start()
+        # Started by the first rows: the daemon's many empty slices cost no thread.
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         writer: pq.ParquetWriter | None = None
@@ -153,6 +154,9 @@ class ParquetStream:
         if chunk.num_rows:
             self.num_rows += chunk.num_rows
             self._chunks.put(chunk)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sirius-parquet", daemon=True)
+                self._thread.start()
 
     def finish(self) -> bytes:
         """Wait for the encoding and return the file (blocking; call from a worker thread).
@@ -160,6 +164,8 @@ class ParquetStream:
         Raises:
             Whatever pyarrow raised while encoding.
         """
+        if self._thread is None:
+            return b""  # no rows: no file
         self._chunks.put(None)
         self._thread.join()
         if self._error is not None:
@@ -169,8 +175,9 @@ class ParquetStream:
     def abort(self) -> None:
         """Stop encoding and drop the file (after a failed transform)."""
         self._error = self._error or RuntimeError("aborted")
-        self._chunks.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._chunks.put(None)
+            self._thread.join()
 
 
 def event_time_bounds(table: pa.Table, columns: tuple[str, str]) -> tuple[int | None, int | None]:
