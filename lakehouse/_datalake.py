@@ -55,6 +55,27 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Positional: the columns of micromegas-wire.md §7.1 in order (see _block_row).
+_INSERT_BLOCK = "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING"
+
+
+def _block_row(block: Block, payload_size: int, insert_time: datetime) -> tuple[Any, ...]:
+    """The ``blocks`` row of ``block`` in ``_INSERT_BLOCK``'s column order."""
+    return (
+        block.block_id,
+        block.stream_id,
+        block.process_id,
+        ns_to_datetime(block.begin_time_ns),
+        block.begin_ticks,
+        ns_to_datetime(block.end_time_ns),
+        block.end_ticks,
+        block.nb_objects,
+        block.object_offset,
+        payload_size,
+        insert_time,
+    )
+
+
 def _to_sql_properties(properties: Mapping[str, str]) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in properties.items()]
 
@@ -197,20 +218,7 @@ class DataLake:
             payload_size: byte length of the stored object ``blobs/{p}/{s}/{b}``.
         """
         with pg_errors(f"inserting block {block.block_id}"):
-            await self._pool.execute(
-                "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
-                block.block_id,
-                block.stream_id,
-                block.process_id,
-                ns_to_datetime(block.begin_time_ns),
-                block.begin_ticks,
-                ns_to_datetime(block.end_time_ns),
-                block.end_ticks,
-                block.nb_objects,
-                block.object_offset,
-                payload_size,
-                self._clock(),
-            )
+            await self._pool.execute(_INSERT_BLOCK, *_block_row(block, payload_size, self._clock()))
 
     async def insert_blocks(self, blocks: Sequence[tuple[Block, int]]) -> None:
         """``insert_block`` of several (block, payload size) pairs in one round trip and one transaction.
@@ -222,25 +230,11 @@ class DataLake:
             return
         insert_time = self._clock()
         rows = [
-            (
-                block.block_id,
-                block.stream_id,
-                block.process_id,
-                ns_to_datetime(block.begin_time_ns),
-                block.begin_ticks,
-                ns_to_datetime(block.end_time_ns),
-                block.end_ticks,
-                block.nb_objects,
-                block.object_offset,
-                payload_size,
-                insert_time,
-            )
+            _block_row(block, payload_size, insert_time)
             for block, payload_size in sorted(blocks, key=lambda item: item[0].block_id.bytes)
         ]
         with pg_errors(f"inserting {len(rows)} blocks"):
-            await self._pool.executemany(
-                "INSERT INTO blocks VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING", rows
-            )
+            await self._pool.executemany(_INSERT_BLOCK, rows)
 
     async def process_audience(self, process_id: uuid.UUID) -> tuple[bool, str | None]:
         """Whether the process exists, and its stamped audience (None when unstamped)."""
