@@ -170,7 +170,9 @@ class LogEntriesView(BlockViewSet):
         if not batch.blocks or not formats <= {TRANSIT_FORMAT}:
             yield self.transform_batch(batch)
             return
-        for part in batch.decoded_chunks(MAX_ROW_GROUP_ROWS):
+        # One decoding thread ahead of this one and the encoder's: three busy threads for two
+        # cores (two decoders contended for the GIL: best of 5 at load 2, 362 vs 327 ms).
+        for part in batch.decoded_chunks(MAX_ROW_GROUP_ROWS, workers=1):
             yield self.transform(part)
 
     def transform(self, batch: SourceBatch) -> pa.Table:
