@@ -173,9 +173,9 @@ def _coded(values: list[str], codes: npt.NDArray[np.int32]) -> pa.DictionaryArra
     Events repeat a few descriptors: gathering int32 codes (and unifying the small per-block
     dictionaries when blocks are concatenated) is what keeps a million span events cheap.
     """
-    distinct, remap = np.unique(np.array(values, dtype=object), return_inverse=True)
-    indices = remap.reshape(-1).astype(np.int32)[codes]
-    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(distinct.tolist(), pa.string()))
+    code_of: dict[str, int] = {}  # a few dozen texts: a dict beats sorting Python objects
+    remap = np.array([code_of.setdefault(v, len(code_of)) for v in values], dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(remap[codes], pa.int32()), pa.array(list(code_of), pa.string()))
 
 
 def span_events(decoded: DecodedBlock, kind: str) -> SpanEvents:
