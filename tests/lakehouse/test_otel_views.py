@@ -576,8 +576,8 @@ def explicit_histogram(values: np.ndarray, bounds: list[float], time: float, *, 
     return ("histogram", build)
 
 
-def sdk_exponential_request(values: np.ndarray) -> ExportMetricsServiceRequest:
-    """A real OTel SDK exponential histogram of ``values``, encoded as the OTLP exporters do."""
+def sdk_exponential_request(values: np.ndarray, *, max_size: int = 160) -> ExportMetricsServiceRequest:
+    """A real OTel SDK exponential histogram of ``values`` (at most ``max_size`` buckets), encoded as the exporters do."""
     from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import encode_metrics
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -588,7 +588,9 @@ def sdk_exponential_request(values: np.ndarray) -> ExportMetricsServiceRequest:
     provider = MeterProvider(
         metric_readers=[reader],
         resource=Resource.create({"service.name": "exp", "service.instance.id": "e-1"}),
-        views=[View(instrument_name="exp.latency", aggregation=ExponentialBucketHistogramAggregation(max_size=160))],
+        views=[
+            View(instrument_name="exp.latency", aggregation=ExponentialBucketHistogramAggregation(max_size=max_size))
+        ],
     )
     histogram = provider.get_meter("exp.meter").create_histogram("exp.latency", unit="ms")
     for value in values.tolist():

@@ -26,7 +26,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from sirius.distributed import (
     SAIL_FUNCTIONS,
@@ -46,14 +45,11 @@ from sirius.lakehouse import (
     SqlEnvironment,
     expand_table_functions,
 )
-from sirius.otel_bridge import METRICS, split_request
+from sirius.otel_bridge import METRICS
 
 from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
-
-T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
-S = 1_000_000_000
-T0_NS = int(T0.timestamp()) * S
+from .test_otel_views import T0, T0_NS, S, kv, sdk_exponential_request, store
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +70,10 @@ async def _datafusion(h: Harness, sql: str) -> pa.Table:
     return (await session.sql(expanded)).to_arrow_table()
 
 
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
 def _explicit(service: str, bounds: list[float], counts: list[int], second: float, *, delta: bool) -> Any:
     request = ExportMetricsServiceRequest()
     resource = request.resource_metrics.add()
-    resource.resource.attributes.extend([_kv("service.name", service), _kv("service.instance.id", f"{service}-1")])
+    resource.resource.attributes.extend([kv("service.name", service), kv("service.instance.id", f"{service}-1")])
     metric = resource.scope_metrics.add().metrics.add()
     metric.name, metric.unit = "latency", "ms"
     metric.histogram.aggregation_temporality = 1 if delta else 2
@@ -93,45 +85,15 @@ def _explicit(service: str, bounds: list[float], counts: list[int], second: floa
     return request
 
 
-def _sdk_exponential(values: np.ndarray) -> Any:
-    """A real OTel SDK exponential histogram of ``values``, encoded as the OTLP exporters do."""
-    from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import encode_metrics
-    from opentelemetry.sdk.metrics import Histogram, MeterProvider
-    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
-    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
-    from opentelemetry.sdk.resources import Resource
-
-    reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
-    provider = MeterProvider(
-        metric_readers=[reader],
-        resource=Resource.create({"service.name": "exp", "service.instance.id": "exp-1"}),
-        views=[View(instrument_name="latency", aggregation=ExponentialBucketHistogramAggregation(max_size=80))],
-    )
-    histogram = provider.get_meter("exp.meter").create_histogram("latency", unit="ms")
-    for value in values.tolist():
-        histogram.record(value)
-    data = reader.get_metrics_data()
-    provider.shutdown()
-    return encode_metrics(data)
-
-
-async def _store(h: Harness, request: Any, second: float) -> None:
-    h.clock.set(T0 + dt.timedelta(seconds=second))
-    for item in split_request(METRICS, request, clock=lambda: T0_NS + int(second * S)).blocks:
-        await h.datalake.insert_process(item.process)
-        await h.datalake.insert_stream(item.stream, format=METRICS.format)
-        await h.insert(item.block)
-
-
 async def _histogram_lake(h: Harness) -> None:
     fine, coarse = [10.0, 20.0, 30.0, 40.0], [25.0, 50.0]
-    await _store(h, _explicit("shop", fine, [1, 4, 9, 3, 0], 1.0, delta=True), 1.0)
-    await _store(h, _explicit("shop", fine, [0, 2, 5, 8, 1], 2.0, delta=True), 2.0)
-    await _store(h, _explicit("shop", coarse, [3, 6, 2], 3.0, delta=True), 3.0)
+    await store(h, METRICS, _explicit("shop", fine, [1, 4, 9, 3, 0], 1.0, delta=True), at_second=1.0)
+    await store(h, METRICS, _explicit("shop", fine, [0, 2, 5, 8, 1], 2.0, delta=True), at_second=2.0)
+    await store(h, METRICS, _explicit("shop", coarse, [3, 6, 2], 3.0, delta=True), at_second=3.0)
     # cumulative: the first point's delta is unknown (NULL), the next ones are differences
     for second, counts in ((1.5, [2, 2, 2]), (2.5, [3, 5, 2]), (3.5, [4, 9, 7])):
-        await _store(h, _explicit("cart", coarse, counts, second, delta=False), second)
-    await _store(h, _sdk_exponential(np.arange(1.0, 301.0)), 2.0)
+        await store(h, METRICS, _explicit("cart", coarse, counts, second, delta=False), at_second=second)
+    await store(h, METRICS, sdk_exponential_request(np.arange(1.0, 301.0), max_size=80), at_second=2.0)
     for second in range(1, 5):  # each second pass covers the second before its time
         at = T0 + dt.timedelta(seconds=second + 2.5)
         h.clock.set(at)
