@@ -19,8 +19,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from _lean_http_client import post_spread
 from _postgres import create_database, drop_database
 
 from sirius.tracing import Block, StreamInfo, block_to_cbor, process_info_to_cbor, stream_info_to_cbor
@@ -85,31 +84,11 @@ def _post(url: str, path: str, body: bytes) -> None:
 
 
 def _http_run(urls: list[str], bodies: list[bytes]) -> float:
-    """Post ``bodies`` from CLIENTS keep-alive threads, client ``i`` to ``urls[i % len(urls)]``; seconds taken."""
-    chunks = [bodies[i::CLIENTS] for i in range(CLIENTS)]
-    errors: list[int] = []
+    """Post ``bodies`` from CLIENTS keep-alive threads, client ``i`` to ``urls[i % len(urls)]``; seconds taken.
 
-    def client(url: str, mine: list[bytes]) -> None:
-        parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        for body in mine:
-            conn.request("POST", "/ingestion/insert_block", body=body, headers={"Content-Type": "application/cbor"})
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors.append(response.status)
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(urls[i % len(urls)], c)) for i, c in enumerate(chunks)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"HTTP errors: {errors[:5]}")
-    return elapsed
+    With ``http.client``, as these figures were first measured (``bench/ingest.py --client`` is not applied here).
+    """
+    return post_spread(urls, "/ingestion/insert_block", bodies, CLIENTS, "stdlib")[0]
 
 
 async def run_replicas_bench(

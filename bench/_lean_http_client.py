@@ -6,7 +6,7 @@ the client spends per request is taken from the service. ``http.client`` spends 
 the head and the body in one ``sendmsg`` and reads the response head by hand: ~60 µs, measured on
 the team's 2-core VM. It speaks just enough HTTP for these benchmarks (``Content-Length`` bodies,
 no chunked responses, no redirects); ``--client stdlib`` in ``bench/ingest.py`` still runs the
-``http.client`` version.
+``http.client`` version, as ``_ingest_replicas.py`` does (``post_spread``: one load over several services).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
-__all__ = ["post_all"]
+__all__ = ["post_all", "post_spread"]
 
 _HEAD_END = b"\r\n\r\n"
 
@@ -84,17 +85,25 @@ def post_all(url: str, path: str, bodies: list[bytes], clients: int, kind: str =
     Raises:
         SystemExit: some response was not a 200.
     """
-    host, port = url.removeprefix("http://").split(":")
+    return post_spread([url], path, bodies, clients, kind)
+
+
+def post_spread(
+    urls: list[str], path: str, bodies: list[bytes], clients: int, kind: str = "lean"
+) -> tuple[float, float]:
+    """``post_all`` over several services: client ``i`` talks to ``urls[i % len(urls)]`` (sticky connections)."""
+    targets = [urlsplit(url) for url in urls]
     client: Callable[[str, int, str, list[bytes], list[int]], None] = _lean_client if kind == "lean" else _stdlib_client
     errors: list[int] = []
 
-    def run(mine: list[bytes]) -> None:
+    def run(i: int) -> None:
+        target = targets[i % len(targets)]
         try:
-            client(host, int(port), path, mine, errors)
+            client(target.hostname or "127.0.0.1", target.port or 80, path, bodies[i::clients], errors)
         except OSError:  # counted, so a broken run is never reported as a fast one
             errors.append(-1)
 
-    threads = [threading.Thread(target=run, args=(bodies[i::clients],)) for i in range(clients)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     cpu_start = os.times()
     start = time.perf_counter()
     for t in threads:
