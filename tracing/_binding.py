@@ -100,19 +100,7 @@ def scan_queue(
     types = np.empty(capacity, np.uint8)
     offsets = np.empty(capacity, np.uint32)
     sizes = np.empty(capacity, np.uint32)
-    error_offset = ffi.new("int64_t *")
-    count = lib.sirius_transit_scan(
-        ffi.from_buffer("uint8_t[]", buffer),
-        length,
-        ffi.from_buffer("int64_t[]", sizes_table) if sizes_table.size else ffi.NULL,
-        sizes_table.size,
-        ffi.from_buffer("uint8_t[]", types, require_writable=True),
-        ffi.from_buffer("uint32_t[]", offsets, require_writable=True),
-        ffi.from_buffer("uint32_t[]", sizes, require_writable=True),
-        capacity,
-        error_offset,
-    )
-    _check(count, "transit queue", int(error_offset[0]))
+    count = _transit_scan(buffer, sizes_table, (types, offsets, sizes), capacity)
     return types[:count], offsets[:count], sizes[:count]
 
 
@@ -134,16 +122,37 @@ def count_queue_records(buffer: bytes, type_sizes: Sequence[int] | npt.ArrayLike
     length = len(buffer)
     if length == 0:
         return 0
+    return _transit_scan(buffer, sizes_table, None, 0)
+
+
+def _transit_scan(
+    buffer: bytes,
+    sizes_table: np.ndarray,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    capacity: int,
+) -> int:
+    """Run the native scanner over a non-empty ``buffer``; return its record count.
+
+    ``arrays`` (types, offsets, sizes) receive up to ``capacity`` records; None only counts and
+    checks (the scanner accepts NULL output arrays for that).
+    """
+    if arrays is None:
+        outputs = (ffi.NULL, ffi.NULL, ffi.NULL)
+    else:
+        types, offsets, sizes = arrays
+        outputs = (
+            ffi.from_buffer("uint8_t[]", types, require_writable=True),
+            ffi.from_buffer("uint32_t[]", offsets, require_writable=True),
+            ffi.from_buffer("uint32_t[]", sizes, require_writable=True),
+        )
     error_offset = ffi.new("int64_t *")
     count = lib.sirius_transit_scan(
         ffi.from_buffer("uint8_t[]", buffer),
-        length,
+        len(buffer),
         ffi.from_buffer("int64_t[]", sizes_table) if sizes_table.size else ffi.NULL,
         sizes_table.size,
-        ffi.NULL,  # no output arrays: the scanner only counts (and checks)
-        ffi.NULL,
-        ffi.NULL,
-        0,
+        *outputs,
+        capacity,
         error_offset,
     )
     return _check(count, "transit queue", int(error_offset[0]))
