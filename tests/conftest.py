@@ -1,5 +1,5 @@
 """Shared fixtures: a real PostgreSQL database per test, real S3 (moto), GCS (fake-gcs-server) and
-Azure (Azurite) servers on loopback, env scrubbing.
+Azure (Azurite) servers on loopback, a Sail cluster per test module, env scrubbing.
 
 PostgreSQL: the server on 127.0.0.1:5432 when one answers (as in CI); otherwise an embedded one
 started the same way ``sirius up`` does, so the README's test command works on a fresh machine.
@@ -216,6 +216,15 @@ class StackThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def sail() -> Iterator[object]:
+    """A Sail ``local-cluster`` (driver and 2 workers on 127.0.0.1) shared by the tests of one module."""
+    from sirius.distributed import SailCluster, SailClusterConfig
+
+    with SailCluster(SailClusterConfig(workers=2)) as cluster:
+        yield cluster
 
 
 @pytest.fixture

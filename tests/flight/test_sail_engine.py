@@ -13,22 +13,15 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sirius.distributed import SailCluster, SailClusterConfig
+from sirius.distributed import SailCluster
 from sirius.flight import FlightSqlConfig, FlightSqlService, LakehouseSessionProvider, QueryClientError, query_table
 from sirius.flight import run_query as cli_query
 from sirius.tracing import Level, LogMetadata, SinkConfig, TelemetrySink, TransitWriter, current_process_info
-
-
-@pytest.fixture(scope="module")
-def sail() -> Iterator[SailCluster]:
-    with SailCluster(SailClusterConfig(workers=2)) as cluster:
-        yield cluster
 
 
 def _send(url: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from sirius.lakehouse import (
@@ -219,3 +220,12 @@ async def write_sample(h: Harness, *, at_second: float = 10.25, **process_fields
     for writer in (log, metrics, cpu):
         sample.blocks.append(await h.seal(writer))
     return sample
+
+
+def spark_micros(table: pa.Table) -> pa.Table:
+    """DataFusion's timestamps truncated to Spark's microseconds (Sail's answers carry microseconds)."""
+    columns = [
+        c.cast(pa.timestamp("us", tz=c.type.tz), safe=False) if pa.types.is_timestamp(c.type) else c
+        for c in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)

@@ -4,8 +4,9 @@ The OTel histogram functions (``merge_histograms``, ``histogram_quantile`` with 
 arguments), the table functions run as UDTFs (``expand_histogram`` over a scalar subquery,
 ``jsonb_array_elements``, ``jsonb_each``) and the metadata table functions (``list_partitions``,
 ``list_view_sets``) run on the same lake through a DataFusion session (table functions expanded
-as the FlightSQL server expands them) and through ``SailEngine``. The cluster is the one
-``test_sail_parity`` starts (driver and workers on 127.0.0.1, checked there with ``ss``).
+as the FlightSQL server expands them) and through ``SailEngine``. The cluster is the suite's
+``sail`` fixture, started as ``test_sail_parity`` starts it (driver and workers on 127.0.0.1,
+checked there with ``ss``).
 
 The OTLP histograms are written as the receivers write them (``split_request``, one block per
 request, a daemon pass): explicit points of two layouts (delta and cumulative, so ``delta_counts``
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,6 @@ from sirius.distributed import (
     SAIL_FUNCTIONS,
     UNAVAILABLE_ON_SAIL,
     SailCluster,
-    SailClusterConfig,
     SailEngine,
     StatementError,
     pack_merged,
@@ -48,14 +47,8 @@ from sirius.lakehouse import (
 from sirius.otel_bridge import METRICS
 
 from .bench_query_set import SMALL, observability_lake, query_set
-from .conftest import Harness, LakeEnv
+from .conftest import Harness, LakeEnv, spark_micros
 from .test_otel_views import T0, T0_NS, S, kv, sdk_exponential_request, store
-
-
-@pytest.fixture(scope="module")
-def sail() -> Iterator[SailCluster]:
-    with SailCluster(SailClusterConfig(workers=2)) as cluster:
-        yield cluster
 
 
 async def _datafusion(h: Harness, sql: str) -> pa.Table:
@@ -147,7 +140,7 @@ def test_otel_histogram_functions_equal_datafusion(local_lake_env: LakeEnv, sail
     for sql in (quantiles, per_point):
         ours, theirs = out[sql]
         assert ours.num_rows >= 3, sql
-        assert query_set.compare_tables(_micros(ours), theirs, ordered=False, rel=1e-12) == [], sql
+        assert query_set.compare_tables(spark_micros(ours), theirs, ordered=False, rel=1e-12) == [], sql
     p50 = out[quantiles][0].column("p50").to_pylist()
     assert None not in p50, p50
     assert len(set(p50)) == 3, p50
@@ -190,7 +183,7 @@ def test_table_functions_equal_datafusion(local_lake_env: LakeEnv, sail: SailClu
     for sql, (ours, theirs) in out.items():
         if sql != not_array:
             assert ours.num_rows > 0, sql
-        assert query_set.compare_tables(_micros(ours), theirs, ordered=False) == [], sql
+        assert query_set.compare_tables(spark_micros(ours), theirs, ordered=False) == [], sql
     assert sum(out[expand][1].column("count").to_pylist()) > 0
     assert out[array][1].column("v").to_pylist() == ["1", '"a"', '{"b":[2]}', "null"]
     assert out[not_array][1].column("n").to_pylist() == [0]
@@ -221,15 +214,6 @@ def test_the_function_lists_say_what_is_ported() -> None:
     assert "merge_histograms result is array<double>" in missing  # its shape differs, it is not missing
     assert "process_spans" in missing
     assert "retire_partitions" in missing
-
-
-def _micros(table: pa.Table) -> pa.Table:
-    """DataFusion's timestamps truncated to Spark's microseconds."""
-    columns = [
-        c.cast(pa.timestamp("us", tz=c.type.tz), safe=False) if pa.types.is_timestamp(c.type) else c
-        for c in table.columns
-    ]
-    return pa.table(columns, names=table.column_names)
 
 
 _FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)

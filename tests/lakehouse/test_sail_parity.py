@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +33,7 @@ from sirius.distributed import (
 from sirius.lakehouse import InMemoryObjectStore, Lakehouse, QueryRange, SessionFactory, decode_jsonb
 
 from .bench_query_set import SMALL, observability_lake, query_set
-from .conftest import Harness, LakeEnv
-
-
-@pytest.fixture(scope="module")
-def sail() -> Iterator[SailCluster]:
-    with SailCluster(SailClusterConfig(workers=2)) as cluster:
-        yield cluster
-
-
-def _micros(table: pa.Table) -> pa.Table:
-    """DataFusion's timestamps truncated to Spark's microseconds."""
-    columns = [
-        c.cast(pa.timestamp("us", tz=c.type.tz), safe=False) if pa.types.is_timestamp(c.type) else c
-        for c in table.columns
-    ]
-    return pa.table(columns, names=table.column_names)
+from .conftest import Harness, LakeEnv, spark_micros
 
 
 async def _datafusion(h: Harness, sql: str, query_range: QueryRange | None = None) -> pa.Table:
@@ -92,7 +76,7 @@ def test_every_query_equals_datafusion(local_lake_env: LakeEnv, sail: SailCluste
     for query in query_set.QUERIES:
         ours, theirs = results[query.name]
         assert ours.num_rows > 0, f"{query.name}: empty result proves nothing"
-        found = query_set.compare_tables(_micros(ours), theirs, ordered=query.ordered, rel=query.tolerance)
+        found = query_set.compare_tables(spark_micros(ours), theirs, ordered=query.ordered, rel=query.tolerance)
         if found:
             problems[query.name] = found
     assert not problems, problems
@@ -134,7 +118,7 @@ def test_functions_instances_and_ranges_equal_datafusion(local_lake_env: LakeEnv
     for name in ("property_get", "jsonb", "instance", "range"):
         ours, theirs = out[name]
         assert ours.num_rows > 0, name
-        assert query_set.compare_tables(_micros(ours), theirs, ordered=False) == [], name
+        assert query_set.compare_tables(spark_micros(ours), theirs, ordered=False) == [], name
     routes = [r for r in out["property_get"][1].column("route").to_pylist() if r is not None]
     assert "/api/v1/items/3" in routes
     assert sorted(zip(*out["each"].to_pydict().values(), strict=True)) == out["each_expected"]
@@ -241,4 +225,4 @@ def test_sail_reads_partitions_on_s3(request: pytest.FixtureRequest, pg_dsn: str
     assert paths, paths
     assert all(p.startswith("s3://") for p in paths), paths
     assert ours.num_rows > 0
-    assert query_set.compare_tables(_micros(ours), theirs, ordered=False) == []
+    assert query_set.compare_tables(spark_micros(ours), theirs, ordered=False) == []
