@@ -248,13 +248,20 @@ class LogStatsRewriter:
         self._coverage = coverage
         self._covered: bool | None = None
         self._source_plan: str | None = None
+        self._registrations = 0
         self.rewrites = 0
         """Statements planned over ``log_stats`` instead of ``log_entries``."""
 
     def source_changed(self) -> None:
-        """``log_entries`` was registered again: compare plans (and coverage) afresh."""
+        """``log_entries`` was registered: its plan is compared afresh.
+
+        Registered a second time, it holds rows beyond its partitions (JIT rows not yet
+        materialised) that ``log_stats`` did not count: no statement is rewritten any more.
+        """
         self._source_plan = None
-        self._covered = None
+        self._registrations += 1
+        if self._registrations > 1:
+            self._covered = False
 
     async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
         """``df`` planned over ``log_stats`` when that gives the same answer, else ``df``."""

@@ -257,3 +257,23 @@ def test_rewrite_never_changes_the_answer(
 
     assert rewriter.rewrites == int(all(exact(op, shift) for op, _, shift in bounds))
     assert _same(rewritten.to_arrow_table(), df.to_arrow_table(), ordered=False), sql
+
+
+def test_log_entries_registered_again_stops_the_rewrite() -> None:
+    """Rows registered beyond the partitions (a second registration) were not counted by log_stats."""
+    entries, stats = _tables(7, 50)
+    ctx = new_session_context()
+    ctx.register_view("log_entries", ctx.from_arrow(entries))
+    ctx.register_view("log_stats", ctx.from_arrow(stats))
+
+    async def covered() -> bool:
+        return True
+
+    rewriter = LogStatsRewriter(ctx, None, covered)
+    rewriter.source_changed()  # the session's own registration
+    sql = "SELECT level, count(*) FROM log_entries GROUP BY level"
+    asyncio.run(rewriter.rewrite(ctx.sql(sql)))
+    assert rewriter.rewrites == 1
+    rewriter.source_changed()
+    asyncio.run(rewriter.rewrite(ctx.sql(sql)))
+    assert rewriter.rewrites == 1
