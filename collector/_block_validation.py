@@ -31,9 +31,9 @@ def validate_transit_payload(block: Block, stream: StreamRecord) -> str | None:
         # One queue at a time: each decompressed buffer is dropped before the next is made.
         # The scanner only counts (no per-record arrays) and keeps nothing of the decompressed view.
         with decompressed_queue(block.payload.objects) as objects:
-            count = count_queue_records(objects, object_sizes)  # type: ignore[arg-type]
+            count = count_queue_records(objects, object_sizes)
         with decompressed_queue(block.payload.dependencies) as dependencies:
-            count_queue_records(dependencies, dependency_sizes)  # type: ignore[arg-type]
+            count_queue_records(dependencies, dependency_sizes)
     except (WireFormatError, TransitScanError) as exc:
         return str(exc)
     if count != block.nb_objects:

@@ -104,7 +104,7 @@ def scan_queue(
     return types[:count], offsets[:count], sizes[:count]
 
 
-def count_queue_records(buffer: bytes, type_sizes: Sequence[int] | npt.ArrayLike) -> int:
+def count_queue_records(buffer: bytes | memoryview, type_sizes: Sequence[int] | npt.ArrayLike) -> int:
     """Check a decompressed transit queue as ``scan_queue`` does and return its record count only.
 
     The same native walk without the per-record arrays: validating a block at ingestion needs
@@ -126,7 +126,7 @@ def count_queue_records(buffer: bytes, type_sizes: Sequence[int] | npt.ArrayLike
 
 
 def _transit_scan(
-    buffer: bytes,
+    buffer: bytes | memoryview,
     sizes_table: np.ndarray,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     capacity: int,
