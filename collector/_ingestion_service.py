@@ -41,7 +41,7 @@ from typing import TypeVar
 from aiohttp import HttpVersion11, hdrs, web
 
 from ..identity import AuthenticationError, Authenticator, Principal, as_access_policy, write_audience
-from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord
+from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord, block_object_key
 from ..otel_bridge import OTLP_FORMATS, stream_format, validate_otlp_block
 from ..tracing import (
     TRANSIT_FORMAT,
@@ -75,11 +75,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NativeRoute = Callable[[bytearray, Principal], Awaitable[web.Response]]
 
 _T = TypeVar("_T")
-
-
-def block_object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
-    """Object-store key of a block payload (relative to the store root)."""
-    return f"blobs/{process_id}/{stream_id}/{block_id}"
 
 
 def _bad_request(reason: str) -> web.Response:

@@ -28,13 +28,12 @@ import asyncio
 import functools
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..identity import Principal, write_audience
-from ..lakehouse import DataLake, LakehouseError, ObjectStore
+from ..lakehouse import DataLake, LakehouseError, ObjectStore, block_object_key
 from ..otel_bridge import OtlpBlock, Signal, SplitRequest, split_request, split_request_bytes
 from ..tracing import Block
 from ._admission import DEFAULT_RETRY_AFTER_SECONDS
@@ -49,10 +48,6 @@ _LOG = logging.getLogger(__name__)
 
 ExportWrapper = Callable[[str, Callable[[], Awaitable[SplitRequest]]], Awaitable[SplitRequest]]
 """Runs one OTLP export (signal name, the export) around something, e.g. a span."""
-
-
-def _object_key(process_id: uuid.UUID, stream_id: uuid.UUID, block_id: uuid.UUID) -> str:
-    return f"blobs/{process_id}/{stream_id}/{block_id}"
 
 
 # ``cbor2.dumps({"dependencies": b"", "objects": objects})`` (``payload_to_cbor``) is this head,
@@ -244,5 +239,5 @@ class OtlpWriter:
         payload = otlp_payload_cbor(block.payload.objects)
         # Object first, create-only, then the row: a crash in between leaves an object that the
         # retried request finds and keeps (micromegas-wire.md §3).
-        await self._store.put_if_absent(_object_key(block.process_id, block.stream_id, block.block_id), payload)
+        await self._store.put_if_absent(block_object_key(block.process_id, block.stream_id, block.block_id), payload)
         await self._rows.insert(block, len(payload))
