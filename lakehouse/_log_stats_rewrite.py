@@ -32,6 +32,14 @@ partitions counted (``source_data_hash``) exactly the ``log_entries`` rows now s
 insert range (none stale, none partial), the session has no audience restriction (it filters
 ``log_entries`` by process properties ``log_stats`` lacks), and its query range cuts no minute.
 Anything else plans over ``log_entries`` as written.
+
+Columns of the process (``exe``, ``username``, ``computer``) are functions of ``process_id``:
+``log_entries`` copies them from the process's row, which is written once and never changed
+(``INSERT … ON CONFLICT DO NOTHING``), and the ``processes`` view reads the same row. A statement
+grouping or filtering by them is planned over ``log_stats`` joined with the session's
+``processes`` on ``process_id`` — only when that view holds exactly one row for every
+``process_id`` of the session's ``log_stats`` (checked once per session by one query over both;
+a process missing from ``processes``, e.g. not yet materialised, keeps the statement as written).
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ __all__ = ["LogStatsRewriter", "log_stats_covers", "minute_aligned_range"]
 _SOURCE = "log_entries"
 _TARGET = "log_stats"
 _KEYS = frozenset({"process_id", "level", "target"})
+_PROCESS_COLUMNS = ("exe", "username", "computer")
+_COLUMNS = _KEYS | frozenset(_PROCESS_COLUMNS)
 _TIME = "time"
 _COUNT_NAMES = frozenset({"count(Int64(1))", "count(*)"})
 _OUTER = frozenset({"Projection", "Filter", "Sort", "Limit"})
@@ -68,6 +78,18 @@ _FAR_FUTURE_NS = 2**62
 # the fraction is read here (datetime stops at microseconds).
 _INSTANT = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$")
 _BASE_SQL = f"SELECT time_bin AS {_TIME}, process_id, level, target, count FROM {_TARGET}"  # noqa: S608
+# The same with the process's columns, typed as in log_entries (dictionary strings).
+_JOINED_SQL = (
+    f"SELECT s.time_bin AS {_TIME}, s.process_id, s.level, s.target, s.count, "  # noqa: S608
+    + ", ".join(f"arrow_cast(p.{c}, 'Dictionary(Int32, Utf8)') AS {c}" for c in _PROCESS_COLUMNS)
+    + f" FROM {_TARGET} AS s JOIN processes AS p ON s.process_id = p.process_id"
+)
+# Rows of the check: process_ids of log_stats without a processes row, and processes rows beyond one per id.
+_PROCESSES_CHECK_SQL = (
+    f"SELECT (SELECT count(*) FROM (SELECT DISTINCT process_id FROM {_TARGET}) AS s"  # noqa: S608
+    " WHERE s.process_id NOT IN (SELECT process_id FROM processes)) AS missing,"
+    " (SELECT count(*) - count(DISTINCT process_id) FROM processes) AS repeated"
+)
 
 
 class _NotExactError(Exception):
@@ -148,12 +170,14 @@ def _column_name(expr: datafusion.Expr) -> str:
     return variant.name()
 
 
-def _check_row_expr(expr: datafusion.Expr) -> None:
-    """Raise unless ``expr`` has one value per (minute, process, level, target)."""
+def _check_row_expr(expr: datafusion.Expr, seen: set[str]) -> None:
+    """Raise unless ``expr`` has one value per (minute, process, level, target); add its columns to ``seen``."""
     kind = expr.variant_name()
     if kind == "Column":
-        if _column_name(expr) not in _KEYS:
+        name = _column_name(expr)
+        if name not in _COLUMNS:
             raise _NotExactError(expr.schema_name())
+        seen.add(name)
         return
     if kind == "Literal":
         return
@@ -167,12 +191,12 @@ def _check_row_expr(expr: datafusion.Expr) -> None:
                 if not _time_bound_exact(_COMPARE[oriented], _instant_ns(literal.python_value())):
                     raise _NotExactError(expr.schema_name())
                 return
-        _check_row_expr(left)
-        _check_row_expr(right)
+        _check_row_expr(left, seen)
+        _check_row_expr(right, seen)
         return
     if kind in _PLAIN:
         for operand in _operands(expr):
-            _check_row_expr(operand)
+            _check_row_expr(operand, seen)
         return
     raise _NotExactError(kind)
 
@@ -187,9 +211,9 @@ def _operands(expr: datafusion.Expr) -> list[datafusion.Expr]:
     raise _NotExactError(kind)
 
 
-def _check_group_expr(expr: datafusion.Expr) -> None:
+def _check_group_expr(expr: datafusion.Expr, seen: set[str]) -> None:
     if expr.variant_name() != "ScalarFunction":
-        _check_row_expr(expr)
+        _check_row_expr(expr, seen)
         return
     name = expr.rex_call_operator()
     args = expr.rex_call_operands()
@@ -215,19 +239,21 @@ def _is_count_star(expr: datafusion.Expr) -> bool:
     return variant.aggregate_type() == "count" and not variant.is_distinct()
 
 
-def _is_key_aggregate(expr: datafusion.Expr) -> bool:
+def _key_aggregate(expr: datafusion.Expr) -> str | None:
     """``count(DISTINCT key)``, ``min(key)`` or ``max(key)``: same over the per-minute rows.
 
     Every ``log_stats`` row stands for at least one ``log_entries`` row with its keys, so the
     set of key values of a group is the same on both. The name is compared whole, so a FILTER
-    or ORDER BY clause (which would show in it) keeps the statement as written.
+    or ORDER BY clause (which would show in it) keeps the statement as written. Returns the key,
+    None for any other expression.
     """
     if expr.variant_name() != "AggregateFunction":
-        return False
+        return None
     name = expr.schema_name()
-    return any(
-        name in (f"count(DISTINCT {_SOURCE}.{key})", f"min({_SOURCE}.{key})", f"max({_SOURCE}.{key})") for key in _KEYS
-    )
+    for key in _COLUMNS:
+        if name in (f"count(DISTINCT {_SOURCE}.{key})", f"min({_SOURCE}.{key})", f"max({_SOURCE}.{key})"):
+            return key
+    return None
 
 
 class LogStatsRewriter:
@@ -247,6 +273,7 @@ class LogStatsRewriter:
         self._query_range = query_range
         self._coverage = coverage
         self._covered: bool | None = None
+        self._processes_match: bool | None = None
         self._source_plan: str | None = None
         self._registrations = 0
         self.rewrites = 0
@@ -268,8 +295,12 @@ class LogStatsRewriter:
         parts = self._shape(df)
         if parts is None or not minute_aligned_range(self._query_range) or not await self._covers():
             return df
+        aggregate, predicate, outer, seen = parts
+        joined = not seen.isdisjoint(_PROCESS_COLUMNS)
+        if joined and not self._processes_cover():
+            return df
         try:
-            rewritten = self._plan(*parts)
+            rewritten = self._plan(aggregate, predicate, outer, joined=joined)
             same = [(x.name, x.type) for x in rewritten.schema()] == [(x.name, x.type) for x in df.schema()]
         except Exception:  # noqa: BLE001 - any planning problem: keep the statement as written
             return df
@@ -283,8 +314,18 @@ class LogStatsRewriter:
             self._covered = bool(await self._coverage())
         return self._covered
 
-    def _shape(self, df: datafusion.DataFrame) -> tuple[Any, Any | None, list[Any]] | None:
-        """The Aggregate node, its input filter and the nodes above it; None unless the shape is exact."""
+    def _processes_cover(self) -> bool:
+        """Whether ``processes`` has exactly one row for each ``process_id`` of ``log_stats``."""
+        if self._processes_match is None:
+            try:
+                row = self._ctx.sql(_PROCESSES_CHECK_SQL).to_pylist()[0]
+            except Exception:  # noqa: BLE001 - no processes view, or it fails: keep statements as written
+                row = {"missing": 1}
+            self._processes_match = row.get("missing") == 0 and row.get("repeated") == 0
+        return self._processes_match
+
+    def _shape(self, df: datafusion.DataFrame) -> tuple[Any, Any | None, list[Any], set[str]] | None:
+        """The Aggregate node, its input filter, the nodes above it and the columns used; None unless exact."""
         plan = df.logical_plan()
         outer: list[Any] = []
         while plan.to_variant().__class__.__name__ in _OUTER:
@@ -293,22 +334,27 @@ class LogStatsRewriter:
         aggregate = plan.to_variant()
         if aggregate.__class__.__name__ != "Aggregate":
             return None
+        seen: set[str] = set()
         try:
-            predicate = self._check_aggregate(aggregate, plan.inputs()[0])
+            predicate = self._check_aggregate(aggregate, plan.inputs()[0], seen)
         except (_NotExactError, ValueError, TypeError, KeyError):
             return None
-        return aggregate, predicate, outer
+        return aggregate, predicate, outer, seen
 
-    def _check_aggregate(self, aggregate: Any, node: datafusion.LogicalPlan) -> Any | None:
+    def _check_aggregate(self, aggregate: Any, node: datafusion.LogicalPlan, seen: set[str]) -> Any | None:
         """Raise unless the Aggregate node has the shape; return its input Filter's predicate."""
-        if not all(_is_count_star(e) or _is_key_aggregate(e) for e in aggregate.aggregate_exprs()):
-            raise _NotExactError("aggregates")
+        for expr in aggregate.aggregate_exprs():
+            if not _is_count_star(expr):
+                key = _key_aggregate(expr)
+                if key is None:
+                    raise _NotExactError("aggregates")
+                seen.add(key)
         for expr in aggregate.group_by_exprs():
-            _check_group_expr(expr)
+            _check_group_expr(expr, seen)
         predicate = None
         if node.to_variant().__class__.__name__ == "Filter":
             predicate = node.to_variant().predicate()
-            _check_row_expr(predicate)
+            _check_row_expr(predicate, seen)
             node = node.inputs()[0]
         alias = node.to_variant()
         if alias.__class__.__name__ != "SubqueryAlias" or alias.alias() != _SOURCE:
@@ -323,10 +369,11 @@ class LogStatsRewriter:
             self._source_plan = star.inputs()[0].inputs()[0].display_indent()
         return self._source_plan
 
-    def _plan(self, aggregate: Any, predicate: Any | None, outer: list[Any]) -> datafusion.DataFrame:
+    def _plan(self, aggregate: Any, predicate: Any | None, outer: list[Any], *, joined: bool) -> datafusion.DataFrame:
         # log_stats as a log_entries-shaped relation named log_entries: DataFusion's expressions
         # (qualified log_entries.level, log_entries.time …) resolve against it unchanged.
-        frame = self._ctx.sql(f"SELECT * FROM ({_BASE_SQL}) AS {_SOURCE}")  # noqa: S608
+        base = _JOINED_SQL if joined else _BASE_SQL
+        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
         # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows).
