@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from ._durable_write import DirectorySync, write_new_file
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
 from ._object_keys import TMP_PREFIX as _TMP_PREFIX
 from ._object_keys import validate_key, validate_prefix
@@ -181,14 +181,16 @@ class InMemoryObjectStore:
 class LocalObjectStore:
     """Objects as files under a root directory (the default store of ``sirius up``).
 
-    Create-only writes are atomic: the bytes go to a temporary file in the destination directory,
-    which is then hard-linked to the final name. ``link`` fails when the name exists, so two
-    racing writers cannot both win, and readers never see a partially written object.
+    Create-only writes are atomic: the bytes go to a temporary file in the destination directory
+    (unnamed where ``O_TMPFILE`` works), which is then hard-linked to the final name. ``link``
+    fails when the name exists, so two racing writers cannot both win, and readers never see a
+    partially written object (``_durable_write.py``).
 
     Args:
         root_dir: the root directory; created if missing.
         durable: fsync each object and its directory before ``put_if_absent`` returns, so an
-            acknowledged block survives a power cut. Tests may turn it off for speed.
+            acknowledged block survives a power cut (concurrent writes to one directory share
+            its fsync: group commit). Tests may turn it off for speed.
 
     Raises:
         ObjectStoreError: the root cannot be created.
@@ -197,6 +199,7 @@ class LocalObjectStore:
     def __init__(self, root_dir: str | os.PathLike[str], *, durable: bool = True) -> None:
         self._root = Path(root_dir).resolve()
         self._durable = durable
+        self._directory_sync = DirectorySync()
         try:
             self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -223,31 +226,13 @@ class LocalObjectStore:
         for _ in range(3):
             parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=_TMP_PREFIX)
+                return write_new_file(path, data, durable=self._durable, syncer=self._directory_sync)
             except FileNotFoundError:
-                # A concurrent delete pruned the (then empty) directory between mkdir and
-                # mkstemp; recreate it. Once our temp file exists the directory is not empty,
-                # so the pruning cannot strike again before the link.
+                # A concurrent delete pruned the (then empty) directory between mkdir and the
+                # link (an unnamed temporary file does not keep it from being empty); recreate it.
                 continue
-            break
-        else:
-            msg = f"directory {parent} keeps disappearing"
-            raise ObjectStoreError(msg)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                if self._durable:
-                    tmp.flush()
-                    os.fsync(tmp.fileno())
-            try:
-                os.link(tmp_name, path)
-            except FileExistsError:
-                return False
-            if self._durable:
-                _fsync_dir(parent)
-            return True
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        msg = f"directory {parent} keeps disappearing"
+        raise ObjectStoreError(msg)
 
     def _delete_sync(self, path: Path) -> None:
         try:
@@ -410,15 +395,6 @@ class LocalObjectStore:
 
     async def close(self) -> None:
         """See ``ObjectStore.close``."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The new directory entry (the link) must reach the disk too, not only the file's bytes.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_object_store(uri: str) -> ObjectStore:

@@ -1,0 +1,158 @@
+"""Durable create-only writes: unnamed temporary files, the named fallback, and the directory group commit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sirius.lakehouse import _durable_write
+from sirius.lakehouse._durable_write import DirectorySync, write_new_file
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def tmpfile_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "named":
+        monkeypatch.setattr(_durable_write._Tmpfile, "supported", False)
+    elif not _durable_write._Tmpfile.supported:
+        pytest.skip("O_TMPFILE is not available here")
+    return str(request.param)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_create_only_same_file_either_way(tmp_path: Path, tmpfile_mode: str, durable: bool) -> None:
+    path = tmp_path / "obj"
+    syncer = DirectorySync()
+    assert write_new_file(path, memoryview(b"first"), durable=durable, syncer=syncer)
+    assert not write_new_file(path, b"second", durable=durable, syncer=syncer)
+    assert path.read_bytes() == b"first"
+    assert path.stat().st_mode & 0o777 == 0o600  # what mkstemp made before: same stored files
+    assert os.listdir(tmp_path) == ["obj"]  # no temporary file left behind
+
+
+def test_missing_directory_is_file_not_found(tmp_path: Path, tmpfile_mode: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_new_file(tmp_path / "gone" / "obj", b"x", durable=True, syncer=None)
+
+
+def _wait_for(condition: object, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.001)
+
+
+def test_group_commit_covers_every_caller_with_a_later_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each sync returns after an fsync that started after the call; callers arriving during one share the next."""
+    events: list[tuple[str, int]] = []  # ("call"/"start"/"end"/"return", caller or sync number)
+    lock = threading.Lock()
+    release_first = threading.Event()
+    real = _durable_write.fsync_directory
+    syncs = [0]
+
+    def recording(directory: Path | str) -> None:
+        with lock:
+            syncs[0] += 1
+            number = syncs[0]
+            events.append(("start", number))
+        if number == 1:
+            release_first.wait(10)
+        real(directory)
+        with lock:
+            events.append(("end", number))
+
+    monkeypatch.setattr(_durable_write, "fsync_directory", recording)
+    syncer = DirectorySync()
+
+    def caller(index: int) -> None:
+        with lock:
+            events.append(("call", index))
+        syncer.sync(str(tmp_path))
+        with lock:
+            events.append(("return", index))
+
+    first = threading.Thread(target=caller, args=(0,))
+    first.start()
+    _wait_for(lambda: ("start", 1) in events)
+    others = [threading.Thread(target=caller, args=(i,)) for i in range(1, 6)]
+    for thread in others:
+        thread.start()
+    _wait_for(lambda: sum(kind == "call" for kind, _ in events) == 6)
+    release_first.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert syncs[0] == 2  # five callers that arrived during the first fsync shared one
+    for index in range(6):
+        called = events.index(("call", index))
+        returned = events.index(("return", index))
+        assert any(
+            kind == "start" and called < at and events.index(("end", n)) < returned
+            for at, (kind, n) in enumerate(events)
+        )
+    assert syncer._directories == {}  # nothing kept once no one waits
+
+
+def test_failed_sync_fails_its_caller_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _durable_write.fsync_directory
+    failures = [1]
+
+    def failing_once(directory: Path | str) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError(5, "I/O error")
+        real(directory)
+
+    monkeypatch.setattr(_durable_write, "fsync_directory", failing_once)
+    syncer = DirectorySync()
+    with pytest.raises(OSError, match="I/O error"):
+        syncer.sync(str(tmp_path))
+    syncer.sync(str(tmp_path))  # the next caller syncs for itself
+    assert syncer._directories == {}
+
+
+_WRITER = """
+import asyncio, sys
+from sirius.lakehouse import LocalObjectStore
+
+async def main():
+    store = LocalObjectStore(sys.argv[1])
+    async def one(i):
+        await store.put_if_absent(f"blobs/p/s/{i:06d}", bytes([i % 251]) * 50_000)
+        print(i, flush=True)
+    i = 0
+    while True:
+        await asyncio.gather(*(one(i + k) for k in range(8)))
+        i += 8
+
+asyncio.run(main())
+"""
+
+
+def test_acknowledged_objects_survive_kill_9(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, text=True)
+    acknowledged: list[int] = []
+    try:
+        assert writer.stdout is not None
+        for line in writer.stdout:
+            acknowledged.append(int(line))
+            if len(acknowledged) >= 200:
+                break
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    assert len(acknowledged) >= 200
+    for i in acknowledged:
+        assert (root / "blobs" / "p" / "s" / f"{i:06d}").read_bytes() == bytes([i % 251]) * 50_000
+    # Every name present holds whole data (none half-written), acknowledged or not.
+    for path in (root / "blobs" / "p" / "s").iterdir():
+        if not path.name.startswith("."):
+            i = int(path.name)
+            assert path.read_bytes() == bytes([i % 251]) * 50_000
