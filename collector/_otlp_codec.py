@@ -43,6 +43,7 @@ __all__ = [
     "encode_message",
     "error_status",
     "export_response",
+    "export_response_bytes",
     "media_type",
     "parse_request",
     "retry_info",
@@ -334,6 +335,18 @@ def export_response(signal: Signal, split: SplitRequest) -> Message:
         setattr(partial, signal.rejected_field, split.rejected)
         partial.error_message = _trim(split.error_message)
     return response
+
+
+# A full success is an empty ``Export*ServiceResponse`` for every signal: zero protobuf bytes,
+# ``{}`` in OTLP/JSON. The receivers answer it on every request, so it is not rebuilt each time.
+_EMPTY_RESPONSE = {JSON: b"{}"}
+
+
+def export_response_bytes(signal: Signal, split: SplitRequest, encoding: str) -> bytes:
+    """``encode_message(export_response(signal, split), encoding)``, without a message when nothing was rejected."""
+    if not split.rejected:
+        return _EMPTY_RESPONSE.get(encoding, b"")
+    return encode_message(export_response(signal, split), encoding)
 
 
 def retry_info(seconds: float) -> RetryInfo:

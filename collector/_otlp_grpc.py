@@ -24,7 +24,7 @@ from ..identity import AuthenticationError, Authenticator, as_access_policy, ref
 from ..otel_bridge import SIGNALS, Signal
 from ._admission import InflightBudget
 from ._exceptions import OtlpRequestError, OtlpUnauthenticatedError
-from ._otlp_codec import error_status, export_response, retry_info
+from ._otlp_codec import PROTOBUF, error_status, export_response_bytes, retry_info
 from ._otlp_http import DEFAULT_MAX_REQUEST_BYTES
 from ._otlp_writer import OtlpWriter
 from ._tls import ServerTls
@@ -134,7 +134,7 @@ class OtlpGrpcServer:
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             raise  # unreachable: abort raises
         else:
-            return export_response(signal, split).SerializeToString()
+            return export_response_bytes(signal, split, PROTOBUF)
         status = error_status(error)
         trailers: list[tuple[str, bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
         if error.retry_after is not None:

@@ -34,7 +34,7 @@ from ._otlp_codec import (
     decompress,
     encode_message,
     error_status,
-    export_response,
+    export_response_bytes,
     media_type,
     parse_request,
 )
@@ -112,7 +112,7 @@ class OtlpHttpRoutes:
             failure = OtlpRequestError("internal error")
             status = error_status(failure, code=CODE_INTERNAL)
             return web.Response(status=500, body=encode_message(status, encoding), content_type=content_type)
-        return web.Response(body=encode_message(export_response(signal, split), encoding), content_type=content_type)
+        return web.Response(body=export_response_bytes(signal, split, encoding), content_type=content_type)
 
     @staticmethod
     def _error(exc: OtlpRequestError, content_type: str, encoding: str) -> web.Response:

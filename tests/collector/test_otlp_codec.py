@@ -26,10 +26,12 @@ from sirius.collector._otlp_codec import (
     decompress,
     encode_message,
     error_status,
+    export_response,
+    export_response_bytes,
     media_type,
     parse_request,
 )
-from sirius.otel_bridge import LOGS, METRICS, TRACES
+from sirius.otel_bridge import LOGS, METRICS, TRACES, SplitRequest
 
 DATA = b"otlp " * 1000
 LIMIT = 64 * 1024
@@ -234,3 +236,13 @@ def test_inflight_budget_bounds_requests_and_bytes() -> None:
     first.release()  # idempotent
     assert (budget.in_flight_requests, budget.in_flight_bytes) == (0, 0)
     budget.admit().reserve(100)
+
+
+@pytest.mark.parametrize("signal", [TRACES, LOGS, METRICS])
+@pytest.mark.parametrize("encoding", [PROTOBUF, JSON])
+@pytest.mark.parametrize(("items", "rejected"), [(512, 0), (0, 0), (512, 3)])
+def test_export_response_bytes_are_the_encoded_response(signal, encoding, items, rejected) -> None:
+    split = SplitRequest(blocks=(), items=items, rejected=rejected, reasons=("no time",) if rejected else ())
+    expected = encode_message(export_response(signal, split), encoding)
+    assert export_response_bytes(signal, split, encoding) == expected
+    assert (expected in (b"", b"{}")) == (rejected == 0)
