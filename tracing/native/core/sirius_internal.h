@@ -25,6 +25,17 @@
 #define SR_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SR_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Race test points. Only a build with -DSIRIUS_TEST_HOOKS calls them (tests/tracing/c/
+ * shutdown_race.c defines sr_test_hook and stalls there, to make a race window wide enough to
+ * hit every time); every other build compiles them away. */
+enum { SR_HOOK_SHUTDOWN_WALK = 1 /* shutdown, before it poisons one registered thread */ };
+#ifdef SIRIUS_TEST_HOOKS
+void sr_test_hook(int where);
+#define SR_TEST_HOOK(where) sr_test_hook(where)
+#else
+#define SR_TEST_HOOK(where) ((void)0)
+#endif
+
 /* Event kinds in thread buffers: the low 4 bits of the tag word (descriptors are 16-aligned). */
 enum {
     SR_EV_SPAN_BEGIN = 1,

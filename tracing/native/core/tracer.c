@@ -359,6 +359,17 @@ static sr_thread *sr_attach(void) {
     }
     sr_tls = t;
     pthread_setspecific(sr_key, t);
+    if (!sr_running_session(session)) {
+        /* The name hook runs Python, which may let other threads run: shutdown (and even the
+         * next init) may have happened meanwhile. Publishing now would put a struct of the old
+         * session into the next session's registry, and this thread's next event would reset
+         * it there while the sink reads it (a cycle in the registry, a builder pulled away).
+         * Keep it unpublished and detached: the next attach reuses it, thread exit frees it.
+         * (A preemption between this check and the push below, long enough for a whole
+         * shutdown and init, could still do it; the hook is what made the window wide.) */
+        atomic_store_explicit(&t->flags, SR_THREAD_DETACHED, memory_order_release);
+        return NULL;
+    }
     atomic_fetch_add(&sr_g.threads_attached, 1);
     sr_registry_push(t); /* published: from here on the sink may read it */
     return t;
@@ -692,10 +703,16 @@ int sirius_shutdown(int timeout_ms) {
     }
     int rc = sr_sink_flush(timeout_ms);
     /* Stop accepting events: new state first (seq_cst), then poison every thread's `end`, so a
-     * producer either sees STOPPED in its slow path or has its `end` overwritten (sr_activate). */
+     * producer either sees STOPPED in its slow path or has its `end` overwritten (sr_activate).
+     * The walk holds the pass lock: the sink is still running, and a pass unlinks and frees the
+     * structs of exited threads (without the lock this walk wrote into freed structs). */
     atomic_store_explicit(&sr_g.state, SR_STOPPED, memory_order_seq_cst);
-    for (sr_thread *t = atomic_load(&sr_g.threads); t; t = atomic_load(&t->next))
+    pthread_mutex_lock(&sr_g.lock);
+    for (sr_thread *t = atomic_load(&sr_g.threads); t; t = atomic_load(&t->next)) {
+        SR_TEST_HOOK(SR_HOOK_SHUTDOWN_WALK);
         atomic_store_explicit(&t->end, NULL, memory_order_seq_cst);
+    }
+    pthread_mutex_unlock(&sr_g.lock);
     sr_sink_stop_and_join(); /* its last pass drains what the poison raced with */
     /* Detach the remaining thread structs: their owners reuse them if a new session starts; an
      * exited owner left the freeing to whoever sets the second flag. */
