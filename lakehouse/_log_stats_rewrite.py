@@ -40,6 +40,15 @@ grouping or filtering by them is planned over ``log_stats`` joined with the sess
 ``processes`` on ``process_id`` — only when that view holds exactly one row for every
 ``process_id`` of the session's ``log_stats`` (checked once per session by one query over both;
 a process missing from ``processes``, e.g. not yet materialised, keeps the statement as written).
+
+``min(time)`` and ``max(time)`` are finer than a minute, yet ``log_stats`` says in which minute
+each group's first and last rows lie. A statement with them first runs the statement's groups
+over ``log_stats`` (``min``/``max`` of ``time_bin``, a few thousand rows), giving ``L`` (the
+latest first minute of any group, plus a minute) and ``H`` (the earliest last minute). Every
+group's first row is then before ``L`` and its last row at or after ``H``, so the exact bounds
+come from the ``log_entries`` rows with ``time < L OR time >= H`` alone (Parquet statistics skip
+the partitions between), appended to the ``log_stats`` rows with a count of 0 so they change no
+count: ``min(time)`` becomes the ``min`` of those rows' real times.
 """
 
 from __future__ import annotations
@@ -66,7 +75,9 @@ _TARGET = "log_stats"
 _KEYS = frozenset({"process_id", "level", "target"})
 _PROCESS_COLUMNS = ("exe", "username", "computer")
 _COLUMNS = _KEYS | frozenset(_PROCESS_COLUMNS)
+_EXACT_TIME = "__exact_time"
 _TIME = "time"
+_TIME_BOUNDS = {f"min({_SOURCE}.{_TIME})": f.min, f"max({_SOURCE}.{_TIME})": f.max}
 _COUNT_NAMES = frozenset({"count(Int64(1))", "count(*)"})
 _OUTER = frozenset({"Projection", "Filter", "Sort", "Limit"})
 _PLAIN = frozenset({"Column", "Literal", "BinaryExpr", "InList", "Not", "IsNull", "IsNotNull", "Negative", "Cast"})
@@ -300,7 +311,7 @@ class LogStatsRewriter:
         if joined and not self._processes_cover():
             return df
         try:
-            rewritten = self._plan(aggregate, predicate, outer, joined=joined)
+            rewritten = self._plan(aggregate, predicate, outer, joined=joined, bounds=not seen.isdisjoint(_TIME_BOUNDS))
             same = [(x.name, x.type) for x in rewritten.schema()] == [(x.name, x.type) for x in df.schema()]
         except Exception:  # noqa: BLE001 - any planning problem: keep the statement as written
             return df
@@ -344,7 +355,9 @@ class LogStatsRewriter:
     def _check_aggregate(self, aggregate: Any, node: datafusion.LogicalPlan, seen: set[str]) -> Any | None:
         """Raise unless the Aggregate node has the shape; return its input Filter's predicate."""
         for expr in aggregate.aggregate_exprs():
-            if not _is_count_star(expr):
+            if expr.variant_name() == "AggregateFunction" and expr.schema_name() in _TIME_BOUNDS:
+                seen.add(expr.schema_name())
+            elif not _is_count_star(expr):
                 key = _key_aggregate(expr)
                 if key is None:
                     raise _NotExactError("aggregates")
@@ -369,18 +382,55 @@ class LogStatsRewriter:
             self._source_plan = star.inputs()[0].inputs()[0].display_indent()
         return self._source_plan
 
-    def _plan(self, aggregate: Any, predicate: Any | None, outer: list[Any], *, joined: bool) -> datafusion.DataFrame:
-        # log_stats as a log_entries-shaped relation named log_entries: DataFusion's expressions
-        # (qualified log_entries.level, log_entries.time …) resolve against it unchanged.
-        base = _JOINED_SQL if joined else _BASE_SQL
+    def _time_bounds(self, base: str, aggregate: Any, predicate: Any | None) -> tuple[int, int] | None:
+        """``(L, H)`` in ns for the statement's groups over ``log_stats`` (None: no group)."""
         frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
-        # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows).
+        time = datafusion.col(_TIME)
+        groups = frame.aggregate(
+            [Expr(e) for e in aggregate.group_by_exprs()], [f.min(time).alias("lo"), f.max(time).alias("hi")]
+        )
+        row = groups.aggregate([], [f.max(datafusion.col("lo")).alias("l"), f.min(datafusion.col("hi")).alias("h")])
+        table = row.to_arrow_table()
+        low, high = (table.column(name).cast(pa.int64())[0].as_py() for name in ("l", "h"))
+        if low is None or high is None:
+            return None
+        return int(low) + NS_PER_MINUTE, int(high)
+
+    def _bounded_base(self, base: str, aggregate: Any, predicate: Any | None) -> str:
+        """``base`` with the ``log_entries`` rows holding each group's first and last times appended."""
+        columns = "time, process_id, level, target" + "".join(f", {c}" for c in _PROCESS_COLUMNS if c in base)
+        stats = f"SELECT {columns}, count, CASE WHEN false THEN {_TIME} END AS {_EXACT_TIME} FROM ({base})"  # noqa: S608
+        bounds = self._time_bounds(base, aggregate, predicate)
+        if bounds is None:
+            return stats
+        low, high = (f"arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"+00:00\"))')" for ns in bounds)
+        rows = (
+            f"SELECT {columns}, CAST(0 AS BIGINT) AS count, {_TIME} AS {_EXACT_TIME} FROM {_SOURCE}"  # noqa: S608
+            f" WHERE {_TIME} < {low} OR {_TIME} >= {high}"
+        )
+        return f"{stats} UNION ALL {rows}"
+
+    def _plan(
+        self, aggregate: Any, predicate: Any | None, outer: list[Any], *, joined: bool, bounds: bool = False
+    ) -> datafusion.DataFrame:
+        # log_stats as a log_entries-shaped relation named log_entries: DataFusion's expressions
+        # (qualified log_entries.level, log_entries.time …) resolve against it unchanged.
+        base = _JOINED_SQL if joined else _BASE_SQL
+        if bounds:
+            base = self._bounded_base(base, aggregate, predicate)
+        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
+        if predicate is not None:
+            frame = frame.filter(Expr(predicate))
+        # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows);
+        # min/max(time) are those of the appended log_entries rows' real times (NULL elsewhere).
         # The other aggregates (of keys) are computed as written.
         counts = [
             f.coalesce(f.sum(datafusion.col("count")), lit(0)).alias(e.schema_name())
             if _is_count_star(e)
+            else _TIME_BOUNDS[e.schema_name()](datafusion.col(_EXACT_TIME)).alias(e.schema_name())
+            if e.schema_name() in _TIME_BOUNDS
             else Expr(e).alias(e.schema_name())
             for e in aggregate.aggregate_exprs()
         ]

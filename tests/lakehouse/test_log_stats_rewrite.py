@@ -56,6 +56,11 @@ REWRITTEN = [
     "SELECT exe, count(*) FROM log_entries GROUP BY exe",
     "SELECT exe, count(DISTINCT process_id) FROM log_entries GROUP BY exe",
     "SELECT computer, username, count(*), min(exe) FROM log_entries WHERE exe <> 'x' GROUP BY 1, 2",
+    "SELECT level, count(*), min(time) FROM log_entries GROUP BY level",
+    "SELECT target, count(*) AS n, min(time) AS lo, max(time) AS hi FROM log_entries GROUP BY target",
+    f"SELECT exe, max(time) AS hi FROM log_entries WHERE level <= 4 AND time < '{_iso(BASE_NS + 4 * MINUTE)}'"
+    " GROUP BY exe ORDER BY hi DESC LIMIT 2",
+    "SELECT min(time), max(time) FROM log_entries WHERE level > 100",
 ]
 """Shapes ``log_stats`` answers exactly (besides the query set's own)."""
 
@@ -67,7 +72,8 @@ NOT_REWRITTEN = [
     "SELECT level, count(DISTINCT process_id) FILTER (WHERE msg <> '') FROM log_entries GROUP BY level",
     "SELECT level, count(process_id) FILTER (WHERE target = 'x') FROM log_entries GROUP BY level",
     "SELECT level, sum(level) FROM log_entries GROUP BY level",
-    "SELECT level, count(*), min(time) FROM log_entries GROUP BY level",
+    "SELECT level, min(time) FILTER (WHERE level > 2) FROM log_entries GROUP BY level",
+    "SELECT level, min(time + INTERVAL '1 second') FROM log_entries GROUP BY level",
     "SELECT date_bin(INTERVAL '30 seconds', time), count(*) FROM log_entries GROUP BY 1",
     "SELECT level, count(*) FROM (SELECT * FROM log_entries WHERE level < 3) AS log_entries GROUP BY level",
     "SELECT level, count(*) FROM log_entries WHERE time = time GROUP BY level",
@@ -244,7 +250,17 @@ _BOUND = st.tuples(
         ["level", "process_id, target", "date_bin(INTERVAL '1 minute', time)", "", "exe", "computer, level"]
     ),
     aggregates=st.lists(
-        st.sampled_from(["count(*)", "count(DISTINCT process_id)", "min(target)", "max(level)", "max(exe)"]),
+        st.sampled_from(
+            [
+                "count(*)",
+                "count(DISTINCT process_id)",
+                "min(target)",
+                "max(level)",
+                "max(exe)",
+                "min(time)",
+                "max(time)",
+            ]
+        ),
         min_size=1,
         max_size=3,
     ),
