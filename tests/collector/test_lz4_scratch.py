@@ -79,3 +79,55 @@ def test_a_view_kept_past_the_block_retires_the_scratch() -> None:
     with decompressed_queue(lz4.frame.compress(b"xyz" * 1000)) as other:
         assert bytes(other) == b"xyz" * 1000
     assert kept.tobytes() == b"abc" * 1000
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["valid", "truncated", "corrupt", "too_large", "two_frames"]),
+        st.integers(min_value=1, max_value=300_000),
+        st.integers(min_value=0, max_value=10_000),
+        _OPTIONS,
+    ),
+    min_size=2,
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=_STEPS)
+def test_the_kept_context_carries_nothing_from_one_queue_to_the_next(
+    steps: list[tuple[str, int, int, dict[str, object]]],
+) -> None:
+    """Queues decoded one after another on one thread (the kept LZ4 context) decode as python-lz4 alone does.
+
+    Refused or unfinished frames (truncated, corrupt, over the size limit) in between must leave
+    nothing behind: their context is freed, the next queue starts from a clean one.
+    """
+    for kind, size, seed, options in steps:
+        raw = _queue(size, seed)
+        frame = lz4.frame.compress(raw, **options)
+        if kind == "truncated":
+            with (
+                pytest.raises(WireFormatError, match="LZ4"),
+                decompressed_queue(frame[: max(1, len(frame) - 1 - seed % 50)]),
+            ):
+                pass
+        elif kind == "corrupt":
+            corrupt = bytearray(frame)
+            corrupt[seed % len(corrupt)] ^= 0xFF
+            try:
+                expected = lz4.frame.decompress(bytes(corrupt))
+            except RuntimeError:
+                with pytest.raises(WireFormatError), decompressed_queue(bytes(corrupt)):
+                    pass
+            else:
+                with decompressed_queue(bytes(corrupt)) as view:
+                    assert bytes(view) == expected
+        elif kind == "too_large":
+            with pytest.raises(WireFormatError, match="more than"), decompressed_queue(frame, size - 1):
+                pass
+        else:
+            frames = 2 if kind == "two_frames" else 1
+            with decompressed_queue(frame * frames) as view:
+                assert bytes(view) == raw * frames
+            assert bytes(decompress_queue_into(frame)) == raw
