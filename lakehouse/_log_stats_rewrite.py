@@ -398,9 +398,9 @@ class LogStatsRewriter:
             return None
         return int(low) + NS_PER_MINUTE, int(high)
 
-    def _bounded_base(self, base: str, aggregate: Any, predicate: Any | None) -> str:
+    def _bounded_base(self, base: str, aggregate: Any, predicate: Any | None, *, joined: bool) -> str:
         """``base`` with the ``log_entries`` rows holding each group's first and last times appended."""
-        columns = "time, process_id, level, target" + "".join(f", {c}" for c in _PROCESS_COLUMNS if c in base)
+        columns = "time, process_id, level, target" + ("".join(f", {c}" for c in _PROCESS_COLUMNS) if joined else "")
         stats = f"SELECT {columns}, count, CASE WHEN false THEN {_TIME} END AS {_EXACT_TIME} FROM ({base})"  # noqa: S608
         bounds = self._time_bounds(base, aggregate, predicate)
         if bounds is None:
@@ -419,7 +419,7 @@ class LogStatsRewriter:
         # (qualified log_entries.level, log_entries.time …) resolve against it unchanged.
         base = _JOINED_SQL if joined else _BASE_SQL
         if bounds:
-            base = self._bounded_base(base, aggregate, predicate)
+            base = self._bounded_base(base, aggregate, predicate, joined=joined)
         frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
