@@ -27,8 +27,12 @@ library reallocated its frame buffers each time; now a kept context serves every
 decoded cleanly (the library resets it at a frame's end), error codes are recognised by their
 value (every error is ``(size_t)-code``; a genuine hint is at most a block's size) before
 ``LZ4F_isError`` confirms them, and a context that saw an error or an unfinished frame is freed,
-never reused. A kept context holds the library's frame buffers (at most about two blocks: 8 MiB
-with 4 MiB blocks, resident only as far as used), one per thread that validates, like the scratch.
+never reused. The call itself keeps the GIL when the input left is small (``HOLD_GIL_BELOW``:
+through ``ctypes.PyDLL``, which does not release it; a 16 KiB queue decodes in ~4 µs, far less
+than a lost GIL costs the loop) and releases it, through cffi, for larger inputs, so a large
+block's decompression still runs beside the worker threads. A kept context holds the library's
+frame buffers (at most about two blocks: 8 MiB with 4 MiB blocks, resident only as far as used),
+one per thread that validates, like the scratch.
 
 Concatenated and skippable frames, linked blocks and checksums are the library's business, as
 for python-lz4 (``LZ4F_decompress`` accepts a new output buffer between calls: it keeps the
@@ -39,6 +43,7 @@ used.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import mmap
 import threading
@@ -49,7 +54,10 @@ import cffi
 
 from ..tracing import MAX_DECOMPRESSED_QUEUE_BYTES, WireFormatError, decompress_queue
 
-__all__ = ["SCRATCH_BYTES", "decompress_queue_into", "decompressed_queue"]
+__all__ = ["HOLD_GIL_BELOW", "SCRATCH_BYTES", "decompress_queue_into", "decompressed_queue"]
+
+HOLD_GIL_BELOW = 256 * 1024
+"""Decompression steps with at most this much input left are made without releasing the GIL."""
 
 SCRATCH_BYTES = 4 * 1024 * 1024
 """Outputs up to this size are decompressed into a reused per-thread buffer (kept resident)."""
@@ -74,6 +82,19 @@ def _liblz4() -> tuple[cffi.FFI, Any] | None:
         return ffi, ffi.dlopen("liblz4.so.1")
     except OSError:
         return None
+
+
+@functools.cache
+def _held_decompress() -> Any | None:
+    """``LZ4F_decompress`` called with the GIL held (``ctypes.PyDLL``), or None without liblz4."""
+    try:
+        function = ctypes.PyDLL("liblz4.so.1").LZ4F_decompress
+    except (OSError, AttributeError):
+        return None
+    size_p = ctypes.POINTER(ctypes.c_size_t)
+    function.restype = ctypes.c_size_t
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size_p, ctypes.c_void_p, size_p, ctypes.c_void_p]
+    return function
 
 
 class _Scratch(threading.local):
@@ -212,20 +233,16 @@ class _Run:
         """
         ffi, lib = self._ffi, self._lib
         src = self._src
-        dst = ffi.from_buffer(buffer, require_writable=True)
-        src_size = ffi.new("size_t *")
-        dst_size = ffi.new("size_t *")
+        dst = ffi.from_buffer(buffer, require_writable=True)  # kept alive (and exported) for the calls
         self.dst_pos = dst_pos
         while True:
-            src_size[0] = len(src) - self.src_pos
-            dst_size[0] = limit - self.dst_pos
-            hint = lib.LZ4F_decompress(self._dctx, dst + self.dst_pos, dst_size, src + self.src_pos, src_size, ffi.NULL)
+            hint, consumed, produced = self._step(dst, len(src) - self.src_pos, limit - self.dst_pos)
             if hint >= self._error_floor and lib.LZ4F_isError(hint):  # one library call per step otherwise
                 reason = ffi.string(lib.LZ4F_getErrorName(hint)).decode(errors="replace")
                 msg = f"payload is not a valid LZ4 frame: {reason}"
                 raise WireFormatError(msg)
-            self.src_pos += src_size[0]
-            self.dst_pos += dst_size[0]
+            self.src_pos += consumed
+            self.dst_pos += produced
             if self.dst_pos > self._max_size:
                 msg = f"payload decompresses to more than {self._max_size} bytes"
                 raise WireFormatError(msg)
@@ -237,6 +254,27 @@ class _Run:
             if self.src_pos == len(src):  # the frame wants more input than the payload holds
                 msg = "payload is not a valid LZ4 frame: truncated"
                 raise WireFormatError(msg)
-            if src_size[0] == 0 and dst_size[0] == 0:  # no progress (cannot happen with room left): refuse
+            if consumed == 0 and produced == 0:  # no progress (cannot happen with room left): refuse
                 msg = "payload is not a valid LZ4 frame: decoder stalled"
                 raise WireFormatError(msg)
+
+    def _step(self, dst: Any, src_left: int, dst_room: int) -> tuple[int, int, int]:
+        """One ``LZ4F_decompress`` call from ``src_pos`` into ``dst[dst_pos:]``: (hint, bytes read, bytes written)."""
+        ffi = self._ffi
+        held = _held_decompress()
+        if held is not None and src_left <= HOLD_GIL_BELOW:
+            src_size, dst_size = ctypes.c_size_t(src_left), ctypes.c_size_t(dst_room)
+            hint = held(
+                int(ffi.cast("uintptr_t", self._dctx)),
+                int(ffi.cast("uintptr_t", dst)) + self.dst_pos,
+                ctypes.byref(dst_size),
+                int(ffi.cast("uintptr_t", self._src)) + self.src_pos,
+                ctypes.byref(src_size),
+                None,
+            )
+            return hint, src_size.value, dst_size.value
+        src_size_p, dst_size_p = ffi.new("size_t *", src_left), ffi.new("size_t *", dst_room)
+        hint = self._lib.LZ4F_decompress(
+            self._dctx, dst + self.dst_pos, dst_size_p, self._src + self.src_pos, src_size_p, ffi.NULL
+        )
+        return hint, src_size_p[0], dst_size_p[0]
