@@ -223,14 +223,15 @@ class LocalObjectStore:
 
     def _put_sync(self, path: Path, data: bytes | memoryview) -> bool:
         parent = path.parent
-        for _ in range(3):
-            parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(4):
             try:
                 return write_new_file(path, data, durable=self._durable, syncer=self._directory_sync)
             except FileNotFoundError:
-                # A concurrent delete pruned the (then empty) directory between mkdir and the
-                # link (an unnamed temporary file does not keep it from being empty); recreate it.
-                continue
+                # The stream's first object, or a concurrent delete pruned the (then empty)
+                # directory before the link (an unnamed temporary file does not keep it from
+                # being empty): create it and write again. Creating it only when missing saves
+                # a mkdir per object.
+                parent.mkdir(parents=True, exist_ok=True)
         msg = f"directory {parent} keeps disappearing"
         raise ObjectStoreError(msg)
 
