@@ -5,7 +5,7 @@ Passes follow ``micromegas-query.md`` §5. ``T`` is the scheduled time truncated
 ====== ============= ================== ========== =========================================
 pass   runs at       insert range       partition  extra
 ====== ============= ================== ========== =========================================
-second T + 0.5 s     [T - 2 s, T - 1 s) 1 s        skipped when more than 10 s late
+second T + 0.5 s     [T - 2 s, T - 1 s) 1 s        skipped when more than 10 s late (the next catches up)
 minute T + 30 s      [T - 2 min, T - 1) 1 min
 hour   T + 10 min    [T - 2 h, T)       1 h        first: blocks partitions ahead, retention, temporary files
 day    T + 4 h       [T - 2 d, T)       1 day
@@ -109,6 +109,8 @@ _PLANS: dict[PassKind, _Plan] = {
 
 _MIN_SECOND_PERIOD_NS = 50_000_000
 """Shortest second-pass period: each pass costs a few PostgreSQL round trips per view and slice."""
+CATCH_UP_LIMIT_NS = 2 * NS_PER_MINUTE
+"""How far back a second pass after skipped ones catches up: older insert times are the minute passes'."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +124,11 @@ class DaemonConfig:
         retention_exact: also row-delete the expired rows of the ``blocks`` day the cutoff falls in
             (``SIRIUS_RETENTION_EXACT``; by default whole days are dropped once past the cutoff).
         retention_batch_size: rows deleted per statement.
-        max_second_lateness_ns: a second pass later than this is skipped (the minute pass
-            covers its range).
+        max_second_lateness_ns: second passes later than this are skipped up to the latest one
+            due, which then also processes the insert times the skipped ones would have (back
+            to the end of the last guarded second processed, at most ``CATCH_UP_LIMIT_NS``):
+            under load the daemon falls behind and catches up, instead of leaving those rows to
+            the minute pass, one to two and a half minutes later.
         second_pass_delay_ns: how far behind ``T`` the second pass's range ends. The reference
             processes ``[T - 2 s, T - 1 s)`` (1 s): rows are queryable 1.5-2.5 s after insertion.
             0 processes ``[T - 1 s, T)``: 0.5-1.5 s, at the cost of leaving to the minute pass
@@ -255,19 +260,25 @@ class MaintenanceDaemon:
         self._sleep = sleep
         self._tasks: list[asyncio.Task[None]] = []
         self._next_due: dict[PassKind, int] = {}
+        self._second_done_ns: int | None = None  # end of the last guarded second processed
         self._leased_elsewhere: set[PassKind] = set()
 
-    async def run_pass(self, kind: PassKind, scheduled: datetime | int) -> PassReport:
+    async def run_pass(
+        self, kind: PassKind, scheduled: datetime | int, *, catch_up_from_ns: int | None = None
+    ) -> PassReport:
         """Run one pass as if scheduled at ``scheduled`` (deterministic; no lateness check).
 
         Views run in update-group order; one failing is logged and skipped. When another daemon
-        holds this kind's lease the pass is skipped (``PassReport.skipped``).
+        holds this kind's lease the pass is skipped (``PassReport.skipped``). A second pass
+        given ``catch_up_from_ns`` (the schedule skipped passes) starts its range there when that
+        is earlier than its guarded second.
         """
         plan = self._plan(kind)
         scheduled_ns = to_ns(scheduled)
         start = scheduled_ns - scheduled_ns % plan.period_ns
         insert_range = TimeRange(start + plan.range_from, start + plan.range_to)
         until_ns: int | None = None
+        guarded_end: int | None = None
         if kind is PassKind.SECOND:
             delay = self.config.second_pass_delay_ns
             second = start - start % NS_PER_SECOND
@@ -277,6 +288,11 @@ class MaintenanceDaemon:
             head = min(start, self._lake.now_ns())
             if self.config.provisional_slices and head > insert_range.end_ns:
                 insert_range, until_ns = TimeRange(insert_range.begin_ns, head), head
+            if catch_up_from_ns is not None:
+                begin = max(catch_up_from_ns, insert_range.begin_ns - CATCH_UP_LIMIT_NS)
+                if begin < insert_range.begin_ns:
+                    insert_range = TimeRange(begin, insert_range.end_ns)
+            guarded_end = second - delay
         report = PassReport(kind, to_datetime(scheduled_ns), insert_range)
         started = time.monotonic()
         async with pass_lease(self._lake.pool, kind.value) as held:
@@ -286,11 +302,22 @@ class MaintenanceDaemon:
                 _log.debug("%s", report.summary())
                 return report
             await self._work(kind, plan, report, until_ns)
+        if guarded_end is not None:
+            self._second_done_ns = guarded_end
         report.elapsed_seconds = time.monotonic() - started
         # INFO when the pass wrote or failed something ("did my data arrive?"); idle passes,
         # every second, stay at DEBUG so the console is quiet when nothing arrives.
         _log.log(logging.INFO if report.written or report.failures else logging.DEBUG, "%s", report.summary())
         return report
+
+    def _skip_late_seconds(self, late_ns: int, skipped: int) -> int | None:
+        """Say that late second passes are skipped; return where the next one catches up from."""
+        _log.warning(
+            "second pass %d s late: skipping %d passes; the next one catches up on their insert times",
+            late_ns // NS_PER_SECOND,
+            skipped,
+        )
+        return self._second_done_ns
 
     def _note_lease(self, kind: PassKind, held: bool) -> None:
         """Say, once per pass kind, that another daemon is running such passes (then at DEBUG).
@@ -394,11 +421,11 @@ class MaintenanceDaemon:
             if due > now_ns:
                 continue
             period = self._plan(kind).period_ns
+            catch_up = None
             if kind is PassKind.SECOND and now_ns - due > self.config.max_second_lateness_ns:
                 skipped = (now_ns - due) // period
-                _log.warning("second pass %d s late: skipping %d passes", (now_ns - due) // NS_PER_SECOND, skipped)
-                due += skipped * period
-            reports.append(await self.run_pass(kind, due))
+                due, catch_up = due + skipped * period, self._skip_late_seconds(now_ns - due, skipped)
+            reports.append(await self.run_pass(kind, due, catch_up_from_ns=catch_up))
             self._next_due[kind] = due + period
         return reports
 
@@ -410,13 +437,16 @@ class MaintenanceDaemon:
             if wait_ns > 0:
                 await self._sleep(wait_ns / NS_PER_SECOND)
                 continue
+            catch_up = None
             if kind is PassKind.SECOND and -wait_ns > self.config.max_second_lateness_ns:
-                due += (-wait_ns // plan.period_ns) * plan.period_ns
+                skipped = -wait_ns // plan.period_ns
+                due, catch_up = due + skipped * plan.period_ns, self._skip_late_seconds(-wait_ns, skipped)
             try:
+                run = functools.partial(self.run_pass, kind, due, catch_up_from_ns=catch_up)
                 if self._pass_wrapper is None:
-                    await self.run_pass(kind, due)
+                    await run()
                 else:
-                    await self._pass_wrapper(kind, functools.partial(self.run_pass, kind, due))
+                    await self._pass_wrapper(kind, run)
             except Exception:  # noqa: BLE001 - a pass must never kill its schedule (unless stopped)
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
