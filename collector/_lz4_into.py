@@ -27,10 +27,11 @@ library reallocated its frame buffers each time; now a kept context serves every
 decoded cleanly (the library resets it at a frame's end), error codes are recognised by their
 value (every error is ``(size_t)-code``; a genuine hint is at most a block's size) before
 ``LZ4F_isError`` confirms them, and a context that saw an error or an unfinished frame is freed,
-never reused. The call itself keeps the GIL when the input left is small (``HOLD_GIL_BELOW``:
-through ``ctypes.PyDLL``, which does not release it; a 16 KiB queue decodes in ~4 µs, far less
-than a lost GIL costs the loop) and releases it, through cffi, for larger inputs, so a large
-block's decompression still runs beside the worker threads. A kept context holds the library's
+never reused. The call itself keeps the GIL, through ``ctypes.PyDLL`` (which does not release
+it), when the input left is at most ``HOLD_GIL_BELOW`` and the output goes to the scratch (so a
+step lasts a few milliseconds at most; a 16 KiB queue decodes in ~4 µs, far less than a lost GIL
+costs the loop); otherwise it releases it, through cffi, so a large block's decompression still
+runs beside the worker threads. A kept context holds the library's
 frame buffers (at most about two blocks: 8 MiB with 4 MiB blocks, resident only as far as used),
 one per thread that validates, like the scratch.
 
@@ -57,7 +58,7 @@ from ..tracing import MAX_DECOMPRESSED_QUEUE_BYTES, WireFormatError, decompress_
 __all__ = ["HOLD_GIL_BELOW", "SCRATCH_BYTES", "decompress_queue_into", "decompressed_queue"]
 
 HOLD_GIL_BELOW = 256 * 1024
-"""Decompression steps with at most this much input left are made without releasing the GIL."""
+"""Decompression steps with at most this much input left, into the scratch, are made without releasing the GIL."""
 
 SCRATCH_BYTES = 4 * 1024 * 1024
 """Outputs up to this size are decompressed into a reused per-thread buffer (kept resident)."""
@@ -262,7 +263,9 @@ class _Run:
         """One ``LZ4F_decompress`` call from ``src_pos`` into ``dst[dst_pos:]``: (hint, bytes read, bytes written)."""
         ffi = self._ffi
         held = _held_decompress()
-        if held is not None and src_left <= HOLD_GIL_BELOW:
+        # Bounded both ways: little input, and output into the scratch at most (a small frame can expand
+        # ~255x; into the overflow mapping it could hold the GIL for tens of milliseconds).
+        if held is not None and src_left <= HOLD_GIL_BELOW and dst_room <= SCRATCH_BYTES:
             src_size, dst_size = ctypes.c_size_t(src_left), ctypes.c_size_t(dst_room)
             hint = held(
                 int(ffi.cast("uintptr_t", self._dctx)),

@@ -83,7 +83,7 @@ def test_a_view_kept_past_the_block_retires_the_scratch() -> None:
 
 _STEPS = st.lists(
     st.tuples(
-        st.sampled_from(["valid", "truncated", "corrupt", "too_large", "two_frames"]),
+        st.sampled_from(["valid", "truncated", "corrupt", "too_large", "two_frames", "expands_past_scratch"]),
         st.integers(min_value=1, max_value=300_000),
         st.integers(min_value=0, max_value=10_000),
         _OPTIONS,
@@ -104,7 +104,9 @@ def test_the_kept_context_carries_nothing_from_one_queue_to_the_next(
     nothing behind: their context is freed, the next queue starts from a clean one.
     """
     for kind, size, seed, options in steps:
-        raw = _queue(size, seed)
+        # A small frame that expands past the scratch: its first step keeps the GIL (small input,
+        # output into the scratch), the rest goes on into a mapping with the GIL released.
+        raw = bytes([seed % 251]) * (SCRATCH_BYTES + size) if kind == "expands_past_scratch" else _queue(size, seed)
         frame = lz4.frame.compress(raw, **options)
         if kind == "truncated":
             with (
