@@ -296,8 +296,10 @@ def test_single_services_trace_themselves_when_asked(pg_dsn: str, tmp_path: Path
         on = {**base, "SIRIUS_SELF_TELEMETRY": "1", "MICROMEGAS_TELEMETRY_URL": ingestion}
         flight_proc, flight = _service(["flight", "--host", "127.0.0.1", "--port", "0"], on, "flightsql")
         procs.append(flight_proc)
-        daemon = subprocess.Popen([*SIRIUS, "daemon"], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(daemon)  # type: ignore[arg-type]
+        # Wait until the daemon runs its passes: under load its start alone can take half a
+        # minute, which the wait for the materialised line below must not pay for.
+        daemon, _ = _service(["daemon"], base, "maintenance daemon running")
+        procs.append(daemon)
         assert _query(flight, "SELECT 7 AS n").column("n")[0].as_py() == 7
         rows = _wait_for(
             "the flight service's process and query line",
