@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ._object_keys import TMP_PREFIX
 
-__all__ = ["DirectorySync", "fsync_directory", "write_new_file"]
+__all__ = ["DirectorySync", "fsync_directory", "make_directories", "write_new_file"]
 
 _PROC_FD = Path("/proc/self/fd")
 # O_TMPFILE is refused with one of these where the filesystem (or kernel) does not offer it.
@@ -46,6 +46,30 @@ def fsync_directory(directory: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_directories(directory: Path, *, durable: bool) -> None:
+    """Create ``directory`` and its missing ancestors; with ``durable``, make each new entry durable.
+
+    A new directory is an entry in its parent: until the parent is fsynced, a power cut may drop
+    the directory and every object later linked into it (their own fsyncs and the new
+    directory's fsync do not make its name durable). Directories are created rarely (a stream's
+    first object), so one parent fsync per created directory costs nothing measurable.
+    """
+    missing: list[Path] = []
+    probe = directory
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for path in reversed(missing):  # outermost first, so each parent exists
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # a concurrent writer created it: its own parent fsync makes it durable
+        if durable:
+            fsync_directory(path.parent)
 
 
 @dataclass(slots=True)

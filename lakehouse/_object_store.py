@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-from ._durable_write import DirectorySync, write_new_file
+from ._durable_write import DirectorySync, make_directories, write_new_file
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
 from ._object_keys import TMP_PREFIX as _TMP_PREFIX
 from ._object_keys import validate_key, validate_prefix
@@ -230,8 +230,8 @@ class LocalObjectStore:
                 # The stream's first object, or a concurrent delete pruned the (then empty)
                 # directory before the link (an unnamed temporary file does not keep it from
                 # being empty): create it and write again. Creating it only when missing saves
-                # a mkdir per object.
-                parent.mkdir(parents=True, exist_ok=True)
+                # a mkdir per object. The new directories' names are fsynced into their parents.
+                make_directories(parent, durable=self._durable)
         msg = f"directory {parent} keeps disappearing"
         raise ObjectStoreError(msg)
 

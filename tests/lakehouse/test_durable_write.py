@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sirius.lakehouse import _durable_write
+from sirius.lakehouse import LocalObjectStore, _durable_write
 from sirius.lakehouse._durable_write import DirectorySync, write_new_file
 
 
@@ -156,3 +157,46 @@ def test_acknowledged_objects_survive_kill_9(tmp_path: Path) -> None:
         if not path.name.startswith("."):
             i = int(path.name)
             assert path.read_bytes() == bytes([i % 251]) * 50_000
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_new_directories_are_fsynced_into_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """A stream's first object creates directories: each new name is made durable in its parent."""
+    (tmp_path / "blobs").mkdir()
+    synced: list[Path] = []
+    real = _durable_write.fsync_directory
+
+    def recording(directory: Path | str) -> None:
+        synced.append(Path(directory))
+        real(directory)
+
+    monkeypatch.setattr(_durable_write, "fsync_directory", recording)
+    target = tmp_path / "blobs" / "p1" / "s1"
+    _durable_write.make_directories(target, durable=durable)
+    assert target.is_dir()
+    # blobs existed: its parent is not synced; p1 and s1 are new, each synced into its parent.
+    assert synced == ([tmp_path / "blobs", tmp_path / "blobs" / "p1"] if durable else [])
+    synced.clear()
+    _durable_write.make_directories(target, durable=durable)  # nothing missing, nothing synced
+    assert synced == []
+
+
+def test_local_store_first_object_of_a_stream_syncs_the_new_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the store: the object, its new directory and the directory's name in the parent."""
+    synced: list[Path] = []
+    real = _durable_write.fsync_directory
+
+    def recording(directory: Path | str) -> None:
+        synced.append(Path(directory))
+        real(directory)
+
+    monkeypatch.setattr(_durable_write, "fsync_directory", recording)
+    store = LocalObjectStore(tmp_path / "lake")
+    root = store.root
+    assert asyncio.run(store.put_if_absent("blobs/p1/s1/b1", b"payload")) is True
+    assert {root, root / "blobs", root / "blobs" / "p1", root / "blobs" / "p1" / "s1"} <= set(synced)
+    assert (root / "blobs" / "p1" / "s1" / "b1").read_bytes() == b"payload"
