@@ -249,14 +249,19 @@ class BlockViewSet(ViewSet):
         blocks, objects = await count_source(lake.pool, self.block_filter(instance), insert_range)
         return blocks if self.counts_blocks else objects
 
-    async def build(self, lake: Lakehouse, instance: str, insert_range: TimeRange) -> tuple[pa.Table, int]:
-        """Fetch and transform the source blocks of ``insert_range``."""
+    async def _fetch_batch(self, lake: Lakehouse, instance: str, insert_range: TimeRange) -> SourceBatch:
+        """The source blocks of ``insert_range`` with their payloads when the view reads them; counted."""
         batch = await fetch_source(lake.pool, self.block_filter(instance), insert_range)
         if self.needs_payloads:
             await load_payloads(lake.store, batch)
             await self.prepare_batch(lake, batch)
         lake.stats.blocks_processed += len(batch.blocks)
         lake.stats.events_processed += batch.nb_objects
+        return batch
+
+    async def build(self, lake: Lakehouse, instance: str, insert_range: TimeRange) -> tuple[pa.Table, int]:
+        """Fetch and transform the source blocks of ``insert_range``."""
+        batch = await self._fetch_batch(lake, instance, insert_range)
         table = await asyncio.to_thread(self.transform_batch, batch)
         return table, len(batch.blocks) if self.counts_blocks else batch.nb_objects
 
@@ -272,12 +277,7 @@ class BlockViewSet(ViewSet):
         """
         if type(self).build is not BlockViewSet.build:
             return await super().build_file(lake, instance, insert_range)
-        batch = await fetch_source(lake.pool, self.block_filter(instance), insert_range)
-        if self.needs_payloads:
-            await load_payloads(lake.store, batch)
-            await self.prepare_batch(lake, batch)
-        lake.stats.blocks_processed += len(batch.blocks)
-        lake.stats.events_processed += batch.nb_objects
+        batch = await self._fetch_batch(lake, instance, insert_range)
         count = len(batch.blocks) if self.counts_blocks else batch.nb_objects
         stream = ParquetStream(self.schema, lake.settings.parquet_compression, self.row_group_rows)
 

@@ -159,20 +159,24 @@ def test_acknowledged_objects_survive_kill_9(tmp_path: Path) -> None:
             assert path.read_bytes() == bytes([i % 251]) * 50_000
 
 
-@pytest.mark.parametrize("durable", [True, False])
-def test_new_directories_are_fsynced_into_their_parents(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
-) -> None:
-    """A stream's first object creates directories: each new name is made durable in its parent."""
-    (tmp_path / "blobs").mkdir()
-    synced: list[Path] = []
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The directories fsynced during the test, in order (the real fsync still runs)."""
+    calls: list[Path] = []
     real = _durable_write.fsync_directory
 
     def recording(directory: Path | str) -> None:
-        synced.append(Path(directory))
+        calls.append(Path(directory))
         real(directory)
 
     monkeypatch.setattr(_durable_write, "fsync_directory", recording)
+    return calls
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_new_directories_are_fsynced_into_their_parents(tmp_path: Path, synced: list[Path], durable: bool) -> None:
+    """A stream's first object creates directories: each new name is made durable in its parent."""
+    (tmp_path / "blobs").mkdir()
     target = tmp_path / "blobs" / "p1" / "s1"
     _durable_write.make_directories(target, durable=durable)
     assert target.is_dir()
@@ -183,18 +187,8 @@ def test_new_directories_are_fsynced_into_their_parents(
     assert synced == []
 
 
-def test_local_store_first_object_of_a_stream_syncs_the_new_directories(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_local_store_first_object_of_a_stream_syncs_the_new_directories(tmp_path: Path, synced: list[Path]) -> None:
     """Through the store: the object, its new directory and the directory's name in the parent."""
-    synced: list[Path] = []
-    real = _durable_write.fsync_directory
-
-    def recording(directory: Path | str) -> None:
-        synced.append(Path(directory))
-        real(directory)
-
-    monkeypatch.setattr(_durable_write, "fsync_directory", recording)
     store = LocalObjectStore(tmp_path / "lake")
     root = store.root
     assert asyncio.run(store.put_if_absent("blobs/p1/s1/b1", b"payload")) is True
