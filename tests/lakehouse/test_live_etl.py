@@ -307,8 +307,8 @@ def test_stop_ends_a_pass_whose_cleanup_raises_while_cancelled(local_lake_env: A
     async def scenario(h: Any) -> None:
         entered = asyncio.Event()
 
-        async def stuck_pass(kind: PassKind, scheduled: Any) -> Any:
-            del kind, scheduled
+        async def stuck_pass(kind: PassKind, scheduled: Any, *, catch_up_from_ns: int | None = None) -> Any:
+            del kind, scheduled, catch_up_from_ns
             entered.set()
             try:
                 await asyncio.Event().wait()
