@@ -9,24 +9,11 @@ passes run at chosen instants (``run_due``); nothing sleeps or measures time.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from sirius.lakehouse import DaemonConfig, Lakehouse, MaintenanceDaemon, PassKind, SessionFactory
+from sirius.lakehouse import MaintenanceDaemon, PassKind
 
-T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
-S = 1_000_000_000
-PROVISIONAL = DaemonConfig(second_pass_period_ns=250_000_000, provisional_slices=True)
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
-
-
-async def log_count(lake: Lakehouse) -> int:
-    session = await SessionFactory(lake).create()
-    table = (await session.sql("SELECT count(*) AS n FROM log_entries")).to_arrow_table()
-    return int(table.column("n").to_pylist()[0])
+from .daemon_clock import PROVISIONAL, S, at, log_count
 
 
 async def due_at(daemon: MaintenanceDaemon, clock: Any, seconds: float) -> list[Any]:

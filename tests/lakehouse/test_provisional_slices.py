@@ -5,7 +5,6 @@ Time is a fake clock: passes are run at chosen instants; nothing sleeps or measu
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 from collections import defaultdict
 from typing import Any
@@ -14,19 +13,7 @@ import pytest
 
 from sirius.lakehouse import DaemonConfig, Lakehouse, MaintenanceDaemon, PassKind, SessionFactory, list_partitions
 
-T0 = dt.datetime(2026, 3, 2, 10, 0, 0, tzinfo=dt.UTC)
-S = 1_000_000_000
-PROVISIONAL = DaemonConfig(second_pass_period_ns=250_000_000, provisional_slices=True)
-
-
-def at(seconds: float) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
-
-
-async def log_count(lake: Lakehouse) -> int:
-    session = await SessionFactory(lake).create()
-    table = (await session.sql("SELECT count(*) AS n FROM log_entries")).to_arrow_table()
-    return int(table.column("n").to_pylist()[0])
+from .daemon_clock import PROVISIONAL, S, at, log_count
 
 
 async def log_rows(lake: Lakehouse) -> list[tuple[Any, ...]]:
