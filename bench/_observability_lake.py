@@ -47,7 +47,7 @@ from sirius.otel_bridge import TRACES, split_request
 from sirius.tracing.transit._wire_format import Block, ProcessInfo, StreamInfo, payload_to_cbor
 from sirius.tracing.transit._writer import LogMetadata, MetricMetadata, TransitWriter
 
-__all__ = ["BASE", "LakeShape", "ObservabilityLake", "build_lake"]
+__all__ = ["BASE", "Clock", "LakeShape", "ObservabilityLake", "build_lake"]
 
 BASE = dt.datetime(2026, 1, 5, 8, 0, 0, tzinfo=dt.UTC)
 BASE_NS = int(BASE.timestamp()) * 1_000_000_000
@@ -55,6 +55,19 @@ S = 1_000_000_000
 MINUTE = 60 * S
 EVENTS_PER_BLOCK = 16_384
 SPAN_TRACES_PER_REQUEST = 2_000
+
+
+class Clock:
+    """The lakehouse clock of a benchmark: starts at ``BASE``, moved only by ``set``."""
+
+    def __init__(self) -> None:
+        self.now = BASE
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def set(self, now: dt.datetime) -> None:
+        self.now = now
 
 
 @dataclass(frozen=True, slots=True)

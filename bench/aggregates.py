@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import datetime as dt
 import json
 import math
 import os
@@ -35,22 +34,11 @@ import time
 from pathlib import Path
 
 import duckdb
-from _observability_lake import BASE, LakeShape, ObservabilityLake, build_lake
+from _observability_lake import Clock, LakeShape, ObservabilityLake, build_lake
 from _postgres import create_database, drop_database, maintenance_dsn
 from _query_set import PREAGGREGATED, QUERIES, Query, compare_tables, duckdb_connection, render
 
 from sirius.lakehouse import Lakehouse, LocalObjectStore, SessionFactory, SessionSettings, create_pool, migrate
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = BASE
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def set(self, now: dt.datetime) -> None:
-        self.now = now
 
 
 def shape_for(large: bool, spans: int) -> LakeShape:

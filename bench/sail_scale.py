@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import statistics
 import tempfile
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from _observability_lake import BASE, LakeShape, build_lake
+from _observability_lake import Clock, LakeShape, build_lake
 from _postgres import create_database, drop_database, maintenance_dsn
 from _query_set import QUERIES, compare_tables, render
 
@@ -41,17 +40,6 @@ from sirius.lakehouse import Lakehouse, LocalObjectStore, SessionFactory, Sessio
 
 QUERY_NAMES = ("count by level", "by process+level", "minute histogram by level")
 PROCESSES = 100
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = BASE
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def set(self, now: dt.datetime) -> None:
-        self.now = now
 
 
 def _micros(table: pa.Table) -> pa.Table:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from _observability_lake import BASE, LakeShape, build_lake
+from _observability_lake import Clock, LakeShape, build_lake
 from _postgres import create_database, drop_database, maintenance_dsn
 from _query_set import QUERIES, compare_tables, duckdb_connection, render
 
@@ -38,17 +38,6 @@ from sirius.lakehouse import Lakehouse, LocalObjectStore, SessionFactory, create
 QUERY_NAMES = ("count by level", "by process+level")
 PROCESSES = 100
 HERE = Path(__file__).resolve().parent
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = BASE
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def set(self, now: dt.datetime) -> None:
-        self.now = now
 
 
 def shape_for(rows: int) -> LakeShape:
