@@ -256,12 +256,9 @@ class FlightSqlServer(flight.FlightServerBase):
         }
 
     def _session(self, query: _Query, sql: str) -> datafusion.SessionContext:
-        request = SessionRequest(
-            sql=sql,
-            begin_ns=query.options.begin_ns,
-            end_ns=query.options.end_ns,
-            caller=query.caller,
-            query_id=query.query_id,
+        request = _session_request(
+            query,
+            sql,
             memory_limit_bytes=self._config.query_memory_limit_bytes,
             function_context=self._function_context(query.caller),
         )
@@ -469,13 +466,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if run_on_sail is None:
             msg = "this server has no lakehouse to run statements on Sail"
             raise InvalidQueryError(msg, query.query_id)
-        request = SessionRequest(
-            sql=sql,
-            begin_ns=query.options.begin_ns,
-            end_ns=query.options.end_ns,
-            caller=query.caller,
-            query_id=query.query_id,
-        )
+        request = _session_request(query, sql)
         try:
             table = self._run_app(run_on_sail(request), query.deadline - time.monotonic())
         except TimeoutError:
@@ -694,6 +685,18 @@ class _PrefetchedSource:
     def close(self) -> None:
         """Stop the execution."""
         self._execution.close()
+
+
+def _session_request(query: _Query, sql: str, **extra: Any) -> SessionRequest:
+    """The provider's request for ``sql`` on behalf of ``query`` (its range, caller and id)."""
+    return SessionRequest(
+        sql=sql,
+        begin_ns=query.options.begin_ns,
+        end_ns=query.options.end_ns,
+        caller=query.caller,
+        query_id=query.query_id,
+        **extra,
+    )
 
 
 def _with_range(query: _Query, begin_ns: int, end_ns: int) -> _Query:
