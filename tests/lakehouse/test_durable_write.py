@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,9 @@ def test_missing_directory_is_file_not_found(tmp_path: Path, tmpfile_mode: str) 
         write_new_file(tmp_path / "gone" / "obj", b"x", durable=True, syncer=None)
 
 
-def _wait_for(condition: object, deadline: float = 10.0) -> None:
+def _wait_for(condition: Callable[[], bool], deadline: float = 10.0) -> None:
     end = time.monotonic() + deadline
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > end:
             raise AssertionError("condition not reached before the deadline")
         time.sleep(0.001)
