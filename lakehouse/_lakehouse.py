@@ -32,6 +32,8 @@ __all__ = ["Clock", "EtlStats", "Lakehouse", "LakehouseSettings"]
 
 _log = logging.getLogger(__name__)
 
+_LEASE_CONNECTIONS = 4  # the daemon's pass kinds (second, minute, hour, day) each hold one
+
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC ``datetime``."""
 
@@ -154,6 +156,13 @@ class Lakehouse:
         self._owned = False
         self._views_loaded_at: float | None = None
         self._views_lock = asyncio.Lock()
+        # Every partition writer (each daemon pass, JIT from any query) holds one connection for
+        # its partition lock and borrows one or two more while it writes; with several pass kinds
+        # each holding a lease connection, unbounded writers could take every connection and
+        # all wait for their second one. The slots leave the leases (one per pass kind) and
+        # two more connections free, so one writer can always finish.
+        slots = max(1, (pool.get_max_size() - _LEASE_CONNECTIONS - 2) // 2)
+        self.partition_writers = asyncio.Semaphore(slots)
 
     @property
     def views(self) -> ViewRegistry:

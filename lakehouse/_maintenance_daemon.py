@@ -356,21 +356,18 @@ class MaintenanceDaemon:
             except LakehouseError as exc:
                 _log.exception("retention failed")
                 report.failures["retention"] = str(exc)
-        # Views of one update group depend on none of each other: they run concurrently, each
-        # holding at most two connections (its partition lock and a read), so at most half the
-        # pool is taken and every task can get its second connection.
-        limit = asyncio.Semaphore(max(1, (self._lake.pool.get_max_size() - 1) // 2))
-
+        # Views of one update group depend on none of each other: they run concurrently, as many
+        # at once as the lakehouse has partition-writer slots (``Lakehouse.partition_writers``,
+        # shared with the other passes and JIT so that together they never starve the pool).
         async def update(view: ViewSet) -> None:
-            async with limit:
-                try:
-                    results[view.name] = await materialize_partitions(
-                        self._lake, view.name, insert_range, plan.partition_ns, until_ns=until_ns
-                    )
-                except (LakehouseError, ValueError, OSError) as exc:
-                    self._lake.stats.view_failures += 1
-                    report.failures[view.name] = str(exc)
-                    _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
+            try:
+                results[view.name] = await materialize_partitions(
+                    self._lake, view.name, insert_range, plan.partition_ns, until_ns=until_ns
+                )
+            except (LakehouseError, ValueError, OSError) as exc:
+                self._lake.stats.view_failures += 1
+                report.failures[view.name] = str(exc)
+                _log.exception("%s pass: view %s failed over %s", kind.value, view.name, insert_range)
 
         views = self._lake.views.global_views()
         results: dict[str, list[UpdateResult]] = {}

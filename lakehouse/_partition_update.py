@@ -145,6 +145,19 @@ async def update_partition(
         ObjectStoreError: the store failed (nothing visible changed).
         CorruptBlockError: a source block cannot be decoded.
     """
+    async with lake.partition_writers:
+        return await _update_partition(lake, view, instance, target, force=force, replacing=replacing)
+
+
+async def _update_partition(
+    lake: Lakehouse,
+    view: ViewSet,
+    instance: str,
+    target: TimeRange,
+    *,
+    force: bool,
+    replacing: tuple[Partition, ...],
+) -> UpdateResult:
     label = f"{view.name}/{instance} {target}"
     stats = lake.stats
     async with lake.pool.acquire() as conn:
