@@ -356,6 +356,7 @@ class MaintenanceDaemon:
             except LakehouseError as exc:
                 _log.exception("retention failed")
                 report.failures["retention"] = str(exc)
+
         # Views of one update group depend on none of each other: they run concurrently, as many
         # at once as the lakehouse has partition-writer slots (``Lakehouse.partition_writers``,
         # shared with the other passes and JIT so that together they never starve the pool).
