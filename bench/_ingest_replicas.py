@@ -29,9 +29,15 @@ from urllib.parse import urlsplit
 from _lean_http_client import post_spread
 from _postgres import create_database, drop_database
 
-from sirius.tracing import Block, StreamInfo, block_to_cbor, process_info_to_cbor, stream_info_to_cbor
-from sirius.tracing._process import current_process_info
-from sirius.tracing.transit._layouts import CPU
+from sirius.tracing import (
+    Block,
+    StreamInfo,
+    block_to_cbor,
+    current_process_info,
+    process_info_to_cbor,
+    stream_info_to_cbor,
+)
+from sirius.tracing.transit import CPU
 
 __all__ = ["run_replicas_bench"]
 

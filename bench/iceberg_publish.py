@@ -109,9 +109,8 @@ async def _bench(admin_dsn: str, tmp: Path, seconds: int, processes: int) -> Non
             publishes.append(report.elapsed_seconds)
             idles.append((await publisher.publish(lake)).elapsed_seconds)
         print(f"second pass alone:           {_ms(passes)}")
-        print(
-            f"its publish (new partitions): {_ms(publishes)} ({statistics.median(publishes) / statistics.median(passes):.0%} of the pass)"
-        )
+        share = statistics.median(publishes) / statistics.median(passes)
+        print(f"its publish (new partitions): {_ms(publishes)} ({share:.0%} of the pass)")
         print(f"idle publish (nothing new):   {_ms(idles)}")
         started = time.perf_counter()
         await daemon.run_pass(PassKind.MINUTE, BASE + dt.timedelta(seconds=150))
