@@ -19,6 +19,12 @@ those guarantees:
   take a ticket after their link; one of them syncs the directory for every ticket taken so
   far while the others wait, and each returns once a sync that started after its own link has
   finished. A failed sync fails only its caller; the waiters then sync for themselves.
+
+The unnamed-file write (open, write, ``fsync``, ``linkat``, close) and a directory ``fsync`` are
+each **one C call** (``native/durable_write.c``, cffi): CPython releases and re-takes the GIL
+around every ``os`` syscall, and with the event loop's thread wanting it back each hand-off is a
+futex wake-up; cffi releases it once for the whole sequence. Same syscalls, same order, same
+guarantees; the Python sequence below stays as the reference and the fallback (``_Native``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._durable_native import ffi, lib
 from ._object_keys import TMP_PREFIX
 
 __all__ = ["DirectorySync", "fsync_directory", "make_directories", "write_new_file"]
@@ -39,8 +46,24 @@ _PROC_FD = Path("/proc/self/fd")
 _NO_TMPFILE = frozenset((errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS))
 
 
+class _Native:
+    """Whether the writes go through the C helper (one GIL release each); tests switch it off."""
+
+    enabled: bool = True
+
+
+def _raise_errno(code: int, path: Path | str) -> None:
+    # OSError(errno, ...) is the matching subclass: FileNotFoundError for ENOENT, and so on.
+    raise OSError(-code, os.strerror(-code), str(path))
+
+
 def fsync_directory(directory: Path | str) -> None:
     """``fsync`` a directory: its entries (new links) reach the disk, not only the files' bytes."""
+    if _Native.enabled:
+        code = lib.sirius_fsync_directory(os.fsencode(directory))
+        if code < 0:
+            _raise_errno(code, directory)
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -140,31 +163,57 @@ def write_new_file(path: Path, data: bytes | memoryview, *, durable: bool, synce
     data is synced before the link and the directory after it (through ``syncer`` when given).
     Readers never see a partial file: the name appears only once the bytes are written.
     """
-    parent = path.parent
     if _Tmpfile.supported:
+        link_unnamed = _link_unnamed_native if _Native.enabled else _link_unnamed
+        created = link_unnamed(path, data, durable)
+        if created is not None:
+            if created:
+                _sync_parent(path.parent, durable, syncer)
+            return created
+    return _link_named(path, data, durable, syncer)
+
+
+def _link_unnamed_native(path: Path, data: bytes | memoryview, durable: bool) -> bool | None:
+    """``_link_unnamed`` in one C call (one GIL release); None where ``O_TMPFILE`` is refused."""
+    code = lib.sirius_durable_create(
+        os.fsencode(path.parent), os.fsencode(path), b"", 0, ffi.from_buffer(data), len(data), durable
+    )
+    if code == lib.SIRIUS_DURABLE_NO_TMPFILE:
+        _Tmpfile.supported = False
+        return None
+    if code < 0:
+        _raise_errno(code, path)
+    return code == 1
+
+
+def _link_unnamed(path: Path, data: bytes | memoryview, durable: bool) -> bool | None:
+    """Write an unnamed file, sync it, link it as ``path``; None where ``O_TMPFILE`` is refused."""
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        if exc.errno not in _NO_TMPFILE:
+            raise
+        _Tmpfile.supported = False
+        return None
+    with os.fdopen(fd, "wb") as unnamed:
+        unnamed.write(data)
+        unnamed.flush()
+        if durable:
+            os.fsync(unnamed.fileno())
         try:
-            fd = os.open(parent, os.O_TMPFILE | os.O_WRONLY, 0o600)
-        except OSError as exc:
-            if exc.errno not in _NO_TMPFILE:
-                raise
-            _Tmpfile.supported = False
-        else:
-            with os.fdopen(fd, "wb") as unnamed:
-                unnamed.write(data)
-                unnamed.flush()
-                if durable:
-                    os.fsync(unnamed.fileno())
-                try:
-                    # CPython calls linkat (needed for AT_SYMLINK_FOLLOW: plain link() would link
-                    # the /proc symlink itself, EXDEV) only when a dir fd is given; the kernel
-                    # ignores it for an absolute path, so the file's own fd serves.
-                    fd = unnamed.fileno()
-                    os.link(_PROC_FD / str(fd), path, src_dir_fd=fd, follow_symlinks=True)
-                except FileExistsError:
-                    return False
-            _sync_parent(parent, durable, syncer)
-            return True
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=TMP_PREFIX)
+            # CPython calls linkat (needed for AT_SYMLINK_FOLLOW: plain link() would link
+            # the /proc symlink itself, EXDEV) only when a dir fd is given; the kernel
+            # ignores it for an absolute path, so the file's own fd serves.
+            fd = unnamed.fileno()
+            os.link(_PROC_FD / str(fd), path, src_dir_fd=fd, follow_symlinks=True)
+        except FileExistsError:
+            return False
+    return True
+
+
+def _link_named(path: Path, data: bytes | memoryview, durable: bool, syncer: DirectorySync | None) -> bool:
+    """The fallback: a named temporary file, synced, linked as ``path``, synced, unlinked."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
@@ -175,7 +224,7 @@ def write_new_file(path: Path, data: bytes | memoryview, *, durable: bool, synce
             os.link(tmp_name, path)
         except FileExistsError:
             return False
-        _sync_parent(parent, durable, syncer)
+        _sync_parent(path.parent, durable, syncer)
         return True
     finally:
         Path(tmp_name).unlink(missing_ok=True)

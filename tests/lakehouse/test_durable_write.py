@@ -18,12 +18,15 @@ from sirius.lakehouse import LocalObjectStore, _durable_write
 from sirius.lakehouse._durable_write import DirectorySync, write_new_file
 
 
-@pytest.fixture(params=["unnamed", "named"])
+@pytest.fixture(params=["native", "unnamed", "named"])
 def tmpfile_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """native: the one-call C write (the default); unnamed: the same in Python; named: the fallback."""
     if request.param == "named":
         monkeypatch.setattr(_durable_write._Tmpfile, "supported", False)
     elif not _durable_write._Tmpfile.supported:
         pytest.skip("O_TMPFILE is not available here")
+    if request.param != "native":
+        monkeypatch.setattr(_durable_write._Native, "enabled", False)
     return str(request.param)
 
 
