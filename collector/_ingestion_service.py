@@ -54,7 +54,7 @@ from ._admission import declared_body_size, read_declared_body
 from ._arrivals import log_new_process
 from ._auth import PRINCIPAL_KEY, request_principal
 from ._block_body import DecodedBlock, decode_block_body
-from ._block_validation import validate_transit_payload
+from ._block_validation import validate_transit_block
 from ._exceptions import AudienceOwnershipError, IncompleteBodyError, NativeRequestError, OverloadedError
 from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
 from ._integration_routes import FIREHOSE_PATHS, IntegrationRoutes
@@ -324,7 +324,7 @@ class IngestionService:
             stream = await self._stream(block.stream_id)
         except LakehouseError as exc:
             return _store_failed("stream lookup", block.stream_id, exc, "metadata store error")
-        problem = self._check_block(block, stream)
+        problem = await self._check_block(block, stream)
         if problem:
             return _bad_request(problem)
         try:
@@ -360,13 +360,13 @@ class IngestionService:
         return record
 
     @staticmethod
-    def _check_block(block: Block, stream: StreamRecord | None) -> str | None:
+    async def _check_block(block: Block, stream: StreamRecord | None) -> str | None:
         if stream is None:
             return f"unknown stream {block.stream_id}: insert_stream first"
         if stream.process_id != block.process_id:
             return f"stream {block.stream_id} belongs to process {stream.process_id}, not {block.process_id}"
         if stream.format == TRANSIT_FORMAT:
-            return validate_transit_payload(block, stream)
+            return await validate_transit_block(block, stream)
         if stream.format in OTLP_FORMATS:
             return validate_otlp_block(block, stream.format)
         return None

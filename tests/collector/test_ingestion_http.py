@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import threading
@@ -54,6 +55,15 @@ def _block(process: ProcessInfo, stream: StreamInfo, n_events: int = 3) -> Block
         payload=BlockPayload(compress_queue(b""), compress_queue(objects)),
         object_offset=0,
         nb_objects=n_events,
+    )
+
+
+def _large_block(process: ProcessInfo, stream: StreamInfo) -> Block:
+    """A valid block whose payload is large enough (random bodies: LZ4 cannot shrink them) to be checked off the loop."""
+    n_events = 20_000  # ~340 KB, above collector._block_validation.OFF_LOOP_BYTES
+    objects = b"".join(bytes([1]) + os.urandom(16) for _ in range(n_events))
+    return replace(
+        _block(process, stream), payload=BlockPayload(compress_queue(b""), compress_queue(objects)), nb_objects=n_events
     )
 
 
@@ -161,6 +171,20 @@ def test_repeated_block_is_stored_once(stack_factory, store_uri: str) -> None:
     assert stack.call(_keys(store_uri)) == [block_object_key(process.process_id, stream.stream_id, block.block_id)]
 
 
+def test_large_block_is_checked_and_stored(stack_factory, tmp_path) -> None:
+    objects = tmp_path / "objects"
+    stack = stack_factory(object_store_uri=objects.as_uri())
+    process = _process()
+    stream = _stream(process)
+    block = _large_block(process, stream)
+    assert _post(stack.url, "insert_process", process_info_to_cbor(process))[0] == 200
+    assert _post(stack.url, "insert_stream", stream_info_to_cbor(stream))[0] == 200
+    assert _post(stack.url, "insert_block", block_to_cbor(block)) == (200, "")
+    assert stack.call(_counts(stack)) == {"processes": 1, "streams": 1, "blocks": 1}
+    key = block_object_key(process.process_id, stream.stream_id, block.block_id)
+    assert (objects / key).read_bytes() == payload_to_cbor(block.payload)
+
+
 def _legacy_block_body(block: Block) -> bytes:
     value = cbor2.loads(block_to_cbor(block))
     value["payload"] = {k: list(v) for k, v in value["payload"].items()}  # Vec<u8> as integer arrays
@@ -193,6 +217,7 @@ _DELETE = object()
 
 def _bad_blocks(process: ProcessInfo, stream: StreamInfo) -> dict[str, bytes]:
     good = _block(process, stream)
+    large = _large_block(process, stream)
     body = block_to_cbor(good)
     truncated_lz4 = replace(good, payload=BlockPayload(good.payload.dependencies, good.payload.objects[:-5]))
     unknown_type = replace(
@@ -212,6 +237,13 @@ def _bad_blocks(process: ProcessInfo, stream: StreamInfo) -> dict[str, bytes]:
         "truncated lz4": block_to_cbor(truncated_lz4),
         "unknown type index": block_to_cbor(unknown_type),
         "wrong nb_objects": block_to_cbor(replace(good, nb_objects=4)),
+        "large, wrong nb_objects": block_to_cbor(replace(large, nb_objects=large.nb_objects + 1)),
+        "large, truncated lz4": block_to_cbor(
+            replace(large, payload=BlockPayload(large.payload.dependencies, large.payload.objects[:-5]))
+        ),
+        "large, random records": block_to_cbor(
+            replace(large, payload=BlockPayload(large.payload.dependencies, compress_queue(os.urandom(340_000))))
+        ),
         "end before begin": block_to_cbor(replace(good, end_time_ns=good.begin_time_ns - 1)),
     }
 
