@@ -86,29 +86,40 @@ default is 1024): 17 % less encoding CPU on a 1 M-row ``log_entries`` partition,
 within a page boundary; a data page may then exceed 1 MiB by up to one batch."""
 
 
-def _writer_options(schema: pa.Schema, compression: str) -> dict[str, Any]:
-    return {
+def _writer_options(schema: pa.Schema, compression: str, delta_columns: Sequence[str] = ()) -> dict[str, Any]:
+    dictionary = dictionary_columns(schema)
+    options: dict[str, Any] = {
         "version": "2.6",
         "compression": compression,
-        "use_dictionary": dictionary_columns(schema),
+        "use_dictionary": dictionary,
         "write_statistics": True,
         "write_page_index": True,
         "write_batch_size": WRITE_BATCH_ROWS,
     }
+    if delta_columns:
+        # DELTA_BINARY_PACKED (what arrow-rs's Parquet 2 writer falls back to for integers):
+        # ordered ids and times shrink to their small deltas before compression, which is both
+        # cheaper to encode and smaller than plain values (``thread_spans``: 74 -> 46 ms CPU and
+        # 2.69 -> 0.59 MB for 500 k spans). Same values read back.
+        options["column_encoding"] = {c: "DELTA_BINARY_PACKED" for c in delta_columns if c not in dictionary}
+    return options
 
 
-def encode_parquet(table: pa.Table, compression: str, row_group_rows: int | None = None) -> bytes:
+def encode_parquet(
+    table: pa.Table, compression: str, row_group_rows: int | None = None, delta_columns: Sequence[str] = ()
+) -> bytes:
     """Serialise ``table`` as one Parquet file (blocking; call from a worker thread).
 
     Args:
         table: the rows, in the view's schema.
         compression: ``zstd``, ``lz4`` (written as LZ4_RAW), ``snappy`` or ``none``.
         row_group_rows: rows per row group (default and maximum: ``MAX_ROW_GROUP_ROWS``).
+        delta_columns: integer or timestamp columns written ``DELTA_BINARY_PACKED`` (a view's
+            ``delta_columns``); the others keep dictionary or plain encoding.
     """
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table, sink, row_group_size=_row_group_size(row_group_rows), **_writer_options(table.schema, compression)
-    )
+    options = _writer_options(table.schema, compression, delta_columns)
+    pq.write_table(table, sink, row_group_size=_row_group_size(row_group_rows), **options)
     return sink.getvalue().to_pybytes()
 
 
@@ -122,9 +133,15 @@ class ParquetStream:
     the file; ``abort`` drops it. The writer options are ``encode_parquet``'s.
     """
 
-    def __init__(self, schema: pa.Schema, compression: str, row_group_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        compression: str,
+        row_group_rows: int | None = None,
+        delta_columns: Sequence[str] = (),
+    ) -> None:
         self._schema = schema
-        self._compression = compression
+        self._options = _writer_options(schema, compression, delta_columns)
         self._row_group_size = _row_group_size(row_group_rows)
         self._chunks: queue.SimpleQueue[pa.Table | None] = queue.SimpleQueue()
         self._sink = pa.BufferOutputStream()
@@ -136,7 +153,7 @@ class ParquetStream:
     def _run(self) -> None:
         writer: pq.ParquetWriter | None = None
         try:
-            writer = pq.ParquetWriter(self._sink, self._schema, **_writer_options(self._schema, self._compression))
+            writer = pq.ParquetWriter(self._sink, self._schema, **self._options)
             while (chunk := self._chunks.get()) is not None:
                 if self._error is None:
                     writer.write_table(chunk, row_group_size=self._row_group_size)

@@ -102,7 +102,8 @@ async def _write_file(
     lake: Lakehouse, view: ViewSet, instance: str, target: TimeRange, table: pa.Table, *, data: bytes | None
 ) -> tuple[str, int]:
     if data is None:
-        data = await asyncio.to_thread(encode_parquet, table, lake.settings.parquet_compression, view.row_group_rows)
+        compression = lake.settings.parquet_compression
+        data = await asyncio.to_thread(encode_parquet, table, compression, view.row_group_rows, view.delta_columns)
     key = partition_file_key(view.name, instance, target.begin_ns)
     # Registered (and committed) before the upload: if we die before the row commits, the
     # temporary-file cleanup deletes the orphan.

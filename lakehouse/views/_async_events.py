@@ -15,8 +15,8 @@ import pyarrow as pa
 from .._block_source import SourceBatch
 from .._time_range import NS_PER_HOUR
 from .._view_set import DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
-from ._columns import BlockRows, concat_strings, dictionary_strings, timestamps
-from ._span_events import span_events
+from ._columns import BlockRows, timestamps
+from ._span_events import SpanDescriptors, span_events
 
 __all__ = ["ASYNC_EVENTS_SCHEMA", "AsyncEventsView"]
 
@@ -53,13 +53,15 @@ class AsyncEventsView(BlockViewSet):
 
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Rows of the async span events of ``batch``."""
-        events = [span_events(batch.decode(i), "async") for i in range(len(batch.blocks))]
+        descriptors = SpanDescriptors()
+        events = [span_events(batch.decode(i), "async", descriptors) for i in range(len(batch.blocks))]
         rows = BlockRows(batch, [len(e) for e in events])
         times = [
             batch.processes[b.process_id].converter().ticks_to_ns(e.ticks)
             for b, e in zip(batch.blocks, events, strict=True)
         ]
         is_begin = np.concatenate([e.is_begin for e in events]).astype(np.int32)
+        codes = np.concatenate([e.code for e in events])
         return pa.table(
             [
                 rows.stream_id(),
@@ -69,11 +71,11 @@ class AsyncEventsView(BlockViewSet):
                 pa.array(np.concatenate([e.span_id for e in events]), pa.int64()),
                 pa.array(np.concatenate([e.parent_span_id for e in events]), pa.int64()),
                 pa.array(np.concatenate([e.depth for e in events]), pa.uint32()),
-                pa.array(np.concatenate([e.hash for e in events]), pa.uint32()),
-                dictionary_strings(concat_strings([e.name for e in events])),
-                dictionary_strings(concat_strings([e.filename for e in events])),
-                dictionary_strings(concat_strings([e.target for e in events])),
-                pa.array(np.concatenate([e.line for e in events]), pa.uint32()),
+                pa.array(descriptors.hashes(codes), pa.uint32()),
+                descriptors.text("name", codes),
+                descriptors.text("filename", codes),
+                descriptors.text("target", codes),
+                pa.array(descriptors.lines(codes), pa.uint32()),
             ],
             schema=ASYNC_EVENTS_SCHEMA,
         )

@@ -3,15 +3,19 @@
 Each begin/end event names its span through a descriptor: a ``SpanRecord`` (name, target,
 file, line) or, for ``*Named*`` events, a ``SpanLocationRecord`` plus a ``name`` string. The
 span ``hash`` is Micromegas's xxh32 chain over name, filename, target and the line as 4 LE
-bytes (``micromegas-query.md`` §3). Hashes are computed once per distinct descriptor (a few per
-block, cached across blocks), then spread to events with numpy.
+bytes (``micromegas-query.md`` §3).
+
+Events repeat a few descriptors. Each block resolves its distinct descriptor references once
+and gives its events the int32 code of their ``(name, target, filename, line)`` in a
+``SpanDescriptors`` shared by the batch; hashes are computed once per distinct descriptor, and
+the text columns become dictionary arrays over the few distinct texts (no text per event).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +23,7 @@ import pyarrow as pa
 
 from .._transit_reader import POSITION, DecodedBlock
 
-__all__ = ["SpanEvents", "span_events", "span_hash", "xxh32"]
+__all__ = ["SpanDescriptors", "SpanEvents", "span_events", "span_hash", "xxh32"]
 
 _P1, _P2, _P3, _P4, _P5 = 0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1
 _M32 = 0xFFFFFFFF
@@ -74,6 +78,101 @@ def span_hash(name: str, filename: str, target: str, line: int) -> int:
     return xxh32(int(line & _M32).to_bytes(4, "little"), h)
 
 
+class SpanDescriptors:
+    """The distinct span descriptors of a batch of blocks, addressed by int32 codes.
+
+    >>> d = SpanDescriptors()
+    >>> d.intern("f", "app", "a.rs", 3), d.intern("g", "app", "a.rs", 9), d.intern("f", "app", "a.rs", 3)
+    (0, 1, 0)
+    >>> codes = np.array([1, 0, 1], np.int32)
+    >>> d.text("name", codes).to_pylist(), d.text("target", codes).dictionary.to_pylist(), d.lines(codes).tolist()
+    (['g', 'f', 'g'], ['app'], [9, 3, 9])
+    """
+
+    _TEXTS: ClassVar[dict[str, int]] = {"name": 0, "target": 1, "filename": 2}
+
+    def __init__(self) -> None:
+        self._codes: dict[tuple[str, str, str, int], int] = {}
+        self._texts: tuple[dict[str, int], ...] = ({}, {}, {})
+        self._text_codes: tuple[list[int], ...] = ([], [], [])  # per descriptor: code of each text
+        self._lines: list[int] = []
+        self._hashes: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def intern(self, name: str, target: str, filename: str, line: int) -> int:
+        """The code of a descriptor, added if new."""
+        key = (name, target, filename, line)
+        code = self._codes.get(key)
+        if code is None:
+            code = self._codes[key] = len(self._codes)
+            for texts, codes, text in zip(self._texts, self._text_codes, (name, target, filename), strict=True):
+                codes.append(texts.setdefault(text, len(texts)))
+            self._lines.append(line & _M32)
+            self._hashes.append(span_hash(name, filename, target, line))
+        return code
+
+    def event_codes(
+        self, decoded: DecodedBlock, refs: npt.NDArray[np.uint64], names: npt.NDArray[np.uint64] | None
+    ) -> npt.NDArray[np.int32]:
+        """Codes of events given their descriptor ids (and, for named events, name string ids).
+
+        Each distinct ``(descriptor, name)`` pair of the block is resolved once: 1-D hash
+        encodings find them (sorting every event, as ``np.unique`` does, cost more than the rest
+        of the block).
+
+        Raises:
+            CorruptBlockError: a descriptor id that is not in the block.
+        """
+        ref_values, ref_codes = _factorize(refs)
+        if names is None:
+            resolved = [self._resolve(decoded, ref, None) for ref in ref_values.tolist()]
+            return np.array(resolved, dtype=np.int32)[ref_codes]
+        name_values, name_codes = _factorize(names)
+        unique_keys, inverse = _factorize(ref_codes * name_values.size + name_codes)
+        pairs = zip(
+            ref_values[unique_keys // name_values.size].tolist(),
+            name_values[unique_keys % name_values.size].tolist(),
+            strict=True,
+        )
+        resolved = [self._resolve(decoded, ref, name_id) for ref, name_id in pairs]
+        return np.array(resolved, dtype=np.int32)[inverse]
+
+    def _resolve(self, decoded: DecodedBlock, ref: int, name_id: int | None) -> int:
+        deps = decoded.dependencies
+        record = deps.records.get(ref)
+        if record is None:
+            deps.value(ref)  # raises CorruptBlockError for a missing id
+            record = {}
+        name = deps.strings.get(name_id, "") if name_id is not None else str(record.get("name", ""))
+        target, filename = str(record.get("target", "")), str(record.get("file", ""))
+        return self.intern(name, target, filename, int(record.get("line", 0)))
+
+    def text(self, column: str, codes: npt.NDArray[np.int32]) -> pa.DictionaryArray:
+        """``name``, ``target`` or ``filename`` of coded events, as a dictionary array."""
+        which = self._TEXTS[column]
+        remap = np.array(self._text_codes[which], dtype=np.int32)
+        indices = remap[codes] if codes.size else np.empty(0, np.int32)
+        return pa.DictionaryArray.from_arrays(
+            pa.array(indices, pa.int32()), pa.array(list(self._texts[which]), pa.string())
+        )
+
+    def lines(self, codes: npt.NDArray[np.int32]) -> npt.NDArray[np.uint32]:
+        """u32 line of coded events."""
+        return np.array(self._lines, dtype=np.uint32)[codes] if codes.size else np.empty(0, np.uint32)
+
+    def hashes(self, codes: npt.NDArray[np.int32]) -> npt.NDArray[np.uint32]:
+        """u32 span hash of coded events."""
+        return np.array(self._hashes, dtype=np.uint32)[codes] if codes.size else np.empty(0, np.uint32)
+
+
+def _factorize(values: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """``(distinct values in first-seen order, code of each value)``, by hashing."""
+    encoded = pa.array(values).dictionary_encode()
+    return encoded.dictionary.to_numpy(), encoded.indices.to_numpy().astype(np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class SpanEvents:
     """Span events of one block in queue order.
@@ -82,20 +181,14 @@ class SpanEvents:
         position: index in the block's object queue.
         ticks: absolute ticks.
         is_begin: begin (True) or end event.
-        name, target, filename: per-event strings (dictionary arrays).
-        line: u32 line.
-        hash: u32 span hash.
+        code: the event's descriptor in the ``SpanDescriptors`` given to ``span_events``.
         span_id, parent_span_id, depth: async events only (zeros for thread events).
     """
 
     position: npt.NDArray[np.int64]
     ticks: npt.NDArray[np.int64]
     is_begin: npt.NDArray[np.bool_]
-    name: pa.Array
-    target: pa.Array
-    filename: pa.Array
-    line: npt.NDArray[np.uint32]
-    hash: npt.NDArray[np.uint32]
+    code: npt.NDArray[np.int32]
     span_id: npt.NDArray[np.int64]
     parent_span_id: npt.NDArray[np.int64]
     depth: npt.NDArray[np.uint32]
@@ -118,118 +211,47 @@ _ASYNC = {
 }
 
 
-def _descriptor_columns(
-    decoded: DecodedBlock, refs: npt.NDArray[np.uint64], names: npt.NDArray[np.uint64] | None
-) -> tuple[pa.Array, pa.Array, pa.Array, npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
-    """name, target, filename, line, hash of events given descriptor ids (and name string ids)."""
-    deps = decoded.dependencies
-    # Distinct (descriptor, name) pairs through 1-D hash encodings (a block repeats a few pairs;
-    # sorting every event, as np.unique does, cost more than the rest of the block).
-    ref_values, ref_codes = _factorize(refs)
-    if names is None:
-        name_values = np.zeros(1, np.uint64)
-        unique_keys, inverse = np.arange(ref_values.size, dtype=np.int64), ref_codes
-    else:
-        name_values, name_codes = _factorize(names)
-        keys = ref_codes * name_values.size + name_codes
-        unique_keys, inverse = _factorize(keys)
-    uniques = zip(
-        ref_values[unique_keys // name_values.size].tolist(),
-        name_values[unique_keys % name_values.size].tolist(),
-        strict=True,
-    )
-    u_name, u_target, u_file, u_line, u_hash = [], [], [], [], []
-    for ref, name_id in uniques:
-        record = deps.records.get(ref)
-        if record is None:
-            deps.value(ref)  # raises CorruptBlockError for a missing id
-            record = {}
-        name = deps.strings.get(name_id, "") if names is not None else str(record.get("name", ""))
-        target, filename, line = str(record.get("target", "")), str(record.get("file", "")), int(record.get("line", 0))
-        u_name.append(name)
-        u_target.append(target)
-        u_file.append(filename)
-        u_line.append(line & _M32)
-        u_hash.append(span_hash(name, filename, target, line))
-    codes = inverse.astype(np.int32)
-    return (
-        _coded(u_name, codes),
-        _coded(u_target, codes),
-        _coded(u_file, codes),
-        np.array(u_line, dtype=np.uint32)[inverse],
-        np.array(u_hash, dtype=np.uint32)[inverse],
-    )
+def span_events(decoded: DecodedBlock, kind: str, descriptors: SpanDescriptors) -> SpanEvents:
+    """The ``thread`` or ``async`` span events of one decoded block, in queue order.
 
-
-def _factorize(values: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
-    """``(distinct values in first-seen order, code of each value)``, by hashing."""
-    encoded = pa.array(values).dictionary_encode()
-    return encoded.dictionary.to_numpy(), encoded.indices.to_numpy().astype(np.int64)
-
-
-def _coded(values: list[str], codes: npt.NDArray[np.int32]) -> pa.DictionaryArray:
-    """Per-event strings as a dictionary array: ``values[codes]`` without copying any text.
-
-    Events repeat a few descriptors: gathering int32 codes (and unifying the small per-block
-    dictionaries when blocks are concatenated) is what keeps a million span events cheap.
+    Their descriptors are interned in ``descriptors`` (one per batch, so codes are comparable
+    across its blocks).
     """
-    code_of: dict[str, int] = {}  # a few dozen texts: a dict beats sorting Python objects
-    remap = np.array([code_of.setdefault(v, len(code_of)) for v in values], dtype=np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(remap[codes], pa.int32()), pa.array(list(code_of), pa.string()))
-
-
-def span_events(decoded: DecodedBlock, kind: str) -> SpanEvents:
-    """The ``thread`` or ``async`` span events of one decoded block, in queue order."""
     types = _THREAD if kind == "thread" else _ASYNC
-    parts: list[tuple[npt.NDArray[np.int64], ...]] = []
-    texts: list[tuple[pa.Array, pa.Array, pa.Array]] = []
+    with_ids = kind != "thread"
+    parts: list[list[npt.NDArray[Any]]] = []
     for type_name, (is_begin, ref_column) in types.items():
         table = decoded.tables.get(type_name)
         if table is None or table.num_rows == 0:
             continue
         n = table.num_rows
         names = table.column("name").to_numpy() if "name" in table.column_names else None
-        name, target, filename, line, hashes = _descriptor_columns(decoded, table.column(ref_column).to_numpy(), names)
 
         def ints(column: str, n: int = n, table: pa.Table = table) -> npt.NDArray[np.int64]:
             if column not in table.column_names:
                 return np.zeros(n, np.int64)
-            return table.column(column).to_numpy().astype(np.int64)
+            return table.column(column).to_numpy().astype(np.int64, copy=False)
 
-        parts.append(
-            (
-                table.column(POSITION).to_numpy(),
-                ints("time"),
-                np.full(n, is_begin),
-                line,
-                hashes,
-                ints("span_id"),
-                ints("parent_span_id"),
-                ints("depth").astype(np.uint32),
-            )
-        )
-        texts.append((name, target, filename))
+        part = [
+            table.column(POSITION).to_numpy(),
+            ints("time"),
+            np.full(n, is_begin),
+            descriptors.event_codes(decoded, table.column(ref_column).to_numpy(), names),
+        ]
+        if with_ids:
+            part += [ints("span_id"), ints("parent_span_id"), ints("depth").astype(np.uint32)]
+        parts.append(part)
     if not parts:
         empty = np.empty(0, np.int64)
-        no_text = pa.array([], pa.string()).dictionary_encode()
-        return SpanEvents(
-            empty, empty, np.empty(0, bool), no_text, no_text, no_text,
-            np.empty(0, np.uint32), np.empty(0, np.uint32), empty, empty, np.empty(0, np.uint32),
-        )  # fmt: skip
-    columns = [np.concatenate([p[i] for p in parts]) for i in range(8)]
-    order = np.argsort(columns[0], kind="stable")
-    take = pa.array(order)
-    name, target, filename = (pa.concat_arrays([t[i] for t in texts]).take(take) for i in range(3))
-    return SpanEvents(
-        position=columns[0][order],
-        ticks=columns[1][order],
-        is_begin=columns[2][order].astype(bool),
-        name=name,
-        target=target,
-        filename=filename,
-        line=columns[3][order].astype(np.uint32),
-        hash=columns[4][order].astype(np.uint32),
-        span_id=columns[5][order],
-        parent_span_id=columns[6][order],
-        depth=columns[7][order].astype(np.uint32),
-    )
+        return SpanEvents(empty, empty, np.empty(0, bool), np.empty(0, np.int32), empty, empty, np.empty(0, np.uint32))
+    if len(parts) == 1:
+        columns = parts[0]  # each table is in queue order already
+    else:
+        merged = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        # Each table is sorted by position: a stable sort merges the runs in linear time.
+        order = np.argsort(merged[0], kind="stable")
+        columns = [c[order] for c in merged]
+    if not with_ids:
+        zeros = np.zeros(columns[0].size, np.int64)
+        columns += [zeros, zeros, np.zeros(columns[0].size, np.uint32)]
+    return SpanEvents(*columns)

@@ -27,8 +27,8 @@ from .._exceptions import ViewError
 from .._partitions import find_overlapping
 from .._time_range import TimeRange
 from .._view_set import DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
-from ._columns import concat_dictionary_strings, dictionary_strings, timestamps
-from ._span_events import SpanEvents, span_events
+from ._columns import timestamps
+from ._span_events import SpanDescriptors, span_events
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
@@ -108,6 +108,7 @@ class ThreadSpansView(BlockViewSet):
     mergeable: ClassVar[bool] = False
     replaces_overlapping: ClassVar[bool] = True
     tag: ClassVar[str | None] = None
+    delta_columns: ClassVar[tuple[str, ...]] = ("id", "parent", "begin", "end", "duration")
 
     def block_filter(self, instance: str) -> BlockFilter:
         """The blocks of the stream (whatever its tags)."""
@@ -142,14 +143,15 @@ class ThreadSpansView(BlockViewSet):
         """Spans of the stream's blocks in ``batch``."""
         order = sorted(range(len(batch.blocks)), key=lambda i: batch.blocks[i].object_offset)
         blocks = [batch.blocks[i] for i in order]
-        events = [span_events(batch.decode(i), "thread") for i in order]
+        descriptors = SpanDescriptors()
+        events = [span_events(batch.decode(i), "thread", descriptors) for i in order]
         if not blocks or not sum(len(e) for e in events):
             return self.schema.empty_table()
         converter = batch.processes[blocks[0].process_id].converter()
         times = converter.ticks_to_ns(np.concatenate([e.ticks for e in events]))
         ordinals = np.concatenate([e.position + b.object_offset for b, e in zip(blocks, events, strict=True)])
-        merged = _concat(events)
-        begin_idx, end_idx, depth, parent_slot = pair_spans(merged.is_begin)
+        codes = np.concatenate([e.code for e in events])
+        begin_idx, end_idx, depth, parent_slot = pair_spans(np.concatenate([e.is_begin for e in events]))
         first_ns, last_ns = blocks[0].begin_time_ns, max(b.end_time_ns for b in blocks)
         real_begin, real_end = begin_idx >= 0, end_idx >= 0
         begin_ns = np.where(real_begin, times[np.clip(begin_idx, 0, None)], first_ns)
@@ -158,41 +160,43 @@ class ThreadSpansView(BlockViewSet):
         source = np.where(real_begin, begin_idx, end_idx)
         ids = ordinals[np.clip(source, 0, None)]
         parent = np.where(parent_slot >= 0, ids[np.clip(parent_slot, 0, None)], -1)
-        rows = np.lexsort((ids, begin_ns))
-        pick = source[rows]
-        take = pa.array(pick)
+        rows = _by_begin(begin_idx, begin_ns, ids, codes.size)
+        pick = codes[source[rows]]
         return pa.table(
             [
                 pa.array(ids[rows], pa.int64()),
                 pa.array(parent[rows], pa.int64()),
                 pa.array(depth[rows].astype(np.uint32), pa.uint32()),
-                pa.array(merged.hash[pick], pa.uint32()),
+                pa.array(descriptors.hashes(pick), pa.uint32()),
                 timestamps(begin_ns[rows]),
                 timestamps(end_ns[rows]),
                 pa.array((end_ns - begin_ns)[rows], pa.int64()),
-                dictionary_strings(merged.name.take(take)),
-                dictionary_strings(merged.target.take(take)),
-                dictionary_strings(merged.filename.take(take)),
-                pa.array(merged.line[pick], pa.uint32()),
+                descriptors.text("name", pick),
+                descriptors.text("target", pick),
+                descriptors.text("filename", pick),
+                pa.array(descriptors.lines(pick), pa.uint32()),
             ],
             schema=THREAD_SPANS_SCHEMA,
         )
 
 
-def _concat(events: list[SpanEvents]) -> SpanEvents:
-    def cat(attr: str) -> npt.NDArray[np.int64]:
-        return np.concatenate([getattr(e, attr) for e in events])
+def _by_begin(
+    begin_idx: npt.NDArray[np.int64], begin_ns: npt.NDArray[np.int64], ids: npt.NDArray[np.int64], events: int
+) -> npt.NDArray[np.int64]:
+    """Row order of spans by ``(begin_ns, id)`` (``np.lexsort((ids, begin_ns))``) among ``events`` events.
 
-    return SpanEvents(
-        position=cat("position"),
-        ticks=cat("ticks"),
-        is_begin=cat("is_begin").astype(bool),
-        name=concat_dictionary_strings([e.name for e in events]),
-        target=concat_dictionary_strings([e.target for e in events]),
-        filename=concat_dictionary_strings([e.filename for e in events]),
-        line=cat("line").astype(np.uint32),
-        hash=cat("hash").astype(np.uint32),
-        span_id=cat("span_id"),
-        parent_span_id=cat("parent_span_id"),
-        depth=cat("depth").astype(np.uint32),
-    )
+    Spans usually begin in event order with increasing ids. Their order by begin event is found
+    in linear time: synthetic begins first (``pair_spans`` lists them first at each level, and
+    the n-th one opens level n), then real begins scattered by event index. It is the answer
+    when the keys strictly increase along it (no ties, so the sort could not order otherwise);
+    else a sort decides.
+    """
+    real = begin_idx >= 0
+    slot = np.full(events, -1, np.int64)
+    slot[begin_idx[real]] = np.flatnonzero(real)
+    rows = np.concatenate([np.flatnonzero(~real), slot[slot >= 0]])
+    keys_b, keys_i = begin_ns[rows], ids[rows]
+    later = keys_b[1:] > keys_b[:-1]
+    if bool(np.all(later | ((keys_b[1:] == keys_b[:-1]) & (keys_i[1:] > keys_i[:-1])))):
+        return rows
+    return np.lexsort((ids, begin_ns))

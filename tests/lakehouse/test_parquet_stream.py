@@ -68,3 +68,38 @@ def test_an_encoding_error_reaches_finish_and_abort_ends_the_thread() -> None:
     stream.write(_chunk(0, 10, ["a"]))
     stream.abort()
     assert not stream._thread.is_alive()
+
+
+DELTA_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("begin", pa.timestamp("ns", tz="+00:00"), nullable=False),
+        pa.field("level", pa.int32(), nullable=False),
+    ]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**63), 2**63 - 1)), max_size=300))
+def test_delta_columns_read_back_the_same_values(values: list[tuple[int, int]]) -> None:
+    table = pa.table(
+        {
+            "id": pa.array([v[0] for v in values], pa.int64()),
+            "begin": pa.array([v[1] for v in values], pa.int64()).view(DELTA_SCHEMA.field("begin").type),
+            "level": pa.array([v[0] % 7 for v in values], pa.int32()),
+        },
+        schema=DELTA_SCHEMA,
+    )
+    stream = ParquetStream(DELTA_SCHEMA, "zstd", 50, ("id", "begin", "level"))
+    stream.write(table)
+    streamed = stream.finish()
+    for data in (streamed, encode_parquet(table, "zstd", 50, ("id", "begin", "level"))):
+        if not values:
+            continue
+        assert pq.read_table(pa.BufferReader(data)).cast(DELTA_SCHEMA).equals(table)
+        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+        for group in range(metadata.num_row_groups):
+            encodings = [metadata.row_group(group).column(c).encodings for c in range(3)]
+            assert all("DELTA_BINARY_PACKED" in e for e in encodings[:2])
+            # A dictionary column keeps its dictionary encoding.
+            assert "DELTA_BINARY_PACKED" not in encodings[2]
