@@ -2,7 +2,8 @@
 
 ``native/durable_write.c`` does a local object write's open/write/fsync/linkat sequence (and a
 directory ``fsync``) in one call, during which cffi releases the GIL (``_durable_write.py`` uses
-it, with its Python path as the fallback). Plain POSIX C with no C-API calls, a module of its
+it, with its Python path as the fallback); ``native/durable_pool.c`` runs those calls on C
+threads for an event loop (``_durable_pool.py``). Plain POSIX C with no C-API calls, a module of its
 own so rebuilding it never touches the tracer or the OTLP scanner; ``setup.py`` lists it.
 """
 
@@ -25,8 +26,9 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "sirius.lakehouse._durable_native",
-    '#include <stddef.h>\n#include "durable_write.h"\n',
-    sources=[str((NATIVE / "durable_write.c").relative_to(HERE.parent))],
+    '#include <stddef.h>\n#include <stdint.h>\n#include "durable_write.h"\n',
+    sources=[str((NATIVE / name).relative_to(HERE.parent)) for name in ("durable_write.c", "durable_pool.c")],
+    libraries=["pthread"],
     include_dirs=[str(NATIVE)],
     depends=[str(p.relative_to(HERE.parent)) for p in sorted(NATIVE.glob("*.h"))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],

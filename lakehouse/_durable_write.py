@@ -39,7 +39,7 @@ from pathlib import Path
 from ._durable_native import ffi, lib
 from ._object_keys import TMP_PREFIX
 
-__all__ = ["DirectorySync", "fsync_directory", "make_directories", "write_new_file"]
+__all__ = ["DirectorySync", "fsync_directory", "make_directories", "native_unnamed_writes", "write_new_file"]
 
 _PROC_FD = Path("/proc/self/fd")
 # O_TMPFILE is refused with one of these where the filesystem (or kernel) does not offer it.
@@ -153,6 +153,11 @@ class _Tmpfile:
     """Whether ``O_TMPFILE`` works here; learnt from the first refusal, shared by all writes."""
 
     supported: bool = hasattr(os, "O_TMPFILE") and _PROC_FD.is_dir()
+
+
+def native_unnamed_writes() -> bool:
+    """Whether writes go through the C helper with ``O_TMPFILE`` (so the C writer pool may serve)."""
+    return _Native.enabled and _Tmpfile.supported
 
 
 def write_new_file(path: Path, data: bytes | memoryview, *, durable: bool, syncer: DirectorySync | None) -> bool:

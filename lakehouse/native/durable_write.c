@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/uio.h>
 #include <unistd.h>
 

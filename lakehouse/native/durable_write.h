@@ -17,3 +17,29 @@ int sirius_durable_create(const char *dir, const char *path, const char *head, s
 
 /* open + fsync + close of a directory: 0, or -errno. */
 int sirius_fsync_directory(const char *dir);
+
+/* A pool of C threads doing sirius_durable_create for an event loop, so no Python thread (and
+ * no GIL hand-off) is involved in a local object write. Submitted jobs run on `threads` writer
+ * threads; a durable job that created its file then goes to one directory-sync thread, which
+ * takes every job queued so far, fsyncs each distinct directory once (group commit: each of
+ * those fsyncs starts after the links it covers) and completes them. Completed jobs are queued
+ * for the caller, and the eventfd returned by sirius_durable_pool_fd is signalled. */
+typedef struct sirius_durable_pool sirius_durable_pool;
+
+/* NULL on failure (errno set). */
+sirius_durable_pool *sirius_durable_pool_new(int threads);
+/* The non-blocking eventfd signalled when jobs complete (read it, then drain). */
+int sirius_durable_pool_fd(sirius_durable_pool *pool);
+/* Queue a job (dir and path are copied; head and data must stay valid until it completes).
+ * 0, or -errno. */
+int sirius_durable_pool_submit(sirius_durable_pool *pool, uint64_t token, const char *dir,
+                               const char *path, const char *head, size_t head_len,
+                               const char *data, size_t data_len, int durable);
+/* Move up to `capacity` completed jobs to tokens/results (results as sirius_durable_create, a
+ * failed directory fsync as its -errno); returns how many. */
+int64_t sirius_durable_pool_completed(sirius_durable_pool *pool, uint64_t *tokens, int32_t *results,
+                                      int64_t capacity);
+/* Finish every queued job and stop the threads; completed jobs can still be drained. */
+void sirius_durable_pool_stop(sirius_durable_pool *pool);
+/* Stop (if not yet), then free everything (results not drained are dropped). */
+void sirius_durable_pool_free(sirius_durable_pool *pool);

@@ -1,0 +1,206 @@
+"""The C writer pool of the local object store: results, create-only races, group commit, cancellation, close."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sirius.lakehouse import LocalObjectStore, _durable_write
+from sirius.lakehouse._durable_pool import DurablePool
+
+pytestmark = pytest.mark.skipif(not _durable_write._Tmpfile.supported, reason="O_TMPFILE is not available here")
+
+
+def test_many_writes_to_several_directories(tmp_path: Path) -> None:
+    directories = [tmp_path / f"d{i}" for i in range(3)]
+    for directory in directories:
+        directory.mkdir()
+
+    async def main() -> list[bool | None]:
+        pool = DurablePool(asyncio.get_running_loop(), threads=4)
+        try:
+            return await asyncio.gather(
+                *(
+                    pool.write_new_file(directories[i % 3] / f"o{i}", memoryview(bytes([i]) * (1000 + i)), durable=True)
+                    for i in range(90)
+                )
+            )
+        finally:
+            pool.close()
+
+    assert asyncio.run(main()) == [True] * 90
+    for i in range(90):
+        assert (directories[i % 3] / f"o{i}").read_bytes() == bytes([i]) * (1000 + i)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_racing_writers_of_one_name_exactly_one_wins(tmp_path: Path, durable: bool) -> None:
+    async def main() -> list[bool | None]:
+        pool = DurablePool(asyncio.get_running_loop(), threads=8)
+        try:
+            return await asyncio.gather(
+                *(pool.write_new_file(tmp_path / "obj", f"writer {i}".encode(), durable=durable) for i in range(16))
+            )
+        finally:
+            pool.close()
+
+    results = asyncio.run(main())
+    assert results.count(True) == 1
+    assert results.count(False) == 15
+    assert (tmp_path / "obj").read_bytes() == f"writer {results.index(True)}".encode()
+    assert os.listdir(tmp_path) == ["obj"]
+
+
+def test_errors_come_back_as_oserror(tmp_path: Path) -> None:
+    async def main() -> None:
+        pool = DurablePool(asyncio.get_running_loop(), threads=1)
+        try:
+            with pytest.raises(FileNotFoundError):
+                await pool.write_new_file(tmp_path / "missing" / "obj", b"x", durable=True)
+            (tmp_path / "file").write_bytes(b"")
+            with pytest.raises(NotADirectoryError):
+                await pool.write_new_file(tmp_path / "file" / "obj", b"x", durable=True)
+            assert await pool.write_new_file(Path("/proc/sirius-never-created"), b"x", durable=True) is None
+        finally:
+            pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_write_still_completes_with_its_bytes(tmp_path: Path) -> None:
+    """Cancelling the awaiting task does not free the data the C thread is writing."""
+
+    async def main() -> None:
+        pool = DurablePool(asyncio.get_running_loop(), threads=2)
+        try:
+            tasks = [
+                asyncio.create_task(pool.write_new_file(tmp_path / f"o{i}", bytes([i]) * 200_000, durable=True))
+                for i in range(20)
+            ]
+            await asyncio.sleep(0)  # let every task submit its job
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            pool.close()  # waits for whatever is still queued
+
+    asyncio.run(main())
+    for i in range(20):
+        assert (tmp_path / f"o{i}").read_bytes() == bytes([i]) * 200_000
+
+
+def test_close_finishes_queued_writes_and_completes_their_futures(tmp_path: Path) -> None:
+    async def main() -> list[bool | None]:
+        pool = DurablePool(asyncio.get_running_loop(), threads=1)
+        tasks = [
+            asyncio.create_task(pool.write_new_file(tmp_path / f"o{i}", b"x" * 50_000, durable=True)) for i in range(8)
+        ]
+        await asyncio.sleep(0)
+        pool.close()
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(main()) == [True] * 8
+    assert sorted(os.listdir(tmp_path)) == sorted(f"o{i}" for i in range(8))
+
+
+def test_store_uses_a_pool_per_loop_and_close_stops_it(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "lake")
+
+    async def put(key: str) -> bool:
+        return await store.put_if_absent(key, b"payload")
+
+    assert asyncio.run(put("blobs/p/s/a")) is True  # the first loop's pool, left open
+    assert asyncio.run(put("blobs/p/s/b")) is True  # a new loop: the closed loop's pool is dropped
+    assert len(store._pools) == 1
+
+    async def put_and_close() -> bool:
+        try:
+            return await put("blobs/p/s/a")
+        finally:
+            await store.close()
+
+    assert asyncio.run(put_and_close()) is False  # create-only through the pool too
+    assert store._pools == {}
+
+
+_TRACED = """
+import asyncio, sys
+from sirius.lakehouse import LocalObjectStore
+async def main():
+    store = LocalObjectStore(sys.argv[1])
+    await store.put_if_absent("blobs/p/s/first", b"y")  # creates the directories
+    print("BEGIN", flush=True)
+    await store.put_if_absent("blobs/p/s/obj", b"z" * 70_000)
+    print("END", flush=True)
+    await store.close()
+asyncio.run(main())
+"""
+
+
+_STRACE = ("strace", "-ff", "-ttt", "-T", "-e", "trace=openat,write,writev,fsync,linkat", "-o")
+
+
+def _calls(log_dir: Path) -> list[tuple[float, float, str]]:
+    """(start, end, text) of every traced syscall of every thread (``strace -ff -ttt -T``)."""
+    calls = []
+    for path in log_dir.iterdir():
+        pending: dict[str, tuple[float, str]] = {}
+        for line in path.read_text().splitlines():
+            match = re.match(r"(\d+\.\d+) (.*)", line)
+            if not match:
+                continue
+            start, text = float(match.group(1)), match.group(2)
+            if text.endswith("<unfinished ...>"):
+                pending[text.split("(")[0]] = (start, text)
+                continue
+            resumed = re.match(r"<\.\.\. (\w+) resumed>(.*)", text)
+            if resumed and resumed.group(1) in pending:
+                start, head = pending.pop(resumed.group(1))
+                text = head.removesuffix("<unfinished ...>") + resumed.group(2)
+            took = re.search(r"<(\d+\.\d+)>$", text)
+            calls.append((start, float(match.group(1)) + (float(took.group(1)) if took else 0.0), text))
+    return sorted(calls)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_pool_syscall_order_across_threads(tmp_path: Path) -> None:
+    """The file's bytes, its fsync, the link, then the directory fsync, all before the store answers."""
+    logs = tmp_path / "strace"
+    logs.mkdir()
+    store = tmp_path / "store"
+    run = subprocess.run(
+        [*_STRACE, str(logs / "t"), sys.executable, "-c", _TRACED, str(store)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0 and "ptrace" in run.stderr:
+        pytest.skip(f"strace cannot trace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    calls = _calls(logs)
+    begin = next(c for c in calls if 'write(1, "BEGIN' in c[2])
+    end = next(c for c in calls if 'write(1, "END' in c[2])
+    directory = store / "blobs" / "p" / "s"
+    after = [c for c in calls if c[0] >= begin[1]]
+    tmpfile = next(c for c in after if "O_TMPFILE" in c[2] and f'"{directory}"' in c[2])
+    fd = re.search(r"= (\d+) <", tmpfile[2]).group(1)  # type: ignore[union-attr]
+    wrote = next(c for c in after if re.match(rf"writev?\({fd},", c[2]) and c[0] >= tmpfile[1])
+    synced = next(c for c in after if c[2].startswith(f"fsync({fd})") and c[0] >= wrote[1])
+    linked = next(c for c in after if c[2].startswith("linkat(") and str(directory / "obj") in c[2])
+    opened = next(c for c in after if "O_DIRECTORY" in c[2] and f'"{directory}"' in c[2] and c[0] >= linked[1])
+    dir_fd = re.search(r"= (\d+) <", opened[2]).group(1)  # type: ignore[union-attr]
+    dir_synced = next(c for c in after if c[2].startswith(f"fsync({dir_fd})") and c[0] >= opened[1])
+    assert wrote[1] <= synced[0]
+    assert synced[1] <= linked[0]  # data durable before the name exists
+    assert linked[1] <= dir_synced[0]
+    assert dir_synced[1] <= end[0]  # the name durable before the store answers
+    assert "= 0 <" in linked[2]
+    assert "= 0 <" in dir_synced[2]
+    assert (directory / "obj").read_bytes() == b"z" * 70_000
