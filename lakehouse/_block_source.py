@@ -29,7 +29,7 @@ from ._object_store import ObjectStore
 from ._pool import pg_errors
 from ._tick_converter import TickConverter
 from ._time_range import TimeRange, to_datetime
-from ._transit_reader import DecodedBlock, decode_block
+from ._transit_reader import DecodedBlock, DependencyCache, decode_block
 
 __all__ = [
     "BlockFilter",
@@ -170,6 +170,8 @@ class SourceBatch:
     )
     context: dict[str, Any] = field(default_factory=dict)
     """What a view's ``prepare_batch`` step gathered for its table makers (shared with subsets)."""
+    _dependencies: dict[uuid.UUID, DependencyCache] = field(default_factory=dict)
+    """Per stream, its blocks' decoded dependency queues (shared with subsets, see ``decode_block``)."""
 
     @property
     def nb_objects(self) -> int:
@@ -178,7 +180,16 @@ class SourceBatch:
 
     def subset(self, blocks: Sequence[SourceBlock], payloads: Sequence[bytes]) -> SourceBatch:
         """The same streams and processes over a subset of the blocks."""
-        return SourceBatch(list(blocks), self.streams, self.processes, list(payloads), {}, self._metadata, self.context)
+        return SourceBatch(
+            list(blocks),
+            self.streams,
+            self.processes,
+            list(payloads),
+            {},
+            self._metadata,
+            self.context,
+            self._dependencies,
+        )
 
     def chunks(self, max_objects: int) -> Iterator[SourceBatch]:
         """Consecutive sub-batches of at most ``max_objects`` objects (at least one block each).
@@ -198,7 +209,14 @@ class SourceBatch:
         decoded = {i - begin: self._decoded.pop(i) for i in range(begin, end) if i in self._decoded}
         payloads = self.payloads[begin:end]
         return SourceBatch(
-            self.blocks[begin:end], self.streams, self.processes, payloads, decoded, self._metadata, self.context
+            self.blocks[begin:end],
+            self.streams,
+            self.processes,
+            payloads,
+            decoded,
+            self._metadata,
+            self.context,
+            self._dependencies,
         )
 
     def decoded_chunks(self, max_objects: int, workers: int = _DECODE_WORKERS) -> Iterator[SourceBatch]:
@@ -278,7 +296,8 @@ class SourceBatch:
         except WireFormatError as exc:
             msg = f"block {block.block_id}: {exc}"
             raise CorruptBlockError(msg) from exc
-        return decode_block(deps_meta, objs_meta, payload)
+        cache = self._dependencies.setdefault(block.stream_id, {})
+        return decode_block(deps_meta, objs_meta, payload, cache)
 
 
 # ---------------------------------------------------------------------------------------------

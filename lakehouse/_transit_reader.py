@@ -12,7 +12,7 @@ Every failure surfaces as ``CorruptBlockError``; unknown dynamic types are skipp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,19 +259,35 @@ _DYNAMIC_DECODERS: dict[str, Decoder] = {
 # entry points
 
 
+DependencyCache = MutableMapping[bytes, Dependencies]
+"""Decoded dependency queues by their bytes, shared by the blocks of one stream: a thread's
+blocks usually repeat the same descriptors in the same order, and the queue is then decoded once."""
+
+
 def decode_queues(
     dependencies_metadata: Sequence[UserDefinedType],
     objects_metadata: Sequence[UserDefinedType],
     dependencies: bytes,
     objects: bytes,
+    dependency_cache: DependencyCache | None = None,
 ) -> DecodedBlock:
     """Decode already-decompressed dependency and object queues.
+
+    Args:
+        dependencies_metadata: the stream's ``dependencies_metadata``.
+        objects_metadata: the stream's ``objects_metadata``.
+        dependencies: the decompressed dependency queue.
+        objects: the decompressed object queue.
+        dependency_cache: dependency queues already decoded with the same metadata (read and
+            filled; the ``Dependencies`` it holds are shared by the blocks, never modified).
 
     Raises:
         CorruptBlockError: for any inconsistency between the queues and the metadata.
     """
     try:
-        return _decode(tuple(dependencies_metadata), tuple(objects_metadata), bytes(dependencies), bytes(objects))
+        return _decode(
+            tuple(dependencies_metadata), tuple(objects_metadata), bytes(dependencies), bytes(objects), dependency_cache
+        )
     except CorruptBlockError:
         raise
     except (
@@ -290,7 +306,10 @@ def decode_queues(
 
 
 def decode_block(
-    dependencies_metadata: Sequence[UserDefinedType], objects_metadata: Sequence[UserDefinedType], payload: BlockPayload
+    dependencies_metadata: Sequence[UserDefinedType],
+    objects_metadata: Sequence[UserDefinedType],
+    payload: BlockPayload,
+    dependency_cache: DependencyCache | None = None,
 ) -> DecodedBlock:
     """Decompress and decode one block's payload with its stream's metadata.
 
@@ -298,6 +317,7 @@ def decode_block(
         dependencies_metadata: the stream's ``dependencies_metadata``.
         objects_metadata: the stream's ``objects_metadata``.
         payload: the block payload (LZ4 frames).
+        dependency_cache: see ``decode_queues``.
 
     Returns:
         The ``DecodedBlock``.
@@ -312,16 +332,24 @@ def decode_block(
     except (TracingError, ValueError, TypeError, MemoryError) as exc:
         msg = f"corrupt block payload: {exc}"
         raise CorruptBlockError(msg) from exc
-    return decode_queues(dependencies_metadata, objects_metadata, deps, objs)
+    return decode_queues(dependencies_metadata, objects_metadata, deps, objs, dependency_cache)
 
 
 def _decode(
-    deps_udts: tuple[UserDefinedType, ...], objs_udts: tuple[UserDefinedType, ...], deps_buf: bytes, objs_buf: bytes
+    deps_udts: tuple[UserDefinedType, ...],
+    objs_udts: tuple[UserDefinedType, ...],
+    deps_buf: bytes,
+    objs_buf: bytes,
+    dependency_cache: DependencyCache | None,
 ) -> DecodedBlock:
     for udt in (*deps_udts, *objs_udts):
         if not isinstance(udt, UserDefinedType):
             raise corrupt(f"metadata entry is not a UserDefinedType: {type(udt).__name__}")
-    deps = read_dependencies(deps_udts, deps_buf)
+    deps = dependency_cache.get(deps_buf) if dependency_cache is not None else None
+    if deps is None:
+        deps = read_dependencies(deps_udts, deps_buf)
+        if dependency_cache is not None:
+            dependency_cache[deps_buf] = deps  # a race decodes it twice, both results equal
     types, offsets32, sizes32 = scan_queue(objs_buf, type_sizes(objs_udts))
     offsets, sizes = offsets32.astype(np.int64), sizes32.astype(np.int64)
     parts: dict[str, list[pa.Table]] = {}

@@ -1,0 +1,112 @@
+"""Decoding with a shared dependency cache gives what decoding each block alone gives.
+
+Blocks of one stream usually repeat their dependency queue byte for byte, and
+``SourceBatch`` decodes it once (``decode_queues(..., dependency_cache)``). Sequences of
+blocks drawn from a few valid and mutated queues must decode to the same events, or fail with
+the same error, with and without the cache, whatever the order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sirius.lakehouse._block_source import SourceBatch, SourceBlock, SourceProcess, SourceStream
+from sirius.lakehouse._exceptions import CorruptBlockError
+from sirius.lakehouse._transit_dependencies import Dependencies
+from sirius.lakehouse._transit_reader import decode_queues
+from sirius.tracing.transit import decompress_queue
+from sirius.tracing.transit._layouts import STREAM_LAYOUTS
+from sirius.tracing.transit._udt import encode_udts
+from sirius.tracing.transit._wire_format import ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._writer import SpanMetadata, TransitWriter
+
+PROCESS = ProcessInfo(uuid.UUID(int=7), "app", "u", "u", "h", "linux", "cpu", 1_000_000_000, 10**18, 0)
+LAYOUT = STREAM_LAYOUTS["cpu"]
+SPANS = [SpanMetadata(f"span{i}", "t", "m", "f.rs", i) for i in range(4)]
+
+
+def _queues(descs: list[int]) -> tuple[bytes, bytes]:
+    """Dependency and object queues of one block opening and closing the given spans."""
+    writer = TransitWriter(PROCESS, "cpu")
+    for tick, d in enumerate(descs):
+        writer.begin_thread_span(SPANS[d], ticks=tick)
+        writer.end_thread_span(SPANS[d], ticks=tick)
+    return writer.dependency_queue(), writer.object_queue()
+
+
+def _mutate(data: bytes, at: int, value: int) -> bytes:
+    if not data:
+        return bytes([value])
+    buf = bytearray(data)
+    buf[at % len(buf)] ^= value or 1
+    return bytes(buf)
+
+
+def _outcome(deps: bytes, objs: bytes, cache: dict[bytes, Dependencies] | None) -> Any:
+    try:
+        return decode_queues(LAYOUT.dependencies_metadata, LAYOUT.objects_metadata, deps, objs, cache).to_events()
+    except CorruptBlockError as exc:
+        return ("corrupt", str(exc))
+
+
+BLOCK = st.tuples(
+    st.lists(st.integers(0, 3), min_size=1, max_size=4),
+    st.none() | st.tuples(st.sampled_from(["deps", "objs"]), st.integers(0, 2**16), st.integers(0, 255)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(BLOCK, min_size=1, max_size=8))
+def test_a_shared_cache_decodes_like_no_cache(blocks: list[tuple[list[int], Any]]) -> None:
+    cache: dict[bytes, Dependencies] = {}
+    for descs, mutation in blocks:
+        deps, objs = _queues(descs)
+        if mutation is not None:
+            which, at, value = mutation
+            deps, objs = (_mutate(deps, at, value), objs) if which == "deps" else (deps, _mutate(objs, at, value))
+        assert _outcome(deps, objs, cache) == _outcome(deps, objs, None)
+    # Only queues that decoded are kept, each under its own bytes.
+    assert all(isinstance(v, Dependencies) for v in cache.values())
+
+
+def test_a_batch_decodes_a_repeated_dependency_queue_once() -> None:
+    writer = TransitWriter(PROCESS, "cpu")
+    blocks = []
+    for d in (0, 1, 0, 2):
+        writer.begin_thread_span(SPANS[0], ticks=d)
+        writer.end_thread_span(SPANS[d], ticks=d)
+        blocks.append(writer.seal())
+    info = writer.stream_info()
+    stream = SourceStream(
+        info.stream_id,
+        PROCESS.process_id,
+        encode_udts(info.dependencies_metadata),
+        encode_udts(info.objects_metadata),
+        ("cpu",),
+        {},
+        0,
+        "transit",
+    )
+    process = SourceProcess(PROCESS.process_id, "app", "u", "u", "h", "linux", "cpu", 10**9, 0, 0, 0, "", {}, 10**9)
+    rows = [
+        SourceBlock(b.block_id, b.stream_id, b.process_id, 0, 0, 0, 0, b.nb_objects, b.object_offset, 0, 0)
+        for b in blocks
+    ]
+    batch = SourceBatch(
+        rows, {stream.stream_id: stream}, {process.process_id: process}, [payload_to_cbor(b.payload) for b in blocks]
+    )
+    decoded = [batch.decode(i) for i in range(len(blocks))]
+    # Blocks 0 and 2 (span0 twice) share a queue; 1 and 3 each have their own.
+    assert decoded[0].dependencies is decoded[2].dependencies
+    assert len({id(d.dependencies) for d in decoded}) == 3
+    for block, got in zip(blocks, decoded, strict=True):
+        alone = decode_queues(LAYOUT.dependencies_metadata, LAYOUT.objects_metadata, *_block_queues(block)).to_events()
+        assert got.to_events() == alone
+
+
+def _block_queues(block: Any) -> tuple[bytes, bytes]:
+    return decompress_queue(bytes(block.payload.dependencies)), decompress_queue(bytes(block.payload.objects))
