@@ -7,9 +7,11 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sirius.lakehouse._exceptions import CorruptBlockError
-from sirius.lakehouse._tick_converter import TickConverter, estimate_frequency
+from sirius.lakehouse._tick_converter import TickConverter, _round_half_away, estimate_frequency
 from sirius.tracing.transit._wire_format import ProcessInfo
 from sirius.tracing.transit._writer import SpanMetadata, TransitWriter
 
@@ -78,3 +80,28 @@ def test_extreme_ticks_saturate_instead_of_raising():
     conv = TickConverter(start_time_ns=0, start_ticks=0, frequency=1)
     out = conv.ticks_to_ns([2**62])
     assert out.tolist() == [np.iinfo(np.int64).max]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(2**63), 2**63 - 1),
+            st.integers(-(2**53) - 3, -(2**53) + 3),
+            st.integers(2**53 - 3, 2**53 + 3),
+            st.integers(-(10**12), 10**12),
+        ),
+        max_size=20,
+    ),
+    st.integers(-(2**62), 2**62),
+    st.integers(-(2**40), 2**40),
+)
+def test_nanosecond_ticks_follow_the_rust_formula(ticks: list[int], start_ns: int, start_ticks: int) -> None:
+    """Frequency 1e9 takes a shortcut when exact; it must equal the general f64 formula."""
+    conv = TickConverter(start_time_ns=start_ns, start_ticks=start_ticks, frequency=1_000_000_000)
+    values = np.array(ticks, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        delta = values - np.int64(start_ticks)
+        general = _round_half_away(delta.astype(np.float64) * 1.0) + np.int64(start_ns)
+    assert conv.ticks_to_ns(values).tolist() == general.tolist()
+    assert conv.delta_ticks_to_ns(delta).tolist() == general.tolist()
