@@ -182,7 +182,7 @@ class SpanEvents:
         ticks: absolute ticks.
         is_begin: begin (True) or end event.
         code: the event's descriptor in the ``SpanDescriptors`` given to ``span_events``.
-        span_id, parent_span_id, depth: async events only (zeros for thread events).
+        span_id, parent_span_id, depth: async events only (empty for thread events).
     """
 
     position: npt.NDArray[np.int64]
@@ -244,14 +244,21 @@ def span_events(decoded: DecodedBlock, kind: str, descriptors: SpanDescriptors) 
     if not parts:
         empty = np.empty(0, np.int64)
         return SpanEvents(empty, empty, np.empty(0, bool), np.empty(0, np.int32), empty, empty, np.empty(0, np.uint32))
+    total = sum(p[0].size for p in parts)
     if len(parts) == 1:
         columns = parts[0]  # each table is in queue order already
+    elif total == decoded.nb_objects:
+        # The block holds these events only: positions are 0..n-1, each column is a scatter.
+        columns = [np.empty(total, c.dtype) for c in parts[0]]
+        for part in parts:
+            for column, values in zip(columns, part, strict=True):
+                column[part[0]] = values
     else:
         merged = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
         # Each table is sorted by position: a stable sort merges the runs in linear time.
         order = np.argsort(merged[0], kind="stable")
         columns = [c[order] for c in merged]
     if not with_ids:
-        zeros = np.zeros(columns[0].size, np.int64)
-        columns += [zeros, zeros, np.zeros(columns[0].size, np.uint32)]
+        no_ids = np.empty(0, np.int64)
+        columns += [no_ids, no_ids, np.empty(0, np.uint32)]
     return SpanEvents(*columns)

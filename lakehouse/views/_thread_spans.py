@@ -16,19 +16,21 @@ so partitions of one stream only grow and the rebuilt one replaces those it cove
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from .._block_source import BlockFilter, SourceBatch, fetch_source
+from ...tracing.transit import TRANSIT_FORMAT
+from .._block_source import BlockFilter, SourceBatch, SourceBlock, fetch_source
 from .._exceptions import ViewError
 from .._partitions import find_overlapping
 from .._time_range import TimeRange
 from .._view_set import DICT_STR, TIMESTAMP, BlockViewSet, InstanceKind
 from ._columns import timestamps
-from ._span_events import SpanDescriptors, span_events
+from ._span_events import SpanDescriptors, SpanEvents, span_events
 
 if TYPE_CHECKING:
     from .._lakehouse import Lakehouse
@@ -68,19 +70,21 @@ def pair_spans(is_begin: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], 
     >>> [a.tolist() for a in pair_spans(np.array([True, True, False, False]))]
     [[0, 1], [3, 2], [0, 1], [-1, 0]]
     """
-    delta = np.where(is_begin, 1, -1).astype(np.int64)
-    depth_after = np.cumsum(delta)
-    missing_begins = int(max(0, -(depth_after.min() if depth_after.size else 0)))
-    # Prepend synthetic begins (outermost first), then append synthetic ends closing what is open.
-    events = np.concatenate([np.ones(missing_begins, bool), is_begin])
-    original = np.concatenate([np.full(missing_begins, -1, np.int64), np.arange(is_begin.size, dtype=np.int64)])
-    delta = np.where(events, 1, -1).astype(np.int64)
-    open_at_end = int(delta.sum())
-    events = np.concatenate([events, np.zeros(open_at_end, bool)])
-    original = np.concatenate([original, np.full(open_at_end, -1, np.int64)])
-    delta = np.where(events, 1, -1).astype(np.int64)
-    after = np.cumsum(delta)
-    level = np.where(events, after - 1, after)
+    is_begin = np.asarray(is_begin, dtype=bool)
+    size = is_begin.size
+    depth_after = np.cumsum(is_begin.view(np.int8) * np.int8(2) - np.int8(1), dtype=np.int64)
+    missing = int(max(0, -int(depth_after.min()))) if size else 0
+    open_at_end = int(depth_after[-1]) + missing if size else 0
+    # Synthetic begins (outermost first) before the events, synthetic ends closing what is open after.
+    total = missing + size + open_at_end
+    events = np.zeros(total, bool)
+    events[:missing] = True
+    events[missing : missing + size] = is_begin
+    after = np.empty(total, np.int64)  # depth after each event
+    after[:missing] = np.arange(1, missing + 1)
+    after[missing : missing + size] = depth_after + missing
+    after[missing + size :] = np.arange(open_at_end - 1, -1, -1)
+    level = after - events
     # Events by level, then position: a stable sort (radix for 16-bit keys, as nesting is shallow).
     narrow = level.astype(np.uint16) if level.size and int(level.max()) < 2**16 else level
     order = np.argsort(narrow, kind="stable")
@@ -93,7 +97,14 @@ def pair_spans(is_begin: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], 
     slot = np.searchsorted(keys, probe, side="left") - 1
     valid = (span_level > 0) & (slot >= 0)
     parent = np.where(valid, slot, -1)
-    return original[begins], original[ends], span_level, parent
+    return _original(begins, missing, size), _original(ends, missing, size), span_level, parent
+
+
+def _original(indices: npt.NDArray[np.int64], missing: int, size: int) -> npt.NDArray[np.int64]:
+    """Indices into the extended events → indices into the input, -1 for synthetic events."""
+    original = indices - missing
+    original[(original < 0) | (original >= size)] = -1
+    return original
 
 
 class ThreadSpansView(BlockViewSet):
@@ -139,12 +150,37 @@ class ThreadSpansView(BlockViewSet):
                 return [(wanted, None)]
             wanted = widened
 
+    def transform_chunks(self, batch: SourceBatch) -> Iterator[pa.Table]:
+        """The spans, coding each block's events as soon as a decoding thread has it.
+
+        One thread decodes ahead, block by block, while this one codes the events of the
+        blocks already decoded: LZ4 and numpy release the GIL, so the two overlap (pairing
+        needs every block, so the rows come out as one chunk).
+        """
+        formats = {batch.streams[b.stream_id].format for b in batch.blocks}
+        if not batch.blocks or not formats <= {TRANSIT_FORMAT}:
+            yield self.transform_batch(batch)
+            return
+        descriptors = SpanDescriptors()
+        coded = [
+            (block, span_events(part.decode(i), "thread", descriptors))
+            for part in batch.decoded_chunks(1, workers=1)
+            for i, block in enumerate(part.blocks)
+        ]
+        yield self._rows(batch, coded, descriptors).cast(self.schema)
+
     def transform(self, batch: SourceBatch) -> pa.Table:
         """Spans of the stream's blocks in ``batch``."""
-        order = sorted(range(len(batch.blocks)), key=lambda i: batch.blocks[i].object_offset)
-        blocks = [batch.blocks[i] for i in order]
         descriptors = SpanDescriptors()
-        events = [span_events(batch.decode(i), "thread", descriptors) for i in order]
+        coded = [(b, span_events(batch.decode(i), "thread", descriptors)) for i, b in enumerate(batch.blocks)]
+        return self._rows(batch, coded, descriptors)
+
+    def _rows(
+        self, batch: SourceBatch, coded: list[tuple[SourceBlock, SpanEvents]], descriptors: SpanDescriptors
+    ) -> pa.Table:
+        """Pair the coded events of every block (in any order) into rows."""
+        coded = sorted(coded, key=lambda item: item[0].object_offset)  # stable: ties keep batch order
+        blocks, events = [b for b, _ in coded], [e for _, e in coded]
         if not blocks or not sum(len(e) for e in events):
             return self.schema.empty_table()
         converter = batch.processes[blocks[0].process_id].converter()
