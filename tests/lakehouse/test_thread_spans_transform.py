@@ -21,7 +21,7 @@ from sirius.lakehouse._block_source import SourceBatch, SourceBlock, SourceProce
 from sirius.lakehouse.views import ThreadSpansView
 from sirius.lakehouse.views._span_events import SpanDescriptors, span_hash
 from sirius.lakehouse.views._thread_spans import _by_begin, pair_spans
-from sirius.tracing.transit import ProcessInfo
+from sirius.tracing.transit import TRANSIT_FORMAT, ProcessInfo
 from sirius.tracing.transit._udt import encode_udts
 from sirius.tracing.transit._wire_format import Block, payload_to_cbor
 from sirius.tracing.transit._writer import SpanLocation, SpanMetadata, TransitWriter
@@ -76,7 +76,7 @@ def _batch(process: ProcessInfo, writer: TransitWriter, blocks: list[Block]) -> 
         ("cpu",),
         {},
         0,
-        "transit",
+        TRANSIT_FORMAT,
     )
     source = SourceProcess(
         process.process_id, "exe", "u", "r", "host", "linux", "cpu", 1_000_000_000, START_NS, 0, 0, "", {}, 10**9
@@ -162,13 +162,17 @@ def test_rows_match_a_stack(events: list[Event], cuts: list[int], rng: Any) -> N
     view = ThreadSpansView()
     shuffled = list(blocks)
     rng.shuffle(shuffled)  # the view orders blocks by object_offset
-    table = view.transform(_batch(process, writer, shuffled)).cast(view.schema)
+    # transform (blocks decoded on demand) and transform_chunks (decoded one thread ahead).
+    direct = view.transform(_batch(process, writer, shuffled)).cast(view.schema)
+    chunks = list(view.transform_chunks(_batch(process, writer, shuffled)))
+    assert len(chunks) == 1
+    assert chunks[0].equals(direct)
     if not events:
-        assert table.num_rows == 0
+        assert direct.num_rows == 0
         return
     columns = {}
-    for name in table.column_names:
-        column = table.column(name)
+    for name in direct.column_names:
+        column = direct.column(name)
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())
         columns[name] = column.to_pylist()
