@@ -20,14 +20,40 @@ import asyncio
 import contextlib
 import itertools
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from ._durable_native import ffi, lib
 
-__all__ = ["DurablePool"]
+__all__ = ["DurablePool", "loop_pool"]
 
 _DRAIN = 64  # completions moved per drain call
+_WRITER_THREADS = 8  # each may block in an fsync for milliseconds
+
+# One pool per event loop, shared by every store on it (a pool's jobs carry absolute paths): a
+# test suite opening hundreds of stores must not start hundreds of thread sets.
+_loop_pools: dict[asyncio.AbstractEventLoop, DurablePool] = {}
+_loop_pools_lock = threading.Lock()
+
+
+def loop_pool() -> DurablePool:
+    """The running loop's pool, created on first use; pools of closed loops are stopped here.
+
+    Raises:
+        OSError: the pool's threads or eventfd could not be created.
+    """
+    loop = asyncio.get_running_loop()
+    pool = _loop_pools.get(loop)
+    if pool is not None and pool.pid == os.getpid():
+        return pool
+    with _loop_pools_lock:
+        for other in [other for other, stale in _loop_pools.items() if other.is_closed() or stale.pid != os.getpid()]:
+            stale = _loop_pools.pop(other)
+            if stale.pid == os.getpid():  # a forked child has none of the parent's pool threads
+                stale.close()
+        pool = _loop_pools[loop] = DurablePool(loop, _WRITER_THREADS)
+    return pool
 
 
 class DurablePool:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-from ._durable_pool import DurablePool
+from ._durable_pool import DurablePool, loop_pool
 from ._durable_write import DirectorySync, make_directories, native_unnamed_writes, write_new_file
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
 from ._object_keys import TMP_PREFIX as _TMP_PREFIX
@@ -201,7 +201,6 @@ class LocalObjectStore:
         self._root = Path(root_dir).resolve()
         self._durable = durable
         self._directory_sync = DirectorySync()
-        self._pools: dict[asyncio.AbstractEventLoop, DurablePool] = {}  # the C writer pool of each loop
         try:
             self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -224,20 +223,7 @@ class LocalObjectStore:
     # -- writes on the C writer pool (no Python worker thread) ------------------------------
 
     def _writer_pool(self) -> DurablePool | None:
-        if not native_unnamed_writes():
-            return None
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None or pool.pid != os.getpid():
-            self._drop_pools(lambda other: other.is_closed())
-            pool = self._pools[loop] = DurablePool(loop)
-        return pool
-
-    def _drop_pools(self, which: Callable[[asyncio.AbstractEventLoop], bool]) -> None:
-        for loop in [loop for loop in self._pools if which(loop) or self._pools[loop].pid != os.getpid()]:
-            pool = self._pools.pop(loop)
-            if pool.pid == os.getpid():  # a forked child has none of the parent's pool threads
-                pool.close()
+        return loop_pool() if native_unnamed_writes() else None
 
     async def _put_pooled(self, pool: DurablePool, path: Path, data: bytes | memoryview) -> bool | None:
         for _ in range(4):
@@ -431,9 +417,7 @@ class LocalObjectStore:
         await asyncio.to_thread(self._probe_sync)
 
     async def close(self) -> None:
-        """See ``ObjectStore.close``; stops the C writer pools (their queued writes finish first)."""
-        current = asyncio.get_running_loop()
-        self._drop_pools(lambda loop: loop is current)  # and those of closed loops
+        """See ``ObjectStore.close``."""
 
 
 def open_object_store(uri: str) -> ObjectStore:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sirius.lakehouse import LocalObjectStore, _durable_write
-from sirius.lakehouse._durable_pool import DurablePool
+from sirius.lakehouse import LocalObjectStore, _durable_pool, _durable_write
+from sirius.lakehouse._durable_pool import DurablePool, loop_pool
 
 pytestmark = pytest.mark.skipif(not _durable_write._Tmpfile.supported, reason="O_TMPFILE is not available here")
 
@@ -110,24 +110,21 @@ def test_close_finishes_queued_writes_and_completes_their_futures(tmp_path: Path
     assert sorted(os.listdir(tmp_path)) == sorted(f"o{i}" for i in range(8))
 
 
-def test_store_uses_a_pool_per_loop_and_close_stops_it(tmp_path: Path) -> None:
-    store = LocalObjectStore(tmp_path / "lake")
+def test_one_pool_per_loop_shared_by_stores_and_dropped_with_its_loop(tmp_path: Path) -> None:
+    stores = [LocalObjectStore(tmp_path / f"lake{i}") for i in range(3)]
 
-    async def put(key: str) -> bool:
-        return await store.put_if_absent(key, b"payload")
+    async def put_all(key: str) -> tuple[list[bool], DurablePool]:
+        created = [await store.put_if_absent(key, b"payload") for store in stores]
+        return created, loop_pool()
 
-    assert asyncio.run(put("blobs/p/s/a")) is True  # the first loop's pool, left open
-    assert asyncio.run(put("blobs/p/s/b")) is True  # a new loop: the closed loop's pool is dropped
-    assert len(store._pools) == 1
-
-    async def put_and_close() -> bool:
-        try:
-            return await put("blobs/p/s/a")
-        finally:
-            await store.close()
-
-    assert asyncio.run(put_and_close()) is False  # create-only through the pool too
-    assert store._pools == {}
+    created, first = asyncio.run(put_all("blobs/p/s/a"))
+    assert created == [True] * 3
+    assert _durable_pool._loop_pools == {first.loop: first}  # one pool for the three stores
+    created, second = asyncio.run(put_all("blobs/p/s/a"))  # a new loop: the closed loop's pool is stopped
+    assert created == [False] * 3  # create-only through the pool too
+    assert second is not first
+    assert _durable_pool._loop_pools == {second.loop: second}
+    assert first._pool is None  # stopped and freed
 
 
 _TRACED = """
