@@ -14,6 +14,7 @@ the text columns become dictionary arrays over the few distinct texts (no text p
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from .._transit_dependencies import Dependencies
 from .._transit_reader import POSITION, DecodedBlock
 
 __all__ = ["SpanDescriptors", "SpanEvents", "span_events", "span_hash", "xxh32"]
@@ -97,6 +99,8 @@ class SpanDescriptors:
         self._text_codes: tuple[list[int], ...] = ([], [], [])  # per descriptor: code of each text
         self._lines: list[int] = []
         self._hashes: list[int] = []
+        # Per dependency map (kept alive here, so its id is not reused): codes of resolved pairs.
+        self._resolved: dict[int, tuple[Dependencies, dict[tuple[int, int | None], int]]] = {}
 
     def __len__(self) -> int:
         return len(self._codes)
@@ -125,22 +129,34 @@ class SpanDescriptors:
         Raises:
             CorruptBlockError: a descriptor id that is not in the block.
         """
+        deps = decoded.dependencies
+        # Blocks whose dependency queues decoded to one shared ``Dependencies`` (see
+        # ``decode_block``) resolve each pair once for all of them.
+        entry = self._resolved.get(id(deps))
+        if entry is None or entry[0] is not deps:
+            entry = self._resolved[id(deps)] = (deps, {})
+        known = entry[1]
         ref_values, ref_codes = _factorize(refs)
         if names is None:
-            resolved = [self._resolve(decoded, ref, None) for ref in ref_values.tolist()]
-            return np.array(resolved, dtype=np.int32)[ref_codes]
-        name_values, name_codes = _factorize(names)
-        unique_keys, inverse = _factorize(ref_codes * name_values.size + name_codes)
-        pairs = zip(
-            ref_values[unique_keys // name_values.size].tolist(),
-            name_values[unique_keys % name_values.size].tolist(),
-            strict=True,
-        )
-        resolved = [self._resolve(decoded, ref, name_id) for ref, name_id in pairs]
+            pairs: Iterable[tuple[int, int | None]] = ((ref, None) for ref in ref_values.tolist())
+            inverse = ref_codes
+        else:
+            name_values, name_codes = _factorize(names)
+            unique_keys, inverse = _factorize(ref_codes * name_values.size + name_codes)
+            pairs = zip(
+                ref_values[unique_keys // name_values.size].tolist(),
+                name_values[unique_keys % name_values.size].tolist(),
+                strict=True,
+            )
+        resolved = []
+        for pair in pairs:
+            code = known.get(pair)
+            if code is None:
+                code = known[pair] = self._resolve(deps, *pair)
+            resolved.append(code)
         return np.array(resolved, dtype=np.int32)[inverse]
 
-    def _resolve(self, decoded: DecodedBlock, ref: int, name_id: int | None) -> int:
-        deps = decoded.dependencies
+    def _resolve(self, deps: Dependencies, ref: int, name_id: int | None) -> int:
         record = deps.records.get(ref)
         if record is None:
             deps.value(ref)  # raises CorruptBlockError for a missing id
