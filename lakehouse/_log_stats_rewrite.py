@@ -49,13 +49,24 @@ group's first row is then before ``L`` and its last row at or after ``H``, so th
 come from the ``log_entries`` rows with ``time < L OR time >= H`` alone (Parquet statistics skip
 the partitions between), appended to the ``log_stats`` rows with a count of 0 so they change no
 count: ``min(time)`` becomes the ``min`` of those rows' real times.
+
+The same machinery answers statistics of ``measures`` from ``measure_stats`` (per minute,
+process, target, name and unit: row count, sum/min/max of ``value``, count and sum of ``delta``;
+``PreAggregate`` describes each pair): ``count(*)``, ``count(value)``, ``avg(value)`` (the sum
+of the sums over the sum of the counts), ``sum``/``min``/``max(value)``, ``count(delta)`` and
+``sum(delta)``, grouped and filtered as above by those keys, the process's columns and whole
+minutes. Counts, minima and maxima are exact (``measure_stats`` computes them with DataFusion,
+so NaN and -0.0 order as they do over ``measures``); sums and averages add the same values in
+another order, as DataFusion's own parallel aggregation does, so they agree to the last few
+bits. ``min/max(time)`` of measures is not answered (``measure_stats`` has no exact times).
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -68,16 +79,18 @@ from datafusion.expr import Expr, SortExpr
 from ._partitions import Partition
 from ._time_range import NS_PER_MINUTE, TimeRange, to_ns
 
-__all__ = ["LogStatsRewriter", "log_stats_covers", "minute_aligned_range"]
+__all__ = [
+    "LOG_STATS",
+    "MEASURE_STATS",
+    "LogStatsRewriter",
+    "PreAggregate",
+    "log_stats_covers",
+    "minute_aligned_range",
+]
 
-_SOURCE = "log_entries"
-_TARGET = "log_stats"
-_KEYS = frozenset({"process_id", "level", "target"})
 _PROCESS_COLUMNS = ("exe", "username", "computer")
-_COLUMNS = _KEYS | frozenset(_PROCESS_COLUMNS)
 _EXACT_TIME = "__exact_time"
 _TIME = "time"
-_TIME_BOUNDS = {f"min({_SOURCE}.{_TIME})": f.min, f"max({_SOURCE}.{_TIME})": f.max}
 _COUNT_NAMES = frozenset({"count(Int64(1))", "count(*)"})
 _OUTER = frozenset({"Projection", "Filter", "Sort", "Limit"})
 _PLAIN = frozenset({"Column", "Literal", "BinaryExpr", "InList", "Not", "IsNull", "IsNotNull", "Negative", "Cast"})
@@ -88,19 +101,93 @@ _FAR_FUTURE_NS = 2**62
 # ISO-8601 instants to the nanosecond: Python reads the seconds and the zone as DataFusion does,
 # the fraction is read here (datetime stops at microseconds).
 _INSTANT = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$")
-_BASE_SQL = f"SELECT time_bin AS {_TIME}, process_id, level, target, count FROM {_TARGET}"  # noqa: S608
-# The same with the process's columns, typed as in log_entries (dictionary strings).
-_JOINED_SQL = (
-    f"SELECT s.time_bin AS {_TIME}, s.process_id, s.level, s.target, s.count, "  # noqa: S608
-    + ", ".join(f"arrow_cast(p.{c}, 'Dictionary(Int32, Utf8)') AS {c}" for c in _PROCESS_COLUMNS)
-    + f" FROM {_TARGET} AS s JOIN processes AS p ON s.process_id = p.process_id"
+
+
+@dataclass(frozen=True, slots=True)
+class PreAggregate:
+    """A per-minute pre-aggregate (``target``) of a view (``source``) and what it answers.
+
+    Attributes:
+        source: the view statements name (``log_entries``).
+        target: the pre-aggregate view (``log_stats``), one row per minute (``time_bin``) and keys.
+        keys: its key columns besides ``time_bin`` (every one also a column of ``source``).
+        stats: its statistic columns; ``count`` is the number of ``source`` rows of the row.
+        aggregates: aggregate expressions over ``source`` (DataFusion's name, e.g.
+            ``avg(measures.value)``) and the aggregate over ``target``'s columns answering them.
+        time_bounds: ``min(time)``/``max(time)`` answered too (``log_stats``'s bounded relation).
+        exact_check: a query over ``target`` answering one integer ``n``; statements are
+            rewritten only when it is 0 (``measure_stats``: no NaN among the values).
+    """
+
+    source: str
+    target: str
+    keys: frozenset[str]
+    stats: tuple[str, ...] = ("count",)
+    aggregates: Mapping[str, Callable[[], Expr]] = field(default_factory=dict)
+    time_bounds: bool = False
+    exact_check: str | None = None
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """Columns a statement may group and filter by: the keys and the process's columns."""
+        return self.keys | frozenset(_PROCESS_COLUMNS)
+
+    @property
+    def time_bound_names(self) -> dict[str, Callable[[Expr], Expr]]:
+        """``min(time)``/``max(time)`` as DataFusion names them, when answered."""
+        if not self.time_bounds:
+            return {}
+        return {f"min({self.source}.{_TIME})": f.min, f"max({self.source}.{_TIME})": f.max}
+
+    def base_sql(self) -> str:
+        """``target`` shaped like ``source``: ``time_bin`` as ``time``, keys and statistics."""
+        columns = ", ".join([*sorted(self.keys), *self.stats])
+        return f"SELECT time_bin AS {_TIME}, {columns} FROM {self.target}"  # noqa: S608
+
+    def joined_sql(self) -> str:
+        """``base_sql`` with the process's columns, typed as in ``source`` (dictionary strings)."""
+        columns = ", ".join(f"s.{c}" for c in [*sorted(self.keys), *self.stats])
+        processes = ", ".join(f"arrow_cast(p.{c}, 'Dictionary(Int32, Utf8)') AS {c}" for c in _PROCESS_COLUMNS)
+        return (
+            f"SELECT s.time_bin AS {_TIME}, {columns}, {processes}"  # noqa: S608
+            f" FROM {self.target} AS s JOIN processes AS p ON s.process_id = p.process_id"
+        )
+
+    def processes_check_sql(self) -> str:
+        """Rows: process_ids of ``target`` without a processes row, processes rows beyond one per id."""
+        return (
+            f"SELECT (SELECT count(*) FROM (SELECT DISTINCT process_id FROM {self.target}) AS s"  # noqa: S608
+            " WHERE s.process_id NOT IN (SELECT process_id FROM processes)) AS missing,"
+            " (SELECT count(*) - count(DISTINCT process_id) FROM processes) AS repeated"
+        )
+
+
+def _count_of(column: str) -> Callable[[], Expr]:
+    return lambda: f.coalesce(f.sum(datafusion.col(column)), lit(0))
+
+
+LOG_STATS = PreAggregate("log_entries", "log_stats", frozenset({"process_id", "level", "target"}), time_bounds=True)
+"""Counts of ``log_entries`` rows per minute, process, level and target."""
+
+MEASURE_STATS = PreAggregate(
+    "measures",
+    "measure_stats",
+    frozenset({"process_id", "target", "name", "unit"}),
+    stats=("count", "value_sum", "value_min", "value_max", "delta_count", "delta_sum"),
+    # DataFusion's grouped min/max of floats mishandle NaN (views/_measure_stats.py).
+    exact_check="SELECT count(*) AS n FROM measure_stats WHERE value_nans > 0",
+    aggregates={
+        # a row's value is never null: count(value) is the row count
+        "count(measures.value)": _count_of("count"),
+        "avg(measures.value)": lambda: f.sum(datafusion.col("value_sum")) / f.sum(datafusion.col("count")),
+        "sum(measures.value)": lambda: f.sum(datafusion.col("value_sum")),
+        "min(measures.value)": lambda: f.min(datafusion.col("value_min")),
+        "max(measures.value)": lambda: f.max(datafusion.col("value_max")),
+        "count(measures.delta)": _count_of("delta_count"),
+        "sum(measures.delta)": lambda: f.sum(datafusion.col("delta_sum")),
+    },
 )
-# Rows of the check: process_ids of log_stats without a processes row, and processes rows beyond one per id.
-_PROCESSES_CHECK_SQL = (
-    f"SELECT (SELECT count(*) FROM (SELECT DISTINCT process_id FROM {_TARGET}) AS s"  # noqa: S608
-    " WHERE s.process_id NOT IN (SELECT process_id FROM processes)) AS missing,"
-    " (SELECT count(*) - count(DISTINCT process_id) FROM processes) AS repeated"
-)
+"""Statistics of ``measures`` per minute, process, target, name and unit."""
 
 
 class _NotExactError(Exception):
@@ -174,19 +261,19 @@ def _time_bound_exact(op: str, bound_ns: int) -> bool:
     return False
 
 
-def _column_name(expr: datafusion.Expr) -> str:
+def _column_name(expr: datafusion.Expr, spec: PreAggregate) -> str:
     variant = expr.to_variant()
-    if variant.relation() not in (None, _SOURCE):
+    if variant.relation() not in (None, spec.source):
         raise _NotExactError(variant.relation())
     return variant.name()
 
 
-def _check_row_expr(expr: datafusion.Expr, seen: set[str]) -> None:
-    """Raise unless ``expr`` has one value per (minute, process, level, target); add its columns to ``seen``."""
+def _check_row_expr(expr: datafusion.Expr, seen: set[str], spec: PreAggregate) -> None:
+    """Raise unless ``expr`` has one value per (minute, keys…); add its columns to ``seen``."""
     kind = expr.variant_name()
     if kind == "Column":
-        name = _column_name(expr)
-        if name not in _COLUMNS:
+        name = _column_name(expr, spec)
+        if name not in spec.columns:
             raise _NotExactError(expr.schema_name())
         seen.add(name)
         return
@@ -196,18 +283,18 @@ def _check_row_expr(expr: datafusion.Expr, seen: set[str]) -> None:
         left, right = expr.rex_call_operands()
         op = expr.rex_call_operator()
         for column, literal, oriented in ((left, right, op), (right, left, _FLIP.get(op, ""))):
-            if column.variant_name() == "Column" and _column_name(column) == _TIME:
+            if column.variant_name() == "Column" and _column_name(column, spec) == _TIME:
                 if literal.variant_name() != "Literal" or op not in _COMPARE:
                     raise _NotExactError(expr.schema_name())
                 if not _time_bound_exact(_COMPARE[oriented], _instant_ns(literal.python_value())):
                     raise _NotExactError(expr.schema_name())
                 return
-        _check_row_expr(left, seen)
-        _check_row_expr(right, seen)
+        _check_row_expr(left, seen, spec)
+        _check_row_expr(right, seen, spec)
         return
     if kind in _PLAIN:
         for operand in _operands(expr):
-            _check_row_expr(operand, seen)
+            _check_row_expr(operand, seen, spec)
         return
     raise _NotExactError(kind)
 
@@ -222,13 +309,13 @@ def _operands(expr: datafusion.Expr) -> list[datafusion.Expr]:
     raise _NotExactError(kind)
 
 
-def _check_group_expr(expr: datafusion.Expr, seen: set[str]) -> None:
+def _check_group_expr(expr: datafusion.Expr, seen: set[str], spec: PreAggregate) -> None:
     if expr.variant_name() != "ScalarFunction":
-        _check_row_expr(expr, seen)
+        _check_row_expr(expr, seen, spec)
         return
     name = expr.rex_call_operator()
     args = expr.rex_call_operands()
-    if len(args) != 2 or args[1].variant_name() != "Column" or _column_name(args[1]) != _TIME:
+    if len(args) != 2 or args[1].variant_name() != "Column" or _column_name(args[1], spec) != _TIME:
         raise _NotExactError(expr.schema_name())
     if args[0].variant_name() != "Literal":
         raise _NotExactError(expr.schema_name())
@@ -250,10 +337,10 @@ def _is_count_star(expr: datafusion.Expr) -> bool:
     return variant.aggregate_type() == "count" and not variant.is_distinct()
 
 
-def _key_aggregate(expr: datafusion.Expr) -> str | None:
+def _key_aggregate(expr: datafusion.Expr, spec: PreAggregate) -> str | None:
     """``count(DISTINCT key)``, ``min(key)`` or ``max(key)``: same over the per-minute rows.
 
-    Every ``log_stats`` row stands for at least one ``log_entries`` row with its keys, so the
+    Every pre-aggregate row stands for at least one source row with its keys, so the
     set of key values of a group is the same on both. The name is compared whole, so a FILTER
     or ORDER BY clause (which would show in it) keeps the statement as written. Returns the key,
     None for any other expression.
@@ -261,40 +348,48 @@ def _key_aggregate(expr: datafusion.Expr) -> str | None:
     if expr.variant_name() != "AggregateFunction":
         return None
     name = expr.schema_name()
-    for key in _COLUMNS:
-        if name in (f"count(DISTINCT {_SOURCE}.{key})", f"min({_SOURCE}.{key})", f"max({_SOURCE}.{key})"):
+    for key in spec.columns:
+        source = spec.source
+        if name in (f"count(DISTINCT {source}.{key})", f"min({source}.{key})", f"max({source}.{key})"):
             return key
     return None
 
 
 class LogStatsRewriter:
-    """Decides, per statement of one session, whether to plan it over ``log_stats``.
+    """Decides, per statement of one session, whether to plan it over a pre-aggregate.
 
     Args:
-        ctx: the session's context (``log_entries`` and ``log_stats`` registered).
+        ctx: the session's context (``spec.source`` and ``spec.target`` registered).
         query_range: the session's range (None: no range).
-        coverage: coroutine function answering whether ``log_stats`` covers the session's
-            ``log_entries`` rows exactly (called once, on the first statement of the shape).
+        coverage: coroutine function answering whether ``spec.target`` covers the session's
+            ``spec.source`` rows exactly (called once, on the first statement of the shape).
+        spec: the pair of views (``LOG_STATS``: ``log_entries`` over ``log_stats``).
     """
 
     def __init__(
-        self, ctx: datafusion.SessionContext, query_range: TimeRange | None, coverage: Callable[[], Any]
+        self,
+        ctx: datafusion.SessionContext,
+        query_range: TimeRange | None,
+        coverage: Callable[[], Any],
+        spec: PreAggregate = LOG_STATS,
     ) -> None:
+        self._spec = spec
         self._ctx = ctx
         self._query_range = query_range
         self._coverage = coverage
         self._covered: bool | None = None
         self._processes_match: bool | None = None
+        self._exact_answer: bool | None = None
         self._source_plan: str | None = None
         self._registrations = 0
         self.rewrites = 0
-        """Statements planned over ``log_stats`` instead of ``log_entries``."""
+        """Statements planned over the pre-aggregate instead of its source."""
 
     def source_changed(self) -> None:
-        """``log_entries`` was registered: its plan is compared afresh.
+        """The source view was registered: its plan is compared afresh.
 
         Registered a second time, it holds rows beyond its partitions (JIT rows not yet
-        materialised) that ``log_stats`` did not count: no statement is rewritten any more.
+        materialised) that the pre-aggregate did not count: no statement is rewritten any more.
         """
         self._source_plan = None
         self._registrations += 1
@@ -302,16 +397,19 @@ class LogStatsRewriter:
             self._covered = False
 
     async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
-        """``df`` planned over ``log_stats`` when that gives the same answer, else ``df``."""
+        """``df`` planned over the pre-aggregate when that gives the same answer, else ``df``."""
         parts = self._shape(df)
         if parts is None or not minute_aligned_range(self._query_range) or not await self._covers():
+            return df
+        if not self._exact():
             return df
         aggregate, predicate, outer, seen = parts
         joined = not seen.isdisjoint(_PROCESS_COLUMNS)
         if joined and not self._processes_cover():
             return df
         try:
-            rewritten = self._plan(aggregate, predicate, outer, joined=joined, bounds=not seen.isdisjoint(_TIME_BOUNDS))
+            bounds = not seen.isdisjoint(self._spec.time_bound_names)
+            rewritten = self._plan(aggregate, predicate, outer, joined=joined, bounds=bounds)
             same = [(x.name, x.type) for x in rewritten.schema()] == [(x.name, x.type) for x in df.schema()]
         except Exception:  # noqa: BLE001 - any planning problem: keep the statement as written
             return df
@@ -325,11 +423,22 @@ class LogStatsRewriter:
             self._covered = bool(await self._coverage())
         return self._covered
 
+    def _exact(self) -> bool:
+        """Whether the pre-aggregate's own condition holds (``spec.exact_check`` answers 0)."""
+        if self._spec.exact_check is None:
+            return True
+        if self._exact_answer is None:
+            try:
+                self._exact_answer = self._ctx.sql(self._spec.exact_check).to_pylist()[0].get("n") == 0
+            except Exception:  # noqa: BLE001 - the check fails: keep statements as written
+                self._exact_answer = False
+        return self._exact_answer
+
     def _processes_cover(self) -> bool:
-        """Whether ``processes`` has exactly one row for each ``process_id`` of ``log_stats``."""
+        """Whether ``processes`` has exactly one row for each ``process_id`` of the pre-aggregate."""
         if self._processes_match is None:
             try:
-                row = self._ctx.sql(_PROCESSES_CHECK_SQL).to_pylist()[0]
+                row = self._ctx.sql(self._spec.processes_check_sql()).to_pylist()[0]
             except Exception:  # noqa: BLE001 - no processes view, or it fails: keep statements as written
                 row = {"missing": 1}
             self._processes_match = row.get("missing") == 0 and row.get("repeated") == 0
@@ -354,37 +463,41 @@ class LogStatsRewriter:
 
     def _check_aggregate(self, aggregate: Any, node: datafusion.LogicalPlan, seen: set[str]) -> Any | None:
         """Raise unless the Aggregate node has the shape; return its input Filter's predicate."""
+        spec = self._spec
         for expr in aggregate.aggregate_exprs():
-            if expr.variant_name() == "AggregateFunction" and expr.schema_name() in _TIME_BOUNDS:
+            is_function = expr.variant_name() == "AggregateFunction"
+            if is_function and expr.schema_name() in spec.time_bound_names:
                 seen.add(expr.schema_name())
+            elif is_function and expr.schema_name() in spec.aggregates:
+                continue
             elif not _is_count_star(expr):
-                key = _key_aggregate(expr)
+                key = _key_aggregate(expr, spec)
                 if key is None:
                     raise _NotExactError("aggregates")
                 seen.add(key)
         for expr in aggregate.group_by_exprs():
-            _check_group_expr(expr, seen)
+            _check_group_expr(expr, seen, spec)
         predicate = None
         if node.to_variant().__class__.__name__ == "Filter":
             predicate = node.to_variant().predicate()
-            _check_row_expr(predicate, seen)
+            _check_row_expr(predicate, seen, spec)
             node = node.inputs()[0]
         alias = node.to_variant()
-        if alias.__class__.__name__ != "SubqueryAlias" or alias.alias() != _SOURCE:
+        if alias.__class__.__name__ != "SubqueryAlias" or alias.alias() != spec.source:
             raise _NotExactError("source")
         if node.inputs()[0].display_indent() != self._registered_source_plan():
-            raise _NotExactError("not the registered log_entries")
+            raise _NotExactError(f"not the registered {spec.source}")
         return predicate
 
     def _registered_source_plan(self) -> str:
         if self._source_plan is None:
-            star = self._ctx.sql(f"SELECT * FROM {_SOURCE}").logical_plan()  # noqa: S608
+            star = self._ctx.sql(f"SELECT * FROM {self._spec.source}").logical_plan()  # noqa: S608
             self._source_plan = star.inputs()[0].inputs()[0].display_indent()
         return self._source_plan
 
     def _time_bounds(self, base: str, aggregate: Any, predicate: Any | None) -> tuple[int, int] | None:
         """``(L, H)`` in ns for the statement's groups over ``log_stats`` (None: no group)."""
-        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
+        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {self._spec.source}")  # noqa: S608
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
         time = datafusion.col(_TIME)
@@ -399,15 +512,16 @@ class LogStatsRewriter:
         return int(low) + NS_PER_MINUTE, int(high)
 
     def _bounded_base(self, base: str, aggregate: Any, predicate: Any | None, *, joined: bool) -> str:
-        """``base`` with the ``log_entries`` rows holding each group's first and last times appended."""
-        columns = "time, process_id, level, target" + ("".join(f", {c}" for c in _PROCESS_COLUMNS) if joined else "")
+        """``base`` with the source rows holding each group's first and last times appended."""
+        keys = [_TIME, *sorted(self._spec.keys), *(_PROCESS_COLUMNS if joined else ())]
+        columns = ", ".join(keys)
         stats = f"SELECT {columns}, count, CASE WHEN false THEN {_TIME} END AS {_EXACT_TIME} FROM ({base})"  # noqa: S608
         bounds = self._time_bounds(base, aggregate, predicate)
         if bounds is None:
             return stats
         low, high = (f"arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"+00:00\"))')" for ns in bounds)
         rows = (
-            f"SELECT {columns}, CAST(0 AS BIGINT) AS count, {_TIME} AS {_EXACT_TIME} FROM {_SOURCE}"  # noqa: S608
+            f"SELECT {columns}, CAST(0 AS BIGINT) AS count, {_TIME} AS {_EXACT_TIME} FROM {self._spec.source}"  # noqa: S608
             f" WHERE {_TIME} < {low} OR {_TIME} >= {high}"
         )
         return f"{stats} UNION ALL {rows}"
@@ -417,20 +531,25 @@ class LogStatsRewriter:
     ) -> datafusion.DataFrame:
         # log_stats as a log_entries-shaped relation named log_entries: DataFusion's expressions
         # (qualified log_entries.level, log_entries.time …) resolve against it unchanged.
-        base = _JOINED_SQL if joined else _BASE_SQL
+        spec = self._spec
+        base = spec.joined_sql() if joined else spec.base_sql()
         if bounds:
             base = self._bounded_base(base, aggregate, predicate, joined=joined)
-        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {_SOURCE}")  # noqa: S608
+        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {spec.source}")  # noqa: S608
         if predicate is not None:
             frame = frame.filter(Expr(predicate))
         # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows);
         # min/max(time) are those of the appended log_entries rows' real times (NULL elsewhere).
-        # The other aggregates (of keys) are computed as written.
+        # Statistics come from the pre-aggregate's columns (spec.aggregates); the other
+        # aggregates (of keys) are computed as written.
+        bound_names = spec.time_bound_names
         counts = [
             f.coalesce(f.sum(datafusion.col("count")), lit(0)).alias(e.schema_name())
             if _is_count_star(e)
-            else _TIME_BOUNDS[e.schema_name()](datafusion.col(_EXACT_TIME)).alias(e.schema_name())
-            if e.schema_name() in _TIME_BOUNDS
+            else bound_names[e.schema_name()](datafusion.col(_EXACT_TIME)).alias(e.schema_name())
+            if e.schema_name() in bound_names
+            else spec.aggregates[e.schema_name()]().alias(e.schema_name())
+            if e.schema_name() in spec.aggregates
             else Expr(e).alias(e.schema_name())
             for e in aggregate.aggregate_exprs()
         ]

@@ -3,8 +3,8 @@
 ``SessionFactory.create(query_range)`` builds a ``QuerySession``:
 
 * every global view set is registered as a plain table (``log_entries``, ``measures``,
-  ``processes``, ``streams``, ``blocks``, ``log_stats``): its partitions of the current schema
-  whose event times overlap the query range (one PostgreSQL query for all views, §7), read by
+  ``processes``, ``streams``, ``blocks``, ``log_stats``, ``measure_stats`` …): its partitions of
+  the current schema whose event times overlap the query range (one PostgreSQL query for all views, §7), read by
   DataFusion's own Parquet reader (local files, or a bucket through a registered cloud store)
   pruning row groups on their statistics (filters are pushed into the decoding only for lookups
   by id, ``SessionSettings``), and wrapped in the view's row filter when a range is given;
@@ -36,7 +36,7 @@ from datafusion import SessionContext, Table, col, lit, udtf
 
 from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses
 from ._exceptions import ViewError
-from ._log_stats_rewrite import LogStatsRewriter, log_stats_covers
+from ._log_stats_rewrite import LOG_STATS, MEASURE_STATS, LogStatsRewriter, PreAggregate, log_stats_covers
 from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
 from ._partition_files import PartitionFiles as _Files
@@ -128,6 +128,8 @@ class SessionSettings:
         log_stats_rewrite: plan counting questions over ``log_entries`` over ``log_stats``
             when it answers them exactly (``_log_stats_rewrite.py``; 0.01-0.5x of DuckDB
             over ``log_entries`` instead of 1.6-4x in ``bench/aggregates.py``).
+        measure_stats_rewrite: plan statistics of ``measures`` (count, avg, min, max, sum)
+            over ``measure_stats`` when it answers them exactly (same module and conditions).
     """
 
     target_partitions: int | None = None
@@ -135,6 +137,7 @@ class SessionSettings:
     pushdown_filters: bool = False
     page_index: bool = False
     log_stats_rewrite: bool = True
+    measure_stats_rewrite: bool = True
 
 
 def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
@@ -184,6 +187,7 @@ class QuerySession:
         pushdown_filters: bool = False,
         partitions: dict[str, list[Partition]] | None = None,
         log_stats_rewrite: bool = True,
+        measure_stats_rewrite: bool = True,
     ) -> None:
         self.ctx = ctx
         self.query_range = query_range
@@ -198,7 +202,14 @@ class QuerySession:
         self._pushdown_default = pushdown_filters
         self._lookup_planned = False
         self._partitions = partitions or {}
-        self._log_stats = LogStatsRewriter(ctx, query_range, self._log_stats_covers) if log_stats_rewrite else None
+        self._log_stats = (
+            LogStatsRewriter(ctx, query_range, lambda: self._covers(LOG_STATS)) if log_stats_rewrite else None
+        )
+        self._measure_stats = (
+            LogStatsRewriter(ctx, query_range, lambda: self._covers(MEASURE_STATS), MEASURE_STATS)
+            if measure_stats_rewrite
+            else None
+        )
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
@@ -271,8 +282,10 @@ class QuerySession:
         The one place a session registers a view's rows, so no table escapes the restriction.
         """
         frame = _row_filter(frame, view, self.query_range)
-        if self._log_stats is not None and view.name == "log_entries":
+        if self._log_stats is not None and view.name == LOG_STATS.source:
             self._log_stats.source_changed()
+        if self._measure_stats is not None and view.name == MEASURE_STATS.source:
+            self._measure_stats.source_changed()
         if self.audience is not None:
             frame = await self.audience.restrict(self.ctx, view, frame)
         view.register_global(self.ctx, frame)
@@ -293,28 +306,40 @@ class QuerySession:
         return await self.rewrite(plan_sql(self.ctx, prepare_sql(sql)))
 
     async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
-        """``df`` (planned on ``ctx``) over ``log_stats`` when that answers it exactly, else ``df``.
+        """``df`` (planned on ``ctx``) over ``log_stats`` or ``measure_stats`` when that answers it exactly.
 
         ``sql`` calls it; FlightSQL, which plans on ``ctx`` itself, calls it through its provider.
+        A statement reads one of the two sources at most in the shapes rewritten, so at most one
+        rewriter changes it.
         """
-        if self._log_stats is None or self.audience is not None:
+        if self.audience is not None:
             return df
-        return await self._log_stats.rewrite(df)
+        for rewriter in (self._log_stats, self._measure_stats):
+            if rewriter is not None:
+                rewritten = await rewriter.rewrite(df)
+                if rewritten is not df:
+                    return rewritten
+        return df
 
     @property
     def log_stats_rewrites(self) -> int:
         """Statements of this session planned over ``log_stats`` instead of ``log_entries``."""
         return 0 if self._log_stats is None else self._log_stats.rewrites
 
-    async def _log_stats_covers(self) -> bool:
-        """Whether the session's ``log_stats`` partitions count exactly its ``log_entries`` rows."""
-        entries, stats = self._partitions.get("log_entries"), self._partitions.get("log_stats")
+    @property
+    def measure_stats_rewrites(self) -> int:
+        """Statements of this session planned over ``measure_stats`` instead of ``measures``."""
+        return 0 if self._measure_stats is None else self._measure_stats.rewrites
+
+    async def _covers(self, spec: PreAggregate) -> bool:
+        """Whether the session's ``spec.target`` partitions count exactly its ``spec.source`` rows."""
+        entries, stats = self._partitions.get(spec.source), self._partitions.get(spec.target)
         if entries is None or stats is None:
             return False
         stored: list[Partition] = list(entries)
         if self.query_range is not None and stats:
             # Partitions without events in the range are not in the session but were counted.
-            source = self._lake.views.get("log_entries")
+            source = self._lake.views.get(spec.source)
             span = TimeRange(min(p.begin_insert_ns for p in stats), max(p.end_insert_ns for p in stats))
             stored = await find_overlapping(
                 self._lake.pool, source.name, GLOBAL_INSTANCE, source.file_schema_hash, span
@@ -390,6 +415,7 @@ class SessionFactory:
             pushdown_filters=self._settings.pushdown_filters,
             partitions=found,
             log_stats_rewrite=self._settings.log_stats_rewrite,
+            measure_stats_rewrite=self._settings.measure_stats_rewrite,
         )
         for view in views:
             frame = await files.frame(view, found[view.name])

@@ -15,6 +15,7 @@ from ._blocks import BLOCKS_SCHEMA, BlocksView
 from ._histograms import HISTOGRAMS_SCHEMA, HistogramsView
 from ._log_entries import LOG_ENTRIES_SCHEMA, LogEntriesView
 from ._log_stats import LOG_STATS_SCHEMA, LogStatsView
+from ._measure_stats import MEASURE_STATS_SCHEMA, MeasureStatsView
 from ._measures import MEASURES_SCHEMA, MeasuresView
 from ._otel_spans import OTEL_SPANS_SCHEMA, OtelSpansView
 from ._processes import PROCESSES_SCHEMA, ProcessesView
@@ -28,6 +29,7 @@ __all__ = [
     "LOG_ENTRIES_SCHEMA",
     "LOG_STATS_SCHEMA",
     "MEASURES_SCHEMA",
+    "MEASURE_STATS_SCHEMA",
     "OTEL_SPANS_SCHEMA",
     "PROCESSES_SCHEMA",
     "STREAMS_SCHEMA",
@@ -37,6 +39,7 @@ __all__ = [
     "HistogramsView",
     "LogEntriesView",
     "LogStatsView",
+    "MeasureStatsView",
     "MeasuresView",
     "OtelSpansView",
     "ProcessesView",
@@ -56,6 +59,7 @@ def default_view_sets() -> ViewRegistry:
             ProcessesView(),
             StreamsView(),
             LogStatsView(),
+            MeasureStatsView(),
             ThreadSpansView(),
             AsyncEventsView(),
             OtelSpansView(),
