@@ -185,7 +185,9 @@ class LocalObjectStore:
     Create-only writes are atomic: the bytes go to a temporary file in the destination directory
     (unnamed where ``O_TMPFILE`` works), which is then hard-linked to the final name. ``link``
     fails when the name exists, so two racing writers cannot both win, and readers never see a
-    partially written object (``_durable_write.py``).
+    partially written object (``_durable_write.py``). Writes run on the event loop's C writer
+    pool (``_durable_pool.py``: no Python worker thread, one GIL release per object), or in a
+    worker thread where ``O_TMPFILE`` is refused.
 
     Args:
         root_dir: the root directory; created if missing.
