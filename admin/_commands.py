@@ -36,6 +36,7 @@ from ..lakehouse import (
     open_object_store,
     publisher_from_env,
 )
+from ._event_loop import run_service_loop
 from ._exceptions import AdminError
 from ._iceberg_command import iceberg_command
 from ._keys_command import keys_command
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     handlers["iceberg"] = iceberg_command
     try:
         if args.command in _SERVICES:
-            return asyncio.run(_serve(handlers[args.command], args))
+            return run_service_loop(_serve(handlers[args.command], args))  # uvloop when installed
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError, IdentityError, TlsConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ import numpy as np
 from _lean_http_client import post_all
 from _postgres import create_database, drop_database, maintenance_dsn
 
+from sirius.admin import event_loop_name, run_service_loop
 from sirius.admin._stack import Stack, StackOptions
 from sirius.collector import block_object_key
 from sirius.lakehouse import open_object_store
@@ -139,6 +140,12 @@ def main() -> None:
         "--daemon", action="store_true", help="run the maintenance daemon in the service's process (as sirius up)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="interleaved HTTP / in-process rounds per block size")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop of the process (both paths): as sirius runs services (auto: uvloop when installed)",
+    )
     parser.add_argument("--rss", action="store_true", help="measure RSS per admitted byte instead (_ingest_rss.py)")
     parser.add_argument("--rss-clients", type=int, default=64, help="--rss: concurrent clients, one block each")
     parser.add_argument("--rss-block-mib", type=int, default=16, help="--rss: block size")
@@ -162,7 +169,7 @@ def main() -> None:
             flood = (args.rss_clients, args.rss_block_mib, args.rss_budget_mib)
             asyncio.run(run_rss_bench(admin_dsn, Path(tmp), flood, cpu_block))
             return
-        asyncio.run(_bench(admin_dsn, Path(tmp), args))
+        run_service_loop(_bench(admin_dsn, Path(tmp), args), args.loop)
 
 
 async def _round(
@@ -241,7 +248,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         await asyncio.to_thread(_post, url, "/ingestion/insert_stream", stream_info_to_cbor(stream))
         print(
             f"{'block size':>10} {'path':>10} {'blocks/s':>10} {'MB/s':>8}  ratio (in-process / HTTP)"
-            f"; {args.client} client"
+            f"; {args.client} client, {event_loop_name(asyncio.get_running_loop())} loop"
         )
         # The clients run in another process so they do not compete with the service for the GIL.
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:

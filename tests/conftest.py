@@ -197,9 +197,11 @@ class StackThread:
     def __init__(self, options: object) -> None:
         import threading
 
+        from sirius.admin import service_loop_factory
         from sirius.admin._stack import Stack
 
-        self.loop = asyncio.new_event_loop()
+        # The loop sirius runs its services on (uvloop when installed), so the tests exercise it.
+        self.loop = (service_loop_factory() or asyncio.new_event_loop)()
         self._thread = threading.Thread(target=self.loop.run_forever, name="stack-loop", daemon=True)
         self._thread.start()
         self.stack = Stack(options)  # type: ignore[arg-type]

@@ -1,0 +1,48 @@
+"""The services' event loop: uvloop when installed, asyncio's on request or without it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from sirius.admin import EVENT_LOOP_ENV, event_loop_name, run_service_loop, service_loop_factory
+
+_HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+async def _running_loop_name() -> str:
+    return event_loop_name(asyncio.get_running_loop())
+
+
+@pytest.mark.skipif(not _HAS_UVLOOP, reason="uvloop is not installed")
+def test_services_run_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    assert run_service_loop(_running_loop_name()) == "uvloop"
+    assert run_service_loop(_running_loop_name(), "uvloop") == "uvloop"
+
+
+def test_asyncio_loop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EVENT_LOOP_ENV, "asyncio")
+    assert service_loop_factory() is None
+    assert run_service_loop(_running_loop_name()) == "asyncio"
+    monkeypatch.setenv(EVENT_LOOP_ENV, "auto")
+    assert run_service_loop(_running_loop_name(), "asyncio") == "asyncio"
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    assert service_loop_factory() is None
+    assert run_service_loop(_running_loop_name()) == "asyncio"
+    with pytest.raises(ImportError):
+        service_loop_factory("uvloop")
+
+
+def test_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EVENT_LOOP_ENV, "trio")
+    with pytest.raises(ValueError, match=EVENT_LOOP_ENV):
+        service_loop_factory()
