@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..tracing import scan_queue
 from ..tracing.transit import INTRINSIC_SIZES, Member, UserDefinedType
@@ -38,6 +39,7 @@ _DTYPES: dict[str, str] = {
 }
 _STRUCT_OF = {"u1": "<B", "<u4": "<I", "<u8": "<Q", "<i8": "<q", "<f8": "<d"}
 _MAX_NESTING = 8  # nested UDTs deeper than this can only be a cycle in corrupt metadata
+_DISTINCT_FIRST = 64  # ids checked one by one below this many, distinct ones above
 _U64 = struct.Struct("<Q")
 _DEP_HEADER = struct.Struct("<QI")  # id, then codec+len (StaticStringDependency) or count (property set)
 
@@ -171,8 +173,15 @@ class Dependencies:
         return self._cache["ids"]
 
     def check_ids(self, ids: npt.NDArray[np.uint64], what: str) -> None:
-        """Raise ``CorruptBlockError`` unless every id is a dependency of the block."""
-        _lookup(self.sorted_ids(), ids, what)
+        """Raise ``CorruptBlockError`` unless every id is a dependency of the block.
+
+        Events repeat a few ids: the distinct ones (first-seen order, so the first missing id
+        reported is the same) are looked up rather than every event's.
+        """
+        wanted = np.asarray(ids, dtype=np.uint64).reshape(-1)
+        if wanted.size > _DISTINCT_FIRST:
+            wanted = pc.unique(pa.array(wanted)).to_numpy()
+        _lookup(self.sorted_ids(), wanted, what)
 
     def _table(self, kind: str) -> tuple[npt.NDArray[np.uint64], dict[str, Any]]:
         key = f"table:{kind}"

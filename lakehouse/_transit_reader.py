@@ -355,7 +355,8 @@ def _decode(
     parts: dict[str, list[pa.Table]] = {}
     references: dict[str, tuple[str, ...]] = {}
     skipped: dict[str, list[npt.NDArray[np.int64]]] = {}
-    for index in np.unique(types).tolist():
+    # The type indexes present, ascending (a count per index: no sort of the queue's types).
+    for index in np.flatnonzero(np.bincount(types)).tolist():
         udt = objs_udts[index]
         positions = np.flatnonzero(types == index).astype(np.int64)
         if udt.size > 0:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,3 +112,24 @@ def test_a_batch_decodes_a_repeated_dependency_queue_once() -> None:
 
 def _block_queues(block: Any) -> tuple[bytes, bytes]:
     return decompress_queue(bytes(block.payload.dependencies)), decompress_queue(bytes(block.payload.objects))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), max_size=10, unique=True),
+    st.lists(st.integers(0, 50), max_size=20),
+    st.integers(1, 20),
+)
+def test_check_ids_reports_the_first_missing_id(known: list[int], distinct: list[int], repeat: int) -> None:
+    """Checking distinct ids (above a few dozen events) finds what checking every id finds."""
+    ids = distinct * repeat
+    deps = Dependencies()
+    for ident in known:
+        deps._add(ident, "StaticString")
+        deps.strings[ident] = f"s{ident}"
+    missing = next((i for i in ids if i not in known), None)
+    if missing is None:
+        deps.check_ids(np.array(ids, dtype=np.uint64), "ref")
+        return
+    with pytest.raises(CorruptBlockError, match=f"id {missing} not found"):
+        deps.check_ids(np.array(ids, dtype=np.uint64), "ref")
