@@ -172,8 +172,9 @@ def write_new_file(path: Path, data: bytes | memoryview, *, durable: bool, synce
         link_unnamed = _link_unnamed_native if _Native.enabled else _link_unnamed
         created = link_unnamed(path, data, durable)
         if created is not None:
-            if created:
-                _sync_parent(path.parent, durable, syncer)
+            # Synced also when the name existed: its writer (a concurrent retry) may not have
+            # synced the directory yet, and this write must not be acknowledged before it is.
+            _sync_parent(path.parent, durable, syncer)
             return created
     return _link_named(path, data, durable, syncer)
 
@@ -228,9 +229,11 @@ def _link_named(path: Path, data: bytes | memoryview, durable: bool, syncer: Dir
         try:
             os.link(tmp_name, path)
         except FileExistsError:
-            return False
-        _sync_parent(path.parent, durable, syncer)
-        return True
+            created = False
+        else:
+            created = True
+        _sync_parent(path.parent, durable, syncer)  # also when it existed (see write_new_file)
+        return created
     finally:
         Path(tmp_name).unlink(missing_ok=True)
 

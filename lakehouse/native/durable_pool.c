@@ -32,7 +32,8 @@ typedef struct job {
     const char *data;
     size_t data_len;
     int durable;
-    int32_t result;
+    int32_t result;      /* sirius_durable_create's */
+    int32_t sync_result; /* the directory fsync's: 0 or -errno */
 } job;
 
 typedef struct {
@@ -104,7 +105,9 @@ static void *writer_main(void *arg) {
         j->result = sirius_durable_create(j->dir, j->path, j->head, j->head_len, j->data, j->data_len,
                                           j->durable);
         pthread_mutex_lock(&pool->lock);
-        if (j->result == 1 && j->durable) {
+        /* A name that already existed is synced too: its writer may not have synced the
+         * directory yet (a concurrent retry), and this job must not answer before it is. */
+        if ((j->result == 1 || j->result == 0) && j->durable) {
             push(&pool->syncs, j);
             pthread_cond_signal(&pool->sync);
         } else {
@@ -135,17 +138,15 @@ static void *sync_main(void *arg) {
             job *first = batch.head; /* a directory already synced in this batch? reuse its result */
             while (first != j && strcmp(first->dir, j->dir) != 0)
                 first = first->next;
-            if (first != j)
-                j->result = first->result;
-            else {
-                int rc = sirius_fsync_directory(j->dir);
-                j->result = rc == 0 ? 1 : rc;
-            }
+            j->sync_result = first != j ? first->sync_result : sirius_fsync_directory(j->dir);
         }
         pthread_mutex_lock(&pool->lock);
         job *j;
-        while ((j = pop(&batch)) != NULL)
+        while ((j = pop(&batch)) != NULL) {
+            if (j->sync_result < 0)
+                j->result = j->sync_result;
             complete_locked(pool, j);
+        }
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;

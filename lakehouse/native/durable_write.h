@@ -20,7 +20,8 @@ int sirius_fsync_directory(const char *dir);
 
 /* A pool of C threads doing sirius_durable_create for an event loop, so no Python thread (and
  * no GIL hand-off) is involved in a local object write. Submitted jobs run on `threads` writer
- * threads; a durable job that created its file then goes to one directory-sync thread, which
+ * threads; a durable job that created its file (or found the name taken: its writer may not
+ * have synced the directory yet) then goes to one directory-sync thread, which
  * takes every job queued so far, fsyncs each distinct directory once (group commit: each of
  * those fsyncs starts after the links it covers) and completes them. Completed jobs are queued
  * for the caller, and the eventfd returned by sirius_durable_pool_fd is signalled. */

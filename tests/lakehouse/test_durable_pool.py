@@ -166,14 +166,25 @@ def _calls(log_dir: Path) -> list[tuple[float, float, str]]:
     return sorted(calls)
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-def test_pool_syscall_order_across_threads(tmp_path: Path) -> None:
-    """The file's bytes, its fsync, the link, then the directory fsync, all before the store answers."""
+_TRACED_RETRY = """
+import asyncio, sys
+from sirius.lakehouse import LocalObjectStore
+async def main():
+    store = LocalObjectStore(sys.argv[1])
+    await store.put_if_absent("blobs/p/s/obj", b"z")
+    print("BEGIN", flush=True)
+    assert await store.put_if_absent("blobs/p/s/obj", b"z") is False
+    print("END", flush=True)
+asyncio.run(main())
+"""
+
+
+def _strace(tmp_path: Path, script: str) -> tuple[list[tuple[float, float, str]], Path]:
     logs = tmp_path / "strace"
     logs.mkdir()
     store = tmp_path / "store"
     run = subprocess.run(
-        [*_STRACE, str(logs / "t"), sys.executable, "-c", _TRACED, str(store)],
+        [*_STRACE, str(logs / "t"), sys.executable, "-c", script, str(store)],
         capture_output=True,
         text=True,
         check=False,
@@ -181,10 +192,30 @@ def test_pool_syscall_order_across_threads(tmp_path: Path) -> None:
     if run.returncode != 0 and "ptrace" in run.stderr:
         pytest.skip(f"strace cannot trace here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr
-    calls = _calls(logs)
+    return _calls(logs), store / "blobs" / "p" / "s"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_pool_syncs_the_directory_of_a_name_that_exists(tmp_path: Path) -> None:
+    """A retry that finds the object answers only after a directory fsync that started after its linkat."""
+    calls, directory = _strace(tmp_path, _TRACED_RETRY)
     begin = next(c for c in calls if 'write(1, "BEGIN' in c[2])
     end = next(c for c in calls if 'write(1, "END' in c[2])
-    directory = store / "blobs" / "p" / "s"
+    after = [c for c in calls if begin[1] <= c[0] <= end[0]]
+    linked = next(c for c in after if c[2].startswith("linkat(") and str(directory / "obj") in c[2])
+    assert "EEXIST" in linked[2]
+    opened = next(c for c in after if "O_DIRECTORY" in c[2] and f'"{directory}"' in c[2] and c[0] >= linked[1])
+    dir_fd = re.search(r"= (\d+) <", opened[2]).group(1)  # type: ignore[union-attr]
+    dir_synced = next(c for c in after if c[2].startswith(f"fsync({dir_fd})") and c[0] >= opened[1])
+    assert dir_synced[1] <= end[0]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_pool_syscall_order_across_threads(tmp_path: Path) -> None:
+    """The file's bytes, its fsync, the link, then the directory fsync, all before the store answers."""
+    calls, directory = _strace(tmp_path, _TRACED)
+    begin = next(c for c in calls if 'write(1, "BEGIN' in c[2])
+    end = next(c for c in calls if 'write(1, "END' in c[2])
     after = [c for c in calls if c[0] >= begin[1]]
     tmpfile = next(c for c in after if "O_TMPFILE" in c[2] and f'"{directory}"' in c[2])
     fd = re.search(r"= (\d+) <", tmpfile[2]).group(1)  # type: ignore[union-attr]

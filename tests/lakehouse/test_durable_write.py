@@ -213,3 +213,13 @@ def test_local_store_first_object_of_a_stream_syncs_the_new_directories(
     if writer == "Python threads":  # the C pool syncs the object's directory in C (strace test)
         assert root / "blobs" / "p1" / "s1" in synced
     assert (root / "blobs" / "p1" / "s1" / "b1").read_bytes() == b"payload"
+
+
+def test_a_name_that_exists_is_synced_before_returning(tmp_path: Path, tmpfile_mode: str, synced: list[Path]) -> None:
+    """A retry finding the object (its first writer maybe not yet synced) still syncs the directory."""
+    assert write_new_file(tmp_path / "obj", b"first", durable=True, syncer=None)
+    synced.clear()
+    assert not write_new_file(tmp_path / "obj", b"retry", durable=True, syncer=None)
+    assert synced == [tmp_path]
+    assert not write_new_file(tmp_path / "obj", b"retry", durable=False, syncer=None)
+    assert synced == [tmp_path]  # not durable: no sync
