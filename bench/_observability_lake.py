@@ -306,10 +306,11 @@ async def build_lake(
         files[view] = [str(root / p.file_path) for p in partitions]  # type: ignore[operator]
         rows[view] = sum(p.num_rows for p in partitions)
         log(f"{view}: {rows[view]:,} rows in {len(partitions)} partitions")
-    # The per-minute pre-aggregates of log_entries and measures (their own update group, after
-    # their sources), and the processes view (update group 2000), which the daemon materialises too.
+    # The per-minute pre-aggregates of log_entries, measures and otel_spans (their own update
+    # group, after their sources), and the processes view (update group 2000), which the daemon materialises too.
     await materialize_partitions(lake, "log_stats", span, MINUTE)
     await materialize_partitions(lake, "measure_stats", span, MINUTE)
+    await materialize_partitions(lake, "span_stats", span, MINUTE)
     await materialize_partitions(lake, "processes", span, MINUTE)
     parameters = QueryParameters(
         window_begin=(BASE + dt.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),

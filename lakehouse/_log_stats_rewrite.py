@@ -82,6 +82,7 @@ from ._time_range import NS_PER_MINUTE, TimeRange, to_ns
 __all__ = [
     "LOG_STATS",
     "MEASURE_STATS",
+    "SPAN_STATS",
     "LogStatsRewriter",
     "PreAggregate",
     "log_stats_covers",
@@ -117,6 +118,10 @@ class PreAggregate:
         time_bounds: ``min(time)``/``max(time)`` answered too (``log_stats``'s bounded relation).
         exact_check: a query over ``target`` answering one integer ``n``; statements are
             rewritten only when it is 0 (``measure_stats``: no NaN among the values).
+        time: the time column of ``source`` that ``time_bin`` bins (``start_time`` of spans).
+        ranged: sessions with a query range may be rewritten (when it cuts no minute). False
+            when the session's range filter reads another column too (spans overlapping the
+            range by ``start_time`` and ``end_time``: not a function of the start minute).
     """
 
     source: str
@@ -126,6 +131,8 @@ class PreAggregate:
     aggregates: Mapping[str, Callable[[], Expr]] = field(default_factory=dict)
     time_bounds: bool = False
     exact_check: str | None = None
+    time: str = _TIME
+    ranged: bool = True
 
     @property
     def columns(self) -> frozenset[str]:
@@ -137,19 +144,19 @@ class PreAggregate:
         """``min(time)``/``max(time)`` as DataFusion names them, when answered."""
         if not self.time_bounds:
             return {}
-        return {f"min({self.source}.{_TIME})": f.min, f"max({self.source}.{_TIME})": f.max}
+        return {f"min({self.source}.{self.time})": f.min, f"max({self.source}.{self.time})": f.max}
 
     def base_sql(self) -> str:
         """``target`` shaped like ``source``: ``time_bin`` as ``time``, keys and statistics."""
         columns = ", ".join([*sorted(self.keys), *self.stats])
-        return f"SELECT time_bin AS {_TIME}, {columns} FROM {self.target}"  # noqa: S608
+        return f"SELECT time_bin AS {self.time}, {columns} FROM {self.target}"  # noqa: S608
 
     def joined_sql(self) -> str:
         """``base_sql`` with the process's columns, typed as in ``source`` (dictionary strings)."""
         columns = ", ".join(f"s.{c}" for c in [*sorted(self.keys), *self.stats])
         processes = ", ".join(f"arrow_cast(p.{c}, 'Dictionary(Int32, Utf8)') AS {c}" for c in _PROCESS_COLUMNS)
         return (
-            f"SELECT s.time_bin AS {_TIME}, {columns}, {processes}"  # noqa: S608
+            f"SELECT s.time_bin AS {self.time}, {columns}, {processes}"  # noqa: S608
             f" FROM {self.target} AS s JOIN processes AS p ON s.process_id = p.process_id"
         )
 
@@ -188,6 +195,23 @@ MEASURE_STATS = PreAggregate(
     },
 )
 """Statistics of ``measures`` per minute, process, target, name and unit."""
+
+SPAN_STATS = PreAggregate(
+    "otel_spans",
+    "span_stats",
+    frozenset({"process_id", "service_name", "name", "kind", "status"}),
+    stats=("count", "duration_sum", "duration_min", "duration_max"),
+    aggregates={
+        # a span's duration is never null: count(duration) is the span count
+        "count(otel_spans.duration)": _count_of("count"),
+        "sum(otel_spans.duration)": lambda: f.sum(datafusion.col("duration_sum")),
+        "min(otel_spans.duration)": lambda: f.min(datafusion.col("duration_min")),
+        "max(otel_spans.duration)": lambda: f.max(datafusion.col("duration_max")),
+    },
+    time="start_time",
+    ranged=False,
+)
+"""Span counts and durations of ``otel_spans`` per start minute, process, service, name, kind, status."""
 
 
 class _NotExactError(Exception):
@@ -283,7 +307,7 @@ def _check_row_expr(expr: datafusion.Expr, seen: set[str], spec: PreAggregate) -
         left, right = expr.rex_call_operands()
         op = expr.rex_call_operator()
         for column, literal, oriented in ((left, right, op), (right, left, _FLIP.get(op, ""))):
-            if column.variant_name() == "Column" and _column_name(column, spec) == _TIME:
+            if column.variant_name() == "Column" and _column_name(column, spec) == spec.time:
                 if literal.variant_name() != "Literal" or op not in _COMPARE:
                     raise _NotExactError(expr.schema_name())
                 if not _time_bound_exact(_COMPARE[oriented], _instant_ns(literal.python_value())):
@@ -315,7 +339,7 @@ def _check_group_expr(expr: datafusion.Expr, seen: set[str], spec: PreAggregate)
         return
     name = expr.rex_call_operator()
     args = expr.rex_call_operands()
-    if len(args) != 2 or args[1].variant_name() != "Column" or _column_name(args[1], spec) != _TIME:
+    if len(args) != 2 or args[1].variant_name() != "Column" or _column_name(args[1], spec) != spec.time:
         raise _NotExactError(expr.schema_name())
     if args[0].variant_name() != "Literal":
         raise _NotExactError(expr.schema_name())
@@ -399,9 +423,7 @@ class LogStatsRewriter:
     async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
         """``df`` planned over the pre-aggregate when that gives the same answer, else ``df``."""
         parts = self._shape(df)
-        if parts is None or not minute_aligned_range(self._query_range) or not await self._covers():
-            return df
-        if not self._exact():
+        if parts is None or not self._range_exact() or not await self._covers() or not self._exact():
             return df
         aggregate, predicate, outer, seen = parts
         joined = not seen.isdisjoint(_PROCESS_COLUMNS)
@@ -422,6 +444,12 @@ class LogStatsRewriter:
         if self._covered is None:
             self._covered = bool(await self._coverage())
         return self._covered
+
+    def _range_exact(self) -> bool:
+        """Whether the session's range filter keeps whole minutes of the pre-aggregate's rows."""
+        if self._query_range is not None and not self._spec.ranged:
+            return False
+        return minute_aligned_range(self._query_range)
 
     def _exact(self) -> bool:
         """Whether the pre-aggregate's own condition holds (``spec.exact_check`` answers 0)."""

@@ -36,7 +36,14 @@ from datafusion import SessionContext, Table, col, lit, udtf
 
 from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses
 from ._exceptions import ViewError
-from ._log_stats_rewrite import LOG_STATS, MEASURE_STATS, LogStatsRewriter, PreAggregate, log_stats_covers
+from ._log_stats_rewrite import (
+    LOG_STATS,
+    MEASURE_STATS,
+    SPAN_STATS,
+    LogStatsRewriter,
+    PreAggregate,
+    log_stats_covers,
+)
 from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
 from ._partition_files import PartitionFiles as _Files
@@ -130,6 +137,9 @@ class SessionSettings:
             over ``log_entries`` instead of 1.6-4x in ``bench/aggregates.py``).
         measure_stats_rewrite: plan statistics of ``measures`` (count, avg, min, max, sum)
             over ``measure_stats`` when it answers them exactly (same module and conditions).
+        span_stats_rewrite: plan span counts and duration sums, minima and maxima of
+            ``otel_spans`` over ``span_stats`` when it answers them exactly (sessions without
+            a range only: the range filter of spans reads their end time too).
     """
 
     target_partitions: int | None = None
@@ -138,6 +148,7 @@ class SessionSettings:
     page_index: bool = False
     log_stats_rewrite: bool = True
     measure_stats_rewrite: bool = True
+    span_stats_rewrite: bool = True
 
 
 def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
@@ -188,6 +199,7 @@ class QuerySession:
         partitions: dict[str, list[Partition]] | None = None,
         log_stats_rewrite: bool = True,
         measure_stats_rewrite: bool = True,
+        span_stats_rewrite: bool = True,
     ) -> None:
         self.ctx = ctx
         self.query_range = query_range
@@ -208,6 +220,11 @@ class QuerySession:
         self._measure_stats = (
             LogStatsRewriter(ctx, query_range, lambda: self._covers(MEASURE_STATS), MEASURE_STATS)
             if measure_stats_rewrite
+            else None
+        )
+        self._span_stats = (
+            LogStatsRewriter(ctx, query_range, lambda: self._covers(SPAN_STATS), SPAN_STATS)
+            if span_stats_rewrite
             else None
         )
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
@@ -286,6 +303,8 @@ class QuerySession:
             self._log_stats.source_changed()
         if self._measure_stats is not None and view.name == MEASURE_STATS.source:
             self._measure_stats.source_changed()
+        if self._span_stats is not None and view.name == SPAN_STATS.source:
+            self._span_stats.source_changed()
         if self.audience is not None:
             frame = await self.audience.restrict(self.ctx, view, frame)
         view.register_global(self.ctx, frame)
@@ -306,15 +325,15 @@ class QuerySession:
         return await self.rewrite(plan_sql(self.ctx, prepare_sql(sql)))
 
     async def rewrite(self, df: datafusion.DataFrame) -> datafusion.DataFrame:
-        """``df`` (planned on ``ctx``) over ``log_stats`` or ``measure_stats`` when that answers it exactly.
+        """``df`` (planned on ``ctx``) over a pre-aggregate when that answers it exactly, else ``df``.
 
-        ``sql`` calls it; FlightSQL, which plans on ``ctx`` itself, calls it through its provider.
-        A statement reads one of the two sources at most in the shapes rewritten, so at most one
-        rewriter changes it.
+        The pre-aggregates are ``log_stats``, ``measure_stats`` and ``span_stats``. ``sql`` calls
+        it; FlightSQL, which plans on ``ctx`` itself, calls it through its provider. A statement
+        reads one source at most in the shapes rewritten, so at most one rewriter changes it.
         """
         if self.audience is not None:
             return df
-        for rewriter in (self._log_stats, self._measure_stats):
+        for rewriter in (self._log_stats, self._measure_stats, self._span_stats):
             if rewriter is not None:
                 rewritten = await rewriter.rewrite(df)
                 if rewritten is not df:
@@ -330,6 +349,11 @@ class QuerySession:
     def measure_stats_rewrites(self) -> int:
         """Statements of this session planned over ``measure_stats`` instead of ``measures``."""
         return 0 if self._measure_stats is None else self._measure_stats.rewrites
+
+    @property
+    def span_stats_rewrites(self) -> int:
+        """Statements of this session planned over ``span_stats`` instead of ``otel_spans``."""
+        return 0 if self._span_stats is None else self._span_stats.rewrites
 
     async def _covers(self, spec: PreAggregate) -> bool:
         """Whether the session's ``spec.target`` partitions count exactly its ``spec.source`` rows."""
@@ -416,6 +440,7 @@ class SessionFactory:
             partitions=found,
             log_stats_rewrite=self._settings.log_stats_rewrite,
             measure_stats_rewrite=self._settings.measure_stats_rewrite,
+            span_stats_rewrite=self._settings.span_stats_rewrite,
         )
         for view in views:
             frame = await files.frame(view, found[view.name])

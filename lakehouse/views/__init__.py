@@ -19,6 +19,7 @@ from ._measure_stats import MEASURE_STATS_SCHEMA, MeasureStatsView
 from ._measures import MEASURES_SCHEMA, MeasuresView
 from ._otel_spans import OTEL_SPANS_SCHEMA, OtelSpansView
 from ._processes import PROCESSES_SCHEMA, ProcessesView
+from ._span_stats import SPAN_STATS_SCHEMA, SpanStatsView
 from ._streams import STREAMS_SCHEMA, StreamsView
 from ._thread_spans import THREAD_SPANS_SCHEMA, ThreadSpansView
 
@@ -32,6 +33,7 @@ __all__ = [
     "MEASURE_STATS_SCHEMA",
     "OTEL_SPANS_SCHEMA",
     "PROCESSES_SCHEMA",
+    "SPAN_STATS_SCHEMA",
     "STREAMS_SCHEMA",
     "THREAD_SPANS_SCHEMA",
     "AsyncEventsView",
@@ -43,6 +45,7 @@ __all__ = [
     "MeasuresView",
     "OtelSpansView",
     "ProcessesView",
+    "SpanStatsView",
     "StreamsView",
     "ThreadSpansView",
     "default_view_sets",
@@ -63,6 +66,7 @@ def default_view_sets() -> ViewRegistry:
             ThreadSpansView(),
             AsyncEventsView(),
             OtelSpansView(),
+            SpanStatsView(),
             HistogramsView(),
         ]
     )

@@ -10,8 +10,9 @@ them, floats with a relative tolerance of 1e-9 (sums and means depend on the ord
 percentiles (``percentile_cont … WITHIN GROUP`` in both) with 2e-6: DataFusion truncates the
 interpolation fraction to six decimals (see ``bench/_query_set.py``). The counting questions
 answered from our per-minute pre-aggregate ``log_stats`` (``PREAGGREGATED``) must equal DuckDB's
-answer over ``log_entries``; the measure statistics of the set are planned over ``measure_stats``
-by the session (checked), so that answer is compared with DuckDB's over ``measures`` too.
+answer over ``log_entries``; the measure statistics and the error spans of the set are planned
+over ``measure_stats`` and ``span_stats`` by the session (checked), so those answers are
+compared with DuckDB's over ``measures`` and ``otel_spans`` too.
 """
 
 from __future__ import annotations
@@ -43,24 +44,24 @@ def test_every_query_equals_duckdb(local_lake_env: LakeEnv) -> None:
         assert all(len(built.files[v]) >= 2 for v in query_set.VIEWS), built.files
         factory = SessionFactory(h.lake)
         results: dict[str, tuple[pa.Table, pa.Table]] = {}
-        measure_stats: dict[str, int] = {}
+        pre_aggregated: dict[str, tuple[int, int]] = {}
         duck = query_set.duckdb_connection(built.files)
         for query in query_set.QUERIES:
             session = await factory.create()
             ours = (await session.sql(query_set.render(query, "sirius", built.parameters))).to_arrow_table()
             theirs = duck.sql(query_set.render(query, "duckdb", built.parameters)).to_arrow_table()
             results[query.name] = (ours, theirs)
-            measure_stats[query.name] = session.measure_stats_rewrites
+            pre_aggregated[query.name] = (session.measure_stats_rewrites, session.span_stats_rewrites)
         for query in query_set.PREAGGREGATED:
             session = await factory.create()
             ours = (await session.sql(query_set.render(query, "sirius", built.parameters))).to_arrow_table()
             results[f"log_stats: {query.name}"] = (ours, results[query.name][1])
-        return {"rows": built.rows, "results": results, "measure_stats": measure_stats}
+        return {"rows": built.rows, "results": results, "pre_aggregated": pre_aggregated}
 
     out = local_lake_env(scenario)
     assert out["rows"] == {"log_entries": 6 * 700, "measures": 6 * 500, "otel_spans": 400 * 3 * 2}
-    rewritten = {name for name, n in out["measure_stats"].items() if n}
-    assert rewritten == {"measure stats by name+exe"}, rewritten
+    rewritten = {name: n for name, n in out["pre_aggregated"].items() if any(n)}
+    assert rewritten == {"measure stats by name+exe": (1, 0), "error spans by service": (0, 1)}, rewritten
     problems = {}
     for query in query_set.QUERIES:
         ours, theirs = out["results"][query.name]

@@ -139,7 +139,7 @@ def test_retention_deletes_exactly_the_expired_data_and_shrinks_the_store(lake_e
         report = await daemon.run_pass(PassKind.HOUR, h.clock())
         assert report.retention is not None
         assert (report.retention.blocks, report.retention.streams, report.retention.processes) == (3, 3, 1)
-        assert report.retention.partitions == 9 + 1  # nine global views (second 10) and the old JIT partition
+        assert report.retention.partitions == 10 + 1  # ten global views (second 10) and the old JIT partition
 
         pool = lake.pool
         assert {r[0] for r in await pool.fetch("SELECT process_id FROM processes")} == {new.process.process_id}
@@ -191,7 +191,7 @@ def test_partition_admin_functions(local_lake_env: Any) -> None:
         assert {v["view_set_name"]: v["global_instance_available"] for v in view_sets} == {
             "blocks": True, "log_entries": True, "measures": True, "processes": True, "streams": True,
             "log_stats": True, "thread_spans": False, "async_events": False, "otel_spans": True, "histograms": True,
-            "measure_stats": True,
+            "measure_stats": True, "span_stats": True,
         }  # fmt: skip
 
         lines.clear()

@@ -90,10 +90,11 @@ def test_passes_are_idempotent_and_merge_seconds_into_minutes(local_lake_env: An
 
         report = await MaintenanceDaemon(lake).run_pass(PassKind.MINUTE, at(150))  # [0 s, 60 s)
         assert not report.failures
-        assert lake.stats.partitions_merged == 9  # nine global views (otel_spans, histograms, measure_stats included)
+        assert lake.stats.partitions_merged == 10  # ten global views (otel_spans, histograms, the stats included)
         after = await list_partitions(lake.pool)
         assert {(p.view_set_name, p.begin_insert_ns, p.end_insert_ns) for p in after} == {
-            (v, h.T0_NS, h.T0_NS + 60_000_000_000) for v in (*expected, "otel_spans", "histograms", "measure_stats")
+            (v, h.T0_NS, h.T0_NS + 60_000_000_000)
+            for v in (*expected, "otel_spans", "histograms", "measure_stats", "span_stats")
         }
         assert await counts(lake) == expected
         assert await all_rows(lake, "log_entries", "time, block_id") == logs_before
@@ -157,7 +158,7 @@ def test_two_daemons_racing_write_each_partition_once(lake_env: Any, pg_dsn: str
                 )
             await asyncio.gather(one.run_pass(PassKind.MINUTE, at(150)), two.run_pass(PassKind.MINUTE, at(150)))
             written = h.lake.stats.partitions_written + twin.stats.partitions_written
-            assert written == 3 * 9 + 9  # every partition written by exactly one of them
+            assert written == 3 * 10 + 10  # every partition written by exactly one of them
         finally:
             await other_pool.close()
         await assert_no_overlaps(h.lake)
@@ -249,6 +250,7 @@ def test_a_failing_view_is_skipped_and_the_others_proceed(local_lake_env: Any) -
         assert lake.stats.view_failures == 1
         assert {p.view_set_name for p in await list_partitions(lake.pool)} == {
             "blocks", "measures", "processes", "streams", "log_stats", "otel_spans", "histograms", "measure_stats",
+            "span_stats",
         }  # fmt: skip
 
     local_lake_env(scenario)
