@@ -92,6 +92,7 @@ static void complete_locked(sirius_durable_pool *pool, job *j) {
 
 static void *writer_main(void *arg) {
     sirius_durable_pool *pool = arg;
+    pthread_setname_np(pthread_self(), "durable-write"); /* named in top, perf, /proc/.../comm */
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         job *j = pop(&pool->queued);
@@ -122,6 +123,7 @@ static void *writer_main(void *arg) {
 
 static void *sync_main(void *arg) {
     sirius_durable_pool *pool = arg;
+    pthread_setname_np(pthread_self(), "durable-dirsync");
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         if (!pool->syncs.head) {
