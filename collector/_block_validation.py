@@ -18,6 +18,7 @@ bench/ingest.py as the largest piece of the loop's own work at that size).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -30,7 +31,7 @@ OFF_LOOP_BYTES = 256 * 1024
 """Payloads (both queues, compressed) of at least this size are checked on the validation thread."""
 
 _validator_lock = threading.Lock()
-_validator: list[ThreadPoolExecutor] = []
+_validator: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child has none of its parent's threads
 
 
 @lru_cache(maxsize=4096)
@@ -63,10 +64,13 @@ def _validation_thread() -> ThreadPoolExecutor:
     so the memory a check takes (its decompressed queue, the thread's scratch) is held once, as
     when the loop checked them.
     """
+    pid = os.getpid()
     with _validator_lock:
-        if not _validator:
-            _validator.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sirius-validate"))
-        return _validator[0]
+        executor = _validator.get(pid)
+        if executor is None:
+            _validator.clear()
+            executor = _validator[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sirius-validate")
+        return executor
 
 
 async def validate_transit_block(block: Block, stream: StreamRecord) -> str | None:
