@@ -17,10 +17,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 
 #include "durable_write.h"
+
+#ifdef __linux__ /* eventfd and O_TMPFILE: elsewhere the store writes through Python threads */
 
 typedef struct job {
     struct job *next;
@@ -279,3 +283,32 @@ void sirius_durable_pool_free(sirius_durable_pool *pool) {
     free(pool->writers);
     free(pool);
 }
+
+#else
+
+struct sirius_durable_pool {
+    int unused;
+};
+
+sirius_durable_pool *sirius_durable_pool_new(int threads) {
+    (void)threads;
+    errno = ENOSYS;
+    return NULL;
+}
+int sirius_durable_pool_fd(sirius_durable_pool *pool) { return (void)pool, -1; }
+int sirius_durable_pool_submit(sirius_durable_pool *pool, uint64_t token, const char *dir,
+                               const char *path, const char *head, size_t head_len,
+                               const char *data, size_t data_len, int durable) {
+    (void)pool, (void)token, (void)dir, (void)path, (void)head, (void)head_len, (void)data;
+    (void)data_len, (void)durable;
+    return -ENOSYS;
+}
+int64_t sirius_durable_pool_completed(sirius_durable_pool *pool, uint64_t *tokens, int32_t *results,
+                                      int64_t capacity) {
+    (void)pool, (void)tokens, (void)results, (void)capacity;
+    return 0;
+}
+void sirius_durable_pool_stop(sirius_durable_pool *pool) { (void)pool; }
+void sirius_durable_pool_free(sirius_durable_pool *pool) { (void)pool; }
+
+#endif

@@ -53,6 +53,11 @@ static int write_all(int fd, const char *head, size_t head_len, const char *data
 
 int sirius_durable_create(const char *dir, const char *path, const char *head, size_t head_len,
                           const char *data, size_t data_len, int durable) {
+#ifndef O_TMPFILE /* not Linux: the caller writes a named temporary file */
+    (void)dir, (void)path, (void)head, (void)head_len, (void)data, (void)data_len, (void)durable;
+    (void)write_all;
+    return SIRIUS_DURABLE_NO_TMPFILE;
+#else
     int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) {
         int e = errno;
@@ -82,6 +87,7 @@ int sirius_durable_create(const char *dir, const char *path, const char *head, s
     }
     close(fd); /* an unnamed inode that was not linked is freed here: nothing left behind */
     return rc;
+#endif
 }
 
 int sirius_fsync_directory(const char *dir) {
