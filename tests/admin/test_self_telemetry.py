@@ -266,10 +266,18 @@ def test_self_telemetry_does_not_feed_on_itself(stack_factory: Any, pg_dsn: str)
             return blocks() or 0
 
         # Let what the query and the producer caused settle (their lines, the daemon line they
-        # allow, that line's own materialisation), then idle: Sirius's blocks stay put.
+        # allow, that line's own materialisation), then idle: Sirius's blocks stay put. On a
+        # loaded machine a slow pass may log (a warning that is itself telemetry), so one quiet
+        # window of eight passes out of three is asked for; feeding on itself grows in every one.
         settled = after_passes(4)
-        idle = after_passes(8)
-        assert idle - settled <= 2, f"{idle - settled} blocks of sirius while idle"
+        growth = []
+        for _ in range(3):
+            idle = after_passes(8)
+            growth.append(idle - settled)
+            if growth[-1] <= 2:
+                break
+            settled = idle
+        assert growth[-1] <= 2, f"blocks of sirius while idle, per window of 8 passes: {growth}"
         assert stack.stack.self_telemetry_running
     finally:
         daemon_logger.removeHandler(counter)
