@@ -17,10 +17,12 @@ after the link, before the write's future completes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,34 @@ _WRITER_THREADS = 8  # each may block in an fsync for milliseconds
 # test suite opening hundreds of stores must not start hundreds of thread sets.
 _loop_pools: dict[asyncio.AbstractEventLoop, DurablePool] = {}
 _loop_pools_lock = threading.Lock()
+# Every pool of this process, for _stop_at_exit (a pool made directly is in no _loop_pools).
+_live_pools: weakref.WeakSet[DurablePool] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # The child has none of the parent's pool threads, and another thread of the parent may
+    # have held the lock at the fork: the child starts with a fresh lock (its loops' pools are
+    # made anew, the parent's are dropped unstopped by loop_pool's pid check).
+    global _loop_pools_lock  # noqa: PLW0603 - replaced, never shared with the parent
+    _loop_pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Let every queued write finish before the interpreter frees the buffers it is writing.
+
+    ``asyncio.run`` cancels the tasks awaiting writes and closes the loop, but the C threads go
+    on with the queued jobs, reading the data that ``_pending`` keeps alive; interpreter
+    finalization then frees ``_pending`` while they read it (use-after-free: a file could be
+    linked with bytes that are no longer the object's). Stopping joins the threads first.
+    """
+    with _loop_pools_lock:
+        for pool in list(_live_pools):
+            if pool.pid == os.getpid() and pool._pool is not None:
+                lib.sirius_durable_pool_stop(pool._pool)
 
 
 def loop_pool() -> DurablePool:
@@ -82,6 +112,7 @@ class DurablePool:
         self._done_tokens = ffi.new("uint64_t[]", _DRAIN)
         self._done_results = ffi.new("int32_t[]", _DRAIN)
         loop.add_reader(self._fd, self._on_completions)
+        _live_pools.add(self)
 
     async def write_new_file(self, path: Path, data: bytes | memoryview, *, durable: bool) -> bool | None:
         """``write_new_file`` on the pool: True created, False the name exists, None no ``O_TMPFILE`` here.
@@ -95,13 +126,17 @@ class DurablePool:
             raise RuntimeError(msg)
         token = next(self._tokens)
         buffer = ffi.from_buffer(data)
+        directory, name = os.fsencode(path.parent), os.fsencode(path)
+        future: asyncio.Future[int] = self.loop.create_future()
+        # Registered before the submit: nothing between the submit and the await may fail and
+        # leave the C thread writing from a buffer no one keeps alive.
+        self._pending[token] = (future, data, buffer)
         code = lib.sirius_durable_pool_submit(
-            self._pool, token, os.fsencode(path.parent), os.fsencode(path), ffi.NULL, 0, buffer, len(buffer), durable
+            self._pool, token, directory, name, ffi.NULL, 0, buffer, len(buffer), durable
         )
         if code < 0:
+            del self._pending[token]
             raise OSError(-code, os.strerror(-code), str(path))
-        future: asyncio.Future[int] = self.loop.create_future()
-        self._pending[token] = (future, data, buffer)
         # A cancelled caller leaves the entry (and so the data) in _pending until the C thread
         # is done with it: only _drain removes entries.
         result = await future

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,8 +21,27 @@ from sirius.lakehouse._durable_pool import DurablePool, loop_pool
 
 pytestmark = pytest.mark.skipif(not _durable_write._Tmpfile.supported, reason="O_TMPFILE is not available here")
 
+_T = TypeVar("_T")
+Run = Callable[[Coroutine[Any, Any, _T]], _T]
 
-def test_many_writes_to_several_directories(tmp_path: Path) -> None:
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run[Any]:
+    """``asyncio.run`` on asyncio's loop or on uvloop (the services' loop when installed): add_reader on both."""
+    if request.param == "asyncio":
+        return asyncio.run
+    if importlib.util.find_spec("uvloop") is None:
+        pytest.skip("uvloop is not installed")
+    import uvloop
+
+    def run_on_uvloop(main: Coroutine[Any, Any, _T]) -> _T:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+
+    return run_on_uvloop
+
+
+def test_many_writes_to_several_directories(tmp_path: Path, run: Run[Any]) -> None:
     directories = [tmp_path / f"d{i}" for i in range(3)]
     for directory in directories:
         directory.mkdir()
@@ -35,7 +58,7 @@ def test_many_writes_to_several_directories(tmp_path: Path) -> None:
         finally:
             pool.close()
 
-    assert asyncio.run(main()) == [True] * 90
+    assert run(main()) == [True] * 90
     for i in range(90):
         assert (directories[i % 3] / f"o{i}").read_bytes() == bytes([i]) * (1000 + i)
 
@@ -74,7 +97,7 @@ def test_errors_come_back_as_oserror(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_cancelled_write_still_completes_with_its_bytes(tmp_path: Path) -> None:
+def test_a_cancelled_write_still_completes_with_its_bytes(tmp_path: Path, run: Run[Any]) -> None:
     """Cancelling the awaiting task does not free the data the C thread is writing."""
 
     async def main() -> None:
@@ -91,12 +114,12 @@ def test_a_cancelled_write_still_completes_with_its_bytes(tmp_path: Path) -> Non
         finally:
             pool.close()  # waits for whatever is still queued
 
-    asyncio.run(main())
+    run(main())
     for i in range(20):
         assert (tmp_path / f"o{i}").read_bytes() == bytes([i]) * 200_000
 
 
-def test_close_finishes_queued_writes_and_completes_their_futures(tmp_path: Path) -> None:
+def test_close_finishes_queued_writes_and_completes_their_futures(tmp_path: Path, run: Run[Any]) -> None:
     async def main() -> list[bool | None]:
         pool = DurablePool(asyncio.get_running_loop(), threads=1)
         tasks = [
@@ -106,25 +129,76 @@ def test_close_finishes_queued_writes_and_completes_their_futures(tmp_path: Path
         pool.close()
         return await asyncio.gather(*tasks)
 
-    assert asyncio.run(main()) == [True] * 8
+    assert run(main()) == [True] * 8
     assert sorted(os.listdir(tmp_path)) == sorted(f"o{i}" for i in range(8))
 
 
-def test_one_pool_per_loop_shared_by_stores_and_dropped_with_its_loop(tmp_path: Path) -> None:
+def test_one_pool_per_loop_shared_by_stores_and_dropped_with_its_loop(tmp_path: Path, run: Run[Any]) -> None:
     stores = [LocalObjectStore(tmp_path / f"lake{i}") for i in range(3)]
 
     async def put_all(key: str) -> tuple[list[bool], DurablePool]:
         created = [await store.put_if_absent(key, b"payload") for store in stores]
         return created, loop_pool()
 
-    created, first = asyncio.run(put_all("blobs/p/s/a"))
+    created, first = run(put_all("blobs/p/s/a"))
     assert created == [True] * 3
     assert _durable_pool._loop_pools == {first.loop: first}  # one pool for the three stores
-    created, second = asyncio.run(put_all("blobs/p/s/a"))  # a new loop: the closed loop's pool is stopped
+    created, second = run(put_all("blobs/p/s/a"))  # a new loop: the closed loop's pool is stopped
     assert created == [False] * 3  # create-only through the pool too
     assert second is not first
     assert _durable_pool._loop_pools == {second.loop: second}
     assert first._pool is None  # stopped and freed
+
+
+def _put_in_child(root: str) -> None:
+    # a new loop in the child: its pool must be its own, made without the parent's lock or threads
+    assert asyncio.run(LocalObjectStore(root).put_if_absent("blobs/p/s/child", b"child"))
+
+
+def test_a_forked_child_writes_through_a_pool_of_its_own(tmp_path: Path) -> None:
+    """multiprocessing forks on Linux: the child must not use (or stop) the parent's pool threads."""
+    store = LocalObjectStore(tmp_path / "lake")
+    assert asyncio.run(store.put_if_absent("blobs/p/s/parent", b"parent"))  # a pool of a (closed) loop
+    child = multiprocessing.get_context("fork").Process(target=_put_in_child, args=(str(tmp_path / "lake"),))
+    # Another thread may hold the pools' lock at the fork (here this one does): the child has its own.
+    with _durable_pool._loop_pools_lock:
+        child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in its first write (a lock or thread of the parent's)")
+    assert child.exitcode == 0
+    assert (tmp_path / "lake" / "blobs" / "p" / "s" / "child").read_bytes() == b"child"
+    assert asyncio.run(store.put_if_absent("blobs/p/s/after", b"after"))  # the parent's pools still work
+
+
+_EXIT_WITH_QUEUED_WRITES = """
+import asyncio, sys
+from sirius.lakehouse import LocalObjectStore
+async def main():
+    store = LocalObjectStore(sys.argv[1])
+    await store.put_if_absent("blobs/p/s/first", b"y")
+    loop = asyncio.get_running_loop()
+    for i in range(3000):
+        loop.create_task(store.put_if_absent(f"blobs/p/s/o{i}", bytes([i % 251]) * 3000))
+    await asyncio.sleep(0)  # every write queued; asyncio.run then cancels the tasks, the interpreter exits
+asyncio.run(main())
+"""
+
+
+def test_interpreter_exit_waits_for_the_queued_writes(tmp_path: Path) -> None:
+    """The C threads finish before finalization frees the buffers they read (ASan saw a use-after-free)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_QUEUED_WRITES, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    directory = tmp_path / "store" / "blobs" / "p" / "s"
+    for i in range(3000):
+        assert (directory / f"o{i}").read_bytes() == bytes([i % 251]) * 3000
 
 
 _TRACED = """
