@@ -36,7 +36,7 @@ from ..lakehouse import (
     open_object_store,
     publisher_from_env,
 )
-from ._event_loop import run_service_loop
+from ._event_loop import run_service_loop, service_loop_factory
 from ._exceptions import AdminError
 from ._iceberg_command import iceberg_command
 from ._keys_command import keys_command
@@ -79,12 +79,22 @@ def run(args: argparse.Namespace) -> int:
     handlers["keys"] = keys_command
     handlers["iceberg"] = iceberg_command
     try:
-        if args.command in _SERVICES:
-            return run_service_loop(_serve(handlers[args.command], args))  # uvloop when installed
+        if args.command in _SERVICES or args.command == "demo":  # demo runs a stack's services here
+            _check_service_loop()  # before anything starts
+            main = _serve(handlers[args.command], args) if args.command in _SERVICES else handlers["demo"](args)
+            return run_service_loop(main)  # uvloop when installed
         return asyncio.run(handlers[args.command](args))
     except (AdminError, LakehouseError, AuthConfigurationError, IdentityError, TlsConfigurationError) as exc:
         print(f"sirius {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_service_loop() -> None:
+    """Refuse a bad ``SIRIUS_EVENT_LOOP`` (or ``uvloop`` asked for and missing) as a usage error."""
+    try:
+        service_loop_factory()
+    except (ValueError, ImportError) as exc:
+        raise AdminError(str(exc)) from exc
 
 
 _EXPLORE_COMMANDS = frozenset({"trace", "tail", "services", "perfetto"})

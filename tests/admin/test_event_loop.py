@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from pathlib import Path
 
 import pytest
 
 from sirius.admin import EVENT_LOOP_ENV, event_loop_name, run_service_loop, service_loop_factory
+from sirius.admin.cli import main
 
 _HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
@@ -46,3 +48,15 @@ def test_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(EVENT_LOOP_ENV, "trio")
     with pytest.raises(ValueError, match=EVENT_LOOP_ENV):
         service_loop_factory()
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_commands_that_run_services_go_through_the_service_loop(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sirius up` and `sirius demo` (a stack's services in-process) read SIRIUS_EVENT_LOOP; a bad one is a usage error."""
+    monkeypatch.setenv(EVENT_LOOP_ENV, "trio")
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_bytes(b"")  # what starts first would fail on it, with another message
+    assert main([command, "--data-dir", str(not_a_directory)]) == 2
+    assert f"sirius {command}: {EVENT_LOOP_ENV} must be one of" in capsys.readouterr().err
