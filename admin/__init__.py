@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ._embedded_postgres import EmbeddedPostgres
-from ._event_loop import EVENT_LOOP_ENV, event_loop_name, run_service_loop, service_loop_factory
+from ._event_loop import SIRIUS_EVENT_LOOP, event_loop_name, run_service_loop, service_loop_factory
 from ._exceptions import AdminError, DataDirInUseError, EmbeddedPostgresError, PortInUseError, PostgresInUseError
 
 __all__ = [
-    "EVENT_LOOP_ENV",
+    "SIRIUS_EVENT_LOOP",
     "AdminError",
     "DataDirInUseError",
     "EmbeddedPostgres",

@@ -20,9 +20,11 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["EVENT_LOOP_ENV", "event_loop_name", "run_service_loop", "service_loop_factory"]
+__all__ = ["SIRIUS_EVENT_LOOP", "event_loop_name", "run_service_loop", "service_loop_factory"]
 
-EVENT_LOOP_ENV = "SIRIUS_EVENT_LOOP"
+SIRIUS_EVENT_LOOP = "SIRIUS_EVENT_LOOP"
+"""Env var: the services' event loop, ``auto`` (default), ``uvloop`` or ``asyncio`` (docs/configuration.md)."""
+
 _CHOICES = ("auto", "uvloop", "asyncio")
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -39,9 +41,9 @@ def service_loop_factory(choice: str | None = None) -> Callable[[], asyncio.Abst
         ValueError: an unknown choice.
         ImportError: ``uvloop`` asked for and not installed.
     """
-    choice = (choice or os.environ.get(EVENT_LOOP_ENV) or "auto").strip().lower()
+    choice = (choice or os.environ.get(SIRIUS_EVENT_LOOP) or "auto").strip().lower()
     if choice not in _CHOICES:
-        msg = f"{EVENT_LOOP_ENV} must be one of {', '.join(_CHOICES)}, not {choice!r}"
+        msg = f"{SIRIUS_EVENT_LOOP} must be one of {', '.join(_CHOICES)}, not {choice!r}"
         raise ValueError(msg)
     if choice == "asyncio":
         return None
