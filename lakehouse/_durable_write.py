@@ -29,17 +29,27 @@ guarantees; the Python sequence below stays as the reference and the fallback (`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ._durable_native import ffi, lib
 from ._object_keys import TMP_PREFIX
 
-__all__ = ["DirectorySync", "fsync_directory", "make_directories", "native_unnamed_writes", "write_new_file"]
+__all__ = [
+    "DirectorySync",
+    "directory_names_pending",
+    "fsync_directory",
+    "make_directories",
+    "native_unnamed_writes",
+    "wait_for_directory_names",
+    "write_new_file",
+]
 
 _PROC_FD = Path("/proc/self/fd")
 # O_TMPFILE is refused with one of these where the filesystem (or kernel) does not offer it.
@@ -71,6 +81,38 @@ def fsync_directory(directory: Path | str) -> None:
         os.close(fd)
 
 
+class _NewDirectories:
+    """Directories this process is creating whose names are not yet synced into their parents.
+
+    A writer that links an object into a directory another writer has just created must not
+    answer before that creator's parent fsync: its own fsyncs (the file's, the directory's) do
+    not make the directory's name durable. A directory is registered before its ``mkdir``, so a
+    writer that can link into it finds it here until its name is synced. (Other processes'
+    directories are not seen: a scale-out writer sharing the store relies on the filesystem.)
+    """
+
+    condition = threading.Condition()
+    unsynced: ClassVar[dict[Path, int]] = {}  # directory -> creators syncing its name
+    waiting = 0  # writers in wait_for_directory_names (the tests observe it)
+
+
+def directory_names_pending(directory: Path) -> bool:
+    """Whether ``directory`` or an ancestor is being created here, its name not yet synced."""
+    unsynced = _NewDirectories.unsynced
+    return bool(unsynced) and (directory in unsynced or any(parent in unsynced for parent in directory.parents))
+
+
+def wait_for_directory_names(directory: Path) -> None:
+    """Return once no directory on ``directory``'s path is being created with its name unsynced."""
+    with _NewDirectories.condition:
+        while directory_names_pending(directory):
+            _NewDirectories.waiting += 1
+            try:
+                _NewDirectories.condition.wait()
+            finally:
+                _NewDirectories.waiting -= 1
+
+
 def make_directories(directory: Path, *, durable: bool) -> None:
     """Create ``directory`` and its missing ancestors; with ``durable``, make each new entry durable.
 
@@ -87,12 +129,25 @@ def make_directories(directory: Path, *, durable: bool) -> None:
             break
         probe = probe.parent
     for path in reversed(missing):  # outermost first, so each parent exists
+        if not durable:
+            with contextlib.suppress(FileExistsError):
+                path.mkdir()
+            continue
+        with _NewDirectories.condition:
+            _NewDirectories.unsynced[path] = _NewDirectories.unsynced.get(path, 0) + 1
         try:
-            path.mkdir()
-        except FileExistsError:
-            continue  # a concurrent writer created it: its own parent fsync makes it durable
-        if durable:
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue  # a concurrent writer created it: its writers wait for its parent fsync
             fsync_directory(path.parent)
+        finally:
+            with _NewDirectories.condition:
+                if _NewDirectories.unsynced[path] == 1:
+                    del _NewDirectories.unsynced[path]
+                else:
+                    _NewDirectories.unsynced[path] -= 1
+                _NewDirectories.condition.notify_all()
 
 
 @dataclass(slots=True)
@@ -245,3 +300,4 @@ def _sync_parent(parent: Path, durable: bool, syncer: DirectorySync | None) -> N
         fsync_directory(parent)
     else:
         syncer.sync(str(parent))
+    wait_for_directory_names(parent)  # a directory another writer is creating: its name too

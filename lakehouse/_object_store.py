@@ -22,7 +22,14 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ._durable_pool import DurablePool, loop_pool
-from ._durable_write import DirectorySync, make_directories, native_unnamed_writes, write_new_file
+from ._durable_write import (
+    DirectorySync,
+    directory_names_pending,
+    make_directories,
+    native_unnamed_writes,
+    wait_for_directory_names,
+    write_new_file,
+)
 from ._exceptions import ConfigurationError, ObjectNotFoundError, ObjectStoreError
 from ._object_keys import TMP_PREFIX as _TMP_PREFIX
 from ._object_keys import validate_key, validate_prefix
@@ -230,10 +237,14 @@ class LocalObjectStore:
     async def _put_pooled(self, pool: DurablePool, path: Path, data: bytes | memoryview) -> bool | None:
         for _ in range(4):
             try:
-                return await pool.write_new_file(path, data, durable=self._durable)
+                created = await pool.write_new_file(path, data, durable=self._durable)
             except FileNotFoundError:
                 # As in _put_sync: the stream's first object, or its directory pruned meanwhile.
                 await asyncio.to_thread(make_directories, path.parent, durable=self._durable)
+                continue
+            if self._durable and directory_names_pending(path.parent):  # another writer is creating it
+                await asyncio.to_thread(wait_for_directory_names, path.parent)
+            return created
         msg = f"directory {path.parent} keeps disappearing"
         raise ObjectStoreError(msg)
 

@@ -223,3 +223,51 @@ def test_a_name_that_exists_is_synced_before_returning(tmp_path: Path, tmpfile_m
     assert synced == [tmp_path]
     assert not write_new_file(tmp_path / "obj", b"retry", durable=False, syncer=None)
     assert synced == [tmp_path]  # not durable: no sync
+
+
+@pytest.mark.parametrize("writer", ["C pool", "Python threads"])
+def test_an_object_in_a_directory_being_created_waits_for_the_directory_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """A second writer linking into a directory the first has just made answers only after its parent fsync.
+
+    The second writer's own fsyncs (its file's, the new directory's) do not make the directory's
+    name in its parent durable: a power cut could drop the directory with the acknowledged object.
+    """
+    if writer == "Python threads":
+        monkeypatch.setattr(_durable_write._Native, "enabled", False)
+    store = LocalObjectStore(tmp_path / "lake")
+    (store.root / "blobs").mkdir()
+    stream = store.root / "blobs" / "p1" / "s1"
+    naming = threading.Event()  # the first writer syncs the stream directory's name into p1
+    release = threading.Event()
+    real = _durable_write.fsync_directory
+
+    def held(directory: Path | str) -> None:
+        if Path(directory) == stream.parent:
+            naming.set()
+            release.wait(30)
+        real(directory)
+
+    monkeypatch.setattr(_durable_write, "fsync_directory", held)
+    answered = threading.Event()
+
+    def put(key: str, done: threading.Event | None) -> None:
+        assert asyncio.run(store.put_if_absent(key, key.encode()))
+        if done is not None:
+            done.set()
+
+    first = threading.Thread(target=put, args=("blobs/p1/s1/a", None))
+    first.start()
+    try:
+        assert naming.wait(30)
+        second = threading.Thread(target=put, args=("blobs/p1/s1/b", answered))
+        second.start()
+        _wait_for(lambda: answered.is_set() or _durable_write._NewDirectories.waiting > 0)
+        assert not answered.is_set()  # b is linked and synced, s1's name is not durable yet
+    finally:
+        release.set()
+        first.join(30)
+    second.join(30)
+    assert answered.is_set()
+    assert (stream / "b").read_bytes() == b"blobs/p1/s1/b"
