@@ -14,12 +14,17 @@ from ._async_events import ASYNC_EVENTS_SCHEMA, AsyncEventsView
 from ._blocks import BLOCKS_SCHEMA, BlocksView
 from ._histograms import HISTOGRAMS_SCHEMA, HistogramsView
 from ._log_entries import LOG_ENTRIES_SCHEMA, LogEntriesView
-from ._log_stats import LOG_STATS_SCHEMA, LogStatsView
-from ._measure_stats import MEASURE_STATS_SCHEMA, MeasureStatsView
 from ._measures import MEASURES_SCHEMA, MeasuresView
+from ._minute_stats import (
+    LOG_STATS_SCHEMA,
+    MEASURE_STATS_SCHEMA,
+    SPAN_STATS_SCHEMA,
+    LogStatsView,
+    MeasureStatsView,
+    SpanStatsView,
+)
 from ._otel_spans import OTEL_SPANS_SCHEMA, OtelSpansView
 from ._processes import PROCESSES_SCHEMA, ProcessesView
-from ._span_stats import SPAN_STATS_SCHEMA, SpanStatsView
 from ._streams import STREAMS_SCHEMA, StreamsView
 from ._thread_spans import THREAD_SPANS_SCHEMA, ThreadSpansView
 

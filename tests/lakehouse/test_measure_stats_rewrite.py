@@ -30,7 +30,7 @@ from sirius.lakehouse import SessionFactory, SessionSettings, TimeRange
 from sirius.lakehouse._log_stats_rewrite import MEASURE_STATS, LogStatsRewriter
 from sirius.lakehouse._sql_functions import new_session_context
 from sirius.lakehouse.views import MeasureStatsView
-from sirius.lakehouse.views._measure_stats import _BUILD_SQL, _aggregate
+from sirius.lakehouse.views._minute_stats import aggregate_with_sql
 
 from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
@@ -180,7 +180,9 @@ def _measures(seed: int, rows: int, special: bool) -> pa.Table:
 def _stats(measures: pa.Table, split: int) -> pa.Table:
     """``measure_stats`` of the rows as the view builds and merges it: two halves, then merged."""
     halves = [measures.slice(0, split), measures.slice(split)]
-    return MeasureStatsView().merge([_aggregate(half, _BUILD_SQL) for half in halves])
+    return MeasureStatsView().merge(
+        [aggregate_with_sql(half, MeasureStatsView.build_sql, MeasureStatsView.schema) for half in halves]
+    )
 
 
 def _processes() -> pa.Table:
@@ -279,7 +281,7 @@ def test_rewrite_never_changes_the_answer(
 def test_measure_stats_build_and_merge_agree() -> None:
     """Merging the statistics of two halves gives those of the whole; NaN values are counted."""
     measures = _measures(11, 400, special=False)
-    whole = _aggregate(measures, _BUILD_SQL)
+    whole = aggregate_with_sql(measures, MeasureStatsView.build_sql, MeasureStatsView.schema)
     assert whole.schema == MeasureStatsView.schema
     assert int(pa.compute.sum(whole.column("count")).as_py()) == 400
     assert int(pa.compute.sum(whole.column("value_nans")).as_py()) == 0

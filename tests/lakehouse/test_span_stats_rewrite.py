@@ -27,7 +27,7 @@ from sirius.lakehouse import SessionFactory, SessionSettings, TimeRange
 from sirius.lakehouse._log_stats_rewrite import SPAN_STATS, LogStatsRewriter
 from sirius.lakehouse._sql_functions import new_session_context
 from sirius.lakehouse.views import SpanStatsView
-from sirius.lakehouse.views._span_stats import _BUILD_SQL, _aggregate
+from sirius.lakehouse.views._minute_stats import aggregate_with_sql
 
 from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
@@ -158,7 +158,9 @@ def _spans(seed: int, rows: int) -> pa.Table:
 
 def _stats(spans: pa.Table, split: int) -> pa.Table:
     halves = [spans.slice(0, split), spans.slice(split)]
-    return SpanStatsView().merge([_aggregate(half, _BUILD_SQL) for half in halves])
+    return SpanStatsView().merge(
+        [aggregate_with_sql(half, SpanStatsView.build_sql, SpanStatsView.schema) for half in halves]
+    )
 
 
 _BOUND = st.tuples(
@@ -230,7 +232,7 @@ def test_rewrite_never_changes_the_answer(
 
 def test_span_stats_build_and_merge_agree() -> None:
     spans = _spans(5, 500)
-    whole = _aggregate(spans, _BUILD_SQL)
+    whole = aggregate_with_sql(spans, SpanStatsView.build_sql, SpanStatsView.schema)
     assert whole.schema == SpanStatsView.schema
     assert int(pa.compute.sum(whole.column("count")).as_py()) == 500
     for split in (0, 1, 250, 500):
