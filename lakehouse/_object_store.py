@@ -14,6 +14,7 @@ Keys are ``/``-separated relative paths, validated the same way by every impleme
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -42,6 +43,9 @@ __all__ = [
     "validate_key",
     "validate_prefix",
 ]
+
+_log = logging.getLogger(__name__)
+_pool_refusals = 0  # writes that found no writer pool (warned once)
 
 
 @runtime_checkable
@@ -232,7 +236,18 @@ class LocalObjectStore:
     # -- writes on the C writer pool (no Python worker thread) ------------------------------
 
     def _writer_pool(self) -> DurablePool | None:
-        return loop_pool() if native_unnamed_writes() else None
+        if not native_unnamed_writes():
+            return None
+        global _pool_refusals  # noqa: PLW0603 - one warning per process, however many stores
+        try:
+            return loop_pool()
+        except OSError as exc:
+            # No threads or descriptors for a pool (limits reached): the writes still work on
+            # Python worker threads, slower; the next write tries the pool again.
+            if _pool_refusals == 0:
+                _log.warning("durable writer pool unavailable, writing on worker threads: %s", exc)
+            _pool_refusals += 1
+            return None
 
     async def _put_pooled(self, pool: DurablePool, path: Path, data: bytes | memoryview) -> bool | None:
         for _ in range(4):

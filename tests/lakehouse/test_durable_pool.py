@@ -306,3 +306,27 @@ def test_pool_syscall_order_across_threads(tmp_path: Path) -> None:
     assert "= 0 <" in linked[2]
     assert "= 0 <" in dir_synced[2]
     assert (directory / "obj").read_bytes() == b"z" * 70_000
+
+
+def test_a_store_writes_on_worker_threads_when_no_pool_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The OS refusing the pool's threads or eventfd (limits reached) must not fail the writes.
+    from sirius.lakehouse import _object_store
+
+    def refused() -> DurablePool:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(_object_store, "loop_pool", refused)
+    monkeypatch.setattr(_object_store, "_pool_refusals", 0)
+
+    async def main() -> list[bool]:
+        store = LocalObjectStore(tmp_path, durable=True)
+        return [await store.put_if_absent(f"s/o{i}", b"x" * i) for i in range(3)] + [
+            await store.put_if_absent("s/o1", b"other")
+        ]
+
+    with caplog.at_level("WARNING", logger="sirius.lakehouse._object_store"):
+        assert asyncio.run(main()) == [True, True, True, False]
+    assert [(tmp_path / "s" / f"o{i}").read_bytes() for i in range(3)] == [b"", b"x", b"xx"]
+    assert sum("writer pool unavailable" in r.getMessage() for r in caplog.records) == 1
