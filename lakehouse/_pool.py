@@ -12,16 +12,49 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import asyncpg
 
 from ._exceptions import ConfigurationError, MetadataStoreError
 
-__all__ = ["create_pool", "pg_errors"]
+__all__ = ["create_pool", "pg_errors", "release_unchanged"]
 
 # asyncpg raises PostgresError subclasses for server-side errors, InterfaceError for client-side
 # misuse or a closed connection, OSError for sockets and TimeoutError for connect timeouts.
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+# Set while a connection whose session the caller left untouched goes back to the pool (see
+# ``release_unchanged``). The pool's release runs in a task shielded from cancellation, which
+# copies the releasing task's context, so the reset below sees the value set around the release.
+_SESSION_UNCHANGED: ContextVar[bool] = ContextVar("sirius_pg_session_unchanged", default=False)
+
+
+@contextmanager
+def release_unchanged() -> Iterator[None]:
+    """Connections released to a ``create_pool`` pool inside the block skip asyncpg's reset query.
+
+    asyncpg's release sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL;`` — one more PostgreSQL round trip per use of the pool, as much loop CPU as a small
+    batched INSERT. Wrap only the release of a connection that ran statements which leave no
+    session state (no ``SET``, ``LISTEN``, cursor or session advisory lock): an open transaction
+    is still rolled back and listeners still removed (asyncpg does that before the reset query).
+    """
+    token = _SESSION_UNCHANGED.set(True)
+    try:
+        yield
+    finally:
+        _SESSION_UNCHANGED.reset(token)
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Run asyncpg's default reset query, unless the releasing caller vouched for the session."""
+    if _SESSION_UNCHANGED.get():
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
 
 
 @contextmanager
@@ -77,6 +110,7 @@ async def create_pool(
             max_size=max_size,
             timeout=connect_timeout,
             server_settings={"application_name": application_name},
+            reset=_reset_connection,
         )
     except ValueError as exc:  # includes asyncpg.ClientConfigurationError, raised by the DSN parser
         msg = f"malformed PostgreSQL DSN: {exc}"
