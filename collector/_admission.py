@@ -166,7 +166,10 @@ async def read_declared_body(content: StreamReader, size: int) -> bytearray:
     """Read a body of exactly ``size`` bytes into one buffer allocated up front.
 
     Each chunk the connection delivers is copied once into place and dropped, so the request holds
-    ``size`` bytes plus one chunk, never a growing buffer plus a final copy.
+    ``size`` bytes plus one chunk, never a growing buffer plus a final copy. Chunks are taken one at
+    a time (``readchunk``): ``readany`` joins every chunk already buffered into a new ``bytes``
+    first, an extra copy of most of a large body (measured at 1 MiB: ~0.7 MiB joined per body,
+    the body arriving in two ``readany`` calls).
 
     Raises:
         IncompleteBodyError: the connection ended (or broke) before ``size`` bytes arrived.
@@ -176,8 +179,10 @@ async def read_declared_body(content: StreamReader, size: int) -> bytearray:
     filled = 0
     try:
         while filled < size:
-            chunk = await content.readany()
+            chunk, end_of_http_chunk = await content.readchunk()
             if not chunk:
+                if end_of_http_chunk:  # a chunked-encoding boundary, not the end of the body
+                    continue
                 break
             end = min(size, filled + len(chunk))
             view[filled:end] = chunk[: end - filled]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import uuid
 from unittest import mock
@@ -11,6 +12,8 @@ import cbor2
 import lz4.frame
 import pytest
 from aiohttp import StreamReader
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sirius.collector import IncompleteBodyError, IngestionLimits, LengthRequiredError
 from sirius.collector._admission import declared_body_size, read_declared_body
@@ -176,6 +179,62 @@ def test_read_declared_body_fills_one_buffer_or_refuses_a_short_body() -> None:
         assert body == bytearray(b"abcdefghij")
         with pytest.raises(IncompleteBodyError, match="3 of the 10 bytes"):
             await read_declared_body(_reader(b"abc"), 10)
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+    declared_extra=st.integers(min_value=-5, max_value=5),
+    http_chunked=st.booleans(),
+)
+def test_read_declared_body_is_the_first_bytes_whatever_the_chunking(
+    body: bytes, cuts: list[int], declared_extra: int, http_chunked: bool
+) -> None:
+    """Any split of the stream into chunks (HTTP chunk ends or not) reads the same body, or refuses a short one."""
+    size = max(0, len(body) + declared_extra)
+    bounds = sorted({0, len(body), *(c for c in cuts if c <= len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(bounds)]
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        reader = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
+        if http_chunked:
+            reader.begin_http_chunk_receiving()
+        for chunk in chunks:
+            reader.feed_data(chunk)
+            if http_chunked:
+                reader.end_http_chunk_receiving()
+        reader.feed_eof()
+        if size <= len(body):
+            assert await read_declared_body(reader, size) == bytearray(body[:size])
+        else:
+            with pytest.raises(IncompleteBodyError, match=f"{len(body)} of the {size} bytes"):
+                await read_declared_body(reader, size)
+
+    asyncio.run(scenario())
+
+
+def test_read_declared_body_goes_on_past_an_empty_http_chunk_end() -> None:
+    """A chunk end reported after its data was read (``readchunk`` gives ``(b"", True)``) is not the body's end."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        reader = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
+        reader.begin_http_chunk_receiving()
+        reading = asyncio.create_task(read_declared_body(reader, 6))
+        reader.feed_data(b"abc")
+        while reader._waiter is None and not reading.done():  # the reader took "abc" and waits for more
+            await asyncio.sleep(0)
+        reader.end_http_chunk_receiving()  # the end of a chunk already consumed: (b"", True)
+        while reader._waiter is None and not reading.done():
+            await asyncio.sleep(0)
+        reader.feed_data(b"def")
+        reader.end_http_chunk_receiving()
+        reader.feed_eof()
+        assert await reading == bytearray(b"abcdef")
 
     asyncio.run(scenario())
 
