@@ -27,7 +27,8 @@ from ..tracing.transit import (
     encode_udts,
     ns_to_datetime,
 )
-from ._pool import pg_errors, release_unchanged
+from ._held_connection import LingeringConnection
+from ._pool import pg_errors
 
 __all__ = ["AUDIENCE_PROPERTY", "BlockRecord", "DataLake", "ProcessRecord", "StreamRecord"]
 
@@ -151,6 +152,7 @@ class DataLake:
     def __init__(self, pool: asyncpg.Pool, clock: Clock = _utc_now) -> None:
         self._pool = pool
         self._clock = clock
+        self._block_rows: LingeringConnection | None = None  # insert_blocks' connection
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -234,16 +236,11 @@ class DataLake:
             for block, payload_size in sorted(blocks, key=lambda item: item[0].block_id.bytes)
         ]
         with pg_errors(f"inserting {len(rows)} blocks"):
-            conn = await self._pool.acquire()
-            try:
-                await conn.executemany(_INSERT_BLOCK, rows)
-            except BaseException:
-                await self._pool.release(conn)
-                raise
-            # An INSERT in its own implicit transaction leaves no session state: the pool's reset
-            # round trip (as much loop CPU as the insert itself) is skipped.
-            with release_unchanged():
-                await self._pool.release(conn)
+            # An INSERT in its own implicit transaction leaves no session state: one connection
+            # is kept between batches and given back without the pool's reset round trip.
+            if self._block_rows is None:
+                self._block_rows = LingeringConnection(self._pool)
+            await self._block_rows.executemany(_INSERT_BLOCK, rows)
 
     async def process_audience(self, process_id: uuid.UUID) -> tuple[bool, str | None]:
         """Whether the process exists, and its stamped audience (None when unstamped)."""
