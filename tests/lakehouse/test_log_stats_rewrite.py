@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,38 +146,58 @@ def test_counting_questions_are_answered_from_log_stats(local_lake_env: LakeEnv)
     assert _same(ours, plain, ordered=False)
 
 
-def test_stale_or_missing_log_stats_is_not_used(local_lake_env: LakeEnv) -> None:
-    sql = "SELECT level, count(*) AS n FROM log_entries GROUP BY level"
+def _query_named(name: str) -> str:
+    (query,) = [q for q in query_set.QUERIES if q.name == name]
+    return query.sql
+
+
+# Each pre-aggregate with a statement it answers and the session counter of its rewrites.
+_PRE_AGGREGATES = {
+    "log_stats": ("SELECT level, count(*) AS n FROM log_entries GROUP BY level", "log_stats_rewrites"),
+    "measure_stats": (_query_named("measure stats by name+exe"), "measure_stats_rewrites"),
+    "span_stats": (_query_named("error spans by service"), "span_stats_rewrites"),
+}
+
+
+@pytest.mark.parametrize("view", sorted(_PRE_AGGREGATES))
+def test_stale_or_missing_pre_aggregate_is_not_used(local_lake_env: LakeEnv, view: str) -> None:
+    sql, counter = _PRE_AGGREGATES[view]
+
+    async def answers(factory: SessionFactory) -> tuple[pa.Table, int, str]:
+        session = await factory.create()
+        df = await session.sql(sql)
+        return df.to_arrow_table(), getattr(session, counter), str(df.logical_plan())
 
     async def scenario(h: Harness) -> dict[str, Any]:
         await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
         factory = SessionFactory(h.lake)
-        truth, rewrites, _ = await _answers(factory, sql)
-        out: dict[str, Any] = {"fresh": (truth, rewrites)}
-        # A log_stats partition counted one row fewer than log_entries now holds in its range.
+        out: dict[str, Any] = {"fresh": await answers(factory)}
+        # A partition of the pre-aggregate that counted another number of source rows than stored now.
         await h.lake.pool.execute(
-            "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = 'log_stats'"
+            "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = $2"
             " AND begin_insert_time = (SELECT min(begin_insert_time) FROM lakehouse_partitions"
-            " WHERE view_set_name = 'log_stats')",
+            " WHERE view_set_name = $2)",
             (2).to_bytes(8, "little", signed=True),
+            view,
         )
-        out["stale"] = await _answers(factory, sql)
-        # A log_entries partition no log_stats partition covers.
+        out["stale"] = await answers(factory)
+        # A source partition no partition of the pre-aggregate covers.
         await h.lake.pool.execute(
-            "DELETE FROM lakehouse_partitions WHERE view_set_name = 'log_stats'"
+            "DELETE FROM lakehouse_partitions WHERE view_set_name = $1"
             " AND begin_insert_time = (SELECT max(begin_insert_time) FROM lakehouse_partitions"
-            " WHERE view_set_name = 'log_stats')"
+            " WHERE view_set_name = $1)",
+            view,
         )
-        out["missing"] = await _answers(factory, sql)
+        out["missing"] = await answers(factory)
         return out
 
     out = local_lake_env(scenario)
-    truth, rewrites = out["fresh"]
+    truth, rewrites, _ = out["fresh"]
     assert rewrites == 1
     for label in ("stale", "missing"):
         ours, rewrites, plan = out[label]
         assert rewrites == 0, label
-        assert "log_stats" not in plan, label
+        assert view not in plan, label
         assert _same(ours, truth, ordered=False), label
 
 

@@ -106,41 +106,6 @@ def test_measure_statistics_are_answered_from_measure_stats(local_lake_env: Lake
         assert _same(ours, plain, ordered=False), sql
 
 
-def test_stale_or_missing_measure_stats_is_not_used(local_lake_env: LakeEnv) -> None:
-    sql = _query_set_statistics()
-
-    async def scenario(h: Harness) -> dict[str, Any]:
-        await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
-        factory = SessionFactory(h.lake)
-        truth, rewrites, _ = await _answers(factory, sql)
-        out: dict[str, Any] = {"fresh": (truth, rewrites)}
-        # A measure_stats partition that counted another number of measures rows than stored now.
-        await h.lake.pool.execute(
-            "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = 'measure_stats'"
-            " AND begin_insert_time = (SELECT min(begin_insert_time) FROM lakehouse_partitions"
-            " WHERE view_set_name = 'measure_stats')",
-            (2).to_bytes(8, "little", signed=True),
-        )
-        out["stale"] = await _answers(factory, sql)
-        # A measures partition no measure_stats partition covers.
-        await h.lake.pool.execute(
-            "DELETE FROM lakehouse_partitions WHERE view_set_name = 'measure_stats'"
-            " AND begin_insert_time = (SELECT max(begin_insert_time) FROM lakehouse_partitions"
-            " WHERE view_set_name = 'measure_stats')"
-        )
-        out["missing"] = await _answers(factory, sql)
-        return out
-
-    out = local_lake_env(scenario)
-    truth, rewrites = out["fresh"]
-    assert rewrites == 1
-    for label in ("stale", "missing"):
-        ours, rewrites, plan = out[label]
-        assert rewrites == 0, label
-        assert "measure_stats" not in plan, label
-        assert _same(ours, truth, ordered=False), label
-
-
 # ---------------------------------------------------------------------------------------------
 # property: the rewrite never changes an answer, and happens exactly when the bounds are whole minutes
 

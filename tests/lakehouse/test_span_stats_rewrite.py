@@ -105,31 +105,6 @@ def test_span_statistics_are_answered_from_span_stats(local_lake_env: LakeEnv) -
     assert "span_stats" not in plan
 
 
-def test_stale_span_stats_is_not_used(local_lake_env: LakeEnv) -> None:
-    sql = _query_set_errors()
-
-    async def scenario(h: Harness) -> dict[str, Any]:
-        await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
-        factory = SessionFactory(h.lake)
-        out: dict[str, Any] = {"fresh": await _answers(factory, sql)}
-        await h.lake.pool.execute(
-            "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = 'span_stats'"
-            " AND begin_insert_time = (SELECT min(begin_insert_time) FROM lakehouse_partitions"
-            " WHERE view_set_name = 'span_stats')",
-            (2).to_bytes(8, "little", signed=True),
-        )
-        out["stale"] = await _answers(factory, sql)
-        return out
-
-    out = local_lake_env(scenario)
-    truth, rewrites, _ = out["fresh"]
-    assert rewrites == 1
-    ours, rewrites, plan = out["stale"]
-    assert rewrites == 0
-    assert "span_stats" not in plan
-    assert _same(ours, truth, ordered=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # property: the rewrite never changes an answer, and happens exactly when the bounds are whole minutes
 
