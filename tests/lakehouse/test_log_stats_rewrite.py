@@ -95,11 +95,15 @@ def _parameters() -> Any:
 
 
 async def _answers(
-    factory: SessionFactory, sql: str, query_range: TimeRange | None = None
+    factory: SessionFactory,
+    sql: str,
+    query_range: TimeRange | None = None,
+    counter: str = "log_stats_rewrites",
 ) -> tuple[pa.Table, int, str]:
+    """The answer, the session's rewrite count ``counter`` and the logical plan of ``sql``."""
     session = await factory.create(query_range)
     df = await session.sql(sql)
-    return df.to_arrow_table(), session.log_stats_rewrites, str(df.logical_plan())
+    return df.to_arrow_table(), getattr(session, counter), str(df.logical_plan())
 
 
 def _same(a: pa.Table, b: pa.Table, ordered: bool) -> bool:
@@ -163,15 +167,10 @@ _PRE_AGGREGATES = {
 def test_stale_or_missing_pre_aggregate_is_not_used(local_lake_env: LakeEnv, view: str) -> None:
     sql, counter = _PRE_AGGREGATES[view]
 
-    async def answers(factory: SessionFactory) -> tuple[pa.Table, int, str]:
-        session = await factory.create()
-        df = await session.sql(sql)
-        return df.to_arrow_table(), getattr(session, counter), str(df.logical_plan())
-
     async def scenario(h: Harness) -> dict[str, Any]:
         await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
         factory = SessionFactory(h.lake)
-        out: dict[str, Any] = {"fresh": await answers(factory)}
+        out: dict[str, Any] = {"fresh": await _answers(factory, sql, counter=counter)}
         # A partition of the pre-aggregate that counted another number of source rows than stored now.
         await h.lake.pool.execute(
             "UPDATE lakehouse_partitions SET source_data_hash = $1 WHERE view_set_name = $2"
@@ -180,7 +179,7 @@ def test_stale_or_missing_pre_aggregate_is_not_used(local_lake_env: LakeEnv, vie
             (2).to_bytes(8, "little", signed=True),
             view,
         )
-        out["stale"] = await answers(factory)
+        out["stale"] = await _answers(factory, sql, counter=counter)
         # A source partition no partition of the pre-aggregate covers.
         await h.lake.pool.execute(
             "DELETE FROM lakehouse_partitions WHERE view_set_name = $1"
@@ -188,7 +187,7 @@ def test_stale_or_missing_pre_aggregate_is_not_used(local_lake_env: LakeEnv, vie
             " WHERE view_set_name = $1)",
             view,
         )
-        out["missing"] = await answers(factory)
+        out["missing"] = await _answers(factory, sql, counter=counter)
         return out
 
     out = local_lake_env(scenario)

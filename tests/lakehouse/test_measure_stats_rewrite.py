@@ -34,7 +34,8 @@ from sirius.lakehouse.views._minute_stats import aggregate_with_sql
 
 from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
-from .test_log_stats_rewrite import BASE_NS, MINUTE, _iso
+from .test_log_stats_rewrite import BASE_NS, MINUTE, _iso, _query_named, _same
+from .test_log_stats_rewrite import _answers as answers
 
 REWRITTEN = [
     "SELECT name, avg(value) AS mean, min(value) AS lo, max(value) AS hi, count(delta) AS deltas FROM measures"
@@ -64,19 +65,10 @@ NOT_REWRITTEN = [
 """Shapes it does not answer exactly: planned over ``measures``."""
 
 
-def _query_set_statistics() -> str:
-    (query,) = [q for q in query_set.QUERIES if q.name == "measure stats by name+exe"]
-    return query.sql
-
-
-async def _answers(factory: SessionFactory, sql: str) -> tuple[pa.Table, int, str]:
-    session = await factory.create()
-    df = await session.sql(sql)
-    return df.to_arrow_table(), session.measure_stats_rewrites, str(df.logical_plan())
-
-
-def _same(a: pa.Table, b: pa.Table, ordered: bool) -> bool:
-    return query_set.compare_tables(a, b, ordered=ordered) == []
+async def _answers(
+    factory: SessionFactory, sql: str, query_range: TimeRange | None = None
+) -> tuple[pa.Table, int, str]:
+    return await answers(factory, sql, query_range, counter="measure_stats_rewrites")
 
 
 def test_measure_statistics_are_answered_from_measure_stats(local_lake_env: LakeEnv) -> None:
@@ -84,14 +76,14 @@ def test_measure_statistics_are_answered_from_measure_stats(local_lake_env: Lake
         await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
         on, off = SessionFactory(h.lake), SessionFactory(h.lake, SessionSettings(measure_stats_rewrite=False))
         out: dict[str, Any] = {}
-        for sql in [_query_set_statistics(), *REWRITTEN, *NOT_REWRITTEN]:
+        for sql in [_query_named("measure stats by name+exe"), *REWRITTEN, *NOT_REWRITTEN]:
             ours, rewrites, plan = await _answers(on, sql)
             plain, none, _ = await _answers(off, sql)
             out[sql] = (ours, plain, rewrites, none, plan)
         return out
 
     out = local_lake_env(scenario)
-    for sql in [_query_set_statistics(), *REWRITTEN]:
+    for sql in [_query_named("measure stats by name+exe"), *REWRITTEN]:
         ours, plain, rewrites, none, plan = out[sql]
         assert (rewrites, none) == (1, 0), sql
         assert "measure_stats" in plan, sql

@@ -31,7 +31,8 @@ from sirius.lakehouse.views._minute_stats import aggregate_with_sql
 
 from .bench_query_set import SMALL, observability_lake, query_set
 from .conftest import Harness, LakeEnv
-from .test_log_stats_rewrite import BASE_NS, MINUTE, _iso
+from .test_log_stats_rewrite import BASE_NS, MINUTE, _iso, _query_named, _same
+from .test_log_stats_rewrite import _answers as answers
 
 REWRITTEN = [
     "SELECT service_name, count(*) AS n FROM otel_spans WHERE status = 'ERROR' GROUP BY service_name",
@@ -58,19 +59,10 @@ NOT_REWRITTEN = [
 """Shapes it does not answer exactly: planned over ``otel_spans``."""
 
 
-def _query_set_errors() -> str:
-    (query,) = [q for q in query_set.QUERIES if q.name == "error spans by service"]
-    return query.sql
-
-
-async def _answers(factory: SessionFactory, sql: str, query_range: Any = None) -> tuple[pa.Table, int, str]:
-    session = await factory.create(query_range)
-    df = await session.sql(sql)
-    return df.to_arrow_table(), session.span_stats_rewrites, str(df.logical_plan())
-
-
-def _same(a: pa.Table, b: pa.Table, ordered: bool) -> bool:
-    return query_set.compare_tables(a, b, ordered=ordered) == []
+async def _answers(
+    factory: SessionFactory, sql: str, query_range: TimeRange | None = None
+) -> tuple[pa.Table, int, str]:
+    return await answers(factory, sql, query_range, counter="span_stats_rewrites")
 
 
 def test_span_statistics_are_answered_from_span_stats(local_lake_env: LakeEnv) -> None:
@@ -78,17 +70,17 @@ def test_span_statistics_are_answered_from_span_stats(local_lake_env: LakeEnv) -
         await observability_lake.build_lake(h.lake, h.clock.set, SMALL)
         on, off = SessionFactory(h.lake), SessionFactory(h.lake, SessionSettings(span_stats_rewrite=False))
         out: dict[str, Any] = {}
-        for sql in [_query_set_errors(), *REWRITTEN, *NOT_REWRITTEN]:
+        for sql in [_query_named("error spans by service"), *REWRITTEN, *NOT_REWRITTEN]:
             ours, rewrites, plan = await _answers(on, sql)
             plain, none, _ = await _answers(off, sql)
             out[sql] = (ours, plain, rewrites, none, plan)
         # Any range (even whole minutes): spans are kept by start and end time, not the start minute.
         aligned = TimeRange(BASE_NS, BASE_NS + 2 * MINUTE - 1)
-        out["ranged"] = await _answers(on, _query_set_errors(), aligned)
+        out["ranged"] = await _answers(on, _query_named("error spans by service"), aligned)
         return out
 
     out = local_lake_env(scenario)
-    for sql in [_query_set_errors(), *REWRITTEN]:
+    for sql in [_query_named("error spans by service"), *REWRITTEN]:
         ours, plain, rewrites, none, plan = out[sql]
         assert (rewrites, none) == (1, 0), sql
         assert "span_stats" in plan, sql
