@@ -97,7 +97,7 @@ class DurablePool:
         OSError: the pool's threads or eventfd could not be created.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int = 8) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int = _WRITER_THREADS) -> None:
         pool = lib.sirius_durable_pool_new(threads)
         if pool == ffi.NULL:
             code = ffi.errno

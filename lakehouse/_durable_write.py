@@ -104,6 +104,10 @@ def directory_names_pending(directory: Path) -> bool:
 
 def wait_for_directory_names(directory: Path) -> None:
     """Return once no directory on ``directory``'s path is being created with its name unsynced."""
+    # Lock-free first look (the common case: nothing is being created). A directory is
+    # registered before its mkdir, so a writer that could link into it sees the entry.
+    if not directory_names_pending(directory):
+        return
     with _NewDirectories.condition:
         while directory_names_pending(directory):
             _NewDirectories.waiting += 1

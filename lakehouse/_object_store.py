@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_pool_refusals = 0  # writes that found no writer pool (warned once)
+_pool_refused = False  # a write found no writer pool (warned once per process)
 
 
 @runtime_checkable
@@ -238,15 +238,15 @@ class LocalObjectStore:
     def _writer_pool(self) -> DurablePool | None:
         if not native_unnamed_writes():
             return None
-        global _pool_refusals  # noqa: PLW0603 - one warning per process, however many stores
+        global _pool_refused  # noqa: PLW0603 - one warning per process, however many stores
         try:
             return loop_pool()
         except OSError as exc:
             # No threads or descriptors for a pool (limits reached): the writes still work on
             # Python worker threads, slower; the next write tries the pool again.
-            if _pool_refusals == 0:
+            if not _pool_refused:
                 _log.warning("durable writer pool unavailable, writing on worker threads: %s", exc)
-            _pool_refusals += 1
+            _pool_refused = True
             return None
 
     async def _put_pooled(self, pool: DurablePool, path: Path, data: bytes | memoryview) -> bool | None:

@@ -318,7 +318,7 @@ def test_a_store_writes_on_worker_threads_when_no_pool_can_start(
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(_object_store, "loop_pool", refused)
-    monkeypatch.setattr(_object_store, "_pool_refusals", 0)
+    monkeypatch.setattr(_object_store, "_pool_refused", False)
 
     async def main() -> list[bool]:
         store = LocalObjectStore(tmp_path, durable=True)
