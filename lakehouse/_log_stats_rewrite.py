@@ -523,12 +523,15 @@ class LogStatsRewriter:
             self._source_plan = star.inputs()[0].inputs()[0].display_indent()
         return self._source_plan
 
+    def _frame(self, base: str, predicate: Any | None) -> datafusion.DataFrame:
+        """``base`` as a relation named like the source, filtered by the statement's predicate."""
+        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {self._spec.source}")  # noqa: S608
+        return frame if predicate is None else frame.filter(Expr(predicate))
+
     def _time_bounds(self, base: str, aggregate: Any, predicate: Any | None) -> tuple[int, int] | None:
         """``(L, H)`` in ns for the statement's groups over ``log_stats`` (None: no group)."""
-        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {self._spec.source}")  # noqa: S608
-        if predicate is not None:
-            frame = frame.filter(Expr(predicate))
-        time = datafusion.col(_TIME)
+        frame = self._frame(base, predicate)
+        time = datafusion.col(self._spec.time)
         groups = frame.aggregate(
             [Expr(e) for e in aggregate.group_by_exprs()], [f.min(time).alias("lo"), f.max(time).alias("hi")]
         )
@@ -541,16 +544,17 @@ class LogStatsRewriter:
 
     def _bounded_base(self, base: str, aggregate: Any, predicate: Any | None, *, joined: bool) -> str:
         """``base`` with the source rows holding each group's first and last times appended."""
-        keys = [_TIME, *sorted(self._spec.keys), *(_PROCESS_COLUMNS if joined else ())]
+        time = self._spec.time
+        keys = [time, *sorted(self._spec.keys), *(_PROCESS_COLUMNS if joined else ())]
         columns = ", ".join(keys)
-        stats = f"SELECT {columns}, count, CASE WHEN false THEN {_TIME} END AS {_EXACT_TIME} FROM ({base})"  # noqa: S608
+        stats = f"SELECT {columns}, count, CASE WHEN false THEN {time} END AS {_EXACT_TIME} FROM ({base})"  # noqa: S608
         bounds = self._time_bounds(base, aggregate, predicate)
         if bounds is None:
             return stats
         low, high = (f"arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"+00:00\"))')" for ns in bounds)
         rows = (
-            f"SELECT {columns}, CAST(0 AS BIGINT) AS count, {_TIME} AS {_EXACT_TIME} FROM {self._spec.source}"  # noqa: S608
-            f" WHERE {_TIME} < {low} OR {_TIME} >= {high}"
+            f"SELECT {columns}, CAST(0 AS BIGINT) AS count, {time} AS {_EXACT_TIME} FROM {self._spec.source}"  # noqa: S608
+            f" WHERE {time} < {low} OR {time} >= {high}"
         )
         return f"{stats} UNION ALL {rows}"
 
@@ -563,16 +567,14 @@ class LogStatsRewriter:
         base = spec.joined_sql() if joined else spec.base_sql()
         if bounds:
             base = self._bounded_base(base, aggregate, predicate, joined=joined)
-        frame = self._ctx.sql(f"SELECT * FROM ({base}) AS {spec.source}")  # noqa: S608
-        if predicate is not None:
-            frame = frame.filter(Expr(predicate))
+        frame = self._frame(base, predicate)
         # count(*) over log_entries rows is the sum of their per-minute counts (0 for no rows);
         # min/max(time) are those of the appended log_entries rows' real times (NULL elsewhere).
         # Statistics come from the pre-aggregate's columns (spec.aggregates); the other
         # aggregates (of keys) are computed as written.
         bound_names = spec.time_bound_names
         counts = [
-            f.coalesce(f.sum(datafusion.col("count")), lit(0)).alias(e.schema_name())
+            _count_of("count")().alias(e.schema_name())
             if _is_count_star(e)
             else bound_names[e.schema_name()](datafusion.col(_EXACT_TIME)).alias(e.schema_name())
             if e.schema_name() in bound_names

@@ -25,6 +25,7 @@ snapshot taken at ``create``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,19 +215,17 @@ class QuerySession:
         self._pushdown_default = pushdown_filters
         self._lookup_planned = False
         self._partitions = partitions or {}
-        self._log_stats = (
-            LogStatsRewriter(ctx, query_range, lambda: self._covers(LOG_STATS)) if log_stats_rewrite else None
+        # One rewriter per pre-aggregate switched on, keyed by the source view it stands in for.
+        switched_on = (
+            (LOG_STATS, log_stats_rewrite),
+            (MEASURE_STATS, measure_stats_rewrite),
+            (SPAN_STATS, span_stats_rewrite),
         )
-        self._measure_stats = (
-            LogStatsRewriter(ctx, query_range, lambda: self._covers(MEASURE_STATS), MEASURE_STATS)
-            if measure_stats_rewrite
-            else None
-        )
-        self._span_stats = (
-            LogStatsRewriter(ctx, query_range, lambda: self._covers(SPAN_STATS), SPAN_STATS)
-            if span_stats_rewrite
-            else None
-        )
+        self._rewriters: dict[str, LogStatsRewriter] = {
+            spec.source: LogStatsRewriter(ctx, query_range, functools.partial(self._covers, spec), spec)
+            for spec, on in switched_on
+            if on
+        }
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
@@ -299,12 +298,9 @@ class QuerySession:
         The one place a session registers a view's rows, so no table escapes the restriction.
         """
         frame = _row_filter(frame, view, self.query_range)
-        if self._log_stats is not None and view.name == LOG_STATS.source:
-            self._log_stats.source_changed()
-        if self._measure_stats is not None and view.name == MEASURE_STATS.source:
-            self._measure_stats.source_changed()
-        if self._span_stats is not None and view.name == SPAN_STATS.source:
-            self._span_stats.source_changed()
+        rewriter = self._rewriters.get(view.name)
+        if rewriter is not None:
+            rewriter.source_changed()
         if self.audience is not None:
             frame = await self.audience.restrict(self.ctx, view, frame)
         view.register_global(self.ctx, frame)
@@ -333,27 +329,30 @@ class QuerySession:
         """
         if self.audience is not None:
             return df
-        for rewriter in (self._log_stats, self._measure_stats, self._span_stats):
-            if rewriter is not None:
-                rewritten = await rewriter.rewrite(df)
-                if rewritten is not df:
-                    return rewritten
+        for rewriter in self._rewriters.values():
+            rewritten = await rewriter.rewrite(df)
+            if rewritten is not df:
+                return rewritten
         return df
 
     @property
     def log_stats_rewrites(self) -> int:
         """Statements of this session planned over ``log_stats`` instead of ``log_entries``."""
-        return 0 if self._log_stats is None else self._log_stats.rewrites
+        return self._rewrites_of(LOG_STATS)
 
     @property
     def measure_stats_rewrites(self) -> int:
         """Statements of this session planned over ``measure_stats`` instead of ``measures``."""
-        return 0 if self._measure_stats is None else self._measure_stats.rewrites
+        return self._rewrites_of(MEASURE_STATS)
 
     @property
     def span_stats_rewrites(self) -> int:
         """Statements of this session planned over ``span_stats`` instead of ``otel_spans``."""
-        return 0 if self._span_stats is None else self._span_stats.rewrites
+        return self._rewrites_of(SPAN_STATS)
+
+    def _rewrites_of(self, spec: PreAggregate) -> int:
+        rewriter = self._rewriters.get(spec.source)
+        return 0 if rewriter is None else rewriter.rewrites
 
     async def _covers(self, spec: PreAggregate) -> bool:
         """Whether the session's ``spec.target`` partitions count exactly its ``spec.source`` rows."""
