@@ -26,6 +26,7 @@ from ..lakehouse import (
     Lakehouse,
     LakehousePartitionAdmin,
     PartitionAdmin,
+    PoolCounters,
     QueryRange,
     QuerySession,
     ReadScope,
@@ -62,8 +63,11 @@ class LakehouseSessionProvider:
         sail_cluster: Spark Connect URL of the Sail cluster for ``x-sirius-engine: sail``
             statements (``SIRIUS_SAIL_CLUSTER``, read once when omitted; unset: refused).
 
-    Each session gets the request's per-query memory pool. Its :attr:`governance` (query audit
-    log and deny list, in the lakehouse's PostgreSQL) is picked up by the FlightSQL server.
+    Each session gets the request's per-query memory pool. The server gives each context back
+    when its query is over (:meth:`release`); the factory then reuses it for a later session
+    (``SessionSettings.pooled_contexts``), with the Parquet metadata DataFusion cached in it.
+    Its :attr:`governance` (query audit log and deny list, in the lakehouse's PostgreSQL) is
+    picked up by the FlightSQL server.
     """
 
     def __init__(
@@ -86,6 +90,11 @@ class LakehouseSessionProvider:
         self.governance = QueryGovernance.for_pool(lake.pool)
 
     @property
+    def context_counters(self) -> PoolCounters:
+        """What the sessions' context pool did (created, reused, returned, discarded)."""
+        return self._factory.context_counters
+
+    @property
     def partitions(self) -> PartitionAdmin | None:
         """The lakehouse's partition administration."""
         return self._partitions
@@ -102,7 +111,11 @@ class LakehouseSessionProvider:
         )
         self._sessions[session.ctx] = session
         if request.sql:
-            await session.prepare(request.sql)
+            try:
+                await session.prepare(request.sql)
+            except BaseException:
+                self.release(session.ctx, discard=True)  # the server never got it: it is dropped here
+                raise
         return session.ctx
 
     async def run_on_sail(self, request: SessionRequest) -> pa.Table:
@@ -136,6 +149,12 @@ class LakehouseSessionProvider:
         session = self._sessions.get(ctx)
         if session is not None:
             await session.prepare(sql)
+
+    def release(self, ctx: datafusion.SessionContext, *, discard: bool) -> None:
+        """The query on ``ctx`` is over: its context goes back to the factory's pool, or is dropped."""
+        session = self._sessions.pop(ctx, None)
+        if session is not None:
+            session.close(discard=discard)
 
     async def rewrite(self, ctx: datafusion.SessionContext, df: datafusion.DataFrame) -> datafusion.DataFrame:
         """The statement planned on ``ctx`` over ``log_stats`` when that answers it exactly."""

@@ -163,7 +163,8 @@ class QueryExecution:
         deadline: ``time.monotonic()`` value after which the query is cancelled.
         query_id: reported in errors.
         max_batch_bytes: slice size bound.
-        on_close: called once when the execution ends (whatever the reason).
+        on_close: called once when the execution ends (whatever the reason); ``finished``
+            then tells whether it ended by reaching the last batch.
     """
 
     def __init__(
@@ -181,6 +182,8 @@ class QueryExecution:
         self.schema = schema
         self.query_id = query_id
         self.rows = 0
+        self.finished = False
+        """True once the stream has given its last batch (not failed, timed out or cancelled)."""
         self._loop = loop
         self._deadline = deadline
         self._timeout_seconds = timeout_seconds
@@ -231,6 +234,7 @@ class QueryExecution:
                     self._release()
                     raise classify_datafusion_error(exc, self.query_id) from exc
                 if batch is None:
+                    self.finished = True
                     self._release()
                     return None
                 if batch.num_rows:

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -154,6 +154,8 @@ class _Query:
     deadline: float
     released: bool = False
     audit: AuditState | None = None
+    contexts: list[datafusion.SessionContext] = field(default_factory=list)
+    """The sessions built for this request (nested ranges included), handed back at release."""
 
 
 class FlightSqlServer(flight.FlightServerBase):
@@ -215,13 +217,25 @@ class FlightSqlServer(flight.FlightServerBase):
             self._active[query.query_id] = query
         return query
 
-    def _release(self, query: _Query) -> None:
+    def _release(self, query: _Query, *, clean: bool = False) -> None:
+        """End ``query``: free its slot and give its sessions back to the provider.
+
+        ``clean``: nothing of it can still run (its stream reached its end, or it executed
+        nothing); otherwise the provider drops its contexts rather than reuse them.
+        """
         with self._idle:
             if query.released:
                 return
             query.released = True
             self._active.pop(query.query_id, None)
             self._idle.notify_all()
+            contexts, query.contexts = query.contexts, []
+        release = getattr(self._provider, "release", None)
+        for ctx in contexts if release is not None else ():
+            try:
+                release(ctx, discard=not clean)
+            except Exception:  # noqa: BLE001 - a provider's cleaning must never fail a query that is over
+                _LOG.exception("query %s: its session was not given back", query.query_id)
 
     def close_loops(self) -> None:
         """Stop the private event loop (after ``shutdown``)."""
@@ -264,7 +278,9 @@ class FlightSqlServer(flight.FlightServerBase):
         )
         timeout = min(self._config.session_timeout_seconds, query.deadline - time.monotonic())
         try:
-            return self._run_app(self._provider.session(request), timeout)
+            ctx = self._run_app(self._provider.session(request), timeout)
+            query.contexts.append(ctx)
+            return ctx
         except TimeoutError:
             msg = "query cancelled: building its session took longer than its timeout"
             raise QueryTimeoutError(msg, query.query_id) from None
@@ -396,7 +412,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 self._begin_audit(query, call, context, command)
                 return self._statement_stream(query, command)
             table = self._metadata_result(query, command)
-            self._release(query)
+            self._release(query, clean=True)  # answered from the session's catalog: nothing runs
             return flight.RecordBatchStream(table)
         except FlightSqlError as exc:
             error = exc
@@ -436,6 +452,8 @@ class FlightSqlServer(flight.FlightServerBase):
         _, df = self._plan(query, sql)
         schema = output_schema(df.schema(), self._types(query))
         started = time.perf_counter()
+        # The execution ends (on_close) before the name is bound when starting it fails.
+        executions: list[QueryExecution] = []
         execution = QueryExecution(
             df,
             schema,
@@ -444,8 +462,9 @@ class FlightSqlServer(flight.FlightServerBase):
             query.query_id,
             max_batch_bytes=self._config.max_batch_bytes,
             timeout_seconds=self._config.query_timeout_seconds,
-            on_close=lambda: self._release(query),
+            on_close=lambda: self._release(query, clean=any(e.finished for e in executions)),
         )
+        executions.append(execution)
         # Pull the first batch here, so that an error or a timeout before any result is sent
         # with its exact status (DEADLINE_EXCEEDED, INTERNAL); later ones travel in the stream.
         audit = query.audit
@@ -581,11 +600,14 @@ class FlightSqlServer(flight.FlightServerBase):
     def _statement_schema(self, call: CallContext, sql: str) -> pa.Schema:
         options = parse_request_options(call.headers)
         query = self._admit(call, options)
+        clean = False
         try:
             _, df = self._plan(query, sql, schema_only=True)
-            return output_schema(df.schema(), self._types(query))
+            schema = output_schema(df.schema(), self._types(query))
+            clean = True  # planned, never executed
+            return schema
         finally:
-            self._release(query)
+            self._release(query, clean=clean)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -701,7 +723,8 @@ def _session_request(query: _Query, sql: str, **extra: Any) -> SessionRequest:
 
 def _with_range(query: _Query, begin_ns: int, end_ns: int) -> _Query:
     options = RequestOptions(begin_ns, end_ns, query.options.limit, query.options.preserve_dictionary)
-    return _Query(query.query_id, query.caller, options, query.deadline, released=True)
+    # The same list of contexts: a nested range's session is given back with the query's.
+    return _Query(query.query_id, query.caller, options, query.deadline, released=True, contexts=query.contexts)
 
 
 def _without_schema(info: flight.FlightInfo) -> flight.FlightInfo:

@@ -91,7 +91,13 @@ class SessionProvider(Protocol):
         async def rewrite(self, ctx: datafusion.SessionContext, df: datafusion.DataFrame) -> datafusion.DataFrame
 
     awaited on the same loop with the statement's plan, whose result is executed instead (the
-    lakehouse answers counting questions over ``log_entries`` from ``log_stats`` this way).
+    lakehouse answers counting questions over ``log_entries`` from ``log_stats`` this way); and::
+
+        def release(self, ctx: datafusion.SessionContext, *, discard: bool) -> None
+
+    called from a server thread once nothing of the query runs on ``ctx`` any more (its stream
+    ended, its metadata answered, or it failed: then ``discard`` is True), so the provider may
+    reuse the context for a later session (the lakehouse pools them) or drop it.
     """
 
     @property

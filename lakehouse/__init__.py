@@ -12,6 +12,7 @@ from ._audience_scope import (
 )
 from ._block_source import BlockFilter, block_object_key
 from ._config import LakehouseConfig
+from ._context_pool import PoolCounters
 from ._datalake import BlockRecord, DataLake, ProcessRecord, StreamRecord
 from ._environment_variables import (
     MICROMEGAS_OBJECT_STORE_URI,
@@ -147,6 +148,7 @@ __all__ = [
     "PartitionAdmin",
     "PassKind",
     "PassReport",
+    "PoolCounters",
     "ProcessRecord",
     "PublishReport",
     "QueryAuditLog",

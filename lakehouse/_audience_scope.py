@@ -53,6 +53,7 @@ __all__ = [
     "SessionAudience",
     "VisibleProcesses",
     "audience_of_session",
+    "forget_audience_of_session",
     "unstamped_audience_from_env",
 ]
 
@@ -176,6 +177,11 @@ def audience_of_session(ctx: datafusion.SessionContext) -> SessionAudience | Non
     return _SESSIONS.get(ctx)
 
 
+def forget_audience_of_session(ctx: datafusion.SessionContext) -> None:
+    """Drop the restriction of ``ctx``'s finished session (the context may serve another session)."""
+    _SESSIONS.pop(ctx, None)
+
+
 class SessionAudience:
     """The processes one restricted query session may see, resolved once in PostgreSQL.
 
@@ -207,6 +213,7 @@ class SessionAudience:
             MetadataStoreError: PostgreSQL failed.
         """
         if scope.audiences is None:
+            _SESSIONS.pop(ctx, None)  # a reused context: no earlier session's restriction stays
             return None
         audience = cls(pool, scope, await (visible or VisibleProcesses()).of(pool, scope))
         _SESSIONS[ctx] = audience

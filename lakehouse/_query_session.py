@@ -20,22 +20,26 @@
   nowhere else), and ``view_instance`` of another audience's process is empty, without JIT.
 
 A session is meant for one query (or a few with the same range): the partition list is a
-snapshot taken at ``create``.
+snapshot taken at ``create``. Its DataFusion context comes from the factory's pool
+(``_context_pool.py``) and goes back to it when the session is closed (``close``, or leaving
+``async with``), so the Parquet footers and statistics DataFusion cached while planning serve
+later sessions; a session never closed simply keeps its context to itself.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import datafusion
 import pyarrow as pa
 from datafusion import SessionContext, Table, col, lit, udtf
 
-from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses
+from ._audience_scope import ReadScope, SessionAudience, VisibleProcesses, forget_audience_of_session
+from ._context_pool import ContextPool, PoolCounters
 from ._exceptions import ViewError
 from ._log_stats_rewrite import (
     LOG_STATS,
@@ -49,9 +53,10 @@ from ._materialize import jit_update
 from ._partition_admin import LakehousePartitionAdmin
 from ._partition_files import PartitionFiles as _Files
 from ._partitions import Partition, find_overlapping, partitions_for_query
-from ._sql_functions import new_session_context, prepare_sql, register_sql_functions
+from ._session_settings import QueryRange, SessionSettings, prepared_context
+from ._sql_functions import prepare_sql, register_sql_functions
 from ._sql_hex_ids import PUSHDOWN_OPTION, is_id_lookup, plan_sql
-from ._time_range import TimeRange, to_ns
+from ._time_range import TimeRange
 from ._view_ddl import is_view_ddl, sql_identifiers
 from ._view_set import GLOBAL_INSTANCE, TIMESTAMP, ViewSet
 
@@ -68,7 +73,6 @@ __all__ = [
 ]
 
 _CALL = re.compile(r"\bview_instance\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
-_FAR_FUTURE_NS = 2**62
 
 
 def find_view_instance_calls(sql: str) -> list[tuple[str, str]]:
@@ -96,75 +100,6 @@ def substitute_view_instance_calls(sql: str, names: dict[tuple[str, str], str]) 
         return names[(match.group(1).replace("''", "'"), match.group(2).replace("''", "'"))]
 
     return _CALL.sub(name, sql)
-
-
-@dataclass(frozen=True, slots=True)
-class QueryRange:
-    """The time range of a query (headers ``query_range_begin`` / ``query_range_end``).
-
-    Either bound may be missing; ``to_time_range`` fills it with the epoch or the far future.
-    """
-
-    begin: datetime | int | None = None
-    end: datetime | int | None = None
-
-    def to_time_range(self) -> TimeRange | None:
-        """The range in ns, or None when neither bound is set."""
-        if self.begin is None and self.end is None:
-            return None
-        begin = 0 if self.begin is None else to_ns(self.begin)
-        end = _FAR_FUTURE_NS if self.end is None else to_ns(self.end)
-        return TimeRange(begin, max(begin, end))
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    """Session tunables.
-
-    Attributes:
-        target_partitions: DataFusion parallelism (None = number of cores).
-        batch_size: rows per record batch.
-        pushdown_filters: evaluate filters while decoding Parquet. Off by default:
-            ``bench/aggregates.py`` measured it slower on the observability queries that filter
-            (10 M rows, DataFusion 55: errors in a time window 1.6x slower with it, the latest
-            errors by time 5x slower); row-group pruning on statistics does not need it. A
-            statement comparing ``trace_id``, ``span_id`` or ``parent_span_id`` with a literal
-            runs with it on whatever this says: a lookup decodes only the matching rows (a
-            trace among small one-row-group partitions: 19 ms with it, 77 ms without).
-        page_index: read the Parquet page index the partitions carry, to skip pages whose
-            statistics exclude a filter. Off: no measured gain on the query set.
-        log_stats_rewrite: plan counting questions over ``log_entries`` over ``log_stats``
-            when it answers them exactly (``_log_stats_rewrite.py``; 0.01-0.5x of DuckDB
-            over ``log_entries`` instead of 1.6-4x in ``bench/aggregates.py``).
-        measure_stats_rewrite: plan statistics of ``measures`` (count, avg, min, max, sum)
-            over ``measure_stats`` when it answers them exactly (same module and conditions).
-        span_stats_rewrite: plan span counts and duration sums, minima and maxima of
-            ``otel_spans`` over ``span_stats`` when it answers them exactly (sessions without
-            a range only: the range filter of spans reads their end time too).
-    """
-
-    target_partitions: int | None = None
-    batch_size: int = 8192
-    pushdown_filters: bool = False
-    page_index: bool = False
-    log_stats_rewrite: bool = True
-    measure_stats_rewrite: bool = True
-    span_stats_rewrite: bool = True
-
-
-def _new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
-    # One place configures sessions (new_session_context: information_schema, Utf8 strings,
-    # the per-query memory pool); the lakehouse adds its Parquet pushdown settings on top.
-    return new_session_context(
-        memory_limit_bytes=memory_limit_bytes,
-        target_partitions=settings.target_partitions,
-        batch_size=settings.batch_size,
-        options={
-            "datafusion.execution.parquet.pushdown_filters": str(settings.pushdown_filters).lower(),
-            "datafusion.execution.parquet.reorder_filters": "true",
-            "datafusion.execution.parquet.enable_page_index": str(settings.page_index).lower(),
-        },
-    )
 
 
 def _timestamp(ns: int) -> datafusion.Expr:
@@ -201,6 +136,7 @@ class QuerySession:
         log_stats_rewrite: bool = True,
         measure_stats_rewrite: bool = True,
         span_stats_rewrite: bool = True,
+        release: Callable[[SessionContext, bool], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.query_range = query_range
@@ -215,6 +151,8 @@ class QuerySession:
         self._pushdown_default = pushdown_filters
         self._lookup_planned = False
         self._partitions = partitions or {}
+        self._release = release  # gives ctx back to its pool (with True: to be dropped)
+        self._closed = False
         # One rewriter per pre-aggregate switched on, keyed by the source view it stands in for.
         switched_on = (
             (LOG_STATS, log_stats_rewrite),
@@ -227,6 +165,31 @@ class QuerySession:
             if on
         }
         ctx.register_udtf(udtf(self._view_instance, "view_instance"))
+
+    def close(self, *, discard: bool = False) -> None:
+        """End the session: its context goes back to the factory's pool, cleaned, or is dropped.
+
+        Call it once the results are read (nothing may still stream from ``ctx``); the session
+        and its DataFrames must not be used after. ``discard`` drops the context instead (a
+        query failed or was cut short). Closing twice does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        forget_audience_of_session(self.ctx)
+        self._instances.clear()
+        self.global_frames.clear()
+        if self._release is not None:
+            self._release(self.ctx, discard)
+
+    async def __aenter__(self) -> QuerySession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # A failure may leave a stream or state half-way: that context is not reused.
+        self.close(discard=exc_type is not None)
 
     def _view_instance(self, view_set: datafusion.Expr, instance: datafusion.Expr) -> Table:
         key = (_literal(view_set), _literal(instance))
@@ -398,6 +361,14 @@ class SessionFactory:
         self._settings = settings or SessionSettings()
         self._function_context = function_context
         self._visible = VisibleProcesses()  # audience-restricted callers' processes, across sessions
+        self._contexts = ContextPool(
+            functools.partial(prepared_context, self._settings), max_idle=self._settings.pooled_contexts
+        )
+
+    @property
+    def context_counters(self) -> PoolCounters:
+        """What the context pool did: contexts created, reused, returned, discarded."""
+        return self._contexts.counters
 
     async def create(
         self,
@@ -414,13 +385,41 @@ class SessionFactory:
         ``memory_limit_bytes`` bounds the query's memory pool (exceeding it fails the query with
         DataFusion's "Resources exhausted"); None leaves it unbounded.
 
+        Close the session when its results are read (``close`` or ``async with``): its context
+        then serves a later session, with the Parquet metadata it cached.
+
         Raises:
             MetadataStoreError: PostgreSQL failed.
             ObjectStoreError: an in-memory store lost a file.
         """
         time_range = query_range.to_time_range() if isinstance(query_range, QueryRange) else query_range
         await self._lake.refresh_view_definitions()
-        ctx = _new_context(self._settings, memory_limit_bytes)
+        ctx = self._contexts.acquire(memory_limit_bytes)
+        try:
+            return await self._build(ctx, time_range, memory_limit_bytes, scope, function_context)
+        except BaseException:
+            self._contexts.release(ctx, memory_limit_bytes, discard=True)
+            raise
+
+    def _releaser(self, memory_limit_bytes: int | None) -> Callable[[SessionContext, bool], None]:
+        # What a session may have left besides tables and functions: its view_instance
+        # function and the pushdown setting a lookup by id switched on (plan_sql).
+        restore = {PUSHDOWN_OPTION: str(self._settings.pushdown_filters).lower()}
+
+        def release(ctx: SessionContext, discard: bool) -> None:
+            self._contexts.release(ctx, memory_limit_bytes, udtfs=("view_instance",), settings=restore, discard=discard)
+
+        return release
+
+    async def _build(
+        self,
+        ctx: SessionContext,
+        time_range: TimeRange | None,
+        memory_limit_bytes: int | None,
+        scope: ReadScope | None,
+        function_context: dict[str, Any],
+    ) -> QuerySession:
+        forget_audience_of_session(ctx)
         files = _Files(ctx, self._lake.store)
         views = self._lake.views.global_views()
         found = await partitions_for_query(
@@ -440,6 +439,7 @@ class SessionFactory:
             log_stats_rewrite=self._settings.log_stats_rewrite,
             measure_stats_rewrite=self._settings.measure_stats_rewrite,
             span_stats_rewrite=self._settings.span_stats_rewrite,
+            release=self._releaser(memory_limit_bytes),
         )
         for view in views:
             frame = await files.frame(view, found[view.name])
@@ -447,5 +447,7 @@ class SessionFactory:
             await session.register_global(view, frame)
         context = {**self._function_context, **function_context}
         context.setdefault("partitions", LakehousePartitionAdmin(self._lake))
-        register_sql_functions(ctx, lakehouse=self._lake, query_range=time_range, session=session, **context)
+        register_sql_functions(
+            ctx, stateless=False, lakehouse=self._lake, query_range=time_range, session=session, **context
+        )
         return session

@@ -183,18 +183,7 @@ def _block_udfs(lake: Any, run_async: RunAsync, audience: SessionAudience | None
     ]
 
 
-def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
-    """Register Sirius's scalar and aggregate functions on ``ctx``.
-
-    Args:
-        ctx: a ``datafusion.SessionContext``.
-        **context: what some functions need; all optional:
-            ``is_admin`` (bool, default True): register the admin functions;
-            ``partitions`` (:class:`PartitionAdmin`): the partition store they act on;
-            ``run_async`` (callable): runs a partition-store coroutine to completion from a
-            DataFusion worker thread (e.g. ``asyncio.run_coroutine_threadsafe(c, loop).result()``).
-            Admin functions are registered only when all three allow it.
-    """
+def _register_stateless(ctx: SessionContext) -> None:
     for name, fn, inputs, output in _JSONB_UDFS + _VARIANT_UDFS + visual_udfs():
         ctx.register_udf(udf(fn, inputs, output, "immutable", name))
     for name, fn, inputs, output in (
@@ -217,6 +206,25 @@ def register_sql_functions(ctx: SessionContext, **context: Any) -> None:
         )
     )
     ctx.register_udaf(udaf(histograms.SumHistogramsAccumulator, [hist], hist, [hist], "immutable", "sum_histograms"))
+
+
+def register_sql_functions(ctx: SessionContext, *, stateless: bool = True, **context: Any) -> None:
+    """Register Sirius's scalar and aggregate functions on ``ctx``.
+
+    Args:
+        ctx: a ``datafusion.SessionContext``.
+        stateless: register the functions that depend on nothing of the session (JSONB,
+            histograms, charts …); False when ``ctx`` already has them (a pooled context,
+            ``_context_pool.py``), so only the session's own functions below are added.
+        **context: what some functions need; all optional:
+            ``is_admin`` (bool, default True): register the admin functions;
+            ``partitions`` (:class:`PartitionAdmin`): the partition store they act on;
+            ``run_async`` (callable): runs a partition-store coroutine to completion from a
+            DataFusion worker thread (e.g. ``asyncio.run_coroutine_threadsafe(c, loop).result()``).
+            Admin functions are registered only when all three allow it.
+    """
+    if stateless:
+        _register_stateless(ctx)
     partitions = context.get("partitions")
     run_async = context.get("run_async")
     lake = context.get("lakehouse")
