@@ -28,6 +28,9 @@ SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS = "SIRIUS_INGESTION_MAX_INFLIGHT_REQUESTS
 SIRIUS_INGESTION_MAX_INFLIGHT_BYTES = "SIRIUS_INGESTION_MAX_INFLIGHT_BYTES"
 """Body bytes of the native ingestion requests handled at once (default 256 MiB); past it, 429 with ``Retry-After``."""
 
+SIRIUS_HTTP_FAST_LANE = "SIRIUS_HTTP_FAST_LANE"
+"""``0``: aiohttp serves every HTTP request; ``1`` (default): OTLP and native ingestion POSTs are served below it."""
+
 SIRIUS_TLS_CERT_FILE = "SIRIUS_TLS_CERT_FILE"
 """PEM certificate chain (server certificate first) every listener of the process serves TLS with."""
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from aiohttp import HttpVersion11, hdrs, web
+from multidict import CIMultiDict
 
 from ..identity import AuthenticationError, Authenticator, Principal, as_access_policy, write_audience
 from ..lakehouse import DataLake, LakehouseError, ObjectStore, StreamRecord, block_object_key
@@ -50,12 +51,19 @@ from ..tracing import (
     process_info_from_cbor,
     stream_info_from_cbor,
 )
-from ._admission import declared_body_size, read_declared_body
+from ._admission import AdmissionTicket, declared_body_size, read_declared_body
 from ._arrivals import log_new_process
 from ._auth import PRINCIPAL_KEY, request_principal
 from ._block_body import DecodedBlock, decode_block_body
 from ._block_validation import validate_transit_block
-from ._exceptions import AudienceOwnershipError, IncompleteBodyError, NativeRequestError, OverloadedError
+from ._exceptions import (
+    AudienceOwnershipError,
+    BodyTooLargeError,
+    IncompleteBodyError,
+    NativeRequestError,
+    OverloadedError,
+)
+from ._fast_http import FAST_COVERED_MIDDLEWARES, FAST_ROUTES
 from ._ingestion_limits import DEFAULT_MAX_BODY_BYTES, IngestionLimits
 from ._integration_routes import FIREHOSE_PATHS, IntegrationRoutes
 from ._otlp_http import OtlpHttpRoutes
@@ -72,7 +80,7 @@ _STREAM_CACHE_SIZE = 10_000
 OTLP_PREFIX = "/ingestion/otlp"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-NativeRoute = Callable[[bytearray, Principal], Awaitable[web.Response]]
+NativeRoute = Callable[[bytes | bytearray, Principal], Awaitable[web.Response]]
 
 _T = TypeVar("_T")
 
@@ -85,7 +93,7 @@ def _unavailable(reason: str) -> web.Response:
     return web.Response(status=503, text=f"Service unavailable: {reason}", headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def _decode(body: bytearray, decoder: Callable[[bytearray], _T]) -> _T | web.Response:
+def _decode(body: bytes | bytearray, decoder: Callable[[bytes | bytearray], _T]) -> _T | web.Response:
     """The request body decoded by ``decoder``, or the 400 answer when it is malformed."""
     try:
         return decoder(body)
@@ -115,6 +123,60 @@ def _store_failed(action: str, subject: object, exc: LakehouseError, reason: str
     """Log a failed store operation and answer 503 (the sender retries)."""
     _LOG.warning("%s %s failed: %s", action, subject, exc)
     return _unavailable(reason)
+
+
+class NativeExchange:
+    """One admitted native request: its route, caller, budget share and declared size."""
+
+    __slots__ = ("_principal", "_route", "_ticket", "size")
+
+    def __init__(self, route: NativeRoute, principal: Principal, ticket: AdmissionTicket, size: int) -> None:
+        self._route = route
+        self._principal = principal
+        self._ticket = ticket
+        self.size = size
+
+    async def finish(self, body: bytes | bytearray) -> web.Response:
+        """Run the route on the complete body, then give the budget back."""
+        try:
+            return await self._route(body, self._principal)
+        finally:
+            self._ticket.release()
+
+    def refuse(self, exc: NativeRequestError) -> web.Response:
+        """Release the request and answer ``exc`` (e.g. a truncated body)."""
+        self._ticket.release()
+        return _refused(exc)
+
+    def malformed(self, reason: str) -> web.Response:
+        """The body could not be read: 400."""
+        return self.refuse(IncompleteBodyError(f"malformed request body: {reason}"))
+
+    def too_large(self) -> web.Response:
+        """Not reached (a native body is always declared and checked); 413 all the same."""
+        return self.refuse(BodyTooLargeError(f"request body is larger than {self.size} bytes"))
+
+    def release(self) -> None:
+        """The connection ended before the body: give the budget back."""
+        self._ticket.release()
+
+
+class _NativeFastRoute:
+    """A native ``/ingestion/insert_*`` route as the fast lane serves it: key check, then admission."""
+
+    refuses_before_continue = True  # as _expect: what the route would refuse is refused before 100
+
+    def __init__(self, service: IngestionService, route: NativeRoute) -> None:
+        self._service = service
+        self._route = route
+        self.max_body_bytes = service.limits.max_body_bytes
+
+    def open(self, headers: CIMultiDict[str], content_length: int | None) -> NativeExchange | web.Response:
+        try:
+            principal = self._service._keys.require(headers.get("Authorization"))
+        except AuthenticationError as exc:
+            return _unauthorized(str(exc))
+        return self._service._admit(self._route, principal, content_length)
 
 
 @dataclass(slots=True)
@@ -181,6 +243,15 @@ class IngestionService:
         ):
             app.router.add_post(f"/ingestion/{route}", self._admitted(handler), expect_handler=self._expect)
         self.add_routes(app)
+        # The fast lane serves the native routes too; it checks the key as _auth_middleware does.
+        app[FAST_COVERED_MIDDLEWARES] = [self._auth_middleware]
+        fast_routes = app[FAST_ROUTES]
+        for route, handler in (
+            ("insert_process", self._insert_process),
+            ("insert_stream", self._insert_stream),
+            ("insert_block", self._insert_block),
+        ):
+            fast_routes[f"/ingestion/{route}"] = _NativeFastRoute(self, handler)
         return app
 
     def add_routes(self, app: web.Application) -> None:
@@ -238,16 +309,36 @@ class IngestionService:
         """``route`` behind the body limit and the in-flight budget, called with the body read once."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            exchange = self._admit(route, request_principal(request), request.content_length)
+            if isinstance(exchange, web.Response):
+                return exchange
             try:
-                # Sized before a byte is read: a burst of large uploads is refused, not buffered.
-                size = declared_body_size(request.content_length, self.limits.max_body_bytes)
-                with self.budget.admit() as ticket:
-                    ticket.reserve(size)
-                    return await route(await read_declared_body(request.content, size), request_principal(request))
-            except (NativeRequestError, OverloadedError) as exc:
-                return _refused(exc)
+                body = await read_declared_body(request.content, exchange.size)
+            except NativeRequestError as exc:
+                return exchange.refuse(exc)
+            except BaseException:
+                exchange.release()
+                raise
+            return await exchange.finish(body)
 
         return handle
+
+    def _admit(
+        self, route: NativeRoute, principal: Principal, content_length: int | None
+    ) -> NativeExchange | web.Response:
+        """Admit a native request by its declared size (411, 413, 429 refuse it before its body)."""
+        try:
+            # Sized before a byte is read: a burst of large uploads is refused, not buffered.
+            size = declared_body_size(content_length, self.limits.max_body_bytes)
+            ticket = self.budget.admit()
+        except (NativeRequestError, OverloadedError) as exc:
+            return _refused(exc)
+        try:
+            ticket.reserve(size)
+        except OverloadedError as exc:
+            ticket.release()
+            return _refused(exc)
+        return NativeExchange(route, principal, ticket, size)
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: what the route would refuse is refused before the body is sent.
@@ -273,7 +364,7 @@ class IngestionService:
 
     # -- routes ---------------------------------------------------------------------------
 
-    async def _insert_process(self, body: bytearray, principal: Principal) -> web.Response:
+    async def _insert_process(self, body: bytes | bytearray, principal: Principal) -> web.Response:
         info = _decode(body, process_info_from_cbor)
         if isinstance(info, web.Response):
             return info
@@ -287,7 +378,7 @@ class IngestionService:
             log_new_process(info, "the ingestion service (native)")
         return web.Response()
 
-    async def _insert_stream(self, body: bytearray, principal: Principal) -> web.Response:
+    async def _insert_stream(self, body: bytes | bytearray, principal: Principal) -> web.Response:
         info = _decode(body, stream_info_from_cbor)
         if isinstance(info, web.Response):
             return info
@@ -306,7 +397,7 @@ class IngestionService:
             return _store_failed("insert_stream", info.stream_id, exc, "metadata store error")
         return web.Response()
 
-    async def _insert_block(self, body: bytearray, principal: Principal) -> web.Response:
+    async def _insert_block(self, body: bytes | bytearray, principal: Principal) -> web.Response:
         decoded = _decode(body, decode_block_body)
         if isinstance(decoded, web.Response):
             return decoded

@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
+from multidict import CIMultiDict
 
-from ..identity import AuthenticationError, Authenticator, as_access_policy, refusal_detail
+from ..identity import AuthenticationError, Authenticator, Principal, as_access_policy, refusal_detail
 from ..otel_bridge import SIGNALS, Signal
 from ._admission import AdmissionTicket, InflightBudget
 from ._auth import PRINCIPAL_KEY
@@ -29,6 +31,7 @@ from ._exceptions import (
     OtlpUnauthenticatedError,
     OtlpUnsupportedMediaTypeError,
 )
+from ._fast_http import FAST_ROUTES
 from ._otlp_codec import (
     PROTOBUF,
     decompress,
@@ -40,7 +43,7 @@ from ._otlp_codec import (
 )
 from ._otlp_writer import OtlpWriter
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpHttpRoutes", "read_body"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "OtlpExchange", "OtlpHttpRoutes", "read_body"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -75,44 +78,75 @@ class OtlpHttpRoutes:
         self._limit = max_request_bytes
 
     def add_to(self, app: web.Application, prefix: str = "") -> None:
-        """Register ``POST {prefix}/v1/{traces,logs,metrics}`` on ``app`` (other methods get 405)."""
-        for signal in SIGNALS.values():
-            app.router.add_post(f"{prefix}/v1/{signal.name}", functools.partial(self._handle, signal))
+        """Register ``POST {prefix}/v1/{traces,logs,metrics}`` on ``app`` (other methods get 405).
 
-    async def _handle(self, signal: Signal, request: web.Request) -> web.StreamResponse:
-        media = media_type(request.headers.get("Content-Type"))
+        The same routes go to the app's fast lane (``FAST_ROUTES``), which serves them below aiohttp.
+        """
+        fast_routes = app.get(FAST_ROUTES)
+        if fast_routes is None:
+            fast_routes = app[FAST_ROUTES] = {}
+        for signal in SIGNALS.values():
+            path = f"{prefix}/v1/{signal.name}"
+            app.router.add_post(path, functools.partial(self._handle, signal))
+            fast_routes[path] = _OtlpFastRoute(self, signal)
+
+    def open(
+        self, signal: Signal, headers: Mapping[str, str], content_length: int | None
+    ) -> OtlpExchange | web.Response:
+        """Admit a request from its headers, or the answer refusing it before its body is read.
+
+        In order: 415 for the Content-Type, 401 for the key, 429 past the in-flight budget, 413 for
+        a declared size over the limit. ``headers`` must look names up case-insensitively.
+        """
+        media = media_type(headers.get("Content-Type"))
         if media is None:
             # The spec's error body is a Status in the request's encoding; an unknown one gets protobuf.
-            got = request.headers.get("Content-Type") or "none"
+            got = headers.get("Content-Type") or "none"
             refusal = OtlpUnsupportedMediaTypeError(f"unsupported Content-Type {got!r}: use {_SUPPORTED}")
             return self._error(refusal, _PROTOBUF, PROTOBUF)
         content_type, encoding = media
         try:
             try:
-                request[PRINCIPAL_KEY] = self._keys.require(request.headers.get("Authorization"))
+                principal = self._keys.require(headers.get("Authorization"))
             except AuthenticationError as exc:
                 msg = f"missing or invalid Authorization: Bearer key{refusal_detail(exc)}"
                 raise OtlpUnauthenticatedError(msg) from None
             ticket = self._budget.admit()
-            try:
-                data = await read_body(request, self._limit, ticket)
-                principal = request[PRINCIPAL_KEY]
-                if encoding == PROTOBUF:  # the payloads are views of ``data``: no parse, no copy
-                    split = await self._writer.export_protobuf(signal, data, principal=principal)
-                else:
-                    message = parse_request(signal, data, encoding)
-                    del data
-                    split = await self._writer.export(signal, message, principal=principal)
-            finally:
-                ticket.release()
         except OtlpRequestError as exc:
             return self._error(exc, content_type, encoding)
-        except Exception:  # noqa: BLE001 - a bug answers 500 with a Status body and the service keeps serving
-            _LOG.exception("OTLP/HTTP %s request failed", signal.name)
-            failure = OtlpRequestError("internal error")
-            status = error_status(failure, code=CODE_INTERNAL)
-            return web.Response(status=500, body=encode_message(status, encoding), content_type=content_type)
-        return web.Response(body=export_response_bytes(signal, split, encoding), content_type=content_type)
+        declared = content_length or 0
+        exchange = OtlpExchange(
+            self,
+            signal,
+            media,
+            principal=principal,
+            ticket=ticket,
+            declared=declared,
+            content_encoding=headers.get("Content-Encoding"),
+        )
+        try:
+            # The declared size is counted before a byte is read: a burst of large uploads is refused.
+            ticket.reserve(min(declared, self._limit))
+            if declared > self._limit:
+                msg = f"request body of {declared} bytes is larger than {self._limit} bytes"
+                raise OtlpRequestTooLargeError(msg)
+        except OtlpRequestError as exc:
+            return exchange.refuse(exc)
+        return exchange
+
+    async def _handle(self, signal: Signal, request: web.Request) -> web.StreamResponse:
+        exchange = self.open(signal, request.headers, request.content_length)
+        if isinstance(exchange, web.Response):
+            return exchange
+        request[PRINCIPAL_KEY] = exchange.principal
+        try:
+            body = await _read_raw(request, self._limit)
+        except OtlpRequestError as exc:
+            return exchange.refuse(exc)
+        except Exception:  # noqa: BLE001 - as a failing handler: 500 with a Status body
+            exchange.release()
+            return exchange.internal_error()
+        return await exchange.finish(body)
 
     @staticmethod
     def _error(exc: OtlpRequestError, content_type: str, encoding: str) -> web.Response:
@@ -123,6 +157,99 @@ class OtlpHttpRoutes:
             headers["WWW-Authenticate"] = "Bearer"
         body = encode_message(error_status(exc), encoding)
         return web.Response(status=exc.http_status, body=body, content_type=content_type, headers=headers)
+
+
+class OtlpExchange:
+    """One admitted OTLP/HTTP request, from its headers to its answer (aiohttp's route and the fast lane)."""
+
+    __slots__ = ("_content_encoding", "_declared", "_media", "_routes", "_signal", "_ticket", "principal")
+
+    def __init__(
+        self,
+        routes: OtlpHttpRoutes,
+        signal: Signal,
+        media: tuple[str, str],
+        *,
+        principal: Principal,
+        ticket: AdmissionTicket,
+        declared: int,
+        content_encoding: str | None,
+    ) -> None:
+        self._routes = routes
+        self._signal = signal
+        self._media = media
+        self.principal = principal
+        self._ticket = ticket
+        self._declared = declared
+        self._content_encoding = content_encoding
+
+    async def finish(self, body: bytes | bytearray) -> web.Response:
+        """Decompress, decode and store ``body``; the export response or the error answer."""
+        routes, signal = self._routes, self._signal
+        content_type, encoding = self._media
+        ticket, limit = self._ticket, routes._limit
+        try:
+            try:
+                if len(body) > limit:
+                    msg = f"request body is larger than {limit} bytes"
+                    raise OtlpRequestTooLargeError(msg)
+                ticket.reserve(max(0, len(body) - self._declared))
+                data = decompress(body, self._content_encoding, limit)
+                if data is not body:
+                    ticket.reserve(len(data))
+                del body
+                writer = routes._writer
+                if encoding == PROTOBUF:  # the payloads are views of ``data``: no parse, no copy
+                    split = await writer.export_protobuf(signal, data, principal=self.principal)
+                else:
+                    message = parse_request(signal, data, encoding)
+                    del data
+                    split = await writer.export(signal, message, principal=self.principal)
+            finally:
+                ticket.release()
+        except OtlpRequestError as exc:
+            return OtlpHttpRoutes._error(exc, content_type, encoding)
+        except Exception:  # noqa: BLE001 - a bug answers 500 with a Status body and the service keeps serving
+            return self.internal_error()
+        return web.Response(body=export_response_bytes(signal, split, encoding), content_type=content_type)
+
+    def refuse(self, exc: OtlpRequestError) -> web.Response:
+        """Release the request and answer ``exc``."""
+        self._ticket.release()
+        return OtlpHttpRoutes._error(exc, *self._media)
+
+    def malformed(self, reason: str) -> web.Response:
+        """The body could not be read (broken chunked encoding): 400."""
+        return self.refuse(OtlpInvalidRequestError(f"malformed request body: {reason}"))
+
+    def too_large(self) -> web.Response:
+        """A body without ``Content-Length`` grew past the limit: 413."""
+        return self.refuse(OtlpRequestTooLargeError(f"request body is larger than {self._routes._limit} bytes"))
+
+    def release(self) -> None:
+        """The connection ended before the body: give the budget back."""
+        self._ticket.release()
+
+    def internal_error(self) -> web.Response:
+        """Log the failure being handled and answer 500 with a Status body."""
+        _LOG.exception("OTLP/HTTP %s request failed", self._signal.name)
+        content_type, encoding = self._media
+        status = error_status(OtlpRequestError("internal error"), code=CODE_INTERNAL)
+        return web.Response(status=500, body=encode_message(status, encoding), content_type=content_type)
+
+
+class _OtlpFastRoute:
+    """One OTLP/HTTP route as the fast lane serves it (``OtlpHttpRoutes.open`` + ``OtlpExchange``)."""
+
+    refuses_before_continue = False  # aiohttp's default expect handler: 100 Continue first
+
+    def __init__(self, routes: OtlpHttpRoutes, signal: Signal) -> None:
+        self._routes = routes
+        self._signal = signal
+        self.max_body_bytes = routes._limit
+
+    def open(self, headers: CIMultiDict[str], content_length: int | None) -> OtlpExchange | web.Response:
+        return self._routes.open(self._signal, headers, content_length)
 
 
 async def read_body(request: web.Request, limit: int, ticket: AdmissionTicket) -> bytes:

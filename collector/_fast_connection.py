@@ -1,0 +1,444 @@
+"""One connection of the fast lane: parse with httptools, serve the hot routes, hand the rest to aiohttp.
+
+Requests on a connection are answered one at a time, in order (keep-alive and pipelining): a
+request's bytes that arrive while the previous one is being handled wait in a backlog (reading
+pauses past ``_BACKLOG_BYTES``). Each message gets a fresh parser, stopped at its end, so the
+offset where the next message begins is known: the head ends at the first blank line (llhttp
+requires CRLF) and the body is ``Content-Length`` bytes. A chunked body's end is known only when
+it ends a read; when another message follows it in the same read, that message's start is lost,
+so the connection closes after the chunked request's answer (the client retries what it
+pipelined, RFC 9112 §9.3.2).
+
+Until a message's route is known its raw bytes are kept; a request the fast lane does not serve
+(or cannot parse) is handed to aiohttp with them, and the connection is aiohttp's from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import cast
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, serialise_response
+
+__all__ = ["FastConnection", "FastLane"]
+
+_LOG = logging.getLogger(__name__)
+
+_BACKLOG_BYTES = 256 * 1024
+"""Pipelined bytes buffered while a request is handled before reading pauses."""
+
+_LINGER_SECONDS = 10.0
+"""How long a refused request's unread body is read and dropped before the connection closes.
+
+A refused body is read and dropped rather than left unread: closing a socket with unread data
+makes the kernel reset the connection, which can destroy the answer before the client reads it
+(aiohttp lingers the same way). A body within the route's limit (401, 415, 429 answers) is read
+to its end and the connection kept; a larger or undeclared one (413) is answered with
+``Connection: close`` and dropped for at most this long.
+"""
+
+_HEAD_END = b"\r\n\r\n"
+_CRLF = b"\r\n"
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal out of the parser's callbacks, not an error
+    """Raised in a parser callback to stop parsing; ``FastConnection._stop`` says why."""
+
+
+class FastLane:
+    """The fast lane of one listening socket: its routes, its connections, the in-flight counter.
+
+    Args:
+        routes: path → route (``POST`` only); every other request goes to aiohttp.
+        aiohttp_server: the runner's ``web.Server``; calling it gives the protocol that takes a
+            connection handed over.
+        started / finished: the server's in-flight counter (the graceful stop waits for it).
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, FastRoute],
+        aiohttp_server: Callable[[], asyncio.Protocol],
+        started: Callable[[], None],
+        finished: Callable[[], None],
+    ) -> None:
+        self.routes = dict(routes)
+        self.aiohttp_server = aiohttp_server
+        self.started = started
+        self.finished = finished
+        self.stopping = False
+        self.connections: set[FastConnection] = set()
+
+    def protocol(self) -> FastConnection:
+        """A protocol for one new connection (the ``loop.create_server`` factory)."""
+        return FastConnection(self)
+
+    def stop(self) -> None:
+        """No more keep-alive: close idle connections now, the others after their answer."""
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+
+    def abort(self) -> None:
+        """Close every connection still open (after the grace period)."""
+        for connection in list(self.connections):
+            connection.abort()
+
+
+class FastConnection(asyncio.Protocol):
+    """The fast lane's protocol for one connection (until it is handed to aiohttp)."""
+
+    def __init__(self, lane: FastLane) -> None:
+        self._lane = lane
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser: httptools.HttpRequestParser | None = None
+        self._raw: bytearray | None = None  # the message's bytes while its route is unknown
+        self._seen = 0  # bytes of the message before the read being parsed
+        self._read = 0  # length of the read being parsed
+        self._message_len: int | None = None  # head + body once the route is known (None: chunked)
+        self._ended = False  # a chunked message ended in the read being parsed
+        self._stop: str | None = None
+        self._url = b""
+        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._version = "1.1"
+        self._keep_alive = True
+        self._route: FastRoute | None = None
+        self._exchange: FastExchange | None = None
+        self._draining = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._size: int | None = None  # declared body size (None: chunked)
+        self._body: bytes | bytearray | None = None
+        self._view: memoryview | None = None
+        self._chunks: list[bytes] = []
+        self._filled = 0
+        self._counted = False  # this request is in the server's in-flight count
+        self._busy = False  # a request is being handled; later bytes wait in the backlog
+        self._lost = False  # a message began where we cannot locate it: close after the answer
+        self._backlog = bytearray()
+        self._paused = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)  # a stream server's (uvloop's is no subclass)
+        self._lane.connections.add(self)
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self._consume(data)
+        except Exception:  # noqa: BLE001 - a bug here must cost one connection, not the server
+            _LOG.exception("HTTP fast lane: connection failed")
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._detach()
+        if self._counted and not self._busy:  # the body never completed
+            if self._exchange is not None:
+                self._exchange.release()
+                self._exchange = None
+            self._uncount()
+
+    # -- the lane's controls ---------------------------------------------------------------------
+
+    def close_if_idle(self) -> None:
+        """Close now if no request is under way (the server is stopping)."""
+        if not self._busy and not self._counted and not (self._raw and self._raw.strip(_CRLF)):
+            self._close()
+
+    def abort(self) -> None:
+        """Close at once, dropping anything unsent."""
+        if self._transport is not None and not self._closed:
+            self._transport.abort()
+        self._closed = True
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    def _consume(self, data: bytes) -> None:
+        while data and not self._closed:
+            if self._busy:
+                self._backlog += data
+                if len(self._backlog) > _BACKLOG_BYTES and not self._paused and self._transport is not None:
+                    self._paused = True
+                    self._transport.pause_reading()
+                return
+            if self._parser is None:
+                self._parser = httptools.HttpRequestParser(self)
+                self._raw = bytearray()
+                self._seen = 0
+                self._ended = False
+            if self._raw is not None:
+                self._raw += data
+            self._read = len(data)
+            self._stop = None
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                if self._stop is None:
+                    self._parse_error(exc)
+                    return
+            stop = self._stop
+            if stop is None:
+                self._seen += len(data)
+                if self._ended:
+                    self._parser = None  # the chunked message ended with this read
+                return
+            if stop == "complete":
+                assert self._message_len is not None  # noqa: S101 - set with the route
+                data = data[self._message_len - self._seen :]
+                self._parser = None
+                continue
+            if stop == "handover":
+                self._handover()
+            elif stop == "close":
+                self._close()
+            # "lost": the rest of the read is dropped; the answer closes the connection
+            return
+
+    def _parse_error(self, exc: httptools.HttpParserError) -> None:
+        if self._raw is not None:  # the route is not known: aiohttp answers as it always did
+            self._handover()
+        elif self._exchange is not None:  # broken body (chunked encoding): answer 400, then close
+            exchange, self._exchange = self._exchange, None
+            self._keep_alive = False
+            self._answer(exchange.malformed(str(exc)))
+            self._close()
+        else:  # a refused request's body: its answer is sent
+            self._close()
+
+    def on_message_begin(self) -> None:
+        if self._ended:  # after a chunked message, in the same read: where it starts is unknown
+            self._lost = True
+            self._stop = "lost"
+            raise _Stop
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None  # noqa: S101 - it is the caller
+        assert self._raw is not None  # noqa: S101 - the route is not known yet
+        route = None
+        if parser.get_method() == b"POST" and not parser.should_upgrade():
+            route = self._lane.routes.get(self._url.partition(b"?")[0].decode("latin-1"))
+        if route is None:
+            self._stop = "handover"
+            raise _Stop
+        headers = self._headers
+        raw, self._raw = self._raw, None
+        start = len(raw) - len(raw.lstrip(_CRLF)) if raw[:1] in (b"\r", b"\n") else 0
+        head_len = raw.find(_HEAD_END, start) + len(_HEAD_END)
+        self._seen = len(raw) - self._read
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        declared = headers.get("Content-Length")
+        content_length = int(declared) if declared is not None and not chunked else None
+        self._size = None if chunked else content_length or 0
+        self._message_len = None if self._size is None else head_len + self._size
+        self._version = parser.get_http_version()
+        self._keep_alive = parser.should_keep_alive() and not self._lane.stopping
+        self._route = route
+        self._lane.started()
+        self._counted = True
+        expect = headers.get("Expect")
+        if expect is not None and self._version == "1.1":
+            if expect.lower() != "100-continue":
+                self._refuse(web.Response(status=417, text=f"Unknown Expect: {expect}"), unsent=True)
+                return
+            if route.refuses_before_continue:
+                opened = route.open(headers, content_length)
+                if isinstance(opened, web.Response):
+                    self._refuse(opened, unsent=True)
+                    return
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                opened = route.open(headers, content_length)
+        else:
+            opened = route.open(headers, content_length)
+        if isinstance(opened, web.Response):
+            self._refuse(opened, unsent=False)
+        else:
+            self._exchange = opened
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._draining:
+            return
+        exchange = self._exchange
+        if exchange is None:
+            return
+        size = self._size
+        if size is None:  # chunked: keep the chunks, join them once at the end
+            self._filled += len(chunk)
+            if self._filled > self._route.max_body_bytes:  # type: ignore[union-attr] - set with the exchange
+                self._exchange = None
+                self._keep_alive = False
+                self._answer(exchange.too_large())
+                self._stop = "close"
+                raise _Stop
+            self._chunks.append(chunk)
+            return
+        if self._body is None:
+            if len(chunk) == size:  # the whole body in one piece: use it as it is
+                self._body = chunk
+                return
+            self._body = bytearray(size)
+            self._view = memoryview(self._body)
+        assert self._view is not None  # noqa: S101 - set with the bytearray
+        end = self._filled + len(chunk)
+        self._view[self._filled : end] = chunk
+        self._filled = end
+
+    def on_message_complete(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            self._busy = True
+            self._task = self._loop.create_task(self._handle(exchange, self._take_body()))
+        elif self._draining and not self._keep_alive:
+            self._stop = "close"  # a refused body read to its end; the answer said the connection closes
+            raise _Stop
+        self._reset_message()
+        if self._message_len is None:
+            self._ended = True  # chunked: parsing goes on; a message beginning now is lost
+            return
+        self._stop = "complete"
+        raise _Stop
+
+    def _take_body(self) -> bytes | bytearray:
+        if self._size is None:
+            chunks = self._chunks
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = self._body
+        if self._view is not None:
+            self._view.release()
+        return b"" if body is None else body
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers = CIMultiDict()
+        self._draining = False
+        self._body = None
+        self._view = None
+        self._chunks = []
+        self._filled = 0
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def _refuse(self, response: web.Response, *, unsent: bool) -> None:
+        """Answer before the body; then read and drop the body (see ``_LINGER_SECONDS``) or close."""
+        if unsent:
+            # After a refused ``Expect: 100-continue`` the client may or may not send the body:
+            # the next bytes cannot be told apart from a request, so the connection ends here.
+            self._keep_alive = False
+            self._answer(response)
+            self._stop = "close"
+            raise _Stop
+        route = self._route
+        if self._size is None or (route is not None and self._size > route.max_body_bytes):
+            self._keep_alive = False
+            self._linger = self._loop.call_later(_LINGER_SECONDS, self.abort)
+        self._answer(response)
+        self._draining = True
+
+    async def _handle(self, exchange: FastExchange, body: bytes | bytearray) -> None:
+        try:
+            response = await exchange.finish(body)
+        except Exception:  # noqa: BLE001 - as aiohttp: a failing handler answers 500, the server goes on
+            _LOG.exception("HTTP fast lane: request handler failed")
+            self._keep_alive = False
+            response = web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
+        del body
+        self._busy = False
+        self._answer(response)
+        if self._closed:
+            return
+        if not self._keep_alive or self._lost:
+            self._close()
+            return
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        backlog, self._backlog = self._backlog, bytearray()
+        if backlog:
+            self.data_received(bytes(backlog))
+        elif self._parser is None:
+            self._arm_timer()
+
+    def _answer(self, response: web.Response) -> None:
+        keep_alive = self._keep_alive and not self._lost and not self._lane.stopping
+        self._keep_alive = keep_alive
+        head, body = serialise_response(response, self._version, keep_alive)
+        if len(body) < 16384:
+            self._write(head + body)
+        else:
+            self._write(head)
+            self._write(body)
+        self._uncount()
+
+    def _write(self, data: bytes) -> None:
+        if not self._closed and self._transport is not None:
+            self._transport.write(data)
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._lane.finished()
+
+    # -- connection's end ------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.close()  # sends what is buffered first
+        self._closed = True
+        self._detach()
+
+    def _detach(self) -> None:
+        self._lane.connections.discard(self)
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm_timer(self) -> None:
+        self._timer = self._loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._timer = None
+        self.close_if_idle()
+
+    def _handover(self) -> None:
+        """Give the connection and the request's raw bytes to aiohttp."""
+        transport = self._transport
+        raw = bytes(self._raw or b"")
+        self._raw = None
+        self._parser = None
+        self._closed = True  # for this protocol; the connection goes on
+        self._detach()
+        if transport is None or transport.is_closing():
+            return
+        if self._paused:
+            transport.resume_reading()
+        protocol = self._lane.aiohttp_server()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if raw:
+            protocol.data_received(raw)
