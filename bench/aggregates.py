@@ -9,12 +9,15 @@ files, alternating the engines query by query (``--runs`` each, median kept) so 
 slows both alike. Prints per-query times, ratio ours / DuckDB and their geometric mean.
 
 Ours = ``session.sql(q)`` + ``to_arrow_table()`` (planning and execution) on a session created
-beforehand; the session's creation (partition selection in PostgreSQL + registration) is
-reported on its own line. DuckDB = ``con.sql(q).to_arrow_table()`` on one connection whose views
+beforehand and closed after (its DataFusion context back to the factory's pool, so Parquet
+metadata cached by earlier queries is reused, as in a server); "fresh ctx" = the same with a new
+context per session (``pooled_contexts=0``, the behaviour before the pool), timed in the same
+alternation. Session creation (partition selection in PostgreSQL + registration) and closing are
+reported on their own lines, pooled and fresh. DuckDB = ``con.sql(q).to_arrow_table()`` on one connection whose views
 were created beforehand. "before" = our session with the settings it had before issue 14
 (Parquet filter pushdown on, page index off, no automatic rewrite onto ``log_stats``,
-``measure_stats`` or ``span_stats``), timed in the same alternation. A query our session planned
-over one of them (``_log_stats_rewrite.py``) is marked ¹.
+``measure_stats`` or ``span_stats``, a fresh context per session), timed in the same alternation.
+A query our session planned over one of them (``_log_stats_rewrite.py``) is marked ¹.
 
 Run: ``.venv/bin/python bench/aggregates.py [--dsn …] [--large] [--runs 5] [--keep DIR]``
 """
@@ -58,8 +61,23 @@ async def _ours(factory: SessionFactory, sql: str) -> tuple[float, object, int]:
     session = await factory.create()
     start = time.perf_counter()
     table = (await session.sql(sql)).to_arrow_table()
+    elapsed = time.perf_counter() - start
     rewrites = session.log_stats_rewrites + session.measure_stats_rewrites + session.span_stats_rewrites
-    return time.perf_counter() - start, table, rewrites
+    session.close()  # its context back to the pool (dropped when the factory does not pool)
+    return elapsed, table, rewrites
+
+
+async def _session_costs(factory: SessionFactory, runs: int) -> tuple[float, float]:
+    """Median creation and closing time of a session (no query run on it)."""
+    creations, closes = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session = await factory.create()
+        created = time.perf_counter()
+        session.close()
+        creations.append(created - start)
+        closes.append(time.perf_counter() - created)
+    return statistics.median(creations), statistics.median(closes)
 
 
 def _theirs(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[float, object]:
@@ -70,12 +88,13 @@ def _theirs(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[float, object]:
 
 async def run_set(lake: Lakehouse, built: ObservabilityLake, runs: int) -> None:
     factory = SessionFactory(lake)
-    creations = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await factory.create()
-        creations.append(time.perf_counter() - start)
-    print(f"session creation (PostgreSQL selection + registration): median {statistics.median(creations) * 1e3:.1f} ms")
+    fresh = SessionFactory(lake, SessionSettings(pooled_contexts=0))
+    for label, f in (("pooled", factory), ("fresh ctx", fresh), ("pooled", factory), ("fresh ctx", fresh)):
+        create, close = await _session_costs(f, max(runs, 5))
+        print(
+            f"session creation ({label}; PostgreSQL selection + registration): median {create * 1e3:.1f} ms,"
+            f" close {close * 1e3:.2f} ms"
+        )
     con = duckdb_connection(built.files)
     # The settings before issue 14 (Parquet filter pushdown on, page index off, no automatic
     # rewrite onto a pre-aggregate), same run.
@@ -87,16 +106,23 @@ async def run_set(lake: Lakehouse, built: ObservabilityLake, runs: int) -> None:
             log_stats_rewrite=False,
             measure_stats_rewrite=False,
             span_stats_rewrite=False,
+            pooled_contexts=0,
         ),
     )
-    print("| query | ours ms | DuckDB ms | ours / DuckDB | before: ms | before / DuckDB | rows |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    ratios, old = [], []
+    print(
+        "| query | ours ms | DuckDB ms | ours / DuckDB | fresh ctx ms | fresh ctx / DuckDB"
+        " | before: ms | before / DuckDB | rows |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ratios, unpooled, old = [], [], []
     for query in QUERIES:
-        ratio, previous = await _row(factory, con, built, query, query, runs=runs, before=before)
+        ratio, fresh_ratio, previous = await _row(
+            factory, con, built, query, query, runs=runs, before=before, fresh=fresh
+        )
         ratios.append(ratio)
+        unpooled.append(fresh_ratio)
         old.append(previous)
-    for label, values in (("ours", ratios), ("before", old)):
+    for label, values in (("ours", ratios), ("fresh ctx", unpooled), ("before", old)):
         geomean = math.exp(sum(math.log(r) for r in values) / len(values))
         print(f"{label}: geometric mean / DuckDB {geomean:.2f}x, worst {max(values):.2f}x")
     print("(goal: every query <= 1.0x, geometric mean <= 0.8x; ¹ planned over a pre-aggregate)")
@@ -117,29 +143,34 @@ async def _row(
     *,
     runs: int,
     before: SessionFactory | None = None,
-) -> tuple[float, float]:
+    fresh: SessionFactory | None = None,
+) -> tuple[float, float, float]:
     """Time one query on the engines, alternating; print its row; return the ratios of medians."""
     ours_sql = render(ours_query, "sirius", built.parameters)
     theirs_sql = render(theirs_query, "duckdb", built.parameters)
-    ours, theirs, old = [], [], []
+    ours, theirs, unpooled, old = [], [], [], []
     for _ in range(runs):
         seconds, table, rewrites = await _ours(factory, ours_sql)
         ours.append(seconds)
         seconds, reference = _theirs(con, theirs_sql)
         theirs.append(seconds)
+        if fresh is not None:
+            unpooled.append((await _ours(fresh, ours_sql))[0])
         if before is not None:
             old.append((await _ours(before, ours_sql))[0])
     problems = compare_tables(table, reference, ordered=theirs_query.ordered, rel=theirs_query.tolerance)  # type: ignore[arg-type]
     a, b = statistics.median(ours), statistics.median(theirs)
     c = statistics.median(old) if old else math.nan
+    d = statistics.median(unpooled) if unpooled else math.nan
     flag = "" if not problems else f" MISMATCH {problems[:1]}"
     label = f"{ours_query.name} ¹" if rewrites else ours_query.name
-    extra = f" {c * 1e3:.1f} | {c / b:.2f}x |" if old else ""
+    extra = f" {d * 1e3:.1f} | {d / b:.2f}x |" if unpooled else ""
+    extra += f" {c * 1e3:.1f} | {c / b:.2f}x |" if old else ""
     print(
         f"| {label} | {a * 1e3:.1f} | {b * 1e3:.1f} | {a / b:.2f}x |{extra} {table.num_rows}{flag} |",  # type: ignore[attr-defined]
         flush=True,
     )
-    return a / b, c / b
+    return a / b, d / b, c / b
 
 
 async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
