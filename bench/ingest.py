@@ -37,7 +37,7 @@ from _postgres import create_database, drop_database, maintenance_dsn
 
 from sirius.admin import event_loop_name, run_service_loop
 from sirius.admin._stack import Stack, StackOptions
-from sirius.collector import block_object_key
+from sirius.collector import HttpServer, IngestionService, block_object_key
 from sirius.lakehouse import open_object_store
 from sirius.lakehouse._datalake import DataLake
 from sirius.tracing import (
@@ -141,6 +141,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="interleaved HTTP / in-process rounds per block size")
     parser.add_argument(
+        "--compare-fast-lane",
+        action="store_true",
+        help="each round also posts to the same routes behind aiohttp alone (HTTP-aio); HTTP is the fast lane "
+        "unless SIRIUS_HTTP_FAST_LANE=0",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -183,16 +189,19 @@ async def _round(
     label: str,
     size: int,
     count: int,
+    aio_url: str | None = None,
 ) -> float:
-    """One HTTP and one in-process run of ``count`` fresh blocks; print both, return HTTP / in-process throughput."""
+    """One HTTP and one in-process run of ``count`` fresh blocks; print both, return HTTP / in-process throughput.
+
+    With ``aio_url`` (``--compare-fast-lane``) an HTTP run against aiohttp alone comes first (``HTTP-aio``).
+    """
+    if aio_url is not None:
+        aio_blocks = _blocks(process_id, stream_id, size, count)
+        await _http_round(pool, aio_url, args, label=label, path="HTTP-aio", blocks=aio_blocks)
     http_blocks = _blocks(process_id, stream_id, size, count)
+    t_http = await _http_round(pool, url, args, label=label, path="HTTP", blocks=http_blocks)
     direct_blocks = _blocks(process_id, stream_id, size, count)
-    bodies = [block_to_cbor(b) for b in http_blocks]
-    megabytes = sum(len(payload_to_cbor(b.payload)) for b in http_blocks) / 1e6
-    await asyncio.wrap_future(pool.submit(_load_bodies, bodies))
-    cpu_start = _cpu_seconds()
-    t_http, client_cpu = await asyncio.wrap_future(pool.submit(_http_run, url, args.client))
-    service_cpu = _cpu_seconds() - cpu_start
+    megabytes = sum(len(payload_to_cbor(b.payload)) for b in direct_blocks) / 1e6
     assert stack.lake is not None
     cpu_start = _cpu_seconds()
     t_direct = await _in_process_run(stack.lake, Path(args.direct_objects).as_uri(), direct_blocks)
@@ -200,14 +209,30 @@ async def _round(
     # CPU per block (PostgreSQL's own excluded, the same statement on both paths): steadier than
     # throughput when other work shares the cores.
     print(
-        f"{label:>10} {'HTTP':>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}"
-        f"  CPU/block: service {service_cpu / count * 1e6:.0f} us + client {client_cpu / count * 1e6:.0f} us"
-    )
-    print(
         f"{label:>10} {'in-proc':>10} {count / t_direct:>10.0f} {megabytes / t_direct:>8.1f}  {t_http / t_direct:.2f}x"
         f"  CPU/block: {direct_cpu / count * 1e6:.0f} us"
     )
     return t_direct / t_http
+
+
+async def _http_round(
+    pool: ProcessPoolExecutor, url: str, args: argparse.Namespace, *, label: str, path: str, blocks: list[Block]
+) -> float:
+    """POST ``blocks`` to ``url``; print throughput and CPU per block; return the seconds taken."""
+    bodies = [block_to_cbor(b) for b in blocks]
+    megabytes = sum(len(payload_to_cbor(b.payload)) for b in blocks) / 1e6
+    await asyncio.wrap_future(pool.submit(_load_bodies, bodies))
+    cpu_start = _cpu_seconds()
+    t_http, client_cpu = await asyncio.wrap_future(pool.submit(_http_run, url, args.client))
+    service_cpu = _cpu_seconds() - cpu_start
+    count = len(blocks)
+    # CPU per block (PostgreSQL's own excluded, the same statement on both paths): steadier than
+    # throughput when other work shares the cores.
+    print(
+        f"{label:>10} {path:>10} {count / t_http:>10.0f} {megabytes / t_http:>8.1f}"
+        f"  CPU/block: service {service_cpu / count * 1e6:.0f} us + client {client_cpu / count * 1e6:.0f} us"
+    )
+    return t_http
 
 
 async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
@@ -235,6 +260,12 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     )
     endpoints = await stack.start()
     url = endpoints[0].url
+    aio_server = aio_url = None
+    if args.compare_fast_lane:  # the same routes over the same lake and store, behind aiohttp alone
+        assert stack.lake is not None
+        aio_service = IngestionService(stack.lake, open_object_store(http_objects.as_uri()))
+        aio_server = HttpServer(aio_service.make_app(), "127.0.0.1", 0, fast_lane=False)
+        aio_url = f"http://127.0.0.1:{await aio_server.start()}"
     try:
         process = current_process_info({"bench": "ingest"})
         stream = StreamInfo(
@@ -269,6 +300,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                             label=label,
                             size=size,
                             count=count,
+                            aio_url=aio_url,
                         )
                     )
                 if args.repeat > 1:
@@ -277,6 +309,8 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                         f" {statistics.median(ratios):.2f}"
                     )
     finally:
+        if aio_server is not None:
+            await aio_server.stop()
         await stack.stop()
         await drop_database(admin_dsn, dsn)
 

@@ -33,13 +33,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _postgres import create_database, drop_database, maintenance_dsn
+from aiohttp import web
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from sirius.collector import OtlpLimits, OtlpService, _otlp_writer
+from sirius.collector import HttpServer, OtlpLimits, OtlpService, _otlp_writer
 from sirius.lakehouse import create_pool, migrate, open_object_store
 from sirius.lakehouse._datalake import DataLake
 from sirius.otel_bridge import SIGNALS, split_request_bytes
@@ -235,6 +236,13 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     lake = DataLake(pool)
     service = OtlpService(lake, store, grpc_port=0, http_port=0, limits=OtlpLimits())
     ports = await service.start()
+    # "http" is the service's own port (fast lane unless SIRIUS_HTTP_FAST_LANE=0); "http-aio" is the
+    # same routes, writer and budget behind aiohttp alone (--transports …,http-aio).
+    aio_app = web.Application(client_max_size=OtlpLimits().max_request_bytes, handler_args={"auto_decompress": False})
+    service.http_routes().add_to(aio_app)
+    aio_server = HttpServer(aio_app, "127.0.0.1", 0, service="OTLP/HTTP", fast_lane=False)
+    aio_port = await aio_server.start()
+    port_of = {"grpc": ports.grpc, "http": ports.http, "http-aio": aio_port}
     context = multiprocessing.get_context("spawn")
     header = (
         f"{'signal':>7} {'transport':>9} {'path':>4} {'items':>7} {'accepted/s':>11} {'server CPU s':>12} "
@@ -251,8 +259,9 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         seed = 0
         builders = {"traces": _span_requests, "logs": _log_requests, "metrics": _metric_requests}
         paths = ("wire", "upb") if args.compare_upb else ("wire",)
+        transports = args.transports.split(",") * args.repeat  # interleaved: load changes hit every transport
         for signal in args.signals.split(","):
-            for transport, path in itertools.product(("grpc", "http"), paths):
+            for transport, path in itertools.product(transports, paths):
                 seed += 1
                 build = builders[signal]
                 _otlp_writer.split_request_bytes = split_request_bytes if path == "wire" else _upb_path
@@ -264,9 +273,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                     blocks_before = await pool.fetchval("SELECT count(*) FROM blocks")
                     cpu_before = _cpu()
                     elapsed, failures = await asyncio.wrap_future(
-                        executor.submit(
-                            _client_run, transport, signal, ports.grpc if transport == "grpc" else ports.http, bodies
-                        )
+                        executor.submit(_client_run, transport, signal, port_of[transport], bodies)
                     )
                     cpu = _cpu() - cpu_before
                 blocks = await pool.fetchval("SELECT count(*) FROM blocks") - blocks_before
@@ -284,6 +291,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         del sample
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
+        await aio_server.stop()
         await service.stop()
         await store.close()
         await pool.close()
@@ -295,6 +303,13 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--requests", type=int, default=200, help="requests of 512 items per run")
     parser.add_argument("--signals", default="traces,logs,metrics", help="comma-separated signals to measure")
+    parser.add_argument(
+        "--transports",
+        default="grpc,http",
+        help="comma-separated: grpc, http (the service's port: fast lane unless SIRIUS_HTTP_FAST_LANE=0), "
+        "http-aio (the same routes behind aiohttp alone)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the transports, interleaved, per signal")
     parser.add_argument(
         "--compare-upb", action="store_true", help="also run each case with the wire scanner off (the upb path)"
     )
