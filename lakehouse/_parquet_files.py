@@ -86,13 +86,18 @@ default is 1024): 17 % less encoding CPU on a 1 M-row ``log_entries`` partition,
 within a page boundary; a data page may then exceed 1 MiB by up to one batch."""
 
 
-def _writer_options(schema: pa.Schema, compression: str, delta_columns: Sequence[str] = ()) -> dict[str, Any]:
+def _writer_options(
+    schema: pa.Schema, compression: str, delta_columns: Sequence[str] = (), no_statistics: Sequence[str] = ()
+) -> dict[str, Any]:
     dictionary = dictionary_columns(schema)
     options: dict[str, Any] = {
         "version": "2.6",
         "compression": compression,
         "use_dictionary": dictionary,
-        "write_statistics": True,
+        # Statistics (chunk and page min/max, the column index) for every column but those no
+        # query prunes on: a free-text column's pages span nearly every value, and comparing
+        # each string costs the encoder (``log_entries.msg``: ~5 % of its encoding CPU).
+        "write_statistics": [f.name for f in schema if f.name not in no_statistics] if no_statistics else True,
         "write_page_index": True,
         "write_batch_size": WRITE_BATCH_ROWS,
     }
@@ -100,13 +105,18 @@ def _writer_options(schema: pa.Schema, compression: str, delta_columns: Sequence
         # DELTA_BINARY_PACKED (what arrow-rs's Parquet 2 writer falls back to for integers):
         # ordered ids and times shrink to their small deltas before compression, which is both
         # cheaper to encode and smaller than plain values (``thread_spans``: 74 -> 46 ms CPU and
-        # 2.69 -> 0.59 MB for 500 k spans). Same values read back.
+        # 2.69 -> 0.59 MB for 500 k spans; ``log_entries`` times: 6.3 -> 4.3 MB per 1 M rows,
+        # and queries on ``time`` read less). Same values read back.
         options["column_encoding"] = {c: "DELTA_BINARY_PACKED" for c in delta_columns if c not in dictionary}
     return options
 
 
 def encode_parquet(
-    table: pa.Table, compression: str, row_group_rows: int | None = None, delta_columns: Sequence[str] = ()
+    table: pa.Table,
+    compression: str,
+    row_group_rows: int | None = None,
+    delta_columns: Sequence[str] = (),
+    no_statistics: Sequence[str] = (),
 ) -> bytes:
     """Serialise ``table`` as one Parquet file (blocking; call from a worker thread).
 
@@ -116,9 +126,10 @@ def encode_parquet(
         row_group_rows: rows per row group (default and maximum: ``MAX_ROW_GROUP_ROWS``).
         delta_columns: integer or timestamp columns written ``DELTA_BINARY_PACKED`` (a view's
             ``delta_columns``); the others keep dictionary or plain encoding.
+        no_statistics: columns written without min/max statistics (a view's ``no_statistics``).
     """
     sink = pa.BufferOutputStream()
-    options = _writer_options(table.schema, compression, delta_columns)
+    options = _writer_options(table.schema, compression, delta_columns, no_statistics)
     pq.write_table(table, sink, row_group_size=_row_group_size(row_group_rows), **options)
     return sink.getvalue().to_pybytes()
 
@@ -139,9 +150,10 @@ class ParquetStream:
         compression: str,
         row_group_rows: int | None = None,
         delta_columns: Sequence[str] = (),
+        no_statistics: Sequence[str] = (),
     ) -> None:
         self._schema = schema
-        self._options = _writer_options(schema, compression, delta_columns)
+        self._options = _writer_options(schema, compression, delta_columns, no_statistics)
         self._row_group_size = _row_group_size(row_group_rows)
         self._chunks: queue.SimpleQueue[pa.Table | None] = queue.SimpleQueue()
         self._sink = pa.BufferOutputStream()

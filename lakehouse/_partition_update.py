@@ -103,7 +103,9 @@ async def _write_file(
 ) -> tuple[str, int]:
     if data is None:
         compression = lake.settings.parquet_compression
-        data = await asyncio.to_thread(encode_parquet, table, compression, view.row_group_rows, view.delta_columns)
+        data = await asyncio.to_thread(
+            encode_parquet, table, compression, view.row_group_rows, view.delta_columns, view.no_statistics
+        )
     key = partition_file_key(view.name, instance, target.begin_ns)
     # Registered (and committed) before the upload: if we die before the row commits, the
     # temporary-file cleanup deletes the orphan.

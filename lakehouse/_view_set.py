@@ -108,6 +108,8 @@ class ViewSet(ABC):
     delta_columns: ClassVar[tuple[str, ...]] = ()
     """Integer or timestamp columns written ``DELTA_BINARY_PACKED`` (``encode_parquet``): ordered
     ids and times, where it is cheaper and smaller than plain values."""
+    no_statistics: ClassVar[tuple[str, ...]] = ()
+    """Columns written without min/max statistics: free text no query prunes on (``log_entries.msg``)."""
 
     @property
     def has_global(self) -> bool:
@@ -179,6 +181,9 @@ class ViewSet(ABC):
         self, lake: Lakehouse, instance: str, insert_range: TimeRange
     ) -> tuple[pa.Table, int, bytes | None]:
         """``build``, plus the rows already encoded as the partition's Parquet file (or None).
+
+        With a file, the table may hold only the ``event_time_columns`` (what ``update_partition``
+        reads besides the row count); without one, every column (``update_partition`` encodes it).
 
         Default: no file (``update_partition`` encodes the table). Block views encode while
         they transform (``BlockViewSet.transform_chunks``).
@@ -277,19 +282,27 @@ class BlockViewSet(ViewSet):
         is ready about when the last chunk is (``ParquetStream``), rather than one encoding
         after the whole transform. Same file options as ``encode_parquet``. A subclass that
         overrides ``build`` gets it called instead (no file: ``update_partition`` encodes).
+        With a file, the table returned holds only the ``event_time_columns`` (all rows).
         """
         if type(self).build is not BlockViewSet.build:
             return await super().build_file(lake, instance, insert_range)
         batch = await self._fetch_batch(lake, instance, insert_range)
         count = len(batch.blocks) if self.counts_blocks else batch.nb_objects
-        stream = ParquetStream(self.schema, lake.settings.parquet_compression, self.row_group_rows, self.delta_columns)
+        stream = ParquetStream(
+            self.schema, lake.settings.parquet_compression, self.row_group_rows, self.delta_columns, self.no_statistics
+        )
+        kept = list(dict.fromkeys(self.event_time_columns))
 
         def transform() -> pa.Table:
             chunks = []
-            for chunk in self.transform_chunks(batch):
-                chunks.append(chunk.cast(self.schema))
-                stream.write(chunks[-1])
-            return pa.concat_tables(chunks) if chunks else self.schema.empty_table()
+            for rows in self.transform_chunks(batch):
+                chunk = rows.cast(self.schema)
+                stream.write(chunk)
+                # Past the encoder, only the row count and event-time bounds are used: the
+                # other columns of a chunk are freed once encoded, and their memory serves the
+                # next chunks rather than fresh pages.
+                chunks.append(chunk.select(kept))
+            return pa.concat_tables(chunks) if chunks else self.schema.empty_table().select(kept)
 
         try:
             table = await asyncio.to_thread(transform)

@@ -8,6 +8,7 @@ per object type by the transit reader and merged back into queue order here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "concat_dictionary_strings",
     "concat_strings",
     "dictionary_strings",
+    "null_column",
     "service_name_of",
     "timestamps",
 ]
@@ -67,6 +69,29 @@ def service_name_of(exe: str, properties: Mapping[str, str]) -> str:
 def timestamps(ns: npt.ArrayLike) -> pa.Array:
     """``Timestamp(ns, +00:00)`` array from Unix nanoseconds."""
     return pa.array(np.asarray(ns, dtype=np.int64), type=pa.int64()).view(TIMESTAMP)
+
+
+_NULLS_CACHED_ROWS = 128 * 1024
+"""Rows of the cached all-null arrays ``null_column`` slices (a row group of ``MAX_ROW_GROUP_ROWS``)."""
+
+
+@functools.cache
+def _cached_nulls(kind: pa.DataType) -> pa.Array:
+    return pa.nulls(_NULLS_CACHED_ROWS, kind)
+
+
+def null_column(rows: int, kind: pa.DataType) -> pa.Array:
+    """An all-null array: a zero-copy slice of one cached array when ``rows`` fits in it.
+
+    ``pa.nulls`` allocates and zero-fills the data buffer (16 bytes a row for a ``binary(16)``
+    trace id); arrays are immutable, so one cached array serves every row group.
+
+    >>> null_column(3, pa.binary(8)).to_pylist()
+    [None, None, None]
+    """
+    if rows > _NULLS_CACHED_ROWS:
+        return pa.nulls(rows, kind)
+    return _cached_nulls(kind).slice(0, rows)
 
 
 def dictionary_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:

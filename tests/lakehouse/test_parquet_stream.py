@@ -103,3 +103,25 @@ def test_delta_columns_read_back_the_same_values(values: list[tuple[int, int]]) 
             assert all("DELTA_BINARY_PACKED" in e for e in encodings[:2])
             # A dictionary column keeps its dictionary encoding.
             assert "DELTA_BINARY_PACKED" not in encodings[2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(max_size=8), min_size=1, max_size=200), st.sampled_from([(), ("msg",), ("msg", "level")]))
+def test_columns_without_statistics_keep_their_values(texts: list[str], unpruned: tuple[str, ...]) -> None:
+    table = pa.table(
+        {
+            "target": pa.array([t[:1] for t in texts]).dictionary_encode(),
+            "level": pa.array([len(t) for t in texts], pa.int32()),
+            "msg": pa.array(texts),
+        },
+        schema=SCHEMA,
+    )
+    stream = ParquetStream(SCHEMA, "zstd", 64, (), unpruned)
+    stream.write(table)
+    for data in (stream.finish(), encode_parquet(table, "zstd", 64, (), unpruned)):
+        assert pq.read_table(pa.BufferReader(data)).cast(SCHEMA).equals(table)
+        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+        for group in range(metadata.num_row_groups):
+            for index, name in enumerate(SCHEMA.names):
+                # Statistics for every column but the unpruned ones (a row group always has values).
+                assert metadata.row_group(group).column(index).is_stats_set == (name not in unpruned)
