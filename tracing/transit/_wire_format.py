@@ -166,12 +166,16 @@ def decompress_queue(data: bytes | memoryview, max_size: int = MAX_DECOMPRESSED_
         return b""
     parts: list[bytes] = []
     size = 0
-    remaining: bytes | memoryview = data  # the decompressor reads any buffer: no copy of the input
+    remaining = memoryview(data)  # the decompressor reads any buffer: no copy of the input
     # Concatenated frames are valid LZ4 (the reference decoder reads them in sequence).
     while remaining:
         decompressor = lz4.frame.LZ4FrameDecompressor()
+        # python-lz4 allocates ``max_length`` bytes up front: the limit itself (256 MiB) would
+        # be a fresh mapping per queue whose every written page faults in anew (5x the
+        # decompression of a 1 MiB queue). A valid frame's output is at most its bound.
+        limit = min(max_size - size + 1, _frame_output_bound(remaining) or max_size)
         try:
-            out = decompressor.decompress(remaining, max_length=max_size - size + 1)
+            out = decompressor.decompress(remaining, max_length=limit)
         except Exception as exc:  # lz4 raises RuntimeError for corrupt frames
             msg = f"payload is not a valid LZ4 frame: {exc}"
             raise WireFormatError(msg) from exc
@@ -183,8 +187,43 @@ def decompress_queue(data: bytes | memoryview, max_size: int = MAX_DECOMPRESSED_
             msg = "payload is not a valid LZ4 frame: truncated"
             raise WireFormatError(msg)
         parts.append(out)
-        remaining = decompressor.unused_data
-    return b"".join(parts)
+        remaining = memoryview(decompressor.unused_data or b"")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+_LZ4_MAGIC = 0x184D2204
+_LZ4_BLOCK_MAX = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+
+
+def _frame_output_bound(frame: memoryview) -> int | None:
+    """Most bytes the LZ4 frame at the start of ``frame`` decompresses to, if it is well formed.
+
+    The declared content size when the header has one; else its block count times the block
+    maximum (a block never decodes past it; Sirius's C tracer writes no content size). None when
+    the header or the block walk does not parse: the decompressor then reports what is wrong.
+
+    >>> _frame_output_bound(memoryview(lz4.frame.compress(b"x" * 100_000)))
+    100000
+    >>> _frame_output_bound(memoryview(lz4.frame.compress(b"x" * 100_000, store_size=False)))
+    131072
+    """
+    if len(frame) < 7 or int.from_bytes(frame[:4], "little") != _LZ4_MAGIC:
+        return None
+    flags, block_max = frame[4], _LZ4_BLOCK_MAX.get((frame[5] >> 4) & 0x7)
+    if block_max is None:
+        return None
+    if flags & 0x08:  # content size present
+        return int.from_bytes(frame[6:14], "little") if len(frame) >= 15 else None
+    at = 7 + (4 if flags & 0x01 else 0)  # past the header (and its dictionary id)
+    checksum = 4 if flags & 0x10 else 0
+    blocks = 0
+    while at + 4 <= len(frame):
+        word = int.from_bytes(frame[at : at + 4], "little")
+        if word == 0:  # end mark
+            return max(blocks * block_max, 1)
+        at += 4 + (word & 0x7FFFFFFF) + checksum
+        blocks += 1
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
