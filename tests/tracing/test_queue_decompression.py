@@ -69,3 +69,21 @@ def test_corrupt_or_oversized_frames_raise_wire_format_errors(
     if len(data) > 10:
         with pytest.raises(WireFormatError, match="more than 10 bytes"):
             decompress_queue(_frame(data, options), max_size=10)
+
+
+def _declaring(frame: bytes, declared: int) -> bytes:
+    """``frame`` (written without a content size) with a header declaring ``declared`` bytes."""
+    from sirius.lakehouse.views._span_events import xxh32  # the frame header checksum is xxh32
+
+    descriptor = bytes([frame[4] | 0x08, frame[5]]) + declared.to_bytes(8, "little")
+    return frame[:4] + descriptor + bytes([(xxh32(descriptor) >> 8) & 0xFF]) + frame[7:]
+
+
+@pytest.mark.parametrize("declared", [1000, 3_000_000])
+def test_a_header_declaring_the_wrong_size_is_refused(declared: int) -> None:
+    data = bytes(2_000_000)
+    lying = _declaring(lz4.frame.compress(data, store_size=False), declared)
+    assert lz4.frame.get_frame_info(lying)["content_size"] == declared  # a well-formed header
+    with pytest.raises(WireFormatError, match="LZ4"):
+        decompress_queue(lying)
+    assert decompress_queue(_declaring(lz4.frame.compress(data, store_size=False), len(data))) == data

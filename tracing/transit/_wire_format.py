@@ -169,11 +169,25 @@ def decompress_queue(data: bytes | memoryview, max_size: int = MAX_DECOMPRESSED_
     remaining = memoryview(data)  # the decompressor reads any buffer: no copy of the input
     # Concatenated frames are valid LZ4 (the reference decoder reads them in sequence).
     while remaining:
+        bound, declared = _frame_output_bound(remaining), _declares_size(remaining)
+        if declared and bound is not None and len(remaining) * _LZ4_MAX_RATIO <= max_size - size:
+            # The frame declares its size and even a lying header could not expand this input
+            # past the limit: decompressed straight into a bytes object of that size (the
+            # streaming decompressor below decodes into a buffer of its own, then copies it).
+            try:
+                out, used = lz4.frame.decompress(remaining, return_bytes_read=True)
+            except Exception as exc:  # lz4 raises RuntimeError for corrupt or truncated frames
+                msg = f"payload is not a valid LZ4 frame: {exc}"
+                raise WireFormatError(msg) from exc
+            size += len(out)
+            parts.append(out)
+            remaining = remaining[used:]
+            continue
         decompressor = lz4.frame.LZ4FrameDecompressor()
         # python-lz4 allocates ``max_length`` bytes up front: the limit itself (256 MiB) would
         # be a fresh mapping per queue whose every written page faults in anew (5x the
         # decompression of a 1 MiB queue). A valid frame's output is at most its bound.
-        limit = min(max_size - size + 1, _frame_output_bound(remaining) or max_size)
+        limit = min(max_size - size + 1, bound or max_size)
         try:
             out = decompressor.decompress(remaining, max_length=limit)
         except Exception as exc:  # lz4 raises RuntimeError for corrupt frames
@@ -192,7 +206,14 @@ def decompress_queue(data: bytes | memoryview, max_size: int = MAX_DECOMPRESSED_
 
 
 _LZ4_MAGIC = 0x184D2204
+_LZ4_MAX_RATIO = 256
+"""LZ4 never expands input more than ~255x (a run's length bytes add at most 255 bytes each)."""
 _LZ4_BLOCK_MAX = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+
+
+def _declares_size(frame: memoryview) -> bool:
+    """Whether the LZ4 frame header at the start of ``frame`` has its content-size field."""
+    return len(frame) > 4 and bool(frame[4] & 0x08)
 
 
 def _frame_output_bound(frame: memoryview) -> int | None:
