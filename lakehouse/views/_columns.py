@@ -80,6 +80,18 @@ def _cached_nulls(kind: pa.DataType) -> pa.Array:
     return pa.nulls(_NULLS_CACHED_ROWS, kind)
 
 
+def _zero_indices(rows: int) -> pa.Array:
+    """``rows`` int32 zeros (dictionary indices of a single-valued column)."""
+    if rows > _NULLS_CACHED_ROWS:
+        return pa.array(np.zeros(rows, np.int32))
+    return _cached_zeros().slice(0, rows)
+
+
+@functools.cache
+def _cached_zeros() -> pa.Array:
+    return pa.array(np.zeros(_NULLS_CACHED_ROWS, np.int32))
+
+
 def null_column(rows: int, kind: pa.DataType) -> pa.Array:
     """An all-null array: a zero-copy slice of one cached array when ``rows`` fits in it.
 
@@ -133,8 +145,13 @@ class BlockRows:
     def _per_block(self, value: Callable[[SourceBlock], str]) -> pa.DictionaryArray:
         values = [value(b) for b in self.batch.blocks]
         uniques, inverse = np.unique(np.array(values, dtype=object), return_inverse=True)
-        indices = inverse.astype(np.int32)[self.block_of_row] if values else np.empty(0, np.int32)
-        return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(list(uniques), pa.string()))
+        if len(uniques) == 1:
+            # One process (or stream) for every row, as in a JIT partition: the indices are all
+            # zero, a slice of one cached array rather than a fresh one per column and chunk.
+            indices = _zero_indices(int(self.counts.sum()))
+        else:
+            indices = pa.array(inverse.astype(np.int32)[self.block_of_row] if values else np.empty(0, np.int32))
+        return pa.DictionaryArray.from_arrays(indices, pa.array(list(uniques), pa.string()))
 
     def _process(self, block: SourceBlock) -> SourceProcess:
         return self.batch.processes[block.process_id]
