@@ -120,7 +120,8 @@ class ContextPool:
                 return idle.pop()
         ctx = self._make(memory_limit_bytes)
         prepared = _Prepared(frozenset(ctx.udfs()), frozenset(ctx.udafs()), frozenset(ctx.udwfs()))
-        settings = None if memory_limit_bytes in self._settings else _settings(ctx)
+        # The reference settings of this bound, read once (a context never kept needs none).
+        settings = None if self._max_idle == 0 or memory_limit_bytes in self._settings else _settings(ctx)
         with self._lock:
             self.counters.created += 1
             if self._max_idle > 0:

@@ -182,6 +182,11 @@ class QuerySession:
         if self._release is not None:
             self._release(self.ctx, discard)
 
+    def _check_open(self) -> None:
+        if self._closed:  # its context may already serve another session
+            msg = "this query session is closed"
+            raise RuntimeError(msg)
+
     async def __aenter__(self) -> QuerySession:
         return self
 
@@ -230,6 +235,7 @@ class QuerySession:
 
         View DDL is left alone: the queries of a definition are text until the daemon runs them.
         """
+        self._check_open()
         if is_view_ddl(sql):
             return
         for view_set, instance in find_view_instance_calls(sql):
@@ -273,6 +279,7 @@ class QuerySession:
 
         Raises:
             ViewError: a ``view_instance`` call is invalid.
+            RuntimeError: the session is closed.
             Exception: DataFusion's planning errors, unchanged.
         """
         await self.prepare(sql)
@@ -290,6 +297,7 @@ class QuerySession:
         it; FlightSQL, which plans on ``ctx`` itself, calls it through its provider. A statement
         reads one source at most in the shapes rewritten, so at most one rewriter changes it.
         """
+        self._check_open()
         if self.audience is not None:
             return df
         for rewriter in self._rewriters.values():

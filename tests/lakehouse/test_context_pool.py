@@ -92,6 +92,8 @@ def test_a_reused_context_shows_nothing_of_the_previous_session(local_lake_env: 
         assert "retire_partition_by_file" in first.ctx.udfs()
         ctx = first.ctx
         first.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await first.sql(PROCESSES_SQL)  # its context is about to serve another session
 
         # The next session, on the same context: unrestricted, no range, no admin rights.
         second = await factory.create(is_admin=False)
