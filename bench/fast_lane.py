@@ -14,9 +14,10 @@ Cases (``--cases``):
   (the frameworks' request and response machinery alone: headers, the body read, the answer);
 * ``otlp``: real 512-span ``ExportTraceServiceRequest`` bodies (built by the OTel SDK before
   timing, each sent once) into the OTLP/HTTP routes over PostgreSQL and a local object store;
-* ``native``: 16 KiB ``insert_block`` bodies into the ingestion service's native route.
+* ``native`` / ``native1m``: 16 KiB / 1 MiB ``insert_block`` bodies into the ingestion service's
+  native route (``native1m`` sends a tenth of ``--requests``, at least 20).
 
-Run: ``.venv/bin/python bench/fast_lane.py [--rounds 4] [--requests 300] [--cases noop,otlp,native]``
+Run: ``.venv/bin/python bench/fast_lane.py [--rounds 4] [--requests 300] [--cases noop,otlp,native,native1m]``
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def _post(port: int, path: str, body: bytes) -> None:
         raise SystemExit(f"{path}: {response.status}")
 
 
-def _native_bodies(process_id: uuid.UUID, stream_id: uuid.UUID, count: int) -> list[bytes]:
-    return [block_to_cbor(cpu_block(process_id, stream_id, 16 * 1024, i)) for i in range(count)]
+def _native_bodies(process_id: uuid.UUID, stream_id: uuid.UUID, count: int, size: int) -> list[bytes]:
+    return [block_to_cbor(cpu_block(process_id, stream_id, size, i)) for i in range(count)]
 
 
 class _NoopExchange:
@@ -236,7 +237,7 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                 return await asyncio.wrap_future(executor.submit(_span_requests, count, next(seeds)))
 
             await _case("otlp", await _ports(otlp_app), path="/v1/traces", ctype=PROTOBUF, make=span_bodies, args=args)
-        if "native" in cases:
+        if "native" in cases or "native1m" in cases:
             service = IngestionService(lake, store)
             process = current_process_info({"bench": "fast_lane"})
             stream = StreamInfo(
@@ -252,20 +253,21 @@ async def _bench(admin_dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                 ("insert_stream", stream_info_to_cbor(stream)),
             ):
                 await asyncio.to_thread(_post, servers[0].port, f"/ingestion/{route}", body)
+            for server in servers:
+                await server.stop()
+            for case, size, share in (("native", 16 * 1024, 1), ("native1m", 1024 * 1024, 10)):
+                if case not in cases:
+                    continue
 
-            async def block_bodies(executor: ProcessPoolExecutor, count: int) -> list[bytes]:
-                return await asyncio.wrap_future(
-                    executor.submit(_native_bodies, process.process_id, stream.stream_id, count)
-                )
+                async def block_bodies(executor: ProcessPoolExecutor, count: int, size: int = size) -> list[bytes]:
+                    future = executor.submit(_native_bodies, process.process_id, stream.stream_id, count, size)
+                    return await asyncio.wrap_future(future)
 
-            await _case(
-                "native",
-                servers,
-                path="/ingestion/insert_block",
-                ctype="application/cbor",
-                make=block_bodies,
-                args=args,
-            )
+                path = "/ingestion/insert_block"
+                args.requests, requests = max(20, args.requests // share), args.requests
+                servers = await _ports(service.make_app)
+                await _case(case, servers, path=path, ctype="application/cbor", make=block_bodies, args=args)
+                args.requests = requests
     finally:
         await store.close()
         await pool.close()
@@ -278,7 +280,9 @@ def main() -> None:
     parser.add_argument("--dsn", help="PostgreSQL maintenance DSN")
     parser.add_argument("--rounds", type=int, default=4, help="rounds per case, each lane once per round")
     parser.add_argument("--requests", type=int, default=300, help="requests per lane per round")
-    parser.add_argument("--cases", default="noop,otlp,native", help="comma-separated: noop, otlp, native")
+    parser.add_argument(
+        "--cases", default="noop,otlp,native,native1m", help="comma-separated: noop, otlp, native, native1m"
+    )
     parser.add_argument("--profile", choices=("fast lane", "aiohttp"), help="cProfile the loop in that lane's rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, maintenance_dsn(args.dsn, Path(tmp)) as admin_dsn:

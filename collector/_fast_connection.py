@@ -2,12 +2,14 @@
 
 Requests on a connection are answered one at a time, in order (keep-alive and pipelining): a
 request's bytes that arrive while the previous one is being handled wait in a backlog (reading
-pauses past ``_BACKLOG_BYTES``). Each message gets a fresh parser, stopped at its end, so the
-offset where the next message begins is known: the head ends at the first blank line (llhttp
-requires CRLF) and the body is ``Content-Length`` bytes. A chunked body's end is known only when
-it ends a read; when another message follows it in the same read, that message's start is lost,
-so the connection closes after the chunked request's answer (the client retries what it
-pipelined, RFC 9112 §9.3.2).
+pauses past ``_BACKLOG_BYTES``). Each message gets a fresh parser. With a declared size the
+parser is stopped where the head ends (llhttp requires CRLF, so that is the first blank line) and
+the body's ``Content-Length`` bytes are copied straight from the reads into one buffer: one copy
+(none when a read is exactly the body), and the offset where the next message begins is known.
+A chunked body goes through the parser; its end is known only when it ends a read, so when
+another message follows it in the same read that message's start is lost and the connection
+closes after the chunked request's answer (the client retries what it pipelined, RFC 9112
+§9.3.2).
 
 Until a message's route is known its raw bytes are kept; a request the fast lane does not serve
 (or cannot parse) is handed to aiohttp with them, and the connection is aiohttp's from then on.
@@ -102,7 +104,8 @@ class FastConnection(asyncio.Protocol):
         self._raw: bytearray | None = None  # the message's bytes while its route is unknown
         self._seen = 0  # bytes of the message before the read being parsed
         self._read = 0  # length of the read being parsed
-        self._message_len: int | None = None  # head + body once the route is known (None: chunked)
+        self._left = 0  # bytes of a declared body still to come
+        self._body_at = 0  # where the body starts in the read that ended the head
         self._ended = False  # a chunked message ended in the read being parsed
         self._stop: str | None = None
         self._url = b""
@@ -114,7 +117,7 @@ class FastConnection(asyncio.Protocol):
         self._draining = False
         self._linger: asyncio.TimerHandle | None = None
         self._size: int | None = None  # declared body size (None: chunked)
-        self._body: bytes | bytearray | None = None
+        self._body: bytes | memoryview | bytearray | None = None
         self._view: memoryview | None = None
         self._chunks: list[bytes] = []
         self._filled = 0
@@ -168,7 +171,7 @@ class FastConnection(asyncio.Protocol):
 
     # -- parsing -------------------------------------------------------------------------------
 
-    def _consume(self, data: bytes) -> None:
+    def _consume(self, data: bytes | memoryview) -> None:
         while data and not self._closed:
             if self._busy:
                 self._backlog += data
@@ -176,38 +179,70 @@ class FastConnection(asyncio.Protocol):
                     self._paused = True
                     self._transport.pause_reading()
                 return
-            if self._parser is None:
-                self._parser = httptools.HttpRequestParser(self)
-                self._raw = bytearray()
-                self._seen = 0
-                self._ended = False
-            if self._raw is not None:
-                self._raw += data
-            self._read = len(data)
-            self._stop = None
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                if self._stop is None:
-                    self._parse_error(exc)
-                    return
-            stop = self._stop
-            if stop is None:
-                self._seen += len(data)
-                if self._ended:
-                    self._parser = None  # the chunked message ended with this read
-                return
-            if stop == "complete":
-                assert self._message_len is not None  # noqa: S101 - set with the route
-                data = data[self._message_len - self._seen :]
-                self._parser = None
-                continue
-            if stop == "handover":
-                self._handover()
-            elif stop == "close":
-                self._close()
-            # "lost": the rest of the read is dropped; the answer closes the connection
-            return
+            # A declared body is copied straight into place, the parser skipped.
+            data = self._fill(data) if self._left else self._parse(data)
+
+    def _parse(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Feed ``data`` to the message's parser; what is left of it when the parser stopped before its end."""
+        if self._parser is None:
+            self._parser = httptools.HttpRequestParser(self)
+            self._raw = bytearray()
+            self._seen = 0
+            self._ended = False
+        if self._raw is not None:
+            self._raw += data
+        self._read = len(data)
+        self._stop = None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self._stop is None:
+                self._parse_error(exc)
+                return b""
+        stop = self._stop
+        if stop is None:
+            self._seen += len(data)
+            if self._ended:
+                self._parser = None  # the chunked message ended with this read
+        elif stop == "body":  # the head ended at ``_body_at`` in this read; the body follows
+            self._parser = None
+            rest = memoryview(data)[self._body_at :]
+            if not self._left:
+                self._body_done()
+            return rest
+        elif stop == "handover":
+            self._handover()
+        elif stop == "close":
+            self._close()
+        # "lost": the rest of the read is dropped; the answer closes the connection
+        return b""
+
+    def _fill(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Take the declared body's bytes from ``data`` (one copy, none when a read is exactly the body)."""
+        n = min(self._left, len(data))
+        if not self._draining:
+            if self._body is None and n == self._size and n == len(data) and isinstance(data, bytes):
+                self._body = data
+            else:
+                if self._view is None:
+                    self._body = bytearray(self._size or 0)
+                    self._view = memoryview(self._body)
+                self._view[self._filled : self._filled + n] = data[:n]
+        self._filled += n
+        self._left -= n
+        rest = memoryview(data)[n:] if n < len(data) else b""
+        if not self._left:
+            self._body_done()
+        return rest
+
+    def _body_done(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            self._busy = True
+            self._task = self._loop.create_task(self._handle(exchange, self._take_body()))
+        elif self._draining and not self._keep_alive:
+            self._close()  # a refused body read to its end; the answer said the connection closes
+        self._reset_message()
 
     def _parse_error(self, exc: httptools.HttpParserError) -> None:
         if self._raw is not None:  # the route is not known: aiohttp answers as it always did
@@ -251,7 +286,6 @@ class FastConnection(asyncio.Protocol):
         declared = headers.get("Content-Length")
         content_length = int(declared) if declared is not None and not chunked else None
         self._size = None if chunked else content_length or 0
-        self._message_len = None if self._size is None else head_len + self._size
         self._version = parser.get_http_version()
         self._keep_alive = parser.should_keep_alive() and not self._lane.stopping
         self._route = route
@@ -277,49 +311,30 @@ class FastConnection(asyncio.Protocol):
             self._refuse(opened, unsent=False)
         else:
             self._exchange = opened
+        if self._size is not None:  # stop the parser: the body is ``_size`` bytes from here
+            self._left = self._size
+            self._body_at = head_len - self._seen
+            self._stop = "body"
+            raise _Stop
 
     def on_body(self, chunk: bytes) -> None:
-        if self._draining:
-            return
+        """A chunked body's piece (a declared one never reaches the parser): keep it, join once at the end."""
         exchange = self._exchange
-        if exchange is None:
+        if self._draining or exchange is None:
             return
-        size = self._size
-        if size is None:  # chunked: keep the chunks, join them once at the end
-            self._filled += len(chunk)
-            if self._filled > self._route.max_body_bytes:  # type: ignore[union-attr] - set with the exchange
-                self._exchange = None
-                self._keep_alive = False
-                self._answer(exchange.too_large())
-                self._stop = "close"
-                raise _Stop
-            self._chunks.append(chunk)
-            return
-        if self._body is None:
-            if len(chunk) == size:  # the whole body in one piece: use it as it is
-                self._body = chunk
-                return
-            self._body = bytearray(size)
-            self._view = memoryview(self._body)
-        assert self._view is not None  # noqa: S101 - set with the bytearray
-        end = self._filled + len(chunk)
-        self._view[self._filled : end] = chunk
-        self._filled = end
+        self._filled += len(chunk)
+        if self._filled > self._route.max_body_bytes:  # type: ignore[union-attr] - set with the exchange
+            self._exchange = None
+            self._keep_alive = False
+            self._answer(exchange.too_large())
+            self._stop = "close"
+            raise _Stop
+        self._chunks.append(chunk)
 
     def on_message_complete(self) -> None:
-        exchange, self._exchange = self._exchange, None
-        if exchange is not None:
-            self._busy = True
-            self._task = self._loop.create_task(self._handle(exchange, self._take_body()))
-        elif self._draining and not self._keep_alive:
-            self._stop = "close"  # a refused body read to its end; the answer said the connection closes
-            raise _Stop
-        self._reset_message()
-        if self._message_len is None:
-            self._ended = True  # chunked: parsing goes on; a message beginning now is lost
-            return
-        self._stop = "complete"
-        raise _Stop
+        """The end of a chunked message; parsing goes on, and a message beginning now is lost."""
+        self._body_done()
+        self._ended = True
 
     def _take_body(self) -> bytes | bytearray:
         if self._size is None:

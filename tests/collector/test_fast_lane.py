@@ -184,6 +184,23 @@ def test_chunked_bodies(server) -> None:
     assert server.stack.call(server.stack.stack.lake.pool.fetchval("SELECT count(*) FROM blocks")) == 1
 
 
+def test_a_request_pipelined_behind_a_chunked_one(server) -> None:
+    """Answered, or the chunked request's answer says ``Connection: close`` (the fast lane cannot find its start)."""
+    spans = _spans_request()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(spans), spans)
+    lines = (AUTH, "Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
+    sock, reader = _connect(server.port)
+    with sock:
+        sock.sendall(_request("POST", OTLP, chunked, lines) + _request("GET", "/health"))
+        status, headers, _body = _read(reader)
+        assert status == "HTTP/1.1 200 OK"
+        if headers.get("connection") == "close":
+            assert server.http.fast_lane
+            assert reader.read() == b""
+        else:
+            assert _read(reader)[::2] == ("HTTP/1.1 200 OK", b"OK")
+
+
 def test_broken_chunked_body_is_400(server) -> None:
     otlp = _request(
         "POST", OTLP, b"zz\r\nabc\r\n", (AUTH, "Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
