@@ -2,8 +2,9 @@
 
 Files follow ``micromegas-query.md`` §6: ``views/{view_set}/{instance}/{YYYY-MM-DD}/{HH-MM-SS}_{uuid4}.parquet``
 (date and time of the insert range's beginning, UTC), Parquet format 2.6, dictionary encoding,
-page-level statistics with a column index, row groups of at most 128 Ki rows. The codec is a
-setting: ``bench/etl.py`` measures LZ4_RAW against zstd on the same partitions.
+page-level statistics with a column index (except a view's ``no_statistics`` columns), ordered ids
+and times delta-encoded (a view's ``delta_columns``), row groups of at most 128 Ki rows. The codec
+is a setting: ``bench/etl.py`` measures LZ4_RAW against zstd on the same partitions.
 """
 
 from __future__ import annotations
