@@ -233,19 +233,39 @@ class Dependencies:
         Raises:
             CorruptBlockError: a referenced record without ``field``.
         """
-        _, values = self._table("records")
-        column = [v.get(field) for v in values]
-        if not all(isinstance(v, str) for v in column if v is not None):
-            result = _column(column, field).take(pa.array(index))
+        per_record = self._field_column(field)
+        if isinstance(per_record, pa.Array):
+            result = per_record.take(pa.array(index))
             if result.null_count:
                 raise corrupt(f"a referenced descriptor has no field {field!r}")
             return result
-        texts = sorted({v for v in column if v is not None})
-        code_of = {text: code for code, text in enumerate(texts)}
-        codes = np.array([-1 if v is None else code_of[v] for v in column], dtype=np.int32)[index]
+        record_codes, texts = per_record
+        codes = record_codes[index]
         if codes.size and int(codes.min()) < 0:
             raise corrupt(f"a referenced descriptor has no field {field!r}")
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(texts, pa.string()))
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts)
+
+    def _field_column(self, field: str) -> pa.Array | tuple[npt.NDArray[np.int32], pa.Array]:
+        """One field of every record (in ``_table("records")`` order), values or text codes.
+
+        Text comes back as an int32 code per record (-1 when absent) and the distinct texts.
+        Computed once per ``Dependencies``: the blocks of a stream that repeat a dependency queue
+        share it (``DependencyCache``), so each block's lookups are one gather.
+        """
+        key = f"field:{field}"
+        cached = self._cache.get(key)
+        if cached is None:
+            _, values = self._table("records")
+            column = [v.get(field) for v in values]
+            if not all(isinstance(v, str) for v in column if v is not None):
+                cached = _column(column, field)
+            else:
+                texts = sorted({v for v in column if v is not None})
+                code_of = {text: code for code, text in enumerate(texts)}
+                codes = np.array([-1 if v is None else code_of[v] for v in column], dtype=np.int32)
+                cached = (codes, pa.array(texts, pa.string()))
+            self._cache[key] = cached  # a race computes it twice, both results equal
+        return cached
 
     def resolve_property_sets(self, ids: npt.ArrayLike) -> pa.Array:
         """Vectorised property-set id → ``map<string, string>``."""

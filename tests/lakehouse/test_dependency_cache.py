@@ -133,3 +133,34 @@ def test_check_ids_reports_the_first_missing_id(known: list[int], distinct: list
         return
     with pytest.raises(CorruptBlockError, match=f"id {missing} not found"):
         deps.check_ids(np.array(ids, dtype=np.uint64), "ref")
+
+
+RECORD_FIELD = st.one_of(st.none(), st.sampled_from(["a", "b", "target::x", ""]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 2**40), RECORD_FIELD), min_size=1, max_size=8, unique_by=lambda r: r[0]),
+    st.lists(st.integers(0, 7), max_size=30),
+    st.booleans(),
+)
+def test_field_of_records_gives_each_events_record_field_on_every_call(
+    records: list[tuple[int, str | None]], picks: list[int], numeric: bool
+) -> None:
+    deps = Dependencies()
+    for ident, value in records:
+        record: dict[str, Any] = {"id": ident}
+        if value is not None:
+            record["field"] = len(value) if numeric else value
+        deps.records[ident] = record
+        deps.kinds[ident] = "Record"
+    ids = np.array([records[p % len(records)][0] for p in picks], dtype=np.uint64)
+    wanted = [deps.records[int(i)].get("field") for i in ids.tolist()]
+    index = deps.record_indices(ids, "test")
+    for _ in range(2):  # the second call reads the per-field column computed by the first
+        if any(w is None for w in wanted):
+            with pytest.raises(CorruptBlockError, match="no field 'field'"):
+                deps.field_of_records(index, "field")
+            continue
+        got = deps.field_of_records(index, "field")
+        assert got.to_pylist() == wanted
