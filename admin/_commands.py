@@ -273,7 +273,7 @@ async def _ingest(args: argparse.Namespace) -> int:
         service = IngestionService(DataLake(pool), store, keys)
         app = service.make_app()
         if telemetry is not None:
-            app.middlewares.append(telemetry.middleware)
+            telemetry.install(app)
         server = HttpServer(app, args.host, args.port, tls=tls)
         port = await start_claimed(args.host, claims, server.start)
         print(f"ingestion    {server.scheme}://{args.host}:{port}", flush=True)

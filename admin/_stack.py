@@ -187,7 +187,7 @@ class Stack:
         app = ingestion.make_app()
         self_telemetry = SelfTelemetry() if opts.self_telemetry else None
         if self_telemetry is not None:
-            app.middlewares.append(self_telemetry.middleware)
+            self_telemetry.install(app)
         server = HttpServer(app, opts.host, opts.ingestion_port, tls=opts.tls)
         port = await self._bind([claims["ingestion"]], server.start)
         self._res.servers.append(server)

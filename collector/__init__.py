@@ -23,6 +23,7 @@ from ._exceptions import (
     OverloadedError,
     TlsConfigurationError,
 )
+from ._fast_http import add_fast_lane_middleware
 from ._http_server import HttpServer
 from ._ingestion_limits import IngestionLimits
 from ._ingestion_service import MAX_BODY_BYTES, IngestionService, block_object_key
@@ -67,6 +68,7 @@ __all__ = [
     "OverloadedError",
     "ServerTls",
     "TlsConfigurationError",
+    "add_fast_lane_middleware",
     "block_object_key",
     "check_bind_is_safe",
     "is_loopback",

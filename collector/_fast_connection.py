@@ -18,15 +18,16 @@ Until a message's route is known its raw bytes are kept; a request the fast lane
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
 import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, serialise_response
+from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, FastWrapper, serialise_response
 
 __all__ = ["FastConnection", "FastLane"]
 
@@ -61,6 +62,8 @@ class FastLane:
         aiohttp_server: the runner's ``web.Server``; calling it gives the protocol that takes a
             connection handed over.
         started / finished: the server's in-flight counter (the graceful stop waits for it).
+        wrappers: run around each request's handling, first outermost (the app's middlewares'
+            equivalents, e.g. self-telemetry's span).
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class FastLane:
         aiohttp_server: Callable[[], asyncio.Protocol],
         started: Callable[[], None],
         finished: Callable[[], None],
+        wrappers: Sequence[FastWrapper] = (),
     ) -> None:
         self.routes = dict(routes)
+        self.wrappers = tuple(wrappers)
         self.aiohttp_server = aiohttp_server
         self.started = started
         self.finished = finished
@@ -109,6 +114,7 @@ class FastConnection(asyncio.Protocol):
         self._ended = False  # a chunked message ended in the read being parsed
         self._stop: str | None = None
         self._url = b""
+        self._path = ""
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._version = "1.1"
         self._keep_alive = True
@@ -239,7 +245,10 @@ class FastConnection(asyncio.Protocol):
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             self._busy = True
-            self._task = self._loop.create_task(self._handle(exchange, self._take_body()))
+            run = functools.partial(exchange.finish, self._take_body())
+            for wrapper in reversed(self._lane.wrappers):
+                run = functools.partial(wrapper, self._path, self._headers, run)
+            self._task = self._loop.create_task(self._handle(run))
         elif self._draining and not self._keep_alive:
             self._close()  # a refused body read to its end; the answer said the connection closes
         self._reset_message()
@@ -273,7 +282,8 @@ class FastConnection(asyncio.Protocol):
         assert self._raw is not None  # noqa: S101 - the route is not known yet
         route = None
         if parser.get_method() == b"POST" and not parser.should_upgrade():
-            route = self._lane.routes.get(self._url.partition(b"?")[0].decode("latin-1"))
+            self._path = self._url.partition(b"?")[0].decode("latin-1")
+            route = self._lane.routes.get(self._path)
         if route is None:
             self._stop = "handover"
             raise _Stop
@@ -372,14 +382,14 @@ class FastConnection(asyncio.Protocol):
         self._answer(response)
         self._draining = True
 
-    async def _handle(self, exchange: FastExchange, body: bytes | bytearray) -> None:
+    async def _handle(self, run: Callable[[], Awaitable[web.Response]]) -> None:
         try:
-            response = await exchange.finish(body)
+            response = await run()
         except Exception:  # noqa: BLE001 - as aiohttp: a failing handler answers 500, the server goes on
             _LOG.exception("HTTP fast lane: request handler failed")
             self._keep_alive = False
             response = web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
-        del body
+        del run
         self._busy = False
         self._answer(response)
         if self._closed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Protocol
 
@@ -31,8 +32,11 @@ from ._environment_variables import SIRIUS_HTTP_FAST_LANE
 __all__ = [
     "FAST_COVERED_MIDDLEWARES",
     "FAST_ROUTES",
+    "FAST_WRAPPERS",
     "FastExchange",
     "FastRoute",
+    "FastWrapper",
+    "add_fast_lane_middleware",
     "fast_lane_enabled",
     "serialise_response",
 ]
@@ -46,6 +50,12 @@ FAST_COVERED_MIDDLEWARES = web.AppKey("sirius_fast_covered_middlewares", list)
 An app with any other middleware (``HttpServer``'s own aside) is served by aiohttp alone: the
 fast lane would bypass it.
 """
+
+FAST_WRAPPERS = web.AppKey("sirius_fast_wrappers", list)
+"""What runs around each fast-lane request's handling, as a middleware does around aiohttp's: ``FastWrapper``s."""
+
+FastWrapper = Callable[[str, CIMultiDict[str], Callable[[], Awaitable[web.Response]]], Awaitable[web.Response]]
+"""``(path, headers, run)`` → the answer; ``run()`` handles the request (its body already read)."""
 
 KEEPALIVE_SECONDS = 75.0
 """An idle keep-alive connection is closed after this long (aiohttp's default)."""
@@ -86,6 +96,16 @@ class FastRoute(Protocol):
     def open(self, headers: CIMultiDict[str], content_length: int | None) -> FastExchange | web.Response:
         """Admit the request from its headers, or the answer refusing it before its body."""
         ...
+
+
+def add_fast_lane_middleware(app: web.Application, middleware: object, wrapper: FastWrapper) -> None:
+    """Add an aiohttp ``middleware`` to ``app`` and its fast-lane equivalent ``wrapper``.
+
+    Without the wrapper, an app with the middleware is served by aiohttp alone (``HttpServer``).
+    """
+    app.middlewares.append(middleware)  # type: ignore[arg-type]
+    app.setdefault(FAST_COVERED_MIDDLEWARES, []).append(middleware)
+    app.setdefault(FAST_WRAPPERS, []).append(wrapper)
 
 
 def fast_lane_enabled() -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ._fast_connection import FastLane
-from ._fast_http import FAST_COVERED_MIDDLEWARES, FAST_ROUTES, fast_lane_enabled
+from ._fast_http import FAST_COVERED_MIDDLEWARES, FAST_ROUTES, FAST_WRAPPERS, fast_lane_enabled
 from ._protocol_mismatch import ServerErrorLogger
 from ._tls import ServerTls
 
@@ -133,7 +133,13 @@ class HttpServer:
             await site.start()
             self._site = site
         else:
-            lane = FastLane(routes, runner.server, self._request_started, self._request_finished)  # type: ignore[arg-type]
+            lane = FastLane(
+                routes,
+                runner.server,  # type: ignore[arg-type]
+                self._request_started,
+                self._request_finished,
+                self._app.get(FAST_WRAPPERS, []),
+            )
             loop = asyncio.get_running_loop()
             self._fast_server = await loop.create_server(lane.protocol, sock=sock, ssl=self._ssl_context, backlog=512)
             self._fast_lane = lane

@@ -6,6 +6,7 @@ on asyncio's loop, and aiohttp alone (``fast_lane=False``): the answers must be 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import http.client
 import itertools
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from native_samples import sample_cpu_stream, sample_process
@@ -27,7 +29,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tls_certificates import make_pki
 
-from sirius.collector import ApiKeys, HttpServer, IngestionLimits, IngestionService, ServerTls
+from sirius.collector import (
+    ApiKeys,
+    HttpServer,
+    IngestionLimits,
+    IngestionService,
+    ServerTls,
+    add_fast_lane_middleware,
+)
+from sirius.collector._fast_http import FAST_ROUTES
 from sirius.tracing import (
     Level,
     LogMetadata,
@@ -418,3 +428,86 @@ def test_arbitrary_bytes_never_break_the_server(server, noise: bytes, prefix: by
         sock.shutdown(socket.SHUT_WR)
         reader.read()  # whatever the answer, the connection ends
     assert _exchange(server.port, [_request("GET", "/health")], 1) == [("HTTP/1.1 200 OK", b"OK")]
+
+
+class _EchoExchange:
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def finish(self, body: bytes | bytearray) -> web.Response:
+        self.seen.append("handled")
+        return web.Response(body=bytes(body))
+
+    def malformed(self, reason: str) -> web.Response:
+        return web.Response(status=400)
+
+    def too_large(self) -> web.Response:
+        return web.Response(status=413)
+
+    def release(self) -> None:
+        pass
+
+
+class _EchoRoute:
+    refuses_before_continue = False
+    max_body_bytes = 1024
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def open(self, headers, content_length):
+        return _EchoExchange(self.seen)
+
+
+def _echo_app(seen: list[str]) -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        seen.append("handled")
+        return web.Response(body=await request.read())
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    app[FAST_ROUTES] = {"/echo": _EchoRoute(seen)}
+    return app
+
+
+@web.middleware
+async def _marking(request: web.Request, handler):
+    response = await handler(request)
+    response.headers["X-Marked"] = "aiohttp"
+    return response
+
+
+@pytest.mark.parametrize("covered", [False, True])
+def test_a_middleware_without_a_fast_lane_equivalent_turns_the_lane_off(covered: bool) -> None:
+    seen: list[str] = []
+    app = _echo_app(seen)
+
+    async def wrapper(path, headers, run):
+        seen.append(f"wrapped {path} {headers['X-Probe']}")
+        response = await run()
+        response.headers["X-Marked"] = "fast lane"
+        return response
+
+    if covered:
+        add_fast_lane_middleware(app, _marking, wrapper)
+    else:
+        app.middlewares.append(_marking)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = HttpServer(app, "127.0.0.1", 0, fast_lane=True)
+    port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+    try:
+        assert server.fast_lane is covered
+        sock, reader = _connect(port)
+        with sock:
+            sock.sendall(_request("POST", "/echo", b"hello", ("X-Probe: 7",)))
+            _status, headers, body = _read(reader)
+        assert body == b"hello"
+        assert headers["x-marked"] == ("fast lane" if covered else "aiohttp")
+        assert seen == (["wrapped /echo 7", "handled"] if covered else ["handled"])
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
