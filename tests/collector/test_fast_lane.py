@@ -37,7 +37,7 @@ from sirius.collector import (
     ServerTls,
     add_fast_lane_middleware,
 )
-from sirius.collector._fast_http import FAST_ROUTES
+from sirius.collector._fast_http import FAST_ROUTES, fast_lane_enabled
 from sirius.tracing import (
     Level,
     LogMetadata,
@@ -511,3 +511,19 @@ def test_a_middleware_without_a_fast_lane_equivalent_turns_the_lane_off(covered:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("1", True), ("on", True), ("0", False), ("false", False), ("off", False)]
+)
+def test_the_switch(monkeypatch, value: str | None, expected: bool) -> None:
+    if value is not None:
+        monkeypatch.setenv("SIRIUS_HTTP_FAST_LANE", value)
+    assert fast_lane_enabled() is expected
+    assert HttpServer(web.Application(), "127.0.0.1", 0)._fast_lane_on is expected
+
+
+def test_a_bad_switch_value_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("SIRIUS_HTTP_FAST_LANE", "maybe")
+    with pytest.raises(ValueError, match="SIRIUS_HTTP_FAST_LANE must be 0 or 1, got 'maybe'"):
+        HttpServer(web.Application(), "127.0.0.1", 0)
