@@ -243,7 +243,8 @@ class Dependencies:
         codes = record_codes[index]
         if codes.size and int(codes.min()) < 0:
             raise corrupt(f"a referenced descriptor has no field {field!r}")
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts)
+        # Codes of ``texts`` (checked non-negative above): in range, no bounds pass over every event.
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts, safe=False)
 
     def _field_column(self, field: str) -> pa.Array | tuple[npt.NDArray[np.int32], pa.Array]:
         """One field of every record (in ``_table("records")`` order), values or text codes.

@@ -162,7 +162,9 @@ class LogEntriesView(BlockViewSet):
     # Times in queue order and block insert times delta-encode to a byte or two a row: the
     # encoder does less and time queries read less (bench/README.md, bench/etl.py, 2026-12-07).
     delta_columns: ClassVar[tuple[str, ...]] = ("insert_time", "time")
-    no_statistics: ClassVar[tuple[str, ...]] = ("msg",)
+    # Free text and JSONB: no query prunes on their min/max, and the writer's statistics of a
+    # dictionary column hash its indices (a unique per write batch).
+    no_statistics: ClassVar[tuple[str, ...]] = ("msg", "properties", "process_properties")
     other_tags: ClassVar[tuple[str, ...]] = ("trace",)
     extra_formats: ClassVar[Mapping[str, TableMaker]] = {
         OTLP_LOGS_FORMAT: partial(otlp_log_entries, schema=LOG_ENTRIES_SCHEMA),
