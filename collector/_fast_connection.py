@@ -27,7 +27,7 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, FastWrapper, serialise_response
+from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, FastWrapper, request_framing, serialise_response
 
 __all__ = ["FastConnection", "FastLane"]
 
@@ -45,6 +45,12 @@ makes the kernel reset the connection, which can destroy the answer before the c
 to its end and the connection kept; a larger or undeclared one (413) is answered with
 ``Connection: close`` and dropped for at most this long.
 """
+
+_MAX_FIELD = 8190
+"""A header name or value, or the request target, longer than this goes to aiohttp (its limit, 400 past it)."""
+
+_MAX_HEADERS = 100
+"""A request with more header fields than this goes to aiohttp (which refuses past 32 768)."""
 
 _HEAD_END = b"\r\n\r\n"
 _CRLF = b"\r\n"
@@ -144,9 +150,6 @@ class FastConnection(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         try:
             self._consume(data)
         except Exception:  # noqa: BLE001 - a bug here must cost one connection, not the server
@@ -274,49 +277,34 @@ class FastConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(value) > _MAX_FIELD or len(name) > _MAX_FIELD or len(self._headers) >= _MAX_HEADERS:
+            self._stop = "handover"  # aiohttp applies its own limits (400 past them)
+            raise _Stop
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None  # noqa: S101 - it is the caller
         assert self._raw is not None  # noqa: S101 - the route is not known yet
-        route = None
-        if parser.get_method() == b"POST" and not parser.should_upgrade():
-            self._path = self._url.partition(b"?")[0].decode("latin-1")
-            route = self._lane.routes.get(self._path)
-        if route is None:
+        served = self._served(parser)
+        if served is None:
             self._stop = "handover"
             raise _Stop
-        headers = self._headers
+        route, chunked, content_length = served
+        if self._timer is not None:  # the head is complete: the idle timer stops here
+            self._timer.cancel()
+            self._timer = None
         raw, self._raw = self._raw, None
         start = len(raw) - len(raw.lstrip(_CRLF)) if raw[:1] in (b"\r", b"\n") else 0
         head_len = raw.find(_HEAD_END, start) + len(_HEAD_END)
         self._seen = len(raw) - self._read
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        declared = headers.get("Content-Length")
-        content_length = int(declared) if declared is not None and not chunked else None
         self._size = None if chunked else content_length or 0
         self._version = parser.get_http_version()
         self._keep_alive = parser.should_keep_alive() and not self._lane.stopping
         self._route = route
         self._lane.started()
         self._counted = True
-        expect = headers.get("Expect")
-        if expect is not None and self._version == "1.1":
-            if expect.lower() != "100-continue":
-                self._refuse(web.Response(status=417, text=f"Unknown Expect: {expect}"), unsent=True)
-                return
-            if route.refuses_before_continue:
-                opened = route.open(headers, content_length)
-                if isinstance(opened, web.Response):
-                    self._refuse(opened, unsent=True)
-                    return
-                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            else:
-                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                opened = route.open(headers, content_length)
-        else:
-            opened = route.open(headers, content_length)
+        opened = self._open(route, content_length)
         if isinstance(opened, web.Response):
             self._refuse(opened, unsent=False)
         else:
@@ -326,6 +314,32 @@ class FastConnection(asyncio.Protocol):
             self._body_at = head_len - self._seen
             self._stop = "body"
             raise _Stop
+
+    def _served(self, parser: httptools.HttpRequestParser) -> tuple[FastRoute, bool, int | None] | None:
+        """The route, chunked or not, and declared length of a request the fast lane serves; else None."""
+        if parser.get_method() != b"POST" or parser.should_upgrade() or len(self._url) > _MAX_FIELD:
+            return None
+        self._path = self._url.partition(b"?")[0].decode("latin-1")
+        route = self._lane.routes.get(self._path)
+        framing = request_framing(self._headers) if route is not None else None
+        return None if framing is None or route is None else (route, *framing)
+
+    def _open(self, route: FastRoute, content_length: int | None) -> FastExchange | web.Response:
+        """``route.open``, with ``Expect: 100-continue`` as aiohttp's routes answer it."""
+        headers = self._headers
+        expect = headers.get("Expect")
+        if expect is None or self._version != "1.1":  # HTTP/1.0 has no interim answers
+            return route.open(headers, content_length)
+        if expect.lower() != "100-continue":
+            self._refuse(web.Response(status=417, text=f"Unknown Expect: {expect}"), unsent=True)  # raises _Stop
+        if not route.refuses_before_continue:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return route.open(headers, content_length)
+        opened = route.open(headers, content_length)
+        if isinstance(opened, web.Response):
+            self._refuse(opened, unsent=True)  # raises _Stop: the connection closes after the answer
+        self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return opened
 
     def on_body(self, chunk: bytes) -> None:
         """A chunked body's piece (a declared one never reaches the parser): keep it, join once at the end."""
@@ -381,6 +395,7 @@ class FastConnection(asyncio.Protocol):
             self._linger = self._loop.call_later(_LINGER_SECONDS, self.abort)
         self._answer(response)
         self._draining = True
+        self._arm_timer()  # a refused body that stops arriving does not hold the connection
 
     async def _handle(self, run: Callable[[], Awaitable[web.Response]]) -> None:
         try:
@@ -400,11 +415,10 @@ class FastConnection(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
+        self._arm_timer()  # the next head must complete within the keep-alive time
         backlog, self._backlog = self._backlog, bytearray()
         if backlog:
             self.data_received(bytes(backlog))
-        elif self._parser is None:
-            self._arm_timer()
 
     def _answer(self, response: web.Response) -> None:
         keep_alive = self._keep_alive and not self._lost and not self._lane.stopping
@@ -444,11 +458,14 @@ class FastConnection(asyncio.Protocol):
             self._timer = None
 
     def _arm_timer(self) -> None:
-        self._timer = self._loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
+        if self._timer is None:
+            self._timer = self._loop.call_later(KEEPALIVE_SECONDS, self._idle_timeout)
 
     def _idle_timeout(self) -> None:
+        """No complete head for the keep-alive time (idle, or a head that never ends): close."""
         self._timer = None
-        self.close_if_idle()
+        if not self._busy and not self._counted:
+            self._close()
 
     def _handover(self) -> None:
         """Give the connection and the request's raw bytes to aiohttp."""

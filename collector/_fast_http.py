@@ -38,6 +38,7 @@ __all__ = [
     "FastWrapper",
     "add_fast_lane_middleware",
     "fast_lane_enabled",
+    "request_framing",
     "serialise_response",
 ]
 
@@ -106,6 +107,24 @@ def add_fast_lane_middleware(app: web.Application, middleware: object, wrapper: 
     app.middlewares.append(middleware)  # type: ignore[arg-type]
     app.setdefault(FAST_COVERED_MIDDLEWARES, []).append(middleware)
     app.setdefault(FAST_WRAPPERS, []).append(wrapper)
+
+
+def request_framing(headers: CIMultiDict[str]) -> tuple[bool, int | None] | None:
+    """(chunked, declared length) when the framing is unambiguous, else None (aiohttp decides).
+
+    Only one ``Transfer-Encoding: chunked`` without ``Content-Length``, or at most one
+    ``Content-Length`` without ``Transfer-Encoding``: the body's end is then the one llhttp finds.
+    Anything else (both, several, ``identity``, a list) is a smuggling shape for aiohttp's rules.
+    """
+    encodings = headers.getall("Transfer-Encoding", ())
+    lengths = headers.getall("Content-Length", ())
+    if encodings:
+        if len(encodings) == 1 and not lengths and encodings[0].strip().lower() == "chunked":
+            return True, None
+        return None
+    if len(lengths) > 1:
+        return None
+    return False, int(lengths[0]) if lengths else None
 
 
 def fast_lane_enabled() -> bool:
