@@ -41,7 +41,9 @@ def _send(url: str) -> str:
     process = current_process_info({"test": "pool"})
     log = TransitWriter(process, "log")
     for i in range(5):
-        log.log_string(LogMetadata("{}", target="app"), f"message {i}", ticks=1_000 + i)
+        # Ticks after the process start (monotonic ns): events now, inside the queries' ranges
+        # (ticks near 0 would date them at the machine's boot, outside the range once it is 1 h up).
+        log.log_string(LogMetadata("{}", target="app"), f"message {i}", ticks=process.start_ticks + 1_000 + i)
     sink = TelemetrySink(SinkConfig(url=url))
     sink.register_process(process)
     sink.register_stream(log.stream_info())
