@@ -19,8 +19,12 @@ doubt discards the context instead of keeping it:
   results), and no catalog or schema may have been added;
 * scalar, aggregate and window functions not in the prepared set are deregistered (the
   caller's rights, bound to its session: admin and block functions); the names must then
-  equal the prepared set. Table functions cannot be listed: the session names those it
-  registered (``view_instance``);
+  equal the prepared set. A function registered under a prepared name (Sirius's or one of
+  DataFusion's own) replaced it, which names alone cannot show and which cannot be undone:
+  the contexts the pool makes are :class:`PooledContext` s, which remember every function
+  registered on them, and such a context is dropped. Table functions cannot be listed: the
+  session names those it registered (``view_instance``), and a context on which more were
+  registered than named is dropped;
 * settings are set back where the session changed them (``SET`` of Parquet pushdown for a
   lookup by id; callers' SQL cannot run ``SET``, ``_read_only_sql.py``) and every setting of
   ``information_schema.df_settings`` must equal its value when the pool made its first
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 
 import datafusion
 
-__all__ = ["ContextPool", "PoolCounters"]
+__all__ = ["ContextPool", "PoolCounters", "PooledContext"]
 
 _SETTINGS_SQL = "SELECT name, value FROM information_schema.df_settings"
 
@@ -70,6 +74,54 @@ class _Prepared:
     udfs: frozenset[str]
     udafs: frozenset[str]
     udwfs: frozenset[str]
+
+
+class PooledContext(datafusion.SessionContext):
+    """A ``SessionContext`` that remembers the functions registered on it since it was lent.
+
+    DataFusion lists functions by name only, and a registration under a taken name replaces
+    the function silently; table functions are not listed at all. What a session registered
+    is known here instead (``SessionContext``'s own ``register_*`` methods are the only way
+    in: callers' SQL cannot ``CREATE FUNCTION``, ``_read_only_sql.py``).
+    """
+
+    def __init__(
+        self, config: datafusion.SessionConfig | None = None, runtime: datafusion.RuntimeEnvBuilder | None = None
+    ) -> None:
+        super().__init__(config, runtime)
+        self.registered_functions: set[tuple[str, str]] = set()
+        """``(kind, name)`` of the scalar (``udf``), aggregate (``udaf``) and window (``udwf``) functions."""
+        self.registered_table_functions = 0
+
+    def register_udf(self, udf: datafusion.ScalarUDF) -> None:
+        super().register_udf(udf)
+        self.registered_functions.add(("udf", udf.name))
+
+    def register_udaf(self, udaf: datafusion.AggregateUDF) -> None:
+        super().register_udaf(udaf)
+        self.registered_functions.add(("udaf", udaf.name))
+
+    def register_udwf(self, udwf: datafusion.WindowUDF) -> None:
+        super().register_udwf(udwf)
+        self.registered_functions.add(("udwf", udwf.name))
+
+    def register_udtf(self, func: datafusion.TableFunction) -> None:
+        super().register_udtf(func)
+        self.registered_table_functions += 1
+
+    def forget_registrations(self) -> None:
+        """Start a new record (the context is prepared, or cleaned for another session)."""
+        self.registered_functions = set()
+        self.registered_table_functions = 0
+
+
+def _replaced_prepared(ctx: datafusion.SessionContext, prepared: _Prepared, udtfs: set[str]) -> bool:
+    """Whether a function of the prepared set was registered again, or unnamed table functions were added."""
+    if not isinstance(ctx, PooledContext):
+        return False  # a context made elsewhere: checked by names only
+    kinds = {"udf": prepared.udfs, "udaf": prepared.udafs, "udwf": prepared.udwfs}
+    replaced = any(name in kinds[kind] for kind, name in ctx.registered_functions)
+    return replaced or ctx.registered_table_functions > len(udtfs)
 
 
 def _settings(ctx: datafusion.SessionContext) -> dict[str, str | None]:
@@ -119,6 +171,8 @@ class ContextPool:
                 self.counters.reused += 1
                 return idle.pop()
         ctx = self._make(memory_limit_bytes)
+        if isinstance(ctx, PooledContext):
+            ctx.forget_registrations()  # the prepared functions; what the session adds counts
         prepared = _Prepared(frozenset(ctx.udfs()), frozenset(ctx.udafs()), frozenset(ctx.udwfs()))
         # The reference settings of this bound, read once (a context never kept needs none).
         settings = None if self._max_idle == 0 or memory_limit_bytes in self._settings else _settings(ctx)
@@ -149,6 +203,8 @@ class ContextPool:
             discard: drop it without cleaning (the session failed or was not finished).
         """
         with self._lock:
+            if any(ctx is idle for contexts in self._idle.values() for idle in contexts):
+                return False  # given back already (a second close): listed once, lent once
             prepared = self._prepared.pop(ctx, None)
             full = sum(len(v) for v in self._idle.values()) >= self._max_idle
             reference = self._settings.get(memory_limit_bytes)
@@ -179,6 +235,9 @@ class ContextPool:
     ) -> bool:
         """Remove what a session added; whether the context is then exactly as prepared."""
         try:
+            udtfs = set(udtfs)
+            if _replaced_prepared(ctx, prepared, udtfs):
+                return False
             for name in udtfs:
                 ctx.deregister_udtf(name)
             if {(c, s) for c, s, _ in _tables(ctx)} - {("datafusion", "public")}:
@@ -202,6 +261,8 @@ class ContextPool:
                 ctx.sql(f"SET {key} = {value}").collect()
             if changed:
                 current = _settings(ctx)
+            if isinstance(ctx, PooledContext):
+                ctx.forget_registrations()
             return not _tables(ctx) and current == reference
         except Exception:  # noqa: BLE001 - any doubt drops the context; the session is already done
             return False

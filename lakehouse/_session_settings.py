@@ -13,6 +13,7 @@ from datetime import datetime
 
 from datafusion import SessionContext
 
+from ._context_pool import PooledContext
 from ._sql_functions import new_session_context, register_sql_functions
 from ._time_range import TimeRange, to_ns
 
@@ -80,7 +81,9 @@ class SessionSettings:
     pooled_contexts: int = 4
 
 
-def new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
+def new_context(
+    settings: SessionSettings, memory_limit_bytes: int | None, context_class: type[SessionContext] = SessionContext
+) -> SessionContext:
     """A new context configured by ``settings``, with no tables and no functions of Sirius."""
     # One place configures sessions (new_session_context: information_schema, Utf8 strings,
     # the per-query memory pool); the lakehouse adds its Parquet pushdown settings on top.
@@ -93,11 +96,15 @@ def new_context(settings: SessionSettings, memory_limit_bytes: int | None) -> Se
             "datafusion.execution.parquet.reorder_filters": "true",
             "datafusion.execution.parquet.enable_page_index": str(settings.page_index).lower(),
         },
+        context_class=context_class,
     )
 
 
 def prepared_context(settings: SessionSettings, memory_limit_bytes: int | None) -> SessionContext:
-    """A context as every session starts from: settings and the stateless SQL functions."""
-    ctx = new_context(settings, memory_limit_bytes)
+    """A context as every session starts from: settings and the stateless SQL functions.
+
+    A ``PooledContext``: the pool learns what a session registered on it (``_context_pool.py``).
+    """
+    ctx = new_context(settings, memory_limit_bytes, PooledContext)
     register_sql_functions(ctx)
     return ctx

@@ -94,6 +94,7 @@ def new_session_context(
     target_partitions: int | None = None,
     batch_size: int | None = None,
     options: Mapping[str, str] | None = None,
+    context_class: type[SessionContext] = SessionContext,
 ) -> SessionContext:
     """A session configured like Micromegas's (``information_schema`` on, page index off).
 
@@ -103,6 +104,7 @@ def new_session_context(
         target_partitions: DataFusion parallelism (default: number of cores).
         batch_size: rows per record batch (default DataFusion's 8192).
         options: further ``datafusion.*`` settings.
+        context_class: ``SessionContext`` or a subclass (the context pool's ``PooledContext``).
 
     Returns:
         A fresh ``SessionContext`` with no tables and no Sirius functions.
@@ -125,7 +127,7 @@ def new_session_context(
     runtime = RuntimeEnvBuilder()
     if memory_limit_bytes:
         runtime = runtime.with_fair_spill_pool(int(memory_limit_bytes))
-    return SessionContext(config, runtime)
+    return context_class(config, runtime)
 
 
 def _admin_udfs(partitions: PartitionAdmin, run_async: RunAsync) -> list[datafusion.ScalarUDF]:

@@ -242,3 +242,51 @@ def test_results_on_reused_contexts_equal_a_fresh_contexts(local_lake_env: Any) 
         assert fresh.context_counters.reused == 0
 
     local_lake_env(scenario)
+
+
+def _pool() -> Any:
+    import functools
+
+    from sirius.lakehouse._context_pool import ContextPool
+    from sirius.lakehouse._session_settings import prepared_context
+
+    return ContextPool(functools.partial(prepared_context, SessionSettings()), max_idle=2)
+
+
+def _scalar(ctx: Any, sql: str) -> Any:
+    return ctx.sql(sql).to_arrow_table().column(0).to_pylist()[0]
+
+
+@pytest.mark.parametrize("name", ["jsonb_parse", "abs"])
+def test_a_function_registered_over_a_prepared_one_drops_the_context(name: str) -> None:
+    """A session's function under the name of a prepared one (Sirius's or DataFusion's) never serves the next session.
+
+    The names are then those of the prepared set, so the cleaning must know what was registered.
+    """
+    from datafusion import udf
+
+    pool = _pool()
+    ctx = pool.acquire(None)
+    sql_type = "VARCHAR" if name == "jsonb_parse" else "DOUBLE"
+    sql = f"SELECT {name}(CAST(NULL AS {sql_type}))"
+    expected = _scalar(ctx, sql)
+
+    def principal_bound(values: pa.Array) -> pa.Array:
+        return pa.array(["secret of session A"] * len(values), pa.utf8())
+
+    in_type = pa.utf8() if name == "jsonb_parse" else pa.float64()
+    ctx.register_udf(udf(principal_bound, [in_type], pa.utf8(), "volatile", name))
+    assert _scalar(ctx, sql) == "secret of session A"
+    assert pool.release(ctx, None) is False
+    reused = pool.acquire(None)
+    assert reused is not ctx
+    assert _scalar(reused, sql) == expected
+
+
+def test_a_context_given_back_twice_is_lent_once() -> None:
+    pool = _pool()
+    ctx = pool.acquire(None)
+    assert pool.release(ctx, None) is True
+    assert pool.release(ctx, None) is False  # already idle: a second close must not list it twice
+    assert pool.idle == 1
+    assert pool.acquire(None) is not pool.acquire(None)
