@@ -277,6 +277,8 @@ class FastConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._raw is None:  # a chunked body's trailer: ignored (aiohttp's handlers never see them either)
+            return
         if len(value) > _MAX_FIELD or len(name) > _MAX_FIELD or len(self._headers) >= _MAX_HEADERS:
             self._stop = "handover"  # aiohttp applies its own limits (400 past them)
             raise _Stop

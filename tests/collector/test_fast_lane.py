@@ -211,6 +211,19 @@ def test_a_request_pipelined_behind_a_chunked_one(server) -> None:
             assert _read(reader)[::2] == ("HTTP/1.1 200 OK", b"OK")
 
 
+def test_chunked_trailers_are_ignored(server) -> None:
+    spans = _spans_request()
+    trailers = "".join(f"X-Trailer-{i}: {i}\r\n" for i in range(120)).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(spans), spans, trailers)
+    lines = (AUTH, "Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
+    sock, reader = _connect(server.port)
+    with sock:
+        sock.sendall(_request("POST", OTLP, chunked, lines))
+        assert _read(reader)[0] == "HTTP/1.1 200 OK"
+        sock.sendall(_request("GET", "/health"))
+        assert _read(reader)[::2] == ("HTTP/1.1 200 OK", b"OK")
+
+
 def test_broken_chunked_body_is_400(server) -> None:
     otlp = _request(
         "POST", OTLP, b"zz\r\nabc\r\n", (AUTH, "Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
