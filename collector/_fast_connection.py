@@ -49,6 +49,9 @@ to its end and the connection kept; a larger or undeclared one (413) is answered
 _MAX_FIELD = 8190
 """A header name or value, or the request target, longer than this goes to aiohttp (its limit, 400 past it)."""
 
+_MAX_HEAD_BYTES = 256 * 1024
+"""Bytes kept while a route is not known; past them the connection goes to aiohttp (its limits apply)."""
+
 _MAX_HEADERS = 100
 """A request with more header fields than this goes to aiohttp (which refuses past 32 768)."""
 
@@ -200,6 +203,9 @@ class FastConnection(asyncio.Protocol):
             self._ended = False
         if self._raw is not None:
             self._raw += data
+            if len(self._raw) > _MAX_HEAD_BYTES:  # a head this large is aiohttp's to judge
+                self._handover()
+                return b""
         self._read = len(data)
         self._stop = None
         try:

@@ -224,6 +224,16 @@ def test_chunked_trailers_are_ignored(server) -> None:
         assert _read(reader)[::2] == ("HTTP/1.1 200 OK", b"OK")
 
 
+def test_a_large_head_is_served_as_aiohttp_serves_it(server) -> None:
+    """40 fields of 8000 bytes (each under aiohttp's limit): past the fast lane's 256 KiB, aiohttp answers."""
+    big = tuple(f"X-Big-{i}: {'b' * 8000}" for i in range(40))
+    lines = (AUTH, "Content-Type: application/x-protobuf", *big)
+    sock, reader = _connect(server.port)
+    with sock:
+        sock.sendall(_request("POST", OTLP, _spans_request(), lines))
+        assert _read(reader)[0] == "HTTP/1.1 200 OK"
+
+
 def test_broken_chunked_body_is_400(server) -> None:
     otlp = _request(
         "POST", OTLP, b"zz\r\nabc\r\n", (AUTH, "Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
