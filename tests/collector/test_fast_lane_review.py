@@ -151,3 +151,20 @@ def _wait_until(server, condition) -> None:
             await asyncio.sleep(0)
 
     server.stack.call(wait(), timeout=30)
+
+
+def test_a_header_value_that_never_ends_is_refused_before_it_ends(server) -> None:
+    """aiohttp refuses a field as soon as it passes 8190 bytes; the head's bytes must not pile up until its end."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(f"POST {OTLP} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ".encode())
+        try:
+            for _ in range(64):  # 1 MiB of one value, never ended by CRLF
+                sock.sendall(b"a" * 16384)
+        except OSError:
+            return  # refused and closed while it was sent
+        try:
+            answer = sock.recv(64)
+        except TimeoutError:
+            answer = None
+        assert answer is not None, "1 MiB of one header value held with no answer"
+        assert answer == b"" or answer.split()[1] in (b"400", b"431")
