@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import httptools
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastRoute, FastWrapper, request_framing, serialise_response
+from ._fast_http import KEEPALIVE_SECONDS, FastExchange, FastLane, FastRoute, request_framing, serialise_response
 
-__all__ = ["FastConnection", "FastLane"]
+__all__ = ["FastConnection"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,50 +63,6 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal out of the parser'
     """Raised in a parser callback to stop parsing; ``FastConnection._stop`` says why."""
 
 
-class FastLane:
-    """The fast lane of one listening socket: its routes, its connections, the in-flight counter.
-
-    Args:
-        routes: path → route (``POST`` only); every other request goes to aiohttp.
-        aiohttp_server: the runner's ``web.Server``; calling it gives the protocol that takes a
-            connection handed over.
-        started / finished: the server's in-flight counter (the graceful stop waits for it).
-        wrappers: run around each request's handling, first outermost (the app's middlewares'
-            equivalents, e.g. self-telemetry's span).
-    """
-
-    def __init__(
-        self,
-        routes: Mapping[str, FastRoute],
-        aiohttp_server: Callable[[], asyncio.Protocol],
-        started: Callable[[], None],
-        finished: Callable[[], None],
-        wrappers: Sequence[FastWrapper] = (),
-    ) -> None:
-        self.routes = dict(routes)
-        self.wrappers = tuple(wrappers)
-        self.aiohttp_server = aiohttp_server
-        self.started = started
-        self.finished = finished
-        self.stopping = False
-        self.connections: set[FastConnection] = set()
-
-    def protocol(self) -> FastConnection:
-        """A protocol for one new connection (the ``loop.create_server`` factory)."""
-        return FastConnection(self)
-
-    def stop(self) -> None:
-        """No more keep-alive: close idle connections now, the others after their answer."""
-        self.stopping = True
-        for connection in list(self.connections):
-            connection.close_if_idle()
-
-    def abort(self) -> None:
-        """Close every connection still open (after the grace period)."""
-        for connection in list(self.connections):
-            connection.abort()
-
-
 class FastConnection(asyncio.Protocol):
     """The fast lane's protocol for one connection (until it is handed to aiohttp)."""
 
@@ -118,6 +74,7 @@ class FastConnection(asyncio.Protocol):
         self._raw: bytearray | None = None  # the message's bytes while its route is unknown
         self._seen = 0  # bytes of the message before the read being parsed
         self._read = 0  # length of the read being parsed
+        self._quiet = 0  # bytes of a chunked body's framing or trailers since its last parsed piece
         self._left = 0  # bytes of a declared body still to come
         self._body_at = 0  # where the body starts in the read that ended the head
         self._ended = False  # a chunked message ended in the read being parsed
@@ -216,9 +173,7 @@ class FastConnection(asyncio.Protocol):
                 return b""
         stop = self._stop
         if stop is None:
-            self._seen += len(data)
-            if self._ended:
-                self._parser = None  # the chunked message ended with this read
+            self._took_all(len(data))
         elif stop == "body":  # the head ended at ``_body_at`` in this read; the body follows
             self._parser = None
             rest = memoryview(data)[self._body_at :]
@@ -231,6 +186,16 @@ class FastConnection(asyncio.Protocol):
             self._close()
         # "lost": the rest of the read is dropped; the answer closes the connection
         return b""
+
+    def _took_all(self, n: int) -> None:
+        """The parser took a whole read of ``n`` bytes without stopping."""
+        self._seen += n
+        if self._ended:
+            self._parser = None  # the chunked message ended with this read
+        elif self._raw is None:  # a chunked body: its framing and trailers are bounded too
+            self._quiet += n
+            if self._quiet > _MAX_HEAD_BYTES:
+                self._parse_error(httptools.HttpParserError("chunk header or trailer too long"))
 
     def _fill(self, data: bytes | memoryview) -> bytes | memoryview:
         """Take the declared body's bytes from ``data`` (one copy, none when a read is exactly the body)."""
@@ -284,6 +249,7 @@ class FastConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._raw is None:  # a chunked body's trailer: ignored (aiohttp's handlers never see them either)
+            self._quiet = 0
             return
         if len(value) > _MAX_FIELD or len(name) > _MAX_FIELD or len(self._headers) >= _MAX_HEADERS:
             self._stop = "handover"  # aiohttp applies its own limits (400 past them)
@@ -349,8 +315,12 @@ class FastConnection(asyncio.Protocol):
         self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return opened
 
+    def on_chunk_header(self) -> None:
+        self._quiet = 0
+
     def on_body(self, chunk: bytes) -> None:
         """A chunked body's piece (a declared one never reaches the parser): keep it, join once at the end."""
+        self._quiet = 0  # bytes read with no chunk header, data or trailer line done: see ``_parse``
         exchange = self._exchange
         if self._draining or exchange is None:
             return
@@ -381,6 +351,7 @@ class FastConnection(asyncio.Protocol):
         self._url = b""
         self._headers = CIMultiDict()
         self._draining = False
+        self._quiet = 0
         self._body = None
         self._view = None
         self._chunks = []

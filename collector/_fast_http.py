@@ -12,14 +12,15 @@ the same code the aiohttp routes call (``OtlpHttpRoutes``, ``IngestionService``)
 Anything else — another path or method, ``Upgrade``, a parse error before the route is known (a
 gRPC client's HTTP/2 preface) — is handed to aiohttp on the same connection with every raw byte
 received since that request began; from then on the connection is aiohttp's
-(``_fast_connection.py``). This module holds the routes' interface and the response's bytes.
+(``_fast_connection.py``). This module holds the routes' interface, the lane's state and the response's bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import formatdate
 from typing import Protocol
 
@@ -34,6 +35,7 @@ __all__ = [
     "FAST_ROUTES",
     "FAST_WRAPPERS",
     "FastExchange",
+    "FastLane",
     "FastRoute",
     "FastWrapper",
     "add_fast_lane_middleware",
@@ -183,3 +185,51 @@ def serialise_response(response: web.Response, version: str, keep_alive: bool) -
     elif version == "1.0" and keep_alive:
         head += b"\r\nConnection: keep-alive"
     return head + b"\r\n\r\n", bytes(body) if isinstance(body, bytearray) else body
+
+
+class _Connection(Protocol):
+    """What the lane needs of a connection (``_fast_connection.FastConnection``)."""
+
+    def close_if_idle(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class FastLane:
+    """The fast lane of one listening socket: its routes, its connections, the in-flight counter.
+
+    Args:
+        routes: path → route (``POST`` only); every other request goes to aiohttp.
+        aiohttp_server: the runner's ``web.Server``; calling it gives the protocol that takes a
+            connection handed over.
+        started / finished: the server's in-flight counter (the graceful stop waits for it).
+        wrappers: run around each request's handling, first outermost (the app's middlewares'
+            equivalents, e.g. self-telemetry's span).
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, FastRoute],
+        aiohttp_server: Callable[[], asyncio.Protocol],
+        started: Callable[[], None],
+        finished: Callable[[], None],
+        wrappers: Sequence[FastWrapper] = (),
+    ) -> None:
+        self.routes = dict(routes)
+        self.wrappers = tuple(wrappers)
+        self.aiohttp_server = aiohttp_server
+        self.started = started
+        self.finished = finished
+        self.stopping = False
+        self.connections: set[_Connection] = set()
+
+    def stop(self) -> None:
+        """No more keep-alive: close idle connections now, the others after their answer."""
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+
+    def abort(self) -> None:
+        """Close every connection still open (after the grace period)."""
+        for connection in list(self.connections):
+            connection.abort()

@@ -7,14 +7,15 @@ binding, port 0 resolution and the drain-on-stop behaviour live in one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ._fast_connection import FastLane
-from ._fast_http import FAST_COVERED_MIDDLEWARES, FAST_ROUTES, FAST_WRAPPERS, fast_lane_enabled
+from ._fast_connection import FastConnection
+from ._fast_http import FAST_COVERED_MIDDLEWARES, FAST_ROUTES, FAST_WRAPPERS, FastLane, fast_lane_enabled
 from ._protocol_mismatch import ServerErrorLogger
 from ._tls import ServerTls
 
@@ -141,7 +142,9 @@ class HttpServer:
                 self._app.get(FAST_WRAPPERS, []),
             )
             loop = asyncio.get_running_loop()
-            self._fast_server = await loop.create_server(lane.protocol, sock=sock, ssl=self._ssl_context, backlog=512)
+            self._fast_server = await loop.create_server(
+                functools.partial(FastConnection, lane), sock=sock, ssl=self._ssl_context, backlog=512
+            )
             self._fast_lane = lane
         self._runner = runner
         self.port = sock.getsockname()[1]
