@@ -223,6 +223,7 @@ class FastConnection(asyncio.Protocol):
             for wrapper in reversed(self._lane.wrappers):
                 run = functools.partial(wrapper, self._path, self._headers, run)
             self._task = self._loop.create_task(self._handle(run))
+            self._task.add_done_callback(self._handler_ended)
         elif self._draining and not self._keep_alive:
             self._close()  # a refused body read to its end; the answer said the connection closes
         self._reset_message()
@@ -375,6 +376,15 @@ class FastConnection(asyncio.Protocol):
         self._answer(response)
         self._draining = True
         self._arm_timer()  # a refused body that stops arriving does not hold the connection
+
+    def _handler_ended(self, task: asyncio.Task[None]) -> None:
+        # Cancelled from outside (the loop shutting down), maybe before it ran at all: no answer
+        # can follow, so the connection ends here and the request leaves the in-flight count (a
+        # graceful stop waiting for it would otherwise wait out its grace period).
+        if task.cancelled():
+            self._busy = False
+            self._uncount()
+            self.abort()
 
     async def _handle(self, run: Callable[[], Awaitable[web.Response]]) -> None:
         try:

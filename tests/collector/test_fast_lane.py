@@ -550,3 +550,28 @@ def test_a_bad_switch_value_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("SIRIUS_HTTP_FAST_LANE", "maybe")
     with pytest.raises(ValueError, match="SIRIUS_HTTP_FAST_LANE must be 0 or 1, got 'maybe'"):
         HttpServer(web.Application(), "127.0.0.1", 0)
+
+
+def test_a_cancelled_handler_closes_its_connection_and_leaves_the_in_flight_count(server) -> None:
+    """A handler cancelled from outside (the loop shutting down) must not stay counted in flight."""
+    if not server.http.fast_lane:
+        pytest.skip("the fast lane's own handler task; aiohttp cancels its handlers itself")
+    process, _stream = _process_and_stream()
+    sock, reader = _connect(server.port)
+
+    async def cancel_the_handler() -> int:
+        # The handler awaits PostgreSQL: its task is found (no sleeps: loop yields) and cancelled.
+        while True:
+            handlers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "FastConnection._handle"]
+            if handlers:
+                handlers[0].cancel()
+                break
+            await asyncio.sleep(0)
+        while server.http._in_flight:
+            await asyncio.sleep(0)
+        return server.http._in_flight
+
+    with sock:
+        sock.sendall(_native("insert_process", process))
+        assert server.stack.call(cancel_the_handler(), timeout=30) == 0
+        assert reader.read() == b""  # no answer can follow: the connection is closed
