@@ -12,11 +12,11 @@ import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transit_batches import batch_parts
 
 from sirius.lakehouse._block_source import SourceBatch, SourceBlock, SourceProcess, SourceStream
 from sirius.lakehouse._transit_reader import DecodedBlock
-from sirius.tracing.transit._udt import encode_udts
-from sirius.tracing.transit._wire_format import ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._wire_format import ProcessInfo
 from sirius.tracing.transit._writer import SpanMetadata, TransitWriter
 
 PROCESS = ProcessInfo(uuid.UUID(int=9), "app", "u", "u", "h", "linux", "cpu", 1_000_000_000, 10**18, 0)
@@ -33,23 +33,7 @@ def _batch(
             writer.begin_thread_span(SPANS[i % 3], ticks=i)
             writer.end_thread_span(SPANS[i % 3], ticks=i)
         sealed.append(writer.seal())
-    info = writer.stream_info()
-    stream = SourceStream(
-        info.stream_id,
-        PROCESS.process_id,
-        encode_udts(info.dependencies_metadata),
-        encode_udts(info.objects_metadata),
-        ("cpu",),
-        {},
-        0,
-        "transit",
-    )
-    process = SourceProcess(PROCESS.process_id, "app", "u", "u", "h", "linux", "cpu", 10**9, 0, 0, 0, "", {}, 10**9)
-    rows = [
-        SourceBlock(b.block_id, b.stream_id, b.process_id, 0, 0, 0, 0, b.nb_objects, b.object_offset, 0, 0)
-        for b in sealed
-    ]
-    return rows, {stream.stream_id: stream}, {process.process_id: process}, [payload_to_cbor(b.payload) for b in sealed]
+    return batch_parts(writer, sealed)
 
 
 @settings(max_examples=40, deadline=None)

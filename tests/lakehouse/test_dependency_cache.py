@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transit_batches import batch_parts
 
-from sirius.lakehouse._block_source import SourceBatch, SourceBlock, SourceProcess, SourceStream
+from sirius.lakehouse._block_source import SourceBatch
 from sirius.lakehouse._exceptions import CorruptBlockError
 from sirius.lakehouse._transit_dependencies import Dependencies
 from sirius.lakehouse._transit_reader import decode_queues
 from sirius.tracing.transit import decompress_queue
 from sirius.tracing.transit._layouts import STREAM_LAYOUTS
-from sirius.tracing.transit._udt import encode_udts
-from sirius.tracing.transit._wire_format import ProcessInfo, payload_to_cbor
+from sirius.tracing.transit._wire_format import ProcessInfo
 from sirius.tracing.transit._writer import SpanMetadata, TransitWriter
 
 PROCESS = ProcessInfo(uuid.UUID(int=7), "app", "u", "u", "h", "linux", "cpu", 1_000_000_000, 10**18, 0)
@@ -82,25 +82,7 @@ def test_a_batch_decodes_a_repeated_dependency_queue_once() -> None:
         writer.begin_thread_span(SPANS[0], ticks=d)
         writer.end_thread_span(SPANS[d], ticks=d)
         blocks.append(writer.seal())
-    info = writer.stream_info()
-    stream = SourceStream(
-        info.stream_id,
-        PROCESS.process_id,
-        encode_udts(info.dependencies_metadata),
-        encode_udts(info.objects_metadata),
-        ("cpu",),
-        {},
-        0,
-        "transit",
-    )
-    process = SourceProcess(PROCESS.process_id, "app", "u", "u", "h", "linux", "cpu", 10**9, 0, 0, 0, "", {}, 10**9)
-    rows = [
-        SourceBlock(b.block_id, b.stream_id, b.process_id, 0, 0, 0, 0, b.nb_objects, b.object_offset, 0, 0)
-        for b in blocks
-    ]
-    batch = SourceBatch(
-        rows, {stream.stream_id: stream}, {process.process_id: process}, [payload_to_cbor(b.payload) for b in blocks]
-    )
+    batch = SourceBatch(*batch_parts(writer, blocks))
     decoded = [batch.decode(i) for i in range(len(blocks))]
     # Blocks 0 and 2 (span0 twice) share a queue; 1 and 3 each have their own.
     assert decoded[0].dependencies is decoded[2].dependencies
