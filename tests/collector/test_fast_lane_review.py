@@ -25,6 +25,8 @@ KEY = "s3cret"
 AUTH = f"Authorization: Bearer {KEY}"
 OTLP = "/ingestion/otlp/v1/traces"
 MODES = [("fast-lane", True, "auto"), ("fast-lane-asyncio", True, "asyncio"), ("aiohttp", False, "auto")]
+FAST_MODES = [mode for mode in MODES if mode[1]]
+"""The fast lane's own behaviour (timers, handler tasks): its two loops, not aiohttp's lane."""
 
 
 @pytest.fixture(params=MODES, ids=[mode[0] for mode in MODES])
@@ -108,13 +110,12 @@ def test_a_second_transfer_encoding_header_is_not_ignored(server) -> None:
     assert len(statuses) == 1, statuses
 
 
+@pytest.mark.parametrize("server", FAST_MODES, indirect=True, ids=[mode[0] for mode in FAST_MODES])
 def test_a_head_that_never_completes_is_closed(server, monkeypatch) -> None:
     """Slowloris: a partial head must not hold a connection for ever (the keep-alive timer re-armed)."""
     import sirius.collector._fast_connection as fast_connection
 
     monkeypatch.setattr(fast_connection, "KEEPALIVE_SECONDS", 0.5)
-    if not server.http.fast_lane:
-        pytest.skip("aiohttp's keep-alive timeout is its own (75 s); the fast lane's is patched here")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
         sock.sendall(b"POST " + OTLP.encode() + b" HTTP/1.1\r\nHost: x\r\n")
         try:
@@ -170,14 +171,13 @@ def test_a_header_value_that_never_ends_is_refused_before_it_ends(server) -> Non
         assert answer == b"" or answer.split()[1] in (b"400", b"431")
 
 
+@pytest.mark.parametrize("server", FAST_MODES, indirect=True, ids=[mode[0] for mode in FAST_MODES])
 def test_a_chunked_trailer_that_never_ends_is_refused_before_it_ends(server) -> None:
     """After a chunked body's last chunk, a trailer field is bounded as a header field is.
 
     aiohttp alone answered 400 in three runs of this test by itself but held the connection with
     no answer in two runs of the three lanes together: its lane is not held to it.
     """
-    if not server.http.fast_lane:
-        pytest.skip("aiohttp's own bound on trailers was not reliable in review runs")
     body = _spans()
     head = _head("Content-Type: application/x-protobuf", "Transfer-Encoding: chunked")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
