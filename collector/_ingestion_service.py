@@ -236,13 +236,7 @@ class IngestionService:
         )
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._readiness)
-        for route, handler in (
-            ("insert_process", self._insert_process),
-            ("insert_stream", self._insert_stream),
-            ("insert_block", self._insert_block),
-        ):
-            app.router.add_post(f"/ingestion/{route}", self._admitted(handler), expect_handler=self._expect)
-        self.add_routes(app)
+        self.add_routes(app)  # also makes the app's fast routes (the OTLP ones)
         # The fast lane serves the native routes too; it checks the key as _auth_middleware does.
         app[FAST_COVERED_MIDDLEWARES] = [self._auth_middleware]
         fast_routes = app[FAST_ROUTES]
@@ -251,7 +245,9 @@ class IngestionService:
             ("insert_stream", self._insert_stream),
             ("insert_block", self._insert_block),
         ):
-            fast_routes[f"/ingestion/{route}"] = _NativeFastRoute(self, handler)
+            path = f"/ingestion/{route}"
+            app.router.add_post(path, self._admitted(handler), expect_handler=self._expect)
+            fast_routes[path] = _NativeFastRoute(self, handler)
         return app
 
     def add_routes(self, app: web.Application) -> None:

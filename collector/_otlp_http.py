@@ -193,10 +193,7 @@ class OtlpExchange:
                 if len(body) > limit:
                     msg = f"request body is larger than {limit} bytes"
                     raise OtlpRequestTooLargeError(msg)
-                ticket.reserve(max(0, len(body) - self._declared))
-                data = decompress(body, self._content_encoding, limit)
-                if data is not body:
-                    ticket.reserve(len(data))
+                data = _decompressed(body, self._declared, self._content_encoding, limit, ticket)
                 del body
                 writer = routes._writer
                 if encoding == PROTOBUF:  # the payloads are views of ``data``: no parse, no copy
@@ -261,8 +258,15 @@ async def read_body(request: web.Request, limit: int, ticket: AdmissionTicket) -
     declared = request.content_length or 0
     ticket.reserve(min(declared, limit))
     body = await _read_raw(request, limit)
+    return _decompressed(body, declared, request.headers.get("Content-Encoding"), limit, ticket)
+
+
+def _decompressed(
+    body: bytes | bytearray, declared: int, content_encoding: str | None, limit: int, ticket: AdmissionTicket
+) -> bytes | bytearray:
+    """``body`` decompressed; ``ticket`` counts what it holds beyond the ``declared`` size reserved before."""
     ticket.reserve(max(0, len(body) - declared))
-    data = decompress(body, request.headers.get("Content-Encoding"), limit)
+    data = decompress(body, content_encoding, limit)
     if data is not body:
         ticket.reserve(len(data))
     return data
